@@ -1,0 +1,302 @@
+#include "protocol/codec.hpp"
+
+#include <limits>
+
+#include "protocol/body_io.hpp"
+#include "protocol/limits.hpp"
+
+namespace mrd::protocol {
+namespace {
+
+constexpr auto kNoCountLimit = std::numeric_limits<std::uint64_t>::max();
+
+/// An enum byte, checked against its largest valid value.
+template <class Enum>
+Enum read_enum(BodyReader& r, Enum last, const char* what) {
+  const auto byte = r.value<std::uint8_t>();
+  if (byte > static_cast<std::uint8_t>(last)) {
+    throw DecodeError(std::string(what) + " " + std::to_string(byte) + " is not defined");
+  }
+  return static_cast<Enum>(byte);
+}
+
+// --- writers: one per message, in docs/protocol.md order ---
+
+void write(BodyWriter& w, const JobId& m) { w.value(m.id); }
+
+void write(BodyWriter& w, const ErrorMessage& m) { w.bytes(m.text); }
+
+void write(BodyWriter& w, const Hello& m) {
+  w.value(m.protocol_version);
+  w.bytes(m.software);
+}
+
+void write_input(BodyWriter& w, const JobInput& input) {
+  w.value(static_cast<std::uint8_t>(input.index()));
+  if (const auto* docs = std::get_if<Documents>(&input)) {
+    w.count(docs->documents.size());
+    for (const auto& d : docs->documents) {
+      w.bytes(d.name);
+      w.bytes(d.text);
+    }
+  } else if (const auto* numbers = std::get_if<Numbers>(&input)) {
+    w.doubles(numbers->values);
+  } else {
+    const auto& pair = std::get<MatrixPair>(input);
+    write_matrix(w, pair.a);
+    write_matrix(w, pair.b);
+  }
+}
+
+void write(BodyWriter& w, const SubmitRequest& m) {
+  w.bytes(m.mapper);
+  w.bytes(m.reducer);
+  w.value(m.options.chunk_bytes);
+  w.value(m.options.partitions);
+  write_input(w, m.input);
+}
+
+void write(BodyWriter& w, const JobResult& m) {
+  w.value(static_cast<std::uint8_t>(m.index()));
+  if (const auto* counts = std::get_if<Counts>(&m)) {
+    w.count(counts->entries.size());
+    for (const auto& e : counts->entries) {
+      w.bytes(e.key);
+      w.value(e.count);
+    }
+  } else if (const auto* postings = std::get_if<Postings>(&m)) {
+    w.count(postings->entries.size());
+    for (const auto& e : postings->entries) {
+      w.bytes(e.word);
+      w.count(e.documents.size());
+      for (const auto& d : e.documents) w.bytes(d);
+    }
+  } else if (const auto* matrix = std::get_if<Matrix>(&m)) {
+    write_matrix(w, *matrix);
+  } else {
+    const auto& s = std::get<Statistics>(m);
+    w.value(s.count);
+    w.value(s.mean);
+    w.value(s.median);
+    w.value(s.mode);
+    w.value(s.min);
+    w.value(s.max);
+  }
+}
+
+void write(BodyWriter& w, const JobProgress& m) {
+  w.value(m.id);
+  w.value(m.state);
+  w.value(m.map_done);
+  w.value(m.map_total);
+  w.value(m.reduce_done);
+  w.value(m.reduce_total);
+}
+
+void write(BodyWriter& w, const JobList& m) {
+  w.count(m.jobs.size());
+  for (const auto& j : m.jobs) {
+    w.value(j.id);
+    w.value(j.state);
+  }
+}
+
+void write(BodyWriter& w, const ServerStats& m) {
+  for (auto v : {m.uptime_ms, m.connections_open, m.connections_total, m.requests_total,
+                 m.requests_rejected, m.jobs_submitted, m.jobs_done, m.jobs_failed,
+                 m.jobs_cancelled, m.jobs_expired, m.jobs_unfinished, m.workers,
+                 m.worker_restarts, m.retained_result_bytes}) {
+    w.value(v);
+  }
+}
+
+// --- readers ---
+
+void read(BodyReader& r, JobId& m) { m.id = r.value<std::uint32_t>(); }
+
+void read(BodyReader& r, ErrorMessage& m) { m.text = r.bytes(kNoCountLimit, "message"); }
+
+void read(BodyReader& r, Hello& m) {
+  m.protocol_version = r.value<std::uint16_t>();
+  m.software = r.bytes(256, "software name");
+}
+
+JobInput read_input(BodyReader& r) {
+  const auto kind = r.value<std::uint8_t>();
+  switch (kind) {
+    case 0: {
+      Documents docs;
+      // Each document is at least two u64 length prefixes.
+      const auto n = r.count(16, kNoCountLimit, "document count");
+      docs.documents.reserve(static_cast<std::size_t>(n));
+      for (std::uint64_t i = 0; i < n; ++i) {
+        Document d;
+        d.name = r.bytes(kMaxDocumentNameBytes, "document name");
+        d.text = r.bytes(kNoCountLimit, "document text");
+        docs.documents.push_back(std::move(d));
+      }
+      return docs;
+    }
+    case 1:
+      return Numbers{r.doubles(kNoCountLimit, "number count")};
+    case 2: {
+      MatrixPair pair;
+      pair.a = read_matrix(r);
+      pair.b = read_matrix(r);
+      return pair;
+    }
+    default:
+      throw DecodeError("input kind " + std::to_string(kind) + " is not defined");
+  }
+}
+
+void read(BodyReader& r, SubmitRequest& m) {
+  m.mapper = r.bytes(kMaxNameBytes, "mapper name");
+  m.reducer = r.bytes(kMaxNameBytes, "reducer name");
+  m.options.chunk_bytes = r.value<std::uint64_t>();
+  m.options.partitions = r.value<std::uint32_t>();
+  m.input = read_input(r);
+}
+
+void read(BodyReader& r, JobResult& m) {
+  const auto kind = r.value<std::uint8_t>();
+  switch (kind) {
+    case 0: {
+      Counts counts;
+      const auto n = r.count(16, kNoCountLimit, "count entries");
+      counts.entries.reserve(static_cast<std::size_t>(n));
+      for (std::uint64_t i = 0; i < n; ++i) {
+        KeyCount e;
+        e.key = r.bytes(kNoCountLimit, "key");
+        e.count = r.value<std::uint64_t>();
+        counts.entries.push_back(std::move(e));
+      }
+      m = std::move(counts);
+      return;
+    }
+    case 1: {
+      Postings postings;
+      const auto n = r.count(16, kNoCountLimit, "posting entries");
+      postings.entries.reserve(static_cast<std::size_t>(n));
+      for (std::uint64_t i = 0; i < n; ++i) {
+        Posting p;
+        p.word = r.bytes(kNoCountLimit, "word");
+        const auto docs = r.count(8, kNoCountLimit, "posting documents");
+        p.documents.reserve(static_cast<std::size_t>(docs));
+        for (std::uint64_t j = 0; j < docs; ++j) {
+          p.documents.push_back(r.bytes(kMaxDocumentNameBytes, "document name"));
+        }
+        postings.entries.push_back(std::move(p));
+      }
+      m = std::move(postings);
+      return;
+    }
+    case 2:
+      m = read_matrix(r);
+      return;
+    case 3: {
+      Statistics s;
+      s.count = r.value<std::uint64_t>();
+      s.mean = r.value<double>();
+      s.median = r.value<double>();
+      s.mode = r.value<double>();
+      s.min = r.value<double>();
+      s.max = r.value<double>();
+      m = s;
+      return;
+    }
+    default:
+      throw DecodeError("result kind " + std::to_string(kind) + " is not defined");
+  }
+}
+
+void read(BodyReader& r, JobProgress& m) {
+  m.id = r.value<std::uint32_t>();
+  m.state = read_enum(r, JobState::kCancelled, "job state");
+  m.map_done = r.value<std::uint32_t>();
+  m.map_total = r.value<std::uint32_t>();
+  m.reduce_done = r.value<std::uint32_t>();
+  m.reduce_total = r.value<std::uint32_t>();
+}
+
+void read(BodyReader& r, JobList& m) {
+  const auto n = r.count(5, kNoCountLimit, "job count");
+  m.jobs.resize(static_cast<std::size_t>(n));
+  for (auto& j : m.jobs) {
+    j.id = r.value<std::uint32_t>();
+    j.state = read_enum(r, JobState::kCancelled, "job state");
+  }
+}
+
+void read(BodyReader& r, ServerStats& m) {
+  for (auto* field : {&m.uptime_ms, &m.connections_open, &m.connections_total, &m.requests_total,
+                      &m.requests_rejected, &m.jobs_submitted, &m.jobs_done, &m.jobs_failed,
+                      &m.jobs_cancelled, &m.jobs_expired, &m.jobs_unfinished, &m.workers,
+                      &m.worker_restarts, &m.retained_result_bytes}) {
+    *field = r.value<std::uint64_t>();
+  }
+}
+
+template <class T>
+Decoded<T> decode_whole(std::string_view body) {
+  Decoded<T> out;
+  try {
+    BodyReader reader(body);
+    T value{};
+    read(reader, value);
+    reader.expect_end();
+    out.value = std::move(value);
+  } catch (const DecodeError& e) {
+    out.error = e.what();
+  } catch (const cereal::Exception&) {
+    out.error = "body ends before the message does";
+  }
+  return out;
+}
+
+}  // namespace
+
+void write_matrix(BodyWriter& w, const Matrix& m) {
+  w.value(m.rows);
+  w.value(m.cols);
+  w.doubles(m.values);
+}
+
+Matrix read_matrix(BodyReader& r) {
+  Matrix m;
+  m.rows = r.value<std::uint64_t>();
+  m.cols = r.value<std::uint64_t>();
+  if (m.rows > kMaxMatrixSide || m.cols > kMaxMatrixSide) {
+    throw DecodeError("matrix side exceeds " + std::to_string(kMaxMatrixSide));
+  }
+  // doubles() checks the count against the bytes left before sizing, so a lying shape costs
+  // nothing; both sides are <= 2^20, so their product cannot overflow.
+  m.values = r.doubles(m.rows * m.cols, "matrix values");
+  if (m.values.size() != m.rows * m.cols) {
+    throw DecodeError("matrix holds a different number of values than its shape");
+  }
+  return m;
+}
+
+#define MRD_BODY(T)                                      \
+  void encode_to(std::string& out, const T& body) {      \
+    BodyWriter writer(out);                              \
+    write(writer, body);                                 \
+  }                                                      \
+  template <>                                            \
+  Decoded<T> decode<T>(std::string_view body) {          \
+    return decode_whole<T>(body);                        \
+  }
+
+MRD_BODY(JobId)
+MRD_BODY(ErrorMessage)
+MRD_BODY(Hello)
+MRD_BODY(SubmitRequest)
+MRD_BODY(JobResult)
+MRD_BODY(JobProgress)
+MRD_BODY(JobList)
+MRD_BODY(ServerStats)
+
+#undef MRD_BODY
+
+}  // namespace mrd::protocol

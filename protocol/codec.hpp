@@ -1,0 +1,94 @@
+// The body codec: every message in messages.hpp to bytes and back.
+//
+// encode() appends nothing but the body; frame.hpp adds the header. decode<T>() never throws and
+// never allocates more than the body could hold: a bad body comes back as an error message.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "protocol/frame.hpp"
+#include "protocol/messages.hpp"
+
+namespace mrd::protocol {
+
+/// A decoded value, or the reason there is none.
+template <class T>
+struct Decoded {
+  std::optional<T> value;
+  std::string error;  ///< set when value is empty
+  explicit operator bool() const { return value.has_value(); }
+};
+
+/// A request or reply body holding one job id (FETCH, STATUS, CANCEL requests; SUBMIT reply).
+struct JobId {
+  std::uint32_t id = 0;
+  bool operator==(const JobId&) const = default;
+};
+
+/// An error reply's body: a human-readable message.
+struct ErrorMessage {
+  std::string text;
+  bool operator==(const ErrorMessage&) const = default;
+};
+
+/// Appends the encoding of a body to `out`.
+void encode_to(std::string& out, const JobId& body);
+void encode_to(std::string& out, const ErrorMessage& body);
+void encode_to(std::string& out, const Hello& body);
+void encode_to(std::string& out, const SubmitRequest& body);
+void encode_to(std::string& out, const JobResult& body);
+void encode_to(std::string& out, const JobProgress& body);
+void encode_to(std::string& out, const JobList& body);
+void encode_to(std::string& out, const ServerStats& body);
+
+/// The encoding of a body on its own.
+template <class T>
+std::string encode(const T& body) {
+  std::string out;
+  encode_to(out, body);
+  return out;
+}
+
+/// Appends a whole frame (header, then the encoded body) without an intermediate copy.
+template <class T>
+void append_message(std::string& out, std::uint8_t code, const T& body) {
+  const std::size_t header_at = out.size();
+  append_header(out, code, 0);
+  encode_to(out, body);
+  const auto body_bytes = static_cast<std::uint32_t>(out.size() - header_at - 5);
+  std::string patched;
+  append_header(patched, code, body_bytes);
+  out.replace(header_at, patched.size(), patched);
+}
+
+/// Decodes a whole body as a T.
+template <class T>
+Decoded<T> decode(std::string_view body);
+
+/// Decodes a FETCH/STATUS/CANCEL request body, which must be exactly 4 bytes.
+template <>
+Decoded<JobId> decode<JobId>(std::string_view body);
+template <>
+Decoded<ErrorMessage> decode<ErrorMessage>(std::string_view body);
+template <>
+Decoded<Hello> decode<Hello>(std::string_view body);
+template <>
+Decoded<SubmitRequest> decode<SubmitRequest>(std::string_view body);
+template <>
+Decoded<JobResult> decode<JobResult>(std::string_view body);
+template <>
+Decoded<JobProgress> decode<JobProgress>(std::string_view body);
+template <>
+Decoded<JobList> decode<JobList>(std::string_view body);
+template <>
+Decoded<ServerStats> decode<ServerStats>(std::string_view body);
+
+/// Matrix and counts helpers shared with the engine's intermediate formats.
+class BodyWriter;
+class BodyReader;
+void write_matrix(BodyWriter& w, const Matrix& m);
+Matrix read_matrix(BodyReader& r);
+
+}  // namespace mrd::protocol

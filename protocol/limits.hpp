@@ -1,0 +1,44 @@
+// Every size and count limit of the protocol, in one place.
+//
+// The server checks each of these *before* it allocates anything for the value it limits, so a
+// lying length costs a reply, never memory. Defaults that an operator may change at start-up are
+// marked as such; the rest are fixed by the protocol.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mrd::protocol {
+
+/// Bytes in the header that starts every request and every reply.
+inline constexpr std::size_t kHeaderBytes = 5;
+
+/// Default largest request body (mrd --max-frame-mib): a 256 MiB corpus plus room for its framing.
+inline constexpr std::uint64_t kDefaultMaxFrameBytes = 384ull << 20;
+
+/// Largest body of any request other than SUBMIT. These bodies are a few bytes; anything larger is
+/// not a client of this protocol, so the server answers FRAME_TOO_LARGE and closes.
+inline constexpr std::uint32_t kMaxSmallBodyBytes = 64;
+
+/// Longest mapper or reducer name in a SUBMIT.
+inline constexpr std::uint64_t kMaxNameBytes = 64;
+
+/// Longest document name in a SUBMIT.
+inline constexpr std::uint64_t kMaxDocumentNameBytes = 4096;
+
+/// Largest matrix side (rows or columns).
+inline constexpr std::uint64_t kMaxMatrixSide = 1u << 20;
+
+/// Default most simultaneous connections (mrd --max-connections).
+inline constexpr std::uint32_t kDefaultMaxConnections = 10000;
+
+/// Default most jobs accepted but not yet finished (mrd --max-queued-jobs).
+inline constexpr std::uint32_t kDefaultMaxQueuedJobs = 10000;
+
+/// Default seconds a connection may stay silent before the server closes it (mrd --idle-timeout).
+inline constexpr std::uint32_t kDefaultIdleTimeoutSeconds = 300;
+
+/// Default bytes of finished results kept before the oldest are evicted (mrd --max-retained-mib).
+inline constexpr std::uint64_t kDefaultMaxRetainedBytes = 1024ull << 20;
+
+}  // namespace mrd::protocol

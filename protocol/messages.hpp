@@ -1,0 +1,154 @@
+// The bodies carried by requests and replies, as plain C++ values.
+//
+// codec.hpp turns each into bytes and back; docs/protocol.md gives their byte layouts.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "protocol/wire.hpp"
+
+namespace mrd::protocol {
+
+/// A dense float64 matrix, row-major: element (r, c) is values[r * cols + c].
+struct Matrix {
+  std::uint64_t rows = 0;
+  std::uint64_t cols = 0;
+  std::vector<double> values;  ///< rows * cols elements
+  bool operator==(const Matrix&) const = default;
+};
+
+/// A named text. Names identify documents in an inverted index; text is any bytes.
+struct Document {
+  std::string name;
+  std::string text;
+  bool operator==(const Document&) const = default;
+};
+
+/// Input kind 0: texts, for the word, bigram and index jobs.
+struct Documents {
+  std::vector<Document> documents;
+  bool operator==(const Documents&) const = default;
+};
+
+/// Input kind 1: numbers, for the statistics job.
+struct Numbers {
+  std::vector<double> values;
+  bool operator==(const Numbers&) const = default;
+};
+
+/// Input kind 2: two matrices, for the matrix product A x B.
+struct MatrixPair {
+  Matrix a;
+  Matrix b;
+  bool operator==(const MatrixPair&) const = default;
+};
+
+/// A job's input; the variant index is the input kind byte on the wire.
+using JobInput = std::variant<Documents, Numbers, MatrixPair>;
+
+/// Tuning a client may ask for; zero means "let the server choose".
+struct JobOptions {
+  std::uint64_t chunk_bytes = 0;  ///< bytes of input per map task
+  std::uint32_t partitions = 0;   ///< number of reduce partitions
+  bool operator==(const JobOptions&) const = default;
+};
+
+/// SUBMIT body: which mapper and reducer to run, over what.
+struct SubmitRequest {
+  std::string mapper;
+  std::string reducer;
+  JobOptions options;
+  JobInput input;
+  bool operator==(const SubmitRequest&) const = default;
+};
+
+/// HELLO body, both ways; the reply adds the server's name and version.
+struct Hello {
+  std::uint16_t protocol_version = kProtocolVersion;
+  std::string software;  ///< empty in requests; "mrd 0.1.0" in replies
+  bool operator==(const Hello&) const = default;
+};
+
+/// A key and how often it occurred (word count, bigram count).
+struct KeyCount {
+  std::string key;
+  std::uint64_t count = 0;
+  bool operator==(const KeyCount&) const = default;
+};
+
+/// Result kind 0: counts, most frequent first, ties by key in byte order.
+struct Counts {
+  std::vector<KeyCount> entries;
+  bool operator==(const Counts&) const = default;
+};
+
+/// A word and the sorted names of the documents it occurs in.
+struct Posting {
+  std::string word;
+  std::vector<std::string> documents;
+  bool operator==(const Posting&) const = default;
+};
+
+/// Result kind 1: an inverted index, words in byte order.
+struct Postings {
+  std::vector<Posting> entries;
+  bool operator==(const Postings&) const = default;
+};
+
+/// Result kind 3: summary statistics of a list of numbers. With count 0 every other field is NaN.
+struct Statistics {
+  std::uint64_t count = 0;
+  double mean = 0, median = 0, mode = 0, min = 0, max = 0;
+  bool operator==(const Statistics&) const = default;
+};
+
+/// A finished job's result; the variant index is the result kind byte on the wire.
+using JobResult = std::variant<Counts, Postings, Matrix, Statistics>;
+
+/// STATUS reply, and FETCH's PENDING reply: where a job is.
+struct JobProgress {
+  std::uint32_t id = 0;
+  JobState state = JobState::kQueued;
+  std::uint32_t map_done = 0;
+  std::uint32_t map_total = 0;
+  std::uint32_t reduce_done = 0;
+  std::uint32_t reduce_total = 0;
+  bool operator==(const JobProgress&) const = default;
+};
+
+/// One row of a LIST reply.
+struct JobSummary {
+  std::uint32_t id = 0;
+  JobState state = JobState::kQueued;
+  bool operator==(const JobSummary&) const = default;
+};
+
+/// LIST reply: every job the server remembers, by id.
+struct JobList {
+  std::vector<JobSummary> jobs;
+  bool operator==(const JobList&) const = default;
+};
+
+/// STATS reply: the server's counters since it started.
+struct ServerStats {
+  std::uint64_t uptime_ms = 0;
+  std::uint64_t connections_open = 0;
+  std::uint64_t connections_total = 0;
+  std::uint64_t requests_total = 0;
+  std::uint64_t requests_rejected = 0;  ///< replies with an error status about the request itself
+  std::uint64_t jobs_submitted = 0;
+  std::uint64_t jobs_done = 0;
+  std::uint64_t jobs_failed = 0;
+  std::uint64_t jobs_cancelled = 0;
+  std::uint64_t jobs_expired = 0;
+  std::uint64_t jobs_unfinished = 0;  ///< queued or running
+  std::uint64_t workers = 0;
+  std::uint64_t worker_restarts = 0;
+  std::uint64_t retained_result_bytes = 0;
+  bool operator==(const ServerStats&) const = default;
+};
+
+}  // namespace mrd::protocol

@@ -1,0 +1,70 @@
+// The numbers that appear on the wire: protocol version, opcodes, reply statuses, job states.
+//
+// docs/protocol.md is the specification; every value here is listed there. Changing any of them,
+// or any byte layout, means bumping kProtocolVersion.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace mrd::protocol {
+
+/// Version of the wire format, exchanged by HELLO.
+inline constexpr std::uint16_t kProtocolVersion = 1;
+
+/// Default TCP port.
+inline constexpr std::uint16_t kDefaultPort = 1936;
+
+/// First byte of every request.
+enum class Opcode : std::uint8_t {
+  kSubmit = 0,  ///< queue a job; reply: its id
+  kFetch = 1,   ///< a job's result, or why there is none yet
+  kStatus = 2,  ///< a job's state and progress
+  kCancel = 3,  ///< stop a job and forget it
+  kList = 4,    ///< every job the server remembers, with its state
+  kStats = 5,   ///< server counters
+  kHello = 6,   ///< exchange protocol versions
+};
+
+/// First byte of every reply.
+enum class Status : std::uint8_t {
+  kOk = 0,               ///< the request succeeded; the body is its answer
+  kPending = 1,          ///< FETCH of a job not finished yet; the body is its progress
+  kUnknownJob = 2,       ///< no such job id was ever handed out
+  kJobFailed = 3,        ///< the job failed; the body says why
+  kJobCancelled = 4,     ///< the job was cancelled
+  kJobExpired = 5,       ///< the job finished but its result was evicted
+  kQueueFull = 6,        ///< too many unfinished jobs; try again later
+  kBadRequest = 7,       ///< the body did not decode; the connection stays usable
+  kUnknownOpcode = 8,    ///< the opcode is not one of the above
+  kFrameTooLarge = 9,    ///< the declared body length exceeds the limit; the server closes
+  kVersionMismatch = 10, ///< HELLO named a protocol version this server does not speak
+  kBadJob = 11,          ///< SUBMIT named an unknown or incompatible mapper/reducer/input
+  kServerBusy = 12,      ///< too many connections; the server closes
+  kShuttingDown = 13,    ///< the server is stopping and accepts no new jobs
+};
+
+/// Where a job is in its life.
+enum class JobState : std::uint8_t {
+  kQueued = 0,     ///< accepted, waiting for the scheduler
+  kMapping = 1,    ///< map tasks running
+  kReducing = 2,   ///< reduce tasks running
+  kDone = 3,       ///< result available
+  kFailed = 4,     ///< failed; a message says why
+  kCancelled = 5,  ///< cancelled by a client or by shutdown
+};
+
+/// Lower-case names used in logs, the CLI and the docs ("submit", "pending", "mapping", ...).
+std::string_view to_string(Opcode opcode);
+std::string_view to_string(Status status);
+std::string_view to_string(JobState state);
+
+/// True for the opcodes this version understands.
+bool is_known_opcode(std::uint8_t byte);
+
+/// True once a job can change no more (done, failed or cancelled).
+inline bool is_finished(JobState state) {
+  return state == JobState::kDone || state == JobState::kFailed || state == JobState::kCancelled;
+}
+
+}  // namespace mrd::protocol
