@@ -59,7 +59,9 @@ class BodyWriter {
   }
 
   /// A u64 element count; the caller writes the elements.
-  void count(std::uint64_t n) { archive_(cereal::make_size_tag(static_cast<cereal::size_type>(n))); }
+  void count(std::uint64_t n) {
+    archive_(cereal::make_size_tag(static_cast<cereal::size_type>(n)));
+  }
 
  private:
   /// A streambuf that appends everything written to a string.

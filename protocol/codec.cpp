@@ -22,9 +22,13 @@ Enum read_enum(BodyReader& r, Enum last, const char* what) {
 
 // --- writers: one per message, in docs/protocol.md order ---
 
-void write(BodyWriter& w, const JobId& m) { w.value(m.id); }
+void write(BodyWriter& w, const JobId& m) {
+  w.value(m.id);
+}
 
-void write(BodyWriter& w, const ErrorMessage& m) { w.bytes(m.text); }
+void write(BodyWriter& w, const ErrorMessage& m) {
+  w.bytes(m.text);
+}
 
 void write(BodyWriter& w, const Hello& m) {
   w.value(m.protocol_version);
@@ -69,7 +73,8 @@ void write(BodyWriter& w, const JobResult& m) {
     for (const auto& e : postings->entries) {
       w.bytes(e.word);
       w.count(e.documents.size());
-      for (const auto& d : e.documents) w.bytes(d);
+      for (const auto& d : e.documents)
+        w.bytes(d);
     }
   } else if (const auto* matrix = std::get_if<Matrix>(&m)) {
     write_matrix(w, *matrix);
@@ -102,19 +107,23 @@ void write(BodyWriter& w, const JobList& m) {
 }
 
 void write(BodyWriter& w, const ServerStats& m) {
-  for (auto v : {m.uptime_ms, m.connections_open, m.connections_total, m.requests_total,
-                 m.requests_rejected, m.jobs_submitted, m.jobs_done, m.jobs_failed,
-                 m.jobs_cancelled, m.jobs_expired, m.jobs_unfinished, m.workers,
-                 m.worker_restarts, m.retained_result_bytes}) {
+  for (auto v :
+       {m.uptime_ms, m.connections_open, m.connections_total, m.requests_total, m.requests_rejected,
+        m.jobs_submitted, m.jobs_done, m.jobs_failed, m.jobs_cancelled, m.jobs_expired,
+        m.jobs_unfinished, m.workers, m.worker_restarts, m.retained_result_bytes}) {
     w.value(v);
   }
 }
 
 // --- readers ---
 
-void read(BodyReader& r, JobId& m) { m.id = r.value<std::uint32_t>(); }
+void read(BodyReader& r, JobId& m) {
+  m.id = r.value<std::uint32_t>();
+}
 
-void read(BodyReader& r, ErrorMessage& m) { m.text = r.bytes(kNoCountLimit, "message"); }
+void read(BodyReader& r, ErrorMessage& m) {
+  m.text = r.bytes(kNoCountLimit, "message");
+}
 
 void read(BodyReader& r, Hello& m) {
   m.protocol_version = r.value<std::uint16_t>();
@@ -278,14 +287,14 @@ Matrix read_matrix(BodyReader& r) {
   return m;
 }
 
-#define MRD_BODY(T)                                      \
-  void encode_to(std::string& out, const T& body) {      \
-    BodyWriter writer(out);                              \
-    write(writer, body);                                 \
-  }                                                      \
-  template <>                                            \
-  Decoded<T> decode<T>(std::string_view body) {          \
-    return decode_whole<T>(body);                        \
+#define MRD_BODY(T)                                 \
+  void encode_to(std::string& out, const T& body) { \
+    BodyWriter writer(out);                         \
+    write(writer, body);                            \
+  }                                                 \
+  template <>                                       \
+  Decoded<T> decode<T>(std::string_view body) {     \
+    return decode_whole<T>(body);                   \
   }
 
 MRD_BODY(JobId)

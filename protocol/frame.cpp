@@ -7,7 +7,7 @@ namespace mrd::protocol {
 
 std::uint64_t request_body_limit(std::uint8_t opcode, std::uint64_t max_frame_bytes) {
   return opcode == static_cast<std::uint8_t>(Opcode::kSubmit) ? max_frame_bytes
-                                                               : kMaxSmallBodyBytes;
+                                                              : kMaxSmallBodyBytes;
 }
 
 ParsedFrame parse_frame(std::string_view input, std::uint64_t max_body_bytes) {
@@ -39,7 +39,8 @@ ParsedFrame parse_request(std::string_view input, std::uint64_t max_frame_bytes)
 
 void append_header(std::string& out, std::uint8_t code, std::uint32_t body_bytes) {
   char header[kHeaderBytes] = {static_cast<char>(code)};
-  for (int i = 0; i < 4; ++i) header[1 + i] = static_cast<char>((body_bytes >> (8 * i)) & 0xff);
+  for (int i = 0; i < 4; ++i)
+    header[1 + i] = static_cast<char>((body_bytes >> (8 * i)) & 0xff);
   out.append(header, kHeaderBytes);
 }
 

@@ -28,20 +28,20 @@ enum class Opcode : std::uint8_t {
 
 /// First byte of every reply.
 enum class Status : std::uint8_t {
-  kOk = 0,               ///< the request succeeded; the body is its answer
-  kPending = 1,          ///< FETCH of a job not finished yet; the body is its progress
-  kUnknownJob = 2,       ///< no such job id was ever handed out
-  kJobFailed = 3,        ///< the job failed; the body says why
-  kJobCancelled = 4,     ///< the job was cancelled
-  kJobExpired = 5,       ///< the job finished but its result was evicted
-  kQueueFull = 6,        ///< too many unfinished jobs; try again later
-  kBadRequest = 7,       ///< the body did not decode; the connection stays usable
-  kUnknownOpcode = 8,    ///< the opcode is not one of the above
-  kFrameTooLarge = 9,    ///< the declared body length exceeds the limit; the server closes
-  kVersionMismatch = 10, ///< HELLO named a protocol version this server does not speak
-  kBadJob = 11,          ///< SUBMIT named an unknown or incompatible mapper/reducer/input
-  kServerBusy = 12,      ///< too many connections; the server closes
-  kShuttingDown = 13,    ///< the server is stopping and accepts no new jobs
+  kOk = 0,                ///< the request succeeded; the body is its answer
+  kPending = 1,           ///< FETCH of a job not finished yet; the body is its progress
+  kUnknownJob = 2,        ///< no such job id was ever handed out
+  kJobFailed = 3,         ///< the job failed; the body says why
+  kJobCancelled = 4,      ///< the job was cancelled
+  kJobExpired = 5,        ///< the job finished but its result was evicted
+  kQueueFull = 6,         ///< too many unfinished jobs; try again later
+  kBadRequest = 7,        ///< the body did not decode; the connection stays usable
+  kUnknownOpcode = 8,     ///< the opcode is not one of the above
+  kFrameTooLarge = 9,     ///< the declared body length exceeds the limit; the server closes
+  kVersionMismatch = 10,  ///< HELLO named a protocol version this server does not speak
+  kBadJob = 11,           ///< SUBMIT named an unknown or incompatible mapper/reducer/input
+  kServerBusy = 12,       ///< too many connections; the server closes
+  kShuttingDown = 13,     ///< the server is stopping and accepts no new jobs
 };
 
 /// Where a job is in its life.

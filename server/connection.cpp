@@ -1,0 +1,162 @@
+#include "server/connection.hpp"
+
+#include <algorithm>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <chrono>
+#include <string>
+
+#include "protocol/frame.hpp"
+#include "protocol/limits.hpp"
+#include "server/log.hpp"
+
+namespace mrd::server {
+namespace {
+
+using asio::use_awaitable;
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using namespace asio::experimental::awaitable_operators;
+
+/// Every connection reads into this first (one network thread, so one buffer suffices). Only bytes
+/// of an incomplete frame are copied into the connection's own buffer, so an idle connection
+/// holds no read buffer at all.
+thread_local char scratch[64 * 1024];
+
+/// Keeps `deadline` in the future or returns, which cancels the connection (see operator||).
+asio::awaitable<void> watchdog(const Clock::time_point& deadline) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (auto now = Clock::now(); deadline > now; now = Clock::now()) {
+    timer.expires_at(deadline);
+    co_await timer.async_wait(use_awaitable);
+  }
+}
+
+/// The per-connection state and loop.
+class Connection {
+ public:
+  Connection(tcp::socket& socket, const std::string& peer, const ServerConfig& config,
+             RequestHandler& handler)
+      : socket_(socket), peer_(peer), config_(config), handler_(handler) {}
+
+  asio::awaitable<void> serve(Clock::time_point& deadline);
+
+ private:
+  /// Answers every whole request at the start of `data`; returns the bytes consumed.
+  std::size_t answer_requests(std::string_view data);
+
+  tcp::socket& socket_;
+  const std::string& peer_;  ///< "address:port", for logs
+  const ServerConfig& config_;
+  RequestHandler& handler_;
+  std::string pending_;         ///< bytes of an incomplete request
+  std::size_t next_frame_ = 0;  ///< size of the incomplete request, once its header is in
+  std::string replies_;         ///< replies not yet written
+  bool close_ = false;          ///< framing can no longer be trusted: close after the replies
+};
+
+std::size_t Connection::answer_requests(std::string_view data) {
+  std::size_t consumed = 0;
+  next_frame_ = 0;
+  while (!close_) {
+    const auto frame = protocol::parse_request(data.substr(consumed), config_.max_frame_bytes);
+    if (frame.outcome == protocol::ParsedFrame::Outcome::kNeedMore) {
+      next_frame_ = frame.frame_bytes;
+      break;
+    }
+    if (frame.outcome == protocol::ParsedFrame::Outcome::kTooLarge) {
+      // The body is not read: skipping gigabytes to stay in sync would cost more than a reconnect.
+      handler_.reject(
+          protocol::Status::kFrameTooLarge,
+          "a body of " + std::to_string(frame.body_bytes) + " bytes for opcode " +
+              std::to_string(frame.code) + " exceeds the limit of " +
+              std::to_string(protocol::request_body_limit(frame.code, config_.max_frame_bytes)) +
+              " bytes; closing the connection",
+          replies_);
+      log(Level::kInfo, "closing ", peer_, ": frame too large (header ",
+          hex_prefix(data.substr(consumed), protocol::kHeaderBytes), ")");
+      close_ = true;
+      break;
+    }
+    handler_.handle(frame.code, frame.body, replies_);
+    consumed += frame.frame_bytes;
+  }
+  return consumed;
+}
+
+asio::awaitable<void> Connection::serve(Clock::time_point& deadline) {
+  const auto idle = std::chrono::seconds(config_.idle_timeout_seconds);
+  socket_.non_blocking(true);
+  for (;;) {
+    std::string_view data;
+    bool in_scratch = false;
+    deadline = Clock::now() + idle;
+    if (pending_.empty()) {
+      co_await socket_.async_wait(tcp::socket::wait_read, use_awaitable);
+      asio::error_code error;
+      const auto n = socket_.read_some(asio::buffer(scratch), error);
+      if (error == asio::error::would_block) continue;
+      if (error) co_return;  // EOF or reset: the client left
+      data = std::string_view(scratch, n);
+      in_scratch = true;
+    } else {
+      // Part of a request is here: read the rest straight into place. next_frame_ was checked
+      // against the limit by the parser before it was set.
+      const auto have = pending_.size();
+      const auto want = std::max<std::size_t>(next_frame_ > have ? next_frame_ - have : 0, 4096);
+      pending_.resize(have + want);
+      const auto n = co_await socket_.async_read_some(asio::buffer(pending_.data() + have, want),
+                                                      use_awaitable);
+      pending_.resize(have + n);
+      data = pending_;
+    }
+
+    const auto consumed = answer_requests(data);
+    if (in_scratch) {
+      pending_.assign(data.substr(consumed));
+    } else {
+      pending_.erase(0, consumed);
+    }
+    if (pending_.empty()) pending_.shrink_to_fit();  // a finished big upload frees its buffer now
+
+    if (!replies_.empty()) {
+      deadline = Clock::now() + idle;  // a client that never reads is closed after `idle`
+      co_await asio::async_write(socket_, asio::buffer(replies_), use_awaitable);
+      replies_.clear();
+      if (replies_.capacity() > 64 * 1024) replies_.shrink_to_fit();
+    }
+    if (close_) {
+      asio::error_code ignored;
+      socket_.shutdown(tcp::socket::shutdown_both, ignored);
+      co_return;
+    }
+  }
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_connection(tcp::socket socket, const ServerConfig& config,
+                                       RequestHandler& handler) {
+  std::string peer = "?";
+  try {
+    asio::error_code ignored;
+    const auto endpoint = socket.remote_endpoint(ignored);
+    peer = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+    log(Level::kDebug, "connection from ", peer);
+    Connection connection(socket, peer, config, handler);
+    Clock::time_point deadline = Clock::now();
+    // Whichever finishes first cancels the other: the client leaving, or the idle timer.
+    co_await (connection.serve(deadline) || watchdog(deadline));
+  } catch (const std::system_error& e) {
+    // Resets, broken pipes and cancelled operations are how connections end, not faults.
+    log(Level::kDebug, "connection ", peer, " ended: ", e.what());
+  } catch (const std::exception& e) {
+    log(Level::kError, "connection ", peer, " failed: ", e.what());
+  }
+  log(Level::kDebug, "connection ", peer, " closed");
+}
+
+}  // namespace mrd::server

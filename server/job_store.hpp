@@ -1,0 +1,71 @@
+// The job table: every job the server remembers, owned by the network thread alone.
+//
+// Ids are handed out in order from 1, so an id below the next one that is no longer in the table
+// was evicted (expired), and any other id was never issued (unknown): no tombstones needed.
+// Finished jobs are kept, result and all, until their total size passes the retention cap; then
+// the oldest finished ones are evicted first.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "protocol/messages.hpp"
+#include "server/job_ticket.hpp"
+#include "server/scheduler.hpp"
+
+namespace mrd::server {
+
+/// What the store knows about one job.
+struct JobRecord {
+  std::shared_ptr<JobTicket> ticket;
+  protocol::JobState final_state = protocol::JobState::kQueued;  ///< set once finished
+  bool finished = false;
+  std::string body;            ///< kDone: the encoded JobResult; kFailed: the reason
+  std::uint64_t retained = 0;  ///< bytes charged against the retention cap
+
+  protocol::JobProgress progress() const;
+};
+
+class JobStore {
+ public:
+  explicit JobStore(std::uint64_t max_retained_bytes) : max_retained_bytes_(max_retained_bytes) {}
+
+  /// A new queued job with the next id.
+  std::shared_ptr<JobTicket> create();
+
+  /// Records how a job ended (called with the scheduler's outcome, on the network thread).
+  void finish(JobOutcome outcome);
+
+  enum class Lookup { kFound, kUnknown, kExpired };
+
+  /// The job's record, or why there is none.
+  Lookup find(std::uint32_t id, const JobRecord*& record) const;
+
+  /// Cancels a job: an unfinished one stops (the caller tells the scheduler), a finished one's
+  /// result is released. Either way it is remembered as cancelled. kFound if it was there.
+  Lookup cancel(std::uint32_t id, bool& was_running);
+
+  protocol::JobList list() const;
+
+  std::uint64_t unfinished() const { return unfinished_; }
+
+  /// Counters for STATS.
+  void fill_stats(protocol::ServerStats& stats) const;
+
+ private:
+  void retain(std::uint32_t id, JobRecord& record);
+  void evict_over_cap();
+
+  std::uint64_t max_retained_bytes_;
+  std::uint32_t next_id_ = 1;
+  std::unordered_map<std::uint32_t, JobRecord> jobs_;
+  std::deque<std::uint32_t> finished_order_;  ///< oldest finished first, for eviction
+  std::uint64_t retained_bytes_ = 0;
+  std::uint64_t unfinished_ = 0;
+  std::uint64_t submitted_ = 0, done_ = 0, failed_ = 0, cancelled_ = 0, expired_ = 0;
+};
+
+}  // namespace mrd::server

@@ -1,0 +1,37 @@
+// JobTicket: the part of a job that both threads touch.
+//
+// The network thread creates it, reads its progress for STATUS and FETCH and raises `cancelled`;
+// the scheduler thread advances its progress. Everything in it is atomic, so neither thread ever
+// waits for the other. A job's final state and result do not live here: the scheduler posts them
+// to the network thread, which owns the job table (job_store.hpp).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "protocol/messages.hpp"
+
+namespace mrd::server {
+
+struct JobTicket {
+  explicit JobTicket(std::uint32_t job_id) : id(job_id) {}
+
+  const std::uint32_t id;
+  std::atomic<protocol::JobState> state{protocol::JobState::kQueued};
+  std::atomic<std::uint32_t> map_done{0};
+  std::atomic<std::uint32_t> map_total{0};
+  std::atomic<std::uint32_t> reduce_done{0};
+  std::atomic<std::uint32_t> reduce_total{0};
+  std::atomic<bool> cancelled{false};  ///< set by the network thread; the scheduler drops the job
+
+  protocol::JobProgress progress() const {
+    return {id,
+            state.load(),
+            map_done.load(),
+            map_total.load(),
+            reduce_done.load(),
+            reduce_total.load()};
+  }
+};
+
+}  // namespace mrd::server

@@ -1,0 +1,166 @@
+// mrd: the MapReduce job server. Parses the command line, then runs either the server or, when
+// started by the server itself with --worker-fd, a worker process.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "server/engine/job_kind.hpp"
+#include "server/log.hpp"
+#include "server/pool/worker_process.hpp"
+#include "server/server.hpp"
+
+namespace {
+
+using namespace mrd::server;
+
+/// Exit codes, for scripts and service managers.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitFailure = 1,  ///< an unexpected error while running
+  kExitUsage = 2,    ///< bad command line
+  kExitListen = 3,   ///< cannot bind or listen
+  kExitWorkers = 4,  ///< cannot start the worker processes
+};
+
+/// Splits "HOST:PORT" (or "[v6]:PORT"); false if it is not that shape.
+bool parse_listen(const std::string& text, std::string& host, std::uint16_t& port) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos) return false;
+  host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  char* end = nullptr;
+  const auto value = std::strtoul(text.c_str() + colon + 1, &end, 10);
+  if (host.empty() || *end != '\0' || end == text.c_str() + colon + 1 || value > 65535) {
+    return false;
+  }
+  port = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+std::string own_executable() {
+  char path[PATH_MAX];
+  const auto n = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0) return {};
+  return std::string(path, static_cast<std::size_t>(n));
+}
+
+std::string job_list_for_help() {
+  std::string text = "Built-in jobs (mapper + reducer):";
+  for (const auto* kind : mrd::engine::all_job_kinds()) {
+    text += "\n  ";
+    text += kind->mapper();
+    text += " + ";
+    text += kind->reducer();
+  }
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Worker mode comes first: a worker needs nothing of the server's set-up.
+  if (argc == 3 && std::strcmp(argv[1], "--worker-fd") == 0) {
+    return run_worker(std::atoi(argv[2]));
+  }
+
+  ServerConfig config;
+  std::string listen = config.listen_host + ":" + std::to_string(config.listen_port);
+  std::string log_level = "info";
+  std::uint64_t max_frame_mib = config.max_frame_bytes >> 20;
+  std::uint64_t max_retained_mib = config.max_retained_bytes >> 20;
+
+  CLI::App app{"mrd " MRD_VERSION
+               ": a MapReduce job server. Clients submit jobs over TCP (see docs/protocol.md);\n"
+               "each job runs as chunked MapReduce on a pool of worker processes."};
+  app.footer(job_list_for_help() +
+             "\n\nExit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 runtime error, 2 bad command"
+             " line,\n3 cannot listen, 4 cannot start worker processes.");
+  app.set_version_flag("--version", "mrd " MRD_VERSION);
+  app.add_option("--listen", listen, "Address to listen on, HOST:PORT; port 0 picks a free one")
+      ->capture_default_str();
+  app.add_option("--port-file", config.port_file,
+                 "Write the bound port to this file once listening (for scripts and tests)");
+  app.add_option("--workers", config.workers, "Worker processes (0 = one per core)")
+      ->capture_default_str();
+  app.add_option("--max-frame-mib", max_frame_mib, "Largest SUBMIT body accepted, in MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4095));
+  app.add_option("--max-connections", config.max_connections,
+                 "Connections served at once; more get SERVER_BUSY")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_option("--max-queued-jobs", config.max_queued_jobs,
+                 "Unfinished jobs accepted at once; more get QUEUE_FULL")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 24));
+  app.add_option("--idle-timeout", config.idle_timeout_seconds,
+                 "Seconds a connection may stay silent (or not read replies) before it is closed")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400u));
+  app.add_option("--max-retained-mib", max_retained_mib,
+                 "Finished results kept, in MiB; the oldest are evicted (FETCH then says expired)")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "error, warn, info or debug")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  if (!parse_listen(listen, config.listen_host, config.listen_port)) {
+    std::fprintf(stderr, "mrd: --listen wants HOST:PORT, got '%s'\n", listen.c_str());
+    return kExitUsage;
+  }
+  Level level = Level::kInfo;
+  parse_log_level(log_level, level);
+  set_log_level(level);
+  config.max_frame_bytes = max_frame_mib << 20;
+  config.max_retained_bytes = max_retained_mib << 20;
+  if (config.workers == 0) config.workers = std::max(1u, std::thread::hardware_concurrency());
+  config.worker_executable = own_executable();
+
+  // A peer that goes away mid-write must be an error code, not a process-killing signal.
+  signal(SIGPIPE, SIG_IGN);
+
+  asio::io_context io(1);
+  Server server(io, config);
+  try {
+    server.start();
+  } catch (const std::system_error& e) {
+    log(Level::kError, "cannot listen on ", listen, ": ", e.code().message());
+    return kExitListen;
+  } catch (const std::exception& e) {
+    log(Level::kError, "cannot start: ", e.what());
+    return kExitWorkers;
+  }
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const asio::error_code& error, int signal) {
+    if (error) return;
+    log(Level::kInfo, "signal ", signal, " (", strsignal(signal),
+        "): stopping; unfinished jobs are abandoned");
+    server.stop();
+    io.stop();
+  });
+
+  try {
+    io.run();
+  } catch (const std::exception& e) {
+    log(Level::kError, "stopped by an error: ", e.what());
+    server.stop();
+    return kExitFailure;
+  }
+  log(Level::kInfo, "stopped");
+  return kExitOk;
+}

@@ -1,0 +1,58 @@
+// The worker process's loop: read a task, run the job's map or reduce, answer, repeat.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <new>
+
+#include "protocol/body_io.hpp"
+#include "server/engine/job_kind.hpp"
+#include "server/pool/worker_process.hpp"
+
+namespace mrd::server {
+namespace {
+
+const engine::JobKind& job_kind_for(const std::string& mapper, const std::string& reducer) {
+  const auto* kind = engine::find_job_kind(mapper, reducer);
+  if (!kind) throw engine::JobError("no job '" + mapper + "' + '" + reducer + "' in this worker");
+  return *kind;
+}
+
+/// Runs one task; returns the answer's body or throws the reason it failed.
+std::string run_task(const TaskMessage& message) {
+  if (message.type == TaskMessageType::kMap) {
+    const auto task = decode_map_task(message.body);
+    return encode_pieces(job_kind_for(task.mapper, task.reducer).map(task.chunk, task.partitions));
+  }
+  if (message.type == TaskMessageType::kReduce) {
+    const auto task = decode_reduce_task(message.body);
+    return job_kind_for(task.mapper, task.reducer).reduce(task.pieces);
+  }
+  throw engine::JobError("worker received a message that is not a task");
+}
+
+}  // namespace
+
+int run_worker(int fd) {
+  // Die with the server: a worker busy in a long task would otherwise outlive a SIGKILLed server.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+
+  for (;;) {
+    const auto message = read_task_message(fd);
+    if (!message) return 0;  // the server closed the pipe: orderly exit
+    TaskMessageType answer_type = TaskMessageType::kDone;
+    std::string answer;
+    try {
+      answer = run_task(*message);
+    } catch (const std::bad_alloc&) {
+      answer_type = TaskMessageType::kError;
+      answer = "out of memory in the worker process";
+    } catch (const std::exception& e) {
+      answer_type = TaskMessageType::kError;
+      answer = e.what();
+    }
+    if (!write_task_message(fd, answer_type, answer)) return 0;
+  }
+}
+
+}  // namespace mrd::server

@@ -1,0 +1,105 @@
+#include "server/pool/worker_process.hpp"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+extern char** environ;
+
+namespace mrd::server {
+
+std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& executable) {
+  int fds[2];
+  // CLOEXEC on both ends: other workers must not inherit this pair, or a dead worker's EOF would
+  // never arrive. The child's end loses the flag through dup2 below.
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    throw std::runtime_error(std::string("socketpair: ") + std::strerror(errno));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 3);
+
+  // Own process group: a Ctrl-C at the terminal reaches the server, which stops its workers in
+  // order, instead of killing the workers under a server that is still running.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setpgroup(&attributes, 0);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF);
+
+  // One BLAS thread per worker: the pool is the parallelism.
+  std::vector<char*> env;
+  std::string blas_threads = "OPENBLAS_NUM_THREADS=1";
+  for (char** e = environ; *e; ++e) {
+    if (std::strncmp(*e, "OPENBLAS_NUM_THREADS=", 21) != 0) env.push_back(*e);
+  }
+  env.push_back(blas_threads.data());
+  env.push_back(nullptr);
+
+  std::string fd_flag = "--worker-fd";
+  std::string fd_value = "3";
+  std::string program = executable;
+  char* argv[] = {program.data(), fd_flag.data(), fd_value.data(), nullptr};
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, executable.c_str(), &actions, &attributes, argv, env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    throw std::runtime_error("cannot start worker " + executable + ": " + std::strerror(rc));
+  }
+  return std::unique_ptr<WorkerProcess>(new WorkerProcess(pid, fds[0]));
+}
+
+WorkerProcess::~WorkerProcess() {
+  if (fd_ >= 0) ::close(fd_);
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+bool WorkerProcess::send(TaskMessageType type, std::string_view body) {
+  return write_task_message(fd_, type, body);
+}
+
+std::optional<TaskMessage> WorkerProcess::receive() {
+  return read_task_message(fd_);
+}
+
+std::string WorkerProcess::reap() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  if (pid_ <= 0) return "already reaped";
+  // The pipe broke, so the worker is dead or broken: a broken one is killed, never waited on.
+  int status = 0;
+  pid_t got = waitpid(pid_, &status, WNOHANG);
+  if (got == 0) {
+    ::kill(pid_, SIGKILL);
+    while ((got = waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
+    }
+  }
+  pid_ = 0;
+  if (WIFSIGNALED(status)) {
+    const int signal = WTERMSIG(status);
+    return "killed by signal " + std::to_string(signal) + " (" + strsignal(signal) + ")";
+  }
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "ended";
+}
+
+}  // namespace mrd::server

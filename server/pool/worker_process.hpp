@@ -1,0 +1,52 @@
+// One worker process: the server binary started again in worker mode, with a socketpair to it.
+//
+// Workers are started with posix_spawn, which execs a fresh image at once: the scheduler thread can
+// start or replace one while other threads hold locks, without the fork-in-a-threaded-process
+// trap (a child that inherits a locked malloc mutex and deadlocks).
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "server/pool/task_message.hpp"
+
+namespace mrd::server {
+
+class WorkerProcess {
+ public:
+  /// Starts `executable --worker-fd 3`. Throws std::runtime_error if the process cannot start.
+  static std::unique_ptr<WorkerProcess> spawn(const std::string& executable);
+
+  /// Kills the process if it still runs, and reaps it.
+  ~WorkerProcess();
+  WorkerProcess(const WorkerProcess&) = delete;
+  WorkerProcess& operator=(const WorkerProcess&) = delete;
+
+  /// Our end of the socketpair, for poll().
+  int fd() const { return fd_; }
+  pid_t pid() const { return pid_; }
+
+  /// Sends a task. False if the worker is gone.
+  bool send(TaskMessageType type, std::string_view body);
+
+  /// Reads the worker's answer (blocks until it is complete). Empty if the worker is gone.
+  std::optional<TaskMessage> receive();
+
+  /// After send/receive failed: kills the worker if needed, reaps it and says how it ended
+  /// ("killed by signal 9 (Killed)", "exited with status 3").
+  std::string reap();
+
+ private:
+  WorkerProcess(pid_t pid, int fd) : pid_(pid), fd_(fd) {}
+  pid_t pid_;  ///< 0 once reaped
+  int fd_;     ///< -1 once closed
+};
+
+/// The body of a worker process: answers tasks on `fd` until the server closes it. Returns the
+/// process exit code.
+int run_worker(int fd);
+
+}  // namespace mrd::server

@@ -1,0 +1,54 @@
+// The request handler: one whole request frame in, exactly one reply frame out.
+//
+// It never sees a socket: session.cpp reads frames and writes what this appends. Everything here
+// runs on the network thread, so it may use the job store directly.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "server/job_store.hpp"
+#include "server/scheduler.hpp"
+#include "server/server_config.hpp"
+
+namespace mrd::server {
+
+class RequestHandler {
+ public:
+  RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
+                 ConnectionCounters& counters);
+
+  /// Answers the request `opcode` + `body`, appending one reply frame to `out`.
+  void handle(std::uint8_t opcode, std::string_view body, std::string& out);
+
+  /// Appends an error reply (status + message) to `out` and counts it as a rejected request.
+  void reject(protocol::Status status, const std::string& message, std::string& out);
+
+  /// After this, SUBMIT answers SHUTTING_DOWN.
+  void stop_accepting_jobs() { accepting_jobs_ = false; }
+
+ private:
+  void submit(std::string_view body, std::string& out);
+  void fetch(std::string_view body, std::string& out);
+  void status(std::string_view body, std::string& out);
+  void cancel(std::string_view body, std::string& out);
+  void list(std::string& out);
+  void stats(std::string& out);
+  void hello(std::string_view body, std::string& out);
+
+  /// Decodes a 4-byte job id body, or appends BAD_REQUEST and returns false.
+  bool read_job_id(std::string_view body, std::uint32_t& id, std::string& out);
+  /// Appends the reply for a job that is not in the table.
+  void reply_missing(JobStore::Lookup lookup, std::uint32_t id, std::string& out);
+
+  const ServerConfig& config_;
+  JobStore& store_;
+  Scheduler& scheduler_;
+  ConnectionCounters& counters_;
+  bool accepting_jobs_ = true;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace mrd::server

@@ -1,0 +1,388 @@
+#include "server/scheduler.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol/codec.hpp"
+#include "server/engine/job_kind.hpp"
+#include "server/log.hpp"
+#include "server/pool/worker_process.hpp"
+
+namespace mrd::server {
+namespace {
+
+using protocol::JobState;
+
+/// Bytes of input, as far as chunking is concerned.
+std::uint64_t input_bytes(const protocol::JobInput& input) {
+  if (const auto* docs = std::get_if<protocol::Documents>(&input)) {
+    std::uint64_t total = 0;
+    for (const auto& d : docs->documents)
+      total += d.text.size();
+    return total;
+  }
+  if (const auto* numbers = std::get_if<protocol::Numbers>(&input)) {
+    return numbers->values.size() * sizeof(double);
+  }
+  return std::get<protocol::MatrixPair>(input).a.values.size() * sizeof(double);
+}
+
+/// The chunk size for a job: the client's choice, or a few chunks per worker so that the pool
+/// stays busy and a big job's tasks interleave with others'; never more than kMaxMapTasks chunks.
+std::uint64_t choose_chunk_bytes(std::uint64_t requested, std::uint64_t total, unsigned workers) {
+  constexpr std::uint64_t kMinAuto = 64 << 10, kMaxAuto = 16 << 20;
+  std::uint64_t chunk = requested;
+  if (chunk == 0) chunk = std::clamp<std::uint64_t>(total / (4ull * workers), kMinAuto, kMaxAuto);
+  const std::uint64_t floor_for_task_cap = (total + kMaxMapTasks - 1) / kMaxMapTasks;
+  return std::max<std::uint64_t>({chunk, floor_for_task_cap, 1});
+}
+
+enum class Phase { kMap, kReduce };
+
+/// A job the scheduler thread is running.
+struct RunningJob {
+  std::shared_ptr<JobTicket> ticket;
+  const engine::JobKind* kind = nullptr;
+  std::string mapper, reducer;
+  std::uint32_t partitions = 1;
+  Phase phase = Phase::kMap;
+  std::vector<protocol::JobInput> chunks;             ///< map inputs, kept until the map phase ends
+  std::vector<std::vector<std::string>> map_outputs;  ///< [chunk][partition]
+  std::vector<std::string> reduced;                   ///< [partition]
+  std::deque<std::uint32_t> todo;                     ///< task indexes of this phase not yet sent
+  std::vector<int> attempts;                          ///< per task of this phase
+  std::uint32_t outstanding = 0;                      ///< tasks sent, not yet answered
+  bool dropped = false;                               ///< failed or cancelled: ignore answers
+
+  std::uint32_t id() const { return ticket->id; }
+  std::uint32_t task_count() const {
+    return static_cast<std::uint32_t>(phase == Phase::kMap ? chunks.size() : partitions);
+  }
+};
+
+/// A task in a worker's hands.
+struct InFlight {
+  std::shared_ptr<RunningJob> job;
+  Phase phase = Phase::kMap;
+  std::uint32_t index = 0;
+};
+
+/// One place in the pool: a process and what it is working on.
+struct Slot {
+  std::unique_ptr<WorkerProcess> process;
+  std::optional<InFlight> task;
+};
+
+/// The state that only the scheduler thread touches.
+class Loop {
+ public:
+  Loop(const SchedulerConfig& config, const Scheduler::FinishCallback& on_finish,
+       std::atomic<std::uint64_t>& restarts)
+      : config_(config), on_finish_(on_finish), restarts_(restarts) {
+    for (unsigned i = 0; i < config.workers; ++i) {
+      slots_.push_back(Slot{WorkerProcess::spawn(config.worker_executable), std::nullopt});
+    }
+  }
+
+  void admit(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest request);
+  void drop_cancelled();
+  void dispatch();
+  /// Waits for answers, a dead worker, or the wake fd; handles what arrived.
+  void wait_and_collect(int wake_fd);
+
+ private:
+  void start_next_task(Slot& slot);
+  std::string encode_task(const RunningJob& job, Phase phase, std::uint32_t index) const;
+  void on_answer(Slot& slot, const TaskMessage& answer);
+  void on_worker_lost(Slot& slot);
+  void on_phase_complete(RunningJob& job);
+  void requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index);
+  void finish(RunningJob& job, JobState state, std::string body);
+
+  const SchedulerConfig& config_;
+  const Scheduler::FinishCallback& on_finish_;
+  std::atomic<std::uint64_t>& restarts_;
+  std::vector<Slot> slots_;
+  std::unordered_map<std::uint32_t, std::shared_ptr<RunningJob>> jobs_;
+  std::deque<std::shared_ptr<RunningJob>> ready_;  ///< jobs with a task to send, in turn order
+};
+
+void Loop::admit(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest request) {
+  auto job = std::make_shared<RunningJob>();
+  job->ticket = std::move(ticket);
+  job->mapper = std::move(request.mapper);
+  job->reducer = std::move(request.reducer);
+  job->kind = engine::find_job_kind(job->mapper, job->reducer);
+  if (job->ticket->cancelled) return;
+  try {
+    if (!job->kind) throw engine::JobError("no job '" + job->mapper + "' + '" + job->reducer + "'");
+    job->kind->validate(request.input);
+    const auto chunk = choose_chunk_bytes(request.options.chunk_bytes, input_bytes(request.input),
+                                          config_.workers);
+    job->chunks = job->kind->split(request.input, chunk);
+  } catch (const std::exception& e) {
+    finish(*job, JobState::kFailed, e.what());
+    return;
+  }
+  const auto chunks = static_cast<std::uint32_t>(job->chunks.size());
+  job->partitions = request.options.partitions
+                        ? request.options.partitions
+                        : std::clamp<std::uint32_t>(std::min(chunks, config_.workers), 1, chunks);
+  job->map_outputs.resize(chunks);
+  job->attempts.assign(chunks, 0);
+  for (std::uint32_t i = 0; i < chunks; ++i)
+    job->todo.push_back(i);
+  job->ticket->map_total = chunks;
+  job->ticket->reduce_total = job->kind->has_reduce() ? job->partitions : 0;
+  job->ticket->state = JobState::kMapping;
+  log(Level::kDebug, "job ", job->id(), ": ", job->mapper, "+", job->reducer, ", ", chunks,
+      " chunks, ", job->partitions, " partitions");
+  jobs_.emplace(job->id(), job);
+  ready_.push_back(std::move(job));
+}
+
+void Loop::drop_cancelled() {
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    if (it->second->ticket->cancelled) {
+      it->second->dropped = true;  // tasks in flight finish; their answers are ignored
+      log(Level::kDebug, "job ", it->first, ": cancelled");
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Loop::dispatch() {
+  for (auto& slot : slots_) {
+    if (!slot.task) start_next_task(slot);
+  }
+}
+
+void Loop::start_next_task(Slot& slot) {
+  while (!ready_.empty()) {
+    auto job = std::move(ready_.front());
+    ready_.pop_front();
+    if (job->dropped || job->todo.empty()) continue;
+    const auto index = job->todo.front();
+    job->todo.pop_front();
+    ++job->outstanding;
+    if (!job->todo.empty()) ready_.push_back(job);  // its next task waits for its next turn
+    const auto type = job->phase == Phase::kMap ? TaskMessageType::kMap : TaskMessageType::kReduce;
+    slot.task = InFlight{job, job->phase, index};
+    if (!slot.process->send(type, encode_task(*job, job->phase, index))) {
+      // The worker died while idle. Replacing it is not the task's fault: no attempt is counted.
+      --job->attempts[index];
+      on_worker_lost(slot);
+    }
+    return;
+  }
+}
+
+std::string Loop::encode_task(const RunningJob& job, Phase phase, std::uint32_t index) const {
+  if (phase == Phase::kMap) {
+    return encode_map_task({job.mapper, job.reducer, job.partitions, job.chunks[index]});
+  }
+  ReduceTask task{job.mapper, job.reducer, {}};
+  task.pieces.reserve(job.map_outputs.size());
+  for (const auto& output : job.map_outputs)
+    task.pieces.push_back(output[index]);
+  return encode_reduce_task(task);
+}
+
+void Loop::wait_and_collect(int wake_fd) {
+  std::vector<pollfd> fds{{wake_fd, POLLIN, 0}};
+  // Idle workers are watched too: one that dies between tasks is replaced at once.
+  for (const auto& slot : slots_)
+    fds.push_back({slot.process->fd(), POLLIN, 0});
+  if (poll(fds.data(), fds.size(), -1) < 0) {
+    if (errno == EINTR) return;
+    throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+  }
+  if (fds[0].revents) {
+    std::uint64_t count = 0;
+    [[maybe_unused]] auto n = ::read(wake_fd, &count, sizeof count);
+  }
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (!fds[i + 1].revents) continue;
+    auto& slot = slots_[i];
+    const auto answer = slot.task ? slot.process->receive() : std::nullopt;
+    if (answer) {
+      on_answer(slot, *answer);
+    } else {
+      on_worker_lost(slot);
+    }
+  }
+}
+
+void Loop::on_answer(Slot& slot, const TaskMessage& answer) {
+  auto task = std::move(*slot.task);
+  slot.task.reset();
+  auto& job = *task.job;
+  --job.outstanding;
+  if (job.dropped) return;
+  if (answer.type == TaskMessageType::kError) {
+    finish(job, JobState::kFailed, answer.body);
+    return;
+  }
+  try {
+    if (task.phase == Phase::kMap) {
+      job.map_outputs[task.index] = decode_pieces(answer.body);
+      if (job.map_outputs[task.index].size() != job.partitions && job.kind->has_reduce()) {
+        throw std::runtime_error("map task returned the wrong number of partitions");
+      }
+      ++job.ticket->map_done;
+    } else {
+      job.reduced[task.index] = answer.body;
+      ++job.ticket->reduce_done;
+    }
+  } catch (const std::exception& e) {
+    finish(job, JobState::kFailed, std::string("worker answered garbage: ") + e.what());
+    return;
+  }
+  if (job.todo.empty() && job.outstanding == 0) on_phase_complete(job);
+}
+
+void Loop::on_worker_lost(Slot& slot) {
+  const auto pid = slot.process->pid();
+  const auto how = slot.process->reap();
+  ++restarts_;
+  log(Level::kWarn, "worker ", pid, " ", how, "; starting a replacement");
+  slot.process = WorkerProcess::spawn(config_.worker_executable);
+  if (!slot.task) return;
+  const auto job = std::move(slot.task->job);
+  const auto phase = slot.task->phase;
+  const auto index = slot.task->index;
+  slot.task.reset();
+  --job->outstanding;
+  if (job->dropped) return;
+  if (++job->attempts[index] >= kMaxTaskAttempts) {
+    const char* phase_name = phase == Phase::kMap ? "map" : "reduce";
+    finish(*job, JobState::kFailed,
+           std::string(phase_name) + " task " + std::to_string(index + 1) + " of " +
+               std::to_string(job->task_count()) + " failed " + std::to_string(kMaxTaskAttempts) +
+               " times; last worker " + how);
+    return;
+  }
+  requeue(job, index);
+}
+
+void Loop::requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index) {
+  if (job->todo.empty()) ready_.push_front(job);  // it lost its turn through no fault of its own
+  job->todo.push_front(index);
+}
+
+void Loop::on_phase_complete(RunningJob& job) {
+  try {
+    if (job.phase == Phase::kMap && job.kind->has_reduce()) {
+      job.chunks.clear();
+      job.chunks.shrink_to_fit();
+      job.phase = Phase::kReduce;
+      job.reduced.assign(job.partitions, {});
+      job.attempts.assign(job.partitions, 0);
+      for (std::uint32_t p = 0; p < job.partitions; ++p)
+        job.todo.push_back(p);
+      job.ticket->state = JobState::kReducing;
+      ready_.push_back(jobs_.at(job.id()));
+      return;
+    }
+    std::vector<std::string> parts;
+    if (job.phase == Phase::kMap) {
+      // No reduce: the result is built from piece 0 of each map output, in chunk order.
+      for (auto& output : job.map_outputs)
+        parts.push_back(std::move(output.at(0)));
+    } else {
+      parts = std::move(job.reduced);
+    }
+    job.map_outputs.clear();
+    finish(job, JobState::kDone, protocol::encode(job.kind->assemble(std::move(parts))));
+  } catch (const std::exception& e) {
+    finish(job, JobState::kFailed, e.what());
+  }
+}
+
+void Loop::finish(RunningJob& job, JobState state, std::string body) {
+  job.dropped = true;
+  const auto id = job.id();
+  if (state == JobState::kFailed) log(Level::kInfo, "job ", id, " failed: ", body);
+  if (!job.ticket->cancelled) on_finish_(JobOutcome{id, state, std::move(body)});
+  jobs_.erase(id);  // may destroy `job`: nothing touches it after this line
+}
+
+}  // namespace
+
+Scheduler::Scheduler(SchedulerConfig config, FinishCallback on_finish)
+    : config_(std::move(config)), on_finish_(std::move(on_finish)) {
+  if (config_.workers == 0) config_.workers = 1;
+}
+
+Scheduler::~Scheduler() {
+  stop();
+}
+
+void Scheduler::start() {
+  wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+  // Workers start here, before the thread, so that a missing executable is a start-up error.
+  auto loop = std::make_shared<Loop>(config_, on_finish_, worker_restarts_);
+  thread_ = std::thread([this, loop] {
+    try {
+      for (;;) {
+        std::deque<Submission> admitted;
+        {
+          std::lock_guard lock(mutex_);
+          if (stopping_) return;
+          admitted.swap(incoming_);
+        }
+        for (auto& s : admitted)
+          loop->admit(std::move(s.ticket), std::move(s.request));
+        if (cancels_pending_.exchange(false)) loop->drop_cancelled();
+        loop->dispatch();
+        loop->wait_and_collect(wake_fd_);
+      }
+    } catch (const std::exception& e) {
+      log(Level::kError, "scheduler stopped: ", e.what());
+    }
+  });
+}
+
+void Scheduler::stop() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake();
+  thread_.join();  // the loop (and with it every worker process) is destroyed on the way out
+  ::close(wake_fd_);
+  wake_fd_ = -1;
+}
+
+void Scheduler::enqueue(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest request) {
+  {
+    std::lock_guard lock(mutex_);
+    incoming_.push_back({std::move(ticket), std::move(request)});
+  }
+  wake();
+}
+
+void Scheduler::notify_cancelled() {
+  cancels_pending_ = true;
+  wake();
+}
+
+void Scheduler::wake() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+}  // namespace mrd::server

@@ -1,0 +1,98 @@
+#include "server/server.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fstream>
+
+#include "protocol/codec.hpp"
+#include "server/connection.hpp"
+#include "server/log.hpp"
+
+namespace mrd::server {
+
+using asio::ip::tcp;
+
+Server::Server(asio::io_context& io, ServerConfig config)
+    : io_(io),
+      config_(std::move(config)),
+      store_(config_.max_retained_bytes),
+      scheduler_({config_.worker_executable, config_.workers},
+                 // Called on the scheduler thread: hand the outcome to the network thread, which
+                 // owns the store. Nothing else crosses between the two threads.
+                 [this](JobOutcome outcome) {
+                   asio::post(io_, [this, outcome = std::move(outcome)]() mutable {
+                     store_.finish(std::move(outcome));
+                   });
+                 }),
+      handler_(config_, store_, scheduler_, counters_),
+      acceptor_(io) {}
+
+void Server::start() {
+  const tcp::endpoint endpoint(asio::ip::make_address(config_.listen_host), config_.listen_port);
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(tcp::acceptor::reuse_address(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+  port_ = acceptor_.local_endpoint().port();
+
+  scheduler_.start();
+  asio::co_spawn(io_, accept_loop(), asio::detached);
+
+  log(Level::kInfo, "listening on ", config_.listen_host, ":", port_, " with ",
+      scheduler_.workers(), " worker processes");
+  if (!config_.port_file.empty()) {
+    // Written last, so a test that sees the file can connect at once.
+    const auto temporary = config_.port_file + ".tmp";
+    std::ofstream(temporary) << port_ << "\n";
+    std::rename(temporary.c_str(), config_.port_file.c_str());
+  }
+}
+
+void Server::stop() {
+  asio::error_code ignored;
+  acceptor_.close(ignored);
+  handler_.stop_accepting_jobs();
+  scheduler_.stop();
+}
+
+asio::awaitable<void> Server::accept_loop() {
+  while (acceptor_.is_open()) {
+    auto [error, socket] =
+        co_await acceptor_.async_accept(asio::experimental::as_tuple(asio::use_awaitable));
+    if (error == asio::error::operation_aborted) co_return;  // stop()
+    if (error) {
+      // Out of file descriptors, most likely: back off briefly instead of spinning.
+      log(Level::kWarn, "accept failed: ", error.message());
+      asio::steady_timer pause(io_, std::chrono::milliseconds(100));
+      co_await pause.async_wait(asio::use_awaitable);
+      continue;
+    }
+    if (counters_.open >= config_.max_connections) {
+      std::string reply;
+      handler_.reject(
+          protocol::Status::kServerBusy,
+          "too many connections (" + std::to_string(config_.max_connections) + "); try again later",
+          reply);
+      asio::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(asio::buffer(reply), ignored);  // best effort: never wait for this client
+      continue;                                         // closing `socket` here
+    }
+    socket.set_option(tcp::no_delay(true));
+    asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> Server::serve(tcp::socket socket) {
+  ++counters_.open;
+  ++counters_.total;
+  co_await serve_connection(std::move(socket), config_, handler_);
+  --counters_.open;
+}
+
+}  // namespace mrd::server

@@ -1,0 +1,46 @@
+// The server: listens, accepts connections within the limit, and owns the parts every connection
+// shares (the job store, the scheduler, the request handler).
+//
+// Threads: the caller's io_context runs the network side on one thread; the scheduler runs its own.
+#pragma once
+
+#include <asio/awaitable.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <memory>
+
+#include "server/job_store.hpp"
+#include "server/request_handler.hpp"
+#include "server/scheduler.hpp"
+#include "server/server_config.hpp"
+
+namespace mrd::server {
+
+class Server {
+ public:
+  Server(asio::io_context& io, ServerConfig config);
+
+  /// Binds, starts the worker processes and starts accepting. Throws on failure to do either.
+  void start();
+
+  /// Stops accepting, abandons unfinished jobs and stops the workers. Idempotent.
+  void stop();
+
+  /// The port actually bound (useful with port 0).
+  std::uint16_t port() const { return port_; }
+
+ private:
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> serve(asio::ip::tcp::socket socket);
+
+  asio::io_context& io_;
+  ServerConfig config_;
+  ConnectionCounters counters_;
+  JobStore store_;
+  Scheduler scheduler_;
+  RequestHandler handler_;
+  asio::ip::tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+};
+
+}  // namespace mrd::server

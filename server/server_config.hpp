@@ -1,0 +1,33 @@
+// Everything mrd can be told at start-up, with its default.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "protocol/limits.hpp"
+#include "protocol/wire.hpp"
+
+namespace mrd::server {
+
+struct ServerConfig {
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = protocol::kDefaultPort;  ///< 0: any free port (see port_file)
+  std::string port_file;  ///< if set, the bound port is written here once listening
+  unsigned workers = 0;   ///< worker processes; 0 = one per core
+  std::uint64_t max_frame_bytes = protocol::kDefaultMaxFrameBytes;
+  std::uint32_t max_connections = protocol::kDefaultMaxConnections;
+  std::uint32_t max_queued_jobs = protocol::kDefaultMaxQueuedJobs;
+  std::uint32_t idle_timeout_seconds = protocol::kDefaultIdleTimeoutSeconds;
+  std::uint64_t max_retained_bytes = protocol::kDefaultMaxRetainedBytes;
+  std::string worker_executable;  ///< this binary; found from /proc/self/exe
+};
+
+/// Counters the network thread keeps for STATS.
+struct ConnectionCounters {
+  std::uint64_t open = 0;
+  std::uint64_t total = 0;
+  std::uint64_t requests = 0;
+  std::uint64_t rejected = 0;
+};
+
+}  // namespace mrd::server

@@ -1,0 +1,254 @@
+// The protocol codec, byte for byte: golden frames, partial input, every limit.
+#include <gtest/gtest.h>
+#include <cereal/types/string.hpp>
+
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#include "protocol/body_io.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/limits.hpp"
+#include "protocol_examples.hpp"
+
+namespace mrd::protocol {
+namespace {
+
+using Outcome = ParsedFrame::Outcome;
+
+std::string bytes(std::initializer_list<int> values) {
+  std::string out;
+  for (int v : values)
+    out.push_back(static_cast<char>(v));
+  return out;
+}
+
+TEST(Frame, HeaderIsOpcodeThenLittleEndianLength) {
+  std::string out;
+  append_header(out, 1, 0x04030201);
+  EXPECT_EQ(out, bytes({0x01, 0x01, 0x02, 0x03, 0x04}));
+}
+
+TEST(Frame, FetchRequestGolden) {
+  // FETCH job 7: opcode 1, length 4, u32 7.
+  EXPECT_EQ(examples::message(1, JobId{7}), bytes({0x01, 0x04, 0, 0, 0, 0x07, 0, 0, 0}));
+}
+
+TEST(Frame, HelloRequestGolden) {
+  EXPECT_EQ(examples::message(6, Hello{1, ""}),
+            bytes({0x06, 0x0a, 0, 0, 0, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0}));
+}
+
+TEST(Frame, ErrorReplyGolden) {
+  // UNKNOWN_JOB, body = u64 length 8 + "no job 9".
+  EXPECT_EQ(examples::message(2, ErrorMessage{"no job 9"}),
+            bytes({0x02, 0x10, 0,   0,   0,   0x08, 0,   0,   0,   0,  0,
+                   0,    0,    'n', 'o', ' ', 'j',  'o', 'b', ' ', '9'}));
+}
+
+TEST(Frame, SubmitStatsGolden) {
+  SubmitRequest request{"numbers", "stats", {65536, 2}, Numbers{{1.0}}};
+  const auto body = encode(request);
+  std::string expected = bytes({7, 0, 0, 0, 0, 0, 0, 0}) + "numbers" +
+                         bytes({5, 0, 0, 0, 0, 0, 0, 0}) + "stats" +
+                         bytes({0, 0, 1, 0, 0, 0, 0, 0}) +       // chunk_bytes = 65536
+                         bytes({2, 0, 0, 0}) +                   // partitions = 2
+                         bytes({1}) +                            // input kind: numbers
+                         bytes({1, 0, 0, 0, 0, 0, 0, 0}) +       // one number
+                         bytes({0, 0, 0, 0, 0, 0, 0xf0, 0x3f});  // 1.0
+  EXPECT_EQ(body, expected);
+}
+
+TEST(Frame, ProgressGolden) {
+  EXPECT_EQ(encode(JobProgress{7, JobState::kReducing, 4, 4, 1, 2}),
+            bytes({7, 0, 0, 0, 2, 4, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0}));
+}
+
+TEST(Frame, ParseNeedsTheWholeHeaderThenTheWholeBody) {
+  const auto frame = examples::message(1, JobId{7});
+  for (std::size_t n = 0; n < frame.size(); ++n) {
+    const auto parsed = parse_request(std::string_view(frame).substr(0, n), kDefaultMaxFrameBytes);
+    EXPECT_EQ(parsed.outcome, Outcome::kNeedMore) << "prefix of " << n;
+    EXPECT_EQ(parsed.frame_bytes, n < kHeaderBytes ? 0u : frame.size()) << "prefix of " << n;
+  }
+  const auto parsed = parse_request(frame, kDefaultMaxFrameBytes);
+  ASSERT_EQ(parsed.outcome, Outcome::kFrame);
+  EXPECT_EQ(parsed.code, 1);
+  EXPECT_EQ(parsed.frame_bytes, frame.size());
+  EXPECT_EQ(parsed.body, bytes({7, 0, 0, 0}));
+}
+
+TEST(Frame, EveryExampleParsesWhenFedOneByteAtATime) {
+  for (const auto& example : examples::all_examples()) {
+    std::string buffer;
+    int frames = 0;
+    for (char c : example.bytes) {
+      buffer.push_back(c);
+      const auto parsed = parse_frame(buffer, kDefaultMaxFrameBytes);
+      if (parsed.outcome == Outcome::kFrame) {
+        ++frames;
+        EXPECT_EQ(parsed.frame_bytes, buffer.size()) << example.name;
+        buffer.erase(0, parsed.frame_bytes);
+      }
+    }
+    EXPECT_EQ(frames, 1) << example.name;
+    EXPECT_TRUE(buffer.empty()) << example.name;
+  }
+}
+
+TEST(Frame, TwoPipelinedFramesSplitAtEveryOffset) {
+  const auto stream = examples::message(1, JobId{7}) + examples::message(2, JobId{8});
+  for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+    std::string buffer = stream.substr(0, cut);
+    std::vector<std::uint32_t> ids;
+    auto drain = [&] {
+      for (;;) {
+        const auto parsed = parse_request(buffer, kDefaultMaxFrameBytes);
+        if (parsed.outcome != Outcome::kFrame) break;
+        ids.push_back(decode<JobId>(parsed.body).value->id);
+        buffer.erase(0, parsed.frame_bytes);
+      }
+    };
+    drain();
+    buffer += stream.substr(cut);
+    drain();
+    EXPECT_EQ(ids, (std::vector<std::uint32_t>{7, 8})) << "cut at " << cut;
+  }
+}
+
+TEST(Frame, LengthIsCheckedAgainstTheLimitBeforeTheBodyArrives) {
+  // SUBMIT declaring 4 GiB - 1: refused from the header alone.
+  const auto header = bytes({0x00, 0xff, 0xff, 0xff, 0xff});
+  const auto parsed = parse_request(header, kDefaultMaxFrameBytes);
+  EXPECT_EQ(parsed.outcome, Outcome::kTooLarge);
+  EXPECT_EQ(parsed.body_bytes, 0xffffffffu);
+  EXPECT_EQ(parsed.frame_bytes, 0u);
+}
+
+TEST(Frame, SmallOpcodesHaveASmallLimit) {
+  std::string header;
+  append_header(header, 1, kMaxSmallBodyBytes + 1);
+  EXPECT_EQ(parse_request(header, kDefaultMaxFrameBytes).outcome, Outcome::kTooLarge);
+  header.clear();
+  append_header(header, 1, kMaxSmallBodyBytes);
+  EXPECT_EQ(parse_request(header, kDefaultMaxFrameBytes).outcome, Outcome::kNeedMore);
+  header.clear();
+  append_header(header, 0, kMaxSmallBodyBytes + 1);  // SUBMIT: the big limit applies
+  EXPECT_EQ(parse_request(header, kDefaultMaxFrameBytes).outcome, Outcome::kNeedMore);
+}
+
+TEST(Codec, EveryMessageRoundTrips) {
+  SubmitRequest docs{"words", "sum", {100, 3}, Documents{{{"a", "x y"}, {"", ""}}}};
+  SubmitRequest numbers{"numbers", "stats", {}, Numbers{{1, -2.5, INFINITY}}};
+  SubmitRequest matrices{"matmul", "rows", {}, MatrixPair{{2, 1, {1, 2}}, {1, 2, {3, 4}}}};
+  for (const auto& request : {docs, numbers, matrices}) {
+    const auto decoded = decode<SubmitRequest>(encode(request));
+    ASSERT_TRUE(decoded) << decoded.error;
+    EXPECT_EQ(*decoded.value, request);
+  }
+  for (const JobResult& result :
+       {JobResult{Counts{{{"a", 3}, {"b", 1}}}}, JobResult{Postings{{{"w", {"d1", "d2"}}}}},
+        JobResult{Matrix{1, 2, {1, 2}}}, JobResult{Statistics{3, 1, 2, 3, 0, 5}}}) {
+    const auto decoded = decode<JobResult>(encode(result));
+    ASSERT_TRUE(decoded) << decoded.error;
+    EXPECT_EQ(*decoded.value, result);
+  }
+  JobList list{{{1, JobState::kDone}, {2, JobState::kFailed}}};
+  EXPECT_EQ(*decode<JobList>(encode(list)).value, list);
+  ServerStats stats{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
+  EXPECT_EQ(*decode<ServerStats>(encode(stats)).value, stats);
+  EXPECT_EQ(encode(stats).size(), 14u * 8);
+  Hello hello{1, "mrd 0.1.0"};
+  EXPECT_EQ(*decode<Hello>(encode(hello)).value, hello);
+}
+
+TEST(Codec, StringsUseCerealsOwnLayout) {
+  // BodyWriter::bytes must match what cereal itself writes for a std::string.
+  std::string ours;
+  BodyWriter(ours).bytes("hello");
+  std::string theirs;
+  {
+    std::ostringstream stream;
+    {
+      cereal::BinaryOutputArchive archive(stream);
+      archive(std::string("hello"));
+    }
+    theirs = stream.str();
+  }
+  EXPECT_EQ(ours, theirs);
+}
+
+TEST(Codec, TruncatedBodiesAreErrorsAtEveryLength) {
+  const auto body = encode(SubmitRequest{"words", "sum", {}, Documents{{{"a", "hello"}}}});
+  for (std::size_t n = 0; n < body.size(); ++n) {
+    const auto decoded = decode<SubmitRequest>(std::string_view(body).substr(0, n));
+    EXPECT_FALSE(decoded) << "length " << n;
+    EXPECT_FALSE(decoded.error.empty());
+  }
+}
+
+TEST(Codec, TrailingBytesAreAnError) {
+  const auto decoded = decode<JobId>(bytes({7, 0, 0, 0, 0}));
+  ASSERT_FALSE(decoded);
+  EXPECT_NE(decoded.error.find("unexpected bytes"), std::string::npos);
+}
+
+TEST(Codec, LyingCountsDoNotAllocate) {
+  // A 20-byte body declaring 2^60 documents: refused by arithmetic, not by bad_alloc.
+  std::string body = bytes({5, 0, 0, 0, 0, 0, 0, 0}) + "words" + bytes({3, 0, 0, 0, 0, 0, 0, 0}) +
+                     "sum" + std::string(12, '\0') + bytes({0}) +
+                     bytes({0, 0, 0, 0, 0, 0, 0, 0x10});
+  const auto decoded = decode<SubmitRequest>(body);
+  ASSERT_FALSE(decoded);
+  EXPECT_NE(decoded.error.find("larger than the body holds"), std::string::npos) << decoded.error;
+}
+
+TEST(Codec, LyingStringLengthIsRefused) {
+  auto body = bytes({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}) + "x";
+  const auto decoded = decode<ErrorMessage>(body);
+  ASSERT_FALSE(decoded);
+  EXPECT_NE(decoded.error.find("larger than the body holds"), std::string::npos) << decoded.error;
+}
+
+TEST(Codec, MapperNameLongerThanTheLimitIsRefused) {
+  SubmitRequest request{std::string(kMaxNameBytes + 1, 'x'), "sum", {}, Numbers{}};
+  const auto decoded = decode<SubmitRequest>(encode(request));
+  ASSERT_FALSE(decoded);
+  EXPECT_NE(decoded.error.find("mapper name"), std::string::npos) << decoded.error;
+}
+
+TEST(Codec, MatrixShapeMustMatchItsValues) {
+  SubmitRequest request{"matmul", "rows", {}, MatrixPair{{2, 2, {1, 2, 3}}, {1, 1, {1}}}};
+  const auto decoded = decode<SubmitRequest>(encode(request));
+  ASSERT_FALSE(decoded);
+  EXPECT_NE(decoded.error.find("different number of values"), std::string::npos) << decoded.error;
+}
+
+TEST(Codec, HugeMatrixSidesAreRefused) {
+  SubmitRequest request{"matmul", "rows", {}, MatrixPair{{kMaxMatrixSide + 1, 0, {}}, {}}};
+  const auto decoded = decode<SubmitRequest>(encode(request));
+  ASSERT_FALSE(decoded);
+  EXPECT_NE(decoded.error.find("matrix side"), std::string::npos) << decoded.error;
+}
+
+TEST(Codec, UndefinedEnumsAreRefused) {
+  auto body = encode(SubmitRequest{"words", "sum", {}, Numbers{}});
+  body[body.size() - 9] = 9;  // the input kind byte
+  EXPECT_FALSE(decode<SubmitRequest>(body));
+  auto progress = encode(JobProgress{1, JobState::kDone, 0, 0, 0, 0});
+  progress[4] = 42;  // the state byte
+  const auto decoded = decode<JobProgress>(progress);
+  ASSERT_FALSE(decoded);
+  EXPECT_NE(decoded.error.find("job state 42"), std::string::npos) << decoded.error;
+}
+
+TEST(Wire, NamesAreStable) {
+  EXPECT_EQ(to_string(Opcode::kSubmit), "submit");
+  EXPECT_EQ(to_string(Status::kFrameTooLarge), "frame-too-large");
+  EXPECT_EQ(to_string(JobState::kReducing), "reducing");
+  EXPECT_TRUE(is_known_opcode(6));
+  EXPECT_FALSE(is_known_opcode(7));
+}
+
+}  // namespace
+}  // namespace mrd::protocol

@@ -1,0 +1,225 @@
+// Test support: the real mrd binary on an ephemeral port, and a raw-bytes client for it.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "protocol/codec.hpp"
+#include "protocol/frame.hpp"
+
+namespace mrd::testing {
+
+using namespace std::chrono_literals;
+
+/// A fresh empty directory under the system temp dir, removed with the object.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "mrd-test-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// mrd, started with `--listen 127.0.0.1:0` and the given extra arguments; stopped with SIGTERM.
+class ServerProcess {
+ public:
+  explicit ServerProcess(std::vector<std::string> extra_args = {}) {
+    const auto port_file = (dir_.path() / "port").string();
+    log_file_ = (dir_.path() / "mrd.log").string();
+    std::vector<std::string> args{MRD_BINARY, "--listen", "127.0.0.1:0", "--port-file", port_file};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      // In the child: only async-signal-safe calls until exec.
+      std::vector<char*> argv;
+      for (auto& a : args)
+        argv.push_back(a.data());
+      argv.push_back(nullptr);
+      const int log = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (log >= 0) dup2(log, STDERR_FILENO);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::ifstream in(port_file);
+      if (in >> port_) return;
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = 0;
+        throw std::runtime_error("mrd exited at start-up; log:\n" + log());
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    throw std::runtime_error("mrd did not start listening within 20 s; log:\n" + log());
+  }
+
+  ~ServerProcess() {
+    if (pid_ > 0) stop();
+  }
+
+  std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
+
+  /// Sends SIGTERM and waits; returns the exit status (as waitpid reports it).
+  int stop(int signal = SIGTERM) {
+    ::kill(pid_, signal);
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    pid_ = 0;
+    return status;
+  }
+
+  /// Everything mrd wrote to stderr so far.
+  std::string log() const {
+    std::ifstream in(log_file_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  /// Process ids of mrd's worker processes (its children, whichever thread started them).
+  std::vector<pid_t> worker_pids() const {
+    std::vector<pid_t> pids;
+    const auto tasks = std::filesystem::path("/proc") / std::to_string(pid_) / "task";
+    std::error_code error;
+    for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+      std::ifstream children(task.path() / "children");
+      pid_t child;
+      while (children >> child)
+        pids.push_back(child);
+    }
+    return pids;
+  }
+
+ private:
+  TempDir dir_;
+  std::string log_file_;
+  pid_t pid_ = 0;
+  std::uint16_t port_ = 0;
+};
+
+/// A reply as it came off the wire.
+struct RawReply {
+  std::uint8_t status = 0;
+  std::string body;
+};
+
+/// A blocking TCP client that sends exact bytes and reads exact frames, with timeouts.
+class RawClient {
+ public:
+  explicit RawClient(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+      throw std::runtime_error("cannot connect to 127.0.0.1:" + std::to_string(port));
+    }
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~RawClient() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  void send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("send failed");
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  template <class T>
+  void send_message(protocol::Opcode opcode, const T& body) {
+    std::string frame;
+    protocol::append_message(frame, static_cast<std::uint8_t>(opcode), body);
+    send(frame);
+  }
+
+  /// The next reply frame, or nothing if the server closed first or `timeout` passed.
+  std::optional<RawReply> read_reply(std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto parsed = protocol::parse_frame(buffer_, 1ull << 32);
+      if (parsed.outcome == protocol::ParsedFrame::Outcome::kFrame) {
+        RawReply reply{parsed.code, std::string(parsed.body)};
+        buffer_.erase(0, parsed.frame_bytes);
+        return reply;
+      }
+      if (!fill(deadline)) return std::nullopt;
+    }
+  }
+
+  /// True if the server closes the connection (EOF) within `timeout` and sends nothing more.
+  bool closed_by_server(std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (fill(deadline)) {
+    }
+    return eof_;
+  }
+
+  /// Bytes received but not yet returned as a reply.
+  const std::string& unread() const { return buffer_; }
+
+ private:
+  /// Reads more into buffer_; false at EOF, on error, or at the deadline.
+  bool fill(std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char chunk[65536];
+    const auto n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    buffer_.append(chunk, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  std::string buffer_;
+  bool eof_ = false;
+};
+
+}  // namespace mrd::testing
