@@ -46,7 +46,8 @@ class JobKind {
   virtual std::vector<protocol::JobInput> split(const protocol::JobInput& input,
                                                 std::uint64_t chunk_bytes) const = 0;
 
-  /// Maps (and combines) one chunk; returns one encoded piece per partition.
+  /// Maps (and combines) one chunk; returns one encoded piece per partition (`partitions` >= 1),
+  /// or a single piece, whatever `partitions` is, when has_reduce() is false.
   virtual std::vector<std::string> map(const protocol::JobInput& chunk,
                                        std::uint32_t partitions) const = 0;
 

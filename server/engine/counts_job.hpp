@@ -1,0 +1,38 @@
+// CountsJob: the shared half of the jobs whose result is key counts (words, bigrams).
+//
+// A subclass says which keys a chunk holds; this class counts them, combines the counts within
+// the chunk, sends each key to its partition, sums the partitions and orders the result.
+//
+// Intermediate format, the same for map pieces and reduced partitions: a u64 number of entries,
+// then per entry the key (u64 length and bytes) and its u64 count. Map pieces are in no particular
+// order; a reduced partition is in result order (count descending, then key in byte order), so
+// assemble only has to merge.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "server/engine/job_kind.hpp"
+#include "server/engine/key_table.hpp"
+
+namespace mrd::engine {
+
+class CountsJob : public JobKind {
+ public:
+  std::string_view reducer() const override { return "sum"; }
+  std::size_t input_kind() const override;
+  void validate(const protocol::JobInput& input) const override;
+  std::vector<std::string> map(const protocol::JobInput& chunk,
+                               std::uint32_t partitions) const override;
+  std::string reduce(const std::vector<std::string>& pieces) const override;
+  protocol::JobResult assemble(std::vector<std::string> partitions) const override;
+
+ protected:
+  using CountTable = KeyTable<std::uint64_t>;
+
+  /// Adds one to `counts` for every key found in the chunk's documents.
+  virtual void count_keys(const protocol::Documents& chunk, CountTable& counts) const = 0;
+};
+
+}  // namespace mrd::engine

@@ -1,0 +1,81 @@
+// The catalog of built-in jobs: lookup by name and the checks a SUBMIT gets before it is queued.
+#include <algorithm>
+
+#include "server/engine/builtin_jobs.hpp"
+#include "server/engine/input_kinds.hpp"
+#include "server/engine/job_kind.hpp"
+
+namespace mrd::engine {
+namespace {
+
+/// The first built-in job whose mapper (or reducer) has this name, or nullptr.
+const JobKind* with_mapper(std::string_view name) {
+  for (const JobKind* kind : all_job_kinds()) {
+    if (kind->mapper() == name) return kind;
+  }
+  return nullptr;
+}
+const JobKind* with_reducer(std::string_view name) {
+  for (const JobKind* kind : all_job_kinds()) {
+    if (kind->reducer() == name) return kind;
+  }
+  return nullptr;
+}
+
+/// "'a', 'b', 'c'", without repeats (two mappers share the reducer 'sum').
+template <class Name>
+std::string quoted_list(Name name) {
+  std::vector<std::string_view> seen;
+  std::string list;
+  for (const JobKind* kind : all_job_kinds()) {
+    const std::string_view n = name(*kind);
+    if (std::find(seen.begin(), seen.end(), n) != seen.end()) continue;
+    seen.push_back(n);
+    if (!list.empty()) list += ", ";
+    list += '\'';
+    list += n;
+    list += '\'';
+  }
+  return list;
+}
+
+}  // namespace
+
+const std::vector<const JobKind*>& all_job_kinds() {
+  static const std::vector<const JobKind*> kinds = {
+      &word_count_job(), &bigram_count_job(),    &inverted_index_job(),
+      &statistics_job(), &matrix_multiply_job(),
+  };
+  return kinds;
+}
+
+const JobKind* find_job_kind(std::string_view mapper, std::string_view reducer) {
+  for (const JobKind* kind : all_job_kinds()) {
+    if (kind->mapper() == mapper && kind->reducer() == reducer) return kind;
+  }
+  return nullptr;
+}
+
+std::string check_submit(const protocol::SubmitRequest& request) {
+  const JobKind* by_mapper = with_mapper(request.mapper);
+  if (by_mapper == nullptr) {
+    return "unknown mapper '" + request.mapper +
+           "'; known mappers: " + quoted_list([](const JobKind& k) { return k.mapper(); });
+  }
+  if (with_reducer(request.reducer) == nullptr) {
+    return "unknown reducer '" + request.reducer +
+           "'; known reducers: " + quoted_list([](const JobKind& k) { return k.reducer(); });
+  }
+  const JobKind* kind = find_job_kind(request.mapper, request.reducer);
+  if (kind == nullptr) {
+    // Each mapper goes with exactly one reducer, so the fix is always a single name.
+    return "mapper '" + request.mapper + "' does not go with reducer '" + request.reducer +
+           "'; use '" + std::string(by_mapper->reducer()) + "'";
+  }
+  if (request.input.index() != kind->input_kind()) {
+    return wrong_input_message(kind->mapper(), kind->input_kind(), request.input.index());
+  }
+  return {};
+}
+
+}  // namespace mrd::engine

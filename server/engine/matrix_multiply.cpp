@@ -1,0 +1,139 @@
+// matmul + rows: the matrix product C = A x B.
+//
+// Row r of C depends only on row r of A (and all of B), so each chunk is a block of A's rows with
+// a copy of B, each map task multiplies its block with BLAS, and the blocks of C only need to be
+// stacked in chunk order: there is no reduce step. The one map piece is the block of C, encoded
+// as protocol::write_matrix does (u64 rows, u64 cols, then the values as a u64 count and f64s).
+#include <cblas.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "protocol/body_io.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/limits.hpp"
+#include "server/engine/builtin_jobs.hpp"
+#include "server/engine/input_kinds.hpp"
+#include "server/engine/piece_io.hpp"
+
+namespace mrd::engine {
+namespace {
+
+using protocol::Matrix;
+using protocol::MatrixPair;
+
+std::string shape(const Matrix& m) {
+  return std::to_string(m.rows) + "x" + std::to_string(m.cols);
+}
+
+/// Throws unless `m` holds rows * cols values and its sides are within the protocol's limit
+/// (which also keeps them within BLAS's int arguments).
+void check_shape(const Matrix& m, const char* name) {
+  if (m.rows > protocol::kMaxMatrixSide || m.cols > protocol::kMaxMatrixSide) {
+    throw JobError(std::string("matrix ") + name + " is " + shape(m) + "; no side may exceed " +
+                   std::to_string(protocol::kMaxMatrixSide));
+  }
+  if (m.values.size() != m.rows * m.cols) {
+    throw JobError(std::string("matrix ") + name + " is " + shape(m) + " but holds " +
+                   std::to_string(m.values.size()) + " values");
+  }
+}
+
+/// a x b with cblas_dgemm; the shapes have been checked.
+Matrix multiply(const Matrix& a, const Matrix& b) {
+  Matrix c{a.rows, b.cols, std::vector<double>(a.rows * b.cols, 0.0)};
+  // BLAS rejects a leading dimension of 0, and with any side 0 the product is all zeros (or
+  // empty) anyway, so it is only called when there is something to multiply.
+  if (a.rows == 0 || a.cols == 0 || b.cols == 0) return c;
+  const auto m = static_cast<blasint>(a.rows);
+  const auto k = static_cast<blasint>(a.cols);
+  const auto n = static_cast<blasint>(b.cols);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, a.values.data(), k,
+              b.values.data(), n, 0.0, c.values.data(), n);
+  return c;
+}
+
+class MatrixMultiply final : public JobKind {
+ public:
+  std::string_view mapper() const override { return "matmul"; }
+  std::string_view reducer() const override { return "rows"; }
+  std::size_t input_kind() const override { return input_kind_of<MatrixPair>(); }
+  bool has_reduce() const override { return false; }
+
+  void validate(const protocol::JobInput& input) const override {
+    const auto& pair = input_as<MatrixPair>(input, mapper());
+    check_shape(pair.a, "A");
+    check_shape(pair.b, "B");
+    if (pair.a.cols != pair.b.rows) {
+      throw JobError("cannot multiply " + shape(pair.a) + " by " + shape(pair.b) + ": A has " +
+                     std::to_string(pair.a.cols) + " columns but B has " +
+                     std::to_string(pair.b.rows) + " rows");
+    }
+  }
+
+  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
+                                        std::uint64_t chunk_bytes) const override {
+    const auto& pair = input_as<MatrixPair>(input, mapper());
+    const Matrix& a = pair.a;
+    // A row of A is 8 * cols bytes; rows without columns cost nothing, so they all go together.
+    const std::uint64_t row_bytes = sizeof(double) * a.cols;
+    const std::uint64_t rows_per_chunk = row_bytes == 0
+                                             ? std::max<std::uint64_t>(1, a.rows)
+                                             : std::max<std::uint64_t>(1, chunk_bytes / row_bytes);
+
+    std::vector<protocol::JobInput> chunks;
+    std::uint64_t first = 0;
+    do {
+      const std::uint64_t rows = std::min(rows_per_chunk, a.rows - first);
+      const auto begin = a.values.begin() + static_cast<std::ptrdiff_t>(first * a.cols);
+      const auto end = begin + static_cast<std::ptrdiff_t>(rows * a.cols);
+      chunks.emplace_back(MatrixPair{Matrix{rows, a.cols, {begin, end}}, pair.b});
+      first += rows;
+    } while (first < a.rows);
+    return chunks;
+  }
+
+  /// One piece whatever `partitions` is: the block of C.
+  std::vector<std::string> map(const protocol::JobInput& chunk, std::uint32_t) const override {
+    validate(chunk);  // BLAS would read out of bounds on a wrong shape
+    const auto& pair = std::get<MatrixPair>(chunk);
+    std::string piece;
+    protocol::BodyWriter writer(piece);
+    protocol::write_matrix(writer, multiply(pair.a, pair.b));
+    return {std::move(piece)};
+  }
+
+  std::string reduce(const std::vector<std::string>&) const override {
+    throw JobError("matmul has no reduce step; its map outputs go straight to assemble");
+  }
+
+  protocol::JobResult assemble(std::vector<std::string> blocks) const override {
+    Matrix c;
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      const Matrix block = read_intermediate("matrix block from a map task", [&] {
+        protocol::BodyReader reader(blocks[i]);
+        Matrix m = protocol::read_matrix(reader);
+        reader.expect_end();
+        return m;
+      });
+      blocks[i] = {};  // free each block's bytes as soon as they are decoded
+      if (i == 0) {
+        c.cols = block.cols;
+      } else if (block.cols != c.cols) {
+        throw JobError("matrix blocks from map tasks disagree on the number of columns");
+      }
+      c.rows += block.rows;
+      c.values.insert(c.values.end(), block.values.begin(), block.values.end());
+    }
+    return c;
+  }
+};
+
+}  // namespace
+
+const JobKind& matrix_multiply_job() {
+  static const MatrixMultiply job;
+  return job;
+}
+
+}  // namespace mrd::engine

@@ -1,0 +1,37 @@
+// words + sum: how often each word occurs across all documents.
+#include "server/engine/builtin_jobs.hpp"
+#include "server/engine/counts_job.hpp"
+#include "server/engine/input_kinds.hpp"
+#include "server/engine/text_split.hpp"
+#include "server/engine/tokenizer.hpp"
+
+namespace mrd::engine {
+namespace {
+
+class WordCount final : public CountsJob {
+ public:
+  std::string_view mapper() const override { return "words"; }
+
+  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
+                                        std::uint64_t chunk_bytes) const override {
+    return split_documents(input_as<protocol::Documents>(input, mapper()), chunk_bytes,
+                           Overlap::kNone);
+  }
+
+ protected:
+  void count_keys(const protocol::Documents& chunk, CountTable& counts) const override {
+    std::string scratch;
+    for (const auto& document : chunk.documents) {
+      for_each_word(document.text, scratch, [&](std::string_view word) { ++counts[word]; });
+    }
+  }
+};
+
+}  // namespace
+
+const JobKind& word_count_job() {
+  static const WordCount job;
+  return job;
+}
+
+}  // namespace mrd::engine

@@ -1,0 +1,812 @@
+// The job engine, run end to end the way the scheduler runs it, against plain reference
+// implementations written here without any of the engine's code.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <ostream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "server/engine/blas_threads.hpp"
+#include "server/engine/job_kind.hpp"
+#include "server/engine/text_split.hpp"
+#include "server/engine/tokenizer.hpp"
+
+// Readable failure messages for the result types.
+namespace mrd::protocol {
+void PrintTo(const Matrix& m, std::ostream* os) {
+  *os << m.rows << "x" << m.cols << " {";
+  for (const double v : m.values) {
+    *os << " " << v;
+  }
+  *os << " }";
+}
+void PrintTo(const Counts& counts, std::ostream* os) {
+  for (const auto& e : counts.entries) {
+    *os << "\n  '" << e.key << "' " << e.count;
+  }
+}
+void PrintTo(const Postings& postings, std::ostream* os) {
+  for (const auto& e : postings.entries) {
+    *os << "\n  '" << e.word << "':";
+    for (const auto& name : e.documents) {
+      *os << " '" << name << "'";
+    }
+  }
+}
+}  // namespace mrd::protocol
+
+namespace mrd::engine {
+namespace {
+
+using protocol::Counts;
+using protocol::Document;
+using protocol::Documents;
+using protocol::JobInput;
+using protocol::JobResult;
+using protocol::KeyCount;
+using protocol::Matrix;
+using protocol::MatrixPair;
+using protocol::Numbers;
+using protocol::Postings;
+using protocol::Statistics;
+
+constexpr std::uint64_t kHugeChunk = std::numeric_limits<std::uint64_t>::max();
+const std::vector<std::uint64_t> kChunkSizes = {1, 7, 64, 4096, kHugeChunk};
+const std::vector<std::uint32_t> kPartitionCounts = {1, 2, 5};
+
+// --- the driver: exactly what the scheduler does ---
+
+/// Validates, splits, maps every chunk, groups piece p of every map output into partition p,
+/// reduces every partition and assembles.
+JobResult run_job(const JobKind& kind, const JobInput& input, std::uint64_t chunk_bytes,
+                  std::uint32_t partitions) {
+  kind.validate(input);
+  const auto chunks = kind.split(input, chunk_bytes);
+  EXPECT_GE(chunks.size(), 1u);
+  std::vector<std::vector<std::string>> grouped(partitions);
+  std::vector<std::string> blocks;  // jobs without reduce: partition 0 of each map output
+  for (const auto& chunk : chunks) {
+    auto pieces = kind.map(chunk, partitions);
+    if (!kind.has_reduce()) {
+      EXPECT_EQ(pieces.size(), 1u);
+      blocks.push_back(std::move(pieces.at(0)));
+      continue;
+    }
+    EXPECT_EQ(pieces.size(), partitions);
+    for (std::uint32_t p = 0; p < partitions; ++p) {
+      grouped[p].push_back(std::move(pieces.at(p)));
+    }
+  }
+  if (!kind.has_reduce()) return kind.assemble(std::move(blocks));
+  std::vector<std::string> reduced;
+  for (const auto& pieces : grouped) {
+    reduced.push_back(kind.reduce(pieces));
+  }
+  return kind.assemble(std::move(reduced));
+}
+
+const JobKind& job(std::string_view mapper, std::string_view reducer) {
+  const JobKind* kind = find_job_kind(mapper, reducer);
+  if (kind == nullptr) throw std::logic_error("no such job in the catalog");
+  return *kind;
+}
+
+/// Runs the job with every chunk size and partition count and expects `expected` each time.
+template <class Result>
+void expect_every_way(const JobKind& kind, const JobInput& input, const Result& expected) {
+  for (const auto chunk_bytes : kChunkSizes) {
+    for (const auto partitions : kPartitionCounts) {
+      SCOPED_TRACE("chunk_bytes " + std::to_string(chunk_bytes) + ", partitions " +
+                   std::to_string(partitions));
+      const JobResult result = run_job(kind, input, chunk_bytes, partitions);
+      ASSERT_TRUE(std::holds_alternative<Result>(result));
+      EXPECT_EQ(std::get<Result>(result), expected);
+    }
+  }
+}
+
+// --- reference implementations, deliberately plain ---
+
+bool reference_is_word_byte(unsigned char b) {
+  return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b >= 0x80;
+}
+
+std::vector<std::string> reference_words(const std::string& text) {
+  std::vector<std::string> words;
+  std::string word;
+  for (const char c : text) {
+    const auto b = static_cast<unsigned char>(c);
+    if (reference_is_word_byte(b)) {
+      word += (b >= 'A' && b <= 'Z') ? static_cast<char>(b - 'A' + 'a') : c;
+    } else if (!word.empty()) {
+      words.push_back(word);
+      word.clear();
+    }
+  }
+  if (!word.empty()) words.push_back(word);
+  return words;
+}
+
+/// std::map orders keys by bytes; a stable sort by count keeps that order among ties.
+Counts to_counts(const std::map<std::string, std::uint64_t>& counted) {
+  Counts counts;
+  for (const auto& [key, count] : counted) {
+    counts.entries.push_back({key, count});
+  }
+  std::stable_sort(counts.entries.begin(), counts.entries.end(),
+                   [](const KeyCount& a, const KeyCount& b) { return a.count > b.count; });
+  return counts;
+}
+
+Counts reference_word_counts(const Documents& docs) {
+  std::map<std::string, std::uint64_t> counted;
+  for (const auto& d : docs.documents) {
+    for (const auto& w : reference_words(d.text)) {
+      ++counted[w];
+    }
+  }
+  return to_counts(counted);
+}
+
+Counts reference_bigram_counts(const Documents& docs) {
+  std::map<std::string, std::uint64_t> counted;
+  for (const auto& d : docs.documents) {
+    const auto words = reference_words(d.text);
+    for (std::size_t i = 1; i < words.size(); ++i) {
+      ++counted[words[i - 1] + " " + words[i]];
+    }
+  }
+  return to_counts(counted);
+}
+
+Postings reference_index(const Documents& docs) {
+  std::map<std::string, std::set<std::string>> where;
+  for (const auto& d : docs.documents) {
+    for (const auto& w : reference_words(d.text)) {
+      where[w].insert(d.name);
+    }
+  }
+  Postings postings;
+  for (const auto& [word, names] : where) {
+    postings.entries.push_back({word, std::vector<std::string>(names.begin(), names.end())});
+  }
+  return postings;
+}
+
+Statistics reference_statistics(std::vector<double> values) {
+  Statistics s;
+  s.count = values.size();
+  if (values.empty()) {
+    s.mean = s.median = s.mode = s.min = s.max = std::numeric_limits<double>::quiet_NaN();
+    return s;
+  }
+  std::sort(values.begin(), values.end());
+  long double sum = 0;
+  for (const double v : values) {
+    sum += v;
+  }
+  s.mean = static_cast<double>(sum / values.size());
+  const std::size_t n = values.size();
+  s.median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] / 2 + values[n / 2] / 2);
+  std::size_t best_run = 0;
+  for (std::size_t i = 0; i < n;) {
+    std::size_t j = i;
+    while (j < n && values[j] == values[i]) {
+      ++j;
+    }
+    if (j - i > best_run) {
+      best_run = j - i;
+      s.mode = values[i];
+    }
+    i = j;
+  }
+  s.min = values.front();
+  s.max = values.back();
+  return s;
+}
+
+Matrix reference_multiply(const Matrix& a, const Matrix& b) {
+  Matrix c{a.rows, b.cols, std::vector<double>(a.rows * b.cols, 0.0)};
+  for (std::uint64_t i = 0; i < a.rows; ++i) {
+    for (std::uint64_t j = 0; j < b.cols; ++j) {
+      double sum = 0;
+      for (std::uint64_t k = 0; k < a.cols; ++k) {
+        sum += a.values[i * a.cols + k] * b.values[k * b.cols + j];
+      }
+      c.values[i * b.cols + j] = sum;
+    }
+  }
+  return c;
+}
+
+// --- inputs ---
+
+Documents docs(std::initializer_list<std::pair<const char*, std::string>> named_texts) {
+  Documents d;
+  for (const auto& [name, text] : named_texts) {
+    d.documents.push_back(Document{name, text});
+  }
+  return d;
+}
+
+/// Random text over a small vocabulary (so words repeat) with every kind of separator, upper case,
+/// digits and UTF-8.
+std::string random_text(std::mt19937& rng, std::size_t words) {
+  static const std::vector<std::string> vocabulary = [] {
+    std::istringstream in(
+        "the The THE cat sat on mat 42 x1y2 caf\xc3\xa9 \xc3\x89T\xc3\x89 na\xc3\xafve a I zebra "
+        "Zebra 0 verylongwordthatkeepsgoingandgoing");
+    std::vector<std::string> words;
+    for (std::string word; in >> word;) {
+      words.push_back(word);
+    }
+    return words;
+  }();
+  static const std::vector<std::string> separators = {
+      " ", "  ", "\n", "\t", ", ", ". ", "--", "'", "\"", std::string(1, '\0'), "\x7f", " (", ") "};
+  std::uniform_int_distribution<std::size_t> word(0, vocabulary.size() - 1);
+  std::uniform_int_distribution<std::size_t> separator(0, separators.size() - 1);
+  std::string text = separator(rng) % 3 == 0 ? separators[separator(rng)] : "";
+  for (std::size_t i = 0; i < words; ++i) {
+    text += vocabulary[word(rng)] + separators[separator(rng)];
+  }
+  return text;
+}
+
+// --- tokenizer and splitting ---
+
+/// The words for_each_word finds, as strings.
+std::vector<std::string> engine_words(std::string_view text) {
+  std::string scratch;
+  std::vector<std::string> words;
+  for_each_word(text, scratch, [&](std::string_view w) { words.emplace_back(w); });
+  return words;
+}
+
+using Words = std::vector<std::string>;
+
+TEST(Tokenizer, LowerCasesAsciiKeepsHighBytesAndSeparatesOnTheRest) {
+  EXPECT_EQ(engine_words("Hello, World!"), (Words{"hello", "world"}));
+  EXPECT_EQ(engine_words(""), Words{});
+  EXPECT_EQ(engine_words(" .,;!? \t\n"), Words{});
+  EXPECT_EQ(engine_words("A1b2_C3"), (Words{"a1b2", "c3"}));
+  EXPECT_EQ(engine_words("\xc3\x89T\xc3\x89 caf\xc3\xa9"),
+            (Words{"\xc3\x89t\xc3\x89", "caf\xc3\xa9"}));
+  EXPECT_EQ(engine_words(std::string("a\0b", 3)), (Words{"a", "b"}));
+  EXPECT_EQ(engine_words("@[`{ Z"), Words{"z"});  // the bytes either side of A-Z and a-z separate
+}
+
+TEST(Tokenizer, ConsecutiveWordsAreOneViewWithOneSpace) {
+  std::string scratch;
+  std::string_view previous;
+  std::vector<std::string> pairs;
+  for_each_word("One,  two!!three", scratch, [&](std::string_view word) {
+    if (!previous.empty()) {
+      pairs.emplace_back(previous.data(),
+                         static_cast<std::size_t>(word.data() + word.size() - previous.data()));
+    }
+    previous = word;
+  });
+  EXPECT_EQ(pairs, (Words{"one two", "two three"}));
+}
+
+TEST(Tokenizer, AgreesWithReferenceOnRandomText) {
+  std::mt19937 rng(1);
+  for (int round = 0; round < 20; ++round) {
+    const std::string text = random_text(rng, 200);
+    EXPECT_EQ(engine_words(text), reference_words(text));
+  }
+}
+
+TEST(TextSplit, CutsOnlyAtSeparatorsAndLosesNothing) {
+  std::mt19937 rng(2);
+  const std::string text = random_text(rng, 500);
+  for (const auto chunk_bytes : {1ull, 2ull, 7ull, 64ull, 1000ull, 1ull << 40}) {
+    const auto pieces = cut_text(text, chunk_bytes, Overlap::kNone);
+    std::string joined;
+    for (const auto piece : pieces) {
+      ASSERT_FALSE(piece.empty());
+      joined += piece;
+      if (joined.size() < text.size()) {
+        // The next piece starts with a separator, so the word before the cut is whole.
+        EXPECT_FALSE(is_word_byte(text[joined.size()])) << "cut inside a word at " << joined.size();
+      }
+    }
+    EXPECT_EQ(joined, text);
+  }
+}
+
+TEST(TextSplit, LastWordOverlapRepeatsExactlyThePreviousLastWord) {
+  const std::string text = "alpha beta, gamma delta epsilon";
+  for (std::uint64_t chunk_bytes = 1; chunk_bytes <= text.size() + 1; ++chunk_bytes) {
+    const auto pieces = cut_text(text, chunk_bytes, Overlap::kLastWord);
+    ASSERT_GE(pieces.size(), 1u);
+    EXPECT_EQ(pieces.front().data(), text.data());
+    EXPECT_EQ(pieces.back().data() + pieces.back().size(), text.data() + text.size());
+    for (std::size_t i = 1; i < pieces.size(); ++i) {
+      const auto before = reference_words(std::string(pieces[i - 1]));
+      const auto after = reference_words(std::string(pieces[i]));
+      ASSERT_GE(before.size(), 2u) << "a piece must hold two words to make progress";
+      EXPECT_EQ(before.back(), after.front());
+    }
+  }
+}
+
+TEST(TextSplit, PacksSmallDocumentsAndAlwaysMakesAChunk) {
+  EXPECT_EQ(split_documents(Documents{}, 10, Overlap::kNone).size(), 1u);
+  EXPECT_EQ(split_documents(docs({{"", ""}}), 1, Overlap::kNone).size(), 1u);
+
+  Documents many;
+  for (int i = 0; i < 10; ++i) {
+    many.documents.push_back({"d" + std::to_string(i), "1234567"});
+  }
+  // Each document is 9 bytes (name and text), so three fit in 32 bytes.
+  const auto chunks = split_documents(many, 32, Overlap::kNone);
+  EXPECT_EQ(chunks.size(), 4u);
+  std::vector<Document> all;
+  for (const auto& chunk : chunks) {
+    const auto& d = std::get<Documents>(chunk).documents;
+    EXPECT_LE(d.size(), 3u);
+    all.insert(all.end(), d.begin(), d.end());
+  }
+  EXPECT_EQ(all, many.documents);
+}
+
+TEST(TextSplit, BigDocumentGetsSeveralChunksThatKeepItsName) {
+  const auto chunks =
+      split_documents(docs({{"small", "a b"}, {"big", "one two three four five"}, {"tail", "z"}}),
+                      8, Overlap::kNone);
+  std::string big;
+  for (const auto& chunk : chunks) {
+    for (const auto& d : std::get<Documents>(chunk).documents) {
+      if (d.name == "big") big += d.text;
+    }
+  }
+  EXPECT_EQ(big, "one two three four five");
+  EXPECT_GE(chunks.size(), 3u);
+}
+
+// --- words + sum ---
+
+TEST(WordCount, OrdersByCountThenKeyBytes) {
+  // Among equal counts keys compare as unsigned bytes: "a" (0x61) before "\xc3\xa9" (e acute).
+  const Counts expected{{{"c", 3}, {"b", 2}, {"x", 2}, {"a", 1}, {"\xc3\xa9", 1}}};
+  expect_every_way(job("words", "sum"), docs({{"d", "B \xc3\xa9 C c, X! c x b a"}}), expected);
+}
+
+TEST(WordCount, EmptyInputs) {
+  const Counts nothing;
+  expect_every_way(job("words", "sum"), Documents{}, nothing);
+  expect_every_way(job("words", "sum"), docs({{"empty", ""}, {"also", ""}}), nothing);
+  expect_every_way(job("words", "sum"), docs({{"punctuation", " ,.;:!?-- \n\t()[]{}<>"}}), nothing);
+}
+
+TEST(WordCount, CaseDigitsHighBytesAndPunctuation) {
+  // "\xe2\x82\xac" is the euro sign; the 5 after it is a separate literal so that it is not read
+  // as one more hex digit.
+  const std::string euro5 = std::string("\xe2\x82\xac") + "5";
+  const Documents input =
+      docs({{"a", "Hello HELLO hello, h3llo 2024 caf\xc3\xa9 CAF\xc3\xa9 " + euro5},
+            {"b", "don't stop--believing; e-mail me@example.com"}});
+  const Counts expected = reference_word_counts(input);
+  EXPECT_EQ(expected.entries.front(), (KeyCount{"hello", 3}));
+  expect_every_way(job("words", "sum"), input, expected);
+}
+
+TEST(WordCount, SingleHugeDocumentSplitManyTimes) {
+  std::mt19937 rng(3);
+  const Documents input = docs({{"huge", random_text(rng, 3000)}});
+  expect_every_way(job("words", "sum"), input, reference_word_counts(input));
+}
+
+TEST(WordCount, ManyDocumentsOfAllSizes) {
+  std::mt19937 rng(4);
+  Documents input;
+  for (int i = 0; i < 40; ++i) {
+    input.documents.push_back(
+        {"doc" + std::to_string(i), random_text(rng, static_cast<std::size_t>(i * i % 97))});
+  }
+  expect_every_way(job("words", "sum"), input, reference_word_counts(input));
+}
+
+TEST(WordCount, WordSpanningEveryPossibleCut) {
+  // One long word among short ones: whatever the chunk size, it must be counted whole, once.
+  const Documents input = docs({{"d", "a supercalifragilistic b supercalifragilistic c"}});
+  for (std::uint64_t chunk_bytes = 1; chunk_bytes < 50; ++chunk_bytes) {
+    const auto result = std::get<Counts>(run_job(job("words", "sum"), input, chunk_bytes, 2));
+    EXPECT_EQ(result, reference_word_counts(input)) << "chunk_bytes " << chunk_bytes;
+  }
+}
+
+TEST(WordCount, KeysSpreadOverPartitions) {
+  Documents input;
+  std::string text;
+  for (int i = 0; i < 200; ++i) {
+    text.append("w").append(std::to_string(i)).append(" ");
+  }
+  input.documents.push_back({"d", text});
+  const auto pieces = job("words", "sum").map(input, 5);
+  ASSERT_EQ(pieces.size(), 5u);
+  for (const auto& piece : pieces) {
+    EXPECT_GT(piece.size(), 8u) << "an empty partition";
+  }
+}
+
+// --- bigrams + sum ---
+
+TEST(BigramCount, CountsConsecutivePairsWithinDocumentsOnly) {
+  const Documents input =
+      docs({{"one", "The cat, the CAT; the cat"}, {"two", "sat on"}, {"three", "mat"}});
+  const Counts expected{{{"the cat", 3}, {"cat the", 2}, {"sat on", 1}}};
+  EXPECT_EQ(reference_bigram_counts(input), expected);
+  expect_every_way(job("bigrams", "sum"), input, expected);
+}
+
+TEST(BigramCount, PairAcrossEveryChunkCutCountedOnce) {
+  const Documents input = docs({{"d", "alpha beta, gamma delta epsilon zeta"}});
+  const Counts expected{{{"alpha beta", 1},
+                         {"beta gamma", 1},
+                         {"delta epsilon", 1},
+                         {"epsilon zeta", 1},
+                         {"gamma delta", 1}}};
+  for (std::uint64_t chunk_bytes = 1; chunk_bytes < 45; ++chunk_bytes) {
+    for (const auto partitions : kPartitionCounts) {
+      const auto result =
+          std::get<Counts>(run_job(job("bigrams", "sum"), input, chunk_bytes, partitions));
+      EXPECT_EQ(result, expected) << "chunk_bytes " << chunk_bytes;
+    }
+  }
+}
+
+TEST(BigramCount, NeverAcrossDocumentsEvenWhenPacked) {
+  const Documents input = docs({{"a", "x y"}, {"b", "z"}, {"c", "w x"}, {"d", ""}, {"e", "y"}});
+  expect_every_way(job("bigrams", "sum"), input, Counts{{{"w x", 1}, {"x y", 1}}});
+}
+
+TEST(BigramCount, EmptyAndOneWordInputs) {
+  expect_every_way(job("bigrams", "sum"), Documents{}, Counts{});
+  expect_every_way(job("bigrams", "sum"), docs({{"a", "lonely"}, {"b", "!!"}, {"c", ""}}),
+                   Counts{});
+}
+
+TEST(BigramCount, RandomDocumentsAgreeWithReference) {
+  std::mt19937 rng(5);
+  Documents input;
+  input.documents.push_back({"huge", random_text(rng, 2000)});
+  for (int i = 0; i < 20; ++i) {
+    input.documents.push_back({"small" + std::to_string(i), random_text(rng, 5)});
+  }
+  expect_every_way(job("bigrams", "sum"), input, reference_bigram_counts(input));
+}
+
+// --- index + postings ---
+
+TEST(InvertedIndex, WordsInSeveralDocumentsAndRepeatedInOne) {
+  const Documents input = docs({{"zeta", "apple Banana apple APPLE"},
+                                {"alpha", "banana cherry"},
+                                {"mid", "apple, apple!"},
+                                {"empty", ""}});
+  const Postings expected{
+      {{"apple", {"mid", "zeta"}}, {"banana", {"alpha", "zeta"}}, {"cherry", {"alpha"}}}};
+  EXPECT_EQ(reference_index(input), expected);
+  expect_every_way(job("index", "postings"), input, expected);
+}
+
+TEST(InvertedIndex, SameNameTwiceAndBigDocumentsAreListedOnce) {
+  std::mt19937 rng(6);
+  Documents input;
+  input.documents.push_back({"big", random_text(rng, 1500)});
+  input.documents.push_back({"dup", "cat \xc3\xa9t\xc3\xa9"});
+  input.documents.push_back({"dup", "cat zebra"});
+  input.documents.push_back({"other", random_text(rng, 100)});
+  expect_every_way(job("index", "postings"), input, reference_index(input));
+}
+
+TEST(InvertedIndex, EmptyInputs) {
+  expect_every_way(job("index", "postings"), Documents{}, Postings{});
+  expect_every_way(job("index", "postings"), docs({{"a", ""}, {"b", "..."}}), Postings{});
+}
+
+// --- numbers + stats ---
+
+/// Statistics are equal if every field is, NaN matching NaN; the mean may differ in its last bit.
+void expect_statistics(const Statistics& actual, const Statistics& expected) {
+  EXPECT_EQ(actual.count, expected.count);
+  const auto same = [](double a, double e, const char* what) {
+    if (std::isnan(e)) {
+      EXPECT_TRUE(std::isnan(a)) << what << " is " << a;
+    } else {
+      EXPECT_EQ(a, e) << what;
+    }
+  };
+  if (std::isfinite(expected.mean)) {
+    EXPECT_NEAR(actual.mean, expected.mean, 1e-12 * std::max(1.0, std::abs(expected.mean)));
+  } else {
+    same(actual.mean, expected.mean, "mean");
+  }
+  same(actual.median, expected.median, "median");
+  same(actual.mode, expected.mode, "mode");
+  same(actual.min, expected.min, "min");
+  same(actual.max, expected.max, "max");
+}
+
+void expect_statistics_every_way(const std::vector<double>& values, const Statistics& expected) {
+  for (const auto chunk_bytes : kChunkSizes) {
+    for (const auto partitions : kPartitionCounts) {
+      SCOPED_TRACE("chunk_bytes " + std::to_string(chunk_bytes) + ", partitions " +
+                   std::to_string(partitions));
+      const auto result =
+          run_job(job("numbers", "stats"), Numbers{values}, chunk_bytes, partitions);
+      expect_statistics(std::get<Statistics>(result), expected);
+    }
+  }
+}
+
+TEST(Statistics, OddCount) {
+  const std::vector<double> values = {5, 1, 3, 3, 9};
+  expect_statistics_every_way(values, Statistics{5, 4.2, 3, 3, 1, 9});
+}
+
+TEST(Statistics, EvenCountAveragesTheMiddleTwo) {
+  const std::vector<double> values = {4, 1, 2, 10};
+  expect_statistics_every_way(values, Statistics{4, 4.25, 3, 1, 1, 10});
+}
+
+TEST(Statistics, ModeTieGoesToTheSmallestValue) {
+  const std::vector<double> values = {7, 2, 7, 2, -1, 9, 9};
+  const Statistics expected{7, 35.0 / 7, 7, 2, -1, 9};
+  expect_statistics_every_way(values, expected);
+  EXPECT_EQ(reference_statistics(values).mode, 2);
+}
+
+TEST(Statistics, NegativeZeroIsZero) {
+  const std::vector<double> values = {-0.0, 0.0, -0.0, 1.0, 1.0};
+  expect_statistics_every_way(values, Statistics{5, 0.4, 0.0, 0.0, 0.0, 1.0});
+  const auto result =
+      std::get<Statistics>(run_job(job("numbers", "stats"), Numbers{{-0.0}}, 64, 2));
+  EXPECT_FALSE(std::signbit(result.min));
+  EXPECT_FALSE(std::signbit(result.mode));
+}
+
+TEST(Statistics, InfinitiesAreValues) {
+  const double inf = std::numeric_limits<double>::infinity();
+  expect_statistics_every_way({1, inf, 2, inf}, Statistics{4, inf, inf, inf, 1, inf});
+  expect_statistics_every_way({-inf, 0, 3}, Statistics{3, -inf, 0, -inf, -inf, 3});
+  // +inf and -inf have no mean, and no midpoint.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  expect_statistics_every_way({-inf, inf}, Statistics{2, nan, nan, -inf, -inf, inf});
+}
+
+TEST(Statistics, EmptyInputIsAllNaN) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  expect_statistics_every_way({}, Statistics{0, nan, nan, nan, nan, nan});
+}
+
+TEST(Statistics, MeanDoesNotLoseSmallValuesNextToLargeOnes) {
+  // Summed in double, 1e16 + 1 rounds back to 1e16 and the mean comes out 0.
+  expect_statistics_every_way({1e16, 1, -1e16, 1}, Statistics{4, 0.5, 1, 1, -1e16, 1e16});
+  // Summed in double, 1e308 + 1e308 overflows to infinity.
+  expect_statistics_every_way({1e308, 1e308}, Statistics{2, 1e308, 1e308, 1e308, 1e308, 1e308});
+}
+
+TEST(Statistics, RandomValuesAgreeWithReference) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> small(-20, 20);
+  std::normal_distribution<double> wide(0, 1e6);
+  std::vector<double> values;
+  for (int i = 0; i < 3000; ++i) {
+    values.push_back(i % 3 == 0 ? wide(rng) : small(rng) * 0.5);
+  }
+  expect_statistics_every_way(values, reference_statistics(values));
+  values.pop_back();  // and with the other parity
+  expect_statistics_every_way(values, reference_statistics(values));
+}
+
+TEST(Statistics, NaNIsRejectedWithItsPosition) {
+  const auto& kind = job("numbers", "stats");
+  try {
+    kind.validate(Numbers{{1, 2, std::nan(""), 4}});
+    FAIL() << "NaN accepted";
+  } catch (const JobError& e) {
+    EXPECT_STREQ(e.what(), "input contains NaN at position 2");
+  }
+  EXPECT_THROW(kind.map(Numbers{{std::nan("")}}, 1), JobError);
+  EXPECT_NO_THROW(kind.validate(Numbers{{std::numeric_limits<double>::infinity()}}));
+}
+
+TEST(Statistics, SplitGivesChunkBytesOverEightNumbersPerChunk) {
+  const auto& kind = job("numbers", "stats");
+  EXPECT_EQ(kind.split(Numbers{}, 64).size(), 1u);
+  EXPECT_EQ(kind.split(Numbers{{1, 2, 3}}, 1).size(), 3u);
+  EXPECT_EQ(kind.split(Numbers{std::vector<double>(100, 1.0)}, 80).size(), 10u);
+  EXPECT_EQ(kind.split(Numbers{std::vector<double>(101, 1.0)}, 80).size(), 11u);
+}
+
+// --- matmul + rows ---
+
+Matrix matrix(std::uint64_t rows, std::uint64_t cols, std::vector<double> values) {
+  return Matrix{rows, cols, std::move(values)};
+}
+
+/// A matrix of small integers, so that any order of summation gives the exact same product.
+Matrix random_matrix(std::mt19937& rng, std::uint64_t rows, std::uint64_t cols) {
+  std::uniform_int_distribution<int> small(-9, 9);
+  Matrix m{rows, cols, {}};
+  for (std::uint64_t i = 0; i < rows * cols; ++i) {
+    m.values.push_back(small(rng));
+  }
+  return m;
+}
+
+TEST(MatrixMultiply, OneByOne) {
+  expect_every_way(job("matmul", "rows"), MatrixPair{matrix(1, 1, {3}), matrix(1, 1, {-2.5})},
+                   matrix(1, 1, {-7.5}));
+}
+
+TEST(MatrixMultiply, ThreeByFourTimesFourByTwo) {
+  const Matrix a = matrix(3, 4, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+  const Matrix b = matrix(4, 2, {1, 0, 0, 1, 1, 1, 2, -1});
+  const Matrix expected = matrix(3, 2, {12, 1, 28, 5, 44, 9});
+  EXPECT_EQ(reference_multiply(a, b), expected);
+  expect_every_way(job("matmul", "rows"), MatrixPair{a, b}, expected);
+}
+
+TEST(MatrixMultiply, RandomShapesAgreeWithReference) {
+  std::mt19937 rng(8);
+  for (const auto [m, k, n] :
+       {std::array<std::uint64_t, 3>{37, 23, 11}, {1, 50, 1}, {50, 1, 50}, {7, 7, 7}}) {
+    const Matrix a = random_matrix(rng, m, k);
+    const Matrix b = random_matrix(rng, k, n);
+    expect_every_way(job("matmul", "rows"), MatrixPair{a, b}, reference_multiply(a, b));
+  }
+}
+
+TEST(MatrixMultiply, LargerProductWithOneOrTwoBlasThreads) {
+  std::mt19937 rng(10);
+  const Matrix a = random_matrix(rng, 200, 150);
+  const Matrix b = random_matrix(rng, 150, 120);
+  const Matrix expected = reference_multiply(a, b);
+  for (const int threads : {1, 2}) {
+    set_blas_threads(threads);
+    for (const auto chunk_bytes : {std::uint64_t{4096}, kHugeChunk}) {
+      EXPECT_EQ(std::get<Matrix>(run_job(job("matmul", "rows"), MatrixPair{a, b}, chunk_bytes, 1)),
+                expected);
+    }
+  }
+  set_blas_threads(1);
+}
+
+TEST(MatrixMultiply, EmptyShapes) {
+  const auto& kind = job("matmul", "rows");
+  expect_every_way(kind, MatrixPair{matrix(0, 3, {}), matrix(3, 2, {1, 2, 3, 4, 5, 6})},
+                   matrix(0, 2, {}));
+  expect_every_way(kind, MatrixPair{matrix(3, 0, {}), matrix(0, 2, {})},
+                   matrix(3, 2, {0, 0, 0, 0, 0, 0}));
+  expect_every_way(kind, MatrixPair{matrix(2, 3, {1, 2, 3, 4, 5, 6}), matrix(3, 0, {})},
+                   matrix(2, 0, {}));
+  expect_every_way(kind, MatrixPair{}, matrix(0, 0, {}));
+}
+
+TEST(MatrixMultiply, SplitsRowsByChunkBytes) {
+  const auto& kind = job("matmul", "rows");
+  std::mt19937 rng(9);
+  const MatrixPair pair{random_matrix(rng, 10, 4), random_matrix(rng, 4, 3)};
+  EXPECT_EQ(kind.split(pair, 1).size(), 10u);  // at least one row per chunk
+  EXPECT_EQ(kind.split(pair, 64).size(), 5u);  // two 32-byte rows per chunk
+  EXPECT_EQ(kind.split(pair, 1000).size(), 1u);
+  for (const auto& chunk : kind.split(pair, 96)) {  // three rows per chunk, B whole in each
+    EXPECT_LE(std::get<MatrixPair>(chunk).a.rows, 3u);
+    EXPECT_EQ(std::get<MatrixPair>(chunk).b, pair.b);
+  }
+  EXPECT_EQ(kind.split(MatrixPair{matrix(5, 0, {}), matrix(0, 1, {})}, 1).size(), 1u);
+}
+
+TEST(MatrixMultiply, MismatchedShapesAreRejected) {
+  const auto& kind = job("matmul", "rows");
+  try {
+    kind.validate(
+        MatrixPair{matrix(3, 4, std::vector<double>(12)), matrix(5, 2, std::vector<double>(10))});
+    FAIL() << "mismatch accepted";
+  } catch (const JobError& e) {
+    EXPECT_STREQ(e.what(), "cannot multiply 3x4 by 5x2: A has 4 columns but B has 5 rows");
+  }
+  EXPECT_THROW(kind.validate(MatrixPair{matrix(2, 2, {1, 2, 3}), matrix(2, 1, {1, 2})}), JobError);
+  EXPECT_THROW(kind.map(MatrixPair{matrix(1, 2, {1, 2}), matrix(3, 1, {1, 2, 3})}, 1), JobError);
+  EXPECT_FALSE(kind.has_reduce());
+}
+
+// --- the catalog ---
+
+protocol::SubmitRequest submit(std::string mapper, std::string reducer, JobInput input) {
+  return protocol::SubmitRequest{std::move(mapper), std::move(reducer), {}, std::move(input)};
+}
+
+TEST(Catalog, FindsEveryBuiltInPair) {
+  ASSERT_EQ(all_job_kinds().size(), 5u);
+  for (const JobKind* kind : all_job_kinds()) {
+    EXPECT_EQ(find_job_kind(kind->mapper(), kind->reducer()), kind);
+  }
+  EXPECT_EQ(job("words", "sum").input_kind(), 0u);
+  EXPECT_EQ(job("bigrams", "sum").input_kind(), 0u);
+  EXPECT_EQ(job("index", "postings").input_kind(), 0u);
+  EXPECT_EQ(job("numbers", "stats").input_kind(), 1u);
+  EXPECT_EQ(job("matmul", "rows").input_kind(), 2u);
+  EXPECT_EQ(find_job_kind("words", "postings"), nullptr);
+  EXPECT_EQ(find_job_kind("Words", "sum"), nullptr);
+}
+
+TEST(Catalog, CheckSubmitExplainsEveryMistake) {
+  EXPECT_EQ(check_submit(submit("words", "sum", Documents{})), "");
+  EXPECT_EQ(check_submit(submit("matmul", "rows", MatrixPair{})), "");
+  EXPECT_EQ(check_submit(submit("numbers", "stats", Numbers{})), "");
+  EXPECT_EQ(check_submit(submit("grep", "sum", Documents{})),
+            "unknown mapper 'grep'; known mappers: 'words', 'bigrams', 'index', 'numbers', "
+            "'matmul'");
+  EXPECT_EQ(check_submit(submit("words", "count", Documents{})),
+            "unknown reducer 'count'; known reducers: 'sum', 'postings', 'stats', 'rows'");
+  EXPECT_EQ(check_submit(submit("words", "stats", Documents{})),
+            "mapper 'words' does not go with reducer 'stats'; use 'sum'");
+  EXPECT_EQ(check_submit(submit("index", "sum", Documents{})),
+            "mapper 'index' does not go with reducer 'sum'; use 'postings'");
+  EXPECT_EQ(check_submit(submit("matmul", "rows", Documents{})),
+            "mapper 'matmul' takes a matrix pair, not documents");
+  EXPECT_EQ(check_submit(submit("words", "sum", Numbers{})),
+            "mapper 'words' takes documents, not numbers");
+  EXPECT_EQ(check_submit(submit("numbers", "stats", MatrixPair{})),
+            "mapper 'numbers' takes numbers, not a matrix pair");
+}
+
+TEST(Catalog, WrongInputKindIsAJobErrorEverywhere) {
+  for (const JobKind* kind : all_job_kinds()) {
+    const JobInput wrong = kind->input_kind() == 0 ? JobInput{Numbers{}} : JobInput{Documents{}};
+    EXPECT_THROW(kind->validate(wrong), JobError) << kind->mapper();
+    EXPECT_THROW(kind->split(wrong, 64), JobError) << kind->mapper();
+    EXPECT_THROW(kind->map(wrong, 1), JobError) << kind->mapper();
+  }
+}
+
+// --- untrusted intermediate data ---
+
+TEST(Intermediate, CorruptPiecesFailTheJobNotTheProcess) {
+  const std::string lying_count("\xff\xff\xff\xff\xff\xff\xff\x7f", 8);  // 2^63 entries
+  for (const JobKind* kind : all_job_kinds()) {
+    SCOPED_TRACE(std::string(kind->mapper()));
+    if (kind->has_reduce()) {
+      EXPECT_THROW(kind->reduce({"abc"}), JobError);
+      EXPECT_THROW(kind->reduce({lying_count}), JobError);
+    }
+    EXPECT_THROW(kind->assemble({"abc"}), JobError);
+    EXPECT_THROW(kind->assemble({lying_count}), JobError);
+  }
+}
+
+TEST(Intermediate, TruncatedOrExtendedPiecesAreRejected) {
+  const Documents input = docs({{"d", "some words to count and index"}});
+  for (const auto* kind :
+       {&job("words", "sum"), &job("bigrams", "sum"), &job("index", "postings")}) {
+    SCOPED_TRACE(std::string(kind->mapper()));
+    const std::string piece = kind->map(input, 1).at(0);
+    EXPECT_NO_THROW(kind->reduce({piece}));
+    EXPECT_THROW(kind->reduce({piece.substr(0, piece.size() - 1)}), JobError);
+    EXPECT_THROW(kind->reduce({piece + "x"}), JobError);
+  }
+  const auto& stats = job("numbers", "stats");
+  const std::string piece = stats.map(Numbers{{3, 1, 2}}, 1).at(0);
+  EXPECT_NO_THROW(stats.reduce({piece}));
+  EXPECT_THROW(stats.reduce({piece.substr(0, piece.size() - 1)}), JobError);
+  // Values out of order: swap the first two (value, count) pairs after the u64 count.
+  std::string swapped = piece;
+  std::swap_ranges(swapped.begin() + 8, swapped.begin() + 24, swapped.begin() + 24);
+  EXPECT_THROW(stats.reduce({swapped}), JobError);
+}
+
+}  // namespace
+}  // namespace mrd::engine
