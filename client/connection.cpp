@@ -1,0 +1,279 @@
+#include "client/connection.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "client/client_error.hpp"
+#include "client/poll_backoff.hpp"
+#include "client/reply_error.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/frame.hpp"
+#include "protocol/limits.hpp"
+
+namespace mrd::client {
+namespace {
+
+using protocol::Opcode;
+using protocol::Status;
+
+/// Largest body a frame header can announce.
+constexpr std::uint64_t kMaxFrameBodyBytes = 0xFFFFFFFFull;
+
+/// Largest reply body accepted. The server is trusted further than its clients are, so this is
+/// everything a header can say; the body is still read as it arrives, not allocated up front.
+constexpr std::uint64_t kMaxReplyBodyBytes = kMaxFrameBodyBytes;
+
+/// Smallest and largest single read.
+constexpr std::size_t kMinReceiveBytes = 64 << 10;
+constexpr std::size_t kMaxReceiveBytes = 16 << 20;
+
+/// Requests larger than this get a hint about the server's frame limit when the server hangs up.
+constexpr std::size_t kLargeRequestBytes = 1 << 20;
+
+std::uint8_t code(Opcode opcode) {
+  return static_cast<std::uint8_t>(opcode);
+}
+
+bool is_known_status(std::uint8_t byte) {
+  return byte <= static_cast<std::uint8_t>(Status::kShuttingDown);
+}
+
+std::string job_what(std::string_view verb, std::uint32_t job_id) {
+  return std::string(verb) + " job " + std::to_string(job_id);
+}
+
+/// A request frame for a body that is a single job id.
+std::string job_id_frame(Opcode opcode, std::uint32_t job_id) {
+  std::string frame;
+  protocol::append_message(frame, code(opcode), protocol::JobId{job_id});
+  return frame;
+}
+
+std::string empty_frame(Opcode opcode) {
+  std::string frame;
+  protocol::append_frame(frame, code(opcode), {});
+  return frame;
+}
+
+/// Why a large request may have been cut off, since the server cannot tell us after hanging up.
+std::string size_hint(std::size_t request_bytes) {
+  if (request_bytes < kLargeRequestBytes) return "";
+  return "; the request was " + std::to_string(request_bytes >> 20) +
+         " MiB, which may exceed the server's frame limit (mrd --max-frame-mib, " +
+         std::to_string(protocol::kDefaultMaxFrameBytes >> 20) + " MiB by default)";
+}
+
+/// The message of an error reply, or a stand-in if even that does not decode.
+std::string error_text(std::string_view body) {
+  auto decoded = protocol::decode<protocol::ErrorMessage>(body);
+  return decoded ? decoded.value->text
+                 : "(the error message did not decode: " + decoded.error + ")";
+}
+
+/// Decodes a reply body as a T, or throws kProtocol.
+template <class T>
+T decode_body(std::string_view body, const std::string& what) {
+  auto decoded = protocol::decode<T>(body);
+  if (!decoded) {
+    throw ClientError(ErrorKind::kProtocol,
+                      what + ": the server's reply did not decode: " + decoded.error);
+  }
+  return std::move(*decoded.value);
+}
+
+/// The body of an OK reply decoded as a T; any other status is thrown as its ClientError.
+template <class T>
+T expect_ok(Status status, std::string_view body, const std::string& what) {
+  if (status != Status::kOk) throw reply_error(what, status, error_text(body));
+  return decode_body<T>(body, what);
+}
+
+}  // namespace
+
+Connection Connection::connect(const ServerAddress& address, std::chrono::milliseconds io_timeout) {
+  return Connection(address, TcpStream::connect(address, io_timeout));
+}
+
+template <class T>
+T Connection::ask(std::string_view frame, const std::string& what) {
+  const Reply reply = round_trip(frame, what);
+  return expect_ok<T>(reply.status, reply.body, what);
+}
+
+std::string Connection::hello() {
+  const std::string what = "hello";
+  std::string frame;
+  protocol::append_message(frame, code(Opcode::kHello), protocol::Hello{});
+  const Reply reply = round_trip(frame, what);
+  if (reply.status == Status::kVersionMismatch) {
+    throw ClientError(
+        ErrorKind::kProtocol,
+        "the server does not speak protocol version " + std::to_string(protocol::kProtocolVersion) +
+            ", the one this client speaks (server says: " + error_text(reply.body) + ")",
+        reply.status);
+  }
+  const auto hello = expect_ok<protocol::Hello>(reply.status, reply.body, what);
+  if (hello.protocol_version != protocol::kProtocolVersion) {
+    throw ClientError(ErrorKind::kProtocol,
+                      "server speaks protocol version " + std::to_string(hello.protocol_version) +
+                          ", this client speaks " + std::to_string(protocol::kProtocolVersion));
+  }
+  return hello.software;
+}
+
+std::uint32_t Connection::submit(const protocol::SubmitRequest& request) {
+  // Encoded straight into the frame: a SUBMIT body can be hundreds of MiB.
+  std::string frame;
+  protocol::append_message(frame, code(Opcode::kSubmit), request);
+  // Past 4 GiB the header's u32 length would wrap: refuse here, since the server cannot tell.
+  if (frame.size() - protocol::kHeaderBytes > kMaxFrameBodyBytes) {
+    throw ClientError(ErrorKind::kInput, "submit: the request is " +
+                                             std::to_string(frame.size() >> 20) +
+                                             " MiB; a frame holds at most 4 GiB");
+  }
+  return ask<protocol::JobId>(frame, "submit").id;
+}
+
+FetchOutcome Connection::fetch(std::uint32_t job_id) {
+  const auto what = job_what("fetch", job_id);
+  const Reply reply = round_trip(job_id_frame(Opcode::kFetch, job_id), what);
+  FetchOutcome outcome;
+  outcome.status = reply.status;
+  switch (reply.status) {
+    case Status::kOk:
+      outcome.result = decode_body<protocol::JobResult>(reply.body, what);
+      break;
+    case Status::kPending:
+      outcome.progress = decode_body<protocol::JobProgress>(reply.body, what);
+      break;
+    case Status::kUnknownJob:
+    case Status::kJobFailed:
+    case Status::kJobCancelled:
+    case Status::kJobExpired:
+      outcome.message = error_text(reply.body);
+      break;
+    default:
+      throw reply_error(what, reply.status, error_text(reply.body));
+  }
+  return outcome;
+}
+
+protocol::JobProgress Connection::status(std::uint32_t job_id) {
+  const auto what = job_what("status of", job_id);
+  return ask<protocol::JobProgress>(job_id_frame(Opcode::kStatus, job_id), what);
+}
+
+void Connection::cancel(std::uint32_t job_id) {
+  const auto what = job_what("cancel", job_id);
+  const Reply reply = round_trip(job_id_frame(Opcode::kCancel, job_id), what);
+  if (reply.status != Status::kOk) throw reply_error(what, reply.status, error_text(reply.body));
+  if (!reply.body.empty()) {
+    throw ClientError(ErrorKind::kProtocol,
+                      what + ": the server's OK reply has an unexpected body");
+  }
+}
+
+protocol::JobList Connection::list() {
+  return ask<protocol::JobList>(empty_frame(Opcode::kList), "list");
+}
+
+protocol::ServerStats Connection::stats() {
+  return ask<protocol::ServerStats>(empty_frame(Opcode::kStats), "stats");
+}
+
+FetchOutcome Connection::wait_for_result(std::uint32_t job_id,
+                                         const ProgressCallback& on_progress) {
+  PollBackoff backoff;
+  for (;;) {
+    FetchOutcome outcome = fetch(job_id);
+    if (outcome.finished()) return outcome;
+    if (on_progress) on_progress(*outcome.progress);
+    std::this_thread::sleep_for(backoff.next());
+  }
+}
+
+Connection::Reply Connection::round_trip(std::string_view frame, const std::string& what) {
+  if (const auto error = stream_.send_all(frame)) {
+    // The server may have answered and hung up before reading the whole request, as it does on
+    // FRAME_TOO_LARGE; that answer explains more than our broken pipe, so look for it first.
+    try {
+      if (auto reply = read_reply(what)) return std::move(*reply);
+    } catch (const ClientError&) {
+      // Nothing readable either: report the send failure below.
+    }
+    throw ClientError(ErrorKind::kConnection, what + ": lost the connection to " +
+                                                  to_string(address_) + " while sending (" +
+                                                  error.message() + ")" + size_hint(frame.size()));
+  }
+  auto reply = read_reply(what);
+  if (!reply) {
+    throw ClientError(ErrorKind::kConnection, what + ": the server at " + to_string(address_) +
+                                                  " closed the connection without replying" +
+                                                  size_hint(frame.size()));
+  }
+  return std::move(*reply);
+}
+
+std::optional<Connection::Reply> Connection::read_reply(const std::string& what) {
+  for (;;) {
+    const std::string_view received(inbox_.data(), inbox_filled_);
+    const auto parsed = protocol::parse_frame(received, kMaxReplyBodyBytes);
+    if (parsed.outcome == protocol::ParsedFrame::Outcome::kTooLarge) {
+      throw ClientError(ErrorKind::kProtocol, what + ": the server announced a reply of " +
+                                                  std::to_string(parsed.body_bytes) + " bytes");
+    }
+    // Check the status as soon as the header is in: a peer that is not mrd at all (an HTTP
+    // server, say) is told apart at once instead of by a nonsense body length.
+    if (inbox_filled_ >= protocol::kHeaderBytes && !is_known_status(parsed.code)) {
+      throw ClientError(ErrorKind::kProtocol, what + ": the reply starts with status " +
+                                                  std::to_string(parsed.code) +
+                                                  ", which this client does not know; is " +
+                                                  to_string(address_) + " an mrd server?");
+    }
+    if (parsed.outcome == protocol::ParsedFrame::Outcome::kFrame) {
+      Reply reply{static_cast<Status>(parsed.code), std::string(parsed.body)};
+      // Keep anything after this frame for the next reply.
+      std::memmove(inbox_.data(), inbox_.data() + parsed.frame_bytes,
+                   inbox_filled_ - parsed.frame_bytes);
+      inbox_filled_ -= parsed.frame_bytes;
+      return reply;
+    }
+    const std::size_t needed =
+        parsed.frame_bytes == 0 ? protocol::kHeaderBytes : parsed.frame_bytes;
+    if (!receive_more(needed - inbox_filled_, what)) {
+      if (inbox_filled_ == 0) return std::nullopt;
+      throw ClientError(ErrorKind::kConnection,
+                        what + ": the server at " + to_string(address_) +
+                            " closed the connection in the middle of its reply");
+    }
+  }
+}
+
+bool Connection::receive_more(std::size_t wanted, const std::string& what) {
+  const std::size_t chunk = std::clamp(wanted, kMinReceiveBytes, kMaxReceiveBytes);
+  if (inbox_.size() < inbox_filled_ + chunk) {
+    inbox_.resize(std::max(inbox_.size() * 2, inbox_filled_ + chunk));
+  }
+  std::error_code error;
+  const std::size_t received =
+      stream_.receive_some({inbox_.data() + inbox_filled_, inbox_.size() - inbox_filled_}, error);
+  if (error == std::errc::timed_out) {
+    throw ClientError(ErrorKind::kConnection,
+                      what + ": the server at " + to_string(address_) + " stopped answering");
+  }
+  if (error) {
+    throw ClientError(
+        ErrorKind::kConnection,
+        what + ": lost the connection to " + to_string(address_) + " (" + error.message() + ")");
+  }
+  inbox_filled_ += received;
+  return received > 0;
+}
+
+protocol::JobResult result_or_throw(FetchOutcome outcome, std::uint32_t job_id) {
+  if (outcome.status == Status::kOk && outcome.result) return std::move(*outcome.result);
+  throw reply_error("job " + std::to_string(job_id), outcome.status, outcome.message);
+}
+
+}  // namespace mrd::client

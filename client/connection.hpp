@@ -1,0 +1,112 @@
+// Connection: one blocking conversation with an mrd server, one request at a time.
+//
+// Every method sends one request, waits for its reply and returns the decoded answer, or throws
+// ClientError. Replies that are about the job rather than the request (a FETCH of a job that
+// failed) come back as values in a FetchOutcome, since a caller usually handles them in-line.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "client/server_address.hpp"
+#include "client/tcp_stream.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/wire.hpp"
+
+namespace mrd::client {
+
+/// Default stall timeout: how long one send or receive may make no progress at all.
+inline constexpr std::chrono::milliseconds kDefaultIoTimeout = std::chrono::seconds(60);
+
+/// What a FETCH found. `status` is one of kOk, kPending, kUnknownJob, kJobFailed,
+/// kJobCancelled, kJobExpired; every other reply status is thrown as a ClientError.
+struct FetchOutcome {
+  protocol::Status status = protocol::Status::kPending;
+  std::optional<protocol::JobResult> result;      ///< set for kOk
+  std::optional<protocol::JobProgress> progress;  ///< set for kPending
+  std::string message;                            ///< the server's words for the error statuses
+
+  bool finished() const { return status != protocol::Status::kPending; }
+};
+
+/// Called with each progress report while wait_for_result polls.
+using ProgressCallback = std::function<void(const protocol::JobProgress&)>;
+
+class Connection {
+ public:
+  /// Connects; see TcpStream::connect for `io_timeout`. Sends nothing: call hello() next.
+  static Connection connect(const ServerAddress& address,
+                            std::chrono::milliseconds io_timeout = kDefaultIoTimeout);
+
+  /// HELLO: checks the server speaks this client's protocol version and returns its software
+  /// name ("mrd 0.1.0"). Throws ClientError (kProtocol) on a version mismatch.
+  std::string hello();
+
+  /// SUBMIT: queues a job and returns its id. Throws ClientError (kRejected) for QUEUE_FULL,
+  /// BAD_JOB, SHUTTING_DOWN and FRAME_TOO_LARGE, with the server's message.
+  std::uint32_t submit(const protocol::SubmitRequest& request);
+
+  /// FETCH once: the result, the progress so far, or why there will be no result.
+  FetchOutcome fetch(std::uint32_t job_id);
+
+  /// STATUS: a job's state and progress. Throws ClientError (kRejected) for an unknown job.
+  protocol::JobProgress status(std::uint32_t job_id);
+
+  /// CANCEL: stops a job and makes the server forget it.
+  void cancel(std::uint32_t job_id);
+
+  /// LIST: every job the server remembers.
+  protocol::JobList list();
+
+  /// STATS: the server's counters.
+  protocol::ServerStats stats();
+
+  /// Polls FETCH until the job has finished, pausing 1 ms, 2 ms, 4 ms ... up to 200 ms between
+  /// polls, and calls `on_progress` (if set) with every PENDING report. Returns the final outcome.
+  FetchOutcome wait_for_result(std::uint32_t job_id, const ProgressCallback& on_progress = {});
+
+  /// The server this connection talks to.
+  const ServerAddress& address() const { return address_; }
+
+ private:
+  /// A reply frame: its status and its still-encoded body.
+  struct Reply {
+    protocol::Status status = protocol::Status::kOk;
+    std::string body;
+  };
+
+  Connection(ServerAddress address, TcpStream stream)
+      : address_(std::move(address)), stream_(std::move(stream)) {}
+
+  /// Sends a whole request frame and reads its reply. `what` names the request in errors.
+  Reply round_trip(std::string_view frame, const std::string& what);
+
+  /// round_trip, then the OK reply's body decoded as a T; any other reply is thrown.
+  template <class T>
+  T ask(std::string_view frame, const std::string& what);
+
+  /// Reads the next reply frame; nullopt if the server closed cleanly before its first byte.
+  std::optional<Reply> read_reply(const std::string& what);
+
+  /// Receives at least one more byte into inbox_; false if the server has closed.
+  /// `wanted` is how many more the current frame needs, to size the read.
+  bool receive_more(std::size_t wanted, const std::string& what);
+
+  ServerAddress address_;
+  TcpStream stream_;
+  /// Received bytes: [0, inbox_filled_) not yet consumed; the rest is room for the next read.
+  /// Grown as bytes arrive, never to a declared length up front.
+  std::vector<char> inbox_;
+  std::size_t inbox_filled_ = 0;
+};
+
+/// The result of an outcome with status kOk. Otherwise throws ClientError: kJobFailed for a
+/// failed, cancelled or expired job, kRejected for an unknown one, kProtocol if still pending.
+protocol::JobResult result_or_throw(FetchOutcome outcome, std::uint32_t job_id);
+
+}  // namespace mrd::client

@@ -1,0 +1,104 @@
+#include "client/json_output.hpp"
+
+#include <algorithm>
+#include <variant>
+
+#include "client/json.hpp"
+#include "client/server_stats_fields.hpp"
+
+namespace mrd::client {
+
+std::string counts_json(const protocol::Counts& counts, std::size_t top) {
+  const std::size_t shown = std::min(top, counts.entries.size());
+  std::string out = "[";
+  for (std::size_t i = 0; i < shown; ++i) {
+    out += i == 0 ? "\n  {\"key\": " : ",\n  {\"key\": ";
+    append_json_string(out, counts.entries[i].key);
+    out += ", \"count\": " + std::to_string(counts.entries[i].count) + "}";
+  }
+  out += shown == 0 ? "]\n" : "\n]\n";
+  return out;
+}
+
+std::string postings_json(const protocol::Postings& postings) {
+  std::string out = "{";
+  bool first = true;
+  for (const auto& p : postings.entries) {
+    out += first ? "\n  " : ",\n  ";
+    first = false;
+    append_json_string(out, p.word);
+    out += ": [";
+    for (std::size_t i = 0; i < p.documents.size(); ++i) {
+      if (i > 0) out += ", ";
+      append_json_string(out, p.documents[i]);
+    }
+    out += "]";
+  }
+  out += postings.entries.empty() ? "}\n" : "\n}\n";
+  return out;
+}
+
+std::string statistics_json(const protocol::Statistics& s) {
+  return "{\"count\": " + std::to_string(s.count) + ", \"mean\": " + json_number(s.mean) +
+         ", \"median\": " + json_number(s.median) + ", \"mode\": " + json_number(s.mode) +
+         ", \"min\": " + json_number(s.min) + ", \"max\": " + json_number(s.max) + "}\n";
+}
+
+std::string matrix_json(const protocol::Matrix& m) {
+  std::string out = "{\"rows\": " + std::to_string(m.rows) +
+                    ", \"cols\": " + std::to_string(m.cols) + ", \"values\": [";
+  for (std::uint64_t r = 0; r < m.rows; ++r) {
+    out += r == 0 ? "\n  [" : ",\n  [";
+    for (std::uint64_t c = 0; c < m.cols; ++c) {
+      if (c > 0) out += ", ";
+      out += json_number(m.values[r * m.cols + c]);
+    }
+    out += "]";
+  }
+  out += m.rows == 0 ? "]}\n" : "\n]}\n";
+  return out;
+}
+
+std::string result_json(const protocol::JobResult& result, std::size_t top) {
+  if (const auto* counts = std::get_if<protocol::Counts>(&result)) return counts_json(*counts, top);
+  if (const auto* postings = std::get_if<protocol::Postings>(&result)) {
+    return postings_json(*postings);
+  }
+  if (const auto* matrix = std::get_if<protocol::Matrix>(&result)) return matrix_json(*matrix);
+  return statistics_json(std::get<protocol::Statistics>(result));
+}
+
+std::string job_status_json(const protocol::JobProgress& p) {
+  return "{\"id\": " + std::to_string(p.id) +
+         ", \"state\": " + json_string(protocol::to_string(p.state)) +
+         ", \"map_done\": " + std::to_string(p.map_done) +
+         ", \"map_total\": " + std::to_string(p.map_total) +
+         ", \"reduce_done\": " + std::to_string(p.reduce_done) +
+         ", \"reduce_total\": " + std::to_string(p.reduce_total) + "}\n";
+}
+
+std::string job_list_json(const protocol::JobList& list) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < list.jobs.size(); ++i) {
+    out += i == 0 ? "\n  " : ",\n  ";
+    out += "{\"id\": " + std::to_string(list.jobs[i].id) +
+           ", \"state\": " + json_string(protocol::to_string(list.jobs[i].state)) + "}";
+  }
+  out += list.jobs.empty() ? "]\n" : "\n]\n";
+  return out;
+}
+
+std::string server_stats_json(const protocol::ServerStats& stats) {
+  std::string out = "{";
+  bool first = true;
+  for (const auto& [name, value] : server_stats_fields(stats)) {
+    out += first ? "\n  " : ",\n  ";
+    first = false;
+    append_json_string(out, name);
+    out += ": " + std::to_string(value);
+  }
+  out += "\n}\n";
+  return out;
+}
+
+}  // namespace mrd::client

@@ -1,0 +1,53 @@
+#include "client/mrctl/options.hpp"
+
+#include "client/client_error.hpp"
+
+namespace mrd::mrctl {
+
+void add_global_options(CLI::App& app, GlobalOptions& options) {
+  app.add_option("--server", options.server,
+                 "Server address as HOST:PORT, [IPV6]:PORT or HOST (port 1936)")
+      ->envname("MRD_SERVER")
+      ->type_name("HOST:PORT")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            try {
+              client::parse_server_address(text);
+              return "";
+            } catch (const client::ClientError& e) {
+              return e.what();
+            }
+          },
+          ""));
+  app.add_option("--timeout", options.timeout_seconds,
+                 "Seconds a connect, send or receive may make no progress before mrctl gives up "
+                 "(0: wait forever)")
+      ->type_name("SECONDS")
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_flag("-q,--quiet", options.quiet, "Show no progress while waiting for a job");
+
+  // Also accepted here, before the command name; the job commands list them as well.
+  auto* group = app.add_option_group("Job options",
+                                     "For wordcount, bigrams, index, stats, matmul and submit");
+  add_submit_options(*group, options.submit);
+}
+
+void add_submit_options(CLI::App& command, SubmitOptions& options) {
+  command.add_flag("--no-wait", options.no_wait,
+                   "Print the job id and exit without waiting; fetch later with `mrctl result ID`");
+  command.add_option("--chunk-bytes", options.chunk_bytes,
+                     "Bytes of input per map task (0: the server chooses)");
+  command.add_option("--partitions", options.partitions,
+                     "Number of reduce partitions (0: the server chooses)");
+}
+
+void add_output_options(CLI::App& command, OutputOptions& options, bool counts) {
+  command.add_flag("--json", options.json, "Print the result as JSON");
+  if (!counts) return;
+  auto* all = command.add_flag("--all", options.all, "Print every entry, not only the top ones");
+  command.add_option("--top", options.top, "Print the N most frequent entries")
+      ->check(CLI::NonNegativeNumber)
+      ->excludes(all);
+}
+
+}  // namespace mrd::mrctl

@@ -1,0 +1,22 @@
+// Matrices in NumPy's .npy format: a magic string, a Python-literal header, then raw values.
+//
+// Format reference: numpy/lib/format.py. Only what a dense 1-D or 2-D numeric array needs.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "protocol/messages.hpp"
+
+namespace mrd::client {
+
+/// Parses a .npy file of format version 1.0, 2.0 or 3.0 holding a 1-D (read as 1xN) or 2-D
+/// array of dtype '<f8', '<f4', '<i8' or '<i4' (converted to double), in C or Fortran order.
+/// Throws ClientError (kInput) as "SOURCE: ..." for anything else or a truncated file.
+protocol::Matrix parse_npy(std::string_view bytes, std::string_view source);
+
+/// A .npy file, format 1.0, dtype '<f8', C order, shape (rows, cols): what numpy.save writes for
+/// a float64 matrix, and what numpy.load reads back.
+std::string encode_npy(const protocol::Matrix& m);
+
+}  // namespace mrd::client

@@ -1,0 +1,117 @@
+#include "client/tcp_stream.hpp"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+#include <utility>
+
+#include "client/client_error.hpp"
+
+namespace mrd::client {
+namespace {
+
+std::error_code last_error() {
+  return {errno, std::generic_category()};
+}
+
+/// A would-block from a socket with SO_RCVTIMEO/SO_SNDTIMEO means the timeout ran out.
+std::error_code timeout_or(std::error_code error) {
+  if (error == std::errc::resource_unavailable_try_again ||
+      error == std::errc::operation_would_block || error == std::errc::operation_in_progress) {
+    return std::make_error_code(std::errc::timed_out);
+  }
+  return error;
+}
+
+void set_timeouts(int fd, std::chrono::milliseconds timeout) {
+  if (timeout.count() <= 0) return;
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  // On Linux SO_SNDTIMEO bounds connect() too.
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+}  // namespace
+
+TcpStream TcpStream::connect(const ServerAddress& address, std::chrono::milliseconds io_timeout) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const auto port = std::to_string(address.port);
+  if (const int rc = getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    throw ClientError(ErrorKind::kConnection,
+                      "cannot resolve '" + address.host + "': " + gai_strerror(rc));
+  }
+  const std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, &freeaddrinfo);
+
+  std::error_code error;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      error = last_error();
+      continue;
+    }
+    set_timeouts(fd, io_timeout);
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      // Each request goes out in one send(); don't let Nagle hold back the tail of a large one.
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      return TcpStream(fd);
+    }
+    error = timeout_or(last_error());
+    ::close(fd);
+  }
+
+  std::string message = "cannot connect to " + to_string(address) + ": " + error.message();
+  if (error == std::errc::connection_refused) message += " (is mrd running there?)";
+  throw ClientError(ErrorKind::kConnection, message);
+}
+
+TcpStream::TcpStream(TcpStream&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+TcpStream& TcpStream::operator=(TcpStream&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+TcpStream::~TcpStream() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::error_code TcpStream::send_all(std::string_view bytes) {
+  while (!bytes.empty()) {
+    // MSG_NOSIGNAL: a server that has closed gives EPIPE here instead of killing us with SIGPIPE.
+    const ssize_t sent = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      return timeout_or(last_error());
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(sent));
+  }
+  return {};
+}
+
+std::size_t TcpStream::receive_some(std::span<char> into, std::error_code& error) {
+  error.clear();
+  for (;;) {
+    const ssize_t received = ::recv(fd_, into.data(), into.size(), 0);
+    if (received >= 0) return static_cast<std::size_t>(received);
+    if (errno == EINTR) continue;
+    error = timeout_or(last_error());
+    return 0;
+  }
+}
+
+}  // namespace mrd::client

@@ -1,0 +1,105 @@
+#include "client/text_output.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <variant>
+
+#include "client/server_stats_fields.hpp"
+#include "client/text_matrix.hpp"
+
+namespace mrd::client {
+namespace {
+
+/// `text` right-aligned in `width` columns.
+std::string pad_left(const std::string& text, std::size_t width) {
+  return std::string(width > text.size() ? width - text.size() : 0, ' ') + text;
+}
+
+/// `text` left-aligned in `width` columns.
+std::string pad_right(std::string_view text, std::size_t width) {
+  return std::string(text) + std::string(width > text.size() ? width - text.size() : 0, ' ');
+}
+
+}  // namespace
+
+std::string format_double(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.17g", value);
+  return buffer;
+}
+
+std::string counts_text(const protocol::Counts& counts, std::size_t top) {
+  const std::size_t shown = std::min(top, counts.entries.size());
+  std::size_t width = 0;
+  for (std::size_t i = 0; i < shown; ++i) {
+    width = std::max(width, std::to_string(counts.entries[i].count).size());
+  }
+  std::string out;
+  for (std::size_t i = 0; i < shown; ++i) {
+    const auto& e = counts.entries[i];
+    out += pad_left(std::to_string(e.count), width) + "  " + e.key + '\n';
+  }
+  return out;
+}
+
+std::string postings_text(const protocol::Postings& postings) {
+  std::string out;
+  for (const auto& p : postings.entries) {
+    out += p.word + ':';
+    for (const auto& d : p.documents)
+      out += ' ' + d;
+    out += '\n';
+  }
+  return out;
+}
+
+std::string statistics_text(const protocol::Statistics& s) {
+  return "count   " + std::to_string(s.count) + "\nmean    " + format_double(s.mean) +
+         "\nmedian  " + format_double(s.median) + "\nmode    " + format_double(s.mode) +
+         "\nmin     " + format_double(s.min) + "\nmax     " + format_double(s.max) + '\n';
+}
+
+std::string result_text(const protocol::JobResult& result, std::size_t top) {
+  if (const auto* counts = std::get_if<protocol::Counts>(&result)) return counts_text(*counts, top);
+  if (const auto* postings = std::get_if<protocol::Postings>(&result)) {
+    return postings_text(*postings);
+  }
+  if (const auto* matrix = std::get_if<protocol::Matrix>(&result)) {
+    return format_text_matrix(*matrix);
+  }
+  return statistics_text(std::get<protocol::Statistics>(result));
+}
+
+std::string job_status_text(const protocol::JobProgress& p) {
+  return "job " + std::to_string(p.id) + ": " + std::string(protocol::to_string(p.state)) +
+         ", map " + std::to_string(p.map_done) + "/" + std::to_string(p.map_total) + ", reduce " +
+         std::to_string(p.reduce_done) + "/" + std::to_string(p.reduce_total) + '\n';
+}
+
+std::string job_list_text(const protocol::JobList& list) {
+  std::size_t width = 2;  // "ID"
+  for (const auto& j : list.jobs)
+    width = std::max(width, std::to_string(j.id).size());
+  std::string out;
+  if (list.jobs.empty()) return out;
+  out += pad_left("ID", width) + "  STATE\n";
+  for (const auto& j : list.jobs) {
+    out += pad_left(std::to_string(j.id), width) + "  " +
+           std::string(protocol::to_string(j.state)) + '\n';
+  }
+  return out;
+}
+
+std::string server_stats_text(const protocol::ServerStats& stats) {
+  const auto fields = server_stats_fields(stats);
+  std::size_t width = 0;
+  for (const auto& [name, value] : fields)
+    width = std::max(width, name.size());
+  std::string out;
+  for (const auto& [name, value] : fields) {
+    out += pad_right(name, width) + "  " + std::to_string(value) + '\n';
+  }
+  return out;
+}
+
+}  // namespace mrd::client

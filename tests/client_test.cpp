@@ -1,0 +1,723 @@
+// Unit tests of the client library: everything that needs no server. Loaders and writers of
+// input files, server addresses, error mapping, and the text and JSON output of mrctl.
+#include <gtest/gtest.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/client_error.hpp"
+#include "client/connection.hpp"
+#include "client/documents.hpp"
+#include "client/input_file.hpp"
+#include "client/json.hpp"
+#include "client/json_output.hpp"
+#include "client/matrix_check.hpp"
+#include "client/matrix_file.hpp"
+#include "client/npy.hpp"
+#include "client/numbers_file.hpp"
+#include "client/poll_backoff.hpp"
+#include "client/progress_report.hpp"
+#include "client/reply_error.hpp"
+#include "client/server_address.hpp"
+#include "client/text_matrix.hpp"
+#include "client/text_output.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/limits.hpp"
+
+namespace mrd::client {
+namespace {
+
+using protocol::Matrix;
+using protocol::Status;
+using namespace std::string_literals;
+
+/// Runs `f`, expecting a ClientError of `kind` whose message contains `needle`.
+template <class F>
+void expect_client_error(F&& f, ErrorKind kind, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "expected a ClientError containing '" << needle << "'";
+  } catch (const ClientError& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+/// A directory of its own under the system temp directory, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "client_test.XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// --- server addresses ---
+
+TEST(ServerAddress, HostAndPort) {
+  EXPECT_EQ(parse_server_address("example.org:4000"), (ServerAddress{"example.org", 4000}));
+  EXPECT_EQ(parse_server_address("10.0.0.1:1"), (ServerAddress{"10.0.0.1", 1}));
+}
+
+TEST(ServerAddress, DefaultsFillTheMissingHalf) {
+  EXPECT_EQ(parse_server_address("example.org"), (ServerAddress{"example.org", 1936}));
+  EXPECT_EQ(parse_server_address(":5000"), (ServerAddress{"127.0.0.1", 5000}));
+  EXPECT_EQ(parse_server_address(kDefaultServer), ServerAddress{});
+}
+
+TEST(ServerAddress, Ipv6) {
+  EXPECT_EQ(parse_server_address("[::1]:1936"), (ServerAddress{"::1", 1936}));
+  EXPECT_EQ(parse_server_address("[fe80::1]"), (ServerAddress{"fe80::1", 1936}));
+  EXPECT_EQ(parse_server_address("::1"), (ServerAddress{"::1", 1936}));
+  EXPECT_EQ(to_string(ServerAddress{"::1", 7}), "[::1]:7");
+  EXPECT_EQ(to_string(ServerAddress{"localhost", 7}), "localhost:7");
+}
+
+TEST(ServerAddress, BadPortsAndBrackets) {
+  for (const char* bad :
+       {"host:", "host:0", "host:65536", "host:12x", "host:-1", "[::1", "[]:80", "[::1]80", ""}) {
+    expect_client_error([&] { parse_server_address(bad); }, ErrorKind::kUsage, "server address");
+  }
+}
+
+// --- text matrices ---
+
+TEST(TextMatrix, ReadsNumpySavetxtOutput) {
+  // np.savetxt("m.txt", np.array([[1.0, 2.5, -3.0], [4e-300, 5e300, 0.1]]))
+  const std::string text =
+      "1.000000000000000000e+00 2.500000000000000000e+00 -3.000000000000000000e+00\n"
+      "4.000000000000000000e-300 5.000000000000000000e+300 1.000000000000000056e-01\n";
+  const Matrix m = parse_text_matrix(text, "m.txt");
+  EXPECT_EQ(m, (Matrix{2, 3, {1.0, 2.5, -3.0, 4e-300, 5e300, 0.1}}));
+}
+
+TEST(TextMatrix, WritesWhatSavetxtWrites) {
+  EXPECT_EQ(format_text_matrix(Matrix{2, 2, {1, 2, 3, -0.5}}),
+            "1.000000000000000000e+00 2.000000000000000000e+00\n"
+            "3.000000000000000000e+00 -5.000000000000000000e-01\n");
+  EXPECT_EQ(format_text_matrix(Matrix{1, 1, {0.1}}), "1.000000000000000056e-01\n");
+}
+
+TEST(TextMatrix, FormatThenParseIsExact) {
+  const Matrix m{2, 3, {0.1, -1.0 / 3, 1e-310, 6.02214076e23, -0.0, 12345.678901234567}};
+  EXPECT_EQ(parse_text_matrix(format_text_matrix(m), "x"), m);
+}
+
+TEST(TextMatrix, SkipsCommentsAndBlankLines) {
+  const std::string text =
+      "# written by hand\n"
+      "\n"
+      "1 2  # trailing comment\n"
+      "   \t\n"
+      "3\t4\r\n"
+      "#\n";
+  EXPECT_EQ(parse_text_matrix(text, "x"), (Matrix{2, 2, {1, 2, 3, 4}}));
+}
+
+TEST(TextMatrix, AcceptsCommas) {
+  EXPECT_EQ(parse_text_matrix("1,2,3\n4, 5 ,6\n", "x"), (Matrix{2, 3, {1, 2, 3, 4, 5, 6}}));
+  expect_client_error([] { parse_text_matrix("1,,3\n", "x"); }, ErrorKind::kInput,
+                      "x: line 1: an empty value between commas");
+}
+
+TEST(TextMatrix, SingleRowAndSingleColumn) {
+  EXPECT_EQ(parse_text_matrix("1 2 3 4\n", "x"), (Matrix{1, 4, {1, 2, 3, 4}}));
+  EXPECT_EQ(parse_text_matrix("1\n2\n3", "x"), (Matrix{3, 1, {1, 2, 3}}));  // no final newline
+}
+
+TEST(TextMatrix, RaggedRowNamesItsLine) {
+  expect_client_error([] { parse_text_matrix("# header\n1 2 3\n4 5 6\n\n7 8\n", "a.txt"); },
+                      ErrorKind::kInput,
+                      "a.txt: line 5: this row has 2 values, the first (line 2) has 3");
+}
+
+TEST(TextMatrix, BadValueNamesItsLine) {
+  expect_client_error([] { parse_text_matrix("1 2\n3 four\n", "a.txt"); }, ErrorKind::kInput,
+                      "a.txt: line 2: 'four' is not a number");
+}
+
+TEST(TextMatrix, EmptyFileIsAnError) {
+  expect_client_error([] { parse_text_matrix("# nothing\n\n", "a.txt"); }, ErrorKind::kInput,
+                      "a.txt: no numbers");
+}
+
+TEST(TextMatrix, NanAndInfinityPassThrough) {
+  const Matrix m = parse_text_matrix("nan inf -inf\n", "x");
+  EXPECT_TRUE(std::isnan(m.values[0]));
+  EXPECT_EQ(m.values[1], INFINITY);
+  EXPECT_EQ(m.values[2], -INFINITY);
+}
+
+// --- .npy ---
+
+/// A .npy file built by hand the way numpy.save builds one: version 1.0, header padded with
+/// spaces so the data starts at a multiple of 64.
+std::string npy_bytes(const std::string& dict, const std::string& data) {
+  std::string header = dict;
+  while ((10 + header.size() + 1) % 64 != 0)
+    header += ' ';
+  header += '\n';
+  std::string out = "\x93NUMPY\x01\x00"s;
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  return out + header + data;
+}
+
+template <class T>
+std::string raw(std::initializer_list<T> values) {
+  std::string out;
+  for (T v : values)
+    out.append(reinterpret_cast<const char*>(&v), sizeof v);
+  return out;
+}
+
+TEST(Npy, ReadsFloat64TwoByThree) {
+  const auto bytes = npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }",
+                               raw<double>({1, 2, 3, 4, 5, 6.5}));
+  EXPECT_EQ(bytes.size(), 128u + 48u);
+  EXPECT_EQ(parse_npy(bytes, "a.npy"), (Matrix{2, 3, {1, 2, 3, 4, 5, 6.5}}));
+}
+
+TEST(Npy, ReadsInt32AndOtherDtypes) {
+  EXPECT_EQ(parse_npy(npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }",
+                                raw<std::int32_t>({1, -2, 3, 2147483647})),
+                      "a.npy"),
+            (Matrix{2, 2, {1, -2, 3, 2147483647}}));
+  EXPECT_EQ(parse_npy(npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (1, 2), }",
+                                raw<std::int64_t>({-5, 1ll << 40})),
+                      "a.npy"),
+            (Matrix{1, 2, {-5, 1099511627776.0}}));
+  EXPECT_EQ(parse_npy(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1), }",
+                                raw<float>({0.5f, -1.25f})),
+                      "a.npy"),
+            (Matrix{2, 1, {0.5, -1.25}}));
+}
+
+TEST(Npy, OneDimensionalIsARow) {
+  EXPECT_EQ(parse_npy(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
+                                raw<double>({7, 8, 9})),
+                      "a.npy"),
+            (Matrix{1, 3, {7, 8, 9}}));
+}
+
+TEST(Npy, FortranOrderIsTransposedIntoRows) {
+  // The 2x3 matrix [[1 2 3] [4 5 6]] stored column after column.
+  EXPECT_EQ(parse_npy(npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }",
+                                raw<double>({1, 4, 2, 5, 3, 6})),
+                      "a.npy"),
+            (Matrix{2, 3, {1, 2, 3, 4, 5, 6}}));
+}
+
+TEST(Npy, KeyOrderAndQuotesDoNotMatter) {
+  EXPECT_EQ(parse_npy(npy_bytes("{\"shape\": (1L, 1L), \"fortran_order\": False, \"descr\": "
+                                "\"<f8\"}",
+                                raw<double>({42})),
+                      "a.npy"),
+            (Matrix{1, 1, {42}}));
+}
+
+TEST(Npy, Version2HasAFourByteHeaderLength) {
+  const std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }";
+  std::string header = dict;
+  while ((12 + header.size() + 1) % 64 != 0)
+    header += ' ';
+  header += '\n';
+  std::string bytes = "\x93NUMPY\x02\x00"s;
+  bytes += static_cast<char>(header.size());
+  bytes += "\0\0\0"s;
+  bytes += header + raw<double>({1, 2});
+  EXPECT_EQ(parse_npy(bytes, "a.npy"), (Matrix{1, 2, {1, 2}}));
+}
+
+TEST(Npy, WriterMatchesNumpyByteForByte) {
+  const Matrix m{2, 3, {1, 2, 3, 4, 5, 6.5}};
+  EXPECT_EQ(encode_npy(m), npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }",
+                                     raw<double>({1, 2, 3, 4, 5, 6.5})));
+}
+
+TEST(Npy, RoundTrip) {
+  const Matrix m{3, 2, {0.1, -2, 1e300, -1e-300, 0, 42}};
+  EXPECT_EQ(parse_npy(encode_npy(m), "x.npy"), m);
+}
+
+TEST(Npy, RejectsWhatItCannotRead) {
+  const auto with = [](const std::string& dict, const std::string& data) {
+    return npy_bytes(dict, data);
+  };
+  const std::string ok_dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }";
+  const struct {
+    std::string bytes;
+    std::string message;
+  } cases[] = {
+      {"PK\x03\x04 not numpy", "not a .npy file"},
+      {with("{'descr': '>f8', 'fortran_order': False, 'shape': (1, 1), }", raw<double>({1})),
+       "dtype '>f8' is not supported"},
+      {with("{'descr': '<c16', 'fortran_order': False, 'shape': (1, 1), }", raw<double>({1, 2})),
+       "dtype '<c16' is not supported"},
+      {with("{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (1,), }", raw<double>({1})),
+       "structured dtypes"},
+      {with("{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1, 1), }", raw<double>({1})),
+       "3-D array"},
+      {with("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", raw<double>({1})),
+       "0-D array"},
+      {with(ok_dict, raw<double>({1, 2, 3})), "truncated: shape 2x2 needs 32 bytes"},
+      {with(ok_dict, raw<double>({1, 2, 3, 4, 5})), "bytes after the data"},
+      {with("{'descr': '<f8', 'shape': (2, 2), }", raw<double>({1, 2, 3, 4})), "lacks one of"},
+      {with("{'descr': '<f8', 'fortran_order': Maybe, 'shape': (1,), }", raw<double>({1})),
+       "expected True or False"},
+      {"\x93NUMPY\x01\x00\xff\x00{'descr'"s, "truncated .npy header"},
+      {"\x93NUMPY\x04\x00"s, "format version 4.0 is not supported"},
+  };
+  for (const auto& c : cases) {
+    expect_client_error([&] { parse_npy(c.bytes, "m.npy"); }, ErrorKind::kInput, c.message);
+  }
+}
+
+TEST(Npy, HugeShapeIsRefusedBeforeAllocating) {
+  expect_client_error(
+      [] {
+        parse_npy(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999, "
+                            "99999999999), }",
+                            ""),
+                  "m.npy");
+      },
+      ErrorKind::kInput, "at most 1048576 rows and columns");
+}
+
+// --- matrix files ---
+
+TEST(MatrixFile, ExtensionChoosesTheFormat) {
+  EXPECT_TRUE(is_npy_path("a.npy"));
+  EXPECT_TRUE(is_npy_path("dir/A.NPY"));
+  EXPECT_FALSE(is_npy_path("a.txt"));
+  EXPECT_FALSE(is_npy_path("npy"));
+
+  TempDir dir;
+  const Matrix m{2, 2, {1, 2, 3, 4.5}};
+  for (const char* name : {"m.npy", "m.txt", "m"}) {
+    save_matrix_file(dir.file(name), m);
+    EXPECT_EQ(load_matrix_file(dir.file(name)), m) << name;
+  }
+  EXPECT_TRUE(read_input_file(dir.file("m.npy")).starts_with("\x93NUMPY"));
+  EXPECT_TRUE(read_input_file(dir.file("m.txt")).starts_with("1.000000000000000000e+00 "));
+}
+
+TEST(MatrixFile, MissingFileNamesThePath) {
+  TempDir dir;
+  expect_client_error([&] { load_matrix_file(dir.file("nope.npy")); }, ErrorKind::kInput,
+                      "nope.npy: No such file or directory");
+}
+
+// --- numbers ---
+
+TEST(Numbers, AnyWhitespaceSeparates) {
+  EXPECT_EQ(parse_numbers("1 2\n3\t4.5\r\n\n  -6e2 +7\n", "n.txt"),
+            (std::vector<double>{1, 2, 3, 4.5, -600, 7}));
+  EXPECT_TRUE(parse_numbers("", "n.txt").empty());
+  EXPECT_TRUE(parse_numbers(" \n\n ", "n.txt").empty());
+}
+
+TEST(Numbers, NanAndInfAreNumbers) {
+  const auto v = parse_numbers("nan inf -Infinity NAN", "n.txt");
+  ASSERT_EQ(v.size(), 4u);
+  EXPECT_TRUE(std::isnan(v[0]));
+  EXPECT_EQ(v[1], INFINITY);
+  EXPECT_EQ(v[2], -INFINITY);
+  EXPECT_TRUE(std::isnan(v[3]));
+}
+
+TEST(Numbers, BadTokenNamesItsLine) {
+  expect_client_error([] { parse_numbers("1\n2\n3 x4\n", "n.txt"); }, ErrorKind::kInput,
+                      "n.txt: line 3: 'x4' is not a number");
+  expect_client_error([] { parse_numbers("1,2\n", "n.txt"); }, ErrorKind::kInput,
+                      "line 1: '1,2' is not a number");
+  expect_client_error([] { parse_numbers("\n\n1e999\n", "n.txt"); }, ErrorKind::kInput,
+                      "line 3: '1e999'");
+}
+
+// --- documents ---
+
+TEST(Documents, NamedByThePathAsGivenAndReadAsBytes) {
+  TempDir dir;
+  const std::string binary = "caf\xc3\xa9\r\n\0tail"s;
+  write_output_file(dir.file("a.txt"), binary);
+  write_output_file(dir.file("b.txt"), "");
+  const auto docs = load_documents({dir.file("a.txt"), dir.file("b.txt")});
+  ASSERT_EQ(docs.documents.size(), 2u);
+  EXPECT_EQ(docs.documents[0], (protocol::Document{dir.file("a.txt"), binary}));
+  EXPECT_EQ(docs.documents[1], (protocol::Document{dir.file("b.txt"), ""}));
+}
+
+TEST(Documents, DirectoryAndMissingFileAreErrors) {
+  TempDir dir;
+  expect_client_error([&] { load_documents({dir.path()}); }, ErrorKind::kInput,
+                      dir.path() + ": is a directory");
+  expect_client_error([&] { load_documents({dir.file("missing")}); }, ErrorKind::kInput,
+                      "missing: No such file or directory");
+}
+
+// --- JSON ---
+
+TEST(Json, EscapesQuotesBackslashesAndControlCharacters) {
+  EXPECT_EQ(json_string("plain"), "\"plain\"");
+  EXPECT_EQ(json_string("say \"hi\"\\"), R"("say \"hi\"\\")");
+  EXPECT_EQ(json_string("a\nb\tc\x01\x1f"s + '\0'), R"("a\u000ab\u0009c\u0001\u001f\u0000")");
+  EXPECT_EQ(json_string("\x7f"), "\"\x7f\"");
+}
+
+TEST(Json, HighBytesPassThrough) {
+  EXPECT_EQ(json_string("caf\xc3\xa9 \xff"), "\"caf\xc3\xa9 \xff\"");
+}
+
+TEST(Json, NumbersRoundTripAndNonFiniteIsNull) {
+  EXPECT_EQ(json_number(1), "1");
+  EXPECT_EQ(json_number(0.1), "0.10000000000000001");
+  EXPECT_EQ(json_number(-2.5e-300), "-2.5e-300");
+  EXPECT_EQ(json_number(NAN), "null");
+  EXPECT_EQ(json_number(-INFINITY), "null");
+}
+
+TEST(JsonOutput, Results) {
+  const protocol::Counts counts{{{"the", 3}, {"a\"b", 2}, {"z", 1}}};
+  EXPECT_EQ(counts_json(counts, 2),
+            "[\n  {\"key\": \"the\", \"count\": 3},\n"
+            "  {\"key\": \"a\\\"b\", \"count\": 2}\n]\n");
+  EXPECT_EQ(counts_json(protocol::Counts{}, 10), "[]\n");
+  EXPECT_EQ(postings_json(protocol::Postings{{{"cat", {"a.txt", "b.txt"}}, {"dog", {"b.txt"}}}}),
+            "{\n  \"cat\": [\"a.txt\", \"b.txt\"],\n  \"dog\": [\"b.txt\"]\n}\n");
+  EXPECT_EQ(statistics_json(protocol::Statistics{0, NAN, NAN, NAN, NAN, NAN}),
+            "{\"count\": 0, \"mean\": null, \"median\": null, \"mode\": null, \"min\": null, "
+            "\"max\": null}\n");
+  EXPECT_EQ(matrix_json(Matrix{2, 2, {1, 2, 3, 4}}),
+            "{\"rows\": 2, \"cols\": 2, \"values\": [\n  [1, 2],\n  [3, 4]\n]}\n");
+}
+
+// --- text output ---
+
+TEST(TextOutput, CountsAreAlignedAndLimited) {
+  const protocol::Counts counts{{{"the", 1200}, {"of", 35}, {"a", 7}}};
+  EXPECT_EQ(counts_text(counts, kAllEntries), "1200  the\n  35  of\n   7  a\n");
+  EXPECT_EQ(counts_text(counts, 2), "1200  the\n  35  of\n");
+  EXPECT_EQ(counts_text(counts, 0), "");
+}
+
+TEST(TextOutput, PostingsAndStatistics) {
+  EXPECT_EQ(postings_text(protocol::Postings{{{"cat", {"a.txt", "b.txt"}}}}), "cat: a.txt b.txt\n");
+  EXPECT_EQ(statistics_text(protocol::Statistics{4, 2.5, 2.5, 1, 1, 4}),
+            "count   4\nmean    2.5\nmedian  2.5\nmode    1\nmin     1\nmax     4\n");
+  EXPECT_EQ(format_double(0.1), "0.10000000000000001");
+}
+
+TEST(TextOutput, JobsAndServer) {
+  const protocol::JobProgress p{7, protocol::JobState::kMapping, 3, 10, 0, 4};
+  EXPECT_EQ(job_status_text(p), "job 7: mapping, map 3/10, reduce 0/4\n");
+  EXPECT_EQ(job_list_text(protocol::JobList{
+                {{1, protocol::JobState::kDone}, {123, protocol::JobState::kQueued}}}),
+            " ID  STATE\n  1  done\n123  queued\n");
+  EXPECT_EQ(job_list_text(protocol::JobList{}), "");
+  protocol::ServerStats stats;
+  stats.workers = 4;
+  const auto text = server_stats_text(stats);
+  EXPECT_NE(text.find("\nworkers                4\n"), std::string::npos) << text;
+  EXPECT_TRUE(text.starts_with("uptime_ms              0\n")) << text;
+}
+
+TEST(ProgressReport, LineAndBar) {
+  using protocol::JobState;
+  EXPECT_EQ(progress_line({1, JobState::kQueued, 0, 0, 0, 0}), "in-progress - queued");
+  EXPECT_EQ(progress_line({1, JobState::kMapping, 7, 10, 0, 0}),
+            "in-progress - mapping (7/10 done)");
+  EXPECT_EQ(progress_line({1, JobState::kReducing, 10, 10, 1, 4}),
+            "in-progress - reducing (1/4 done)");
+  EXPECT_EQ(progress_line({1, JobState::kDone, 10, 10, 4, 4}), "done");
+  EXPECT_EQ(progress_bar({1, JobState::kMapping, 7, 10, 0, 0}, 10), "[#######...] mapping 7/10");
+  EXPECT_EQ(progress_bar({1, JobState::kQueued, 0, 0, 0, 0}, 4), "[....] queued");
+  EXPECT_EQ(progress_bar({1, JobState::kReducing, 0, 0, 0, 0}, 4), "[....] reducing 0/0");
+}
+
+// --- the rest of the library ---
+
+TEST(PollBackoff, DoublesUpToTheCeiling) {
+  using std::chrono::milliseconds;
+  PollBackoff backoff;
+  std::vector<long> pauses;
+  for (int i = 0; i < 10; ++i)
+    pauses.push_back(static_cast<long>(backoff.next().count()));
+  EXPECT_EQ(pauses, (std::vector<long>{1, 2, 4, 8, 16, 32, 64, 128, 200, 200}));
+}
+
+TEST(ReplyError, KindFollowsTheStatus) {
+  EXPECT_EQ(error_kind_of(Status::kQueueFull), ErrorKind::kRejected);
+  EXPECT_EQ(error_kind_of(Status::kBadJob), ErrorKind::kRejected);
+  EXPECT_EQ(error_kind_of(Status::kShuttingDown), ErrorKind::kRejected);
+  EXPECT_EQ(error_kind_of(Status::kUnknownJob), ErrorKind::kRejected);
+  EXPECT_EQ(error_kind_of(Status::kFrameTooLarge), ErrorKind::kRejected);
+  EXPECT_EQ(error_kind_of(Status::kJobFailed), ErrorKind::kJobFailed);
+  EXPECT_EQ(error_kind_of(Status::kJobCancelled), ErrorKind::kJobFailed);
+  EXPECT_EQ(error_kind_of(Status::kJobExpired), ErrorKind::kJobFailed);
+  EXPECT_EQ(error_kind_of(Status::kServerBusy), ErrorKind::kConnection);
+  EXPECT_EQ(error_kind_of(Status::kVersionMismatch), ErrorKind::kProtocol);
+  EXPECT_EQ(error_kind_of(Status::kBadRequest), ErrorKind::kProtocol);
+
+  const ClientError e = reply_error("submit", Status::kQueueFull, "10000 jobs waiting");
+  EXPECT_EQ(std::string(e.what()),
+            "submit: the server's job queue is full; try again later (server says: 10000 jobs "
+            "waiting)");
+  EXPECT_EQ(e.server_status(), Status::kQueueFull);
+}
+
+TEST(MatrixCheck, MultiplyAndCompare) {
+  const Matrix a{2, 3, {1, 2, 3, 4, 5, 6}};
+  const Matrix b{3, 1, {1, 0, -1}};
+  EXPECT_EQ(multiply(a, b), (Matrix{2, 1, {-2, -2}}));
+
+  const auto same = compare_matrices(Matrix{1, 2, {1, 2}}, Matrix{1, 2, {1, 2 + 1e-12}}, 1e-9);
+  EXPECT_TRUE(same.same_shape);
+  EXPECT_TRUE(same.within_tolerance);
+  EXPECT_NEAR(same.max_abs_error, 1e-12, 1e-15);
+
+  const auto off = compare_matrices(Matrix{1, 3, {1, 5, 3}}, Matrix{1, 3, {1, 2, 3}}, 1e-9);
+  EXPECT_FALSE(off.within_tolerance);
+  EXPECT_EQ(off.worst_col, 1u);
+  EXPECT_EQ(off.max_abs_error, 3);
+
+  EXPECT_FALSE(compare_matrices(Matrix{1, 1, {NAN}}, Matrix{1, 1, {0}}, 1e-9).within_tolerance);
+  EXPECT_FALSE(compare_matrices(Matrix{1, 1, {0}}, Matrix{2, 1, {0, 0}}, 1e-9).same_shape);
+}
+
+TEST(MatrixCheck, RandomMatricesAreReproducibleAndInRange) {
+  const auto one = random_matrix_pair(5, 42);
+  EXPECT_EQ(one, random_matrix_pair(5, 42));
+  EXPECT_NE(one.a, random_matrix_pair(5, 43).a);
+  EXPECT_NE(one.a, one.b);
+  for (double v : one.a.values) {
+    EXPECT_GE(v, -1.0);
+    EXPECT_LT(v, 1.0);
+  }
+}
+
+// --- Connection, against a scripted server ---
+
+/// A server on 127.0.0.1 for one connection: for each scripted reply it reads one whole request,
+/// records it, and sends the reply's bytes exactly (a reply may be a partial frame, two frames,
+/// or nothing). After the last reply it closes the connection.
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(std::vector<std::string> replies) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof addr;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(listener_, 1) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+      ADD_FAILURE() << "cannot listen";
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this, replies = std::move(replies)] { serve(replies); });
+  }
+  ~ScriptedServer() {
+    if (thread_.joinable()) thread_.join();
+    ::close(listener_);
+  }
+
+  ServerAddress address() const { return {"127.0.0.1", port_}; }
+
+  /// The request frames received; read it once the client is done (join() first).
+  const std::vector<std::string>& requests() {
+    if (thread_.joinable()) thread_.join();
+    return requests_;
+  }
+
+ private:
+  void serve(const std::vector<std::string>& replies) {
+    const int fd = ::accept(listener_, nullptr, nullptr);
+    if (fd < 0) return;
+    std::string inbox;
+    for (const auto& reply : replies) {
+      auto parsed = protocol::parse_request(inbox, protocol::kDefaultMaxFrameBytes);
+      while (parsed.outcome == protocol::ParsedFrame::Outcome::kNeedMore) {
+        char chunk[4096];
+        const ssize_t got = ::recv(fd, chunk, sizeof chunk, 0);
+        if (got <= 0) break;
+        inbox.append(chunk, static_cast<std::size_t>(got));
+        parsed = protocol::parse_request(inbox, protocol::kDefaultMaxFrameBytes);
+      }
+      if (parsed.outcome != protocol::ParsedFrame::Outcome::kFrame) break;
+      requests_.push_back(inbox.substr(0, parsed.frame_bytes));
+      inbox.erase(0, parsed.frame_bytes);
+      if (!reply.empty()) ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+    }
+    ::close(fd);
+  }
+
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::vector<std::string> requests_;
+  std::thread thread_;
+};
+
+template <class T>
+std::string reply(Status status, const T& body) {
+  std::string out;
+  protocol::append_message(out, static_cast<std::uint8_t>(status), body);
+  return out;
+}
+
+std::string error_reply(Status status, const std::string& text) {
+  return reply(status, protocol::ErrorMessage{text});
+}
+
+TEST(Connection, HelloSendsOurVersionAndReturnsTheServerName) {
+  ScriptedServer server({reply(Status::kOk, protocol::Hello{protocol::kProtocolVersion, "mrd 9"})});
+  auto connection = Connection::connect(server.address());
+  EXPECT_EQ(connection.hello(), "mrd 9");
+  std::string expected;
+  protocol::append_message(expected, static_cast<std::uint8_t>(protocol::Opcode::kHello),
+                           protocol::Hello{});
+  EXPECT_EQ(server.requests(), std::vector<std::string>{expected});
+}
+
+TEST(Connection, HelloWithAnotherVersionIsAProtocolError) {
+  ScriptedServer server({reply(Status::kOk, protocol::Hello{7, "mrd 9"})});
+  auto connection = Connection::connect(server.address());
+  expect_client_error([&] { connection.hello(); }, ErrorKind::kProtocol,
+                      "server speaks protocol version 7, this client speaks " +
+                          std::to_string(protocol::kProtocolVersion));
+}
+
+TEST(Connection, VersionMismatchReplyIsAProtocolError) {
+  ScriptedServer server({error_reply(Status::kVersionMismatch, "this server speaks 7")});
+  auto connection = Connection::connect(server.address());
+  expect_client_error([&] { connection.hello(); }, ErrorKind::kProtocol, "this server speaks 7");
+}
+
+TEST(Connection, SubmitRejectionsCarryTheServerMessage) {
+  ScriptedServer server({error_reply(Status::kQueueFull, "10000 jobs waiting"),
+                         error_reply(Status::kBadJob, "unknown mapper 'x'"),
+                         error_reply(Status::kShuttingDown, "bye"),
+                         reply(Status::kOk, protocol::JobId{42})});
+  auto connection = Connection::connect(server.address());
+  const protocol::SubmitRequest request{"words", "sum", {}, protocol::Documents{{{"a", "b c"}}}};
+  expect_client_error([&] { connection.submit(request); }, ErrorKind::kRejected,
+                      "queue is full; try again later (server says: 10000 jobs waiting)");
+  expect_client_error([&] { connection.submit(request); }, ErrorKind::kRejected,
+                      "unknown mapper 'x'");
+  expect_client_error([&] { connection.submit(request); }, ErrorKind::kRejected, "shutting down");
+  EXPECT_EQ(connection.submit(request), 42u);
+  // Every request was the same well-formed SUBMIT frame.
+  const auto& requests = server.requests();
+  ASSERT_EQ(requests.size(), 4u);
+  const auto decoded = protocol::decode<protocol::SubmitRequest>(
+      std::string_view(requests[3]).substr(protocol::kHeaderBytes));
+  ASSERT_TRUE(decoded) << decoded.error;
+  EXPECT_EQ(*decoded.value, request);
+}
+
+TEST(Connection, WaitForResultReportsProgressThenReturnsTheResult) {
+  const protocol::JobProgress queued{5, protocol::JobState::kQueued, 0, 0, 0, 0};
+  const protocol::JobProgress mapping{5, protocol::JobState::kMapping, 1, 2, 0, 1};
+  const protocol::JobResult result = protocol::Counts{{{"a", 2}}};
+  ScriptedServer server({reply(Status::kPending, queued), reply(Status::kPending, mapping),
+                         reply(Status::kOk, result)});
+  auto connection = Connection::connect(server.address());
+  std::vector<protocol::JobProgress> seen;
+  const auto outcome =
+      connection.wait_for_result(5, [&](const protocol::JobProgress& p) { seen.push_back(p); });
+  EXPECT_EQ(outcome.status, Status::kOk);
+  EXPECT_EQ(outcome.result, result);
+  EXPECT_EQ(seen, (std::vector<protocol::JobProgress>{queued, mapping}));
+  EXPECT_EQ(result_or_throw(outcome, 5), result);
+}
+
+TEST(Connection, FetchOfAFailedJobIsAnOutcomeNotAnException) {
+  ScriptedServer server({error_reply(Status::kJobFailed, "worker crashed"),
+                         error_reply(Status::kUnknownJob, "no job 9")});
+  auto connection = Connection::connect(server.address());
+  const auto failed = connection.fetch(9);
+  EXPECT_EQ(failed.status, Status::kJobFailed);
+  EXPECT_EQ(failed.message, "worker crashed");
+  expect_client_error([&] { result_or_throw(failed, 9); }, ErrorKind::kJobFailed,
+                      "job 9: the job failed (server says: worker crashed)");
+  const auto unknown = connection.fetch(9);
+  expect_client_error([&] { result_or_throw(unknown, 9); }, ErrorKind::kRejected, "no job 9");
+}
+
+TEST(Connection, TwoRepliesInOneSegmentAreReadOneAtATime) {
+  const protocol::ServerStats stats{.uptime_ms = 1234, .workers = 3};
+  ScriptedServer server({reply(Status::kOk, protocol::JobList{{{1, protocol::JobState::kDone}}}) +
+                             reply(Status::kOk, stats),
+                         ""});
+  auto connection = Connection::connect(server.address());
+  EXPECT_EQ(connection.list().jobs.size(), 1u);
+  EXPECT_EQ(connection.stats(), stats);
+}
+
+TEST(Connection, UnknownStatusIsAProtocolError) {
+  ScriptedServer server({"\x63\x00\x00\x00\x00"s});
+  auto connection = Connection::connect(server.address());
+  expect_client_error([&] { connection.list(); }, ErrorKind::kProtocol, "status 99");
+}
+
+TEST(Connection, APeerThatIsNotMrdIsToldApartByItsFirstByte) {
+  ScriptedServer server({"HTTP/1.1 400 Bad Request\r\n\r\n"});
+  auto connection = Connection::connect(server.address());
+  expect_client_error([&] { connection.hello(); }, ErrorKind::kProtocol, "an mrd server?");
+}
+
+TEST(Connection, UndecodableBodyIsAProtocolError) {
+  ScriptedServer server({"\x00\x02\x00\x00\x00zz"s});
+  auto connection = Connection::connect(server.address());
+  expect_client_error([&] { connection.status(1); }, ErrorKind::kProtocol, "did not decode");
+}
+
+TEST(Connection, ServerHangingUpIsAConnectionError) {
+  {
+    ScriptedServer server({""});
+    auto connection = Connection::connect(server.address());
+    expect_client_error([&] { connection.cancel(3); }, ErrorKind::kConnection,
+                        "closed the connection without replying");
+  }
+  {
+    ScriptedServer server({reply(Status::kOk, protocol::JobList{}).substr(0, 7)});
+    auto connection = Connection::connect(server.address());
+    expect_client_error([&] { connection.list(); }, ErrorKind::kConnection,
+                        "in the middle of its reply");
+  }
+}
+
+TEST(Connection, RefusedConnectionSaysSo) {
+  // A port that was free a moment ago: bind, read the port, close.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof addr;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
+  ::close(fd);
+  expect_client_error(
+      [&] {
+        Connection::connect({"127.0.0.1", ntohs(addr.sin_port)});
+      },
+      ErrorKind::kConnection, "Connection refused (is mrd running there?)");
+}
+
+}  // namespace
+}  // namespace mrd::client
