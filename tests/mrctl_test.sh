@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# mrctl end to end against a real mrd: every command, its output and its exit code.
+# Usage: mrctl_test.sh MRD_BINARY MRCTL_BINARY
+set -uo pipefail
+mrd=$1
+mrctl=$2
+work=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
+
+"$mrd" --listen 127.0.0.1:0 --port-file "$work/port" --workers 2 2>"$work/mrd.log" &
+server=$!
+for _ in $(seq 200); do [[ -s $work/port ]] && break; sleep 0.05; done
+export MRD_SERVER=127.0.0.1:$(cat "$work/port")
+
+passed=0
+failed=0
+check() {  # check NAME COMMAND...: the command must succeed
+  local name=$1
+  shift
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $name"; fi
+}
+expect_exit() {  # expect_exit CODE NAME MRCTL-ARGS...: mrctl must exit with CODE
+  local code=$1 name=$2
+  shift 2
+  "$mrctl" -q "$@" >"$work/out" 2>"$work/err"
+  local got=$?
+  if [[ $got -eq $code ]]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAILED: $name: exit $got, wanted $code"
+    cat "$work/out" "$work/err"
+  fi
+}
+
+# --- word count over real text agrees with the tokenisation rule, computed here by tr ---
+corpus=()
+for f in /usr/share/doc/*/copyright /usr/share/common-licenses/*; do [[ -f $f ]] && corpus+=("$f"); done
+printf 'Caf\xc3\xa9 CAF\xc3\xa9! x9y, __a__b\tdon'"'"'t\n\xff\xfe bytes' > "$work/odd.txt"
+corpus+=("$work/odd.txt")
+reference_counts() {
+  cat "$@" | LC_ALL=C tr -cs 'A-Za-z0-9\200-\377' '\n' | LC_ALL=C tr 'A-Z' 'a-z' | grep -av '^$' |
+    LC_ALL=C sort | uniq -c | awk '{print $1, $2}' | LC_ALL=C sort
+}
+reference_counts "${corpus[@]}" > "$work/expected"
+"$mrctl" -q wordcount --all --chunk-bytes 100000 "${corpus[@]}" | awk '{print $1, $2}' |
+  LC_ALL=C sort > "$work/got"
+check "wordcount of ${#corpus[@]} files matches tr" cmp -s "$work/expected" "$work/got"
+check "the corpus is not trivial" test "$(wc -l < "$work/expected")" -gt 1000
+
+# --- top N: most frequent first, ties by word ---
+printf 'b a c b a b d\n' > "$work/small.txt"
+"$mrctl" -q wordcount --top 3 "$work/small.txt" | awk '{print $1, $2}' > "$work/got"
+printf '3 b\n2 a\n1 c\n' > "$work/expected"
+check "wordcount --top 3" cmp -s "$work/expected" "$work/got"
+"$mrctl" -q wordcount --json --top 1 "$work/small.txt" | tr -d ' \n' > "$work/got"
+check "wordcount --json" grep -q '^\[{"key":"b","count":3}\]$' "$work/got"
+
+# --- bigrams and index ---
+printf 'to be or not to be\n' > "$work/hamlet.txt"
+"$mrctl" -q bigrams --all "$work/hamlet.txt" | awk '{print $1, $2, $3}' > "$work/got"
+printf '2 to be\n1 be or\n1 not to\n1 or not\n' > "$work/expected"
+check "bigrams" cmp -s "$work/expected" "$work/got"
+printf 'apple pie\n' > "$work/d2.txt"
+printf 'Apple tart\n' > "$work/d1.txt"
+"$mrctl" -q index "$work/d2.txt" "$work/d1.txt" > "$work/got"
+printf 'apple: %s %s\npie: %s\ntart: %s\n' "$work/d1.txt" "$work/d2.txt" "$work/d2.txt" \
+  "$work/d1.txt" > "$work/expected"
+check "index" cmp -s "$work/expected" "$work/got"
+
+# --- statistics ---
+printf '4 1\n3\n1 6\n' > "$work/numbers.txt"
+"$mrctl" -q stats "$work/numbers.txt" | awk '{print $1, $2}' > "$work/got"
+printf 'count 5\nmean 3\nmedian 3\nmode 1\nmin 1\nmax 6\n' > "$work/expected"
+check "stats" cmp -s "$work/expected" "$work/got"
+
+# --- matrices: text files, .npy output, a random product verified locally ---
+printf '# A\n1 2\n3 4\n' > "$work/A.txt"
+printf '5\n6\n' > "$work/B.txt"
+"$mrctl" -q matmul "$work/A.txt" "$work/B.txt" > "$work/got"
+printf '1.700000000000000000e+01\n3.900000000000000000e+01\n' > "$work/expected"
+check "matmul of text matrices" cmp -s "$work/expected" "$work/got"
+"$mrctl" -q matmul "$work/A.txt" "$work/B.txt" --out "$work/C.npy" > /dev/null
+check "matmul --out .npy writes NumPy's magic" grep -q 'NUMPY' "$work/C.npy"
+expect_exit 7 "mismatched shapes are refused before sending" matmul "$work/C.npy" "$work/B.txt"
+check "... with a clear message" grep -q 'cannot multiply a 2x1 matrix by a 2x1 one' "$work/err"
+"$mrctl" -q matmul --random 200 --seed 7 --verify > "$work/got"
+check "matmul --random --verify" grep -q '^verified' "$work/got"
+
+# --- the generic submit ---
+"$mrctl" -q submit --mapper words --reducer sum --documents "$work/small.txt" --top 1 |
+  awk '{print $1, $2}' > "$work/got"
+check "submit --mapper words" grep -qx '3 b' "$work/got"
+
+# --- no-wait, status, result, list, cancel, server-stats ---
+id=$("$mrctl" -q --no-wait wordcount "$work/small.txt")
+check "--no-wait prints a job id" test "$id" -gt 0
+"$mrctl" -q result --wait "$id" --top 1 | awk '{print $1, $2}' > "$work/got"
+check "result --wait" grep -qx '3 b' "$work/got"
+check "status says done" bash -c "'$mrctl' status $id | grep -q done"
+check "list shows the job" bash -c "'$mrctl' list | grep -qE '^ *$id +done'"
+expect_exit 0 "cancel" cancel "$id"
+expect_exit 1 "result of a cancelled job" result "$id"
+check "server-stats" bash -c "'$mrctl' server-stats | grep -qE '^jobs_submitted +[0-9]+'"
+
+# --- progress: lines on a non-terminal ---
+"$mrctl" wordcount --chunk-bytes 50000 "${corpus[@]}" >/dev/null 2>"$work/err"
+check "progress lines" grep -qE '^in-progress - (queued|mapping|reducing)' "$work/err"
+
+# --- exit codes ---
+expect_exit 5 "result of an unknown job" result 99999
+expect_exit 7 "a missing file" wordcount "$work/does-not-exist"
+expect_exit 7 "a directory" wordcount "$work"
+expect_exit 2 "a usage error" wordcount --top
+expect_exit 5 "an unknown mapper" submit --mapper nope --reducer sum --documents "$work/small.txt"
+expect_exit 3 "nobody listening" --server 127.0.0.1:1 list
+
+echo "mrctl: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
