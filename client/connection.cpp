@@ -35,10 +35,6 @@ std::uint8_t code(Opcode opcode) {
   return static_cast<std::uint8_t>(opcode);
 }
 
-bool is_known_status(std::uint8_t byte) {
-  return byte <= static_cast<std::uint8_t>(Status::kShuttingDown);
-}
-
 std::string job_what(std::string_view verb, std::uint32_t job_id) {
   return std::string(verb) + " job " + std::to_string(job_id);
 }
@@ -149,6 +145,9 @@ FetchOutcome Connection::fetch(std::uint32_t job_id) {
       break;
     case Status::kUnknownJob:
     case Status::kJobFailed:
+    case Status::kJobCrashed:
+    case Status::kJobTimedOut:
+    case Status::kJobOutOfMemory:
     case Status::kJobCancelled:
     case Status::kJobExpired:
       outcome.message = error_text(reply.body);
@@ -225,7 +224,7 @@ std::optional<Connection::Reply> Connection::read_reply(const std::string& what)
     }
     // Check the status as soon as the header is in: a peer that is not mrd at all (an HTTP
     // server, say) is told apart at once instead of by a nonsense body length.
-    if (inbox_filled_ >= protocol::kHeaderBytes && !is_known_status(parsed.code)) {
+    if (inbox_filled_ >= protocol::kHeaderBytes && !protocol::is_known_status(parsed.code)) {
       throw ClientError(ErrorKind::kProtocol, what + ": the reply starts with status " +
                                                   std::to_string(parsed.code) +
                                                   ", which this client does not know; is " +

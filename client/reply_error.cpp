@@ -37,6 +37,12 @@ std::string_view explain(protocol::Status status) {
       return "the server has too many connections; try again later";
     case Status::kShuttingDown:
       return "the server is shutting down and takes no new jobs";
+    case Status::kJobCrashed:
+      return "the job's worker process crashed";
+    case Status::kJobTimedOut:
+      return "the job ran past its deadline";
+    case Status::kJobOutOfMemory:
+      return "the job ran out of memory";
   }
   return "unknown reply status";
 }
@@ -47,6 +53,9 @@ ErrorKind error_kind_of(protocol::Status status) {
   using protocol::Status;
   switch (status) {
     case Status::kJobFailed:
+    case Status::kJobCrashed:
+    case Status::kJobTimedOut:
+    case Status::kJobOutOfMemory:
     case Status::kJobCancelled:
     case Status::kJobExpired:
       return ErrorKind::kJobFailed;

@@ -57,6 +57,9 @@ void write(BodyWriter& w, const SubmitRequest& m) {
   w.bytes(m.reducer);
   w.value(m.options.chunk_bytes);
   w.value(m.options.partitions);
+  w.value(m.options.task_timeout_ms);
+  w.value(m.options.memory_limit_mib);
+  w.bytes(m.idempotency_key);
   write_input(w, m.input);
 }
 
@@ -164,6 +167,9 @@ void read(BodyReader& r, SubmitRequest& m) {
   m.reducer = r.bytes(kMaxNameBytes, "reducer name");
   m.options.chunk_bytes = r.value<std::uint64_t>();
   m.options.partitions = r.value<std::uint32_t>();
+  m.options.task_timeout_ms = r.value<std::uint32_t>();
+  m.options.memory_limit_mib = r.value<std::uint32_t>();
+  m.idempotency_key = r.bytes(kMaxIdempotencyKeyBytes, "idempotency key");
   m.input = read_input(r);
 }
 

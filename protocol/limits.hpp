@@ -23,6 +23,9 @@ inline constexpr std::uint32_t kMaxSmallBodyBytes = 64;
 /// Longest mapper or reducer name in a SUBMIT.
 inline constexpr std::uint64_t kMaxNameBytes = 64;
 
+/// Longest idempotency key in a SUBMIT.
+inline constexpr std::uint64_t kMaxIdempotencyKeyBytes = 64;
+
 /// Longest document name in a SUBMIT.
 inline constexpr std::uint64_t kMaxDocumentNameBytes = 4096;
 

@@ -49,10 +49,12 @@ struct MatrixPair {
 /// A job's input; the variant index is the input kind byte on the wire.
 using JobInput = std::variant<Documents, Numbers, MatrixPair>;
 
-/// Tuning a client may ask for; zero means "let the server choose".
+/// Tuning a client may ask for; zero means "the server's default".
 struct JobOptions {
-  std::uint64_t chunk_bytes = 0;  ///< bytes of input per map task
-  std::uint32_t partitions = 0;   ///< number of reduce partitions
+  std::uint64_t chunk_bytes = 0;       ///< bytes of input per map task
+  std::uint32_t partitions = 0;        ///< number of reduce partitions
+  std::uint32_t task_timeout_ms = 0;   ///< longest a single task may run before its worker is killed
+  std::uint32_t memory_limit_mib = 0;  ///< address-space limit of a worker running this job's tasks
   bool operator==(const JobOptions&) const = default;
 };
 
@@ -62,6 +64,10 @@ struct SubmitRequest {
   std::string reducer;
   JobOptions options;
   JobInput input;
+  /// Chosen by the client; the same non-empty key again gets the same job id instead of a new job.
+  /// (Last here so that {mapper, reducer, options, input} initialises a request without one; on
+  /// the wire it comes before the input.)
+  std::string idempotency_key{};
   bool operator==(const SubmitRequest&) const = default;
 };
 

@@ -52,6 +52,12 @@ std::string_view to_string(Status status) {
       return "server-busy";
     case Status::kShuttingDown:
       return "shutting-down";
+    case Status::kJobCrashed:
+      return "job-crashed";
+    case Status::kJobTimedOut:
+      return "job-timed-out";
+    case Status::kJobOutOfMemory:
+      return "job-out-of-memory";
   }
   return "unknown-status";
 }
@@ -76,6 +82,15 @@ std::string_view to_string(JobState state) {
 
 bool is_known_opcode(std::uint8_t byte) {
   return byte <= static_cast<std::uint8_t>(Opcode::kHello);
+}
+
+bool is_known_status(std::uint8_t byte) {
+  return byte <= static_cast<std::uint8_t>(Status::kJobOutOfMemory);
+}
+
+bool is_job_failure(Status status) {
+  return status == Status::kJobFailed || status == Status::kJobCrashed ||
+         status == Status::kJobTimedOut || status == Status::kJobOutOfMemory;
 }
 
 }  // namespace mrd::protocol

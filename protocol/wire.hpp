@@ -31,7 +31,7 @@ enum class Status : std::uint8_t {
   kOk = 0,                ///< the request succeeded; the body is its answer
   kPending = 1,           ///< FETCH of a job not finished yet; the body is its progress
   kUnknownJob = 2,        ///< no such job id was ever handed out
-  kJobFailed = 3,         ///< the job failed; the body says why
+  kJobFailed = 3,         ///< the job's own code or input refused it; the body says why
   kJobCancelled = 4,      ///< the job was cancelled
   kJobExpired = 5,        ///< the job finished but its result was evicted
   kQueueFull = 6,         ///< too many unfinished jobs; try again later
@@ -42,6 +42,9 @@ enum class Status : std::uint8_t {
   kBadJob = 11,           ///< SUBMIT named an unknown or incompatible mapper/reducer/input
   kServerBusy = 12,       ///< too many connections; the server closes
   kShuttingDown = 13,     ///< the server is stopping and accepts no new jobs
+  kJobCrashed = 14,       ///< a task's worker process died on every attempt; the body says how
+  kJobTimedOut = 15,      ///< a task ran past its deadline on every attempt
+  kJobOutOfMemory = 16,   ///< a task ran out of memory in its worker
 };
 
 /// Where a job is in its life.
@@ -61,6 +64,12 @@ std::string_view to_string(JobState state);
 
 /// True for the opcodes this version understands.
 bool is_known_opcode(std::uint8_t byte);
+
+/// True for the statuses this version defines.
+bool is_known_status(std::uint8_t byte);
+
+/// True for the statuses FETCH gives a failed job: its own error, a crash, a timeout, no memory.
+bool is_job_failure(Status status);
 
 /// True once a job can change no more (done, failed or cancelled).
 inline bool is_finished(JobState state) {

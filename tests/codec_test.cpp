@@ -47,15 +47,18 @@ TEST(Frame, ErrorReplyGolden) {
 }
 
 TEST(Frame, SubmitStatsGolden) {
-  SubmitRequest request{"numbers", "stats", {65536, 2}, Numbers{{1.0}}};
+  SubmitRequest request{"numbers", "stats", {65536, 2, 1000, 512}, Numbers{{1.0}}, "k1"};
   const auto body = encode(request);
   std::string expected = bytes({7, 0, 0, 0, 0, 0, 0, 0}) + "numbers" +
                          bytes({5, 0, 0, 0, 0, 0, 0, 0}) + "stats" +
-                         bytes({0, 0, 1, 0, 0, 0, 0, 0}) +       // chunk_bytes = 65536
-                         bytes({2, 0, 0, 0}) +                   // partitions = 2
-                         bytes({1}) +                            // input kind: numbers
-                         bytes({1, 0, 0, 0, 0, 0, 0, 0}) +       // one number
-                         bytes({0, 0, 0, 0, 0, 0, 0xf0, 0x3f});  // 1.0
+                         bytes({0, 0, 1, 0, 0, 0, 0, 0}) +         // chunk_bytes = 65536
+                         bytes({2, 0, 0, 0}) +                     // partitions = 2
+                         bytes({0xe8, 0x03, 0, 0}) +               // task_timeout_ms = 1000
+                         bytes({0, 2, 0, 0}) +                     // memory_limit_mib = 512
+                         bytes({2, 0, 0, 0, 0, 0, 0, 0}) + "k1" +  // idempotency key
+                         bytes({1}) +                              // input kind: numbers
+                         bytes({1, 0, 0, 0, 0, 0, 0, 0}) +         // one number
+                         bytes({0, 0, 0, 0, 0, 0, 0xf0, 0x3f});    // 1.0
   EXPECT_EQ(body, expected);
 }
 
@@ -138,7 +141,7 @@ TEST(Frame, SmallOpcodesHaveASmallLimit) {
 }
 
 TEST(Codec, EveryMessageRoundTrips) {
-  SubmitRequest docs{"words", "sum", {100, 3}, Documents{{{"a", "x y"}, {"", ""}}}};
+  SubmitRequest docs{"words", "sum", {100, 3, 5, 6}, Documents{{{"a", "x y"}, {"", ""}}}, "key"};
   SubmitRequest numbers{"numbers", "stats", {}, Numbers{{1, -2.5, INFINITY}}};
   SubmitRequest matrices{"matmul", "rows", {}, MatrixPair{{2, 1, {1, 2}}, {1, 2, {3, 4}}}};
   for (const auto& request : {docs, numbers, matrices}) {
@@ -196,7 +199,7 @@ TEST(Codec, TrailingBytesAreAnError) {
 TEST(Codec, LyingCountsDoNotAllocate) {
   // A 20-byte body declaring 2^60 documents: refused by arithmetic, not by bad_alloc.
   std::string body = bytes({5, 0, 0, 0, 0, 0, 0, 0}) + "words" + bytes({3, 0, 0, 0, 0, 0, 0, 0}) +
-                     "sum" + std::string(12, '\0') + bytes({0}) +
+                     "sum" + std::string(28, '\0') + bytes({0}) +
                      bytes({0, 0, 0, 0, 0, 0, 0, 0x10});
   const auto decoded = decode<SubmitRequest>(body);
   ASSERT_FALSE(decoded);
@@ -215,6 +218,13 @@ TEST(Codec, MapperNameLongerThanTheLimitIsRefused) {
   const auto decoded = decode<SubmitRequest>(encode(request));
   ASSERT_FALSE(decoded);
   EXPECT_NE(decoded.error.find("mapper name"), std::string::npos) << decoded.error;
+}
+
+TEST(Codec, IdempotencyKeyLongerThanTheLimitIsRefused) {
+  SubmitRequest request{"words", "sum", {}, Documents{}, std::string(kMaxIdempotencyKeyBytes + 1, 'k')};
+  const auto decoded = decode<SubmitRequest>(encode(request));
+  ASSERT_FALSE(decoded);
+  EXPECT_NE(decoded.error.find("idempotency key"), std::string::npos) << decoded.error;
 }
 
 TEST(Codec, MatrixShapeMustMatchItsValues) {
