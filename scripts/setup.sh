@@ -10,6 +10,9 @@ packages=(
   libopenblas-dev             # matrix kernel
   libgtest-dev                # tests
   netcat-openbsd xxd          # the protocol recipes in docs/protocol.md
+  python3                     # the second client (client/python) and its tests
+  tshark                      # the Wireshark dissector's test
+  clang libclang-rt-14-dev    # libFuzzer targets (tests/fuzz)
 )
 
 missing=()
