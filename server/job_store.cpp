@@ -29,11 +29,13 @@ void JobStore::finish(JobOutcome outcome) {
   auto it = jobs_.find(outcome.id);
   if (it == jobs_.end() || it->second.finished) return;  // cancelled meanwhile
   auto& record = it->second;
+  const bool done = outcome.status == protocol::Status::kOk;
   record.finished = true;
-  record.final_state = outcome.state;
+  record.final_state = done ? protocol::JobState::kDone : protocol::JobState::kFailed;
+  record.failure = outcome.status;
   record.body = std::move(outcome.body);
   --unfinished_;
-  ++(outcome.state == protocol::JobState::kDone ? done_ : failed_);
+  ++(done ? done_ : failed_);
   retain(outcome.id, record);
 }
 

@@ -23,6 +23,7 @@ struct JobRecord {
   std::shared_ptr<JobTicket> ticket;
   protocol::JobState final_state = protocol::JobState::kQueued;  ///< set once finished
   bool finished = false;
+  protocol::Status failure = protocol::Status::kOk;  ///< for kFailed: how FETCH reports it
   std::string body;            ///< kDone: the encoded JobResult; kFailed: the reason
   std::uint64_t retained = 0;  ///< bytes charged against the retention cap
 

@@ -13,14 +13,10 @@ std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 
 const char* level_name(Level level) {
   switch (level) {
-    case Level::kError:
-      return "error";
-    case Level::kWarn:
-      return "warn";
-    case Level::kInfo:
-      return "info";
-    case Level::kDebug:
-      return "debug";
+    case Level::kError: return "error";
+    case Level::kWarn: return "warn";
+    case Level::kInfo: return "info";
+    case Level::kDebug: return "debug";
   }
   return "?";
 }

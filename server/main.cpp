@@ -109,6 +109,18 @@ int main(int argc, char** argv) {
   app.add_option("--max-retained-mib", max_retained_mib,
                  "Finished results kept, in MiB; the oldest are evicted (FETCH then says expired)")
       ->capture_default_str();
+  app.add_option("--task-timeout", config.task_timeout_seconds,
+                 "Seconds one map or reduce task may run before its worker is killed and the "
+                 "task retried (for jobs that set no timeout)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 4000000u));
+  app.add_option("--worker-memory-mib", config.worker_memory_mib,
+                 "Address space a worker may use for one task, in MiB (for jobs that set no "
+                 "limit; 0 = unlimited); a task over it fails its job as out of memory")
+      ->capture_default_str();
+  app.add_flag("--enable-test-jobs", config.enable_test_jobs,
+               "Accept the test-* mappers, which crash, hang or exhaust memory on purpose "
+               "(for testing fault handling; never in production)");
   app.add_option("--log-level", log_level, "error, warn, info or debug")
       ->capture_default_str()
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));

@@ -22,20 +22,13 @@ RequestHandler::RequestHandler(const ServerConfig& config, JobStore& store, Sche
 void RequestHandler::handle(std::uint8_t opcode, std::string_view body, std::string& out) {
   ++counters_.requests;
   switch (static_cast<Opcode>(opcode)) {
-    case Opcode::kSubmit:
-      return submit(body, out);
-    case Opcode::kFetch:
-      return fetch(body, out);
-    case Opcode::kStatus:
-      return status(body, out);
-    case Opcode::kCancel:
-      return cancel(body, out);
-    case Opcode::kList:
-      return list(out);
-    case Opcode::kStats:
-      return stats(out);
-    case Opcode::kHello:
-      return hello(body, out);
+    case Opcode::kSubmit: return submit(body, out);
+    case Opcode::kFetch: return fetch(body, out);
+    case Opcode::kStatus: return status(body, out);
+    case Opcode::kCancel: return cancel(body, out);
+    case Opcode::kList: return list(out);
+    case Opcode::kStats: return stats(out);
+    case Opcode::kHello: return hello(body, out);
   }
   reject(Status::kUnknownOpcode,
          "unknown opcode " + std::to_string(opcode) + "; this server knows 0 to 6", out);
@@ -51,7 +44,7 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
   auto decoded = protocol::decode<protocol::SubmitRequest>(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
   auto& request = *decoded.value;
-  if (auto problem = engine::check_submit(request); !problem.empty()) {
+  if (auto problem = engine::check_submit(request, config_.enable_test_jobs); !problem.empty()) {
     return reject(Status::kBadJob, problem, out);
   }
   if (request.options.partitions > kMaxPartitions) {
@@ -107,7 +100,7 @@ void RequestHandler::fetch(std::string_view body, std::string& out) {
       // The result was encoded once, when the job finished; every FETCH copies those bytes.
       return protocol::append_frame(out, code(Status::kOk), record->body);
     case protocol::JobState::kFailed:
-      return protocol::append_message(out, code(Status::kJobFailed),
+      return protocol::append_message(out, code(record->failure),
                                       protocol::ErrorMessage{record->body});
     default:
       return protocol::append_message(

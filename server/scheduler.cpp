@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -46,6 +47,8 @@ std::uint64_t choose_chunk_bytes(std::uint64_t requested, std::uint64_t total, u
   return std::max<std::uint64_t>({chunk, floor_for_task_cap, 1});
 }
 
+using Clock = std::chrono::steady_clock;
+
 enum class Phase { kMap, kReduce };
 
 /// A job the scheduler thread is running.
@@ -54,6 +57,8 @@ struct RunningJob {
   const engine::JobKind* kind = nullptr;
   std::string mapper, reducer;
   std::uint32_t partitions = 1;
+  std::chrono::milliseconds task_timeout{0};
+  std::uint32_t memory_limit_mib = 0;
   Phase phase = Phase::kMap;
   std::vector<protocol::JobInput> chunks;             ///< map inputs, kept until the map phase ends
   std::vector<std::vector<std::string>> map_outputs;  ///< [chunk][partition]
@@ -74,7 +79,11 @@ struct InFlight {
   std::shared_ptr<RunningJob> job;
   Phase phase = Phase::kMap;
   std::uint32_t index = 0;
+  Clock::time_point deadline;  ///< the worker is killed if the task is still running then
 };
+
+/// Why a worker is being replaced.
+enum class Loss { kDied, kTimedOut, kCancelled };
 
 /// One place in the pool: a process and what it is working on.
 struct Slot {
@@ -103,10 +112,12 @@ class Loop {
   void start_next_task(Slot& slot);
   std::string encode_task(const RunningJob& job, Phase phase, std::uint32_t index) const;
   void on_answer(Slot& slot, const TaskMessage& answer);
-  void on_worker_lost(Slot& slot);
+  void on_worker_lost(Slot& slot, Loss loss);
+  void replace_worker(Slot& slot, Loss loss, std::string& how);
+  int poll_timeout_ms() const;
   void on_phase_complete(RunningJob& job);
   void requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index);
-  void finish(RunningJob& job, JobState state, std::string body);
+  void finish(RunningJob& job, protocol::Status status, std::string body);
 
   const SchedulerConfig& config_;
   const Scheduler::FinishCallback& on_finish_;
@@ -123,6 +134,10 @@ void Loop::admit(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest requ
   job->reducer = std::move(request.reducer);
   job->kind = engine::find_job_kind(job->mapper, job->reducer);
   if (job->ticket->cancelled) return;
+  job->task_timeout = std::chrono::milliseconds(
+      request.options.task_timeout_ms ? request.options.task_timeout_ms : config_.task_timeout_ms);
+  job->memory_limit_mib = request.options.memory_limit_mib ? request.options.memory_limit_mib
+                                                           : config_.memory_limit_mib;
   try {
     if (!job->kind) throw engine::JobError("no job '" + job->mapper + "' + '" + job->reducer + "'");
     job->kind->validate(request.input);
@@ -130,7 +145,7 @@ void Loop::admit(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest requ
                                           config_.workers);
     job->chunks = job->kind->split(request.input, chunk);
   } catch (const std::exception& e) {
-    finish(*job, JobState::kFailed, e.what());
+    finish(*job, protocol::Status::kJobFailed, e.what());
     return;
   }
   const auto chunks = static_cast<std::uint32_t>(job->chunks.size());
@@ -153,12 +168,17 @@ void Loop::admit(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest requ
 void Loop::drop_cancelled() {
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     if (it->second->ticket->cancelled) {
-      it->second->dropped = true;  // tasks in flight finish; their answers are ignored
+      it->second->dropped = true;
       log(Level::kDebug, "job ", it->first, ": cancelled");
       it = jobs_.erase(it);
     } else {
       ++it;
     }
+  }
+  // Work already in a worker's hands stops too: the worker is killed and replaced, which is
+  // quicker than letting a long task finish for nothing.
+  for (auto& slot : slots_) {
+    if (slot.task && slot.task->job->dropped) on_worker_lost(slot, Loss::kCancelled);
   }
 }
 
@@ -178,11 +198,11 @@ void Loop::start_next_task(Slot& slot) {
     ++job->outstanding;
     if (!job->todo.empty()) ready_.push_back(job);  // its next task waits for its next turn
     const auto type = job->phase == Phase::kMap ? TaskMessageType::kMap : TaskMessageType::kReduce;
-    slot.task = InFlight{job, job->phase, index};
+    slot.task = InFlight{job, job->phase, index, Clock::now() + job->task_timeout};
     if (!slot.process->send(type, encode_task(*job, job->phase, index))) {
       // The worker died while idle. Replacing it is not the task's fault: no attempt is counted.
       --job->attempts[index];
-      on_worker_lost(slot);
+      on_worker_lost(slot, Loss::kDied);
     }
     return;
   }
@@ -190,13 +210,26 @@ void Loop::start_next_task(Slot& slot) {
 
 std::string Loop::encode_task(const RunningJob& job, Phase phase, std::uint32_t index) const {
   if (phase == Phase::kMap) {
-    return encode_map_task({job.mapper, job.reducer, job.partitions, job.chunks[index]});
+    return encode_map_task(
+        {job.mapper, job.reducer, job.partitions, job.memory_limit_mib, job.chunks[index]});
   }
-  ReduceTask task{job.mapper, job.reducer, {}};
+  ReduceTask task{job.mapper, job.reducer, job.memory_limit_mib, {}};
   task.pieces.reserve(job.map_outputs.size());
   for (const auto& output : job.map_outputs)
     task.pieces.push_back(output[index]);
   return encode_reduce_task(task);
+}
+
+int Loop::poll_timeout_ms() const {
+  std::optional<Clock::time_point> earliest;
+  for (const auto& slot : slots_) {
+    if (slot.task && (!earliest || slot.task->deadline < *earliest)) {
+      earliest = slot.task->deadline;
+    }
+  }
+  if (!earliest) return -1;  // nothing running: wait for the wake fd or a worker
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*earliest - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(left, 0, 60000));
 }
 
 void Loop::wait_and_collect(int wake_fd) {
@@ -204,7 +237,7 @@ void Loop::wait_and_collect(int wake_fd) {
   // Idle workers are watched too: one that dies between tasks is replaced at once.
   for (const auto& slot : slots_)
     fds.push_back({slot.process->fd(), POLLIN, 0});
-  if (poll(fds.data(), fds.size(), -1) < 0) {
+  if (poll(fds.data(), fds.size(), poll_timeout_ms()) < 0) {
     if (errno == EINTR) return;
     throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
   }
@@ -212,14 +245,18 @@ void Loop::wait_and_collect(int wake_fd) {
     std::uint64_t count = 0;
     [[maybe_unused]] auto n = ::read(wake_fd, &count, sizeof count);
   }
+  const auto now = Clock::now();
   for (std::size_t i = 0; i < slots_.size(); ++i) {
-    if (!fds[i + 1].revents) continue;
     auto& slot = slots_[i];
+    if (!fds[i + 1].revents) {
+      if (slot.task && slot.task->deadline <= now) on_worker_lost(slot, Loss::kTimedOut);
+      continue;
+    }
     const auto answer = slot.task ? slot.process->receive() : std::nullopt;
     if (answer) {
       on_answer(slot, *answer);
     } else {
-      on_worker_lost(slot);
+      on_worker_lost(slot, Loss::kDied);
     }
   }
 }
@@ -231,7 +268,15 @@ void Loop::on_answer(Slot& slot, const TaskMessage& answer) {
   --job.outstanding;
   if (job.dropped) return;
   if (answer.type == TaskMessageType::kError) {
-    finish(job, JobState::kFailed, answer.body);
+    finish(job, protocol::Status::kJobFailed, answer.body);
+    return;
+  }
+  if (answer.type == TaskMessageType::kOutOfMemory) {
+    // Not retried: the same task would need the same memory again.
+    finish(job, protocol::Status::kJobOutOfMemory,
+           std::string(task.phase == Phase::kMap ? "map" : "reduce") + " task " +
+               std::to_string(task.index + 1) + " of " + std::to_string(job.task_count()) +
+               " ran out of memory (limit " + std::to_string(job.memory_limit_mib) + " MiB)");
     return;
   }
   try {
@@ -246,18 +291,27 @@ void Loop::on_answer(Slot& slot, const TaskMessage& answer) {
       ++job.ticket->reduce_done;
     }
   } catch (const std::exception& e) {
-    finish(job, JobState::kFailed, std::string("worker answered garbage: ") + e.what());
+    finish(job, protocol::Status::kJobFailed, std::string("worker answered garbage: ") + e.what());
     return;
   }
   if (job.todo.empty() && job.outstanding == 0) on_phase_complete(job);
 }
 
-void Loop::on_worker_lost(Slot& slot) {
+void Loop::replace_worker(Slot& slot, Loss loss, std::string& how) {
   const auto pid = slot.process->pid();
-  const auto how = slot.process->reap();
+  how = slot.process->reap();  // kills it first if it still runs
   ++restarts_;
-  log(Level::kWarn, "worker ", pid, " ", how, "; starting a replacement");
+  const char* why = loss == Loss::kDied       ? ""
+                    : loss == Loss::kTimedOut ? " (task past its deadline)"
+                                              : " (its job was cancelled)";
+  log(loss == Loss::kDied ? Level::kWarn : Level::kInfo, "worker ", pid, " ", how, why,
+      "; starting a replacement");
   slot.process = WorkerProcess::spawn(config_.worker_executable);
+}
+
+void Loop::on_worker_lost(Slot& slot, Loss loss) {
+  std::string how;
+  replace_worker(slot, loss, how);
   if (!slot.task) return;
   const auto job = std::move(slot.task->job);
   const auto phase = slot.task->phase;
@@ -265,15 +319,21 @@ void Loop::on_worker_lost(Slot& slot) {
   slot.task.reset();
   --job->outstanding;
   if (job->dropped) return;
-  if (++job->attempts[index] >= kMaxTaskAttempts) {
-    const char* phase_name = phase == Phase::kMap ? "map" : "reduce";
-    finish(*job, JobState::kFailed,
-           std::string(phase_name) + " task " + std::to_string(index + 1) + " of " +
-               std::to_string(job->task_count()) + " failed " + std::to_string(kMaxTaskAttempts) +
-               " times; last worker " + how);
+  if (++job->attempts[index] < kMaxTaskAttempts) {
+    requeue(job, index);
     return;
   }
-  requeue(job, index);
+  const auto task_name = std::string(phase == Phase::kMap ? "map" : "reduce") + " task " +
+                         std::to_string(index + 1) + " of " + std::to_string(job->task_count());
+  const auto attempts = std::to_string(kMaxTaskAttempts) + " times";
+  if (loss == Loss::kTimedOut) {
+    finish(*job, protocol::Status::kJobTimedOut,
+           task_name + " ran past its " + std::to_string(job->task_timeout.count()) +
+               " ms deadline " + attempts);
+  } else {
+    finish(*job, protocol::Status::kJobCrashed,
+           task_name + " crashed " + attempts + "; last worker " + how);
+  }
 }
 
 void Loop::requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index) {
@@ -304,17 +364,19 @@ void Loop::on_phase_complete(RunningJob& job) {
       parts = std::move(job.reduced);
     }
     job.map_outputs.clear();
-    finish(job, JobState::kDone, protocol::encode(job.kind->assemble(std::move(parts))));
+    finish(job, protocol::Status::kOk, protocol::encode(job.kind->assemble(std::move(parts))));
   } catch (const std::exception& e) {
-    finish(job, JobState::kFailed, e.what());
+    finish(job, protocol::Status::kJobFailed, e.what());
   }
 }
 
-void Loop::finish(RunningJob& job, JobState state, std::string body) {
+void Loop::finish(RunningJob& job, protocol::Status status, std::string body) {
   job.dropped = true;
   const auto id = job.id();
-  if (state == JobState::kFailed) log(Level::kInfo, "job ", id, " failed: ", body);
-  if (!job.ticket->cancelled) on_finish_(JobOutcome{id, state, std::move(body)});
+  if (status != protocol::Status::kOk) {
+    log(Level::kInfo, "job ", id, " failed (", protocol::to_string(status), "): ", body);
+  }
+  if (!job.ticket->cancelled) on_finish_(JobOutcome{id, status, std::move(body)});
   jobs_.erase(id);  // may destroy `job`: nothing touches it after this line
 }
 

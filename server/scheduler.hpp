@@ -36,13 +36,17 @@ inline constexpr std::uint32_t kMaxPartitions = 1024;
 /// How a job ended, as the scheduler reports it.
 struct JobOutcome {
   std::uint32_t id = 0;
-  protocol::JobState state = protocol::JobState::kDone;  ///< kDone or kFailed
-  std::string body;  ///< kDone: the encoded JobResult; kFailed: the reason
+  /// kOk for a result; otherwise the failure as FETCH reports it: kJobFailed (the job's own
+  /// error), kJobCrashed, kJobTimedOut or kJobOutOfMemory.
+  protocol::Status status = protocol::Status::kOk;
+  std::string body;  ///< kOk: the encoded JobResult; otherwise the reason
 };
 
 struct SchedulerConfig {
-  std::string worker_executable;  ///< this binary, started with --worker-fd
-  unsigned workers = 2;           ///< worker processes
+  std::string worker_executable;           ///< this binary, started with --worker-fd
+  unsigned workers = 2;                    ///< worker processes
+  std::uint32_t task_timeout_ms = 300000;  ///< for jobs that set none
+  std::uint32_t memory_limit_mib = 4096;   ///< for jobs that set none; 0 = unlimited
 };
 
 class Scheduler {

@@ -21,7 +21,8 @@ Server::Server(asio::io_context& io, ServerConfig config)
     : io_(io),
       config_(std::move(config)),
       store_(config_.max_retained_bytes),
-      scheduler_({config_.worker_executable, config_.workers},
+      scheduler_({config_.worker_executable, config_.workers, config_.task_timeout_seconds * 1000,
+                  config_.worker_memory_mib},
                  // Called on the scheduler thread: hand the outcome to the network thread, which
                  // owns the store. Nothing else crosses between the two threads.
                  [this](JobOutcome outcome) {

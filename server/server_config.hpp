@@ -19,7 +19,10 @@ struct ServerConfig {
   std::uint32_t max_queued_jobs = protocol::kDefaultMaxQueuedJobs;
   std::uint32_t idle_timeout_seconds = protocol::kDefaultIdleTimeoutSeconds;
   std::uint64_t max_retained_bytes = protocol::kDefaultMaxRetainedBytes;
-  std::string worker_executable;  ///< this binary; found from /proc/self/exe
+  std::uint32_t task_timeout_seconds = 300;  ///< for jobs that set no task_timeout_ms
+  std::uint32_t worker_memory_mib = 4096;    ///< for jobs that set no memory_limit_mib; 0 = none
+  bool enable_test_jobs = false;             ///< accept the fault-injecting test-* mappers
+  std::string worker_executable;             ///< this binary; found from /proc/self/exe
 };
 
 /// Counters the network thread keeps for STATS.

@@ -8,15 +8,24 @@
 namespace mrd::engine {
 namespace {
 
-/// The first built-in job whose mapper (or reducer) has this name, or nullptr.
-const JobKind* with_mapper(std::string_view name) {
-  for (const JobKind* kind : all_job_kinds()) {
+/// The jobs a SUBMIT may name.
+std::vector<const JobKind*> submittable(bool allow_test_jobs) {
+  auto kinds = all_job_kinds();
+  if (allow_test_jobs) {
+    kinds.insert(kinds.end(), test_job_kinds().begin(), test_job_kinds().end());
+  }
+  return kinds;
+}
+
+/// The first job among `kinds` whose mapper (or reducer) has this name, or nullptr.
+const JobKind* with_mapper(const std::vector<const JobKind*>& kinds, std::string_view name) {
+  for (const JobKind* kind : kinds) {
     if (kind->mapper() == name) return kind;
   }
   return nullptr;
 }
-const JobKind* with_reducer(std::string_view name) {
-  for (const JobKind* kind : all_job_kinds()) {
+const JobKind* with_reducer(const std::vector<const JobKind*>& kinds, std::string_view name) {
+  for (const JobKind* kind : kinds) {
     if (kind->reducer() == name) return kind;
   }
   return nullptr;
@@ -24,10 +33,10 @@ const JobKind* with_reducer(std::string_view name) {
 
 /// "'a', 'b', 'c'", without repeats (two mappers share the reducer 'sum').
 template <class Name>
-std::string quoted_list(Name name) {
+std::string quoted_list(const std::vector<const JobKind*>& kinds, Name name) {
   std::vector<std::string_view> seen;
   std::string list;
-  for (const JobKind* kind : all_job_kinds()) {
+  for (const JobKind* kind : kinds) {
     const std::string_view n = name(*kind);
     if (std::find(seen.begin(), seen.end(), n) != seen.end()) continue;
     seen.push_back(n);
@@ -50,21 +59,24 @@ const std::vector<const JobKind*>& all_job_kinds() {
 }
 
 const JobKind* find_job_kind(std::string_view mapper, std::string_view reducer) {
-  for (const JobKind* kind : all_job_kinds()) {
-    if (kind->mapper() == mapper && kind->reducer() == reducer) return kind;
+  for (const auto* kinds : {&all_job_kinds(), &test_job_kinds()}) {
+    for (const JobKind* kind : *kinds) {
+      if (kind->mapper() == mapper && kind->reducer() == reducer) return kind;
+    }
   }
   return nullptr;
 }
 
-std::string check_submit(const protocol::SubmitRequest& request) {
-  const JobKind* by_mapper = with_mapper(request.mapper);
+std::string check_submit(const protocol::SubmitRequest& request, bool allow_test_jobs) {
+  const auto kinds = submittable(allow_test_jobs);
+  const JobKind* by_mapper = with_mapper(kinds, request.mapper);
   if (by_mapper == nullptr) {
     return "unknown mapper '" + request.mapper +
-           "'; known mappers: " + quoted_list([](const JobKind& k) { return k.mapper(); });
+           "'; known mappers: " + quoted_list(kinds, [](const JobKind& k) { return k.mapper(); });
   }
-  if (with_reducer(request.reducer) == nullptr) {
+  if (with_reducer(kinds, request.reducer) == nullptr) {
     return "unknown reducer '" + request.reducer +
-           "'; known reducers: " + quoted_list([](const JobKind& k) { return k.reducer(); });
+           "'; known reducers: " + quoted_list(kinds, [](const JobKind& k) { return k.reducer(); });
   }
   const JobKind* kind = find_job_kind(request.mapper, request.reducer);
   if (kind == nullptr) {

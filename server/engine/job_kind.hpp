@@ -58,14 +58,18 @@ class JobKind {
   virtual protocol::JobResult assemble(std::vector<std::string> partitions) const = 0;
 };
 
-/// The built-in job with this mapper and reducer, or nullptr.
+/// The built-in job (or test job) with this mapper and reducer, or nullptr.
 const JobKind* find_job_kind(std::string_view mapper, std::string_view reducer);
 
 /// Why a SUBMIT cannot be run ("unknown mapper 'x'", "mapper 'words' takes documents, not
-/// numbers", ...), or an empty string when it can.
-std::string check_submit(const protocol::SubmitRequest& request);
+/// numbers", ...), or an empty string when it can. Test jobs count only if `allow_test_jobs`.
+std::string check_submit(const protocol::SubmitRequest& request, bool allow_test_jobs = false);
 
 /// Every built-in pair, for --help texts and the docs.
 const std::vector<const JobKind*>& all_job_kinds();
+
+/// The fault-injecting jobs (test_jobs.cpp): word counts that crash, hang, stall or run out of
+/// memory on purpose. The server accepts them only when started with --enable-test-jobs.
+const std::vector<const JobKind*>& test_job_kinds();
 
 }  // namespace mrd::engine

@@ -40,7 +40,8 @@ bool read_all(int fd, char* data, std::size_t size) {
 
 std::string encode_map_task(const MapTask& task) {
   // A map task is a SUBMIT body holding one chunk: the same codec, tested once.
-  protocol::SubmitRequest request{task.mapper, task.reducer, {0, task.partitions}, task.chunk};
+  protocol::SubmitRequest request{
+      task.mapper, task.reducer, {0, task.partitions, 0, task.memory_limit_mib}, task.chunk};
   return protocol::encode(request);
 }
 
@@ -49,7 +50,7 @@ MapTask decode_map_task(std::string_view body) {
   if (!decoded) throw protocol::DecodeError("map task: " + decoded.error);
   auto& request = *decoded.value;
   return MapTask{std::move(request.mapper), std::move(request.reducer), request.options.partitions,
-                 std::move(request.input)};
+                 request.options.memory_limit_mib, std::move(request.input)};
 }
 
 std::string encode_reduce_task(const ReduceTask& task) {
@@ -57,6 +58,7 @@ std::string encode_reduce_task(const ReduceTask& task) {
   protocol::BodyWriter writer(out);
   writer.bytes(task.mapper);
   writer.bytes(task.reducer);
+  writer.value(task.memory_limit_mib);
   writer.count(task.pieces.size());
   for (const auto& piece : task.pieces)
     writer.bytes(piece);
@@ -68,6 +70,7 @@ ReduceTask decode_reduce_task(std::string_view body) {
   ReduceTask task;
   task.mapper = reader.bytes(kUnlimited, "mapper");
   task.reducer = reader.bytes(kUnlimited, "reducer");
+  task.memory_limit_mib = reader.value<std::uint32_t>();
   const auto n = reader.count(8, kUnlimited, "pieces");
   for (std::uint64_t i = 0; i < n; ++i)
     task.pieces.push_back(reader.bytes(kUnlimited, "piece"));
@@ -109,7 +112,7 @@ std::optional<TaskMessage> read_task_message(int fd) {
   if (!read_all(fd, reinterpret_cast<char*>(header), sizeof header)) return std::nullopt;
   const auto type = header[0];
   if (type < static_cast<std::uint8_t>(TaskMessageType::kMap) ||
-      type > static_cast<std::uint8_t>(TaskMessageType::kError)) {
+      type > static_cast<std::uint8_t>(TaskMessageType::kOutOfMemory)) {
     return std::nullopt;
   }
   std::uint64_t length = 0;

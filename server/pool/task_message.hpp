@@ -20,6 +20,7 @@ enum class TaskMessageType : std::uint8_t {
   kReduce = 2,  ///< scheduler -> worker: reduce one partition
   kDone = 3,    ///< worker -> scheduler: the task's output
   kError = 4,   ///< worker -> scheduler: the job's own code refused the task; body is the reason
+  kOutOfMemory = 5,  ///< worker -> scheduler: the task needed more than its memory limit
 };
 
 /// A message too large for any job this server accepts: the other side is broken.
@@ -35,6 +36,7 @@ struct MapTask {
   std::string mapper;
   std::string reducer;
   std::uint32_t partitions = 1;
+  std::uint32_t memory_limit_mib = 0;  ///< 0: no limit
   protocol::JobInput chunk;
 };
 
@@ -42,6 +44,7 @@ struct MapTask {
 struct ReduceTask {
   std::string mapper;
   std::string reducer;
+  std::uint32_t memory_limit_mib = 0;  ///< 0: no limit
   std::vector<std::string> pieces;
 };
 

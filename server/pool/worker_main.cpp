@@ -1,8 +1,10 @@
 // The worker process's loop: read a task, run the job's map or reduce, answer, repeat.
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <new>
 
 #include "protocol/body_io.hpp"
@@ -18,14 +20,26 @@ const engine::JobKind& job_kind_for(const std::string& mapper, const std::string
   return *kind;
 }
 
+/// Caps this process's address space for the task to come. Only the soft limit moves, so the
+/// next task may raise it again; RLIM_INFINITY when the job sets no limit.
+void limit_memory(std::uint32_t mebibytes) {
+  rlimit limit{};
+  getrlimit(RLIMIT_AS, &limit);
+  limit.rlim_cur =
+      mebibytes == 0 ? limit.rlim_max : std::min<rlim_t>(limit.rlim_max, rlim_t{mebibytes} << 20);
+  setrlimit(RLIMIT_AS, &limit);
+}
+
 /// Runs one task; returns the answer's body or throws the reason it failed.
 std::string run_task(const TaskMessage& message) {
   if (message.type == TaskMessageType::kMap) {
     const auto task = decode_map_task(message.body);
+    limit_memory(task.memory_limit_mib);
     return encode_pieces(job_kind_for(task.mapper, task.reducer).map(task.chunk, task.partitions));
   }
   if (message.type == TaskMessageType::kReduce) {
     const auto task = decode_reduce_task(message.body);
+    limit_memory(task.memory_limit_mib);
     return job_kind_for(task.mapper, task.reducer).reduce(task.pieces);
   }
   throw engine::JobError("worker received a message that is not a task");
@@ -45,8 +59,8 @@ int run_worker(int fd) {
     try {
       answer = run_task(*message);
     } catch (const std::bad_alloc&) {
-      answer_type = TaskMessageType::kError;
-      answer = "out of memory in the worker process";
+      answer_type = TaskMessageType::kOutOfMemory;
+      answer = "out of memory";
     } catch (const std::exception& e) {
       answer_type = TaskMessageType::kError;
       answer = e.what();

@@ -1,0 +1,117 @@
+// The test-only jobs: word counts that fail on purpose, so that tests can inject worker faults
+// through the real protocol. mrd accepts them only with --enable-test-jobs.
+//
+//   test-crash      + sum   the map task segfaults (SIGSEGV)
+//   test-abort      + sum   the map task aborts (SIGABRT)
+//   test-exit       + sum   the worker exits with status 3 in the middle of the task
+//   test-hang       + sum   the map task never returns
+//   test-slow       + sum   sleeps, per document whose name is a number N, N milliseconds
+//   test-oom        + sum   allocates (and touches) memory until it runs out
+//   test-throw      + sum   the mapper refuses its input (an ordinary job error)
+//   test-crash-once + sum   segfaults unless the file named by the first document exists, which
+//                           it creates first: the first attempt crashes, the retry succeeds
+//
+// Apart from the fault, each is the word count: a run that survives gives the words+sum result.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "server/engine/counts_job.hpp"
+#include "server/engine/input_kinds.hpp"
+#include "server/engine/text_split.hpp"
+#include "server/engine/tokenizer.hpp"
+
+namespace mrd::engine {
+namespace {
+
+enum class Fault { kCrash, kAbort, kExit, kHang, kSlow, kOutOfMemory, kThrow, kCrashOnce };
+
+/// Touches memory 64 MiB at a time until allocation fails: std::bad_alloc under a memory limit.
+void exhaust_memory() {
+  constexpr std::size_t kStep = 64u << 20;
+  constexpr std::size_t kMaxSteps = 1024;  // 64 GiB: never reached under any sane limit
+  std::vector<std::unique_ptr<char[]>> blocks;
+  for (std::size_t i = 0; i < kMaxSteps; ++i) {
+    blocks.emplace_back(new char[kStep]);
+    std::memset(blocks.back().get(), 1, kStep);  // really use it, so it counts as resident too
+  }
+}
+
+void inject(Fault fault, const protocol::Documents& chunk) {
+  switch (fault) {
+    case Fault::kCrash: std::raise(SIGSEGV); break;
+    case Fault::kAbort: std::abort();
+    case Fault::kExit: std::_Exit(3);
+    case Fault::kHang:
+      for (;;)
+        pause();
+    case Fault::kSlow:
+      for (const auto& document : chunk.documents) {
+        char* end = nullptr;
+        const auto ms = std::strtoul(document.name.c_str(), &end, 10);
+        if (!document.name.empty() && *end == '\0') {
+          std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        }
+      }
+      break;
+    case Fault::kOutOfMemory: exhaust_memory(); break;
+    case Fault::kThrow: throw JobError("test-throw: the mapper refused its input, as asked");
+    case Fault::kCrashOnce:
+      if (!chunk.documents.empty() && !std::ifstream(chunk.documents.front().name)) {
+        std::ofstream(chunk.documents.front().name) << "crashed once\n";
+        std::raise(SIGSEGV);
+      }
+      break;
+  }
+}
+
+class FaultyWordCount final : public CountsJob {
+ public:
+  FaultyWordCount(std::string_view mapper, Fault fault) : mapper_(mapper), fault_(fault) {}
+
+  std::string_view mapper() const override { return mapper_; }
+
+  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
+                                        std::uint64_t chunk_bytes) const override {
+    return split_documents(input_as<protocol::Documents>(input, mapper()), chunk_bytes,
+                           Overlap::kNone);
+  }
+
+ protected:
+  void count_keys(const protocol::Documents& chunk, CountTable& counts) const override {
+    inject(fault_, chunk);
+    std::string scratch;
+    for (const auto& document : chunk.documents) {
+      for_each_word(document.text, scratch, [&](std::string_view word) { ++counts[word]; });
+    }
+  }
+
+ private:
+  std::string_view mapper_;
+  Fault fault_;
+};
+
+}  // namespace
+
+const std::vector<const JobKind*>& test_job_kinds() {
+  static const FaultyWordCount crash("test-crash", Fault::kCrash);
+  static const FaultyWordCount abort("test-abort", Fault::kAbort);
+  static const FaultyWordCount exit("test-exit", Fault::kExit);
+  static const FaultyWordCount hang("test-hang", Fault::kHang);
+  static const FaultyWordCount slow("test-slow", Fault::kSlow);
+  static const FaultyWordCount oom("test-oom", Fault::kOutOfMemory);
+  static const FaultyWordCount refuse("test-throw", Fault::kThrow);
+  static const FaultyWordCount crash_once("test-crash-once", Fault::kCrashOnce);
+  static const std::vector<const JobKind*> kinds = {&crash, &abort, &exit,   &hang,
+                                                    &slow,  &oom,   &refuse, &crash_once};
+  return kinds;
+}
+
+}  // namespace mrd::engine

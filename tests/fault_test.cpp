@@ -1,0 +1,174 @@
+// Worker faults injected through the real protocol: the test-* jobs crash, hang, stall and run out
+// of memory inside real worker processes of the real mrd binary.
+#include <gtest/gtest.h>
+
+#include "raw_jobs.hpp"
+
+namespace mrd::testing {
+namespace {
+
+protocol::SubmitRequest fault_job(const std::string& mapper, protocol::Documents docs,
+                                  protocol::JobOptions options = {}) {
+  return {mapper, "sum", options, std::move(docs)};
+}
+
+protocol::Documents one_document(const std::string& name = "doc", const std::string& text = "a b") {
+  return protocol::Documents{{{name, text}}};
+}
+
+protocol::ServerStats stats_of(RawClient& client) {
+  client.send(bytes({0x05, 0, 0, 0, 0}));
+  const auto reply = client.read_reply();
+  if (!reply) throw std::runtime_error("no STATS reply");
+  return protocol::decode<protocol::ServerStats>(reply->body).value.value();
+}
+
+/// A normal job still gets the right answer: the fault cost nothing else.
+void expect_server_still_works(RawClient& client) {
+  const auto id = submit(client, word_count_request({"still serving"}));
+  EXPECT_EQ(as_map(result_of(wait_for(client, id))),
+            (std::map<std::string, std::uint64_t>{{"serving", 1}, {"still", 1}}));
+}
+
+TEST(Faults, TestJobsAreRefusedUnlessEnabled) {
+  ServerProcess server;
+  RawClient client(server.port());
+  client.send_message(Opcode::kSubmit, fault_job("test-crash", one_document()));
+  const auto reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(status_name(reply->status), "bad-job");
+  EXPECT_NE(error_text(*reply).find("unknown mapper 'test-crash'"), std::string::npos);
+}
+
+TEST(Faults, ASegfaultingMapperFailsTheJobAfterThreeAttemptsNamingTheSignal) {
+  ServerProcess server({"--enable-test-jobs", "--workers", "2"});
+  RawClient client(server.port());
+  const auto id = submit(client, fault_job("test-crash", one_document()));
+  const auto reply = wait_for(client, id);
+  EXPECT_EQ(status_name(reply.status), "job-crashed");
+  EXPECT_EQ(error_text(reply),
+            "map task 1 of 1 crashed 3 times; last worker killed by signal 11 (Segmentation "
+            "fault)");
+  EXPECT_EQ(stats_of(client).worker_restarts, 3u);
+  expect_server_still_works(client);
+  EXPECT_EQ(server.worker_pids().size(), 2u);
+}
+
+TEST(Faults, AnAbortAndAnExitAreCrashesToo) {
+  ServerProcess server({"--enable-test-jobs"});
+  RawClient client(server.port());
+  auto reply = wait_for(client, submit(client, fault_job("test-abort", one_document())));
+  EXPECT_EQ(status_name(reply.status), "job-crashed");
+  EXPECT_NE(error_text(reply).find("killed by signal 6 (Aborted)"), std::string::npos)
+      << error_text(reply);
+  reply = wait_for(client, submit(client, fault_job("test-exit", one_document())));
+  EXPECT_EQ(status_name(reply.status), "job-crashed");
+  EXPECT_NE(error_text(reply).find("exited with status 3"), std::string::npos) << error_text(reply);
+  expect_server_still_works(client);
+}
+
+TEST(Faults, ATaskWhoseWorkerCrashedOnceIsRetriedAndTheJobSucceeds) {
+  ServerProcess server({"--enable-test-jobs"});
+  RawClient client(server.port());
+  TempDir dir;
+  const auto marker = (dir.path() / "crashed").string();
+  const auto id = submit(client, fault_job("test-crash-once", one_document(marker, "x y x")));
+  EXPECT_EQ(as_map(result_of(wait_for(client, id))),
+            (std::map<std::string, std::uint64_t>{{"x", 2}, {"y", 1}}));
+  EXPECT_TRUE(std::filesystem::exists(marker)) << "the first attempt did not run";
+  EXPECT_EQ(stats_of(client).worker_restarts, 1u);
+}
+
+TEST(Faults, AHangingTaskTimesOutThreeTimesThenTheJobFails) {
+  ServerProcess server({"--enable-test-jobs"});
+  RawClient client(server.port());
+  const auto start = std::chrono::steady_clock::now();
+  const auto id = submit(client, fault_job("test-hang", one_document(), {0, 0, 200, 0}));
+  const auto reply = wait_for(client, id);
+  EXPECT_EQ(status_name(reply.status), "job-timed-out");
+  EXPECT_EQ(error_text(reply), "map task 1 of 1 ran past its 200 ms deadline 3 times");
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 600ms);
+  expect_server_still_works(client);
+}
+
+TEST(Faults, TheServerDefaultTimeoutAppliesWhenTheJobSetsNone) {
+  ServerProcess server({"--enable-test-jobs", "--task-timeout", "1"});
+  RawClient client(server.port());
+  const auto reply = wait_for(client, submit(client, fault_job("test-hang", one_document())));
+  EXPECT_EQ(status_name(reply.status), "job-timed-out");
+  EXPECT_NE(error_text(reply).find("1000 ms deadline"), std::string::npos) << error_text(reply);
+}
+
+TEST(Faults, ASlowTaskWithinItsDeadlineSucceeds) {
+  ServerProcess server({"--enable-test-jobs"});
+  RawClient client(server.port());
+  const auto id =
+      submit(client, fault_job("test-slow", one_document("300", "slow but fine"), {0, 0, 5000, 0}));
+  EXPECT_EQ(as_map(result_of(wait_for(client, id))).at("fine"), 1u);
+}
+
+TEST(Faults, AJobOverItsMemoryLimitFailsAsOutOfMemory) {
+  ServerProcess server({"--enable-test-jobs"});
+  RawClient client(server.port());
+  const auto id = submit(client, fault_job("test-oom", one_document(), {0, 0, 0, 512}));
+  const auto reply = wait_for(client, id);
+  EXPECT_EQ(status_name(reply.status), "job-out-of-memory");
+  EXPECT_EQ(error_text(reply), "map task 1 of 1 ran out of memory (limit 512 MiB)");
+  expect_server_still_works(client);
+}
+
+TEST(Faults, AMapperThatRefusesItsInputIsAnOrdinaryJobFailure) {
+  ServerProcess server({"--enable-test-jobs"});
+  RawClient client(server.port());
+  const auto reply = wait_for(client, submit(client, fault_job("test-throw", one_document())));
+  EXPECT_EQ(status_name(reply.status), "job-failed");
+  EXPECT_EQ(error_text(reply), "test-throw: the mapper refused its input, as asked");
+  EXPECT_EQ(stats_of(client).worker_restarts, 0u);
+}
+
+TEST(Faults, CancellingAHangingJobFreesItsWorkerAtOnce) {
+  ServerProcess server({"--enable-test-jobs", "--workers", "1"});
+  RawClient client(server.port());
+  const auto hung = submit(client, fault_job("test-hang", one_document()));
+  std::this_thread::sleep_for(100ms);  // the task is in the only worker's hands
+  client.send_message(Opcode::kCancel, protocol::JobId{hung});
+  ASSERT_EQ(client.read_reply()->status, kOk);
+  const auto start = std::chrono::steady_clock::now();
+  expect_server_still_works(client);  // needs the only worker
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_EQ(status_name(wait_for(client, hung).status), "job-cancelled");
+}
+
+TEST(Faults, AWorkerKilledWhileIdleIsReplacedBeforeItIsNeeded) {
+  ServerProcess server({"--workers", "2"});
+  RawClient client(server.port());
+  const auto before = server.worker_pids();
+  ASSERT_EQ(before.size(), 2u);
+  ::kill(before[1], SIGKILL);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (stats_of(client).worker_restarts < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(stats_of(client).worker_restarts, 1u);
+  const auto after = server.worker_pids();
+  EXPECT_EQ(after.size(), 2u);
+  EXPECT_EQ(std::count(after.begin(), after.end(), before[1]), 0);
+  expect_server_still_works(client);
+}
+
+TEST(Faults, OtherJobsGoOnWhileOneKeepsCrashing) {
+  ServerProcess server({"--enable-test-jobs", "--workers", "2"});
+  RawClient client(server.port());
+  const auto crashing = submit(client, fault_job("test-crash", one_document()));
+  std::vector<std::uint32_t> normal;
+  for (int i = 0; i < 10; ++i) {
+    normal.push_back(submit(client, word_count_request({"job " + std::to_string(i)})));
+  }
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(as_map(result_of(wait_for(client, normal[i]))).at(std::to_string(i)), 1u);
+  }
+  EXPECT_EQ(status_name(wait_for(client, crashing).status), "job-crashed");
+}
+
+}  // namespace
+}  // namespace mrd::testing
