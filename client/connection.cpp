@@ -137,9 +137,7 @@ FetchOutcome Connection::fetch(std::uint32_t job_id) {
   FetchOutcome outcome;
   outcome.status = reply.status;
   switch (reply.status) {
-    case Status::kOk:
-      outcome.result = decode_body<protocol::JobResult>(reply.body, what);
-      break;
+    case Status::kOk: outcome.result = decode_body<protocol::JobResult>(reply.body, what); break;
     case Status::kPending:
       outcome.progress = decode_body<protocol::JobProgress>(reply.body, what);
       break;
@@ -149,11 +147,8 @@ FetchOutcome Connection::fetch(std::uint32_t job_id) {
     case Status::kJobTimedOut:
     case Status::kJobOutOfMemory:
     case Status::kJobCancelled:
-    case Status::kJobExpired:
-      outcome.message = error_text(reply.body);
-      break;
-    default:
-      throw reply_error(what, reply.status, error_text(reply.body));
+    case Status::kJobExpired: outcome.message = error_text(reply.body); break;
+    default: throw reply_error(what, reply.status, error_text(reply.body));
   }
   return outcome;
 }

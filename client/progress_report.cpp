@@ -8,12 +8,9 @@ namespace {
 /// Tasks done and in all of the phase the job is in; {0, 0} while queued or once finished.
 std::pair<std::uint32_t, std::uint32_t> phase_tasks(const protocol::JobProgress& p) {
   switch (p.state) {
-    case protocol::JobState::kMapping:
-      return {p.map_done, p.map_total};
-    case protocol::JobState::kReducing:
-      return {p.reduce_done, p.reduce_total};
-    default:
-      return {0, 0};
+    case protocol::JobState::kMapping: return {p.map_done, p.map_total};
+    case protocol::JobState::kReducing: return {p.reduce_done, p.reduce_total};
+    default: return {0, 0};
   }
 }
 

@@ -9,40 +9,24 @@ namespace {
 std::string_view explain(protocol::Status status) {
   using protocol::Status;
   switch (status) {
-    case Status::kOk:
-      return "unexpected OK reply";
-    case Status::kPending:
-      return "unexpected PENDING reply";
-    case Status::kUnknownJob:
-      return "no such job on this server";
-    case Status::kJobFailed:
-      return "the job failed";
-    case Status::kJobCancelled:
-      return "the job was cancelled";
-    case Status::kJobExpired:
-      return "the job finished but its result has been evicted";
-    case Status::kQueueFull:
-      return "the server's job queue is full; try again later";
-    case Status::kBadRequest:
-      return "the server could not decode the request";
-    case Status::kUnknownOpcode:
-      return "the server does not know this request";
-    case Status::kFrameTooLarge:
-      return "the request is larger than the server accepts";
-    case Status::kVersionMismatch:
-      return "the server speaks another protocol version";
-    case Status::kBadJob:
-      return "the server cannot run this job";
-    case Status::kServerBusy:
-      return "the server has too many connections; try again later";
-    case Status::kShuttingDown:
-      return "the server is shutting down and takes no new jobs";
-    case Status::kJobCrashed:
-      return "the job's worker process crashed";
-    case Status::kJobTimedOut:
-      return "the job ran past its deadline";
-    case Status::kJobOutOfMemory:
-      return "the job ran out of memory";
+    case Status::kOk: return "unexpected OK reply";
+    case Status::kPending: return "unexpected PENDING reply";
+    case Status::kUnknownJob: return "no such job on this server";
+    case Status::kJobFailed: return "the job failed";
+    case Status::kJobCancelled: return "the job was cancelled";
+    case Status::kJobExpired: return "the job finished but its result has been evicted";
+    case Status::kQueueFull: return "the server's job queue is full; try again later";
+    case Status::kBadRequest: return "the server could not decode the request";
+    case Status::kUnknownOpcode: return "the server does not know this request";
+    case Status::kFrameTooLarge: return "the request is larger than the server accepts";
+    case Status::kVersionMismatch: return "the server speaks another protocol version";
+    case Status::kBadJob: return "the server cannot run this job";
+    case Status::kServerBusy: return "the server has too many connections; try again later";
+    case Status::kShuttingDown: return "the server is shutting down and takes no new jobs";
+    case Status::kJobCrashed: return "the job's worker process crashed";
+    case Status::kJobTimedOut: return "the job ran past its deadline";
+    case Status::kJobOutOfMemory: return "the job ran out of memory";
+    case Status::kServerError: return "the server failed to do it (see its log)";
   }
   return "unknown reply status";
 }
@@ -57,22 +41,19 @@ ErrorKind error_kind_of(protocol::Status status) {
     case Status::kJobTimedOut:
     case Status::kJobOutOfMemory:
     case Status::kJobCancelled:
-    case Status::kJobExpired:
-      return ErrorKind::kJobFailed;
+    case Status::kJobExpired: return ErrorKind::kJobFailed;
     case Status::kQueueFull:
     case Status::kBadJob:
     case Status::kShuttingDown:
     case Status::kUnknownJob:
-    case Status::kFrameTooLarge:
-      return ErrorKind::kRejected;
-    case Status::kServerBusy:
-      return ErrorKind::kConnection;
+    case Status::kFrameTooLarge: return ErrorKind::kRejected;
+    case Status::kServerBusy: return ErrorKind::kConnection;
+    case Status::kServerError: return ErrorKind::kRejected;
     case Status::kOk:
     case Status::kPending:
     case Status::kBadRequest:
     case Status::kUnknownOpcode:
-    case Status::kVersionMismatch:
-      return ErrorKind::kProtocol;
+    case Status::kVersionMismatch: return ErrorKind::kProtocol;
   }
   return ErrorKind::kProtocol;
 }

@@ -149,16 +149,14 @@ JobInput read_input(BodyReader& r) {
       }
       return docs;
     }
-    case 1:
-      return Numbers{r.doubles(kNoCountLimit, "number count")};
+    case 1: return Numbers{r.doubles(kNoCountLimit, "number count")};
     case 2: {
       MatrixPair pair;
       pair.a = read_matrix(r);
       pair.b = read_matrix(r);
       return pair;
     }
-    default:
-      throw DecodeError("input kind " + std::to_string(kind) + " is not defined");
+    default: throw DecodeError("input kind " + std::to_string(kind) + " is not defined");
   }
 }
 
@@ -206,9 +204,7 @@ void read(BodyReader& r, JobResult& m) {
       m = std::move(postings);
       return;
     }
-    case 2:
-      m = read_matrix(r);
-      return;
+    case 2: m = read_matrix(r); return;
     case 3: {
       Statistics s;
       s.count = r.value<std::uint64_t>();
@@ -220,8 +216,7 @@ void read(BodyReader& r, JobResult& m) {
       m = s;
       return;
     }
-    default:
-      throw DecodeError("result kind " + std::to_string(kind) + " is not defined");
+    default: throw DecodeError("result kind " + std::to_string(kind) + " is not defined");
   }
 }
 

@@ -51,9 +51,9 @@ using JobInput = std::variant<Documents, Numbers, MatrixPair>;
 
 /// Tuning a client may ask for; zero means "the server's default".
 struct JobOptions {
-  std::uint64_t chunk_bytes = 0;       ///< bytes of input per map task
-  std::uint32_t partitions = 0;        ///< number of reduce partitions
-  std::uint32_t task_timeout_ms = 0;   ///< longest a single task may run before its worker is killed
+  std::uint64_t chunk_bytes = 0;      ///< bytes of input per map task
+  std::uint32_t partitions = 0;       ///< number of reduce partitions
+  std::uint32_t task_timeout_ms = 0;  ///< longest a single task may run before its worker is killed
   std::uint32_t memory_limit_mib = 0;  ///< address-space limit of a worker running this job's tasks
   bool operator==(const JobOptions&) const = default;
 };

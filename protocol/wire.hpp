@@ -45,6 +45,7 @@ enum class Status : std::uint8_t {
   kJobCrashed = 14,       ///< a task's worker process died on every attempt; the body says how
   kJobTimedOut = 15,      ///< a task ran past its deadline on every attempt
   kJobOutOfMemory = 16,   ///< a task ran out of memory in its worker
+  kServerError = 17,      ///< the server could not do what was asked (its database failed)
 };
 
 /// Where a job is in its life.

@@ -8,6 +8,7 @@ packages=(
   libasio-dev libcereal-dev   # networking, serialization
   libcli11-dev                # command-line parsing (mrd, mrctl)
   libopenblas-dev             # matrix kernel
+  libsqlite3-dev              # durable jobs and results (mrd --data-dir)
   libgtest-dev                # tests
   netcat-openbsd xxd          # the protocol recipes in docs/protocol.md
   python3                     # the second client (client/python) and its tests

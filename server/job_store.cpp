@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "server/log.hpp"
+
 namespace mrd::server {
 namespace {
 /// What a finished record costs besides its body: the table entry, the ticket, the order queue.
@@ -14,15 +16,70 @@ protocol::JobProgress JobRecord::progress() const {
   return p;
 }
 
-std::shared_ptr<JobTicket> JobStore::create() {
-  const auto id = next_id_++;
+template <class Write>
+void JobStore::persist(const char* what, std::uint32_t id, Write write) {
+  if (!database_) return;
+  try {
+    write(*database_);
+  } catch (const std::exception& e) {
+    log(Level::kError, "job ", id, ": cannot record ", what, ": ", e.what());
+  }
+}
+
+std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restore() {
+  std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> to_run;
+  if (!database_) return to_run;
+  std::uint32_t highest_id = 0;
+  for (auto& stored : database_->load(highest_id)) {
+    auto ticket = std::make_shared<JobTicket>(stored.id);
+    JobRecord record;
+    record.ticket = ticket;
+    record.idempotency_key = std::move(stored.idempotency_key);
+    if (!record.idempotency_key.empty()) ids_by_key_[record.idempotency_key] = stored.id;
+    if (stored.state == protocol::JobState::kQueued) {
+      to_run.emplace_back(ticket, std::move(stored.request));
+      ++unfinished_;
+      jobs_.emplace(stored.id, std::move(record));
+      continue;
+    }
+    record.finished = true;
+    record.final_state = stored.state;
+    record.failure = stored.failure;
+    record.body = std::move(stored.body);
+    ticket->state = stored.state;
+    auto& placed = jobs_.emplace(stored.id, std::move(record)).first->second;
+    retain(stored.id, placed);  // oldest first, so the cap evicts what it would have evicted
+  }
+  next_id_ = highest_id + 1;  // never reuse an id, even one whose row was evicted
+  return to_run;
+}
+
+std::optional<std::uint32_t> JobStore::find_by_key(std::string_view idempotency_key) const {
+  if (idempotency_key.empty()) return std::nullopt;
+  auto it = ids_by_key_.find(std::string(idempotency_key));
+  if (it == ids_by_key_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::shared_ptr<JobTicket> JobStore::create(std::string_view idempotency_key,
+                                            std::string_view request) {
+  const auto id = next_id_;
+  // Written (and committed) first: if it fails, nothing changed and the client gets an error.
+  if (database_) database_->record_submitted(id, idempotency_key, request);
+  ++next_id_;
   auto ticket = std::make_shared<JobTicket>(id);
   JobRecord record;
   record.ticket = ticket;
+  record.idempotency_key = idempotency_key;
+  if (!idempotency_key.empty()) ids_by_key_[record.idempotency_key] = id;
   jobs_.emplace(id, std::move(record));
   ++unfinished_;
   ++submitted_;
   return ticket;
+}
+
+void JobStore::forget_key(const JobRecord& record) {
+  if (!record.idempotency_key.empty()) ids_by_key_.erase(record.idempotency_key);
 }
 
 void JobStore::finish(JobOutcome outcome) {
@@ -36,6 +93,9 @@ void JobStore::finish(JobOutcome outcome) {
   record.body = std::move(outcome.body);
   --unfinished_;
   ++(done ? done_ : failed_);
+  persist("its result", outcome.id, [&](JobDatabase& db) {
+    db.record_finished(outcome.id, record.final_state, record.failure, record.body);
+  });
   retain(outcome.id, record);
 }
 
@@ -53,8 +113,10 @@ void JobStore::evict_over_cap() {
     auto it = jobs_.find(id);
     if (it == jobs_.end()) continue;
     retained_bytes_ -= it->second.retained;
+    forget_key(it->second);
     jobs_.erase(it);
     ++expired_;
+    persist("its eviction", id, [&](JobDatabase& db) { db.record_evicted(id); });
   }
 }
 
@@ -77,6 +139,9 @@ JobStore::Lookup JobStore::cancel(std::uint32_t id, bool& was_running) {
     return Lookup::kFound;
   record.ticket->cancelled = true;
   ++cancelled_;
+  forget_key(record);
+  record.idempotency_key.clear();
+  persist("its cancellation", id, [&](JobDatabase& db) { db.record_cancelled(id); });
   if (!record.finished) {
     was_running = true;
     --unfinished_;

@@ -4,15 +4,23 @@
 // was evicted (expired), and any other id was never issued (unknown): no tombstones needed.
 // Finished jobs are kept, result and all, until their total size passes the retention cap; then
 // the oldest finished ones are evicted first.
+//
+// With a JobDatabase every change is also written there (see job_database.hpp), and restore()
+// rebuilds the table after a restart. Without one the table is all there is: volatile.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "protocol/messages.hpp"
+#include "server/job_database.hpp"
 #include "server/job_ticket.hpp"
 #include "server/scheduler.hpp"
 
@@ -24,18 +32,29 @@ struct JobRecord {
   protocol::JobState final_state = protocol::JobState::kQueued;  ///< set once finished
   bool finished = false;
   protocol::Status failure = protocol::Status::kOk;  ///< for kFailed: how FETCH reports it
-  std::string body;            ///< kDone: the encoded JobResult; kFailed: the reason
-  std::uint64_t retained = 0;  ///< bytes charged against the retention cap
+  std::string body;             ///< kDone: the encoded JobResult; kFailed: the reason
+  std::string idempotency_key;  ///< empty if the client gave none
+  std::uint64_t retained = 0;   ///< bytes charged against the retention cap
 
   protocol::JobProgress progress() const;
 };
 
 class JobStore {
  public:
-  explicit JobStore(std::uint64_t max_retained_bytes) : max_retained_bytes_(max_retained_bytes) {}
+  /// `database` may be null (volatile); otherwise it must outlive the store.
+  JobStore(std::uint64_t max_retained_bytes, JobDatabase* database)
+      : max_retained_bytes_(max_retained_bytes), database_(database) {}
 
-  /// A new queued job with the next id.
-  std::shared_ptr<JobTicket> create();
+  /// Rebuilds the table from the database after a restart. Returns the unfinished jobs, with the
+  /// SUBMIT bodies they came with, to run again.
+  std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> restore();
+
+  /// The id of the job a client submitted with this idempotency key, if it is still remembered.
+  std::optional<std::uint32_t> find_by_key(std::string_view idempotency_key) const;
+
+  /// A new queued job with the next id, written to the database (if any) before this returns:
+  /// the caller may acknowledge the id. Throws std::runtime_error if the database fails.
+  std::shared_ptr<JobTicket> create(std::string_view idempotency_key, std::string_view request);
 
   /// Records how a job ended (called with the scheduler's outcome, on the network thread).
   void finish(JobOutcome outcome);
@@ -59,8 +78,15 @@ class JobStore {
  private:
   void retain(std::uint32_t id, JobRecord& record);
   void evict_over_cap();
+  void forget_key(const JobRecord& record);
+  /// Runs a database write; a failure after the fact is logged, not thrown: the job's state in
+  /// memory is right, and at worst the job runs again after a restart.
+  template <class Write>
+  void persist(const char* what, std::uint32_t id, Write write);
 
   std::uint64_t max_retained_bytes_;
+  JobDatabase* database_;
+  std::unordered_map<std::string, std::uint32_t> ids_by_key_;
   std::uint32_t next_id_ = 1;
   std::unordered_map<std::uint32_t, JobRecord> jobs_;
   std::deque<std::uint32_t> finished_order_;  ///< oldest finished first, for eviction

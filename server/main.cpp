@@ -27,6 +27,7 @@ enum ExitCode : int {
   kExitUsage = 2,    ///< bad command line
   kExitListen = 3,   ///< cannot bind or listen
   kExitWorkers = 4,  ///< cannot start the worker processes
+  kExitDataDir = 5,  ///< cannot open the data directory
 };
 
 /// Splits "HOST:PORT" (or "[v6]:PORT"); false if it is not that shape.
@@ -83,7 +84,8 @@ int main(int argc, char** argv) {
                "each job runs as chunked MapReduce on a pool of worker processes."};
   app.footer(job_list_for_help() +
              "\n\nExit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 runtime error, 2 bad command"
-             " line,\n3 cannot listen, 4 cannot start worker processes.");
+             " line,\n3 cannot listen, 4 cannot start worker processes, 5 cannot open the data "
+             "directory.");
   app.set_version_flag("--version", "mrd " MRD_VERSION);
   app.add_option("--listen", listen, "Address to listen on, HOST:PORT; port 0 picks a free one")
       ->capture_default_str();
@@ -121,6 +123,12 @@ int main(int argc, char** argv) {
   app.add_flag("--enable-test-jobs", config.enable_test_jobs,
                "Accept the test-* mappers, which crash, hang or exhaust memory on purpose "
                "(for testing fault handling; never in production)");
+  app.add_option("--data-dir", config.data_dir,
+                 "Keep jobs and results in DIR/mrd.sqlite3, so that they survive a restart or a "
+                 "crash (without it everything is in memory and lost when mrd stops)");
+  app.add_flag("--fsync", config.fsync,
+               "With --data-dir: fsync every commit, so acknowledged jobs survive a power cut too "
+               "(by default they survive the server being killed, not the machine)");
   app.add_option("--log-level", log_level, "error, warn, info or debug")
       ->capture_default_str()
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
@@ -146,7 +154,14 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   asio::io_context io(1);
-  Server server(io, config);
+  std::unique_ptr<Server> server_holder;
+  try {
+    server_holder = std::make_unique<Server>(io, config);
+  } catch (const std::exception& e) {
+    log(Level::kError, "cannot start: ", e.what());
+    return kExitDataDir;
+  }
+  Server& server = *server_holder;
   try {
     server.start();
   } catch (const std::system_error& e) {

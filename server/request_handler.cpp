@@ -52,13 +52,23 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
                   out);
   }
   if (!accepting_jobs_) return reject(Status::kShuttingDown, "the server is shutting down", out);
+  // A resent SUBMIT (the client lost the first reply) gets the job it already has.
+  if (const auto existing = store_.find_by_key(request.idempotency_key)) {
+    return protocol::append_message(out, code(Status::kOk), protocol::JobId{*existing});
+  }
   if (store_.unfinished() >= config_.max_queued_jobs) {
     return reject(Status::kQueueFull,
                   "queue full: " + std::to_string(store_.unfinished()) +
                       " jobs are waiting or running; try again later",
                   out);
   }
-  auto ticket = store_.create();
+  std::shared_ptr<JobTicket> ticket;
+  try {
+    ticket = store_.create(request.idempotency_key, body);
+  } catch (const std::exception& e) {
+    log(Level::kError, "cannot accept a job: ", e.what());
+    return reject(Status::kServerError, std::string("cannot record the job: ") + e.what(), out);
+  }
   const auto id = ticket->id;
   scheduler_.enqueue(std::move(ticket), std::move(request));
   protocol::append_message(out, code(Status::kOk), protocol::JobId{id});

@@ -20,7 +20,12 @@ using asio::ip::tcp;
 Server::Server(asio::io_context& io, ServerConfig config)
     : io_(io),
       config_(std::move(config)),
-      store_(config_.max_retained_bytes),
+      database_(config_.data_dir.empty()
+                    ? nullptr
+                    : std::make_unique<JobDatabase>(
+                          config_.data_dir,
+                          config_.fsync ? JobDatabase::Sync::kFull : JobDatabase::Sync::kNormal)),
+      store_(config_.max_retained_bytes, database_.get()),
       scheduler_({config_.worker_executable, config_.workers, config_.task_timeout_seconds * 1000,
                   config_.worker_memory_mib},
                  // Called on the scheduler thread: hand the outcome to the network thread, which
@@ -42,6 +47,7 @@ void Server::start() {
   port_ = acceptor_.local_endpoint().port();
 
   scheduler_.start();
+  restore_jobs();
   asio::co_spawn(io_, accept_loop(), asio::detached);
 
   log(Level::kInfo, "listening on ", config_.listen_host, ":", port_, " with ",
@@ -52,6 +58,27 @@ void Server::start() {
     std::ofstream(temporary) << port_ << "\n";
     std::rename(temporary.c_str(), config_.port_file.c_str());
   }
+}
+
+void Server::restore_jobs() {
+  if (!database_) return;
+  const auto to_run = store_.restore();
+  for (const auto& [ticket, body] : to_run) {
+    auto request = protocol::decode<protocol::SubmitRequest>(body);
+    if (request) {
+      scheduler_.enqueue(ticket, std::move(*request.value));
+    } else {
+      store_.finish({ticket->id, protocol::Status::kJobFailed,
+                     "the stored request could not be read back: " + request.error});
+    }
+  }
+  const auto stats = [&] {
+    protocol::ServerStats s;
+    store_.fill_stats(s);
+    return s;
+  }();
+  log(Level::kInfo, "data directory ", config_.data_dir, ": ", to_run.size(),
+      " unfinished jobs to run again, ", stats.retained_result_bytes, " bytes of results kept");
 }
 
 void Server::stop() {

@@ -20,7 +20,8 @@ class Server {
  public:
   Server(asio::io_context& io, ServerConfig config);
 
-  /// Binds, starts the worker processes and starts accepting. Throws on failure to do either.
+  /// Binds, starts the worker processes, runs again the jobs a previous run left unfinished (with
+  /// a data directory) and starts accepting. Throws on failure to do any of it.
   void start();
 
   /// Stops accepting, abandons unfinished jobs and stops the workers. Idempotent.
@@ -30,12 +31,14 @@ class Server {
   std::uint16_t port() const { return port_; }
 
  private:
+  void restore_jobs();
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(asio::ip::tcp::socket socket);
 
   asio::io_context& io_;
   ServerConfig config_;
   ConnectionCounters counters_;
+  std::unique_ptr<JobDatabase> database_;  ///< null in memory-only mode
   JobStore store_;
   Scheduler scheduler_;
   RequestHandler handler_;

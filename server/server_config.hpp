@@ -22,7 +22,9 @@ struct ServerConfig {
   std::uint32_t task_timeout_seconds = 300;  ///< for jobs that set no task_timeout_ms
   std::uint32_t worker_memory_mib = 4096;    ///< for jobs that set no memory_limit_mib; 0 = none
   bool enable_test_jobs = false;             ///< accept the fault-injecting test-* mappers
-  std::string worker_executable;             ///< this binary; found from /proc/self/exe
+  std::string data_dir;  ///< where jobs and results are stored durably; empty = in memory only
+  bool fsync = false;    ///< fsync every commit (survives power loss, costs an fsync per job)
+  std::string worker_executable;  ///< this binary; found from /proc/self/exe
 };
 
 /// Counters the network thread keeps for STATS.

@@ -1,0 +1,852 @@
+-- Wireshark dissector for the protocol of mrd, the MapReduce job server (protocol version 1).
+--
+-- docs/protocol.md is the specification; "section N" below refers to it. Load with
+--   wireshark -X lua_script:protocol/wireshark/mrd.lua
+-- and see protocol/wireshark/README.md for the port settings.
+--
+-- How it is organised, top to bottom:
+--   1. the numbers on the wire (opcodes, statuses, states, kinds) and the fields we show;
+--   2. Reader, a bounds-checked cursor over a body: a body that lies about a length makes
+--      Reader raise a "malformed" error, which is caught and shown as an expert info;
+--   3. one small function per body layout, named after the document's types;
+--   4. pairing: a reply's layout depends on the request it answers (an OK to FETCH is a result,
+--      an OK to STATUS is a progress), so each TCP stream keeps a queue of its requests;
+--   5. framing and reassembly over TCP, and the entry points (port table, "Decode As", heuristic).
+
+local mrd = Proto("mrd", "mrd MapReduce job protocol")
+
+------------------------------------------------------------------------------------------------
+-- 1. Numbers on the wire (sections 1, 4, 5, 6, 8)
+------------------------------------------------------------------------------------------------
+
+local HEADER_SIZE = 5          -- u8 code, u32 body_length
+local MAX_SMALL_BODY = 64      -- section 2: any request but SUBMIT
+local MAX_NAME = 64            -- section 2: mapper, reducer, idempotency key
+local MAX_DOCUMENT_NAME = 4096 -- section 2
+local MAX_MATRIX_SIDE = 1048576
+-- Bodies longer than this are not reassembled: the server refuses SUBMITs over 384 MiB by
+-- default, and buffering gigabytes in Wireshark for one frame helps nobody.
+local MAX_REASSEMBLED_BODY = 1024 * 1024 * 1024
+
+local OP = { SUBMIT = 0, FETCH = 1, STATUS = 2, CANCEL = 3, LIST = 4, STATS = 5, HELLO = 6 }
+local OPCODE_NAMES = { [0] = "SUBMIT", "FETCH", "STATUS", "CANCEL", "LIST", "STATS", "HELLO" }
+
+local ST = { OK = 0, PENDING = 1 }
+local STATUS_NAMES = {
+  [0] = "OK", "PENDING", "UNKNOWN_JOB", "JOB_FAILED", "JOB_CANCELLED", "JOB_EXPIRED",
+  "QUEUE_FULL", "BAD_REQUEST", "UNKNOWN_OPCODE", "FRAME_TOO_LARGE", "VERSION_MISMATCH",
+  "BAD_JOB", "SERVER_BUSY", "SHUTTING_DOWN", "JOB_CRASHED", "JOB_TIMED_OUT", "JOB_OUT_OF_MEMORY",
+}
+
+local STATE_NAMES = { [0] = "queued", "mapping", "reducing", "done", "failed", "cancelled" }
+local STATE = { MAPPING = 1, REDUCING = 2 }
+
+local INPUT_KIND_NAMES = { [0] = "documents", "numbers", "matrix pair" }
+local RESULT_KIND_NAMES = { [0] = "counts", "postings", "matrix", "statistics" }
+
+-- STATS reply: fourteen u64 counters, in this order (section 6, STATS).
+local STATS_COUNTERS = {
+  "uptime_ms", "connections_open", "connections_total", "requests_total", "requests_rejected",
+  "jobs_submitted", "jobs_done", "jobs_failed", "jobs_cancelled", "jobs_expired",
+  "jobs_unfinished", "workers", "worker_restarts", "retained_result_bytes",
+}
+
+------------------------------------------------------------------------------------------------
+-- Fields. One job id field everywhere, so that `mrd.job_id == 7` finds every frame about job 7.
+------------------------------------------------------------------------------------------------
+
+local F = {
+  -- header and pairing
+  opcode = ProtoField.uint8("mrd.opcode", "Opcode", base.DEC, OPCODE_NAMES),
+  status = ProtoField.uint8("mrd.status", "Status", base.DEC, STATUS_NAMES),
+  body_length = ProtoField.uint32("mrd.body_length", "Body length", base.DEC),
+  request_in = ProtoField.framenum("mrd.request_in", "Request in frame", base.NONE,
+                                   frametype.REQUEST),
+  request_opcode = ProtoField.uint8("mrd.request_opcode", "Reply to", base.DEC, OPCODE_NAMES),
+  reply_in = ProtoField.framenum("mrd.reply_in", "Reply in frame", base.NONE, frametype.RESPONSE),
+  body = ProtoField.bytes("mrd.body", "Body (not decoded)"),
+  job_id = ProtoField.uint32("mrd.job_id", "Job id", base.DEC),
+
+  -- HELLO, both ways
+  hello_version = ProtoField.uint16("mrd.hello.version", "Protocol version", base.DEC),
+  hello_software = ProtoField.string("mrd.hello.software", "Software"),
+
+  -- SUBMIT
+  mapper = ProtoField.string("mrd.submit.mapper", "Mapper"),
+  reducer = ProtoField.string("mrd.submit.reducer", "Reducer"),
+  chunk_bytes = ProtoField.uint64("mrd.submit.chunk_bytes", "Chunk bytes", base.DEC),
+  partitions = ProtoField.uint32("mrd.submit.partitions", "Partitions", base.DEC),
+  task_timeout_ms = ProtoField.uint32("mrd.submit.task_timeout_ms", "Task timeout (ms)", base.DEC),
+  memory_limit_mib = ProtoField.uint32("mrd.submit.memory_limit_mib", "Memory limit (MiB)",
+                                       base.DEC),
+  idempotency_key = ProtoField.string("mrd.submit.idempotency_key", "Idempotency key"),
+  input_kind = ProtoField.uint8("mrd.submit.input_kind", "Input kind", base.DEC, INPUT_KIND_NAMES),
+  document_count = ProtoField.uint64("mrd.documents.count", "Documents", base.DEC),
+  document_name = ProtoField.string("mrd.document.name", "Name"),
+  document_text_length = ProtoField.uint64("mrd.document.text_length", "Text length", base.DEC),
+  document_text = ProtoField.string("mrd.document.text", "Text"),
+  number_count = ProtoField.uint64("mrd.numbers.count", "Numbers", base.DEC),
+  number = ProtoField.double("mrd.number", "Number"),
+
+  -- matrices, in SUBMIT and in a matrix result
+  matrix_rows = ProtoField.uint64("mrd.matrix.rows", "Rows", base.DEC),
+  matrix_cols = ProtoField.uint64("mrd.matrix.cols", "Columns", base.DEC),
+  matrix_value_count = ProtoField.uint64("mrd.matrix.value_count", "Values", base.DEC),
+  matrix_value = ProtoField.double("mrd.matrix.value", "Value"),
+
+  -- Progress (STATUS's OK, FETCH's PENDING) and LIST
+  state = ProtoField.uint8("mrd.state", "State", base.DEC, STATE_NAMES),
+  map_done = ProtoField.uint32("mrd.progress.map_done", "Map tasks done", base.DEC),
+  map_total = ProtoField.uint32("mrd.progress.map_total", "Map tasks", base.DEC),
+  reduce_done = ProtoField.uint32("mrd.progress.reduce_done", "Reduce partitions done", base.DEC),
+  reduce_total = ProtoField.uint32("mrd.progress.reduce_total", "Reduce partitions", base.DEC),
+  job_count = ProtoField.uint64("mrd.list.count", "Jobs", base.DEC),
+
+  -- Results (FETCH's OK)
+  result_kind = ProtoField.uint8("mrd.result.kind", "Result kind", base.DEC, RESULT_KIND_NAMES),
+  counts_count = ProtoField.uint64("mrd.counts.count", "Entries", base.DEC),
+  counts_key = ProtoField.string("mrd.counts.key", "Key"),
+  counts_occurrences = ProtoField.uint64("mrd.counts.occurrences", "Occurrences", base.DEC),
+  postings_count = ProtoField.uint64("mrd.postings.count", "Words", base.DEC),
+  postings_word = ProtoField.string("mrd.postings.word", "Word"),
+  postings_document_count = ProtoField.uint64("mrd.postings.document_count", "Documents",
+                                              base.DEC),
+  postings_document = ProtoField.string("mrd.postings.document", "Document"),
+  statistics_count = ProtoField.uint64("mrd.statistics.count", "Count", base.DEC),
+  statistics_mean = ProtoField.double("mrd.statistics.mean", "Mean"),
+  statistics_median = ProtoField.double("mrd.statistics.median", "Median"),
+  statistics_mode = ProtoField.double("mrd.statistics.mode", "Mode"),
+  statistics_min = ProtoField.double("mrd.statistics.min", "Min"),
+  statistics_max = ProtoField.double("mrd.statistics.max", "Max"),
+
+  -- every status but OK and PENDING
+  error_message = ProtoField.string("mrd.error.message", "Message"),
+}
+
+-- The STATS counters, one field each: mrd.stats.uptime_ms, mrd.stats.connections_open, ...
+local STATS_FIELDS = {}
+for i, name in ipairs(STATS_COUNTERS) do
+  STATS_FIELDS[i] = ProtoField.uint64("mrd.stats." .. name, name, base.DEC)
+  F["stats_" .. name] = STATS_FIELDS[i]
+end
+
+local field_list = {}
+for _, field in pairs(F) do field_list[#field_list + 1] = field end
+mrd.fields = field_list
+
+local E = {
+  malformed = ProtoExpert.new("mrd.malformed", "Malformed body", expert.group.MALFORMED,
+                              expert.severity.ERROR),
+  trailing = ProtoExpert.new("mrd.trailing_bytes", "Bytes left over after the last field",
+                             expert.group.MALFORMED, expert.severity.ERROR),
+  too_large = ProtoExpert.new("mrd.too_large", "Body over the limit; not reassembled",
+                              expert.group.PROTOCOL, expert.severity.WARN),
+  unknown_code = ProtoExpert.new("mrd.unknown_code", "Undefined opcode, status or value",
+                                 expert.group.PROTOCOL, expert.severity.WARN),
+  unpaired = ProtoExpert.new("mrd.unpaired", "Reply to a request not in the capture",
+                             expert.group.SEQUENCE, expert.severity.WARN),
+  error_reply = ProtoExpert.new("mrd.error_reply", "Error reply", expert.group.RESPONSE_CODE,
+                                expert.severity.NOTE),
+  bug = ProtoExpert.new("mrd.dissector_bug", "Internal error in the mrd dissector",
+                        expert.group.UNDECODED, expert.severity.ERROR),
+}
+mrd.experts = { E.malformed, E.trailing, E.too_large, E.unknown_code, E.unpaired, E.error_reply,
+                E.bug }
+
+------------------------------------------------------------------------------------------------
+-- Preferences
+------------------------------------------------------------------------------------------------
+
+local DEFAULT_PORT = 1936
+mrd.prefs.port = Pref.uint("Server TCP port", DEFAULT_PORT,
+  "TCP port of the mrd server: frames sent to it are requests, frames from it are replies. "
+  .. "For a server on another port, set it here or use Decode As (tshark -d tcp.port==PORT,mrd).")
+mrd.prefs.heuristic = Pref.bool("Find mrd on any port (heuristic)", false,
+  "Recognise an mrd connection on any port by its first request. Off by default: the protocol's "
+  .. "small header is too easy to mistake for other binary protocols.")
+mrd.prefs.max_list_items = Pref.uint("Largest list shown", 1000,
+  "Lists (documents, numbers, matrix values, result entries) longer than this show only their "
+  .. "first items; the rest are still checked.")
+mrd.prefs.text_shown = Pref.uint("Document text shown (bytes)", 256,
+  "How much of each document's text the tree shows.")
+
+------------------------------------------------------------------------------------------------
+-- 2. Reader: a cursor over one frame that checks every length before it reads
+------------------------------------------------------------------------------------------------
+
+-- Errors raised for a body that does not decode carry this metatable, so that the code catching
+-- them can tell a malformed body (the capture's fault) from a bug in this file (ours).
+local Malformed = {}
+
+local function malformed(format, ...)
+  error(setmetatable({ message = string.format(format, ...) }, Malformed), 0)
+end
+
+local Reader = {}
+Reader.__index = Reader
+
+function Reader.new(tvb, pos)
+  return setmetatable({ tvb = tvb, pos = pos, size = tvb:len() }, Reader)
+end
+
+function Reader:remaining()
+  return self.size - self.pos
+end
+
+-- The next n bytes as a TvbRange, after checking they are there.
+function Reader:take(n, what)
+  if n > self:remaining() then
+    malformed("%s needs %d bytes, only %d left", what, n, self:remaining())
+  end
+  local range = self.tvb(self.pos, n)
+  self.pos = self.pos + n
+  return range
+end
+
+-- Every read below adds its field to `tree` and returns the value and the tree item. `tree` may
+-- be nil: items past the "largest list shown" preference are read (to find where the next field
+-- starts) but not shown.
+local function add_le(tree, field, range)
+  if tree then return tree:add_le(field, range) end
+end
+
+-- u8, u16 or u32
+function Reader:uint(tree, field, size, what)
+  local range = self:take(size, what)
+  return range:le_uint(), add_le(tree, field, range)
+end
+
+-- u64, returned as a Lua number: exact up to 2^53, far beyond any length that fits in a frame.
+function Reader:u64(tree, field, what)
+  local range = self:take(8, what)
+  return range:le_uint64():tonumber(), add_le(tree, field, range)
+end
+
+function Reader:f64(tree, field, what)
+  local range = self:take(8, what)
+  return range:le_float(), add_le(tree, field, range)
+end
+
+-- A u64 count of items that each take at least min_item_bytes: a count that the rest of the body
+-- cannot hold is refused here, before a loop would run billions of times (section 2).
+function Reader:count(tree, field, min_item_bytes, what)
+  local count, item = self:u64(tree, field, what)
+  if count * min_item_bytes > self:remaining() then
+    malformed("%s %d does not fit in the %d bytes left", what, count, self:remaining())
+  end
+  return count, item
+end
+
+-- A `string`: u64 length, then the bytes. The tree item spans both, or, given a length_field,
+-- the length gets an item of its own. It shows at most shown_bytes of the value. Returns the
+-- value (cut to shown_bytes), the full length, and the item.
+function Reader:string(tree, field, what, max_bytes, shown_bytes, length_field)
+  local start = self.pos
+  local length = self:u64(length_field and tree, length_field, what .. " length")
+  if max_bytes and length > max_bytes then
+    malformed("%s of %d bytes is over the limit of %d", what, length, max_bytes)
+  end
+  self:take(length, what)
+  local shown = math.min(length, shown_bytes or length)
+  local value = shown > 0 and self.tvb(start + 8, shown):string(ENC_UTF_8) or ""
+  local item
+  if tree then
+    local range = length_field and self.tvb(start + 8, length) or self.tvb(start, 8 + length)
+    item = tree:add(field, range, value)
+    if shown < length then item:append_text(string.format(" [first %d of %d bytes]", shown, length)) end
+  end
+  return value, length, item
+end
+
+-- Runs read(subtree) under a new subtree labelled `label`, whose bytes are the ones read consumed.
+-- Whatever read returns is added to the label after a colon, and returned.
+function Reader:subtree(tree, label, read)
+  if not tree then return read(nil) end
+  local start = self.pos
+  local sub = tree:add(self.tvb(start, 0), label)
+  local summary = read(sub)
+  sub:set_len(self.pos - start)
+  if summary and summary ~= "" then sub:append_text(": " .. summary) end
+  return summary
+end
+
+-- Reads `count` items with read_item(index, tree), showing the first max_list_items of them.
+function Reader:list(tree, count, read_item)
+  local limit = mrd.prefs.max_list_items
+  local hidden_from = nil
+  for i = 1, count do
+    if i == limit + 1 then hidden_from = self.pos end
+    read_item(i, (i <= limit) and tree or nil)
+  end
+  if tree and hidden_from then
+    tree:add(self.tvb(hidden_from, self.pos - hidden_from),
+             string.format("[%d more not shown: see the preference \"Largest list shown\"]",
+                           count - limit))
+  end
+end
+
+-- An `f64list`: u64 count, then the values. Values past the display limit are skipped in one
+-- step, since their size is known. label(i), if given, adds text to value i (such as its cell).
+function Reader:f64_list(tree, count_field, value_field, what, label)
+  local count = self:count(tree, count_field, 8, what)
+  local shown = math.min(count, mrd.prefs.max_list_items)
+  for i = 1, shown do
+    local _, item = self:f64(tree, value_field, what)
+    if item and label then item:append_text(label(i)) end
+  end
+  if count > shown then
+    local skipped = self:take((count - shown) * 8, what)
+    if tree then
+      tree:add(skipped, string.format("[%d more values not shown]", count - shown))
+    end
+  end
+  return count
+end
+
+------------------------------------------------------------------------------------------------
+-- 3. Bodies, one function per layout. Each reads its fields and returns a short summary for the
+--    Info column. `record` describes the frame (see section 4 below); replies use the request.
+------------------------------------------------------------------------------------------------
+
+local function name_or_number(names, value)
+  return names[value] or ("#" .. value)
+end
+
+-- Flags a byte that has no meaning in this version (a state, a kind), without giving up on the
+-- rest of the body.
+local function check_defined(item, names, value, what)
+  if item and names[value] == nil then
+    item:add_proto_expert_info(E.unknown_code, string.format("undefined %s %d", what, value))
+  end
+end
+
+local function read_empty(r, tree)
+  return ""
+end
+
+local function read_job_id(r, tree)
+  return "job " .. r:uint(tree, F.job_id, 4, "job id")
+end
+
+-- HELLO: u16 version, string software (empty in a request)
+local function read_hello(r, tree)
+  local version = r:uint(tree, F.hello_version, 2, "version")
+  local software = r:string(tree, F.hello_software, "software", nil, 256)
+  if software == "" then return "v" .. version end
+  return software .. ", v" .. version
+end
+
+-- A u32 option where 0 means "the server chooses"; saying so spares the reader a trip to the doc.
+local function read_option(r, tree, field, what)
+  local value, item = r:uint(tree, field, 4, what)
+  if item and value == 0 then item:append_text(" (server default)") end
+end
+
+-- Input kind 0: u64 count, then (string name, string text) per document.
+local function read_documents(r, tree)
+  local count = r:count(tree, F.document_count, 16, "document count")
+  r:list(tree, count, function(i, list_tree)
+    r:subtree(list_tree, "Document " .. i, function(doc)
+      local name = r:string(doc, F.document_name, "document name", MAX_DOCUMENT_NAME)
+      local _, length = r:string(doc, F.document_text, "document text", nil, mrd.prefs.text_shown,
+                                 F.document_text_length)
+      return string.format("%s (%d bytes)", name, length)
+    end)
+  end)
+  return count .. (count == 1 and " document" or " documents")
+end
+
+-- Input kind 1: one f64list.
+local function read_numbers(r, tree)
+  return r:f64_list(tree, F.number_count, F.number, "number count") .. " numbers"
+end
+
+-- A matrix: u64 rows, u64 cols, f64list of rows * cols values, row-major.
+local function read_matrix(r, tree, label)
+  return r:subtree(tree, label, function(sub)
+    local rows = r:u64(sub, F.matrix_rows, "rows")
+    local cols = r:u64(sub, F.matrix_cols, "cols")
+    if rows > MAX_MATRIX_SIDE or cols > MAX_MATRIX_SIDE then
+      malformed("a %dx%d matrix is over the limit of %d rows or columns", rows, cols,
+                MAX_MATRIX_SIDE)
+    end
+    local cell = function(i)
+      return string.format(" [%d,%d]", math.floor((i - 1) / cols), (i - 1) % cols)
+    end
+    local count = r:f64_list(sub, F.matrix_value_count, F.matrix_value, "value count", cell)
+    if count ~= rows * cols then
+      malformed("%d values for a %dx%d matrix", count, rows, cols)
+    end
+    return rows .. "x" .. cols
+  end)
+end
+
+-- Input kind 2: matrix A, then matrix B.
+local function read_matrix_pair(r, tree)
+  local a = read_matrix(r, tree, "Matrix A")
+  local b = read_matrix(r, tree, "Matrix B")
+  return a .. " x " .. b
+end
+
+local INPUT_READERS = { [0] = read_documents, read_numbers, read_matrix_pair }
+
+-- SUBMIT: names, options, idempotency key, then the input of the kind named by input_kind.
+local function read_submit(r, tree)
+  local mapper = r:string(tree, F.mapper, "mapper", MAX_NAME)
+  local reducer = r:string(tree, F.reducer, "reducer", MAX_NAME)
+  local chunk_bytes, chunk_item = r:u64(tree, F.chunk_bytes, "chunk_bytes")
+  if chunk_item and chunk_bytes == 0 then chunk_item:append_text(" (server default)") end
+  read_option(r, tree, F.partitions, "partitions")
+  read_option(r, tree, F.task_timeout_ms, "task_timeout_ms")
+  read_option(r, tree, F.memory_limit_mib, "memory_limit_mib")
+  local key, _, key_item = r:string(tree, F.idempotency_key, "idempotency key", MAX_NAME)
+  if key_item and key == "" then key_item:append_text("(none)") end
+  local kind = r:uint(tree, F.input_kind, 1, "input kind")
+  local read_input = INPUT_READERS[kind]
+  if not read_input then malformed("undefined input kind %d", kind) end
+  r:subtree(tree, "Input (" .. INPUT_KIND_NAMES[kind] .. ")", function(sub) return read_input(r, sub) end)
+  return mapper .. "+" .. reducer
+end
+
+-- Progress: u32 id, u8 state, u32 map_done, map_total, reduce_done, reduce_total (21 bytes).
+-- Returns the job id and "mapping 1/4": the state, and the counts of the phase it is in.
+local function read_progress(r, tree)
+  local id = r:uint(tree, F.job_id, 4, "job id")
+  local state, state_item = r:uint(tree, F.state, 1, "state")
+  check_defined(state_item, STATE_NAMES, state, "job state")
+  local map_done = r:uint(tree, F.map_done, 4, "map_done")
+  local map_total = r:uint(tree, F.map_total, 4, "map_total")
+  local reduce_done = r:uint(tree, F.reduce_done, 4, "reduce_done")
+  local reduce_total = r:uint(tree, F.reduce_total, 4, "reduce_total")
+  local text = name_or_number(STATE_NAMES, state)
+  if state == STATE.MAPPING then
+    text = string.format("%s %d/%d", text, map_done, map_total)
+  elseif state == STATE.REDUCING then
+    text = string.format("%s %d/%d", text, reduce_done, reduce_total)
+  end
+  return id, text
+end
+
+local function read_pending(r, tree)
+  local _, text = read_progress(r, tree)
+  return text
+end
+
+local function read_status_ok(r, tree)
+  local id, text = read_progress(r, tree)
+  return "job " .. id .. " " .. text
+end
+
+-- LIST's OK: list of (u32 id, u8 state).
+local function read_job_list(r, tree)
+  local count = r:count(tree, F.job_count, 5, "job count")
+  r:list(tree, count, function(i, list_tree)
+    r:subtree(list_tree, "Job", function(job)
+      local id = r:uint(job, F.job_id, 4, "job id")
+      local state, state_item = r:uint(job, F.state, 1, "state")
+      check_defined(state_item, STATE_NAMES, state, "job state")
+      return id .. " " .. name_or_number(STATE_NAMES, state)
+    end)
+  end)
+  return count .. (count == 1 and " job" or " jobs")
+end
+
+-- STATS's OK: fourteen u64 counters.
+local function read_server_stats(r, tree)
+  local values = {}
+  for i, name in ipairs(STATS_COUNTERS) do values[name] = r:u64(tree, STATS_FIELDS[i], name) end
+  return string.format("up %d ms, %d jobs submitted, %d unfinished", values.uptime_ms,
+                       values.jobs_submitted, values.jobs_unfinished)
+end
+
+-- Result kind 0: u64 count, then (string key, u64 occurrences).
+local function read_counts(r, tree)
+  local count = r:count(tree, F.counts_count, 16, "entry count")
+  r:list(tree, count, function(i, list_tree)
+    r:subtree(list_tree, "Entry " .. i, function(entry)
+      local key = r:string(entry, F.counts_key, "key", nil, 256)
+      local occurrences = r:u64(entry, F.counts_occurrences, "occurrences")
+      return string.format("\"%s\" %d", key, occurrences)
+    end)
+  end)
+  return "counts, " .. count .. (count == 1 and " entry" or " entries")
+end
+
+-- Result kind 1: u64 count, then (string word, list<string> documents).
+local function read_postings(r, tree)
+  local count = r:count(tree, F.postings_count, 16, "word count")
+  r:list(tree, count, function(i, list_tree)
+    r:subtree(list_tree, "Posting " .. i, function(posting)
+      local word = r:string(posting, F.postings_word, "word", nil, 256)
+      local documents = r:count(posting, F.postings_document_count, 8, "document count")
+      r:list(posting, documents, function(_, document_tree)
+        r:string(document_tree, F.postings_document, "document name", nil, 256)
+      end)
+      return string.format("%s in %d", word, documents)
+    end)
+  end)
+  return "postings, " .. count .. (count == 1 and " word" or " words")
+end
+
+-- Result kind 2: a matrix, laid out as in SUBMIT.
+local function read_result_matrix(r, tree)
+  return "matrix " .. read_matrix(r, tree, "Matrix")
+end
+
+-- Result kind 3: u64 count, f64 mean, median, mode, min, max.
+local function read_statistics(r, tree)
+  local count = r:u64(tree, F.statistics_count, "count")
+  local mean = r:f64(tree, F.statistics_mean, "mean")
+  r:f64(tree, F.statistics_median, "median")
+  r:f64(tree, F.statistics_mode, "mode")
+  r:f64(tree, F.statistics_min, "min")
+  r:f64(tree, F.statistics_max, "max")
+  return string.format("statistics, count %d, mean %g", count, mean)
+end
+
+local RESULT_READERS = { [0] = read_counts, read_postings, read_result_matrix, read_statistics }
+
+-- "job 7 " when the request named a job (a FETCH, STATUS or CANCEL of a well-formed id).
+local function job_prefix(record)
+  local job_id = record.request and record.request.job_id
+  return job_id and ("job " .. job_id .. " ") or ""
+end
+
+-- FETCH's OK: u8 result_kind, then the result of that kind.
+local function read_result(r, tree, record)
+  local kind = r:uint(tree, F.result_kind, 1, "result kind")
+  local read = RESULT_READERS[kind]
+  if not read then malformed("undefined result kind %d", kind) end
+  return job_prefix(record) .. r:subtree(tree, "Result", function(sub) return read(r, sub) end)
+end
+
+-- CANCEL's OK: an empty body.
+local function read_cancel_ok(r, tree, record)
+  return job_prefix(record) .. "cancelled"
+end
+
+-- Every status but OK and PENDING: one string, a message in English.
+local function read_error(r, tree)
+  local message, _, item = r:string(tree, F.error_message, "message", nil, 1024)
+  if item then item:add_proto_expert_info(E.error_reply, message) end
+  return message
+end
+
+local REQUEST_READERS = {
+  [OP.SUBMIT] = read_submit, [OP.FETCH] = read_job_id, [OP.STATUS] = read_job_id,
+  [OP.CANCEL] = read_job_id, [OP.LIST] = read_empty, [OP.STATS] = read_empty,
+  [OP.HELLO] = read_hello,
+}
+
+-- The body of an OK depends on what it answers.
+local OK_READERS = {
+  [OP.SUBMIT] = read_job_id, [OP.FETCH] = read_result, [OP.STATUS] = read_status_ok,
+  [OP.CANCEL] = read_cancel_ok, [OP.LIST] = read_job_list, [OP.STATS] = read_server_stats,
+  [OP.HELLO] = read_hello,
+}
+
+------------------------------------------------------------------------------------------------
+-- 4. Pairing replies with requests
+--
+-- Replies come in the order of the requests (section 1), so each TCP stream keeps a FIFO of its
+-- requests; a reply takes the oldest. This only makes sense in capture order, which is the order
+-- of Wireshark's first pass over the file. Later passes (the GUI clicking on a frame, tshark -2)
+-- revisit frames in any order, so the first pass stores what it found in `pdu_records`, keyed by
+-- frame number and the PDU's rank in the frame, and later passes look it up.
+------------------------------------------------------------------------------------------------
+
+local streams = {}      -- TCP stream key -> { server_port, queue, head, tail, lost_from }
+local pdu_records = {}  -- "frame:rank" -> { frame, code, is_request, job_id, request, reply_frame }
+
+function mrd.init()  -- a new capture file: forget the old one
+  streams = {}
+  pdu_records = {}
+end
+
+local tcp_stream_field = Field.new("tcp.stream")
+
+local function stream_key(pinfo)
+  local index = tcp_stream_field()
+  if index then return index.value end
+  -- Not called over TCP's usual path: both endpoints, in an order that does not depend on
+  -- the direction.
+  local a = tostring(pinfo.src) .. ":" .. pinfo.src_port
+  local b = tostring(pinfo.dst) .. ":" .. pinfo.dst_port
+  return (a < b) and (a .. "-" .. b) or (b .. "-" .. a)
+end
+
+local function stream_of(pinfo, create)
+  local key = stream_key(pinfo)
+  local stream = streams[key]
+  if not stream and create then
+    stream = { queue = {}, head = 1, tail = 0 }
+    streams[key] = stream
+  end
+  return stream
+end
+
+-- The rank of this PDU among the PDUs of this frame. pinfo.private lives for one dissection of
+-- one frame, so the count starts again each time the frame is dissected, in any pass. (The TCP
+-- dissector may call us more than once per frame: once for a PDU it reassembled, once for the
+-- PDUs that follow it in the segment; the count spans those calls.)
+local function next_pdu_rank(pinfo)
+  local rank = tonumber(pinfo.private.mrd_pdus or "0") + 1
+  pinfo.private.mrd_pdus = tostring(rank)
+  return rank
+end
+
+-- A FETCH, STATUS or CANCEL names a job; its reply's summary mentions it too.
+local function request_job_id(tvb, code)
+  local names_job = code == OP.FETCH or code == OP.STATUS or code == OP.CANCEL
+  if names_job and tvb:len() == HEADER_SIZE + 4 then return tvb(HEADER_SIZE, 4):le_uint() end
+end
+
+-- The record of this PDU: made (and the queue updated) on the first visit, looked up afterwards.
+local function pdu_record(tvb, pinfo, stream, rank, is_request)
+  local key = pinfo.number .. ":" .. rank
+  local record = pdu_records[key]
+  if record then return record end
+  local code = tvb(0, 1):uint()
+  record = { frame = pinfo.number, code = code, is_request = is_request }
+  if is_request then
+    record.job_id = request_job_id(tvb, code)
+    stream.tail = stream.tail + 1
+    stream.queue[stream.tail] = record
+  elseif stream.head <= stream.tail then
+    record.request = stream.queue[stream.head]
+    stream.queue[stream.head] = nil
+    stream.head = stream.head + 1
+    record.request.reply_frame = pinfo.number
+  end
+  pdu_records[key] = record
+  return record
+end
+
+local function add_pairing(tree, record)
+  if record.is_request then
+    if record.reply_frame then tree:add(F.reply_in, record.reply_frame):set_generated() end
+  elseif record.request then
+    tree:add(F.request_in, record.request.frame):set_generated()
+    tree:add(F.request_opcode, record.request.code):set_generated()
+  else
+    tree:add_proto_expert_info(E.unpaired)  -- the capture started after the request
+  end
+end
+
+-- Which reader decodes this PDU's body, or nil if nothing tells its layout: an undefined opcode
+-- or status (the header item says so), or an OK whose request is not in the capture.
+local function body_reader(record)
+  if record.is_request then return REQUEST_READERS[record.code] end
+  if record.code == ST.OK then return record.request and OK_READERS[record.request.code] end
+  if record.code == ST.PENDING then return read_pending end
+  if STATUS_NAMES[record.code] then return read_error end
+end
+
+-- Decodes the body and returns its summary. Malformed bodies (and, should there be any, bugs in
+-- this file) become expert infos: pcall keeps a Lua error from hiding the rest of the capture.
+local function dissect_body(tvb, tree, record)
+  local read = body_reader(record)
+  if not read then
+    if tvb:len() > HEADER_SIZE then tree:add(F.body, tvb(HEADER_SIZE)) end
+    return ""
+  end
+  local r = Reader.new(tvb, HEADER_SIZE)
+  local ok, summary = pcall(read, r, tree, record)
+  if not ok then
+    if getmetatable(summary) == Malformed then
+      tree:add_tvb_expert_info(E.malformed, tvb(HEADER_SIZE), summary.message)
+    else
+      tree:add_proto_expert_info(E.bug, tostring(summary))
+    end
+    return "[malformed]"
+  end
+  if r:remaining() > 0 then
+    tree:add_tvb_expert_info(E.trailing, tvb(r.pos),
+                             string.format("%d bytes after the last field", r:remaining()))
+  end
+  return summary
+end
+
+------------------------------------------------------------------------------------------------
+-- 5. Frames over TCP
+------------------------------------------------------------------------------------------------
+
+local function code_name(is_request, code)
+  return name_or_number(is_request and OPCODE_NAMES or STATUS_NAMES, code)
+end
+
+-- "SUBMIT words+sum", "FETCH job 7", "OK: job 7", "PENDING: mapping 1/4"
+local function info_text(is_request, code, summary)
+  local name = code_name(is_request, code)
+  if summary == "" then return name end
+  return name .. (is_request and " " or ": ") .. summary
+end
+
+-- Several PDUs in one frame share its Info column: the first sets it, the others append.
+local function add_info(pinfo, rank, text)
+  pinfo.cols.protocol = "MRD"
+  if rank == 1 then pinfo.cols.info:set(text) else pinfo.cols.info:append(" | " .. text) end
+end
+
+local function add_header(tree, tvb, is_request)
+  local code_item = tree:add(is_request and F.opcode or F.status, tvb(0, 1))
+  check_defined(code_item, is_request and OPCODE_NAMES or STATUS_NAMES, tvb(0, 1):uint(),
+                is_request and "opcode" or "status")
+  tree:add_le(F.body_length, tvb(1, 4))
+end
+
+-- One whole frame (header and body) in `tvb`.
+local function dissect_pdu(tvb, pinfo, root, stream, is_request)
+  local rank = next_pdu_rank(pinfo)
+  local record = pdu_record(tvb, pinfo, stream, rank, is_request)
+  local tree = root:add(mrd, tvb())
+  add_header(tree, tvb, is_request)
+  add_pairing(tree, record)
+  local summary = dissect_body(tvb, tree, record)
+  local text = info_text(is_request, record.code, summary)
+  tree:append_text((is_request and ", Request: " or ", Reply: ") .. text)
+  if record.request then
+    tree:append_text(string.format(" (reply to %s in frame %d)",
+                                   code_name(true, record.request.code), record.request.frame))
+  end
+  add_info(pinfo, rank, text)
+end
+
+-- A header announcing a body over the limit: the server answers FRAME_TOO_LARGE and closes
+-- (section 3), so the bytes after it are not frames. Show the header, pair it (it does get a
+-- reply), and mark the rest of this direction as not dissectable.
+local function dissect_oversized(tvb, pinfo, root, stream, is_request, limit)
+  local rank = next_pdu_rank(pinfo)
+  local record = pdu_record(tvb, pinfo, stream, rank, is_request)
+  local tree = root:add(mrd, tvb(0, HEADER_SIZE))
+  add_header(tree, tvb, is_request)
+  add_pairing(tree, record)
+  local length = tvb(1, 4):le_uint()
+  tree:add_proto_expert_info(E.too_large,
+    string.format("body of %d bytes; the limit is %d", length, limit))
+  stream.lost_from = stream.lost_from or {}
+  stream.lost_from[pinfo.src_port] = stream.lost_from[pinfo.src_port] or pinfo.number
+  add_info(pinfo, rank, info_text(is_request, record.code, "[body of " .. length .. " bytes: too large]"))
+end
+
+local function body_limit(is_request, code)
+  if is_request and code ~= OP.SUBMIT then return MAX_SMALL_BODY end
+  return MAX_REASSEMBLED_BODY
+end
+
+-- Where this stream's server listens, which tells requests (to it) from replies (from it).
+-- In order of trust: the port that made TCP call us (our registered port, or "Decode As"), the
+-- port preference, and last the destination of the first frame seen (clients speak first).
+local function server_port_of(pinfo, stream, matched_port)
+  if matched_port and (matched_port == pinfo.src_port or matched_port == pinfo.dst_port) then
+    return matched_port
+  end
+  local preferred = mrd.prefs.port
+  if preferred == pinfo.src_port or preferred == pinfo.dst_port then return preferred end
+  stream.server_port = stream.server_port or pinfo.dst_port
+  return stream.server_port
+end
+
+-- Dissects the frames in one TCP segment (or reassembled run of segments). A frame may be split
+-- over segments, or a segment hold several frames: we dissect every whole frame and ask TCP for
+-- the bytes still missing, and TCP calls again with the frame reassembled.
+local function dissect_segment(tvb, pinfo, root, matched_port)
+  local stream = stream_of(pinfo, true)
+  local is_request = pinfo.dst_port == server_port_of(pinfo, stream, matched_port)
+  local lost_from = stream.lost_from and stream.lost_from[pinfo.src_port]
+  if lost_from and pinfo.number > lost_from then
+    pinfo.cols.protocol = "MRD"
+    pinfo.cols.info:set("[data after a frame over the limit; not dissected]")
+    return tvb:len()
+  end
+  local offset, size = 0, tvb:len()
+  while offset < size do
+    local available = size - offset
+    if available < HEADER_SIZE then
+      pinfo.desegment_offset = offset
+      pinfo.desegment_len = DESEGMENT_ONE_MORE_SEGMENT  -- the header tells the rest
+      return size
+    end
+    local code = tvb(offset, 1):uint()
+    local body_length = tvb(offset + 1, 4):le_uint()
+    local limit = body_limit(is_request, code)
+    if body_length > limit then
+      dissect_oversized(tvb(offset):tvb(), pinfo, root, stream, is_request, limit)
+      return size
+    end
+    local frame_length = HEADER_SIZE + body_length
+    if available < frame_length then
+      pinfo.desegment_offset = offset
+      pinfo.desegment_len = frame_length - available
+      return size
+    end
+    dissect_pdu(tvb(offset, frame_length):tvb(), pinfo, root, stream, is_request)
+    offset = offset + frame_length
+  end
+  return offset
+end
+
+-- Called by TCP for our port, or for a port given to "Decode As"; pinfo.match_uint is that port.
+function mrd.dissector(tvb, pinfo, root)
+  return dissect_segment(tvb, pinfo, root, pinfo.match_uint)
+end
+
+------------------------------------------------------------------------------------------------
+-- Heuristic: recognise a stream by its first request (off unless the preference is set)
+------------------------------------------------------------------------------------------------
+
+-- Exact body lengths of the fixed-size requests.
+local FIXED_BODY_LENGTH = { [OP.FETCH] = 4, [OP.STATUS] = 4, [OP.CANCEL] = 4, [OP.LIST] = 0,
+                            [OP.STATS] = 0 }
+-- Smallest SUBMIT body: two empty names, the options, an empty key, a kind, an empty list.
+local MIN_SUBMIT_BODY = 8 + 8 + 8 + 4 + 4 + 4 + 8 + 1 + 8
+
+local function looks_like_request(tvb)
+  if tvb:len() < HEADER_SIZE then return false end
+  local opcode = tvb(0, 1):uint()
+  local length = tvb(1, 4):le_uint()
+  if FIXED_BODY_LENGTH[opcode] then return length == FIXED_BODY_LENGTH[opcode] end
+  if opcode == OP.HELLO then
+    return length >= 10 and length <= MAX_SMALL_BODY
+           and (tvb:len() < 7 or tvb(5, 2):le_uint() >= 1)
+  end
+  if opcode == OP.SUBMIT then
+    return length >= MIN_SUBMIT_BODY and length <= MAX_REASSEMBLED_BODY
+           and (tvb:len() < 13 or tvb(5, 8):le_uint64():tonumber() <= MAX_NAME)
+  end
+  return false
+end
+
+local function heuristic(tvb, pinfo, root)
+  if not mrd.prefs.heuristic then return false end
+  local stream = stream_of(pinfo, false)
+  if not (stream and stream.found_by_heuristic) then
+    if not looks_like_request(tvb) then return false end
+    stream = stream_of(pinfo, true)
+    stream.found_by_heuristic = true
+    stream.server_port = stream.server_port or pinfo.dst_port
+  end
+  dissect_segment(tvb, pinfo, root, nil)
+  return true
+end
+
+------------------------------------------------------------------------------------------------
+-- Registration
+------------------------------------------------------------------------------------------------
+
+local tcp_ports = DissectorTable.get("tcp.port")
+local registered_port = 0
+
+local function register_port(port)
+  if registered_port ~= 0 then tcp_ports:remove(registered_port, mrd) end
+  if port ~= 0 then tcp_ports:add(port, mrd) end
+  registered_port = port
+end
+
+function mrd.prefs_changed()
+  if mrd.prefs.port ~= registered_port then register_port(mrd.prefs.port) end
+end
+
+register_port(DEFAULT_PORT)
+tcp_ports:add_for_decode_as(mrd)  -- lists mrd in "Decode As" even when the port preference is 0
+mrd:register_heuristic("tcp", heuristic)
