@@ -107,6 +107,20 @@ check "server-stats" bash -c "'$mrctl' server-stats | grep -qE '^jobs_submitted 
 "$mrctl" wordcount --chunk-bytes 50000 "${corpus[@]}" >/dev/null 2>"$work/err"
 check "progress lines" grep -qE '^in-progress - (queued|mapping|reducing)' "$work/err"
 
+# --- a lost SUBMIT reply: mrctl resends with the same idempotency key, the server runs one job ---
+before=$("$mrctl" server-stats | awk '$1 == "jobs_submitted" {print $2}')
+python3 "$(dirname "$0")/flaky_proxy.py" --target "$MRD_SERVER" --port-file "$work/proxy-port" \
+  --lifetime 30 &
+proxy=$!
+for _ in $(seq 200); do [[ -s $work/proxy-port ]] && break; sleep 0.05; done
+"$mrctl" -q --server "127.0.0.1:$(cat "$work/proxy-port")" wordcount --top 1 "$work/small.txt" \
+  2>"$work/err" | awk '{print $1, $2}' > "$work/got"
+kill "$proxy" 2>/dev/null
+check "the resent job gives the result" grep -qx '3 b' "$work/got"
+check "mrctl said it sent the job again" grep -q 'sending the job again (attempt 2 of 3)' "$work/err"
+after=$("$mrctl" server-stats | awk '$1 == "jobs_submitted" {print $2}')
+check "the server ran it once" test "$after" -eq $((before + 1))
+
 # --- exit codes ---
 expect_exit 5 "result of an unknown job" result 99999
 expect_exit 7 "a missing file" wordcount "$work/does-not-exist"

@@ -20,18 +20,12 @@ enum ExitCode : int {
 /// The exit code for a ClientError of this kind.
 inline ExitCode exit_code_for(client::ErrorKind kind) {
   switch (kind) {
-    case client::ErrorKind::kUsage:
-      return kExitUsage;
-    case client::ErrorKind::kInput:
-      return kExitInput;
-    case client::ErrorKind::kConnection:
-      return kExitConnection;
-    case client::ErrorKind::kProtocol:
-      return kExitProtocol;
-    case client::ErrorKind::kRejected:
-      return kExitRejected;
-    case client::ErrorKind::kJobFailed:
-      return kExitJobFailed;
+    case client::ErrorKind::kUsage: return kExitUsage;
+    case client::ErrorKind::kInput: return kExitInput;
+    case client::ErrorKind::kConnection: return kExitConnection;
+    case client::ErrorKind::kProtocol: return kExitProtocol;
+    case client::ErrorKind::kRejected: return kExitRejected;
+    case client::ErrorKind::kJobFailed: return kExitJobFailed;
   }
   return kExitProtocol;
 }

@@ -1,6 +1,7 @@
 #include "client/mrctl/options.hpp"
 
 #include "client/client_error.hpp"
+#include "protocol/limits.hpp"
 
 namespace mrd::mrctl {
 
@@ -39,6 +40,21 @@ void add_submit_options(CLI::App& command, SubmitOptions& options) {
                      "Bytes of input per map task (0: the server chooses)");
   command.add_option("--partitions", options.partitions,
                      "Number of reduce partitions (0: the server chooses)");
+  command.add_option("--task-timeout-ms", options.task_timeout_ms,
+                     "Longest one map or reduce task may run (0: the server's --task-timeout)");
+  command.add_option("--memory-limit-mib", options.memory_limit_mib,
+                     "Memory a worker may use for one task (0: the server's --worker-memory-mib)");
+  command
+      .add_option("--idempotency-key", options.idempotency_key,
+                  "Key that makes resending this job safe: the server runs one job per key "
+                  "(default: a random key; mrctl resends on a lost connection)")
+      ->check(
+          [](const std::string& key) {
+            return key.size() <= protocol::kMaxIdempotencyKeyBytes
+                       ? std::string()
+                       : "at most " + std::to_string(protocol::kMaxIdempotencyKeyBytes) + " bytes";
+          },
+          "KEY");
 }
 
 void add_output_options(CLI::App& command, OutputOptions& options, bool counts) {

@@ -18,9 +18,12 @@ using Runner = std::function<int()>;
 
 /// Options of every command that submits a job.
 struct SubmitOptions {
-  bool no_wait = false;           ///< print the job id and exit instead of waiting
-  std::uint64_t chunk_bytes = 0;  ///< JobOptions::chunk_bytes; 0 lets the server choose
-  std::uint32_t partitions = 0;   ///< JobOptions::partitions; 0 lets the server choose
+  bool no_wait = false;                ///< print the job id and exit instead of waiting
+  std::uint64_t chunk_bytes = 0;       ///< JobOptions::chunk_bytes; 0 lets the server choose
+  std::uint32_t partitions = 0;        ///< JobOptions::partitions; 0 lets the server choose
+  std::uint32_t task_timeout_ms = 0;   ///< JobOptions::task_timeout_ms; 0: the server's default
+  std::uint32_t memory_limit_mib = 0;  ///< JobOptions::memory_limit_mib; 0: the server's default
+  std::string idempotency_key;         ///< empty: a random one, so resending is safe
 };
 
 /// Options of mrctl itself, valid before or after the command name.

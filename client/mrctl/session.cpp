@@ -2,6 +2,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
+#include <random>
+#include <thread>
 
 #include "client/client_error.hpp"
 #include "client/mrctl/progress_display.hpp"
@@ -26,18 +29,68 @@ client::FetchOutcome wait_with_progress(client::Connection& connection, std::uin
   return outcome;
 }
 
+namespace {
+
+/// How often a job is sent again when the connection breaks before its id comes back.
+constexpr int kSubmitAttempts = 3;
+
+/// 32 random hex digits: unique enough that two clients never share a key by chance.
+std::string random_idempotency_key() {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::random_device random;
+  std::string key;
+  for (int i = 0; i < 32; ++i)
+    key += kDigits[random() % 16];
+  return key;
+}
+
+bool is_connection_error(const client::ClientError& e) {
+  return e.kind() == client::ErrorKind::kConnection;
+}
+
+}  // namespace
+
 std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
                                            protocol::SubmitRequest request) {
   const SubmitOptions& submit = global.submit;
   request.options.chunk_bytes = submit.chunk_bytes;
   request.options.partitions = submit.partitions;
-  auto connection = open_connection(global);
-  const std::uint32_t job_id = connection.submit(request);
+  request.options.task_timeout_ms = submit.task_timeout_ms;
+  request.options.memory_limit_mib = submit.memory_limit_mib;
+  request.idempotency_key =
+      submit.idempotency_key.empty() ? random_idempotency_key() : submit.idempotency_key;
+
+  // The key makes resending safe: if the first SUBMIT got through and only its reply was lost,
+  // the server answers with the job it already has instead of running it twice.
+  std::optional<client::Connection> connection;
+  std::uint32_t job_id = 0;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      connection.emplace(open_connection(global));
+      job_id = connection->submit(request);
+      break;
+    } catch (const client::ClientError& e) {
+      if (!is_connection_error(e) || attempt == kSubmitAttempts) throw;
+      std::fprintf(stderr, "mrctl: %s; sending the job again (attempt %d of %d)\n", e.what(),
+                   attempt + 1, kSubmitAttempts);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+    }
+  }
   if (submit.no_wait) {
     print(std::to_string(job_id) + "\n");
     return std::nullopt;
   }
-  return client::result_or_throw(wait_with_progress(connection, job_id, global), job_id);
+  // Polling is safe to repeat too: on a broken connection, reconnect and keep polling.
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return client::result_or_throw(wait_with_progress(*connection, job_id, global), job_id);
+    } catch (const client::ClientError& e) {
+      if (!is_connection_error(e) || attempt == kSubmitAttempts) throw;
+      std::fprintf(stderr, "mrctl: %s; reconnecting to wait for job %u\n", e.what(), job_id);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+      connection.emplace(open_connection(global));
+    }
+  }
 }
 
 void print(std::string_view text) {
