@@ -41,6 +41,9 @@ inline constexpr std::uint32_t kDefaultMaxQueuedJobs = 10000;
 /// Default seconds a connection may stay silent before the server closes it (mrd --idle-timeout).
 inline constexpr std::uint32_t kDefaultIdleTimeoutSeconds = 300;
 
+/// Default seconds a request may take to arrive once its first byte has (mrd --request-timeout).
+inline constexpr std::uint32_t kDefaultRequestTimeoutSeconds = 120;
+
 /// Default bytes of finished results kept before the oldest are evicted (mrd --max-retained-mib).
 inline constexpr std::uint64_t kDefaultMaxRetainedBytes = 1024ull << 20;
 

@@ -12,6 +12,7 @@
 #include "protocol/frame.hpp"
 #include "protocol/limits.hpp"
 #include "server/log.hpp"
+#include "server/reply_queue.hpp"
 
 namespace mrd::server {
 namespace {
@@ -35,6 +36,10 @@ asio::awaitable<void> watchdog(const Clock::time_point& deadline) {
   }
 }
 
+/// Replies copied into a connection's queue before it stops answering and writes them: a client
+/// that pipelines many requests and never reads can hold no more than this (plus shared results).
+constexpr std::size_t kMaxQueuedReplyBytes = 1 << 20;
+
 /// The per-connection state and loop.
 class Connection {
  public:
@@ -45,23 +50,27 @@ class Connection {
   asio::awaitable<void> serve(Clock::time_point& deadline);
 
  private:
-  /// Answers every whole request at the start of `data`; returns the bytes consumed.
+  /// Answers the whole requests at the start of `data`, in order, until the reply queue is full;
+  /// returns the bytes consumed.
   std::size_t answer_requests(std::string_view data);
+  /// When the connection must be closed if nothing more happens.
+  Clock::time_point next_deadline() const;
 
   tcp::socket& socket_;
   const std::string& peer_;  ///< "address:port", for logs
   const ServerConfig& config_;
   RequestHandler& handler_;
-  std::string pending_;         ///< bytes of an incomplete request
-  std::size_t next_frame_ = 0;  ///< size of the incomplete request, once its header is in
-  std::string replies_;         ///< replies not yet written
-  bool close_ = false;          ///< framing can no longer be trusted: close after the replies
+  std::string pending_;              ///< received bytes not answered yet (an incomplete request)
+  std::size_t next_frame_ = 0;       ///< size of the incomplete request, once its header is in
+  Clock::time_point request_start_;  ///< when the first byte of the incomplete request came
+  ReplyQueue replies_;               ///< replies not yet written
+  bool close_ = false;               ///< framing can no longer be trusted: close after the replies
 };
 
 std::size_t Connection::answer_requests(std::string_view data) {
   std::size_t consumed = 0;
   next_frame_ = 0;
-  while (!close_) {
+  while (!close_ && replies_.owned_bytes() < kMaxQueuedReplyBytes) {
     const auto frame = protocol::parse_request(data.substr(consumed), config_.max_frame_bytes);
     if (frame.outcome == protocol::ParsedFrame::Outcome::kNeedMore) {
       next_frame_ = frame.frame_bytes;
@@ -75,7 +84,7 @@ std::size_t Connection::answer_requests(std::string_view data) {
               std::to_string(frame.code) + " exceeds the limit of " +
               std::to_string(protocol::request_body_limit(frame.code, config_.max_frame_bytes)) +
               " bytes; closing the connection",
-          replies_);
+          replies_.bytes());
       log(Level::kInfo, "closing ", peer_, ": frame too large (header ",
           hex_prefix(data.substr(consumed), protocol::kHeaderBytes), ")");
       close_ = true;
@@ -87,13 +96,20 @@ std::size_t Connection::answer_requests(std::string_view data) {
   return consumed;
 }
 
+Clock::time_point Connection::next_deadline() const {
+  const auto now = Clock::now();
+  const auto idle = now + std::chrono::seconds(config_.idle_timeout_seconds);
+  if (pending_.empty()) return idle;
+  // A request that has started must be complete in time, however slowly its bytes trickle in.
+  return std::min(idle, request_start_ + std::chrono::seconds(config_.request_timeout_seconds));
+}
+
 asio::awaitable<void> Connection::serve(Clock::time_point& deadline) {
-  const auto idle = std::chrono::seconds(config_.idle_timeout_seconds);
   socket_.non_blocking(true);
   for (;;) {
+    deadline = next_deadline();
     std::string_view data;
     bool in_scratch = false;
-    deadline = Clock::now() + idle;
     if (pending_.empty()) {
       co_await socket_.async_wait(tcp::socket::wait_read, use_awaitable);
       asio::error_code error;
@@ -102,11 +118,15 @@ asio::awaitable<void> Connection::serve(Clock::time_point& deadline) {
       if (error) co_return;  // EOF or reset: the client left
       data = std::string_view(scratch, n);
       in_scratch = true;
+      request_start_ = Clock::now();
     } else {
-      // Part of a request is here: read the rest straight into place. next_frame_ was checked
-      // against the limit by the parser before it was set.
+      // Part of a request is here: read the rest straight into place. The buffer grows with what
+      // actually arrives (at most doubling per read), never to a size a header merely claims:
+      // five bytes declaring a 384 MiB body must not cost 384 MiB.
       const auto have = pending_.size();
-      const auto want = std::max<std::size_t>(next_frame_ > have ? next_frame_ - have : 0, 4096);
+      const auto missing = next_frame_ > have ? next_frame_ - have : 0;
+      const auto want =
+          std::clamp<std::size_t>(missing, 4096, std::max<std::size_t>(64 * 1024, have));
       pending_.resize(have + want);
       const auto n = co_await socket_.async_read_some(asio::buffer(pending_.data() + have, want),
                                                       use_awaitable);
@@ -114,20 +134,24 @@ asio::awaitable<void> Connection::serve(Clock::time_point& deadline) {
       data = pending_;
     }
 
-    const auto consumed = answer_requests(data);
+    auto consumed = answer_requests(data);
     if (in_scratch) {
       pending_.assign(data.substr(consumed));
     } else {
       pending_.erase(0, consumed);
     }
-    if (pending_.empty()) pending_.shrink_to_fit();  // a finished big upload frees its buffer now
 
-    if (!replies_.empty()) {
-      deadline = Clock::now() + idle;  // a client that never reads is closed after `idle`
-      co_await asio::async_write(socket_, asio::buffer(replies_), use_awaitable);
+    // Write, then answer what the full reply queue held back, until nothing complete is left.
+    while (!replies_.empty()) {
+      deadline = Clock::now() + std::chrono::seconds(config_.idle_timeout_seconds);
+      co_await asio::async_write(socket_, replies_.buffers(), use_awaitable);
       replies_.clear();
-      if (replies_.capacity() > 64 * 1024) replies_.shrink_to_fit();
+      if (close_) break;
+      consumed = answer_requests(pending_);
+      pending_.erase(0, consumed);
+      if (consumed) request_start_ = Clock::now();
     }
+    if (pending_.empty()) pending_.shrink_to_fit();  // a finished big upload frees its buffer now
     if (close_) {
       asio::error_code ignored;
       socket_.shutdown(tcp::socket::shutdown_both, ignored);

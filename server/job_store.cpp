@@ -45,7 +45,7 @@ std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restor
     record.finished = true;
     record.final_state = stored.state;
     record.failure = stored.failure;
-    record.body = std::move(stored.body);
+    record.body = std::make_shared<const std::string>(std::move(stored.body));
     ticket->state = stored.state;
     auto& placed = jobs_.emplace(stored.id, std::move(record)).first->second;
     retain(stored.id, placed);  // oldest first, so the cap evicts what it would have evicted
@@ -90,17 +90,17 @@ void JobStore::finish(JobOutcome outcome) {
   record.finished = true;
   record.final_state = done ? protocol::JobState::kDone : protocol::JobState::kFailed;
   record.failure = outcome.status;
-  record.body = std::move(outcome.body);
+  record.body = std::make_shared<const std::string>(std::move(outcome.body));
   --unfinished_;
   ++(done ? done_ : failed_);
   persist("its result", outcome.id, [&](JobDatabase& db) {
-    db.record_finished(outcome.id, record.final_state, record.failure, record.body);
+    db.record_finished(outcome.id, record.final_state, record.failure, *record.body);
   });
   retain(outcome.id, record);
 }
 
 void JobStore::retain(std::uint32_t id, JobRecord& record) {
-  record.retained = kRecordOverhead + record.body.size();
+  record.retained = kRecordOverhead + (record.body ? record.body->size() : 0);
   retained_bytes_ += record.retained;
   finished_order_.push_back(id);
   evict_over_cap();
@@ -151,10 +151,10 @@ JobStore::Lookup JobStore::cancel(std::uint32_t id, bool& was_running) {
     return Lookup::kFound;
   }
   // A finished job: release its result, keep a small record so FETCH can say "cancelled".
-  retained_bytes_ -= record.body.size();
-  record.retained -= record.body.size();
-  record.body.clear();
-  record.body.shrink_to_fit();
+  const auto released = record.body ? record.body->size() : 0;
+  retained_bytes_ -= released;
+  record.retained -= released;
+  record.body.reset();  // replies being written keep their own reference until they are done
   record.final_state = protocol::JobState::kCancelled;
   return Lookup::kFound;
 }

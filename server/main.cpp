@@ -108,6 +108,11 @@ int main(int argc, char** argv) {
                  "Seconds a connection may stay silent (or not read replies) before it is closed")
       ->capture_default_str()
       ->check(CLI::Range(1u, 86400u));
+  app.add_option("--request-timeout", config.request_timeout_seconds,
+                 "Seconds a request may take to arrive once it has started (against clients that "
+                 "trickle bytes)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400u));
   app.add_option("--max-retained-mib", max_retained_mib,
                  "Finished results kept, in MiB; the oldest are evicted (FETCH then says expired)")
       ->capture_default_str();

@@ -19,11 +19,13 @@ RequestHandler::RequestHandler(const ServerConfig& config, JobStore& store, Sche
                                ConnectionCounters& counters)
     : config_(config), store_(store), scheduler_(scheduler), counters_(counters) {}
 
-void RequestHandler::handle(std::uint8_t opcode, std::string_view body, std::string& out) {
+void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies) {
   ++counters_.requests;
+  if (opcode == static_cast<std::uint8_t>(Opcode::kFetch)) return fetch(body, replies);
+  std::string& out = replies.bytes();
   switch (static_cast<Opcode>(opcode)) {
     case Opcode::kSubmit: return submit(body, out);
-    case Opcode::kFetch: return fetch(body, out);
+    case Opcode::kFetch: break;  // answered above
     case Opcode::kStatus: return status(body, out);
     case Opcode::kCancel: return cancel(body, out);
     case Opcode::kList: return list(out);
@@ -95,7 +97,8 @@ void RequestHandler::reply_missing(JobStore::Lookup lookup, std::uint32_t id, st
   }
 }
 
-void RequestHandler::fetch(std::string_view body, std::string& out) {
+void RequestHandler::fetch(std::string_view body, ReplyQueue& replies) {
+  std::string& out = replies.bytes();
   std::uint32_t id = 0;
   if (!read_job_id(body, id, out)) return;
   const JobRecord* record = nullptr;
@@ -107,11 +110,13 @@ void RequestHandler::fetch(std::string_view body, std::string& out) {
   }
   switch (record->final_state) {
     case protocol::JobState::kDone:
-      // The result was encoded once, when the job finished; every FETCH copies those bytes.
-      return protocol::append_frame(out, code(Status::kOk), record->body);
+      // The result was encoded once, when the job finished; every FETCH shares those bytes.
+      protocol::append_header(out, code(Status::kOk),
+                              static_cast<std::uint32_t>(record->body->size()));
+      return replies.share(record->body);
     case protocol::JobState::kFailed:
       return protocol::append_message(out, code(record->failure),
-                                      protocol::ErrorMessage{record->body});
+                                      protocol::ErrorMessage{*record->body});
     default:
       return protocol::append_message(
           out, code(Status::kJobCancelled),

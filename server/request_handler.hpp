@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "server/job_store.hpp"
+#include "server/reply_queue.hpp"
 #include "server/scheduler.hpp"
 #include "server/server_config.hpp"
 
@@ -20,8 +21,8 @@ class RequestHandler {
   RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
                  ConnectionCounters& counters);
 
-  /// Answers the request `opcode` + `body`, appending one reply frame to `out`.
-  void handle(std::uint8_t opcode, std::string_view body, std::string& out);
+  /// Answers the request `opcode` + `body`, appending one reply frame to `replies`.
+  void handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies);
 
   /// Appends an error reply (status + message) to `out` and counts it as a rejected request.
   void reject(protocol::Status status, const std::string& message, std::string& out);
@@ -31,7 +32,7 @@ class RequestHandler {
 
  private:
   void submit(std::string_view body, std::string& out);
-  void fetch(std::string_view body, std::string& out);
+  void fetch(std::string_view body, ReplyQueue& replies);
   void status(std::string_view body, std::string& out);
   void cancel(std::string_view body, std::string& out);
   void list(std::string& out);

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <unordered_map>
@@ -364,7 +365,15 @@ void Loop::on_phase_complete(RunningJob& job) {
       parts = std::move(job.reduced);
     }
     job.map_outputs.clear();
-    finish(job, protocol::Status::kOk, protocol::encode(job.kind->assemble(std::move(parts))));
+    auto result = protocol::encode(job.kind->assemble(std::move(parts)));
+    if (result.size() > std::numeric_limits<std::uint32_t>::max()) {
+      // A reply's length is a u32: such a result could never be sent.
+      finish(job, protocol::Status::kJobFailed,
+             "the result is " + std::to_string(result.size()) +
+                 " bytes, more than a reply can carry (4 GiB - 1)");
+      return;
+    }
+    finish(job, protocol::Status::kOk, std::move(result));
   } catch (const std::exception& e) {
     finish(job, protocol::Status::kJobFailed, e.what());
   }

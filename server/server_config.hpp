@@ -18,6 +18,7 @@ struct ServerConfig {
   std::uint32_t max_connections = protocol::kDefaultMaxConnections;
   std::uint32_t max_queued_jobs = protocol::kDefaultMaxQueuedJobs;
   std::uint32_t idle_timeout_seconds = protocol::kDefaultIdleTimeoutSeconds;
+  std::uint32_t request_timeout_seconds = protocol::kDefaultRequestTimeoutSeconds;
   std::uint64_t max_retained_bytes = protocol::kDefaultMaxRetainedBytes;
   std::uint32_t task_timeout_seconds = 300;  ///< for jobs that set no task_timeout_ms
   std::uint32_t worker_memory_mib = 4096;    ///< for jobs that set no memory_limit_mib; 0 = none

@@ -308,8 +308,9 @@ end
 --    Info column. `record` describes the frame (see section 4 below); replies use the request.
 ------------------------------------------------------------------------------------------------
 
-local function name_or_number(names, value)
-  return names[value] or ("#" .. value)
+-- "mapping", or "state 9" for a value this version does not define.
+local function name_or_number(names, value, noun)
+  return names[value] or (noun .. " " .. value)
 end
 
 -- Flags a byte that has no meaning in this version (a state, a kind), without giving up on the
@@ -418,7 +419,7 @@ local function read_progress(r, tree)
   local map_total = r:uint(tree, F.map_total, 4, "map_total")
   local reduce_done = r:uint(tree, F.reduce_done, 4, "reduce_done")
   local reduce_total = r:uint(tree, F.reduce_total, 4, "reduce_total")
-  local text = name_or_number(STATE_NAMES, state)
+  local text = name_or_number(STATE_NAMES, state, "state")
   if state == STATE.MAPPING then
     text = string.format("%s %d/%d", text, map_done, map_total)
   elseif state == STATE.REDUCING then
@@ -445,7 +446,7 @@ local function read_job_list(r, tree)
       local id = r:uint(job, F.job_id, 4, "job id")
       local state, state_item = r:uint(job, F.state, 1, "state")
       check_defined(state_item, STATE_NAMES, state, "job state")
-      return id .. " " .. name_or_number(STATE_NAMES, state)
+      return id .. " " .. name_or_number(STATE_NAMES, state, "state")
     end)
   end)
   return count .. (count == 1 and " job" or " jobs")
@@ -526,9 +527,9 @@ local function read_cancel_ok(r, tree, record)
 end
 
 -- Every status but OK and PENDING: one string, a message in English.
-local function read_error(r, tree)
+local function read_error(r, tree, record)
   local message, _, item = r:string(tree, F.error_message, "message", nil, 1024)
-  if item then item:add_proto_expert_info(E.error_reply, message) end
+  if item then item:add_proto_expert_info(E.error_reply, STATUS_NAMES[record.code]) end
   return message
 end
 
@@ -672,7 +673,8 @@ end
 ------------------------------------------------------------------------------------------------
 
 local function code_name(is_request, code)
-  return name_or_number(is_request and OPCODE_NAMES or STATUS_NAMES, code)
+  if is_request then return name_or_number(OPCODE_NAMES, code, "opcode") end
+  return name_or_number(STATUS_NAMES, code, "status")
 end
 
 -- "SUBMIT words+sum", "FETCH job 7", "OK: job 7", "PENDING: mapping 1/4"
@@ -695,6 +697,18 @@ local function add_header(tree, tvb, is_request)
   tree:add_le(F.body_length, tvb(1, 4))
 end
 
+-- "mrd ..., Reply: OK: job 7 (reply to SUBMIT in frame 8)" on the PDU's tree item, and the
+-- same without the pairing in the Info column.
+local function label_pdu(pinfo, tree, record, rank, summary)
+  local text = info_text(record.is_request, record.code, summary)
+  tree:append_text((record.is_request and ", Request: " or ", Reply: ") .. text)
+  if record.request then
+    tree:append_text(string.format(" (reply to %s in frame %d)",
+                                   code_name(true, record.request.code), record.request.frame))
+  end
+  add_info(pinfo, rank, text)
+end
+
 -- One whole frame (header and body) in `tvb`.
 local function dissect_pdu(tvb, pinfo, root, stream, is_request)
   local rank = next_pdu_rank(pinfo)
@@ -702,14 +716,7 @@ local function dissect_pdu(tvb, pinfo, root, stream, is_request)
   local tree = root:add(mrd, tvb())
   add_header(tree, tvb, is_request)
   add_pairing(tree, record)
-  local summary = dissect_body(tvb, tree, record)
-  local text = info_text(is_request, record.code, summary)
-  tree:append_text((is_request and ", Request: " or ", Reply: ") .. text)
-  if record.request then
-    tree:append_text(string.format(" (reply to %s in frame %d)",
-                                   code_name(true, record.request.code), record.request.frame))
-  end
-  add_info(pinfo, rank, text)
+  label_pdu(pinfo, tree, record, rank, dissect_body(tvb, tree, record))
 end
 
 -- A header announcing a body over the limit: the server answers FRAME_TOO_LARGE and closes
@@ -726,7 +733,7 @@ local function dissect_oversized(tvb, pinfo, root, stream, is_request, limit)
     string.format("body of %d bytes; the limit is %d", length, limit))
   stream.lost_from = stream.lost_from or {}
   stream.lost_from[pinfo.src_port] = stream.lost_from[pinfo.src_port] or pinfo.number
-  add_info(pinfo, rank, info_text(is_request, record.code, "[body of " .. length .. " bytes: too large]"))
+  label_pdu(pinfo, tree, record, rank, "[body of " .. length .. " bytes: too large]")
 end
 
 local function body_limit(is_request, code)
@@ -801,8 +808,11 @@ local FIXED_BODY_LENGTH = { [OP.FETCH] = 4, [OP.STATUS] = 4, [OP.CANCEL] = 4, [O
 -- Smallest SUBMIT body: two empty names, the options, an empty key, a kind, an empty list.
 local MIN_SUBMIT_BODY = 8 + 8 + 8 + 4 + 4 + 4 + 8 + 1 + 8
 
+-- Whether the bytes at the very start of a stream could be an mrd request. A header not all
+-- here yet is judged by its opcode alone; a whole one by the body length its opcode allows.
 local function looks_like_request(tvb)
-  if tvb:len() < HEADER_SIZE then return false end
+  if tvb:len() < 1 or not OPCODE_NAMES[tvb(0, 1):uint()] then return false end
+  if tvb:len() < HEADER_SIZE then return true end
   local opcode = tvb(0, 1):uint()
   local length = tvb(1, 4):le_uint()
   if FIXED_BODY_LENGTH[opcode] then return length == FIXED_BODY_LENGTH[opcode] end
@@ -810,18 +820,20 @@ local function looks_like_request(tvb)
     return length >= 10 and length <= MAX_SMALL_BODY
            and (tvb:len() < 7 or tvb(5, 2):le_uint() >= 1)
   end
-  if opcode == OP.SUBMIT then
-    return length >= MIN_SUBMIT_BODY and length <= MAX_REASSEMBLED_BODY
-           and (tvb:len() < 13 or tvb(5, 8):le_uint64():tonumber() <= MAX_NAME)
-  end
-  return false
+  return length >= MIN_SUBMIT_BODY and length <= MAX_REASSEMBLED_BODY  -- a SUBMIT
+         and (tvb:len() < 13 or tvb(5, 8):le_uint64():tonumber() <= MAX_NAME)
 end
 
+local tcp_seq_field = Field.new("tcp.seq")  -- relative: 1 is the first byte of the stream
+
+-- Only a stream's first bytes are judged: in the middle of a stream, any byte below 7 followed
+-- by a small number would pass for a header. Once a stream is recognised, all of it is ours.
 local function heuristic(tvb, pinfo, root)
   if not mrd.prefs.heuristic then return false end
   local stream = stream_of(pinfo, false)
   if not (stream and stream.found_by_heuristic) then
-    if not looks_like_request(tvb) then return false end
+    local seq = tcp_seq_field()
+    if not (seq and seq.value == 1 and looks_like_request(tvb)) then return false end
     stream = stream_of(pinfo, true)
     stream.found_by_heuristic = true
     stream.server_port = stream.server_port or pinfo.dst_port

@@ -1,0 +1,66 @@
+// ReplyQueue: the replies a connection has yet to write, in order.
+//
+// Small replies are copied into owned strings. A finished job's result is not: the queue holds a
+// reference to the bytes the job table keeps, so a hundred FETCHes of a 50 MB result cost no
+// more memory than one, and a client that never reads holds at most what it was already sent.
+#pragma once
+
+#include <asio/buffer.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mrd::server {
+
+class ReplyQueue {
+ public:
+  /// The string to append small reply bytes to (the end of the queue).
+  std::string& bytes() {
+    if (segments_.empty() || segments_.back().shared) segments_.emplace_back();
+    return segments_.back().owned;
+  }
+
+  /// Appends bytes owned by someone else, without copying them.
+  void share(std::shared_ptr<const std::string> body) {
+    if (body && !body->empty()) segments_.push_back({{}, std::move(body)});
+  }
+
+  bool empty() const {
+    for (const auto& s : segments_) {
+      if (!s.owned.empty() || s.shared) return false;
+    }
+    return true;
+  }
+
+  /// Bytes copied into the queue (shared bodies do not count: they cost nothing extra).
+  std::size_t owned_bytes() const {
+    std::size_t total = 0;
+    for (const auto& s : segments_)
+      total += s.owned.size();
+    return total;
+  }
+
+  /// The queue as a buffer sequence for one gathered write; valid until clear().
+  std::vector<asio::const_buffer> buffers() const {
+    std::vector<asio::const_buffer> out;
+    for (const auto& s : segments_) {
+      out.push_back(s.shared ? asio::buffer(*s.shared) : asio::buffer(s.owned));
+    }
+    return out;
+  }
+
+  /// Forgets everything (after it was written), releasing shared bodies.
+  void clear() {
+    segments_.clear();
+    segments_.shrink_to_fit();
+  }
+
+ private:
+  struct Segment {
+    std::string owned;
+    std::shared_ptr<const std::string> shared;
+  };
+  std::vector<Segment> segments_;
+};
+
+}  // namespace mrd::server
