@@ -36,9 +36,10 @@ asio::awaitable<void> watchdog(const Clock::time_point& deadline) {
   }
 }
 
-/// Replies copied into a connection's queue before it stops answering and writes them: a client
-/// that pipelines many requests and never reads can hold no more than this (plus shared results).
+/// How much a connection queues before it stops answering and writes: a client that pipelines
+/// many requests and never reads holds at most this (shared results cost a reference each).
 constexpr std::size_t kMaxQueuedReplyBytes = 1 << 20;
+constexpr std::size_t kMaxQueuedReplyPieces = 1024;
 
 /// The per-connection state and loop.
 class Connection {
@@ -70,7 +71,8 @@ class Connection {
 std::size_t Connection::answer_requests(std::string_view data) {
   std::size_t consumed = 0;
   next_frame_ = 0;
-  while (!close_ && replies_.owned_bytes() < kMaxQueuedReplyBytes) {
+  while (!close_ && replies_.owned_bytes() < kMaxQueuedReplyBytes &&
+         replies_.pieces() < kMaxQueuedReplyPieces) {
     const auto frame = protocol::parse_request(data.substr(consumed), config_.max_frame_bytes);
     if (frame.outcome == protocol::ParsedFrame::Outcome::kNeedMore) {
       next_frame_ = frame.frame_bytes;

@@ -1,6 +1,7 @@
 // mrd: the MapReduce job server. Parses the command line, then runs either the server or, when
 // started by the server itself with --worker-fd, a worker process.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -45,6 +46,21 @@ bool parse_listen(const std::string& text, std::string& host, std::uint16_t& por
   }
   port = static_cast<std::uint16_t>(value);
   return true;
+}
+
+/// Every connection is a file descriptor: lift the soft limit (often 1024) as far as the hard one
+/// allows, so --max-connections, not the default limit, decides how many clients are served.
+void raise_file_limit(std::uint32_t max_connections) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t wanted = rlim_t{max_connections} + 256;  // + workers, the database, the listener
+  if (limit.rlim_cur >= wanted) return;
+  limit.rlim_cur = std::min(wanted, limit.rlim_max);
+  setrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < wanted) {
+    log(Level::kWarn, "file descriptor limit is ", limit.rlim_cur, ": fewer than ", max_connections,
+        " connections can be served (raise it with ulimit -n)");
+  }
 }
 
 std::string own_executable() {
@@ -157,6 +173,7 @@ int main(int argc, char** argv) {
 
   // A peer that goes away mid-write must be an error code, not a process-killing signal.
   signal(SIGPIPE, SIG_IGN);
+  raise_file_limit(config.max_connections);
 
   asio::io_context io(1);
   std::unique_ptr<Server> server_holder;

@@ -40,6 +40,9 @@ class ReplyQueue {
     return total;
   }
 
+  /// Pieces queued: each shared result is one, and so is each run of small replies between them.
+  std::size_t pieces() const { return segments_.size(); }
+
   /// The queue as a buffer sequence for one gathered write; valid until clear().
   std::vector<asio::const_buffer> buffers() const {
     std::vector<asio::const_buffer> out;

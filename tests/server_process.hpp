@@ -111,6 +111,16 @@ class ServerProcess {
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
 
+  /// The server's resident memory, in KiB (VmRSS).
+  std::uint64_t rss_kib() const {
+    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
+    }
+    return 0;
+  }
+
   /// Process ids of mrd's worker processes (its children, whichever thread started them).
   std::vector<pid_t> worker_pids() const {
     std::vector<pid_t> pids;

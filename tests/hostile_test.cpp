@@ -1,0 +1,261 @@
+// Every row of docs/bad-input.md against the real server: the reply each bad input gets, and that
+// the server still answers a normal job correctly afterwards.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <cmath>
+
+#include "protocol/limits.hpp"
+#include "raw_jobs.hpp"
+
+namespace mrd::testing {
+namespace {
+
+/// The check after every row: a fresh client gets a correct word count.
+void expect_server_still_works(const ServerProcess& server) {
+  RawClient client(server.port());
+  const auto id = submit(client, word_count_request({"Still SERVING still"}));
+  EXPECT_EQ(as_map(result_of(wait_for(client, id))),
+            (std::map<std::string, std::uint64_t>{{"serving", 1}, {"still", 2}}));
+}
+
+/// Sends `frame`, returns the one reply.
+RawReply ask(RawClient& client, const std::string& frame) {
+  client.send(frame);
+  auto reply = client.read_reply();
+  if (!reply) throw std::runtime_error("no reply");
+  return *reply;
+}
+
+std::string submit_frame(const protocol::SubmitRequest& request) {
+  std::string frame;
+  protocol::append_message(frame, 0, request);
+  return frame;
+}
+
+class BadInput : public ::testing::Test {
+ protected:
+  ServerProcess server{{"--enable-test-jobs", "--idle-timeout", "2", "--request-timeout", "2",
+                        "--max-frame-mib", "16"}};
+  void TearDown() override { expect_server_still_works(server); }
+};
+
+TEST_F(BadInput, TruncatedHeaderThenCloseCostsNothing) {
+  {
+    RawClient client(server.port());
+    client.send(bytes({0x01, 0x04}));
+  }
+  RawClient client(server.port());
+  client.send(bytes({0x01, 0x04}));  // and one that stays: the request timeout closes it
+  EXPECT_FALSE(client.read_reply(500ms));
+  EXPECT_TRUE(client.closed_by_server(5s));
+}
+
+TEST_F(BadInput, TruncatedBodyThenCloseCostsNothing) {
+  RawClient client(server.port());
+  auto frame = submit_frame(word_count_request({"never finished"}));
+  client.send(frame.substr(0, frame.size() / 2));
+  EXPECT_FALSE(client.read_reply(300ms));
+}
+
+TEST_F(BadInput, LengthOverTheLimitIsRefusedAndClosed) {
+  RawClient client(server.port());
+  const auto reply = ask(client, bytes({0x00, 0x01, 0x00, 0x00, 0x01}));  // 16 MiB + 256
+  EXPECT_EQ(status_name(reply.status), "frame-too-large");
+  EXPECT_TRUE(client.closed_by_server());
+}
+
+TEST_F(BadInput, ALengthShorterThanTheBodyIsABadRequest) {
+  RawClient client(server.port());
+  // FETCH whose header says 2 bytes but 4 follow: the 2 bytes do not decode; the other 2 start
+  // the next frame, which the rest of this request completes into a LIST.
+  const auto reply = ask(client, bytes({0x01, 0x02, 0, 0, 0, 7, 0, 0x04, 0}));
+  EXPECT_EQ(status_name(reply.status), "bad-request");
+  client.send(bytes({0, 0, 0}));
+  const auto next = client.read_reply();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, kOk);
+}
+
+TEST_F(BadInput, ACountThatLiesIsABadRequestWithoutAllocating) {
+  RawClient client(server.port());
+  std::string body = bytes({5, 0, 0, 0, 0, 0, 0, 0}) + "words" + bytes({3, 0, 0, 0, 0, 0, 0, 0}) +
+                     "sum" + std::string(28, '\0') + bytes({0}) +
+                     bytes({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f});
+  std::string frame;
+  protocol::append_frame(frame, 0, body);
+  const auto rss_before = server.rss_kib();
+  const auto reply = ask(client, frame);
+  EXPECT_EQ(status_name(reply.status), "bad-request");
+  EXPECT_NE(error_text(reply).find("count larger than the body holds"), std::string::npos)
+      << error_text(reply);
+  EXPECT_LT(server.rss_kib(), rss_before + 10 * 1024);
+}
+
+TEST_F(BadInput, UnknownOpcodeIsAnErrorAndTheConnectionGoesOn) {
+  RawClient client(server.port());
+  EXPECT_EQ(status_name(ask(client, bytes({0xff, 0, 0, 0, 0})).status), "unknown-opcode");
+  EXPECT_EQ(ask(client, bytes({0x04, 0, 0, 0, 0})).status, kOk);
+}
+
+TEST_F(BadInput, UndecodableBodyIsABadRequest) {
+  RawClient client(server.port());
+  std::string frame;
+  protocol::append_frame(frame, 0, "this is not a submit body");
+  EXPECT_EQ(status_name(ask(client, frame).status), "bad-request");
+}
+
+TEST_F(BadInput, UnknownMapperReducerPairOrInputIsABadJob) {
+  RawClient client(server.port());
+  for (const auto& request :
+       std::vector<protocol::SubmitRequest>{{"grep", "sum", {}, protocol::Documents{}},
+                                            {"words", "concat", {}, protocol::Documents{}},
+                                            {"words", "postings", {}, protocol::Documents{}},
+                                            {"numbers", "stats", {}, protocol::Documents{}},
+                                            {"\xff\xfe", "sum", {}, protocol::Documents{}}}) {
+    EXPECT_EQ(status_name(ask(client, submit_frame(request)).status), "bad-job") << request.mapper;
+  }
+}
+
+TEST_F(BadInput, MismatchedMatrixShapesFailTheJob) {
+  RawClient client(server.port());
+  const auto id = submit(
+      client, {"matmul",
+               "rows",
+               {},
+               protocol::MatrixPair{{2, 3, std::vector<double>(6, 1)}, {2, 2, {1, 2, 3, 4}}}});
+  const auto reply = wait_for(client, id);
+  EXPECT_EQ(status_name(reply.status), "job-failed");
+  EXPECT_NE(error_text(reply).find("cannot multiply 2x3 by 2x2"), std::string::npos);
+}
+
+TEST_F(BadInput, AMatrixWhoseValuesDoNotMatchItsShapeIsABadRequest) {
+  RawClient client(server.port());
+  const auto reply = ask(
+      client, submit_frame({"matmul", "rows", {}, protocol::MatrixPair{{2, 2, {1, 2, 3}}, {}}}));
+  EXPECT_EQ(status_name(reply.status), "bad-request");
+}
+
+TEST_F(BadInput, HugeDimensionsAreABadRequest) {
+  RawClient client(server.port());
+  const auto side = protocol::kMaxMatrixSide + 1;
+  const auto reply =
+      ask(client, submit_frame({"matmul", "rows", {}, protocol::MatrixPair{{side, 1, {}}, {}}}));
+  EXPECT_EQ(status_name(reply.status), "bad-request");
+  EXPECT_NE(error_text(reply).find("matrix side"), std::string::npos);
+  // Within the side limit, 2^20 x 2^20 declared with no values: refused by the value count.
+  const auto big = protocol::kMaxMatrixSide;
+  EXPECT_EQ(
+      status_name(ask(client, submit_frame(
+                                  {"matmul", "rows", {}, protocol::MatrixPair{{big, big, {}}, {}}}))
+                      .status),
+      "bad-request");
+}
+
+TEST_F(BadInput, EmptyInputsGiveEmptyResults) {
+  RawClient client(server.port());
+  auto id = submit(client, {"words", "sum", {}, protocol::Documents{}});
+  EXPECT_TRUE(std::get<protocol::Counts>(result_of(wait_for(client, id))).entries.empty());
+  id = submit(client, {"words", "sum", {}, protocol::Documents{{{"", ""}}}});
+  EXPECT_TRUE(std::get<protocol::Counts>(result_of(wait_for(client, id))).entries.empty());
+  id = submit(client, {"numbers", "stats", {}, protocol::Numbers{}});
+  const auto stats = std::get<protocol::Statistics>(result_of(wait_for(client, id)));
+  EXPECT_EQ(stats.count, 0u);
+  EXPECT_TRUE(std::isnan(stats.mean));
+  id = submit(client, {"matmul", "rows", {}, protocol::MatrixPair{{0, 0, {}}, {0, 0, {}}}});
+  EXPECT_EQ(std::get<protocol::Matrix>(result_of(wait_for(client, id))),
+            (protocol::Matrix{0, 0, {}}));
+}
+
+TEST_F(BadInput, NanFailsTheJobInfinitiesAreNumbers) {
+  RawClient client(server.port());
+  auto id = submit(client, {"numbers", "stats", {}, protocol::Numbers{{1, NAN, 3}}});
+  auto reply = wait_for(client, id);
+  EXPECT_EQ(status_name(reply.status), "job-failed");
+  EXPECT_EQ(error_text(reply), "input contains NaN at position 1");
+  id = submit(client, {"numbers", "stats", {}, protocol::Numbers{{1, INFINITY, 3}}});
+  const auto stats = std::get<protocol::Statistics>(result_of(wait_for(client, id)));
+  EXPECT_EQ(stats.max, INFINITY);
+  EXPECT_EQ(stats.median, 3);
+}
+
+TEST_F(BadInput, NonUtf8BytesAreWordsAndNames) {
+  RawClient client(server.port());
+  const auto id = submit(
+      client, {"words", "sum", {}, protocol::Documents{{{"\xff\xfe", "\xff\xfe AB\x80 ab\x80"}}}});
+  EXPECT_EQ(as_map(result_of(wait_for(client, id))),
+            (std::map<std::string, std::uint64_t>{{"\xff\xfe", 1}, {"ab\x80", 2}}));
+}
+
+TEST_F(BadInput, AClientThatSendsNothingIsClosedAfterTheIdleTimeout) {
+  RawClient client(server.port());
+  EXPECT_TRUE(client.closed_by_server(5s));
+}
+
+TEST_F(BadInput, AClientSendingAByteASecondIsClosedAfterTheRequestTimeout) {
+  RawClient client(server.port());
+  const auto frame = submit_frame(word_count_request({"trickle"}));
+  const auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (std::size_t i = 0; i < frame.size() && !closed; ++i) {
+    try {
+      client.send(frame.substr(i, 1));
+    } catch (const std::runtime_error&) {
+      closed = true;
+    }
+    closed = closed || client.closed_by_server(400ms);
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
+}
+
+TEST_F(BadInput, AClientThatNeverReadsCannotMakeTheServerBuffer) {
+  RawClient setup(server.port());
+  // A result of ~0.5 MB, then 5,000 FETCHes of it in one go from a client that never reads.
+  const auto id = submit(setup, word_count_request({random_text(100000, 3, 30000)}));
+  const auto result_bytes = wait_for(setup, id).body.size();
+  ASSERT_GT(result_bytes, 300000u);
+  const auto rss_before = server.rss_kib();
+  RawClient hog(server.port());
+  std::string fetches;
+  for (int i = 0; i < 5000; ++i)
+    protocol::append_message(fetches, 1, protocol::JobId{id});
+  hog.send(fetches);  // 45 KB of requests asking for ~2.5 GB of replies
+  std::this_thread::sleep_for(500ms);
+  EXPECT_LT(server.rss_kib(), rss_before + 64 * 1024) << "the server buffered the replies";
+  expect_server_still_works(server);  // others are served meanwhile
+  EXPECT_TRUE(hog.closed_by_server(10s)) << "the idle timeout should close a client that stalls";
+}
+
+TEST_F(BadInput, ThousandsOfIdleConnectionsDoNotStarveAWorkingClient) {
+  std::vector<std::unique_ptr<RawClient>> idle;
+  for (int i = 0; i < 2000; ++i)
+    idle.push_back(std::make_unique<RawClient>(server.port()));
+  const auto start = std::chrono::steady_clock::now();
+  expect_server_still_works(server);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+TEST_F(BadInput, MemoryStaysFlatAcrossALongRunOfBadInput) {
+  auto run_bad_input = [&](int rounds) {
+    for (int i = 0; i < rounds; ++i) {
+      RawClient client(server.port());
+      std::string burst = bytes({0x2a, 0, 0, 0, 0}) + bytes({0x01, 0x03, 0, 0, 0, 1, 2, 3});
+      protocol::append_frame(burst, 0, "garbage");
+      protocol::append_message(burst, 0,
+                               protocol::SubmitRequest{"nope", "sum", {}, protocol::Documents{}});
+      client.send(burst);
+      for (int r = 0; r < 4; ++r)
+        ASSERT_TRUE(client.read_reply());
+      client.send(bytes({0x00, 0xff, 0xff, 0xff, 0x7f}));  // too large: closes
+      ASSERT_TRUE(client.read_reply());
+    }
+  };
+  run_bad_input(300);  // warm up: allocator arenas, logs
+  const auto before = server.rss_kib();
+  run_bad_input(3000);
+  EXPECT_LT(server.rss_kib(), before + 4 * 1024) << "grew from " << before << " KiB";
+}
+
+}  // namespace
+}  // namespace mrd::testing
