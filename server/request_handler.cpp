@@ -28,8 +28,16 @@ void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQue
     case Opcode::kFetch: break;  // answered above
     case Opcode::kStatus: return status(body, out);
     case Opcode::kCancel: return cancel(body, out);
-    case Opcode::kList: return list(out);
-    case Opcode::kStats: return stats(out);
+    case Opcode::kList:
+    case Opcode::kStats:
+      // Their body is empty: anything else is a request this version does not understand.
+      if (!body.empty()) {
+        return reject(Status::kBadRequest,
+                      std::string(protocol::to_string(static_cast<Opcode>(opcode))) +
+                          ": the body must be empty",
+                      out);
+      }
+      return opcode == static_cast<std::uint8_t>(Opcode::kList) ? list(out) : stats(out);
     case Opcode::kHello: return hello(body, out);
   }
   reject(Status::kUnknownOpcode,

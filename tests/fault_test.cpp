@@ -117,6 +117,20 @@ TEST(Faults, AJobOverItsMemoryLimitFailsAsOutOfMemory) {
   expect_server_still_works(client);
 }
 
+TEST(Faults, AJobsLowMemoryLimitDoesNotFollowItsWorkerToTheNextJob) {
+  ServerProcess server({"--enable-test-jobs", "--workers", "1"});
+  RawClient client(server.port());
+  auto text = random_text(40000, 9);
+  const auto starved =
+      submit(client, {"words", "sum", {0, 0, 0, 1}, protocol::Documents{{{"d", text}}}});
+  EXPECT_EQ(status_name(wait_for(client, starved).status), "job-out-of-memory");
+  // The same worker takes the next job, with the default limit: it must not inherit 1 MiB.
+  for (int i = 0; i < 3; ++i) {
+    const auto id = submit(client, word_count_request({text}));
+    EXPECT_EQ(as_map(result_of(wait_for(client, id))), reference_word_count({text}));
+  }
+}
+
 TEST(Faults, AMapperThatRefusesItsInputIsAnOrdinaryJobFailure) {
   ServerProcess server({"--enable-test-jobs"});
   RawClient client(server.port());

@@ -141,6 +141,20 @@ TEST(Server, ARequestSentOneByteAtATimeIsAnswered) {
   EXPECT_EQ(status_name(reply->status), "ok");
 }
 
+TEST(Server, ListAndStatsWithABodyAreBadRequests) {
+  ServerProcess server;
+  RawClient client(server.port());
+  client.send(bytes({0x04, 0x01, 0, 0, 0, 0x00}));
+  auto reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(status_name(reply->status), "bad-request");
+  EXPECT_EQ(error_text(*reply), "list: the body must be empty");
+  client.send(bytes({0x05, 0x02, 0, 0, 0, 0x00, 0x00}));
+  reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(status_name(reply->status), "bad-request");
+}
+
 TEST(Server, UnknownOpcodeIsAnErrorAndTheConnectionGoesOn) {
   ServerProcess server;
   RawClient client(server.port());
