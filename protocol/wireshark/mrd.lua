@@ -176,6 +176,8 @@ mrd.prefs.text_shown = Pref.uint("Document text shown (bytes)", 256,
 
 -- Errors raised for a body that does not decode carry this metatable, so that the code catching
 -- them can tell a malformed body (the capture's fault) from a bug in this file (ours).
+-- (Messages and labels format numbers with %s, not %d: a u64 read from a corrupt body may be past
+-- 2^63, where Lua 5.2's %d raises an error of its own.)
 local Malformed = {}
 
 local function malformed(format, ...)
@@ -196,7 +198,7 @@ end
 -- The next n bytes as a TvbRange, after checking they are there.
 function Reader:take(n, what)
   if n > self:remaining() then
-    malformed("%s needs %d bytes, only %d left", what, n, self:remaining())
+    malformed("%s needs %s bytes, only %s left", what, n, self:remaining())
   end
   local range = self.tvb(self.pos, n)
   self.pos = self.pos + n
@@ -232,7 +234,7 @@ end
 function Reader:count(tree, field, min_item_bytes, what)
   local count, item = self:u64(tree, field, what)
   if count * min_item_bytes > self:remaining() then
-    malformed("%s %d does not fit in the %d bytes left", what, count, self:remaining())
+    malformed("%s %s does not fit in the %s bytes left", what, count, self:remaining())
   end
   return count, item
 end
@@ -244,7 +246,7 @@ function Reader:string(tree, field, what, max_bytes, shown_bytes, length_field)
   local start = self.pos
   local length = self:u64(length_field and tree, length_field, what .. " length")
   if max_bytes and length > max_bytes then
-    malformed("%s of %d bytes is over the limit of %d", what, length, max_bytes)
+    malformed("%s of %s bytes is over the limit of %s", what, length, max_bytes)
   end
   self:take(length, what)
   local shown = math.min(length, shown_bytes or length)
@@ -253,7 +255,9 @@ function Reader:string(tree, field, what, max_bytes, shown_bytes, length_field)
   if tree then
     local range = length_field and self.tvb(start + 8, length) or self.tvb(start, 8 + length)
     item = tree:add(field, range, value)
-    if shown < length then item:append_text(string.format(" [first %d of %d bytes]", shown, length)) end
+    if shown < length then
+      item:append_text(string.format(" [first %s of %s bytes]", shown, length))
+    end
   end
   return value, length, item
 end
@@ -280,7 +284,7 @@ function Reader:list(tree, count, read_item)
   end
   if tree and hidden_from then
     tree:add(self.tvb(hidden_from, self.pos - hidden_from),
-             string.format("[%d more not shown: see the preference \"Largest list shown\"]",
+             string.format("[%s more not shown: see the preference \"Largest list shown\"]",
                            count - limit))
   end
 end
@@ -297,7 +301,7 @@ function Reader:f64_list(tree, count_field, value_field, what, label)
   if count > shown then
     local skipped = self:take((count - shown) * 8, what)
     if tree then
-      tree:add(skipped, string.format("[%d more values not shown]", count - shown))
+      tree:add(skipped, string.format("[%s more values not shown]", count - shown))
     end
   end
   return count
@@ -317,7 +321,7 @@ end
 -- rest of the body.
 local function check_defined(item, names, value, what)
   if item and names[value] == nil then
-    item:add_proto_expert_info(E.unknown_code, string.format("undefined %s %d", what, value))
+    item:add_proto_expert_info(E.unknown_code, string.format("undefined %s %s", what, value))
   end
 end
 
@@ -351,7 +355,7 @@ local function read_documents(r, tree)
       local name = r:string(doc, F.document_name, "document name", MAX_DOCUMENT_NAME)
       local _, length = r:string(doc, F.document_text, "document text", nil, mrd.prefs.text_shown,
                                  F.document_text_length)
-      return string.format("%s (%d bytes)", name, length)
+      return string.format("%s (%s bytes)", name, length)
     end)
   end)
   return count .. (count == 1 and " document" or " documents")
@@ -368,15 +372,15 @@ local function read_matrix(r, tree, label)
     local rows = r:u64(sub, F.matrix_rows, "rows")
     local cols = r:u64(sub, F.matrix_cols, "cols")
     if rows > MAX_MATRIX_SIDE or cols > MAX_MATRIX_SIDE then
-      malformed("a %dx%d matrix is over the limit of %d rows or columns", rows, cols,
+      malformed("a %sx%s matrix is over the limit of %s rows or columns", rows, cols,
                 MAX_MATRIX_SIDE)
     end
     local cell = function(i)
-      return string.format(" [%d,%d]", math.floor((i - 1) / cols), (i - 1) % cols)
+      return string.format(" [%s,%s]", math.floor((i - 1) / cols), (i - 1) % cols)
     end
     local count = r:f64_list(sub, F.matrix_value_count, F.matrix_value, "value count", cell)
     if count ~= rows * cols then
-      malformed("%d values for a %dx%d matrix", count, rows, cols)
+      malformed("%s values for a %sx%s matrix", count, rows, cols)
     end
     return rows .. "x" .. cols
   end)
@@ -404,8 +408,9 @@ local function read_submit(r, tree)
   if key_item and key == "" then key_item:append_text("(none)") end
   local kind = r:uint(tree, F.input_kind, 1, "input kind")
   local read_input = INPUT_READERS[kind]
-  if not read_input then malformed("undefined input kind %d", kind) end
-  r:subtree(tree, "Input (" .. INPUT_KIND_NAMES[kind] .. ")", function(sub) return read_input(r, sub) end)
+  if not read_input then malformed("undefined input kind %s", kind) end
+  r:subtree(tree, "Input (" .. INPUT_KIND_NAMES[kind] .. ")",
+            function(sub) return read_input(r, sub) end)
   return mapper .. "+" .. reducer
 end
 
@@ -421,9 +426,9 @@ local function read_progress(r, tree)
   local reduce_total = r:uint(tree, F.reduce_total, 4, "reduce_total")
   local text = name_or_number(STATE_NAMES, state, "state")
   if state == STATE.MAPPING then
-    text = string.format("%s %d/%d", text, map_done, map_total)
+    text = string.format("%s %s/%s", text, map_done, map_total)
   elseif state == STATE.REDUCING then
-    text = string.format("%s %d/%d", text, reduce_done, reduce_total)
+    text = string.format("%s %s/%s", text, reduce_done, reduce_total)
   end
   return id, text
 end
@@ -456,7 +461,7 @@ end
 local function read_server_stats(r, tree)
   local values = {}
   for i, name in ipairs(STATS_COUNTERS) do values[name] = r:u64(tree, STATS_FIELDS[i], name) end
-  return string.format("up %d ms, %d jobs submitted, %d unfinished", values.uptime_ms,
+  return string.format("up %s ms, %s jobs submitted, %s unfinished", values.uptime_ms,
                        values.jobs_submitted, values.jobs_unfinished)
 end
 
@@ -467,7 +472,7 @@ local function read_counts(r, tree)
     r:subtree(list_tree, "Entry " .. i, function(entry)
       local key = r:string(entry, F.counts_key, "key", nil, 256)
       local occurrences = r:u64(entry, F.counts_occurrences, "occurrences")
-      return string.format("\"%s\" %d", key, occurrences)
+      return string.format("\"%s\" %s", key, occurrences)
     end)
   end)
   return "counts, " .. count .. (count == 1 and " entry" or " entries")
@@ -483,7 +488,7 @@ local function read_postings(r, tree)
       r:list(posting, documents, function(_, document_tree)
         r:string(document_tree, F.postings_document, "document name", nil, 256)
       end)
-      return string.format("%s in %d", word, documents)
+      return string.format("%s in %s", word, documents)
     end)
   end)
   return "postings, " .. count .. (count == 1 and " word" or " words")
@@ -502,7 +507,7 @@ local function read_statistics(r, tree)
   r:f64(tree, F.statistics_mode, "mode")
   r:f64(tree, F.statistics_min, "min")
   r:f64(tree, F.statistics_max, "max")
-  return string.format("statistics, count %d, mean %g", count, mean)
+  return string.format("statistics, count %s, mean %g", count, mean)
 end
 
 local RESULT_READERS = { [0] = read_counts, read_postings, read_result_matrix, read_statistics }
@@ -517,7 +522,7 @@ end
 local function read_result(r, tree, record)
   local kind = r:uint(tree, F.result_kind, 1, "result kind")
   local read = RESULT_READERS[kind]
-  if not read then malformed("undefined result kind %d", kind) end
+  if not read then malformed("undefined result kind %s", kind) end
   return job_prefix(record) .. r:subtree(tree, "Result", function(sub) return read(r, sub) end)
 end
 
@@ -663,7 +668,7 @@ local function dissect_body(tvb, tree, record)
   end
   if r:remaining() > 0 then
     tree:add_tvb_expert_info(E.trailing, tvb(r.pos),
-                             string.format("%d bytes after the last field", r:remaining()))
+                             string.format("%s bytes after the last field", r:remaining()))
   end
   return summary
 end
@@ -703,7 +708,7 @@ local function label_pdu(pinfo, tree, record, rank, summary)
   local text = info_text(record.is_request, record.code, summary)
   tree:append_text((record.is_request and ", Request: " or ", Reply: ") .. text)
   if record.request then
-    tree:append_text(string.format(" (reply to %s in frame %d)",
+    tree:append_text(string.format(" (reply to %s in frame %s)",
                                    code_name(true, record.request.code), record.request.frame))
   end
   add_info(pinfo, rank, text)
@@ -730,7 +735,7 @@ local function dissect_oversized(tvb, pinfo, root, stream, is_request, limit)
   add_pairing(tree, record)
   local length = tvb(1, 4):le_uint()
   tree:add_proto_expert_info(E.too_large,
-    string.format("body of %d bytes; the limit is %d", length, limit))
+    string.format("body of %s bytes; the limit is %s", length, limit))
   stream.lost_from = stream.lost_from or {}
   stream.lost_from[pinfo.src_port] = stream.lost_from[pinfo.src_port] or pinfo.number
   label_pdu(pinfo, tree, record, rank, "[body of " .. length .. " bytes: too large]")

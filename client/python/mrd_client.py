@@ -1,0 +1,1057 @@
+"""A client for mrd, the MapReduce job server, written from docs/protocol.md alone.
+
+Standard library only. The module has three layers, each usable on its own:
+
+1. Codec: ``BodyWriter`` / ``BodyReader`` for the primitive types of the protocol (section 1),
+   and ``encode_*`` / ``decode_*`` functions for every body the document defines.
+2. Framing: ``encode_frame`` and ``read_frame`` (5-byte header, then the body).
+3. ``Connection``: one TCP connection, with one method per opcode, pipelining, and
+   ``wait_for_result`` which polls FETCH with an exponential back-off.
+
+Strings on the wire are "any bytes" (protocol section 1), so keys, words and document names
+come back as ``bytes``. The encoders accept ``str`` too and send it as UTF-8. Human-readable
+texts (error messages, the server's software name) come back as ``str``.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+import struct
+import sys
+import threading
+import time
+from array import array
+from dataclasses import dataclass, fields
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+
+PROTOCOL_VERSION = 1
+DEFAULT_PORT = 1936
+
+HEADER = struct.Struct("<BI")  # u8 code, u32 body_length
+HEADER_SIZE = HEADER.size
+
+MAX_MATRIX_DIMENSION = 1_048_576
+MAX_NAME_BYTES = 64  # mapper, reducer, idempotency key
+
+
+# --------------------------------------------------------------------------------------------
+# Codes (protocol sections 4, 5, 6, 8)
+# --------------------------------------------------------------------------------------------
+
+
+class Opcode(enum.IntEnum):
+    """The request codes of section 6."""
+
+    SUBMIT = 0
+    FETCH = 1
+    STATUS = 2
+    CANCEL = 3
+    LIST = 4
+    STATS = 5
+    HELLO = 6
+
+
+class Status(enum.IntEnum):
+    """The reply codes of section 4."""
+
+    OK = 0
+    PENDING = 1
+    UNKNOWN_JOB = 2
+    JOB_FAILED = 3
+    JOB_CANCELLED = 4
+    JOB_EXPIRED = 5
+    QUEUE_FULL = 6
+    BAD_REQUEST = 7
+    UNKNOWN_OPCODE = 8
+    FRAME_TOO_LARGE = 9
+    VERSION_MISMATCH = 10
+    BAD_JOB = 11
+    SERVER_BUSY = 12
+    SHUTTING_DOWN = 13
+    JOB_CRASHED = 14
+    JOB_TIMED_OUT = 15
+    JOB_OUT_OF_MEMORY = 16
+    SERVER_ERROR = 17
+
+
+# The four ways a job fails (section 4), and every status that says "this job has no result".
+JOB_FAILURE_STATUSES = frozenset(
+    {Status.JOB_FAILED, Status.JOB_CRASHED, Status.JOB_TIMED_OUT, Status.JOB_OUT_OF_MEMORY}
+)
+JOB_ENDED_WITHOUT_RESULT = JOB_FAILURE_STATUSES | {Status.JOB_CANCELLED, Status.JOB_EXPIRED}
+
+# The replies FETCH may give besides a request-level error (section 6, FETCH).
+FETCH_OUTCOME_STATUSES = (
+    frozenset({Status.OK, Status.PENDING, Status.UNKNOWN_JOB}) | JOB_ENDED_WITHOUT_RESULT
+)
+
+
+class JobState(enum.IntEnum):
+    """A job's state (section 5)."""
+
+    QUEUED = 0
+    MAPPING = 1
+    REDUCING = 2
+    DONE = 3
+    FAILED = 4
+    CANCELLED = 5
+
+    @property
+    def label(self) -> str:
+        """The lower-case name the document uses ("queued", "mapping", ...)."""
+        return self.name.lower()
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+class InputKind(enum.IntEnum):
+    """The ``input_kind`` byte of SUBMIT."""
+
+    DOCUMENTS = 0
+    NUMBERS = 1
+    MATRIX_PAIR = 2
+
+
+class ResultKind(enum.IntEnum):
+    """The ``result_kind`` byte of a Result (section 8)."""
+
+    COUNTS = 0
+    POSTINGS = 1
+    MATRIX = 2
+    STATISTICS = 3
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+class MrdError(Exception):
+    """Base class of every error this module raises."""
+
+
+class ProtocolError(MrdError):
+    """The peer sent bytes that do not follow the protocol (a reply that does not decode)."""
+
+
+class ConnectionLost(MrdError):
+    """Could not connect, or the connection failed or timed out mid-exchange."""
+
+
+class PipelineBroken(ConnectionLost):
+    """The connection closed in the middle of a pipeline; ``replies`` are those that arrived."""
+
+    def __init__(self, message: str, replies: List["Reply"]):
+        super().__init__(f"{message} after {len(replies)} replies")
+        self.replies = replies
+
+
+class ServerError(MrdError):
+    """The server answered with an error status; ``status`` says which, ``message`` why."""
+
+    def __init__(self, status: Status, message: str):
+        super().__init__(f"{status.name}: {message}")
+        self.status = status
+        self.message = message
+
+    @property
+    def job_failed(self) -> bool:
+        """True when the job itself failed, was cancelled or expired (not the request)."""
+        return self.status in JOB_ENDED_WITHOUT_RESULT
+
+
+# --------------------------------------------------------------------------------------------
+# Primitive codec (section 1, "Body encoding")
+# --------------------------------------------------------------------------------------------
+
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_F64 = struct.Struct("<d")
+
+Text = Union[str, bytes]
+
+
+def as_bytes(text: Text) -> bytes:
+    """A protocol string from ``str`` (sent as UTF-8) or ``bytes`` (sent as is)."""
+    return text.encode("utf-8") if isinstance(text, str) else bytes(text)
+
+
+def _f64_array_bytes(values: Iterable[float]) -> bytes:
+    """Many f64 at once, little-endian, without building a huge struct format."""
+    packed = array("d", values)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+class BodyWriter:
+    """Appends protocol values to a body; ``getvalue()`` returns the bytes."""
+
+    def __init__(self) -> None:
+        self._parts: List[bytes] = []
+
+    def u8(self, value: int) -> "BodyWriter":
+        self._parts.append(_U8.pack(value))
+        return self
+
+    def u16(self, value: int) -> "BodyWriter":
+        self._parts.append(_U16.pack(value))
+        return self
+
+    def u32(self, value: int) -> "BodyWriter":
+        self._parts.append(_U32.pack(value))
+        return self
+
+    def u64(self, value: int) -> "BodyWriter":
+        self._parts.append(_U64.pack(value))
+        return self
+
+    def f64(self, value: float) -> "BodyWriter":
+        self._parts.append(_F64.pack(value))
+        return self
+
+    def string(self, text: Text) -> "BodyWriter":
+        data = as_bytes(text)
+        self.u64(len(data))
+        self._parts.append(data)
+        return self
+
+    def f64list(self, values: Sequence[float]) -> "BodyWriter":
+        self.u64(len(values))
+        self._parts.append(_f64_array_bytes(values))
+        return self
+
+    def string_list(self, texts: Sequence[Text]) -> "BodyWriter":
+        self.u64(len(texts))
+        for text in texts:
+            self.string(text)
+        return self
+
+    def getvalue(self) -> bytes:
+        return b"".join(self._parts)
+
+
+class BodyReader:
+    """Reads protocol values from a body, refusing to read past its end.
+
+    Every count is checked against the bytes left *before* anything is allocated for it, so
+    a lying count costs a ``ProtocolError``, never memory. ``finish()`` rejects trailing bytes.
+    """
+
+    def __init__(self, data: bytes, what: str = "body"):
+        self._data = memoryview(data)
+        self._offset = 0
+        self._what = what
+
+    @property
+    def remaining(self) -> int:
+        return len(self._data) - self._offset
+
+    def _take(self, size: int) -> memoryview:
+        if size > self.remaining:
+            raise ProtocolError(
+                f"{self._what}: needs {size} more bytes at offset {self._offset}, "
+                f"only {self.remaining} left"
+            )
+        chunk = self._data[self._offset : self._offset + size]
+        self._offset += size
+        return chunk
+
+    def _unpack(self, layout: struct.Struct):
+        return layout.unpack(self._take(layout.size))[0]
+
+    def u8(self) -> int:
+        return self._unpack(_U8)
+
+    def u16(self) -> int:
+        return self._unpack(_U16)
+
+    def u32(self) -> int:
+        return self._unpack(_U32)
+
+    def u64(self) -> int:
+        return self._unpack(_U64)
+
+    def f64(self) -> float:
+        return self._unpack(_F64)
+
+    def count(self, min_element_size: int, what: str = "elements") -> int:
+        """A u64 count of elements at least ``min_element_size`` bytes each, checked to fit."""
+        number = self.u64()
+        if number * min_element_size > self.remaining:
+            raise ProtocolError(
+                f"{self._what}: a count of {number} {what} cannot fit in the "
+                f"{self.remaining} bytes left"
+            )
+        return number
+
+    def string(self) -> bytes:
+        length = self.count(1, "string bytes")
+        return bytes(self._take(length))
+
+    def f64list(self) -> List[float]:
+        number = self.count(8, "f64 values")
+        values = array("d")
+        values.frombytes(self._take(number * 8))
+        if sys.byteorder == "big":
+            values.byteswap()
+        return values.tolist()
+
+    def string_list(self) -> List[bytes]:
+        return [self.string() for _ in range(self.count(8, "strings"))]
+
+    def finish(self) -> None:
+        """Insist that the body was consumed exactly (section 1)."""
+        if self.remaining:
+            raise ProtocolError(f"{self._what}: {self.remaining} trailing bytes")
+
+
+def _enum_value(enum_type, value: int, what: str):
+    """``enum_type(value)``, or a ProtocolError naming the unknown value."""
+    try:
+        return enum_type(value)
+    except ValueError:
+        raise ProtocolError(f"unknown {what} {value}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Data types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Document:
+    """One named text of a documents input (kind 0)."""
+
+    name: Text
+    text: Text
+
+
+@dataclass
+class Numbers:
+    """A numbers input (kind 1)."""
+
+    values: Sequence[float]
+
+
+@dataclass
+class Matrix:
+    """A row-major matrix: element (r, c) is ``values[r * cols + c]``."""
+
+    rows: int
+    cols: int
+    values: List[float]
+
+    def __post_init__(self) -> None:
+        if self.rows * self.cols != len(self.values):
+            raise ValueError(
+                f"a {self.rows}x{self.cols} matrix needs {self.rows * self.cols} values, "
+                f"got {len(self.values)}"
+            )
+
+    def at(self, row: int, col: int) -> float:
+        return self.values[row * self.cols + col]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[float]]) -> "Matrix":
+        """A matrix from a list of equally long rows."""
+        width = len(rows[0]) if rows else 0
+        return cls(len(rows), width, [float(x) for row in rows for x in row])
+
+
+@dataclass
+class MatrixPair:
+    """A matrix pair input (kind 2): the job computes ``a x b``."""
+
+    a: Matrix
+    b: Matrix
+
+
+JobInput = Union[Sequence[Document], Numbers, MatrixPair]
+
+
+@dataclass
+class SubmitRequest:
+    """The body of SUBMIT (section 6)."""
+
+    mapper: Text
+    reducer: Text
+    input: JobInput
+    chunk_bytes: int = 0
+    partitions: int = 0
+    task_timeout_ms: int = 0
+    memory_limit_mib: int = 0
+    idempotency_key: Text = b""
+
+
+@dataclass
+class Progress:
+    """A job's state and progress: the body of STATUS's OK and FETCH's PENDING (21 bytes)."""
+
+    id: int
+    state: JobState
+    map_done: int
+    map_total: int
+    reduce_done: int
+    reduce_total: int
+
+    def describe(self) -> str:
+        """``mapping (7/10 done)``, ``reducing (1/2 done)``, or just the state's name."""
+        if self.state == JobState.MAPPING:
+            return f"mapping ({self.map_done}/{self.map_total} done)"
+        if self.state == JobState.REDUCING:
+            return f"reducing ({self.reduce_done}/{self.reduce_total} done)"
+        return self.state.label
+
+
+@dataclass
+class CountsResult:
+    """Result kind 0: ``(key, occurrences)``, most frequent first, ties by key."""
+
+    entries: List[Tuple[bytes, int]]
+
+
+@dataclass
+class PostingsResult:
+    """Result kind 1: ``(word, [document names])``, words and names in byte order."""
+
+    entries: List[Tuple[bytes, List[bytes]]]
+
+
+@dataclass
+class StatisticsResult:
+    """Result kind 3. With no numbers, ``count`` is 0 and the rest are NaN."""
+
+    count: int
+    mean: float
+    median: float
+    mode: float
+    min: float
+    max: float
+
+
+Result = Union[CountsResult, PostingsResult, Matrix, StatisticsResult]
+
+
+@dataclass
+class JobEntry:
+    """One row of LIST's reply."""
+
+    id: int
+    state: JobState
+
+
+@dataclass
+class ServerStats:
+    """STATS's reply: fourteen u64 counters, in this order (section 6, STATS)."""
+
+    uptime_ms: int
+    connections_open: int
+    connections_total: int
+    requests_total: int
+    requests_rejected: int
+    jobs_submitted: int
+    jobs_done: int
+    jobs_failed: int
+    jobs_cancelled: int
+    jobs_expired: int
+    jobs_unfinished: int
+    workers: int
+    worker_restarts: int
+    retained_result_bytes: int
+
+    @classmethod
+    def field_names(cls) -> List[str]:
+        return [f.name for f in fields(cls)]
+
+
+_STATS_LAYOUT = struct.Struct("<14Q")
+
+
+@dataclass
+class Hello:
+    """The body of HELLO, request or OK reply: a protocol version and a software name."""
+
+    version: int = PROTOCOL_VERSION
+    software: str = ""
+
+
+@dataclass
+class FetchOutcome:
+    """What FETCH said: a result (OK), progress (PENDING), or an error message."""
+
+    status: Status
+    result: Optional[Result] = None
+    progress: Optional[Progress] = None
+    message: Optional[str] = None
+
+    @property
+    def done(self) -> bool:
+        return self.status == Status.OK
+
+    @property
+    def pending(self) -> bool:
+        return self.status == Status.PENDING
+
+
+# --------------------------------------------------------------------------------------------
+# Body encoders and decoders, one pair per body of the document
+# --------------------------------------------------------------------------------------------
+
+# HELLO ----------------------------------------------------------------------------------------
+
+
+def encode_hello(hello: Hello) -> bytes:
+    """HELLO request body, and HELLO's OK reply body (same layout)."""
+    return BodyWriter().u16(hello.version).string(hello.software).getvalue()
+
+
+def decode_hello(body: bytes) -> Hello:
+    reader = BodyReader(body, "HELLO body")
+    version = reader.u16()
+    software = reader.string().decode("utf-8", errors="replace")
+    reader.finish()
+    return Hello(version, software)
+
+
+# Error bodies -------------------------------------------------------------------------------
+
+
+def encode_error(message: Text) -> bytes:
+    """The body of every reply that is neither OK nor PENDING: one string."""
+    return BodyWriter().string(message).getvalue()
+
+
+def decode_error(body: bytes) -> str:
+    reader = BodyReader(body, "error body")
+    message = reader.string().decode("utf-8", errors="replace")
+    reader.finish()
+    return message
+
+
+# Job ids --------------------------------------------------------------------------------------
+
+
+def encode_job_id(job_id: int) -> bytes:
+    """FETCH, STATUS and CANCEL request bodies, and SUBMIT's OK reply: one u32."""
+    return _U32.pack(job_id)
+
+
+def decode_job_id(body: bytes) -> int:
+    reader = BodyReader(body, "job id")
+    job_id = reader.u32()
+    reader.finish()
+    return job_id
+
+
+def decode_empty(body: bytes, what: str = "empty body") -> None:
+    """CANCEL's OK reply, and LIST and STATS requests: no bytes at all."""
+    BodyReader(body, what).finish()
+
+
+# SUBMIT ---------------------------------------------------------------------------------------
+
+
+def _write_matrix(writer: BodyWriter, matrix: Matrix) -> None:
+    writer.u64(matrix.rows).u64(matrix.cols).f64list(matrix.values)
+
+
+def _read_matrix(reader: BodyReader) -> Matrix:
+    rows, cols = reader.u64(), reader.u64()
+    if rows > MAX_MATRIX_DIMENSION or cols > MAX_MATRIX_DIMENSION:
+        raise ProtocolError(f"a {rows}x{cols} matrix is over the limit of {MAX_MATRIX_DIMENSION}")
+    values = reader.f64list()
+    if len(values) != rows * cols:
+        raise ProtocolError(f"a {rows}x{cols} matrix with {len(values)} values")
+    return Matrix(rows, cols, values)
+
+
+def input_kind_of(job_input: JobInput) -> InputKind:
+    """Which input kind a Python value stands for."""
+    if isinstance(job_input, Numbers):
+        return InputKind.NUMBERS
+    if isinstance(job_input, MatrixPair):
+        return InputKind.MATRIX_PAIR
+    return InputKind.DOCUMENTS
+
+
+def _write_input(writer: BodyWriter, job_input: JobInput) -> None:
+    kind = input_kind_of(job_input)
+    writer.u8(kind)
+    if kind == InputKind.NUMBERS:
+        writer.f64list(job_input.values)
+    elif kind == InputKind.MATRIX_PAIR:
+        _write_matrix(writer, job_input.a)
+        _write_matrix(writer, job_input.b)
+    else:
+        documents = list(job_input)
+        writer.u64(len(documents))
+        for document in documents:
+            writer.string(document.name).string(document.text)
+
+
+def _read_input(reader: BodyReader) -> JobInput:
+    kind = _enum_value(InputKind, reader.u8(), "input kind")
+    if kind == InputKind.NUMBERS:
+        return Numbers(reader.f64list())
+    if kind == InputKind.MATRIX_PAIR:
+        return MatrixPair(_read_matrix(reader), _read_matrix(reader))
+    documents = []
+    for _ in range(reader.count(16, "documents")):  # two strings: at least 2 x u64
+        name = reader.string()
+        documents.append(Document(name, reader.string()))
+    return documents
+
+
+def encode_submit(request: SubmitRequest) -> bytes:
+    """SUBMIT request body."""
+    writer = BodyWriter()
+    writer.string(request.mapper).string(request.reducer)
+    writer.u64(request.chunk_bytes).u32(request.partitions)
+    writer.u32(request.task_timeout_ms).u32(request.memory_limit_mib)
+    writer.string(request.idempotency_key)
+    _write_input(writer, request.input)
+    return writer.getvalue()
+
+
+def decode_submit(body: bytes) -> SubmitRequest:
+    reader = BodyReader(body, "SUBMIT body")
+    mapper, reducer = reader.string(), reader.string()
+    chunk_bytes, partitions = reader.u64(), reader.u32()
+    task_timeout_ms, memory_limit_mib = reader.u32(), reader.u32()
+    key = reader.string()
+    job_input = _read_input(reader)
+    reader.finish()
+    return SubmitRequest(
+        mapper, reducer, job_input, chunk_bytes, partitions, task_timeout_ms, memory_limit_mib, key
+    )
+
+
+# Progress -------------------------------------------------------------------------------------
+
+_PROGRESS_LAYOUT = struct.Struct("<IBIIII")  # 21 bytes, no padding
+
+
+def encode_progress(progress: Progress) -> bytes:
+    """STATUS's OK body and FETCH's PENDING body."""
+    return _PROGRESS_LAYOUT.pack(
+        progress.id,
+        progress.state,
+        progress.map_done,
+        progress.map_total,
+        progress.reduce_done,
+        progress.reduce_total,
+    )
+
+
+def _read_progress(reader: BodyReader) -> Progress:
+    job_id = reader.u32()
+    state = _enum_value(JobState, reader.u8(), "job state")
+    return Progress(job_id, state, reader.u32(), reader.u32(), reader.u32(), reader.u32())
+
+
+def decode_progress(body: bytes) -> Progress:
+    reader = BodyReader(body, "progress")
+    progress = _read_progress(reader)
+    reader.finish()
+    return progress
+
+
+# Results --------------------------------------------------------------------------------------
+
+
+def result_kind_of(result: Result) -> ResultKind:
+    if isinstance(result, CountsResult):
+        return ResultKind.COUNTS
+    if isinstance(result, PostingsResult):
+        return ResultKind.POSTINGS
+    if isinstance(result, Matrix):
+        return ResultKind.MATRIX
+    if isinstance(result, StatisticsResult):
+        return ResultKind.STATISTICS
+    raise TypeError(f"not a result: {result!r}")
+
+
+def encode_result(result: Result) -> bytes:
+    """FETCH's OK body: ``u8 result_kind`` then the result (section 8)."""
+    writer = BodyWriter()
+    kind = result_kind_of(result)
+    writer.u8(kind)
+    if kind == ResultKind.COUNTS:
+        writer.u64(len(result.entries))
+        for key, occurrences in result.entries:
+            writer.string(key).u64(occurrences)
+    elif kind == ResultKind.POSTINGS:
+        writer.u64(len(result.entries))
+        for word, documents in result.entries:
+            writer.string(word).string_list(documents)
+    elif kind == ResultKind.MATRIX:
+        _write_matrix(writer, result)
+    else:
+        writer.u64(result.count)
+        for value in (result.mean, result.median, result.mode, result.min, result.max):
+            writer.f64(value)
+    return writer.getvalue()
+
+
+def _read_counts(reader: BodyReader) -> CountsResult:
+    entries = []
+    for _ in range(reader.count(16, "counts")):  # string (>= 8) + u64
+        key = reader.string()
+        entries.append((key, reader.u64()))
+    return CountsResult(entries)
+
+
+def _read_postings(reader: BodyReader) -> PostingsResult:
+    entries = []
+    for _ in range(reader.count(16, "postings")):  # string (>= 8) + list count (8)
+        word = reader.string()
+        entries.append((word, reader.string_list()))
+    return PostingsResult(entries)
+
+
+def _read_statistics(reader: BodyReader) -> StatisticsResult:
+    count = reader.u64()
+    return StatisticsResult(count, *(reader.f64() for _ in range(5)))
+
+
+_RESULT_READERS = {
+    ResultKind.COUNTS: _read_counts,
+    ResultKind.POSTINGS: _read_postings,
+    ResultKind.MATRIX: _read_matrix,
+    ResultKind.STATISTICS: _read_statistics,
+}
+
+
+def decode_result(body: bytes) -> Result:
+    reader = BodyReader(body, "result")
+    kind = _enum_value(ResultKind, reader.u8(), "result kind")
+    result = _RESULT_READERS[kind](reader)
+    reader.finish()
+    return result
+
+
+# LIST and STATS -------------------------------------------------------------------------------
+
+
+def encode_job_list(jobs: Sequence[JobEntry]) -> bytes:
+    """LIST's OK body: ``list`` of ``(u32 id, u8 state)``."""
+    writer = BodyWriter().u64(len(jobs))
+    for job in jobs:
+        writer.u32(job.id).u8(job.state)
+    return writer.getvalue()
+
+
+def decode_job_list(body: bytes) -> List[JobEntry]:
+    reader = BodyReader(body, "job list")
+    jobs = []
+    for _ in range(reader.count(5, "jobs")):
+        job_id = reader.u32()
+        jobs.append(JobEntry(job_id, _enum_value(JobState, reader.u8(), "job state")))
+    reader.finish()
+    return jobs
+
+
+def encode_server_stats(stats: ServerStats) -> bytes:
+    """STATS's OK body: fourteen u64s (112 bytes)."""
+    return _STATS_LAYOUT.pack(*(getattr(stats, name) for name in ServerStats.field_names()))
+
+
+def decode_server_stats(body: bytes) -> ServerStats:
+    if len(body) != _STATS_LAYOUT.size:
+        raise ProtocolError(f"STATS reply of {len(body)} bytes, expected {_STATS_LAYOUT.size}")
+    return ServerStats(*_STATS_LAYOUT.unpack(body))
+
+
+# --------------------------------------------------------------------------------------------
+# Frames
+# --------------------------------------------------------------------------------------------
+
+
+def encode_frame(code: int, body: bytes = b"") -> bytes:
+    """A whole frame: u8 code (opcode or status), u32 body length, the body."""
+    return HEADER.pack(code, len(body)) + body
+
+
+def decode_header(header: bytes) -> Tuple[int, int]:
+    """``(code, body_length)`` from the 5 header bytes."""
+    return HEADER.unpack(header)
+
+
+def split_frames(data: bytes) -> Tuple[List[Tuple[int, bytes]], bytes]:
+    """Cut a byte stream into ``(code, body)`` frames; returns them and the incomplete rest."""
+    frames, offset = [], 0
+    while len(data) - offset >= HEADER_SIZE:
+        code, length = decode_header(data[offset:offset + HEADER_SIZE])
+        end = offset + HEADER_SIZE + length
+        if end > len(data):
+            break
+        frames.append((code, data[offset + HEADER_SIZE:end]))
+        offset = end
+    return frames, data[offset:]
+
+
+def hello_frame(hello: Hello = Hello()) -> bytes:
+    return encode_frame(Opcode.HELLO, encode_hello(hello))
+
+
+def submit_frame(request: SubmitRequest) -> bytes:
+    return encode_frame(Opcode.SUBMIT, encode_submit(request))
+
+
+def fetch_frame(job_id: int) -> bytes:
+    return encode_frame(Opcode.FETCH, encode_job_id(job_id))
+
+
+def status_frame(job_id: int) -> bytes:
+    return encode_frame(Opcode.STATUS, encode_job_id(job_id))
+
+
+def cancel_frame(job_id: int) -> bytes:
+    return encode_frame(Opcode.CANCEL, encode_job_id(job_id))
+
+
+def list_frame() -> bytes:
+    return encode_frame(Opcode.LIST)
+
+
+def stats_frame() -> bytes:
+    return encode_frame(Opcode.STATS)
+
+
+@dataclass
+class Reply:
+    """One reply frame: its status and its still-encoded body."""
+
+    status: Status
+    body: bytes
+
+    def error_message(self) -> str:
+        return decode_error(self.body)
+
+    def raise_unless(self, *expected: Status) -> None:
+        """Raise ServerError (or ProtocolError) unless the status is one of ``expected``."""
+        if self.status in expected:
+            return
+        if self.status in (Status.OK, Status.PENDING):
+            raise ProtocolError(f"unexpected {self.status.name} reply")
+        raise ServerError(self.status, self.error_message())
+
+
+# --------------------------------------------------------------------------------------------
+# Connection
+# --------------------------------------------------------------------------------------------
+
+_RECV_CHUNK = 1 << 20
+FIRST_POLL_DELAY = 0.001
+LONGEST_POLL_DELAY = 0.2
+
+
+class Connection:
+    """One TCP connection to mrd. Methods map one to one onto the opcodes.
+
+    Request-level errors raise ``ServerError``; a reply that does not decode raises
+    ``ProtocolError``; network failures and timeouts raise ``ConnectionLost``.
+    """
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+
+    @classmethod
+    def connect(cls, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                timeout: Optional[float] = 60.0) -> "Connection":
+        """Open a connection. ``timeout`` bounds every connect, send and receive (None: none)."""
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as error:
+            reason = error.strerror or error
+            raise ConnectionLost(f"cannot connect to {host}:{port}: {reason}") from error
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(sock)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # Raw frames -------------------------------------------------------------------------------
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes as they are (one or several frames)."""
+        try:
+            self._sock.sendall(data)
+        except OSError as error:
+            raise ConnectionLost(f"sending failed: {error}") from error
+
+    def _receive_exactly(self, size: int) -> bytes:
+        # Grows as the bytes arrive, so a lying header costs no memory up front.
+        received = bytearray()
+        while len(received) < size:
+            try:
+                chunk = self._sock.recv(min(size - len(received), _RECV_CHUNK))
+            except OSError as error:
+                raise ConnectionLost(f"receiving failed: {error}") from error
+            if not chunk:
+                raise ConnectionLost(
+                    f"the server closed the connection ({len(received)} of {size} bytes read)"
+                )
+            received += chunk
+        return bytes(received)
+
+    def read_reply(self) -> Reply:
+        """Read one reply frame. An undefined status is a ProtocolError."""
+        code, length = decode_header(self._receive_exactly(HEADER_SIZE))
+        status = _enum_value(Status, code, "reply status")
+        return Reply(status, self._receive_exactly(length))
+
+    def request(self, frame: bytes) -> Reply:
+        """Send one request frame and read its reply."""
+        try:
+            self.send_raw(frame)
+        except ConnectionLost as send_failure:
+            # The server may have refused the frame from its header alone (FRAME_TOO_LARGE)
+            # and closed while the body was still being sent: its reply may still be readable.
+            try:
+                return self.read_reply()
+            except MrdError:
+                raise send_failure from None
+        return self.read_reply()
+
+    def pipeline(self, frames: Sequence[bytes]) -> List[Reply]:
+        """Send several request frames without waiting, then read their replies in order.
+
+        The frames are sent from a helper thread while this one reads, so a long batch cannot
+        deadlock with a server that stops reading until its replies are read (section 2).
+        If the server closes the connection before answering every frame (it does after
+        FRAME_TOO_LARGE), raises ``PipelineBroken`` holding the replies that did arrive.
+        """
+        def send_all() -> None:
+            try:
+                self.send_raw(b"".join(frames))
+            except ConnectionLost:
+                pass  # the reads below meet the close too, and know how far the server got
+
+        sender = threading.Thread(target=send_all, daemon=True)
+        sender.start()
+        replies: List[Reply] = []
+        try:
+            while len(replies) < len(frames):
+                replies.append(self.read_reply())
+        except ConnectionLost as error:
+            raise PipelineBroken(str(error), replies) from error
+        finally:
+            sender.join()
+        # Every reply arrived; a failed send could only be the close that followed the last.
+        return replies
+
+    # One method per opcode ----------------------------------------------------------------
+
+    def hello(self, version: int = PROTOCOL_VERSION) -> Hello:
+        """Exchange protocol versions; returns the server's (version, software)."""
+        reply = self.request(hello_frame(Hello(version, "")))
+        reply.raise_unless(Status.OK)
+        return decode_hello(reply.body)
+
+    def submit(self, mapper: Text, reducer: Text, input: JobInput, chunk_bytes: int = 0,
+               partitions: int = 0, task_timeout_ms: int = 0, memory_limit_mib: int = 0,
+               idempotency_key: Text = b"") -> int:
+        """Queue a job; returns its id at once."""
+        request = SubmitRequest(mapper, reducer, input, chunk_bytes, partitions,
+                                task_timeout_ms, memory_limit_mib, idempotency_key)
+        reply = self.request(submit_frame(request))
+        reply.raise_unless(Status.OK)
+        return decode_job_id(reply.body)
+
+    def fetch(self, job_id: int) -> FetchOutcome:
+        """Ask for a job's result, never waiting. Job-level answers come back as an outcome;
+        request-level errors (BAD_REQUEST, ...) raise ServerError."""
+        return fetch_outcome(self.request(fetch_frame(job_id)))
+
+    def status(self, job_id: int) -> Progress:
+        """A job's state and progress."""
+        reply = self.request(status_frame(job_id))
+        reply.raise_unless(Status.OK)
+        return decode_progress(reply.body)
+
+    def cancel(self, job_id: int) -> None:
+        """Cancel a job (or release its result)."""
+        reply = self.request(cancel_frame(job_id))
+        reply.raise_unless(Status.OK)
+        decode_empty(reply.body, "CANCEL reply")
+
+    def list(self) -> List[JobEntry]:
+        """Every job the server remembers, by increasing id."""
+        reply = self.request(list_frame())
+        reply.raise_unless(Status.OK)
+        return decode_job_list(reply.body)
+
+    def stats(self) -> ServerStats:
+        """The server's counters."""
+        reply = self.request(stats_frame())
+        reply.raise_unless(Status.OK)
+        return decode_server_stats(reply.body)
+
+    def wait_for_result(self, job_id: int,
+                        on_progress: Optional[Callable[[Progress], None]] = None) -> Result:
+        """Poll FETCH until the job has finished; return its result or raise ServerError.
+
+        Waits 1 ms after the first PENDING, doubling up to 200 ms, so short jobs return fast
+        and long ones cost few requests. ``on_progress`` is called with every PENDING.
+        """
+        delay = FIRST_POLL_DELAY
+        while True:
+            outcome = self.fetch(job_id)
+            if outcome.done:
+                return outcome.result
+            if not outcome.pending:
+                raise ServerError(outcome.status, outcome.message or "")
+            if on_progress is not None:
+                on_progress(outcome.progress)
+            time.sleep(delay)
+            delay = min(delay * 2, LONGEST_POLL_DELAY)
+
+
+def fetch_outcome(reply: Reply) -> FetchOutcome:
+    """Decode FETCH's reply into a FetchOutcome (raises on request-level errors)."""
+    if reply.status == Status.OK:
+        return FetchOutcome(reply.status, result=decode_result(reply.body))
+    if reply.status == Status.PENDING:
+        return FetchOutcome(reply.status, progress=decode_progress(reply.body))
+    if reply.status in FETCH_OUTCOME_STATUSES:
+        return FetchOutcome(reply.status, message=decode_error(reply.body))
+    raise ServerError(reply.status, decode_error(reply.body))
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for clients
+# --------------------------------------------------------------------------------------------
+
+
+def parse_server_address(text: str) -> Tuple[str, int]:
+    """``HOST:PORT``, ``[IPV6]:PORT``, ``HOST`` or ``[IPV6]`` (port 1936) -> (host, port)."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad server address {text!r}")
+        has_port, port_text = bool(rest), rest[1:]
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        has_port = True
+    else:
+        host, has_port, port_text = text, False, ""  # a host name, or a bare IPv6 address
+    if not host:
+        raise ValueError(f"bad server address {text!r}: no host")
+    if not has_port:
+        return host, DEFAULT_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad server address {text!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)

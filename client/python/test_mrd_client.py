@@ -1,0 +1,1056 @@
+"""Tests of the Python mrd client, against docs/protocol.md and a real mrd.
+
+Environment:
+  MRD_PROTOCOL_DOC  docs/protocol.md (default: ../../docs/protocol.md from this file)
+  MRD_BINARY        the mrd server; tests that need a server are skipped without it
+  MRCTL_BINARY      the C++ mrctl; the CLI comparisons are skipped without it
+
+Run: python3 -m unittest -v test_mrd_client
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import random
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import mrd_client as mrd
+from mrd_client import (Document, Hello, JobEntry, JobState, Matrix, MatrixPair, Numbers,
+                        Opcode, Progress, Status, SubmitRequest)
+
+HERE = Path(__file__).resolve().parent
+PROTOCOL_DOC = Path(os.environ.get("MRD_PROTOCOL_DOC", HERE / ".." / ".." / "docs" / "protocol.md"))
+MRD_BINARY = os.environ.get("MRD_BINARY")
+MRCTL_BINARY = os.environ.get("MRCTL_BINARY")
+MRCTL_PY = HERE / "mrctl.py"
+
+SERVER_START_SECONDS = 15
+
+
+# --------------------------------------------------------------------------------------------
+# Reading docs/protocol.md
+# --------------------------------------------------------------------------------------------
+
+EXAMPLE_BLOCK = re.compile(r"<!-- example: ([\w-]+) -->\s*```[^\n]*\n(.*?)```", re.DOTALL)
+RECIPE_BLOCK = re.compile(r"<!-- recipe -->\s*```sh\n(.*?)\n```\s*```\n(.*?)```", re.DOTALL)
+
+
+def read_doc() -> str:
+    return PROTOCOL_DOC.read_text(encoding="utf-8")
+
+
+def doc_examples() -> Dict[str, bytes]:
+    """Every ``<!-- example: NAME -->`` hex block of the document, as bytes."""
+    return {name: bytes.fromhex("".join(block.split()))
+            for name, block in EXAMPLE_BLOCK.findall(read_doc())}
+
+
+def printf_bytes(text: str) -> bytes:
+    """What bash's printf makes of a format with only literal characters and \\xHH escapes."""
+    out, index = bytearray(), 0
+    while index < len(text):
+        if text.startswith("\\x", index):
+            out.append(int(text[index + 2:index + 4], 16))
+            index += 4
+        else:
+            out += text[index].encode()
+            index += 1
+    return bytes(out)
+
+
+def recipe_request(command: str) -> bytes:
+    """The bytes a recipe's shell command sends."""
+    printf = re.match(r"printf '([^']*)'", command)
+    if printf:
+        return printf_bytes(printf.group(1))
+    echo = re.match(r"echo '([0-9a-f ]*)' \| xxd -r -p", command)
+    if echo:
+        return bytes.fromhex(echo.group(1).replace(" ", ""))
+    raise ValueError(f"unrecognised recipe: {command}")
+
+
+def xxd_bytes(dump: str) -> bytes:
+    """The bytes of an ``xxd -g1`` dump (16 groups of 'hh ' after 'offset: ')."""
+    data = bytearray()
+    for line in dump.strip().splitlines():
+        hex_part = line.split(": ", 1)[1][:48]
+        data += bytes.fromhex("".join(hex_part.split()))
+    return bytes(data)
+
+
+def doc_recipes() -> List[Tuple[bytes, bytes]]:
+    """``(request bytes, reply bytes)`` of every recipe in section 9."""
+    return [(recipe_request(command), xxd_bytes(output))
+            for command, output in RECIPE_BLOCK.findall(read_doc())]
+
+
+# --------------------------------------------------------------------------------------------
+# Reference computations (section 7), independent of the client code
+# --------------------------------------------------------------------------------------------
+
+
+def reference_words(text: bytes) -> List[bytes]:
+    """Maximal runs of [A-Za-z0-9] or bytes >= 0x80; ASCII lower-cased."""
+    return [word.lower() for word in re.findall(rb"[A-Za-z0-9\x80-\xff]+", text)]
+
+
+def sorted_counts(counter: collections.Counter) -> List[Tuple[bytes, int]]:
+    """Most frequent first, ties by key in byte order (section 8, kind 0)."""
+    return sorted(counter.items(), key=lambda item: (-item[1], item[0]))
+
+
+def reference_word_counts(documents: List[Document]) -> List[Tuple[bytes, int]]:
+    counter = collections.Counter()
+    for document in documents:
+        counter.update(reference_words(mrd.as_bytes(document.text)))
+    return sorted_counts(counter)
+
+
+def reference_bigrams(documents: List[Document]) -> List[Tuple[bytes, int]]:
+    counter = collections.Counter()
+    for document in documents:
+        words = reference_words(mrd.as_bytes(document.text))
+        counter.update(first + b" " + second for first, second in zip(words, words[1:]))
+    return sorted_counts(counter)
+
+
+def reference_index(documents: List[Document]) -> List[Tuple[bytes, List[bytes]]]:
+    postings: Dict[bytes, set] = collections.defaultdict(set)
+    for document in documents:
+        for word in reference_words(mrd.as_bytes(document.text)):
+            postings[word].add(mrd.as_bytes(document.name))
+    return [(word, sorted(names)) for word, names in sorted(postings.items())]
+
+
+def reference_statistics(values: List[float]) -> mrd.StatisticsResult:
+    ordered = sorted(values)
+    count = len(ordered)
+    middle = count // 2
+    median = ordered[middle] if count % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    frequency = collections.Counter(ordered)
+    mode = min(frequency, key=lambda value: (-frequency[value], value))
+    return mrd.StatisticsResult(count, math.fsum(ordered) / count, median, mode,
+                                ordered[0], ordered[-1])
+
+
+def reference_product(a: Matrix, b: Matrix) -> Matrix:
+    values = [math.fsum(a.at(r, k) * b.at(k, c) for k in range(a.cols))
+              for r in range(a.rows) for c in range(b.cols)]
+    return Matrix(a.rows, b.cols, values)
+
+
+SAMPLE_TEXTS = [
+    b"Don't STOP-me, caf\xc3\xa9! The quick brown fox jumps over the lazy dog. THE END.",
+    b"to be or not to be\nthat is the question: whether 'tis nobler in the mind to suffer",
+    b"tab\tseparated\x00nul\x01bytes, digits 42 and x86_64 and \xff\xfe high bytes\r\n",
+    b"",
+    b"repeat " * 50 + b"the the THE tHe",
+]
+
+
+def sample_documents() -> List[Document]:
+    return [Document(f"doc{number}.txt", text) for number, text in enumerate(SAMPLE_TEXTS)]
+
+
+# --------------------------------------------------------------------------------------------
+# The real server, shared by every test that needs it
+# --------------------------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """An mrd on an ephemeral port, started once and stopped at the end by its PID."""
+
+    def __init__(self, binary: str, *options: str):
+        self.directory = tempfile.TemporaryDirectory(prefix="mrd-pytest-")
+        port_file = Path(self.directory.name) / "port"
+        self.log = open(Path(self.directory.name) / "mrd.log", "wb")
+        self.process = subprocess.Popen(
+            [binary, "--listen", "127.0.0.1:0", "--port-file", str(port_file), "--workers", "2",
+             "--log-level", "warn", *options],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = self._wait_for_port(port_file)
+
+    def _wait_for_port(self, port_file: Path) -> int:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mrd exited with {self.process.returncode} at start")
+            text = port_file.read_text().strip() if port_file.exists() else ""
+            if text.isdigit():
+                return int(text)
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("mrd did not write its port file in time")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def connect(self, timeout: float = 30.0) -> mrd.Connection:
+        return mrd.Connection.connect("127.0.0.1", self.port, timeout)
+
+    def raw_socket(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+        self.directory.cleanup()
+
+
+_server: Optional[ServerProcess] = None
+
+
+def shared_server() -> ServerProcess:
+    global _server
+    if not MRD_BINARY:
+        raise unittest.SkipTest("MRD_BINARY is not set")
+    if _server is None:
+        _server = ServerProcess(MRD_BINARY)
+    return _server
+
+
+def tearDownModule() -> None:
+    if _server is not None:
+        _server.stop()
+
+
+class ServerTestCase(unittest.TestCase):
+    """Gives each test ``self.server`` and an open ``self.connection``."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = shared_server()
+
+    def setUp(self) -> None:
+        self.connection = self.server.connect()
+        self.addCleanup(self.connection.close)
+
+    def run_job(self, mapper: str, reducer: str, job_input, **options) -> mrd.Result:
+        job_id = self.connection.submit(mapper, reducer, job_input, **options)
+        return self.connection.wait_for_result(job_id)
+
+    def assert_refused(self, status: Status, call, *args, **kwargs) -> mrd.ServerError:
+        with self.assertRaises(mrd.ServerError) as caught:
+            call(*args, **kwargs)
+        self.assertEqual(caught.exception.status, status, caught.exception.message)
+        self.assertTrue(caught.exception.message)  # every error body carries a message
+        return caught.exception
+
+    def wait_until_finished(self, job_id: int) -> Progress:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            progress = self.connection.status(job_id)
+            if progress.state.finished:
+                return progress
+            time.sleep(0.01)
+        self.fail(f"job {job_id} did not finish")
+
+
+def big_documents(copies: int = 4) -> List[Document]:
+    """Enough input, in small chunks, that a job stays unfinished for a while."""
+    text = b"alpha beta gamma delta " * 50_000
+    return [Document(f"big{number}", text) for number in range(copies)]
+
+
+# --------------------------------------------------------------------------------------------
+# 1. The document's examples, byte for byte
+# --------------------------------------------------------------------------------------------
+
+EXAMPLE_STATS_INPUT = Numbers([1.5, 2.5])
+EXAMPLE_MATRICES = MatrixPair(Matrix(1, 2, [1.0, 2.0]), Matrix(2, 1, [3.0, 4.0]))
+
+
+def expected_example_frames() -> Dict[str, bytes]:
+    """Each example of the document, built from values with this client's encoders."""
+    ok, pending = Status.OK, Status.PENDING
+    return {
+        "hello-request": mrd.hello_frame(Hello(1, "")),
+        "hello-reply": mrd.encode_frame(ok, mrd.encode_hello(Hello(1, "mrd 0.1.0"))),
+        "submit-words-request": mrd.submit_frame(
+            SubmitRequest("words", "sum", [Document("a.txt", "to be or not to be")])),
+        "submit-stats-request": mrd.submit_frame(
+            SubmitRequest("numbers", "stats", EXAMPLE_STATS_INPUT)),
+        "submit-matmul-request": mrd.submit_frame(
+            SubmitRequest("matmul", "rows", EXAMPLE_MATRICES)),
+        "submit-reply": mrd.encode_frame(ok, mrd.encode_job_id(7)),
+        "fetch-request": mrd.fetch_frame(7),
+        "fetch-pending-reply": mrd.encode_frame(
+            pending, mrd.encode_progress(Progress(7, JobState.MAPPING, 1, 4, 0, 2))),
+        "unknown-job-reply": mrd.encode_frame(Status.UNKNOWN_JOB, mrd.encode_error("no job 9")),
+        "status-request": mrd.status_frame(7),
+        "status-reply": mrd.encode_frame(
+            ok, mrd.encode_progress(Progress(7, JobState.DONE, 4, 4, 2, 2))),
+        "cancel-request": mrd.cancel_frame(7),
+        "cancel-reply": mrd.encode_frame(ok),
+        "list-request": mrd.list_frame(),
+        "list-reply": mrd.encode_frame(ok, mrd.encode_job_list(
+            [JobEntry(7, JobState.DONE), JobEntry(8, JobState.QUEUED)])),
+        "stats-request": mrd.stats_frame(),
+        "fetch-words-reply": mrd.encode_frame(ok, mrd.encode_result(mrd.CountsResult(
+            [(b"be", 2), (b"to", 2), (b"not", 1), (b"or", 1)]))),
+        "fetch-index-reply": mrd.encode_frame(ok, mrd.encode_result(mrd.PostingsResult(
+            [(b"be", [b"a.txt", b"b.txt"])]))),
+        "fetch-matmul-reply": mrd.encode_frame(ok, mrd.encode_result(Matrix(1, 1, [11.0]))),
+        "fetch-stats-reply": mrd.encode_frame(ok, mrd.encode_result(mrd.StatisticsResult(
+            2, 2.0, 2.0, 1.5, 1.5, 2.5))),
+    }
+
+
+# How to decode (and re-encode) the body of a frame, by what it answers or asks.
+OK_BODY_CODECS = {
+    Opcode.HELLO: (mrd.decode_hello, mrd.encode_hello),
+    Opcode.SUBMIT: (mrd.decode_job_id, mrd.encode_job_id),
+    Opcode.FETCH: (mrd.decode_result, mrd.encode_result),
+    Opcode.STATUS: (mrd.decode_progress, mrd.encode_progress),
+    Opcode.CANCEL: (lambda body: mrd.decode_empty(body), lambda _: b""),
+    Opcode.LIST: (mrd.decode_job_list, mrd.encode_job_list),
+    Opcode.STATS: (mrd.decode_server_stats, mrd.encode_server_stats),
+}
+REQUEST_BODY_CODECS = {
+    Opcode.HELLO: (mrd.decode_hello, mrd.encode_hello),
+    Opcode.SUBMIT: (mrd.decode_submit, mrd.encode_submit),
+    Opcode.FETCH: (mrd.decode_job_id, mrd.encode_job_id),
+    Opcode.STATUS: (mrd.decode_job_id, mrd.encode_job_id),
+    Opcode.CANCEL: (mrd.decode_job_id, mrd.encode_job_id),
+    Opcode.LIST: (lambda body: mrd.decode_empty(body), lambda _: b""),
+    Opcode.STATS: (lambda body: mrd.decode_empty(body), lambda _: b""),
+}
+
+
+def reply_round_trip(opcode: int, status: int, body: bytes) -> bytes:
+    """Decode a reply body as what ``opcode`` gets with ``status``, and encode it again."""
+    if status == Status.OK:
+        decode, encode = OK_BODY_CODECS[Opcode(opcode)]
+        return encode(decode(body))
+    if status == Status.PENDING:
+        return mrd.encode_progress(mrd.decode_progress(body))
+    return mrd.encode_error(mrd.decode_error(body))
+
+
+class TestDocumentExamples(unittest.TestCase):
+    """The hex examples of docs/protocol.md, produced and decoded by this client."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.examples = doc_examples()
+        cls.expected = expected_example_frames()
+
+    def test_the_document_has_examples(self) -> None:
+        self.assertGreaterEqual(len(self.examples), 20, PROTOCOL_DOC)
+
+    def test_every_example_is_checked_here(self) -> None:
+        # A new example in the document should get a line in expected_example_frames().
+        self.assertEqual(sorted(self.examples), sorted(self.expected))
+
+    def test_encoders_produce_the_examples(self) -> None:
+        for name, frame in self.expected.items():
+            with self.subTest(example=name):
+                self.assertIn(name, self.examples)
+                self.assertEqual(frame.hex(" "), self.examples[name].hex(" "))
+
+    def test_decoders_read_the_examples(self) -> None:
+        decoded = {name: mrd.split_frames(frame) for name, frame in self.examples.items()}
+        for name, (frames, rest) in decoded.items():
+            with self.subTest(example=name):
+                self.assertEqual(rest, b"", "an example is exactly one frame")
+                self.assertEqual(len(frames), 1)
+        words = mrd.decode_submit(decoded["submit-words-request"][0][0][1])
+        self.assertEqual((words.mapper, words.reducer), (b"words", b"sum"))
+        self.assertEqual(words.input, [Document(b"a.txt", b"to be or not to be")])
+        self.assertEqual(mrd.decode_submit(decoded["submit-stats-request"][0][0][1]).input,
+                         EXAMPLE_STATS_INPUT)
+        self.assertEqual(mrd.decode_submit(decoded["submit-matmul-request"][0][0][1]).input,
+                         EXAMPLE_MATRICES)
+        self.assertEqual(mrd.decode_progress(decoded["fetch-pending-reply"][0][0][1]),
+                         Progress(7, JobState.MAPPING, 1, 4, 0, 2))
+        self.assertEqual(mrd.decode_error(decoded["unknown-job-reply"][0][0][1]), "no job 9")
+        self.assertEqual(mrd.decode_result(decoded["fetch-stats-reply"][0][0][1]),
+                         mrd.StatisticsResult(2, 2.0, 2.0, 1.5, 1.5, 2.5))
+        self.assertEqual(mrd.decode_job_list(decoded["list-reply"][0][0][1]),
+                         [JobEntry(7, JobState.DONE), JobEntry(8, JobState.QUEUED)])
+
+    def test_progress_is_21_bytes_and_stats_112(self) -> None:
+        self.assertEqual(len(mrd.encode_progress(Progress(1, JobState.QUEUED, 0, 0, 0, 0))), 21)
+        stats = mrd.ServerStats(*range(14))
+        self.assertEqual(len(mrd.encode_server_stats(stats)), 112)
+        self.assertEqual(mrd.decode_server_stats(mrd.encode_server_stats(stats)), stats)
+
+
+class TestDocumentRecipes(unittest.TestCase):
+    """The shell recipes of section 9: their requests and replies decode and re-encode."""
+
+    def test_recipe_frames_round_trip(self) -> None:
+        recipes = doc_recipes()
+        self.assertGreaterEqual(len(recipes), 10)
+        for number, (request, reply) in enumerate(recipes, start=1):
+            with self.subTest(recipe=number):
+                requests, _ = mrd.split_frames(request)
+                replies, reply_rest = mrd.split_frames(reply)
+                for opcode, body in requests:
+                    if opcode in REQUEST_BODY_CODECS:
+                        decode, encode = REQUEST_BODY_CODECS[Opcode(opcode)]
+                        self.assertEqual(encode(decode(body)), body)
+                # A request without a complete frame (4 GiB header) still gets its reply.
+                opcodes = [opcode for opcode, _ in requests] or [request[0]]
+                for opcode, (status, body) in zip(opcodes, replies):
+                    self.assertIn(status, set(Status))
+                    self.assertEqual(reply_round_trip(opcode, status, body), body)
+                if reply_rest:  # only the STATS recipe cuts its reply (head -c 5)
+                    self.assertEqual(reply_rest[:1], b"\x00")
+
+    def test_recipe_requests_match_the_encoders(self) -> None:
+        requests = {request for request, _ in doc_recipes()}
+        words = mrd.submit_frame(
+            SubmitRequest("words", "sum", [Document("a.txt", "to be or not to be")]))
+        for frame in (mrd.hello_frame(), mrd.fetch_frame(9), words, mrd.fetch_frame(1),
+                      mrd.status_frame(1), mrd.list_frame(), mrd.stats_frame(),
+                      mrd.cancel_frame(1) + mrd.fetch_frame(1)):
+            self.assertIn(frame, requests)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The codec on its own
+# --------------------------------------------------------------------------------------------
+
+
+class TestCodec(unittest.TestCase):
+    def test_primitives_are_little_endian_without_padding(self) -> None:
+        body = mrd.BodyWriter().u8(1).u16(2).u32(3).u64(4).f64(1.0).string("ab").getvalue()
+        self.assertEqual(body.hex(), "01" "0200" "03000000" "0400000000000000"
+                                     "000000000000f03f" "0200000000000000" "6162")
+
+    def test_submit_round_trip_with_every_option(self) -> None:
+        request = SubmitRequest(b"words", b"sum", [Document(b"\xff", b"x" * 300)], 1 << 40,
+                                1024, 5000, 256, b"0123456789abcdef")
+        self.assertEqual(mrd.decode_submit(mrd.encode_submit(request)), request)
+
+    def test_result_round_trips(self) -> None:
+        for result in (mrd.CountsResult([]), mrd.CountsResult([(b"a b", 3)]),
+                       mrd.PostingsResult([(b"w", [b"", b"d"])]), Matrix(0, 3, []),
+                       Matrix(2, 1, [0.5, -0.0]),
+                       mrd.StatisticsResult(3, 1.0, float("inf"), -1.0, -1.0, float("inf"))):
+            with self.subTest(result=result):
+                self.assertEqual(mrd.decode_result(mrd.encode_result(result)), result)
+
+    def test_trailing_bytes_are_refused(self) -> None:
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_job_id(b"\x01\x00\x00\x00\x00")
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_result(mrd.encode_result(mrd.CountsResult([])) + b"\x00")
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_empty(b"\x00")
+
+    def test_truncated_bodies_are_refused(self) -> None:
+        body = mrd.encode_result(mrd.PostingsResult([(b"word", [b"doc"])]))
+        for length in range(len(body)):
+            with self.assertRaises(mrd.ProtocolError):
+                mrd.decode_result(body[:length])
+
+    def test_a_lying_count_is_refused_before_allocating(self) -> None:
+        huge = struct.pack("<Q", 1 << 62)
+        for body in (b"\x00" + huge,                      # counts
+                     b"\x01" + huge,                      # postings
+                     b"\x02" + struct.pack("<QQ", 2, 2) + huge,  # matrix values
+                     ):
+            with self.assertRaises(mrd.ProtocolError):
+                mrd.decode_result(body)
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_error(huge)
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_job_list(huge)
+
+    def test_unknown_kinds_and_states_are_refused(self) -> None:
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_result(b"\x04")
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_progress(struct.pack("<IBIIII", 1, 6, 0, 0, 0, 0))
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_job_list(struct.pack("<QIB", 1, 1, 9))
+
+    def test_a_matrix_must_match_its_shape(self) -> None:
+        body = b"\x02" + struct.pack("<QQQd", 1, 2, 1, 1.0)
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_result(body)
+        with self.assertRaises(ValueError):
+            Matrix(2, 2, [1.0])
+
+    def test_server_addresses(self) -> None:
+        self.assertEqual(mrd.parse_server_address("example.org:99"), ("example.org", 99))
+        self.assertEqual(mrd.parse_server_address("example.org"), ("example.org", 1936))
+        self.assertEqual(mrd.parse_server_address("[::1]:7"), ("::1", 7))
+        self.assertEqual(mrd.parse_server_address("[::1]"), ("::1", 1936))
+        for bad in ("host:", ":80", "host:x", "host:70000", "[::1"):
+            with self.assertRaises(ValueError):
+                mrd.parse_server_address(bad)
+
+
+class ScriptedServer:
+    """A one-shot listener that sends fixed bytes to whoever connects, then closes."""
+
+    def __init__(self, reply: bytes):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, args=(reply,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, reply: bytes) -> None:
+        peer, _ = self.listener.accept()
+        with peer:
+            peer.recv(65536)
+            peer.sendall(reply)
+        self.listener.close()
+
+    def connect(self) -> mrd.Connection:
+        return mrd.Connection.connect("127.0.0.1", self.port, timeout=10)
+
+
+class TestConnectionAgainstBadReplies(unittest.TestCase):
+    """What the client does with replies no correct server sends."""
+
+    def exchange(self, reply: bytes, call: str, *args):
+        with ScriptedServer(reply).connect() as connection:
+            return getattr(connection, call)(*args)
+
+    def test_an_undefined_status_is_a_protocol_error(self) -> None:
+        with self.assertRaises(mrd.ProtocolError):
+            self.exchange(mrd.encode_frame(max(Status) + 1, mrd.encode_error("?")), "list")
+
+    def test_a_header_promising_4_gib_then_closing(self) -> None:
+        with self.assertRaises(mrd.ConnectionLost):
+            self.exchange(b"\x00\xff\xff\xff\xff" + b"\x00" * 10, "list")
+
+    def test_an_ok_reply_with_the_wrong_body(self) -> None:
+        with self.assertRaises(mrd.ProtocolError):
+            self.exchange(mrd.encode_frame(Status.OK, b"\x01\x02"), "stats")
+        with self.assertRaises(mrd.ProtocolError):
+            self.exchange(mrd.encode_frame(Status.OK, b"\x00"), "cancel", 1)
+
+    def test_pending_is_not_a_valid_answer_to_status(self) -> None:
+        body = mrd.encode_progress(Progress(1, JobState.MAPPING, 0, 1, 0, 1))
+        with self.assertRaises(mrd.ProtocolError):
+            self.exchange(mrd.encode_frame(Status.PENDING, body), "status", 1)
+
+    def test_an_error_reply_raises_with_its_status(self) -> None:
+        with self.assertRaises(mrd.ServerError) as caught:
+            self.exchange(mrd.encode_frame(Status.QUEUE_FULL, mrd.encode_error("full")),
+                          "submit", "words", "sum", [])
+        self.assertEqual((caught.exception.status, caught.exception.message),
+                         (Status.QUEUE_FULL, "full"))
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Against the real server
+# --------------------------------------------------------------------------------------------
+
+
+class TestOpcodes(ServerTestCase):
+    def test_hello(self) -> None:
+        hello = self.connection.hello()
+        self.assertEqual(hello.version, mrd.PROTOCOL_VERSION)
+        self.assertTrue(hello.software.startswith("mrd "), hello.software)
+
+    def test_hello_with_another_version_keeps_the_connection(self) -> None:
+        self.assert_refused(Status.VERSION_MISMATCH, self.connection.hello, 2)
+        self.assertEqual(self.connection.hello().version, 1)
+
+    def test_submit_fetch_status(self) -> None:
+        job_id = self.connection.submit("words", "sum", [Document("a.txt", "to be or not to be")])
+        self.assertGreater(job_id, 0)
+        result = self.connection.wait_for_result(job_id)
+        self.assertEqual(result.entries, [(b"be", 2), (b"to", 2), (b"not", 1), (b"or", 1)])
+        progress = self.connection.status(job_id)
+        self.assertEqual((progress.id, progress.state), (job_id, JobState.DONE))
+        self.assertEqual(progress.map_done, progress.map_total)
+        self.assertEqual(progress.reduce_done, progress.reduce_total)
+        outcome = self.connection.fetch(job_id)  # a result can be fetched again
+        self.assertTrue(outcome.done)
+        self.assertEqual(outcome.result, result)
+
+    def test_ids_increase(self) -> None:
+        first = self.connection.submit("words", "sum", [])
+        second = self.connection.submit("words", "sum", [])
+        self.assertGreater(second, first)
+
+    def test_cancel(self) -> None:
+        job_id = self.connection.submit("words", "sum", big_documents(), chunk_bytes=4096)
+        self.connection.cancel(job_id)
+        self.assertEqual(self.connection.fetch(job_id).status, Status.JOB_CANCELLED)
+        self.assertEqual(self.connection.status(job_id).state, JobState.CANCELLED)
+        self.connection.cancel(job_id)  # cancelling again is OK
+
+    def test_cancel_releases_a_finished_result(self) -> None:
+        job_id = self.connection.submit("words", "sum", [Document("a", "x")])
+        self.connection.wait_for_result(job_id)
+        self.connection.cancel(job_id)
+        outcome = self.connection.fetch(job_id)
+        self.assertEqual(outcome.status, Status.JOB_CANCELLED)
+        self.assertTrue(outcome.message)
+
+    def test_list(self) -> None:
+        job_id = self.connection.submit("words", "sum", [Document("a", "x")])
+        self.connection.wait_for_result(job_id)
+        jobs = self.connection.list()
+        ids = [job.id for job in jobs]
+        self.assertEqual(ids, sorted(ids))
+        self.assertIn(JobEntry(job_id, JobState.DONE), jobs)
+
+    def test_stats(self) -> None:
+        before = self.connection.stats()
+        self.connection.wait_for_result(self.connection.submit("words", "sum", []))
+        after = self.connection.stats()
+        self.assertGreaterEqual(after.connections_open, 1)
+        self.assertEqual(after.jobs_submitted, before.jobs_submitted + 1)
+        self.assertGreater(after.requests_total, before.requests_total)
+        self.assertGreaterEqual(after.uptime_ms, before.uptime_ms)
+        self.assertGreaterEqual(after.workers, 1)
+
+    def test_progress_while_running(self) -> None:
+        job_id = self.connection.submit("words", "sum", big_documents(), chunk_bytes=4096)
+        seen: List[Progress] = []
+        result = self.connection.wait_for_result(job_id, on_progress=seen.append)
+        self.assertEqual(result.entries[0][1], 4 * 50_000)
+        for progress in seen:
+            self.assertEqual(progress.id, job_id)
+            self.assertIn(progress.state, (JobState.QUEUED, JobState.MAPPING, JobState.REDUCING))
+            self.assertLessEqual(progress.map_done, progress.map_total)
+            self.assertLessEqual(progress.reduce_done, progress.reduce_total)
+
+    def test_idempotent_submit(self) -> None:
+        documents = [Document("a", "idempotent")]
+        key = "py-" + os.urandom(8).hex()
+        first = self.connection.submit("words", "sum", documents, idempotency_key=key)
+        again = self.connection.submit("words", "sum", documents, idempotency_key=key)
+        self.assertEqual(first, again, "the same key must give the same job")
+        other = self.connection.submit("words", "sum", documents)
+        self.assertNotEqual(first, other)
+
+
+class TestBuiltInJobs(ServerTestCase):
+    """Each built-in job against a reference computed here from section 7."""
+
+    def test_words(self) -> None:
+        documents = sample_documents()
+        result = self.run_job("words", "sum", documents)
+        self.assertIsInstance(result, mrd.CountsResult)
+        self.assertEqual(result.entries, reference_word_counts(documents))
+        self.assertIn((b"caf\xc3\xa9", 1), result.entries)  # bytes >= 0x80 are kept
+
+    def test_words_do_not_depend_on_chunks_or_partitions(self) -> None:
+        documents = sample_documents()
+        result = self.run_job("words", "sum", documents, chunk_bytes=7, partitions=5)
+        self.assertEqual(result.entries, reference_word_counts(documents))
+
+    def test_bigrams(self) -> None:
+        documents = sample_documents()
+        result = self.run_job("bigrams", "sum", documents)
+        self.assertEqual(result.entries, reference_bigrams(documents))
+
+    def test_bigrams_stay_within_a_document(self) -> None:
+        result = self.run_job("bigrams", "sum", [Document("a", "x y"), Document("b", "z")])
+        self.assertEqual(result.entries, [(b"x y", 1)])
+
+    def test_index(self) -> None:
+        documents = sample_documents() + [Document("doc0.txt", "repeated name")]
+        result = self.run_job("index", "postings", documents)
+        self.assertIsInstance(result, mrd.PostingsResult)
+        self.assertEqual(result.entries, reference_index(documents))
+
+    def test_statistics(self) -> None:
+        rng = random.Random(7)
+        for values in ([1.5, 2.5], [3.0], [2.0, 1.0, 2.0, 1.0, 5.0],
+                       [rng.uniform(-1e6, 1e6) for _ in range(1001)] + [42.0, 42.0],
+                       [float("inf"), 1.0, 2.0]):
+            with self.subTest(count=len(values)):
+                result = self.run_job("numbers", "stats", Numbers(values))
+                expected = reference_statistics(values)
+                self.assertEqual(result.count, expected.count)
+                for name in ("median", "mode", "min", "max"):
+                    self.assertEqual(getattr(result, name), getattr(expected, name), name)
+                self.assertTrue(math.isclose(result.mean, expected.mean, rel_tol=1e-12),
+                                (result.mean, expected.mean))
+
+    def test_statistics_of_nothing(self) -> None:
+        result = self.run_job("numbers", "stats", Numbers([]))
+        self.assertEqual(result.count, 0)
+        for name in ("mean", "median", "mode", "min", "max"):
+            self.assertTrue(math.isnan(getattr(result, name)), name)
+
+    def test_matmul(self) -> None:
+        rng = random.Random(3)
+        for n, k, m in ((1, 2, 1), (3, 4, 5), (8, 8, 8), (1, 1, 1)):
+            with self.subTest(shape=(n, k, m)):
+                a = Matrix(n, k, [rng.uniform(-1, 1) for _ in range(n * k)])
+                b = Matrix(k, m, [rng.uniform(-1, 1) for _ in range(k * m)])
+                result = self.run_job("matmul", "rows", MatrixPair(a, b))
+                expected = reference_product(a, b)
+                self.assertEqual((result.rows, result.cols), (n, m))
+                for got, want in zip(result.values, expected.values):
+                    self.assertAlmostEqual(got, want, delta=1e-12 * k)
+
+    def test_matmul_has_no_reduce_step(self) -> None:
+        job_id = self.connection.submit("matmul", "rows", EXAMPLE_MATRICES)
+        self.assertEqual(self.connection.wait_for_result(job_id), Matrix(1, 1, [11.0]))
+        self.assertEqual(self.connection.status(job_id).reduce_total, 0)
+
+
+class TestErrors(ServerTestCase):
+    def test_unknown_job(self) -> None:
+        never = 0xFFFF_FFF0
+        self.assertEqual(self.connection.fetch(never).status, Status.UNKNOWN_JOB)
+        self.assertEqual(self.connection.fetch(0).status, Status.UNKNOWN_JOB)  # 0 is never a job
+        self.assert_refused(Status.UNKNOWN_JOB, self.connection.status, never)
+        self.assert_refused(Status.UNKNOWN_JOB, self.connection.cancel, never)
+
+    def test_bad_job(self) -> None:
+        documents = [Document("a", "x")]
+        for mapper, reducer, job_input, options in (
+                ("nope", "sum", documents, {}),
+                ("words", "postings", documents, {}),
+                ("words", "sum", Numbers([1.0]), {}),
+                ("matmul", "rows", documents, {}),
+                ("words", "sum", documents, {"partitions": 1025})):
+            with self.subTest(mapper=mapper, reducer=reducer, options=options):
+                self.assert_refused(Status.BAD_JOB, self.connection.submit, mapper, reducer,
+                                    job_input, **options)
+        self.connection.submit("words", "sum", documents, partitions=1024)  # the limit itself
+
+    def test_jobs_that_fail_after_submit(self) -> None:
+        for mapper, reducer, job_input in (
+                ("matmul", "rows", MatrixPair(Matrix(1, 2, [1, 2]), Matrix(1, 1, [3]))),
+                ("numbers", "stats", Numbers([1.0, float("nan")]))):
+            with self.subTest(mapper=mapper):
+                job_id = self.connection.submit(mapper, reducer, job_input)
+                self.assertEqual(self.wait_until_finished(job_id).state, JobState.FAILED)
+                outcome = self.connection.fetch(job_id)
+                self.assertEqual(outcome.status, Status.JOB_FAILED)
+                self.assertTrue(outcome.message)
+                with self.assertRaises(mrd.ServerError) as caught:
+                    self.connection.wait_for_result(job_id)
+                self.assertTrue(caught.exception.job_failed)
+
+    def bad_request(self, frame: bytes) -> str:
+        reply = self.connection.request(frame)
+        self.assertEqual(reply.status, Status.BAD_REQUEST)
+        return reply.error_message()
+
+    def test_bad_request_keeps_the_connection(self) -> None:
+        submit = mrd.encode_submit(SubmitRequest("words", "sum", [Document("a", "x")]))
+        self.bad_request(mrd.encode_frame(Opcode.SUBMIT, submit + b"\x00"))  # trailing byte
+        self.bad_request(mrd.encode_frame(Opcode.SUBMIT, submit[:-1]))       # truncated
+        self.bad_request(mrd.encode_frame(Opcode.FETCH, b"\x01\x00\x00"))    # short id
+        self.bad_request(mrd.encode_frame(Opcode.FETCH, b"\x01\x00\x00\x00\x00"))
+        self.bad_request(mrd.encode_frame(Opcode.HELLO, b""))
+        self.assertEqual(self.connection.hello().version, 1)
+
+    def test_bad_request_limits(self) -> None:
+        documents = [Document("a", "x")]
+        for request in (SubmitRequest("m" * 65, "sum", documents),
+                        SubmitRequest("words", "sum", [Document("n" * 4097, "x")]),
+                        SubmitRequest("words", "sum", documents, idempotency_key="k" * 65)):
+            with self.subTest(request=str(request)[:60]):
+                self.bad_request(mrd.submit_frame(request))
+        self.connection.submit("words", "sum", [Document("n" * 4096, "x")],
+                               idempotency_key="k" * 64)
+
+    def test_bad_request_matrices_and_input_kind(self) -> None:
+        head = mrd.encode_submit(SubmitRequest("matmul", "rows", []))[:-9]  # up to input_kind
+        def matrix(rows, cols, values):
+            packed_values = struct.pack(f"<{len(values)}d", *values)
+            return struct.pack("<QQQ", rows, cols, len(values)) + packed_values
+        one = matrix(1, 1, [1.0])
+        for body in (head + b"\x02" + matrix(1, 2, [1.0]) + one,          # values vs shape
+                     head + b"\x02" + matrix(1_048_577, 1, []) + one,     # over the side limit
+                     head + b"\x02" + matrix(1 << 20, 1 << 20, []) + one,
+                     head + b"\x03"):                                     # undefined kind
+            with self.subTest(body=body[-40:].hex()):
+                self.bad_request(mrd.encode_frame(Opcode.SUBMIT, body))
+
+    def test_unknown_opcode_keeps_the_connection(self) -> None:
+        reply = self.connection.request(mrd.encode_frame(42, b"\x00" * 64))
+        self.assertEqual(reply.status, Status.UNKNOWN_OPCODE)
+        self.assertTrue(reply.error_message())
+        self.assertIsInstance(self.connection.list(), list)
+
+    def assert_too_large_then_closed(self, frame: bytes) -> None:
+        with self.server.raw_socket() as sock:
+            sock.sendall(frame)
+            stream = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                stream += chunk
+        frames, rest = mrd.split_frames(stream)
+        self.assertEqual(rest, b"")
+        self.assertEqual(len(frames), 1, "FRAME_TOO_LARGE, then the connection is closed")
+        self.assertEqual(frames[0][0], Status.FRAME_TOO_LARGE)
+        self.assertTrue(mrd.decode_error(frames[0][1]))
+
+    def test_frame_too_large(self) -> None:
+        self.assert_too_large_then_closed(b"\x00\xff\xff\xff\xff")            # SUBMIT, 4 GiB
+        self.assert_too_large_then_closed(struct.pack("<BI", Opcode.FETCH, 65) + b"\x00" * 65)
+        self.assert_too_large_then_closed(struct.pack("<BI", 42, 65))         # undefined opcode
+
+
+class TestPipelining(ServerTestCase):
+    def test_replies_come_in_request_order(self) -> None:
+        documents = [Document("a.txt", "to be or not to be")]
+        replies = self.connection.pipeline([
+            mrd.hello_frame(),
+            mrd.submit_frame(SubmitRequest("words", "sum", documents)),
+            mrd.status_frame(0xFFFF_FFF0),
+            mrd.encode_frame(42),
+            mrd.list_frame(),
+            mrd.stats_frame(),
+            mrd.submit_frame(SubmitRequest("nope", "sum", documents)),
+        ])
+        self.assertEqual([reply.status for reply in replies],
+                         [Status.OK, Status.OK, Status.UNKNOWN_JOB, Status.UNKNOWN_OPCODE,
+                          Status.OK, Status.OK, Status.BAD_JOB])
+        job_id = mrd.decode_job_id(replies[1].body)
+        self.assertIn(job_id, [job.id for job in mrd.decode_job_list(replies[4].body)])
+        self.assertEqual(mrd.decode_server_stats(replies[5].body).connections_open >= 1, True)
+
+    def test_many_jobs_in_one_write(self) -> None:
+        count = 50
+        frames = [mrd.submit_frame(SubmitRequest("words", "sum", [Document("d", f"w{n} w{n} x")]))
+                  for n in range(count)]
+        job_ids = [mrd.decode_job_id(reply.body) for reply in self.connection.pipeline(frames)]
+        self.assertEqual(job_ids, sorted(job_ids))
+        self.assertEqual(len(set(job_ids)), count)
+        for n, job_id in enumerate(job_ids):
+            result = self.connection.wait_for_result(job_id)
+            self.assertEqual(result.entries, [(f"w{n}".encode(), 2), (b"x", 1)])
+        fetches = self.connection.pipeline([mrd.fetch_frame(job_id) for job_id in job_ids])
+        self.assertTrue(all(reply.status == Status.OK for reply in fetches))
+
+    def test_half_close_still_gets_every_reply(self) -> None:
+        with self.server.raw_socket() as sock:
+            sock.sendall(mrd.list_frame() + mrd.hello_frame() + mrd.stats_frame())
+            sock.shutdown(socket.SHUT_WR)
+            stream = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                stream += chunk
+        frames, rest = mrd.split_frames(stream)
+        self.assertEqual((len(frames), rest), (3, b""))
+        self.assertEqual(mrd.decode_hello(frames[1][1]).version, 1)
+
+
+class TestServerLimits(unittest.TestCase):
+    """QUEUE_FULL, JOB_EXPIRED, SERVER_BUSY and the SUBMIT size limit, on a server of its own."""
+
+    MAX_FRAME_MIB = 1
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        if not MRD_BINARY:
+            raise unittest.SkipTest("MRD_BINARY is not set")
+        cls.server = ServerProcess(MRD_BINARY, "--max-queued-jobs", "1", "--max-retained-mib", "0",
+                                   "--max-connections", "2",
+                                   "--max-frame-mib", str(cls.MAX_FRAME_MIB))
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.stop()
+
+    def setUp(self) -> None:
+        self.connection = self.connect_when_not_busy()
+        self.addCleanup(self.connection.close)
+
+    def connect_when_not_busy(self) -> mrd.Connection:
+        """A connection, once the server has let go of those of earlier tests."""
+        deadline = time.monotonic() + 10
+        while True:
+            connection = self.server.connect()
+            try:
+                connection.hello()
+                return connection
+            except mrd.ServerError as error:
+                connection.close()
+                if error.status != Status.SERVER_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def test_oversized_frame_in_a_pipeline(self) -> None:
+        limit = self.MAX_FRAME_MIB << 20
+        oversized = struct.pack("<BI", Opcode.SUBMIT, limit + 1) + bytes(limit + 1)
+        with self.assertRaises(mrd.PipelineBroken) as caught:
+            self.connection.pipeline([mrd.list_frame(), oversized, mrd.list_frame()])
+        self.assertEqual([reply.status for reply in caught.exception.replies],
+                         [Status.OK, Status.FRAME_TOO_LARGE])
+
+    def test_queue_full(self) -> None:
+        slow = SubmitRequest("words", "sum", [Document("slow", b"alpha beta " * 40_000)],
+                             chunk_bytes=100)
+        first, second = self.connection.pipeline([mrd.submit_frame(slow)] * 2)
+        self.assertEqual((first.status, second.status), (Status.OK, Status.QUEUE_FULL))
+        self.assertTrue(second.error_message())
+        self.connection.cancel(mrd.decode_job_id(first.body))
+
+    def test_expired_results(self) -> None:
+        # With no room for results, a job expires as soon as it is done.
+        job_id = self.connection.submit("words", "sum", [Document("a", "x")])
+        with self.assertRaises(mrd.ServerError) as caught:
+            self.connection.wait_for_result(job_id)
+        self.assertEqual(caught.exception.status, Status.JOB_EXPIRED)
+        self.assertTrue(caught.exception.job_failed)
+        with self.assertRaises(mrd.ServerError) as caught:
+            self.connection.status(job_id)
+        self.assertEqual(caught.exception.status, Status.JOB_EXPIRED)
+        self.assertNotIn(job_id, [job.id for job in self.connection.list()])
+
+    def test_server_busy(self) -> None:
+        with self.connect_when_not_busy() as second:
+            with self.server.connect() as third:
+                with self.assertRaises(mrd.ServerError) as caught:
+                    third.hello()
+                self.assertEqual(caught.exception.status, Status.SERVER_BUSY)
+
+    def test_submit_size_limit(self) -> None:
+        limit = self.MAX_FRAME_MIB << 20
+        at_limit = self.connection.request(struct.pack("<BI", Opcode.SUBMIT, limit) + bytes(limit))
+        self.assertEqual(at_limit.status, Status.BAD_REQUEST)  # decoded, and found wrong
+        with self.connect_when_not_busy() as other:
+            over = other.request(struct.pack("<BI", Opcode.SUBMIT, limit + 1) + bytes(limit + 1))
+            self.assertEqual(over.status, Status.FRAME_TOO_LARGE)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. The command line
+# --------------------------------------------------------------------------------------------
+
+
+def run_program(command: List[str], server: str, cwd: Path) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, MRD_SERVER=server)
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, timeout=60)
+
+
+class TestCommandLine(ServerTestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls.directory = tempfile.TemporaryDirectory(prefix="mrctl-pytest-")
+        cls.files = Path(cls.directory.name)
+        for number, text in enumerate(SAMPLE_TEXTS):
+            (cls.files / f"doc{number}.txt").write_bytes(text)
+        (cls.files / "many.txt").write_bytes(
+            b" ".join(f"w{n % 97} x{n % 13}".encode() for n in range(5000)))
+        (cls.files / "a.txt").write_text("# A, 2x3\n1 2 3\n4,5,6\n")
+        (cls.files / "b.txt").write_text("1 0\n0 1\n2 2\n")
+        (cls.files / "numbers.txt").write_text("1.5 2.5\n3\n")
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.directory.cleanup()
+
+    def python_mrctl(self, *arguments: str) -> subprocess.CompletedProcess:
+        return run_program([sys.executable, str(MRCTL_PY), *arguments], self.server.address,
+                           self.files)
+
+    def cpp_mrctl(self, *arguments: str) -> subprocess.CompletedProcess:
+        if not MRCTL_BINARY:
+            self.skipTest("MRCTL_BINARY is not set")
+        return run_program([MRCTL_BINARY, *arguments], self.server.address, self.files)
+
+    def text_files(self) -> List[str]:
+        return sorted(path.name for path in self.files.glob("*.txt"))
+
+    def assert_same_output(self, *arguments: str) -> None:
+        ours = self.python_mrctl("-q", *arguments)
+        theirs = self.cpp_mrctl("-q", *arguments)
+        self.assertEqual(ours.returncode, theirs.returncode, ours.stderr)
+        self.assertEqual(ours.stdout.decode(errors="replace"),
+                         theirs.stdout.decode(errors="replace"))
+
+    def test_wordcount_matches_the_cpp_client(self) -> None:
+        files = self.text_files()
+        self.assert_same_output("wordcount", "--top", "5", *files)
+        self.assert_same_output("wordcount", "--all", *files)
+        self.assert_same_output("wordcount", "doc1.txt")
+        self.assert_same_output("wordcount", "--json", "--top", "3", "doc1.txt", "many.txt")
+        licenses = sorted(str(path) for path in Path("/usr/share/common-licenses").glob("*")
+                          if path.is_file())
+        if licenses:
+            self.assert_same_output("wordcount", "--top", "5", *licenses)
+
+    def test_other_commands_match_the_cpp_client(self) -> None:
+        self.assert_same_output("bigrams", "--top", "7", "doc1.txt", "many.txt")
+        self.assert_same_output("index", "doc0.txt", "doc1.txt", "doc4.txt")
+        self.assert_same_output("stats", "numbers.txt")
+        self.assert_same_output("stats", "--json", "numbers.txt")
+        self.assert_same_output("matmul", "a.txt", "b.txt")
+
+    def test_wordcount_output(self) -> None:
+        finished = self.python_mrctl("-q", "wordcount", "--top", "2", "many.txt")
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertEqual(finished.stdout, b"385  x0\n385  x1\n")
+
+    def test_progress_lines_on_a_pipe(self) -> None:
+        finished = self.python_mrctl("wordcount", "--chunk-bytes", "64", "many.txt")
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        for line in finished.stderr.decode().splitlines():
+            self.assertRegex(line, r"^in-progress - (queued|mapping \(\d+/\d+ done\)"
+                                   r"|reducing \(\d+/\d+ done\))$")
+
+    def test_matmul_random_verify_and_out(self) -> None:
+        finished = self.python_mrctl("-q", "matmul", "--random", "6", "--seed", "3", "--verify")
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertIn(b"verified: max abs error", finished.stdout)
+        finished = self.python_mrctl("-q", "matmul", "a.txt", "b.txt", "--out", "c.out")
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertEqual((self.files / "c.out").read_text(),
+                         "7.000000000000000000e+00 8.000000000000000000e+00\n"
+                         "1.600000000000000000e+01 1.700000000000000000e+01\n")
+
+    def test_job_commands(self) -> None:
+        submitted = self.python_mrctl("-q", "wordcount", "--no-wait", "doc1.txt")
+        self.assertEqual(submitted.returncode, 0, submitted.stderr)
+        job_id = submitted.stdout.decode().strip()
+        waited = self.python_mrctl("-q", "result", "--wait", "--top", "1", job_id)
+        self.assertEqual((waited.returncode, waited.stdout), (0, b"3  to\n"))
+        status = self.python_mrctl("status", job_id)
+        self.assertRegex(status.stdout.decode(),
+                         rf"^job {job_id}: done, map \d+/\d+, reduce \d+/\d+\n$")
+        listed = self.python_mrctl("list")
+        self.assertRegex(listed.stdout.decode(), rf"\n *{job_id}  done\n")
+        self.assertEqual(self.python_mrctl("cancel", job_id).returncode, 0)
+        self.assertEqual(self.python_mrctl("result", job_id).returncode, 1)
+        stats = self.python_mrctl("server-stats")
+        self.assertEqual(len(stats.stdout.decode().splitlines()), 14)
+
+    def test_exit_codes(self) -> None:
+        self.assertEqual(self.python_mrctl("wordcount", "missing.txt").returncode, 7)
+        self.assertEqual(self.python_mrctl("status", "4000000000").returncode, 5)
+        self.assertEqual(self.python_mrctl("frobnicate").returncode, 2)
+        self.assertEqual(self.python_mrctl("matmul", "a.txt", "a.txt").returncode, 7)
+        unreachable = run_program(
+            [sys.executable, str(MRCTL_PY), "--server", "127.0.0.1:1", "list"],
+            self.server.address, self.files)
+        self.assertEqual(unreachable.returncode, 3)
+
+
+if __name__ == "__main__":
+    unittest.main()

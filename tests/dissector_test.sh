@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# The Wireshark dissector (protocol/wireshark/mrd.lua) against a real capture: a server on an
+# ephemeral port, a capture of that port on loopback, a session with mrctl and a few hand-made
+# requests (one split over four TCP segments, ten pipelined in one segment, malformed ones); then
+# tshark with the dissector must decode every field checked below.
+# Usage: dissector_test.sh MRD_BINARY MRCTL_BINARY SOURCE_DIR   (KEEP_WORK=1 keeps the capture)
+set -uo pipefail
+export LC_ALL=C
+mrd=$1
+mrctl=$2
+dissector=$3/protocol/wireshark/mrd.lua
+work=$(mktemp -d)
+server=
+capture=
+
+cleanup() {
+  [[ -n $capture ]] && kill "$capture" 2>/dev/null && wait "$capture" 2>/dev/null
+  [[ -n $server ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  if [[ -n ${KEEP_WORK:-} ]]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+fail() { echo "dissector_test: $*" >&2; exit 1; }
+
+for tool in tshark dumpcap nc; do
+  command -v "$tool" >/dev/null || fail "$tool is not installed"
+done
+[[ -f $dissector ]] || fail "no dissector at $dissector"
+
+# --- a server, and a capture of its port that is really running before anything is sent ---
+"$mrd" --listen 127.0.0.1:0 --port-file "$work/port" --workers 2 2>"$work/mrd.log" &
+server=$!
+for _ in $(seq 200); do [[ -s $work/port ]] && break; sleep 0.05; done
+[[ -s $work/port ]] || fail "mrd did not start: $(cat "$work/mrd.log")"
+port=$(cat "$work/port")
+
+dumpcap -q -i lo -f "tcp port $port" -w "$work/capture.pcapng" 2>"$work/dumpcap.log" &
+capture=$!
+# dumpcap says "Capturing on" once its filter is installed; a little more for good measure.
+for _ in $(seq 100); do grep -q '^Capturing on' "$work/dumpcap.log" && break; sleep 0.05; done
+grep -q '^Capturing on' "$work/dumpcap.log" ||
+  fail "cannot capture on lo (root or the capture capability is needed): $(cat "$work/dumpcap.log")"
+sleep 0.3
+
+# --- a session with mrctl: jobs 1 (words), 2 (numbers), 3 (matmul), 4 (index) ---
+ctl() { "$mrctl" -q --server "127.0.0.1:$port" "$@" >>"$work/mrctl.log" 2>&1; }
+printf 'to be or not to be\n' > "$work/hamlet.txt"
+printf '1 2 3\n4\n' > "$work/numbers.txt"
+printf 'apple pie\n' > "$work/pie.txt"
+printf 'apple tart\n' > "$work/tart.txt"
+ctl wordcount "$work/hamlet.txt" || fail "mrctl wordcount failed"
+ctl stats "$work/numbers.txt" || fail "mrctl stats failed"
+ctl matmul --random 4 || fail "mrctl matmul failed"
+ctl index "$work/pie.txt" "$work/tart.txt" || fail "mrctl index failed"
+ctl list
+ctl status 1
+ctl status 99  # UNKNOWN_JOB: mrctl exits 5, and the reply is what we want on the wire
+ctl server-stats
+
+# --- hand-made frames (docs/protocol.md, section 1: little-endian, cereal strings) ---
+u8() { printf "\\x$(printf %02x "$1")"; }
+uint_le() { local i; for ((i = 0; i < $2; i++)); do u8 $((($1 >> (8 * i)) & 255)); done; }
+u32() { uint_le "$1" 4; }
+u64() { uint_le "$1" 8; }
+str() { u64 "${#1}"; printf '%s' "$1"; }
+frame() { u8 "$1"; u32 "$(stat -c %s "$2")"; cat "$2"; }  # frame CODE BODY_FILE
+# send FILE: the file in one write. (Piping printf straight into nc would send a request a few
+# bytes at a time, as nc happens to read them.)
+send() { timeout 10 nc -N 127.0.0.1 "$port" < "$1" >/dev/null; }
+
+# (a) job 5: a SUBMIT in four segments, the header itself cut in two. A pause between writes
+# makes each its own segment (nc writes what it reads; the pause outlasts a delayed ACK).
+{
+  str bigrams; str sum; u64 0; u32 0; u32 0; u32 0; str ""; u8 0
+  u64 1; str split.txt; str 'split me into segments split me'
+} > "$work/split.body"
+frame 0 "$work/split.body" > "$work/split"
+{
+  head -c 2 "$work/split"; sleep 0.2
+  tail -c +3 "$work/split" | head -c 3; sleep 0.2
+  tail -c +6 "$work/split" | head -c 20; sleep 0.2
+  tail -c +26 "$work/split"
+} | timeout 10 nc -N 127.0.0.1 "$port" >/dev/null
+
+# (b) ten requests in one write: STATUS 1, FETCH 1, LIST, STATS, FETCH 99, CANCEL 2, FETCH 2,
+# HELLO, HELLO of version 2, and the undefined opcode 42. Replies must pair with them in order.
+: > "$work/empty"
+u32 1 > "$work/id1"; u32 2 > "$work/id2"; u32 99 > "$work/id99"
+{ u8 1; u8 0; str ""; } > "$work/hello"  # u16 version 1, empty software
+{ u8 2; u8 0; str ""; } > "$work/hello2"
+{
+  frame 2 "$work/id1"; frame 1 "$work/id1"; frame 4 "$work/empty"; frame 5 "$work/empty"
+  frame 1 "$work/id99"; frame 3 "$work/id2"; frame 1 "$work/id2"; frame 6 "$work/hello"
+  frame 6 "$work/hello2"; frame 42 "$work/empty"
+} > "$work/pipelined"
+send "$work/pipelined"
+
+# (c) job 6, with every option and an idempotency key, and in the same write a FETCH of it:
+# the job cannot be done yet, so PENDING.
+{
+  str words; str sum; u64 65536; u32 2; u32 30000; u32 512; str retry-42; u8 0
+  u64 1; str big.txt; str "$(printf 'lorem ipsum %.0s' $(seq 20000))"
+} > "$work/big.body"
+{ frame 0 "$work/big.body"; u8 1; u32 4; u32 6; } > "$work/submit-fetch"
+send "$work/submit-fetch"
+
+# (d) malformed: a FETCH with a 3-byte id; a SUBMIT whose document count lies.
+{ u8 1; u32 3; printf 'abc'; } > "$work/short-fetch"
+send "$work/short-fetch"
+{ str words; str sum; u64 0; u32 0; u32 0; u32 0; str ""; u8 0; u64 1000; } > "$work/liar.body"
+frame 0 "$work/liar.body" > "$work/liar"
+send "$work/liar"
+
+# (e) a SUBMIT header announcing 4 GiB: FRAME_TOO_LARGE, and the server closes.
+{ u8 0; u32 4294967295; } > "$work/huge"
+send "$work/huge"
+
+sleep 0.5  # the last replies reach the capture
+kill "$capture"; wait "$capture" 2>/dev/null; capture=
+
+# --- decode ---
+# shark ARGS...: tshark with the dissector, on the capture, mrd on the server's port. Two passes
+# (-2), as the GUI does: the second pass must find the pairing the first one recorded.
+shark() {
+  tshark -n -X "lua_script:$dissector" -r "$work/capture.pcapng" -d "tcp.port==$port,mrd" -2 \
+    "$@" 2>>"$work/tshark.err"
+}
+# fields FILTER FIELD...: one line per matching frame, fields separated by '|', values by ','
+fields() {
+  local filter=$1
+  shift
+  shark -Y "$filter" -T fields -E separator='|' $(printf -- '-e %s ' "$@")
+}
+# count_pdus TSHARK_ARGS...: how many mrd PDUs one pass over the capture finds
+count_pdus() {
+  tshark -n -X "lua_script:$dissector" -r "$work/capture.pcapng" "$@" -T fields \
+    -e mrd.body_length 2>>"$work/tshark.err" | tr ',' '\n' | grep -c .
+}
+
+passed=0
+failed=0
+report() {  # report NAME OK WANTED GOT
+  if [[ $2 == yes ]]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    printf 'FAILED: %s\n  wanted: %s\n  got:    %s\n' "$1" "$3" "$4"
+  fi
+}
+expect() { report "$1" "$([[ $2 == "$3" ]] && echo yes)" "$2" "$3"; }        # NAME WANTED GOT
+expect_match() { report "$1" "$([[ $3 =~ $2 ]] && echo yes)" "$2" "$3"; }  # NAME REGEX GOT
+
+# mrctl's session
+expect "HELLO reply names the server" "mrd" \
+  "$(fields 'mrd.status == 0 && mrd.hello.version' mrd.hello.software | head -1 | cut -d' ' -f1)"
+expect "SUBMIT words+sum: mapper, reducer, document name, text" \
+  "words|sum|$work/hamlet.txt|to be or not to be\\n" \
+  "$(fields 'mrd.document.name contains "hamlet"' \
+    mrd.submit.mapper mrd.submit.reducer mrd.document.name mrd.document.text)"
+expect "SUBMIT options and input kind" "0|0|0|0|0" \
+  "$(fields 'mrd.document.name contains "hamlet"' mrd.submit.chunk_bytes mrd.submit.partitions \
+    mrd.submit.task_timeout_ms mrd.submit.memory_limit_mib mrd.submit.input_kind)"
+expect "the OKs to SUBMITs carry job ids 1 to 6" "1 2 3 4 5 6" \
+  "$(fields 'mrd.status == 0 && mrd.request_opcode == 0' mrd.job_id | paste -sd' ')"
+expect "FETCH of job 1: counts of be, to, not, or" "0|be,to,not,or|2,2,1,1" \
+  "$(fields 'mrd.result.kind == 0' mrd.result.kind mrd.counts.key mrd.counts.occurrences |
+     sort -u)"
+expect "FETCH of job 2: statistics" "4|2.5|2.5|1|1|4" \
+  "$(fields 'mrd.result.kind == 3' mrd.statistics.count mrd.statistics.mean \
+    mrd.statistics.median mrd.statistics.mode mrd.statistics.min mrd.statistics.max)"
+expect "SUBMIT matmul+rows: two 4x4 matrices of 16 values" "matmul|2|4,4|4,4|16,16" \
+  "$(fields 'mrd.submit.mapper == "matmul"' mrd.submit.mapper mrd.submit.input_kind \
+    mrd.matrix.rows mrd.matrix.cols mrd.matrix.value_count)"
+expect "FETCH of job 3: a 4x4 matrix" "2|4|4|16" \
+  "$(fields 'mrd.result.kind == 2' mrd.result.kind mrd.matrix.rows mrd.matrix.cols \
+    mrd.matrix.value_count)"
+expect "FETCH of job 4: postings" \
+  "apple,pie,tart|2,1,1|$work/pie.txt,$work/tart.txt,$work/pie.txt,$work/tart.txt" \
+  "$(fields 'mrd.result.kind == 1' mrd.postings.word mrd.postings.document_count \
+    mrd.postings.document)"
+expect "LIST: jobs 1 to 4, all done" "1,2,3,4|3,3,3,3" \
+  "$(fields 'mrd.request_opcode == 4' mrd.job_id mrd.state | head -1)"
+shark -O mrd > "$work/tree.txt"
+expect "state and error message by name in the tree" "State: done (3)|Message: no job 99" \
+  "$(grep -m1 -o 'State: done (3)' "$work/tree.txt")|$(grep -m1 -o 'Message: no job 99' \
+    "$work/tree.txt")"
+stats_fields=$(printf 'mrd.stats.%s ' uptime_ms connections_open connections_total \
+  requests_total requests_rejected jobs_submitted jobs_done jobs_failed jobs_cancelled \
+  jobs_expired jobs_unfinished workers worker_restarts retained_result_bytes)
+expect "STATS: 14 counters, 4 jobs submitted" "14|4" \
+  "$(fields 'mrd.request_opcode == 5' $stats_fields | head -1 | tr '|' '\n' | grep -c .)|$(
+     fields 'mrd.request_opcode == 5' mrd.stats.jobs_submitted | head -1)"
+expect "Info column" \
+  "SUBMIT words+sum|OK: job 1|FETCH job 1|UNKNOWN_JOB: no job 99|OK: job 1 done" \
+  "$(for filter in 'mrd.submit.mapper == "words"' 'mrd.job_id == 1 && mrd.request_opcode == 0' \
+       'mrd.opcode == 1 && mrd.job_id == 1' 'mrd.status == 2' \
+       'mrd.request_opcode == 2 && mrd.job_id == 1'; do
+       fields "$filter" _ws.col.Info | head -1
+     done | paste -sd'|')"
+
+# (a) the split SUBMIT: one PDU, in the frame of its fourth segment
+expect "split SUBMIT reassembled from 4 segments into one PDU" "4|0|split.txt" \
+  "$(fields 'mrd.submit.mapper == "bigrams"' tcp.segment.count mrd.opcode mrd.document.name)"
+expect "split SUBMIT: its text" "split me into segments split me" \
+  "$(fields 'mrd.submit.mapper == "bigrams"' mrd.document.text)"
+
+# (b) the pipelined requests: one frame, ten PDUs, and ten replies paired in order
+pipelined='mrd.opcode == 3 && mrd.opcode == 42'  # the only frame with these two
+expect "ten pipelined requests decoded from one segment" "2,1,4,5,1,3,1,6,6,42" \
+  "$(fields "$pipelined" mrd.opcode)"
+expect "their replies, paired with them in order" "2,1,4,5,1,3,1,6,6,42|0,0,0,0,2,0,4,0,10,8" \
+  "$(fields "tcp.stream == $(fields "$pipelined" tcp.stream) && tcp.srcport == $port && mrd" \
+    mrd.request_opcode mrd.status |
+    awk -F'|' '{ o = o s $1; t = t s $2; s = "," } END { print o "|" t }')"
+expect "the request frame links to its replies" "10" \
+  "$(fields "$pipelined" mrd.reply_in | tr ',' '\n' | grep -c .)"
+expect "Info column of the pipelined frame" "STATUS job 1 | FETCH job 1 | LIST | STATS | \
+FETCH job 99 | CANCEL job 2 | FETCH job 2 | HELLO v1 | HELLO v2 | opcode 42" \
+  "$(fields "$pipelined" _ws.col.Info)"
+
+# (c) the options, the key, and PENDING with its state's name
+expect "SUBMIT options and idempotency key" "65536|2|30000|512|retry-42|big.txt|240000" \
+  "$(fields 'mrd.submit.idempotency_key == "retry-42"' mrd.submit.chunk_bytes \
+    mrd.submit.partitions mrd.submit.task_timeout_ms mrd.submit.memory_limit_mib \
+    mrd.submit.idempotency_key mrd.document.name mrd.document.text_length)"
+expect_match "PENDING right after SUBMIT, with a state name" \
+  '^PENDING: (queued|(mapping|reducing) [0-9]+/[0-9]+)$' \
+  "$(fields 'mrd.status == 1 && mrd.job_id == 6' _ws.col.Info)"
+
+# (d) malformed bodies: expert infos, and the server's BAD_REQUEST decoded
+expect "FETCH with a 3-byte body is flagged malformed" "1" \
+  "$(fields 'mrd.opcode == 1 && mrd.body_length == 3 && mrd.malformed' mrd.body_length |
+     grep -c .)"
+expect "SUBMIT with a lying count is flagged malformed" "1" \
+  "$(fields 'mrd.documents.count == 1000 && mrd.malformed' mrd.documents.count | grep -c .)"
+expect "BAD_REQUEST replies decoded with their message" "2" \
+  "$(fields 'mrd.status == 7 && mrd.error.message' mrd.error.message | grep -c .)"
+
+# (e) the 4 GiB header
+expect "oversized header flagged, and paired with FRAME_TOO_LARGE" "4294967295|0|9" \
+  "$(fields 'mrd.too_large' mrd.body_length)|$(fields 'mrd.status == 9' mrd.request_opcode \
+    mrd.status)"
+
+# the other ways to find the server: the port preference, and the heuristic; and one pass
+with_decode_as=$(count_pdus -d "tcp.port==$port,mrd")
+expect "the port preference finds as many PDUs as Decode As" "$with_decode_as" \
+  "$(count_pdus -o "mrd.port:$port")"
+# The heuristic judges a stream by its first request: it misses the two that start with a
+# malformed one, (d)'s short FETCH and (e)'s 4 GiB header, and finds everything else.
+odd_streams=$(fields 'mrd.body_length == 3 || mrd.too_large' tcp.stream | sort -u | paste -sd,)
+expect "the heuristic finds every stream that starts well" \
+  "$(count_pdus -d "tcp.port==$port,mrd" -Y "!(tcp.stream in {$odd_streams})")" \
+  "$(count_pdus -o mrd.heuristic:TRUE)"
+expect "two passes find as many PDUs as one" "$with_decode_as" \
+  "$(shark -T fields -e mrd.body_length | tr ',' '\n' | grep -c .)"
+
+# no Lua error anywhere, in the tree or on stderr
+shark -V > "$work/verbose.txt"
+expect "no Lua errors" "0" \
+  "$(cat "$work/verbose.txt" "$work/tshark.err" | grep -v 'Running as user "root"' |
+     grep -ci 'lua error\|dissector_bug\|Internal error in the mrd')"
+
+echo "dissector: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
