@@ -10,9 +10,11 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "server/engine/job_kind.hpp"
+#include "server/engine/plugin_jobs.hpp"
 #include "server/log.hpp"
 #include "server/pool/worker_process.hpp"
 #include "server/server.hpp"
@@ -29,6 +31,7 @@ enum ExitCode : int {
   kExitListen = 3,   ///< cannot bind or listen
   kExitWorkers = 4,  ///< cannot start the worker processes
   kExitDataDir = 5,  ///< cannot open the data directory
+  kExitPlugin = 6,   ///< cannot load a plugin
 };
 
 /// Splits "HOST:PORT" (or "[v6]:PORT"); false if it is not that shape.
@@ -84,8 +87,17 @@ std::string job_list_for_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Worker mode comes first: a worker needs nothing of the server's set-up.
-  if (argc == 3 && std::strcmp(argv[1], "--worker-fd") == 0) {
+  // Worker mode comes first: a worker needs nothing of the server's set-up but its plugins.
+  // The server starts it as `mrd --worker-fd 3 [--plugin FILE]...`.
+  if (argc >= 3 && std::strcmp(argv[1], "--worker-fd") == 0) {
+    try {
+      for (int i = 3; i + 1 < argc; i += 2) {
+        if (std::strcmp(argv[i], "--plugin") == 0) mrd::engine::load_plugin(argv[i + 1]);
+      }
+    } catch (const std::exception& e) {
+      log(Level::kError, "worker: ", e.what());
+      return kExitPlugin;
+    }
     return run_worker(std::atoi(argv[2]));
   }
 
@@ -101,7 +113,7 @@ int main(int argc, char** argv) {
   app.footer(job_list_for_help() +
              "\n\nExit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 runtime error, 2 bad command"
              " line,\n3 cannot listen, 4 cannot start worker processes, 5 cannot open the data "
-             "directory.");
+             "directory,\n6 cannot load a plugin.");
   app.set_version_flag("--version", "mrd " MRD_VERSION);
   app.add_option("--listen", listen, "Address to listen on, HOST:PORT; port 0 picks a free one")
       ->capture_default_str();
@@ -150,6 +162,10 @@ int main(int argc, char** argv) {
   app.add_flag("--fsync", config.fsync,
                "With --data-dir: fsync every commit, so acknowledged jobs survive a power cut too "
                "(by default they survive the server being killed, not the machine)");
+  app.add_option("--plugin", config.plugins,
+                 "Load the jobs of a plugin (a shared library built with server/sdk/mrd_plugin.h;"
+                 " see docs/plugins.md). Repeat for several")
+      ->type_name("FILE.so");
   app.add_option("--log-level", log_level, "error, warn, info or debug")
       ->capture_default_str()
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
@@ -170,6 +186,18 @@ int main(int argc, char** argv) {
   config.max_retained_bytes = max_retained_mib << 20;
   if (config.workers == 0) config.workers = std::max(1u, std::thread::hardware_concurrency());
   config.worker_executable = own_executable();
+  for (auto& plugin : config.plugins) {
+    plugin = std::filesystem::absolute(plugin).string();  // workers may resolve it elsewhere
+    try {
+      mrd::engine::load_plugin(plugin);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mrd: %s\n", e.what());
+      return kExitPlugin;
+    }
+  }
+  for (const auto* kind : mrd::engine::plugin_job_kinds()) {
+    log(Level::kInfo, "plugin job ", kind->mapper(), " + ", kind->reducer());
+  }
 
   // A peer that goes away mid-write must be an error code, not a process-killing signal.
   signal(SIGPIPE, SIG_IGN);

@@ -99,7 +99,8 @@ class Loop {
        std::atomic<std::uint64_t>& restarts)
       : config_(config), on_finish_(on_finish), restarts_(restarts) {
     for (unsigned i = 0; i < config.workers; ++i) {
-      slots_.push_back(Slot{WorkerProcess::spawn(config.worker_executable), std::nullopt});
+      slots_.push_back(
+          Slot{WorkerProcess::spawn(config.worker_executable, config.plugins), std::nullopt});
     }
   }
 
@@ -307,7 +308,7 @@ void Loop::replace_worker(Slot& slot, Loss loss, std::string& how) {
                                               : " (its job was cancelled)";
   log(loss == Loss::kDied ? Level::kWarn : Level::kInfo, "worker ", pid, " ", how, why,
       "; starting a replacement");
-  slot.process = WorkerProcess::spawn(config_.worker_executable);
+  slot.process = WorkerProcess::spawn(config_.worker_executable, config_.plugins);
 }
 
 void Loop::on_worker_lost(Slot& slot, Loss loss) {

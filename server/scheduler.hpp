@@ -18,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "protocol/messages.hpp"
 #include "server/job_ticket.hpp"
@@ -44,6 +45,7 @@ struct JobOutcome {
 
 struct SchedulerConfig {
   std::string worker_executable;           ///< this binary, started with --worker-fd
+  std::vector<std::string> plugins;        ///< plugin files the workers load too
   unsigned workers = 2;                    ///< worker processes
   std::uint32_t task_timeout_ms = 300000;  ///< for jobs that set none
   std::uint32_t memory_limit_mib = 4096;   ///< for jobs that set none; 0 = unlimited

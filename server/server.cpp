@@ -26,8 +26,8 @@ Server::Server(asio::io_context& io, ServerConfig config)
                           config_.data_dir,
                           config_.fsync ? JobDatabase::Sync::kFull : JobDatabase::Sync::kNormal)),
       store_(config_.max_retained_bytes, database_.get()),
-      scheduler_({config_.worker_executable, config_.workers, config_.task_timeout_seconds * 1000,
-                  config_.worker_memory_mib},
+      scheduler_({config_.worker_executable, config_.plugins, config_.workers,
+                  config_.task_timeout_seconds * 1000, config_.worker_memory_mib},
                  // Called on the scheduler thread: hand the outcome to the network thread, which
                  // owns the store. Nothing else crosses between the two threads.
                  [this](JobOutcome outcome) {

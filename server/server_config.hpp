@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "protocol/limits.hpp"
 #include "protocol/wire.hpp"
@@ -25,7 +26,8 @@ struct ServerConfig {
   bool enable_test_jobs = false;             ///< accept the fault-injecting test-* mappers
   std::string data_dir;  ///< where jobs and results are stored durably; empty = in memory only
   bool fsync = false;    ///< fsync every commit (survives power loss, costs an fsync per job)
-  std::string worker_executable;  ///< this binary; found from /proc/self/exe
+  std::string worker_executable;     ///< this binary; found from /proc/self/exe
+  std::vector<std::string> plugins;  ///< --plugin files, as absolute paths
 };
 
 /// Counters the network thread keeps for STATS.

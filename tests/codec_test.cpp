@@ -221,7 +221,8 @@ TEST(Codec, MapperNameLongerThanTheLimitIsRefused) {
 }
 
 TEST(Codec, IdempotencyKeyLongerThanTheLimitIsRefused) {
-  SubmitRequest request{"words", "sum", {}, Documents{}, std::string(kMaxIdempotencyKeyBytes + 1, 'k')};
+  SubmitRequest request{
+      "words", "sum", {}, Documents{}, std::string(kMaxIdempotencyKeyBytes + 1, 'k')};
   const auto decoded = decode<SubmitRequest>(encode(request));
   ASSERT_FALSE(decoded);
   EXPECT_NE(decoded.error.find("idempotency key"), std::string::npos) << decoded.error;

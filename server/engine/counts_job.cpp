@@ -82,7 +82,10 @@ std::string CountsJob::reduce(const std::vector<std::string>& pieces) const {
   CountTable totals;
   for (const auto& piece : pieces) {
     read_intermediate("counts from a map task", [&] {
-      read_counts(piece, [&](std::string key, std::uint64_t count) { totals[key] += count; });
+      read_counts(piece, [&](std::string key, std::uint64_t count) {
+        auto& total = totals[key];
+        total = combine(total, count);
+      });
     });
   }
   std::vector<CountView> sorted;

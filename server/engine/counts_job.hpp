@@ -28,6 +28,10 @@ class CountsJob : public JobKind {
   std::string reduce(const std::vector<std::string>& pieces) const override;
   protocol::JobResult assemble(std::vector<std::string> partitions) const override;
 
+  /// Merges two values of the same key: their sum here; a plugin job may choose another
+  /// associative, commutative operation with 0 as its identity (max, bitwise or...).
+  virtual std::uint64_t combine(std::uint64_t a, std::uint64_t b) const { return a + b; }
+
  protected:
   using CountTable = KeyTable<std::uint64_t>;
 

@@ -4,6 +4,7 @@
 #include "server/engine/builtin_jobs.hpp"
 #include "server/engine/input_kinds.hpp"
 #include "server/engine/job_kind.hpp"
+#include "server/engine/plugin_jobs.hpp"
 
 namespace mrd::engine {
 namespace {
@@ -11,6 +12,7 @@ namespace {
 /// The jobs a SUBMIT may name.
 std::vector<const JobKind*> submittable(bool allow_test_jobs) {
   auto kinds = all_job_kinds();
+  kinds.insert(kinds.end(), plugin_job_kinds().begin(), plugin_job_kinds().end());
   if (allow_test_jobs) {
     kinds.insert(kinds.end(), test_job_kinds().begin(), test_job_kinds().end());
   }
@@ -59,7 +61,7 @@ const std::vector<const JobKind*>& all_job_kinds() {
 }
 
 const JobKind* find_job_kind(std::string_view mapper, std::string_view reducer) {
-  for (const auto* kinds : {&all_job_kinds(), &test_job_kinds()}) {
+  for (const auto* kinds : {&all_job_kinds(), &plugin_job_kinds(), &test_job_kinds()}) {
     for (const JobKind* kind : *kinds) {
       if (kind->mapper() == mapper && kind->reducer() == reducer) return kind;
     }

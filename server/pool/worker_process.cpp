@@ -15,7 +15,8 @@ extern char** environ;
 
 namespace mrd::server {
 
-std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& executable) {
+std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& executable,
+                                                    const std::vector<std::string>& plugins) {
   int fds[2];
   // CLOEXEC on both ends: other workers must not inherit this pair, or a dead worker's EOF would
   // never arrive. The child's end loses the flag through dup2 below.
@@ -46,12 +47,18 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& executabl
   env.push_back(blas_threads.data());
   env.push_back(nullptr);
 
-  std::string fd_flag = "--worker-fd";
-  std::string fd_value = "3";
-  std::string program = executable;
-  char* argv[] = {program.data(), fd_flag.data(), fd_value.data(), nullptr};
+  std::vector<std::string> arguments{executable, "--worker-fd", "3"};
+  for (const auto& plugin : plugins) {
+    arguments.push_back("--plugin");
+    arguments.push_back(plugin);
+  }
+  std::vector<char*> argv;
+  for (auto& argument : arguments)
+    argv.push_back(argument.data());
+  argv.push_back(nullptr);
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, executable.c_str(), &actions, &attributes, argv, env.data());
+  const int rc =
+      posix_spawn(&pid, executable.c_str(), &actions, &attributes, argv.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   ::close(fds[1]);

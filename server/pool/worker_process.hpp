@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "server/pool/task_message.hpp"
 
@@ -17,8 +18,10 @@ namespace mrd::server {
 
 class WorkerProcess {
  public:
-  /// Starts `executable --worker-fd 3`. Throws std::runtime_error if the process cannot start.
-  static std::unique_ptr<WorkerProcess> spawn(const std::string& executable);
+  /// Starts `executable --worker-fd 3 [--plugin FILE]...`, loading the same plugins as the
+  /// server. Throws std::runtime_error if the process cannot start.
+  static std::unique_ptr<WorkerProcess> spawn(const std::string& executable,
+                                              const std::vector<std::string>& plugins);
 
   /// Kills the process if it still runs, and reaps it.
   ~WorkerProcess();
