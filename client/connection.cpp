@@ -188,11 +188,15 @@ FetchOutcome Connection::wait_for_result(std::uint32_t job_id,
 }
 
 Connection::Reply Connection::round_trip(std::string_view frame, const std::string& what) {
+  // Every request frame is built by this class, so its first byte is a valid opcode. The reply
+  // is matched to it here, where it is known: an OK body's layout depends on the request.
+  const auto request = static_cast<Opcode>(frame[0]);
+  if (frame_observer_) frame_observer_(Direction::kSent, frame, request);
   if (const auto error = stream_.send_all(frame)) {
     // The server may have answered and hung up before reading the whole request, as it does on
     // FRAME_TOO_LARGE; that answer explains more than our broken pipe, so look for it first.
     try {
-      if (auto reply = read_reply(what)) return std::move(*reply);
+      if (auto reply = read_reply(request, what)) return std::move(*reply);
     } catch (const ClientError&) {
       // Nothing readable either: report the send failure below.
     }
@@ -200,7 +204,7 @@ Connection::Reply Connection::round_trip(std::string_view frame, const std::stri
                                                   to_string(address_) + " while sending (" +
                                                   error.message() + ")" + size_hint(frame.size()));
   }
-  auto reply = read_reply(what);
+  auto reply = read_reply(request, what);
   if (!reply) {
     throw ClientError(ErrorKind::kConnection, what + ": the server at " + to_string(address_) +
                                                   " closed the connection without replying" +
@@ -209,7 +213,7 @@ Connection::Reply Connection::round_trip(std::string_view frame, const std::stri
   return std::move(*reply);
 }
 
-std::optional<Connection::Reply> Connection::read_reply(const std::string& what) {
+std::optional<Connection::Reply> Connection::read_reply(Opcode request, const std::string& what) {
   for (;;) {
     const std::string_view received(inbox_.data(), inbox_filled_);
     const auto parsed = protocol::parse_frame(received, kMaxReplyBodyBytes);
@@ -226,6 +230,9 @@ std::optional<Connection::Reply> Connection::read_reply(const std::string& what)
                                                   to_string(address_) + " an mrd server?");
     }
     if (parsed.outcome == protocol::ParsedFrame::Outcome::kFrame) {
+      if (frame_observer_) {
+        frame_observer_(Direction::kReceived, received.substr(0, parsed.frame_bytes), request);
+      }
       Reply reply{static_cast<Status>(parsed.code), std::string(parsed.body)};
       // Keep anything after this frame for the next reply.
       std::memmove(inbox_.data(), inbox_.data() + parsed.frame_bytes,

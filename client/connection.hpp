@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "client/frame_observer.hpp"
 #include "client/server_address.hpp"
 #include "client/tcp_stream.hpp"
 #include "protocol/messages.hpp"
@@ -73,6 +74,9 @@ class Connection {
   /// The server this connection talks to.
   const ServerAddress& address() const { return address_; }
 
+  /// Shows `observer` every frame from now on, both ways (mrctl --trace); an empty one stops.
+  void set_frame_observer(FrameObserver observer) { frame_observer_ = std::move(observer); }
+
  private:
   /// A reply frame: its status and its still-encoded body.
   struct Reply {
@@ -90,8 +94,9 @@ class Connection {
   template <class T>
   T ask(std::string_view frame, const std::string& what);
 
-  /// Reads the next reply frame; nullopt if the server closed cleanly before its first byte.
-  std::optional<Reply> read_reply(const std::string& what);
+  /// Reads the next reply frame, the answer to a `request`; nullopt if the server closed
+  /// cleanly before its first byte.
+  std::optional<Reply> read_reply(protocol::Opcode request, const std::string& what);
 
   /// Receives at least one more byte into inbox_; false if the server has closed.
   /// `wanted` is how many more the current frame needs, to size the read.
@@ -103,6 +108,7 @@ class Connection {
   /// Grown as bytes arrive, never to a declared length up front.
   std::vector<char> inbox_;
   std::size_t inbox_filled_ = 0;
+  FrameObserver frame_observer_;  ///< empty unless someone is watching
 };
 
 /// The result of an outcome with status kOk. Otherwise throws ClientError: kJobFailed for a

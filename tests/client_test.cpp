@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "client/client_error.hpp"
 #include "client/connection.hpp"
 #include "client/documents.hpp"
+#include "client/frame_trace.hpp"
 #include "client/input_file.hpp"
 #include "client/json.hpp"
 #include "client/json_output.hpp"
@@ -32,6 +34,7 @@
 #include "client/text_output.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/limits.hpp"
+#include "protocol_examples.hpp"
 
 namespace mrd::client {
 namespace {
@@ -717,6 +720,165 @@ TEST(Connection, RefusedConnectionSaysSo) {
         Connection::connect({"127.0.0.1", ntohs(addr.sin_port)});
       },
       ErrorKind::kConnection, "Connection refused (is mrd running there?)");
+}
+
+// --- frame trace (mrctl --trace), on the example frames of docs/protocol.md ---
+
+/// The frame docs/protocol.md shows under `<!-- example: name -->` (docs_test keeps them equal).
+std::string doc_example(const std::string& name) {
+  for (const auto& example : examples::all_examples()) {
+    if (example.name == name) return example.bytes;
+  }
+  ADD_FAILURE() << "no example " << name;
+  return {};
+}
+
+/// Runs describe_frame on a reply to `request`.
+std::string describe_reply(const std::string& frame, protocol::Opcode request) {
+  return describe_frame(Direction::kReceived, frame, request);
+}
+
+/// Expects every one of `lines` in `text`, each as a whole line.
+void expect_lines(const std::string& text, const std::vector<std::string>& lines) {
+  for (const auto& line : lines) {
+    EXPECT_NE(("\n" + text).find("\n" + line + "\n"), std::string::npos)
+        << "missing line '" << line << "' in:\n"
+        << text;
+  }
+}
+
+TEST(FrameTrace, FetchRequestAndPendingReplyInFull) {
+  EXPECT_EQ(describe_frame(Direction::kSent, doc_example("fetch-request")),
+            ">> FETCH (1) body 4 bytes\n"
+            "   01 04 00 00 00 07 00 00 00\n"
+            "   job id: 7\n");
+  EXPECT_EQ(describe_reply(doc_example("fetch-pending-reply"), protocol::Opcode::kFetch),
+            "<< PENDING (1) body 21 bytes\n"
+            "   01 15 00 00 00 07 00 00 00 01 01 00 00 00 04 00\n"
+            "   00 00 00 00 00 00 02 00 00 00\n"
+            "   job 7: mapping, map 1/4, reduce 0/2\n");
+}
+
+TEST(FrameTrace, HexIsTheDocumentsFormatCutAfter64Bytes) {
+  // 105 bytes: four lines of 16 as docs/protocol.md shows them, then a count of the rest.
+  const auto frame = doc_example("submit-words-request");
+  std::string expected_hex;
+  std::istringstream doc_lines(examples::to_hex_lines(frame.substr(0, kTraceHexBytes)));
+  for (std::string line; std::getline(doc_lines, line);)
+    expected_hex += "   " + line + "\n";
+  expected_hex += "   ... (41 more bytes)\n";
+  const auto text = describe_frame(Direction::kSent, frame);
+  EXPECT_NE(text.find("\n" + expected_hex), std::string::npos) << text;
+}
+
+TEST(FrameTrace, SubmitShowsItsFieldsAndASummaryOfTheInput) {
+  const auto words = describe_frame(Direction::kSent, doc_example("submit-words-request"));
+  EXPECT_EQ(words.substr(0, words.find('\n')), ">> SUBMIT (0) body 100 bytes");
+  expect_lines(words, {"   mapper: words", "   reducer: sum", "   chunk bytes: 0 (server default)",
+                       "   partitions: 0 (server default)", "   idempotency key: (none)",
+                       "   input kind: documents (0)", "   documents: 1, 18 bytes of text"});
+  expect_lines(describe_frame(Direction::kSent, doc_example("submit-stats-request")),
+               {"   mapper: numbers", "   input kind: numbers (1)", "   numbers: 2"});
+  expect_lines(describe_frame(Direction::kSent, doc_example("submit-matmul-request")),
+               {"   input kind: matrix pair (2)", "   matrices: A 1x2, B 2x1"});
+}
+
+TEST(FrameTrace, ResultsShowTheirKindAndASummary) {
+  const auto words = describe_reply(doc_example("fetch-words-reply"), protocol::Opcode::kFetch);
+  expect_lines(words, {"<< OK (0) body 82 bytes", "   result kind: counts (0)", "   entries: 4",
+                       "   entry 1: \"be\" 2", "   entry 2: \"to\" 2", "   entry 3: \"not\" 1",
+                       "   ... (1 more entry)"});
+  EXPECT_EQ(words.find("\"or\""), std::string::npos) << "only the first 3 entries";
+  expect_lines(describe_reply(doc_example("fetch-index-reply"), protocol::Opcode::kFetch),
+               {"   result kind: postings (1)", "   entry 1: \"be\" in \"a.txt\", \"b.txt\""});
+  expect_lines(describe_reply(doc_example("fetch-matmul-reply"), protocol::Opcode::kFetch),
+               {"   result kind: matrix (2)", "   shape: 1x1"});
+  expect_lines(describe_reply(doc_example("fetch-stats-reply"), protocol::Opcode::kFetch),
+               {"   result kind: statistics (3)", "   count: 2", "   mean: 2", "   mode: 1.5",
+                "   min: 1.5", "   max: 2.5"});
+}
+
+TEST(FrameTrace, AnOkBodyIsDecodedAsTheAnswerToItsRequest) {
+  expect_lines(describe_reply(doc_example("submit-reply"), protocol::Opcode::kSubmit),
+               {"   job id: 7"});
+  expect_lines(describe_reply(doc_example("status-reply"), protocol::Opcode::kStatus),
+               {"   job 7: done, map 4/4, reduce 2/2"});
+  expect_lines(describe_reply(doc_example("list-reply"), protocol::Opcode::kList),
+               {"   jobs: 2", "   job 7: done", "   job 8: queued"});
+  expect_lines(describe_reply(doc_example("hello-reply"), protocol::Opcode::kHello),
+               {"   protocol version: 1", "   software: mrd 0.1.0"});
+  EXPECT_EQ(describe_reply(doc_example("cancel-reply"), protocol::Opcode::kCancel),
+            "<< OK (0) body 0 bytes\n   00 00 00 00 00\n");
+  // The same bytes mean nothing certain without the request they answer.
+  expect_lines(describe_frame(Direction::kReceived, doc_example("submit-reply")),
+               {"   (not decoded: an OK body's layout depends on the request it answers)"});
+}
+
+TEST(FrameTrace, ErrorRepliesShowTheirMessage) {
+  EXPECT_EQ(describe_reply(doc_example("unknown-job-reply"), protocol::Opcode::kFetch),
+            "<< UNKNOWN_JOB (2) body 16 bytes\n"
+            "   02 10 00 00 00 08 00 00 00 00 00 00 00 6e 6f 20\n"
+            "   6a 6f 62 20 39\n"
+            "   message: no job 9\n");
+  // Control bytes from the wire never reach the terminal as such.
+  const auto odd = examples::message(static_cast<std::uint8_t>(Status::kBadJob),
+                                     protocol::ErrorMessage{"bad\n\x1b[2J"});
+  expect_lines(describe_reply(odd, protocol::Opcode::kSubmit),
+               {"<< BAD_JOB (11) body 16 bytes", "   message: bad\\x0a\\x1b[2J"});
+}
+
+TEST(FrameTrace, ABadFrameShowsWhyInsteadOfCrashing) {
+  // Cut off: the header announces 4 body bytes, 2 are here.
+  const auto fetch = doc_example("fetch-request");
+  expect_lines(describe_frame(Direction::kSent, fetch.substr(0, fetch.size() - 2)),
+               {">> FETCH (1) body 4 bytes", "   01 04 00 00 00 07 00",
+                "   (cut off: 2 body bytes of 4 here)",
+                "   undecodable body: body ends in the middle of a number"});
+  // A result cut in the middle of its entries.
+  const auto words = doc_example("fetch-words-reply");
+  const auto cut = describe_reply(words.substr(0, 40), protocol::Opcode::kFetch);
+  EXPECT_NE(cut.find("   undecodable body: "), std::string::npos) << cut;
+  // Trailing bytes, a lying count, undefined codes, less than a header.
+  expect_lines(describe_frame(Direction::kSent, examples::frame(1, "\x07\x00\x00\x00\x00"s)),
+               {"   undecodable body: unexpected bytes after the end of the body"});
+  expect_lines(describe_reply(examples::frame(0, "\x00\xff\xff\xff\xff\xff\xff\xff\x0f"s),
+                              protocol::Opcode::kFetch),
+               {"   undecodable body: count entries: count larger than the body holds"});
+  expect_lines(describe_frame(Direction::kSent, examples::frame(42, "")),
+               {">> undefined opcode (42) body 0 bytes"});
+  expect_lines(describe_frame(Direction::kReceived, examples::frame(99, "x")),
+               {"<< undefined status (99) body 1 byte"});
+  EXPECT_EQ(describe_frame(Direction::kReceived, "\x00\x04\x00"s),
+            "<< 3 bytes, less than a frame header\n   00 04 00\n");
+}
+
+TEST(FrameTrace, ConnectionShowsItsObserverEveryFrameWithTheRequestItAnswers) {
+  const auto submitted = reply(Status::kOk, protocol::JobId{7});
+  const auto pending = doc_example("fetch-pending-reply");
+  ScriptedServer server({submitted, pending});
+  auto connection = Connection::connect(server.address());
+  struct Seen {
+    Direction direction;
+    std::string frame;
+    protocol::Opcode request;
+    bool operator==(const Seen&) const = default;
+  };
+  std::vector<Seen> seen;
+  connection.set_frame_observer(
+      [&seen](Direction direction, std::string_view frame, protocol::Opcode request) {
+        seen.push_back({direction, std::string(frame), request});
+      });
+  const protocol::SubmitRequest request{"words", "sum", {}, protocol::Documents{{{"a", "b c"}}}};
+  EXPECT_EQ(connection.submit(request), 7u);
+  EXPECT_EQ(connection.fetch(7).status, Status::kPending);
+  const auto& requests = server.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(seen, (std::vector<Seen>{
+                      {Direction::kSent, requests[0], protocol::Opcode::kSubmit},
+                      {Direction::kReceived, submitted, protocol::Opcode::kSubmit},
+                      {Direction::kSent, requests[1], protocol::Opcode::kFetch},
+                      {Direction::kReceived, pending, protocol::Opcode::kFetch},
+                  }));
 }
 
 }  // namespace

@@ -26,6 +26,11 @@ void add_global_options(CLI::App& app, GlobalOptions& options) {
       ->type_name("SECONDS")
       ->check(CLI::Range(0.0, 86400.0));
   app.add_flag("-q,--quiet", options.quiet, "Show no progress while waiting for a job");
+  app.add_flag("--trace", options.trace,
+               "Print every protocol frame sent and received on stderr, while the command runs as "
+               "usual: the opcode or status, the body length, the bytes in hex (the first 64) and "
+               "the decoded fields")
+      ->envname("MRD_TRACE");
 
   // Also accepted here, before the command name; the job commands list them as well.
   auto* group = app.add_option_group("Job options",

@@ -31,6 +31,7 @@ struct GlobalOptions {
   std::string server{client::kDefaultServer};
   double timeout_seconds = 60;  ///< stall timeout per send/receive; 0 waits forever
   bool quiet = false;           ///< no progress display
+  bool trace = false;           ///< describe every frame sent and received on stderr
   SubmitOptions submit;         ///< for the job commands only
 };
 
@@ -43,7 +44,7 @@ struct OutputOptions {
   std::size_t entries() const { return all ? client::kAllEntries : top; }
 };
 
-/// --server, --timeout, --quiet, and the submit options in a group of their own.
+/// --server, --timeout, --quiet, --trace, and the submit options in a group of their own.
 void add_global_options(CLI::App& app, GlobalOptions& options);
 
 /// --no-wait, --chunk-bytes, --partitions.

@@ -7,22 +7,36 @@
 #include <thread>
 
 #include "client/client_error.hpp"
+#include "client/frame_trace.hpp"
 #include "client/mrctl/progress_display.hpp"
 
 namespace mrd::mrctl {
+
+namespace {
+
+/// --trace: each frame described on stderr, as the connection sends or receives it.
+void print_frame(client::Direction direction, std::string_view frame, protocol::Opcode request) {
+  std::fputs(client::describe_frame(direction, frame, request).c_str(), stderr);
+}
+
+}  // namespace
 
 client::Connection open_connection(const GlobalOptions& global) {
   const auto timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(global.timeout_seconds * 1000));
   auto connection =
       client::Connection::connect(client::parse_server_address(global.server), timeout);
+  if (global.trace) connection.set_frame_observer(print_frame);
   connection.hello();
   return connection;
 }
 
 client::FetchOutcome wait_with_progress(client::Connection& connection, std::uint32_t job_id,
                                         const GlobalOptions& global) {
-  ProgressDisplay display(ProgressDisplay::choose_mode(global.quiet));
+  auto mode = ProgressDisplay::choose_mode(global.quiet);
+  // The trace's lines would tear a bar redrawn in place; one line per change reads well beside it.
+  if (global.trace && mode == ProgressDisplay::Mode::kBar) mode = ProgressDisplay::Mode::kLines;
+  ProgressDisplay display(mode);
   auto outcome = connection.wait_for_result(
       job_id, [&display](const protocol::JobProgress& progress) { display.update(progress); });
   display.finish();
