@@ -138,8 +138,13 @@ void Loop::admit(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest requ
   if (job->ticket->cancelled) return;
   job->task_timeout = std::chrono::milliseconds(
       request.options.task_timeout_ms ? request.options.task_timeout_ms : config_.task_timeout_ms);
-  job->memory_limit_mib = request.options.memory_limit_mib ? request.options.memory_limit_mib
-                                                           : config_.memory_limit_mib;
+  // A job may lower its workers' memory limit, never raise it above the server's.
+  job->memory_limit_mib = config_.memory_limit_mib;
+  if (request.options.memory_limit_mib &&
+      (config_.memory_limit_mib == 0 ||
+       request.options.memory_limit_mib < config_.memory_limit_mib)) {
+    job->memory_limit_mib = request.options.memory_limit_mib;
+  }
   try {
     if (!job->kind) throw engine::JobError("no job '" + job->mapper + "' + '" + job->reducer + "'");
     job->kind->validate(request.input);

@@ -131,6 +131,15 @@ TEST(Faults, AJobsLowMemoryLimitDoesNotFollowItsWorkerToTheNextJob) {
   }
 }
 
+TEST(Faults, AJobCannotRaiseItsMemoryLimitAboveTheServers) {
+  ServerProcess server({"--enable-test-jobs", "--worker-memory-mib", "512"});
+  RawClient client(server.port());
+  const auto id = submit(client, fault_job("test-oom", one_document(), {0, 0, 0, 1000000}));
+  const auto reply = wait_for(client, id);
+  EXPECT_EQ(status_name(reply.status), "job-out-of-memory");
+  EXPECT_EQ(error_text(reply), "map task 1 of 1 ran out of memory (limit 512 MiB)");
+}
+
 TEST(Faults, AMapperThatRefusesItsInputIsAnOrdinaryJobFailure) {
   ServerProcess server({"--enable-test-jobs"});
   RawClient client(server.port());

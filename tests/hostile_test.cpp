@@ -152,6 +152,20 @@ TEST_F(BadInput, HugeDimensionsAreABadRequest) {
       "bad-request");
 }
 
+TEST_F(BadInput, AProductFarLargerThanItsFactorsFailsBeforeAllocating) {
+  RawClient client(server.port());
+  const auto side = protocol::kMaxMatrixSide;
+  const auto rss_before = server.rss_kib();
+  const auto id =
+      submit(client, {"matmul", "rows", {}, protocol::MatrixPair{{side, 0, {}}, {0, side, {}}}});
+  const auto reply = wait_for(client, id);
+  EXPECT_EQ(status_name(reply.status), "job-failed");
+  EXPECT_EQ(error_text(reply),
+            "the product of 1048576x0 by 0x1048576 would hold 1099511627776 values; at most "
+            "134217728 (1 GiB) are allowed");
+  EXPECT_LT(server.rss_kib(), rss_before + 64 * 1024);
+}
+
 TEST_F(BadInput, EmptyInputsGiveEmptyResults) {
   RawClient client(server.port());
   auto id = submit(client, {"words", "sum", {}, protocol::Documents{}});

@@ -22,6 +22,9 @@ namespace {
 using protocol::Matrix;
 using protocol::MatrixPair;
 
+/// Largest product: 1 GiB of doubles, well inside what a reply can carry (4 GiB).
+constexpr std::uint64_t kMaxProductValues = (1ull << 30) / sizeof(double);
+
 std::string shape(const Matrix& m) {
   return std::to_string(m.rows) + "x" + std::to_string(m.cols);
 }
@@ -68,6 +71,14 @@ class MatrixMultiply final : public JobKind {
       throw JobError("cannot multiply " + shape(pair.a) + " by " + shape(pair.b) + ": A has " +
                      std::to_string(pair.a.cols) + " columns but B has " +
                      std::to_string(pair.b.rows) + " rows");
+    }
+    // A product can be far larger than its factors (2^20 x 0 times 0 x 2^20 is 8 TiB of zeros
+    // from a 100-byte request): its size is checked before anything is allocated for it.
+    const auto values = pair.a.rows * pair.b.cols;  // no overflow: both sides are <= 2^20
+    if (values > kMaxProductValues) {
+      throw JobError("the product of " + shape(pair.a) + " by " + shape(pair.b) + " would hold " +
+                     std::to_string(values) + " values; at most " +
+                     std::to_string(kMaxProductValues) + " (1 GiB) are allowed");
     }
   }
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <limits>
 
@@ -119,8 +120,16 @@ std::optional<TaskMessage> read_task_message(int fd) {
   for (int i = 7; i >= 0; --i)
     length = (length << 8) | header[1 + i];
   if (length > kMaxTaskMessageBytes) return std::nullopt;  // checked before sizing the buffer
-  TaskMessage message{static_cast<TaskMessageType>(type), std::string(length, '\0')};
-  if (!read_all(fd, message.body.data(), message.body.size())) return std::nullopt;
+  // The buffer grows with the bytes that actually arrive (at most doubling per step), never to
+  // the size a header merely claims: a broken worker cannot make the server touch gigabytes.
+  TaskMessage message{static_cast<TaskMessageType>(type), {}};
+  while (message.body.size() < length) {
+    const std::size_t have = message.body.size();
+    const std::size_t step =
+        std::min<std::uint64_t>(length - have, std::max<std::size_t>(have, 1 << 20));
+    message.body.resize(have + step);
+    if (!read_all(fd, message.body.data() + have, step)) return std::nullopt;
+  }
   return message;
 }
 
