@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh >/dev/null
 work=$(mktemp -d)
-build/server/mrd --listen 127.0.0.1:0 --port-file "$work/port" 2>"$work/mrd.log" &
+# --data-dir: jobs and results are kept in $work/data/mrd.sqlite3 and would survive a restart.
+build/server/mrd --listen 127.0.0.1:0 --port-file "$work/port" --data-dir "$work/data" \
+  2>"$work/mrd.log" &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 200); do [[ -s $work/port ]] && break; sleep 0.05; done
