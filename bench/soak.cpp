@@ -196,7 +196,8 @@ struct Promise {
 struct Ledger {
   std::mutex mutex;
   std::map<std::uint32_t, Promise> jobs;
-  std::atomic<std::uint64_t> bad_frames{0}, cancels{0}, reconnects{0}, worker_kills{0};
+    std::atomic<std::uint64_t> bad_frames{0}, cancels{0}, reconnects{0}, queue_full{0},
+      worker_kills{0};
 };
 
 Connection connect(std::uint16_t port) {
@@ -215,9 +216,14 @@ std::uint32_t submit_until_acknowledged(std::uint16_t port, protocol::SubmitRequ
     try {
       auto c = connect(port);
       return c.submit(request);
-    } catch (const ClientError& e) {
-      if (e.kind() != mrd::client::ErrorKind::kConnection || Clock::now() > give_up) throw;
-      ++ledger.reconnects;
+        } catch (const ClientError& e) {
+      const bool queue_full = e.server_status() == protocol::Status::kQueueFull;
+      if ((e.kind() != mrd::client::ErrorKind::kConnection && !queue_full) ||
+          Clock::now() > give_up) {
+        throw;
+      }
+      // Back-pressure (QUEUE_FULL) and a restarting server are both "later", not "never".
+      ++(queue_full ? ledger.queue_full : ledger.reconnects);
       std::this_thread::sleep_for(50ms);
     }
   }
@@ -370,8 +376,10 @@ int main(int argc, char** argv) {
               clients, static_cast<unsigned long long>(ledger.worker_kills.load()));
   std::printf("  bad frames answered with an error  %llu\n",
               static_cast<unsigned long long>(ledger.bad_frames.load()));
-  std::printf("  resends after a broken connection  %llu\n",
+    std::printf("  resends after a broken connection  %llu\n",
               static_cast<unsigned long long>(ledger.reconnects.load()));
+  std::printf("  QUEUE_FULL answers (backed off)    %llu\n",
+              static_cast<unsigned long long>(ledger.queue_full.load()));
   std::printf("  jobs acknowledged                  %zu\n", ledger.jobs.size());
   std::printf("  completed correctly                %llu\n",
               static_cast<unsigned long long>(correct));

@@ -162,7 +162,7 @@ TEST_F(BadInput, AProductFarLargerThanItsFactorsFailsBeforeAllocating) {
   EXPECT_EQ(status_name(reply.status), "job-failed");
   EXPECT_EQ(error_text(reply),
             "the product of 1048576x0 by 0x1048576 would hold 1099511627776 values; at most "
-            "134217728 (1 GiB) are allowed");
+            "33554432 (256 MiB) are allowed");
   EXPECT_LT(server.rss_kib(), rss_before + 64 * 1024);
 }
 

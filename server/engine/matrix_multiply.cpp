@@ -22,8 +22,9 @@ namespace {
 using protocol::Matrix;
 using protocol::MatrixPair;
 
-/// Largest product: 1 GiB of doubles, well inside what a reply can carry (4 GiB).
-constexpr std::uint64_t kMaxProductValues = (1ull << 30) / sizeof(double);
+/// Largest product: 256 MiB of doubles (a 5792 x 5792 matrix), well inside what a reply can carry
+/// and about the size of the largest SUBMIT; mrd holds a result in memory to serve it.
+constexpr std::uint64_t kMaxProductValues = (256ull << 20) / sizeof(double);
 
 std::string shape(const Matrix& m) {
   return std::to_string(m.rows) + "x" + std::to_string(m.cols);
@@ -78,7 +79,7 @@ class MatrixMultiply final : public JobKind {
     if (values > kMaxProductValues) {
       throw JobError("the product of " + shape(pair.a) + " by " + shape(pair.b) + " would hold " +
                      std::to_string(values) + " values; at most " +
-                     std::to_string(kMaxProductValues) + " (1 GiB) are allowed");
+                     std::to_string(kMaxProductValues) + " (256 MiB) are allowed");
     }
   }
 
