@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of tests/fuzz/ with clang (into build-fuzz/, or $FUZZ_BUILD_DIR) and
+# runs each for SECONDS_PER_TARGET (default 60), one after the other, from a scratch copy of its
+# seed corpus. Exits non-zero if any target crashed, leaked, timed out or tripped a sanitizer,
+# after saying which and where its input was saved.
+#
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]
+#
+# To replay a saved input: build-fuzz/<target> <file>   (or a whole directory, with -runs=0)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:-60}
+if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: $0 [SECONDS_PER_TARGET]" >&2
+  exit 2
+fi
+
+bash scripts/setup.sh  # clang and libclang-rt-14-dev, among the rest
+build=${FUZZ_BUILD_DIR:-build-fuzz}
+CC=clang CXX=clang++ cmake -S tests/fuzz -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$(nproc)" >/dev/null
+
+# Target and its largest input in bytes. Small inputs keep each run short and still hold every
+# kind of message; job_pipeline_fuzz runs a whole job per input, so it gets less.
+# The last number is the largest single allocation allowed, in MiB. job_pipeline_fuzz may
+# legitimately build a matrix product of up to 256 MiB (the engine's cap) from a tiny input.
+targets=(
+  "frame_parser_fuzz 4096 256"
+  "request_body_fuzz 4096 256"
+  "reply_body_fuzz 4096 256"
+  "task_message_fuzz 4096 256"
+  "job_pipeline_fuzz 2048 300"
+)
+
+# One BLAS thread, as in a worker process (blas_threads.hpp): no idle pool started at load.
+# Undefined behaviour already aborts (-fno-sanitize-recover); the stack says where it was.
+export OPENBLAS_NUM_THREADS=1
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+failed=()
+summary=()
+for entry in "${targets[@]}"; do
+    read -r target max_len malloc_limit <<<"$entry"
+  corpus="$build/corpus/$target"        # a scratch copy: the fuzzer adds to it, not to the repo
+  artifacts="$build/artifacts/$target"  # where a failing input is saved
+  log="$build/logs/$target.log"
+  rm -rf "$corpus" "$artifacts"
+  mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
+  cp tests/fuzz/corpus/"$target"/* "$corpus"/
+
+  echo "fuzz: $target for ${seconds}s"
+  status=0
+    # -timeout: an input that takes longer is a hang. -malloc_limit_mb: no input of a few KiB has
+  # any business allocating more than its job's caps allow; a larger single allocation means a
+  # length or a count was trusted before it was checked.
+  "$build/$target" "$corpus" \
+    -dict=tests/fuzz/mrd.dict \
+    -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
+        -rss_limit_mb=2048 -malloc_limit_mb="$malloc_limit" \
+    -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1 || status=$?
+
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+  if [[ $status -ne 0 ]]; then
+    failed+=("$target")
+    crash=$(grep -o 'Test unit written to .*' "$log" | sed 's/Test unit written to //' || true)
+    echo "fuzz: $target FAILED (exit $status); the end of $log:" >&2
+    tail -n 40 "$log" >&2
+    echo "fuzz: $target input that fails: ${crash:-(none saved; see $log)}" >&2
+    [[ -n $crash ]] && echo "fuzz: replay it with: $build/$target $crash" >&2
+    summary+=("$(printf '%-20s FAILED after %s executions' "$target" "${runs:-?}")")
+  else
+    summary+=("$(printf '%-20s ok, %s executions' "$target" "${runs:-?}")")
+  fi
+done
+
+echo "fuzz: ${seconds}s per target:"
+printf '  %s\n' "${summary[@]}"
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "fuzz: failed: ${failed[*]}" >&2
+  exit 1
+fi

@@ -1,0 +1,138 @@
+// Fuzz target: a SUBMIT body through the whole job engine, the way mrd runs a job. The request is
+// decoded and checked (request_handler.cpp), validated and split into chunks (scheduler.cpp); each
+// chunk goes to map and each partition to reduce through the worker messages
+// (task_message.hpp); the reduced partitions are assembled into the result.
+//
+// Input: a SUBMIT body, exactly as a client sends it.
+//
+// A job may be refused only the documented ways: a body that does not decode (BAD_REQUEST), a
+// pair or input kind that does not fit (BAD_JOB), input that validate() rejects (JOB_FAILED).
+// Once validate() has accepted the input, nothing may throw: every later step reads only what an
+// earlier step of the same engine wrote. And MapReduce must not change the answer: the result must
+// be, byte for byte, the result of the same job run as one chunk and one partition.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "fuzz_check.hpp"
+#include "protocol/codec.hpp"
+#include "server/engine/job_kind.hpp"
+#include "server/pool/task_message.hpp"
+
+namespace {
+
+namespace engine = mrd::engine;
+namespace protocol = mrd::protocol;
+namespace server = mrd::server;
+
+/// Bounds on one input's work, so that the fuzzer tries many small jobs rather than a few big
+/// ones. A request may ask for up to 1024 partitions and 65536 chunks; a bug that needs more than
+/// these to show is a bug of scale, for a benchmark to find.
+constexpr std::uint32_t kMaxPartitions = 8;
+constexpr std::uint64_t kMaxChunks = 32;
+
+/// Runs a step that must not throw; if it does, says which and with what, and stops the run.
+template <class Step>
+decltype(auto) must_not_throw(const char* what, Step&& step) {
+  try {
+    return step();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s threw after validate() accepted the input: %s\n", what, e.what());
+    std::abort();
+  }
+}
+
+/// Bytes of input, as far as chunk sizes go (the scheduler's input_bytes()).
+std::uint64_t input_bytes(const protocol::JobInput& input) {
+  if (const auto* docs = std::get_if<protocol::Documents>(&input)) {
+    std::uint64_t total = 0;
+    for (const auto& d : docs->documents)
+      total += d.text.size();
+    return total;
+  }
+  if (const auto* numbers = std::get_if<protocol::Numbers>(&input)) {
+    return numbers->values.size() * sizeof(double);
+  }
+  return std::get<protocol::MatrixPair>(input).a.values.size() * sizeof(double);
+}
+
+/// Runs the job in `chunk_bytes` chunks and `partitions` partitions, each task through the
+/// messages a worker receives and answers; returns the encoded result.
+std::string run(const engine::JobKind& kind, const protocol::SubmitRequest& request,
+                std::uint64_t chunk_bytes, std::uint32_t partitions) {
+  const auto chunks =
+      must_not_throw("split()", [&] { return kind.split(request.input, chunk_bytes); });
+  FUZZ_CHECK(!chunks.empty(), "split() gives at least one chunk");
+
+  std::vector<std::vector<std::string>> map_outputs;  // [chunk][partition]
+  for (const auto& chunk : chunks) {
+    FUZZ_CHECK(chunk.index() == kind.input_kind(), "a chunk is input of the job's kind");
+    const auto task = server::decode_map_task(server::encode_map_task(
+        {request.mapper, request.reducer, partitions, request.options.memory_limit_mib, chunk}));
+    const auto pieces =
+        must_not_throw("map()", [&] { return kind.map(task.chunk, task.partitions); });
+    FUZZ_CHECK(pieces.size() == (kind.has_reduce() ? partitions : 1u),
+               "map() gives one piece per partition (one in all without a reduce step)");
+    map_outputs.push_back(server::decode_pieces(server::encode_pieces(pieces)));
+  }
+
+  std::vector<std::string> parts;
+  if (kind.has_reduce()) {
+    for (std::uint32_t p = 0; p < partitions; ++p) {
+      server::ReduceTask task{request.mapper, request.reducer, 0, {}};
+      for (auto& output : map_outputs)
+        task.pieces.push_back(std::move(output[p]));
+      const auto received = server::decode_reduce_task(server::encode_reduce_task(task));
+      parts.push_back(must_not_throw("reduce()", [&] { return kind.reduce(received.pieces); }));
+    }
+  } else {
+    for (auto& output : map_outputs)
+      parts.push_back(std::move(output[0]));
+  }
+  const auto result = must_not_throw("assemble()", [&] { return kind.assemble(std::move(parts)); });
+  return protocol::encode(result);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const auto decoded = protocol::decode<protocol::SubmitRequest>(mrd::fuzz::bytes_of(data, size));
+  if (!decoded) return 0;  // BAD_REQUEST
+  const auto& request = *decoded.value;
+  if (!engine::check_submit(request).empty()) return 0;  // BAD_JOB (test jobs are not allowed)
+  const engine::JobKind* kind = engine::find_job_kind(request.mapper, request.reducer);
+  FUZZ_CHECK(kind != nullptr, "check_submit() accepts only pairs find_job_kind() knows");
+  try {
+    kind->validate(request.input);
+  } catch (const engine::JobError&) {
+    return 0;  // JOB_FAILED, with the reason
+  }
+
+  // As the scheduler chooses, but within this target's bounds. A chunk size of 0 asks the server
+  // to choose, which for input this small (under 64 KiB) means a single chunk.
+  const std::uint64_t total = input_bytes(request.input);
+  const std::uint64_t requested =
+      request.options.chunk_bytes ? request.options.chunk_bytes : std::max<std::uint64_t>(total, 1);
+  const std::uint64_t chunk_bytes =
+      std::max<std::uint64_t>({requested, (total + kMaxChunks - 1) / kMaxChunks, 1});
+  const std::uint32_t partitions =
+      std::clamp<std::uint32_t>(request.options.partitions, 1, kMaxPartitions);
+
+  const std::string result = run(*kind, request, chunk_bytes, partitions);
+  FUZZ_CHECK(mrd::fuzz::check_round_trip<protocol::JobResult>(result),
+             "the result decodes (as a client will decode it)");
+  const std::string whole = run(*kind, request, std::numeric_limits<std::uint64_t>::max(), 1);
+  if (result != whole) {
+    std::fprintf(stderr, "chunk_bytes %llu, %u partitions: %zu result bytes; one chunk: %zu\n",
+                 static_cast<unsigned long long>(chunk_bytes), partitions, result.size(),
+                 whole.size());
+  }
+  FUZZ_CHECK(result == whole, "chunks and partitions do not change the result");
+  return 0;
+}

@@ -1,0 +1,36 @@
+// Fuzz target: the decoders of reply bodies, as mrctl runs them on what a server sent.
+//
+// Input: byte 0 picks the message (modulo the number of messages), the rest is its body. A body
+// must decode or be refused with a reason, never crash or allocate more than it holds; one that
+// decodes must encode back to exactly the same bytes (fuzz_check.hpp says why).
+#include <cstddef>
+#include <cstdint>
+
+#include "fuzz_check.hpp"
+#include "protocol/codec.hpp"
+
+namespace {
+
+using namespace mrd::protocol;
+using mrd::fuzz::check_round_trip;
+
+/// The reply bodies, in the order byte 0 picks them (tests/fuzz/make_corpus.cpp writes seeds in
+/// the same order: keep the two in step).
+constexpr bool (*kDecoders[])(std::string_view) = {
+    check_round_trip<JobResult>,     // 0: FETCH, OK
+    check_round_trip<JobProgress>,   // 1: STATUS, and FETCH's PENDING
+    check_round_trip<JobList>,       // 2: LIST
+    check_round_trip<ServerStats>,   // 3: STATS
+    check_round_trip<ErrorMessage>,  // 4: every error status
+    check_round_trip<Hello>,         // 5: HELLO
+    check_round_trip<JobId>,         // 6: SUBMIT
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 1) return 0;
+  const auto& decoder = kDecoders[data[0] % std::size(kDecoders)];
+  decoder(mrd::fuzz::bytes_of(data + 1, size - 1));
+  return 0;
+}

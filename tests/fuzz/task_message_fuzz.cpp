@@ -1,0 +1,156 @@
+// Fuzz target: what the server and its worker processes read from each other
+// (server/pool/task_message.hpp), and the jobs' reduce() and assemble() over pieces they did not
+// write themselves (server/engine/job_kind.hpp).
+//
+// A worker runs job code on client input, so a worker that crashed half-way or misbehaves must
+// cost the server a failed job, never the server itself: everything here must only ever throw.
+//
+// Input: byte 0 picks what the rest is (modulo the number of choices):
+//   0      a map task's body           (decode_map_task, in the worker)
+//   1      a reduce task's body        (decode_reduce_task, in the worker)
+//   2      a map task's answer         (decode_pieces, in the server)
+//   3      the bytes on a worker pipe  (read_task_message, either side)
+//   4 + k  pieces for job kind k of engine::all_job_kinds(), encoded as a map task's answer
+//          (encode_pieces): reduce() runs on them as a worker would, assemble() as the server would
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fuzz_check.hpp"
+#include "protocol/body_io.hpp"
+#include "protocol/codec.hpp"
+#include "server/engine/job_kind.hpp"
+#include "server/pool/task_message.hpp"
+
+namespace {
+
+namespace engine = mrd::engine;
+namespace protocol = mrd::protocol;
+namespace server = mrd::server;
+
+/// Runs `step`, which may refuse its input only the documented way: a JobError, or a DecodeError
+/// for a body that does not decode. Anything else escapes to libFuzzer, which reports it. Returns
+/// whether `step` finished.
+template <class Step>
+bool refused_or_done(Step&& step) {
+  try {
+    step();
+    return true;
+  } catch (const engine::JobError&) {
+    return false;
+  } catch (const protocol::DecodeError&) {
+    return false;
+  }
+}
+
+void map_task(std::string_view body) {
+  refused_or_done([&] {
+    const auto task = server::decode_map_task(body);
+        // Encoding drops the SUBMIT fields a map task does not carry, so the body itself need not
+    // come back; its re-encoding must. (Bytes, not values: NaN != NaN.)
+    const auto encoded = server::encode_map_task(task);
+    FUZZ_CHECK(server::encode_map_task(server::decode_map_task(encoded)) == encoded,
+               "encode(decode(encode_map_task(task))) == encode_map_task(task)");
+  });
+}
+
+void reduce_task(std::string_view body) {
+  refused_or_done([&] {
+    const auto task = server::decode_reduce_task(body);
+    FUZZ_CHECK(server::encode_reduce_task(task) == body,
+               "encode_reduce_task(decode_reduce_task(body)) == body");
+  });
+}
+
+void pieces(std::string_view body) {
+  refused_or_done([&] {
+    const auto decoded = server::decode_pieces(body);
+    FUZZ_CHECK(server::encode_pieces(decoded) == body,
+               "encode_pieces(decode_pieces(body)) == body");
+  });
+}
+
+/// A message's body, through the decoder its receiver uses.
+void message_body(const server::TaskMessage& message) {
+  switch (message.type) {
+    case server::TaskMessageType::kMap: return map_task(message.body);
+    case server::TaskMessageType::kReduce: return reduce_task(message.body);
+    // A reduce task's answer is a partition only its job can read; pieces is the common case.
+    case server::TaskMessageType::kDone: return pieces(message.body);
+    case server::TaskMessageType::kError:
+    case server::TaskMessageType::kOutOfMemory: return;  // text, taken as it is
+  }
+}
+
+/// Reads messages, as the other end of a pipe would, until the stream ends or breaks a rule.
+void pipe_stream(std::string_view bytes) {
+  // A memfd rather than a pipe: it holds any amount without a second thread, and reads past its
+  // end return 0 (EOF) just as a pipe whose writer has closed.
+  const int fd = memfd_create("task_messages", MFD_CLOEXEC);
+  FUZZ_CHECK(fd >= 0, "memfd_create");
+  FUZZ_CHECK(::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()),
+             "write to the memfd");
+  FUZZ_CHECK(::lseek(fd, 0, SEEK_SET) == 0, "rewind the memfd");
+  std::size_t read = 0;
+  while (const auto message = server::read_task_message(fd)) {
+    const auto type = static_cast<std::uint8_t>(message->type);
+    FUZZ_CHECK(type >= 1 && type <= 5, "only defined message types are handed out");
+    read += 9 + message->body.size();
+    FUZZ_CHECK(read <= bytes.size(), "a message is no longer than the bytes it came from");
+    message_body(*message);
+  }
+  ::close(fd);
+}
+
+/// The result must be sendable: encoding it must work (the server encodes every result).
+void encode_result(const protocol::JobResult& result) {
+  const std::string body = protocol::encode(result);
+  FUZZ_CHECK(!body.empty(), "a result's encoding holds at least its kind byte");
+}
+
+/// reduce() and assemble() of one job kind over pieces from elsewhere.
+void job_pieces(const engine::JobKind& kind, std::string_view body) {
+  std::vector<std::string> input;
+  if (!refused_or_done([&] { input = server::decode_pieces(body); })) return;
+
+  std::string reduced;
+  if (kind.has_reduce() && refused_or_done([&] { reduced = kind.reduce(input); })) {
+    // Whatever reduce() accepts, it turns into a partition that it and assemble() accept: a
+    // reduce task's answer is not checked again before assemble().
+    std::string again;
+    FUZZ_CHECK(refused_or_done([&] { again = kind.reduce({reduced}); }),
+               "reduce() reads its own output");
+    FUZZ_CHECK(again == reduced, "reducing one reduced partition changes nothing");
+    protocol::JobResult result;
+    FUZZ_CHECK(refused_or_done([&] { result = kind.assemble({reduced}); }),
+               "assemble() reads reduce()'s output");
+    // Compared as bytes: a result of no numbers is all NaN, which equals nothing, not even itself.
+    FUZZ_CHECK(mrd::fuzz::check_round_trip<protocol::JobResult>(protocol::encode(result)),
+               "a result assembled from a reduced partition decodes");
+  }
+  // The same pieces as partitions (for matmul, as map outputs: it has no reduce step).
+  protocol::JobResult result;
+  if (refused_or_done([&] { result = kind.assemble(std::move(input)); })) encode_result(result);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 1) return 0;
+  const auto& kinds = engine::all_job_kinds();
+  const std::size_t choice = data[0] % (4 + kinds.size());
+  const std::string_view body = mrd::fuzz::bytes_of(data + 1, size - 1);
+  switch (choice) {
+    case 0: map_task(body); break;
+    case 1: reduce_task(body); break;
+    case 2: pieces(body); break;
+    case 3: pipe_stream(body); break;
+    default: job_pieces(*kinds[choice - 4], body); break;
+  }
+  return 0;
+}
