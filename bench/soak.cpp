@@ -5,6 +5,7 @@
 //
 // Prints: acknowledged, completed correctly, cancelled, failed with a reason, lost, wrong.
 // Exits 1 if any job was lost or wrong. Everything runs on 127.0.0.1 and stops by itself.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,13 +44,16 @@ class Server {
   void start() {
     const auto port_file = dir_ / "port";
     std::filesystem::remove(port_file);
+    // Built before fork: the client threads are running, and the child of a threaded process may
+    // only make async-signal-safe calls (no allocation) until it execs.
+    const auto log = (dir_ / "mrd.log").string();
+    const auto data = (dir_ / "data").string();
+    const auto pf = port_file.string();
+    const std::string listen = port_ ? "127.0.0.1:" + std::to_string(port_) : "127.0.0.1:0";
     pid_ = fork();
     if (pid_ == 0) {
-      const auto log = (dir_ / "mrd.log").string();
-      freopen(log.c_str(), "a", stderr);
-      const auto data = (dir_ / "data").string();
-      const auto pf = port_file.string();
-      const std::string listen = port_ ? "127.0.0.1:" + std::to_string(port_) : "127.0.0.1:0";
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) dup2(fd, STDERR_FILENO);
       execl(binary_.c_str(), binary_.c_str(), "--listen", listen.c_str(), "--port-file", pf.c_str(),
             "--data-dir", data.c_str(), "--workers", "2", "--log-level", "warn", nullptr);
       _exit(127);
@@ -196,7 +200,7 @@ struct Promise {
 struct Ledger {
   std::mutex mutex;
   std::map<std::uint32_t, Promise> jobs;
-    std::atomic<std::uint64_t> bad_frames{0}, cancels{0}, reconnects{0}, queue_full{0},
+  std::atomic<std::uint64_t> bad_frames{0}, cancels{0}, reconnects{0}, queue_full{0},
       worker_kills{0};
 };
 
@@ -216,7 +220,7 @@ std::uint32_t submit_until_acknowledged(std::uint16_t port, protocol::SubmitRequ
     try {
       auto c = connect(port);
       return c.submit(request);
-        } catch (const ClientError& e) {
+    } catch (const ClientError& e) {
       const bool queue_full = e.server_status() == protocol::Status::kQueueFull;
       if ((e.kind() != mrd::client::ErrorKind::kConnection && !queue_full) ||
           Clock::now() > give_up) {
@@ -376,7 +380,7 @@ int main(int argc, char** argv) {
               clients, static_cast<unsigned long long>(ledger.worker_kills.load()));
   std::printf("  bad frames answered with an error  %llu\n",
               static_cast<unsigned long long>(ledger.bad_frames.load()));
-    std::printf("  resends after a broken connection  %llu\n",
+  std::printf("  resends after a broken connection  %llu\n",
               static_cast<unsigned long long>(ledger.reconnects.load()));
   std::printf("  QUEUE_FULL answers (backed off)    %llu\n",
               static_cast<unsigned long long>(ledger.queue_full.load()));

@@ -1,6 +1,7 @@
 #include "server/connection.hpp"
 
 #include <algorithm>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
@@ -28,11 +29,14 @@ using namespace asio::experimental::awaitable_operators;
 thread_local char scratch[64 * 1024];
 
 /// Keeps `deadline` in the future or returns, which cancels the connection (see operator||).
-asio::awaitable<void> watchdog(const Clock::time_point& deadline) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
+asio::awaitable<void> watchdog(const Clock::time_point& deadline, asio::steady_timer& timer) {
   for (auto now = Clock::now(); deadline > now; now = Clock::now()) {
     timer.expires_at(deadline);
-    co_await timer.async_wait(use_awaitable);
+    auto [error] = co_await timer.async_wait(asio::experimental::as_tuple(use_awaitable));
+    if (error && (co_await asio::this_coro::cancellation_state).cancelled() !=
+                     asio::cancellation_type::none) {
+      co_return;
+    }
   }
 }
 
@@ -45,10 +49,15 @@ constexpr std::size_t kMaxQueuedReplyPieces = 1024;
 class Connection {
  public:
   Connection(tcp::socket& socket, const std::string& peer, const ServerConfig& config,
-             RequestHandler& handler)
-      : socket_(socket), peer_(peer), config_(config), handler_(handler) {}
+             RequestHandler& handler, asio::steady_timer& watchdog_timer)
+      : socket_(socket),
+        peer_(peer),
+        config_(config),
+        handler_(handler),
+        watchdog_timer_(watchdog_timer) {}
 
   asio::awaitable<void> serve(Clock::time_point& deadline);
+  asio::awaitable<void> serve_loop(Clock::time_point& deadline);
 
  private:
   /// Answers the whole requests at the start of `data`, in order, until the reply queue is full;
@@ -61,6 +70,7 @@ class Connection {
   const std::string& peer_;  ///< "address:port", for logs
   const ServerConfig& config_;
   RequestHandler& handler_;
+  asio::steady_timer& watchdog_timer_;
   std::string pending_;              ///< received bytes not answered yet (an incomplete request)
   std::size_t next_frame_ = 0;       ///< size of the incomplete request, once its header is in
   Clock::time_point request_start_;  ///< when the first byte of the incomplete request came
@@ -107,9 +117,20 @@ Clock::time_point Connection::next_deadline() const {
 }
 
 asio::awaitable<void> Connection::serve(Clock::time_point& deadline) {
+  try {
+    co_await serve_loop(deadline);
+  } catch (const std::system_error& e) {
+    // A reset or EOF mid-request ends the connection now: returning (not throwing) is what makes
+    // operator|| cancel the watchdog instead of waiting for it.
+    log(Level::kDebug, "connection ", peer_, " ended: ", e.what());
+  }
+}
+
+asio::awaitable<void> Connection::serve_loop(Clock::time_point& deadline) {
   socket_.non_blocking(true);
   for (;;) {
     deadline = next_deadline();
+    if (deadline < watchdog_timer_.expiry()) watchdog_timer_.cancel();  // wake it: sooner now
     std::string_view data;
     bool in_scratch = false;
     if (pending_.empty()) {
@@ -172,10 +193,11 @@ asio::awaitable<void> serve_connection(tcp::socket socket, const ServerConfig& c
     const auto endpoint = socket.remote_endpoint(ignored);
     peer = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
     log(Level::kDebug, "connection from ", peer);
-    Connection connection(socket, peer, config, handler);
+    asio::steady_timer timer(socket.get_executor());
+    Connection connection(socket, peer, config, handler, timer);
     Clock::time_point deadline = Clock::now();
     // Whichever finishes first cancels the other: the client leaving, or the idle timer.
-    co_await (connection.serve(deadline) || watchdog(deadline));
+    co_await (connection.serve(deadline) || watchdog(deadline, timer));
   } catch (const std::system_error& e) {
     // Resets, broken pipes and cancelled operations are how connections end, not faults.
     log(Level::kDebug, "connection ", peer, " ended: ", e.what());

@@ -32,8 +32,7 @@ struct JobRecord {
   protocol::JobState final_state = protocol::JobState::kQueued;  ///< set once finished
   bool finished = false;
   protocol::Status failure = protocol::Status::kOk;  ///< for kFailed: how FETCH reports it
-                                                     /// kDone: the encoded JobResult; kFailed: the
-                                                     /// reason. Shared with replies being written.
+  /// kDone: the encoded JobResult; kFailed: the reason. Shared with replies being written.
   std::shared_ptr<const std::string> body;
   std::string idempotency_key;  ///< empty if the client gave none
   std::uint64_t retained = 0;   ///< bytes charged against the retention cap

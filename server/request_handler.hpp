@@ -1,6 +1,6 @@
 // The request handler: one whole request frame in, exactly one reply frame out.
 //
-// It never sees a socket: session.cpp reads frames and writes what this appends. Everything here
+// It never sees a socket: connection.cpp reads frames and writes what this appends. Everything here
 // runs on the network thread, so it may use the job store directly.
 #pragma once
 

@@ -40,10 +40,19 @@ std::uint64_t input_bytes(const protocol::JobInput& input) {
 
 /// The chunk size for a job: the client's choice, or a few chunks per worker so that the pool
 /// stays busy and a big job's tasks interleave with others'; never more than kMaxMapTasks chunks.
-std::uint64_t choose_chunk_bytes(std::uint64_t requested, std::uint64_t total, unsigned workers) {
-  constexpr std::uint64_t kMinAuto = 64 << 10, kMaxAuto = 16 << 20;
+std::uint64_t choose_chunk_bytes(std::uint64_t requested, const protocol::JobInput& input,
+                                 unsigned workers) {
+  const std::uint64_t total = input_bytes(input);
   std::uint64_t chunk = requested;
-  if (chunk == 0) chunk = std::clamp<std::uint64_t>(total / (4ull * workers), kMinAuto, kMaxAuto);
+  if (chunk == 0 && std::holds_alternative<protocol::MatrixPair>(input)) {
+    // Every chunk of a product carries all of B: one chunk per worker sends B the fewest times.
+    chunk = std::max<std::uint64_t>((total + workers - 1) / workers, 1);
+  } else if (chunk == 0) {
+    // Small enough that a worker is free again within milliseconds for other jobs' tasks (a
+    // 2 MiB map takes about 10 ms), large enough that per-task costs stay small.
+    constexpr std::uint64_t kMinAuto = 64 << 10, kMaxAuto = 2 << 20;
+    chunk = std::clamp<std::uint64_t>(total / (4ull * workers), kMinAuto, kMaxAuto);
+  }
   const std::uint64_t floor_for_task_cap = (total + kMaxMapTasks - 1) / kMaxMapTasks;
   return std::max<std::uint64_t>({chunk, floor_for_task_cap, 1});
 }
@@ -68,6 +77,8 @@ struct RunningJob {
   std::vector<int> attempts;                          ///< per task of this phase
   std::uint32_t outstanding = 0;                      ///< tasks sent, not yet answered
   bool dropped = false;                               ///< failed or cancelled: ignore answers
+  /// One chunk and a reduce: its single task maps and reduces in one go (kMapReduce).
+  bool fused = false;
 
   std::uint32_t id() const { return ticket->id; }
   std::uint32_t task_count() const {
@@ -148,8 +159,8 @@ void Loop::admit(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest requ
   try {
     if (!job->kind) throw engine::JobError("no job '" + job->mapper + "' + '" + job->reducer + "'");
     job->kind->validate(request.input);
-    const auto chunk = choose_chunk_bytes(request.options.chunk_bytes, input_bytes(request.input),
-                                          config_.workers);
+    const auto chunk =
+        choose_chunk_bytes(request.options.chunk_bytes, request.input, config_.workers);
     job->chunks = job->kind->split(request.input, chunk);
   } catch (const std::exception& e) {
     finish(*job, protocol::Status::kJobFailed, e.what());
@@ -165,6 +176,7 @@ void Loop::admit(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest requ
     job->todo.push_back(i);
   job->ticket->map_total = chunks;
   job->ticket->reduce_total = job->kind->has_reduce() ? job->partitions : 0;
+  job->fused = chunks == 1 && job->kind->has_reduce();
   job->ticket->state = JobState::kMapping;
   log(Level::kDebug, "job ", job->id(), ": ", job->mapper, "+", job->reducer, ", ", chunks,
       " chunks, ", job->partitions, " partitions");
@@ -204,7 +216,9 @@ void Loop::start_next_task(Slot& slot) {
     job->todo.pop_front();
     ++job->outstanding;
     if (!job->todo.empty()) ready_.push_back(job);  // its next task waits for its next turn
-    const auto type = job->phase == Phase::kMap ? TaskMessageType::kMap : TaskMessageType::kReduce;
+    const auto type = job->fused                  ? TaskMessageType::kMapReduce
+                      : job->phase == Phase::kMap ? TaskMessageType::kMap
+                                                  : TaskMessageType::kReduce;
     slot.task = InFlight{job, job->phase, index, Clock::now() + job->task_timeout};
     if (!slot.process->send(type, encode_task(*job, job->phase, index))) {
       // The worker died while idle. Replacing it is not the task's fault: no attempt is counted.
@@ -287,7 +301,16 @@ void Loop::on_answer(Slot& slot, const TaskMessage& answer) {
     return;
   }
   try {
-    if (task.phase == Phase::kMap) {
+    if (job.fused) {
+      // The single task answered with every partition already reduced.
+      job.reduced = decode_pieces(answer.body);
+      if (job.reduced.size() != job.partitions) {
+        throw std::runtime_error("a map-reduce task returned the wrong number of partitions");
+      }
+      job.ticket->map_done = 1;
+      job.ticket->reduce_done = job.partitions;
+      job.phase = Phase::kReduce;
+    } else if (task.phase == Phase::kMap) {
       job.map_outputs[task.index] = decode_pieces(answer.body);
       if (job.map_outputs[task.index].size() != job.partitions && job.kind->has_reduce()) {
         throw std::runtime_error("map task returned the wrong number of partitions");
@@ -427,7 +450,10 @@ void Scheduler::start() {
         loop->wait_and_collect(wake_fd_);
       }
     } catch (const std::exception& e) {
-      log(Level::kError, "scheduler stopped: ", e.what());
+      // Without its scheduler the server would accept jobs it can never run: better to stop
+      // now (with --data-dir, a restart runs them; the workers die with us).
+      log(Level::kError, "scheduler stopped: ", e.what(), "; mrd exits");
+      std::_Exit(1);
     }
   });
 }

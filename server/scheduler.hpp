@@ -83,7 +83,6 @@ class Scheduler {
   };
 
   void wake();
-  void run();  // the thread's body, see scheduler.cpp
 
   SchedulerConfig config_;
   FinishCallback on_finish_;

@@ -29,7 +29,7 @@ Server::Server(asio::io_context& io, ServerConfig config)
       scheduler_({config_.worker_executable, config_.plugins, config_.workers,
                   config_.task_timeout_seconds * 1000, config_.worker_memory_mib},
                  // Called on the scheduler thread: hand the outcome to the network thread, which
-                 // owns the store. Nothing else crosses between the two threads.
+                 // owns the store (progress crosses in the ticket's atomics).
                  [this](JobOutcome outcome) {
                    asio::post(io_, [this, outcome = std::move(outcome)]() mutable {
                      store_.finish(std::move(outcome));

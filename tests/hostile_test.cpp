@@ -223,6 +223,35 @@ TEST_F(BadInput, AClientSendingAByteASecondIsClosedAfterTheRequestTimeout) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
 }
 
+TEST(Timeouts, TheRequestTimeoutClosesATricklingClientEvenWithALongIdleTimeout) {
+  ServerProcess server({"--idle-timeout", "60", "--request-timeout", "1"});
+  RawClient client(server.port());
+  std::this_thread::sleep_for(300ms);  // the connection now waits under the 60 s idle deadline
+  const auto start = std::chrono::steady_clock::now();
+  client.send(bytes({0x01, 0x04}));  // a request begins, and never ends
+  EXPECT_TRUE(client.closed_by_server(10s));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
+}
+
+TEST(Timeouts, AClientThatResetsMidRequestIsForgottenAtOnce) {
+  ServerProcess server({"--idle-timeout", "60"});
+  auto open_connections = [&] {
+    RawClient probe(server.port());
+    probe.send(bytes({0x05, 0, 0, 0, 0}));
+    return protocol::decode<protocol::ServerStats>(probe.read_reply()->body)
+        .value.value()
+        .connections_open;
+  };
+  {
+    RawClient client(server.port());
+    client.send(bytes({0x00, 0x10, 0, 0, 0, 1, 2, 3}));  // half a SUBMIT
+    std::this_thread::sleep_for(100ms);
+    client.reset();  // RST instead of FIN
+  }
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(open_connections(), 1u) << "the reset connection is still counted";
+}
+
 TEST_F(BadInput, AClientThatNeverReadsCannotMakeTheServerBuffer) {
   RawClient setup(server.port());
   // A result of ~0.5 MB, then 5,000 FETCHes of it in one go from a client that never reads.

@@ -55,13 +55,14 @@ class ServerProcess {
     log_file_ = (dir_.path() / "mrd.log").string();
     std::vector<std::string> args{MRD_BINARY, "--listen", "127.0.0.1:0", "--port-file", port_file};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
+    // Everything the child needs is built before fork: a test may run threads, and in the child
+    // of a threaded process only async-signal-safe calls (no allocation) are safe until exec.
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
     pid_ = fork();
     if (pid_ == 0) {
-      // In the child: only async-signal-safe calls until exec.
-      std::vector<char*> argv;
-      for (auto& a : args)
-        argv.push_back(a.data());
-      argv.push_back(nullptr);
       const int log = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (log >= 0) dup2(log, STDERR_FILENO);
       execv(argv[0], argv.data());
@@ -204,6 +205,14 @@ class RawClient {
     while (fill(deadline)) {
     }
     return eof_;
+  }
+
+  /// Closes with a reset (RST) instead of an orderly FIN, as a crashed client's kernel would.
+  void reset() {
+    linger hard{1, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    ::close(fd_);
+    fd_ = -1;
   }
 
   /// Bytes received but not yet returned as a reply.

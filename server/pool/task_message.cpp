@@ -113,7 +113,7 @@ std::optional<TaskMessage> read_task_message(int fd) {
   if (!read_all(fd, reinterpret_cast<char*>(header), sizeof header)) return std::nullopt;
   const auto type = header[0];
   if (type < static_cast<std::uint8_t>(TaskMessageType::kMap) ||
-      type > static_cast<std::uint8_t>(TaskMessageType::kOutOfMemory)) {
+      type > static_cast<std::uint8_t>(TaskMessageType::kMapReduce)) {
     return std::nullopt;
   }
   std::uint64_t length = 0;

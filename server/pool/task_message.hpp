@@ -21,6 +21,9 @@ enum class TaskMessageType : std::uint8_t {
   kDone = 3,    ///< worker -> scheduler: the task's output
   kError = 4,   ///< worker -> scheduler: the job's own code refused the task; body is the reason
   kOutOfMemory = 5,  ///< worker -> scheduler: the task needed more than its memory limit
+  /// scheduler -> worker: map a job's only chunk, then reduce each partition of that one output,
+  /// in the same process; answered with the reduced partitions. Saves a tiny job a round trip.
+  kMapReduce = 6,
 };
 
 /// A message too large for any job this server accepts: the other side is broken.
