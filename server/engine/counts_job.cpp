@@ -6,6 +6,7 @@
 #include "server/engine/input_kinds.hpp"
 #include "server/engine/piece_io.hpp"
 #include "server/engine/sorted_runs.hpp"
+#include "server/engine/text_split.hpp"
 
 namespace mrd::engine {
 namespace {
@@ -54,6 +55,12 @@ void read_counts(std::string_view bytes, Add&& add) {
 
 std::size_t CountsJob::input_kind() const {
   return input_kind_of<protocol::Documents>();
+}
+
+std::vector<protocol::JobInput> CountsJob::split(const protocol::JobInput& input,
+                                                 std::uint64_t chunk_bytes) const {
+  return split_documents(input_as<protocol::Documents>(input, mapper()), chunk_bytes,
+                         Overlap::kNone);
 }
 
 void CountsJob::validate(const protocol::JobInput& input) const {

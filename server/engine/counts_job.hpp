@@ -22,6 +22,9 @@ class CountsJob : public JobKind {
  public:
   std::string_view reducer() const override { return "sum"; }
   std::size_t input_kind() const override;
+  /// Cuts the documents between words, every word in exactly one chunk (bigrams override this).
+  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
+                                        std::uint64_t chunk_bytes) const override;
   void validate(const protocol::JobInput& input) const override;
   std::vector<std::string> map(const protocol::JobInput& chunk,
                                std::uint32_t partitions) const override;

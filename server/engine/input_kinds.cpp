@@ -4,14 +4,10 @@ namespace mrd::engine {
 
 std::string_view input_kind_name(std::size_t kind) {
   switch (kind) {
-    case input_kind_of<protocol::Documents>():
-      return "documents";
-    case input_kind_of<protocol::Numbers>():
-      return "numbers";
-    case input_kind_of<protocol::MatrixPair>():
-      return "a matrix pair";
-    default:
-      return "an unknown input";
+    case input_kind_of<protocol::Documents>(): return "documents";
+    case input_kind_of<protocol::Numbers>(): return "numbers";
+    case input_kind_of<protocol::MatrixPair>(): return "a matrix pair";
+    default: return "an unknown input";
   }
 }
 

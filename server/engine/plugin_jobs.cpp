@@ -7,7 +7,6 @@
 
 #include "server/engine/counts_job.hpp"
 #include "server/engine/input_kinds.hpp"
-#include "server/engine/text_split.hpp"
 #include "server/sdk/mrd_plugin.h"
 
 namespace mrd::engine {
@@ -22,12 +21,6 @@ class PluginJob final : public CountsJob {
   std::string_view reducer() const override { return job_.reducer; }
   std::uint64_t combine(std::uint64_t a, std::uint64_t b) const override {
     return job_.combine(a, b);
-  }
-
-  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
-                                        std::uint64_t chunk_bytes) const override {
-    return split_documents(input_as<protocol::Documents>(input, mapper()), chunk_bytes,
-                           Overlap::kNone);
   }
 
  protected:

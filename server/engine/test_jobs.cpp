@@ -25,7 +25,6 @@
 
 #include "server/engine/counts_job.hpp"
 #include "server/engine/input_kinds.hpp"
-#include "server/engine/text_split.hpp"
 #include "server/engine/tokenizer.hpp"
 
 namespace mrd::engine {
@@ -77,12 +76,6 @@ class FaultyWordCount final : public CountsJob {
   FaultyWordCount(std::string_view mapper, Fault fault) : mapper_(mapper), fault_(fault) {}
 
   std::string_view mapper() const override { return mapper_; }
-
-  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
-                                        std::uint64_t chunk_bytes) const override {
-    return split_documents(input_as<protocol::Documents>(input, mapper()), chunk_bytes,
-                           Overlap::kNone);
-  }
 
  protected:
   void count_keys(const protocol::Documents& chunk, CountTable& counts) const override {

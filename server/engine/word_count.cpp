@@ -2,7 +2,6 @@
 #include "server/engine/builtin_jobs.hpp"
 #include "server/engine/counts_job.hpp"
 #include "server/engine/input_kinds.hpp"
-#include "server/engine/text_split.hpp"
 #include "server/engine/tokenizer.hpp"
 
 namespace mrd::engine {
@@ -11,12 +10,6 @@ namespace {
 class WordCount final : public CountsJob {
  public:
   std::string_view mapper() const override { return "words"; }
-
-  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
-                                        std::uint64_t chunk_bytes) const override {
-    return split_documents(input_as<protocol::Documents>(input, mapper()), chunk_bytes,
-                           Overlap::kNone);
-  }
 
  protected:
   void count_keys(const protocol::Documents& chunk, CountTable& counts) const override {
