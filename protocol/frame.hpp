@@ -5,7 +5,7 @@
 //   offset 1  u32  body length in bytes, little-endian
 //   offset 5  body
 //
-// Pure functions over bytes: no sockets, no allocation. The caller owns the buffer.
+// Pure functions over bytes: no sockets. Parsing never allocates; the caller owns the buffer.
 #pragma once
 
 #include <cstddef>

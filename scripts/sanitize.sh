@@ -19,7 +19,7 @@ excluded='OutOfMemory|LowMemoryLimit|MemoryStaysFlat'
 
 if [[ $which == asan || $which == all ]]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMRD_SANITIZE=address,undefined \
-    >/dev/null
+    -DMRD_BENCH=OFF >/dev/null
   cmake --build build-asan -j "$(nproc)"
   # handle_segv=0: a worker that segfaults on purpose (the test-crash job) must die of SIGSEGV,
   # as it would in production, instead of ASan turning the signal into exit status 1.
@@ -29,10 +29,11 @@ if [[ $which == asan || $which == all ]]; then
 fi
 
 if [[ $which == tsan || $which == all ]]; then
-  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMRD_SANITIZE=thread >/dev/null
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMRD_SANITIZE=thread \
+    -DMRD_BENCH=OFF >/dev/null
   cmake --build build-tsan -j "$(nproc)" --target mrd mrctl server_test fault_test \
     durability_test hostile_test
-    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:handle_segv=0 \
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:handle_segv=0 \
     ctest --test-dir build-tsan --output-on-failure -j 2 \
     -R '^(Server|Faults|Durability|BadInput)\.' -E "$excluded"
 fi
