@@ -35,5 +35,5 @@ if [[ $which == tsan || $which == all ]]; then
     durability_test hostile_test
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:handle_segv=0 \
     ctest --test-dir build-tsan --output-on-failure -j 2 \
-    -R '^(Server|Faults|Durability|BadInput)\.' -E "$excluded"
+    -R '^(Server|Faults|Durability|BadInput|Timeouts)\.' -E "$excluded"
 fi
