@@ -51,7 +51,7 @@ bool refused_or_done(Step&& step) {
 void map_task(std::string_view body) {
   refused_or_done([&] {
     const auto task = server::decode_map_task(body);
-        // Encoding drops the SUBMIT fields a map task does not carry, so the body itself need not
+    // Encoding drops the SUBMIT fields a map task does not carry, so the body itself need not
     // come back; its re-encoding must. (Bytes, not values: NaN != NaN.)
     const auto encoded = server::encode_map_task(task);
     FUZZ_CHECK(server::encode_map_task(server::decode_map_task(encoded)) == encoded,
@@ -78,7 +78,8 @@ void pieces(std::string_view body) {
 /// A message's body, through the decoder its receiver uses.
 void message_body(const server::TaskMessage& message) {
   switch (message.type) {
-    case server::TaskMessageType::kMap: return map_task(message.body);
+    case server::TaskMessageType::kMap:
+    case server::TaskMessageType::kMapReduce: return map_task(message.body);
     case server::TaskMessageType::kReduce: return reduce_task(message.body);
     // A reduce task's answer is a partition only its job can read; pieces is the common case.
     case server::TaskMessageType::kDone: return pieces(message.body);
@@ -99,7 +100,9 @@ void pipe_stream(std::string_view bytes) {
   std::size_t read = 0;
   while (const auto message = server::read_task_message(fd)) {
     const auto type = static_cast<std::uint8_t>(message->type);
-    FUZZ_CHECK(type >= 1 && type <= 5, "only defined message types are handed out");
+    FUZZ_CHECK(type >= static_cast<std::uint8_t>(server::TaskMessageType::kMap) &&
+                   type <= static_cast<std::uint8_t>(server::TaskMessageType::kMapReduce),
+               "only defined message types are handed out");
     read += 9 + message->body.size();
     FUZZ_CHECK(read <= bytes.size(), "a message is no longer than the bytes it came from");
     message_body(*message);
