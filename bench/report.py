@@ -174,13 +174,15 @@ class Report:
     def howto(self):
         self.w("## Running it", "",
                "```sh",
-               "bash bench/run.sh            # everything, about 10-15 minutes on 2 cores",
+               "bash bench/run.sh            # everything, about 10 minutes on 2 cores",
                "bash bench/run.sh --quick    # fewer repetitions, under 3 minutes once built",
                "bash bench/run.sh --only tiny,memory   # some sections (merged into latest.json)",
                "python3 bench/report.py      # this page and the plots again, from latest.json",
+               "bash bench/profile.sh        # perf, callgrind and massif profiles (above)",
                "```", "",
                "`bench/run.sh` installs what it needs from Debian (`bench/setup.sh`: redis-server, "
-               "redis-tools, gearman-job-server, libgearman-dev, gnuplot-nox, on top of "
+               "redis-tools, gearman-job-server, libgearman-dev, gnuplot-nox, and linux-perf and "
+               "valgrind for `bench/profile.sh`, on top of "
                "`scripts/setup.sh`), builds Release into `$BENCH_BUILD` (default "
                "`/tmp/mrd-bench/build`), keeps corpora in `/tmp/mrd-bench`, writes every tool's "
                "raw output to `bench/results/latest.json` and regenerates this page and "
@@ -199,7 +201,8 @@ class Report:
                "| `bench/gearman_bench.cpp` | gearmand worker (same one-line word count) and "
                "client (one thread per connection, `gearman_client_do`) |",
                "| `bench/zipf_corpus.cpp` | the synthetic Zipf corpus, fixed seed |",
-               "| `bench/suite.py`, `bench/report.py` | the orchestration, this page |", "")
+               "| `bench/suite.py`, `bench/report.py` | the orchestration, this page |",
+               "| `bench/profile.sh`, `bench/profiling.md` | the profiles, and what they show |", "")
 
     def wordcount(self):
         if "wordcount" not in self.s:
@@ -511,7 +514,7 @@ class Report:
             self.gnuplot(style + (
                 "set output '%s'\nset title 'Tiny jobs (one-line word count)'\n"
                 "set xlabel 'connections'\nset ylabel 'per second'\nset logscale x 2\n"
-                "set xtics (1, 8, 32, 256)\nset xrange [0.8:320]\nset key outside right\n"
+                "set xtics (1, 8, 32, 256)\nset xrange [0.8:320]\nset key outside right top\n"
                 "set terminal pngcairo noenhanced size 960,480 font 'sans,11'\n"
                 "plot '%s' using 1:2 with linespoints lw 2 pt 7 title 'mrd round trips', "
                 "'' using 1:3 with linespoints lw 2 pt 5 dt 2 title 'gearmand round trips', "

@@ -629,6 +629,8 @@ class Suite:
             meta = old["meta"]
             meta["command"] += "; then bash bench/run.sh%s --only %s" % (
                 " --quick" if self.quick else "", self.args.only)
+            meta["machine"]["commit"] += "; %s for %s" % (self.machine()["commit"],
+                                                          self.args.only)
         self.inputs = meta.get("inputs", [])
         for name in SECTIONS:
             if name not in only:
