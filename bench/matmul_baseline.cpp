@@ -54,8 +54,8 @@ int main(int argc, char** argv) {
       std::cout << "{\"tool\": \"matmul_baseline\", \"n\": " << n
                 << ", \"threads\": " << thread_counts[t]
                 << ", \"seconds\": " << mrd::bench::json_list(seconds[t])
-                << ", \"cpu_s\": " << mrd::bench::json_list(cpu[t])
-                << ", \"corner\": " << c[0] << "}" << std::endl;
+                << ", \"cpu_s\": " << mrd::bench::json_list(cpu[t]) << ", \"corner\": " << c[0]
+                << "}" << std::endl;
     }
   }
   return 0;
