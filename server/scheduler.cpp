@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "protocol/codec.hpp"
+#include "server/engine/input_kinds.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/log.hpp"
 #include "server/pool/worker_process.hpp"
@@ -24,25 +25,11 @@ namespace {
 
 using protocol::JobState;
 
-/// Bytes of input, as far as chunking is concerned.
-std::uint64_t input_bytes(const protocol::JobInput& input) {
-  if (const auto* docs = std::get_if<protocol::Documents>(&input)) {
-    std::uint64_t total = 0;
-    for (const auto& d : docs->documents)
-      total += d.text.size();
-    return total;
-  }
-  if (const auto* numbers = std::get_if<protocol::Numbers>(&input)) {
-    return numbers->values.size() * sizeof(double);
-  }
-  return std::get<protocol::MatrixPair>(input).a.values.size() * sizeof(double);
-}
-
 /// The chunk size for a job: the client's choice, or a few chunks per worker so that the pool
 /// stays busy and a big job's tasks interleave with others'; never more than kMaxMapTasks chunks.
 std::uint64_t choose_chunk_bytes(std::uint64_t requested, const protocol::JobInput& input,
                                  unsigned workers) {
-  const std::uint64_t total = input_bytes(input);
+  const std::uint64_t total = engine::input_bytes(input);
   std::uint64_t chunk = requested;
   if (chunk == 0 && std::holds_alternative<protocol::MatrixPair>(input)) {
     // Every chunk of a product carries all of B: one chunk per worker sends B the fewest times.

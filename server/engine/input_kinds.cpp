@@ -16,4 +16,17 @@ std::string wrong_input_message(std::string_view mapper, std::size_t expected, s
          ", not " + std::string(input_kind_name(actual));
 }
 
+std::uint64_t input_bytes(const protocol::JobInput& input) {
+  if (const auto* docs = std::get_if<protocol::Documents>(&input)) {
+    std::uint64_t total = 0;
+    for (const auto& d : docs->documents)
+      total += d.text.size();
+    return total;
+  }
+  if (const auto* numbers = std::get_if<protocol::Numbers>(&input)) {
+    return numbers->values.size() * sizeof(double);
+  }
+  return std::get<protocol::MatrixPair>(input).a.values.size() * sizeof(double);
+}
+
 }  // namespace mrd::engine

@@ -39,6 +39,9 @@ static_assert(std::is_same_v<
 /// How messages name an input kind: "documents", "numbers", "a matrix pair".
 std::string_view input_kind_name(std::size_t kind);
 
+/// Bytes of input, as far as chunk sizes go: document texts, numbers, or the rows of A.
+std::uint64_t input_bytes(const protocol::JobInput& input);
+
 /// "mapper 'matmul' takes a matrix pair, not documents".
 std::string wrong_input_message(std::string_view mapper, std::size_t expected, std::size_t actual);
 

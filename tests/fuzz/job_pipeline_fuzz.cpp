@@ -22,6 +22,7 @@
 
 #include "fuzz_check.hpp"
 #include "protocol/codec.hpp"
+#include "server/engine/input_kinds.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/pool/task_message.hpp"
 
@@ -46,20 +47,6 @@ decltype(auto) must_not_throw(const char* what, Step&& step) {
     std::fprintf(stderr, "%s threw after validate() accepted the input: %s\n", what, e.what());
     std::abort();
   }
-}
-
-/// Bytes of input, as far as chunk sizes go (the scheduler's input_bytes()).
-std::uint64_t input_bytes(const protocol::JobInput& input) {
-  if (const auto* docs = std::get_if<protocol::Documents>(&input)) {
-    std::uint64_t total = 0;
-    for (const auto& d : docs->documents)
-      total += d.text.size();
-    return total;
-  }
-  if (const auto* numbers = std::get_if<protocol::Numbers>(&input)) {
-    return numbers->values.size() * sizeof(double);
-  }
-  return std::get<protocol::MatrixPair>(input).a.values.size() * sizeof(double);
 }
 
 /// Runs the job in `chunk_bytes` chunks and `partitions` partitions, each task through the
@@ -116,7 +103,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   // As the scheduler chooses, but within this target's bounds. A chunk size of 0 asks the server
   // to choose, which for input this small (under 64 KiB) means a single chunk.
-  const std::uint64_t total = input_bytes(request.input);
+  const std::uint64_t total = engine::input_bytes(request.input);
   const std::uint64_t requested =
       request.options.chunk_bytes ? request.options.chunk_bytes : std::max<std::uint64_t>(total, 1);
   const std::uint64_t chunk_bytes =
