@@ -457,10 +457,11 @@ void Scheduler::stop() {
   wake_fd_ = -1;
 }
 
-void Scheduler::enqueue(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest request) {
+void Scheduler::enqueue(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest request,
+                        MemoryCharge input_charge) {
   {
     std::lock_guard lock(mutex_);
-    incoming_.push_back({std::move(ticket), std::move(request)});
+    incoming_.push_back({std::move(ticket), std::move(request), std::move(input_charge)});
   }
   wake();
 }

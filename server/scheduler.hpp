@@ -22,6 +22,7 @@
 
 #include "protocol/messages.hpp"
 #include "server/job_ticket.hpp"
+#include "server/memory_budget.hpp"
 
 namespace mrd::server {
 
@@ -49,6 +50,7 @@ struct SchedulerConfig {
   unsigned workers = 2;                    ///< worker processes
   std::uint32_t task_timeout_ms = 300000;  ///< for jobs that set none
   std::uint32_t memory_limit_mib = 4096;   ///< for jobs that set none; 0 = unlimited
+  MemoryBudget* budget = nullptr;          ///< charged for tasks and outputs in flight; may be null
 };
 
 class Scheduler {
@@ -67,8 +69,10 @@ class Scheduler {
   /// Stops the thread and the workers; jobs not finished are abandoned. Idempotent.
   void stop();
 
-  /// Queues a job (any thread). Its ticket's progress moves as it runs.
-  void enqueue(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest request);
+  /// Queues a job (any thread). Its ticket's progress moves as it runs. `input_charge` pays for
+  /// the request's input and is released once the job no longer holds it.
+  void enqueue(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest request,
+               MemoryCharge input_charge = {});
 
   /// Tells the scheduler that some ticket was cancelled (any thread).
   void notify_cancelled();
@@ -80,6 +84,7 @@ class Scheduler {
   struct Submission {
     std::shared_ptr<JobTicket> ticket;
     protocol::SubmitRequest request;
+    MemoryCharge input_charge;
   };
 
   void wake();

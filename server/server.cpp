@@ -8,6 +8,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fstream>
+#include <limits>
 
 #include "protocol/codec.hpp"
 #include "server/connection.hpp"
@@ -20,6 +21,8 @@ using asio::ip::tcp;
 Server::Server(asio::io_context& io, ServerConfig config)
     : io_(io),
       config_(std::move(config)),
+      budget_(config_.max_memory_bytes ? config_.max_memory_bytes
+                                       : std::numeric_limits<std::uint64_t>::max()),
       database_(config_.data_dir.empty()
                     ? nullptr
                     : std::make_unique<JobDatabase>(
@@ -27,7 +30,7 @@ Server::Server(asio::io_context& io, ServerConfig config)
                           config_.fsync ? JobDatabase::Sync::kFull : JobDatabase::Sync::kNormal)),
       store_(config_.max_retained_bytes, database_.get()),
       scheduler_({config_.worker_executable, config_.plugins, config_.workers,
-                  config_.task_timeout_seconds * 1000, config_.worker_memory_mib},
+                  config_.task_timeout_seconds * 1000, config_.worker_memory_mib, &budget_},
                  // Called on the scheduler thread: hand the outcome to the network thread, which
                  // owns the store (progress crosses in the ticket's atomics).
                  [this](JobOutcome outcome) {

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "server/job_store.hpp"
+#include "server/memory_budget.hpp"
 #include "server/request_handler.hpp"
 #include "server/scheduler.hpp"
 #include "server/server_config.hpp"
@@ -37,6 +38,7 @@ class Server {
 
   asio::io_context& io_;
   ServerConfig config_;
+  MemoryBudget budget_;  ///< everything clients make the server hold (--max-memory-mib)
   ConnectionCounters counters_;
   std::unique_ptr<JobDatabase> database_;  ///< null in memory-only mode
   JobStore store_;

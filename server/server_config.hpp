@@ -21,6 +21,9 @@ struct ServerConfig {
   std::uint32_t idle_timeout_seconds = protocol::kDefaultIdleTimeoutSeconds;
   std::uint32_t request_timeout_seconds = protocol::kDefaultRequestTimeoutSeconds;
   std::uint64_t max_retained_bytes = protocol::kDefaultMaxRetainedBytes;
+  /// Bytes the server may hold for clients (uploads, job inputs, tasks in flight, results); see
+  /// memory_budget.hpp. 0 until main.cpp chooses it from the machine's memory.
+  std::uint64_t max_memory_bytes = 0;
   std::uint32_t task_timeout_seconds = 300;  ///< for jobs that set no task_timeout_ms
   std::uint32_t worker_memory_mib = 4096;    ///< for jobs that set no memory_limit_mib; 0 = none
   bool enable_test_jobs = false;             ///< accept the fault-injecting test-* mappers

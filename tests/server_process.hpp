@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,10 +48,19 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// Limits the test puts on the server process (and so on its workers, which inherit them).
+struct ProcessLimits {
+  /// Address-space cap (RLIMIT_AS, as `prlimit --as`), in MiB; 0 = none. An attack that makes the
+  /// server grow fails against this cap instead of taking the machine down.
+  std::uint64_t address_space_mib = 0;
+  /// Open-files limit (RLIMIT_NOFILE, soft and hard); 0 = inherited.
+  std::uint64_t open_files = 0;
+};
+
 /// mrd, started with `--listen 127.0.0.1:0` and the given extra arguments; stopped with SIGTERM.
 class ServerProcess {
  public:
-  explicit ServerProcess(std::vector<std::string> extra_args = {}) {
+  explicit ServerProcess(std::vector<std::string> extra_args = {}, ProcessLimits limits = {}) {
     const auto port_file = (dir_.path() / "port").string();
     log_file_ = (dir_.path() / "mrd.log").string();
     std::vector<std::string> args{MRD_BINARY, "--listen", "127.0.0.1:0", "--port-file", port_file};
@@ -65,6 +75,14 @@ class ServerProcess {
     if (pid_ == 0) {
       const int log = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (log >= 0) dup2(log, STDERR_FILENO);
+      if (limits.address_space_mib > 0) {
+        const rlimit as{limits.address_space_mib << 20, limits.address_space_mib << 20};
+        setrlimit(RLIMIT_AS, &as);
+      }
+      if (limits.open_files > 0) {
+        const rlimit files{limits.open_files, limits.open_files};
+        setrlimit(RLIMIT_NOFILE, &files);
+      }
       execv(argv[0], argv.data());
       _exit(127);
     }
@@ -91,6 +109,7 @@ class ServerProcess {
 
   /// Sends SIGTERM and waits; returns the exit status (as waitpid reports it).
   int stop(int signal = SIGTERM) {
+    if (pid_ <= 0) return exit_status_;
     ::kill(pid_, signal);
     int status = 0;
     const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -113,13 +132,32 @@ class ServerProcess {
   }
 
   /// The server's resident memory, in KiB (VmRSS).
-  std::uint64_t rss_kib() const {
-    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-      if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
+  std::uint64_t rss_kib() const { return status_kib("VmRSS:"); }
+
+  /// The most resident memory the server has had since it started, in KiB (VmHWM).
+  std::uint64_t peak_rss_kib() const { return status_kib("VmHWM:"); }
+
+  /// True while the server process has not exited (one that has is reaped, and stays so).
+  bool running() {
+    int status = 0;
+    if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
+      exit_status_ = status;
+      pid_ = 0;
     }
-    return 0;
+    return pid_ > 0;
+  }
+
+  /// How the server ended, as waitpid reports it, once running() saw it exit.
+  int exit_status() const { return exit_status_; }
+
+  /// File descriptors the server has open.
+  std::size_t open_fds() const {
+    std::error_code error;
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& fd : std::filesystem::directory_iterator(
+             std::filesystem::path("/proc") / std::to_string(pid_) / "fd", error))
+      ++n;
+    return n;
   }
 
   /// Process ids of mrd's worker processes (its children, whichever thread started them).
@@ -137,9 +175,20 @@ class ServerProcess {
   }
 
  private:
+  /// A "Name:   123 kB" field of /proc/PID/status, in KiB; 0 if absent.
+  std::uint64_t status_kib(std::string_view field) const {
+    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind(field, 0) == 0) return std::stoull(line.substr(field.size()));
+    }
+    return 0;
+  }
+
   TempDir dir_;
   std::string log_file_;
   pid_t pid_ = 0;
+  int exit_status_ = 0;
   std::uint16_t port_ = 0;
 };
 
