@@ -26,6 +26,10 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& executabl
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], 3);
+  // And nothing else: whatever the server holds open (client sockets that Asio accepted without
+  // close-on-exec, the database, other workers' channels) must not leak into a worker, or a
+  // client closed by the server would never see EOF while the worker lives.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 4);
 
   // Own process group: a Ctrl-C at the terminal reaches the server, which stops its workers in
   // order, instead of killing the workers under a server that is still running.
