@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "protocol/messages.hpp"
 
@@ -32,6 +33,15 @@ struct JobTicket {
             reduce_done.load(),
             reduce_total.load()};
   }
+};
+
+/// How a job ended, as the scheduler reports it to the network thread.
+struct JobOutcome {
+  std::uint32_t id = 0;
+  /// kOk for a result; otherwise the failure as FETCH reports it: kJobFailed (the job's own
+  /// error), kJobCrashed, kJobTimedOut or kJobOutOfMemory.
+  protocol::Status status = protocol::Status::kOk;
+  std::string body;  ///< kOk: the encoded JobResult; otherwise the reason
 };
 
 }  // namespace mrd::server

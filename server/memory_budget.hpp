@@ -97,6 +97,15 @@ class MemoryCharge {
     return true;
   }
 
+  /// Takes over `other`'s bytes (on the same budget, or `other` empty), leaving it empty: one
+  /// charge for many pieces of memory that are freed together.
+  void absorb(MemoryCharge&& other) {
+    if (!other.budget_) return;
+    if (!budget_) budget_ = other.budget_;
+    bytes_ += std::exchange(other.bytes_, 0);
+    other.budget_ = nullptr;
+  }
+
   /// Gives every byte back now.
   void reset() {
     if (budget_) budget_->release(bytes_);

@@ -1,10 +1,10 @@
 // The scheduler: one thread that runs every job as chunked MapReduce on a pool of worker processes.
 //
-// Life of a job here: admitted (validated and split into chunks), map tasks handed to idle workers,
-// their outputs grouped by partition, reduce tasks handed out the same way, the result assembled
-// and encoded, then given to the finish callback. Tasks of all running jobs take turns (round
-// robin), so a small job is not stuck behind a big one. A worker that dies is replaced and its task
-// runs again, up to kMaxTaskAttempts times.
+// Three parts, each in its own file: the pool (server/pool/worker_pool.hpp) starts, watches and
+// replaces the worker processes and moves task messages without blocking; the planner
+// (job_planner.hpp) decides how a job is cut; the dispatcher (dispatcher.hpp) runs the jobs:
+// fair turns, retries, deadlines, results. This file is the thread that drives them: it takes
+// jobs and cancels from the network thread and waits on the pool.
 //
 // The scheduler never touches a socket: the owner's finish callback hands the outcome over to
 // the network thread (by posting to its io_context).
@@ -21,28 +21,15 @@
 #include <vector>
 
 #include "protocol/messages.hpp"
+#include "server/dispatcher.hpp"
+#include "server/job_planner.hpp"
 #include "server/job_ticket.hpp"
 #include "server/memory_budget.hpp"
 
 namespace mrd::server {
 
-/// How many times a task may meet a dying worker before its job fails.
-inline constexpr int kMaxTaskAttempts = 3;
-
-/// Most map tasks per job: a smaller chunk size is enlarged to respect it.
-inline constexpr std::uint64_t kMaxMapTasks = 65536;
-
 /// Most reduce partitions a job may ask for.
-inline constexpr std::uint32_t kMaxPartitions = 1024;
-
-/// How a job ended, as the scheduler reports it.
-struct JobOutcome {
-  std::uint32_t id = 0;
-  /// kOk for a result; otherwise the failure as FETCH reports it: kJobFailed (the job's own
-  /// error), kJobCrashed, kJobTimedOut or kJobOutOfMemory.
-  protocol::Status status = protocol::Status::kOk;
-  std::string body;  ///< kOk: the encoded JobResult; otherwise the reason
-};
+inline constexpr std::uint32_t kMaxPartitions = PlanLimits{}.max_partitions;
 
 struct SchedulerConfig {
   std::string worker_executable;           ///< this binary, started with --worker-fd
@@ -51,6 +38,7 @@ struct SchedulerConfig {
   std::uint32_t task_timeout_ms = 300000;  ///< for jobs that set none
   std::uint32_t memory_limit_mib = 4096;   ///< for jobs that set none; 0 = unlimited
   MemoryBudget* budget = nullptr;          ///< charged for tasks and outputs in flight; may be null
+  std::vector<std::string> worker_environment;  ///< "NAME=value" added for every worker
 };
 
 class Scheduler {
@@ -81,21 +69,16 @@ class Scheduler {
   unsigned workers() const { return config_.workers; }
 
  private:
-  struct Submission {
-    std::shared_ptr<JobTicket> ticket;
-    protocol::SubmitRequest request;
-    MemoryCharge input_charge;
-  };
-
   void wake();
+  void run(WorkerPool& pool, Dispatcher& dispatcher);
 
   SchedulerConfig config_;
   FinishCallback on_finish_;
   std::thread thread_;
-  int wake_fd_ = -1;  ///< eventfd: poll() in the thread wakes when it is written
+  int wake_fd_ = -1;  ///< eventfd: the thread's poll() wakes when it is written
 
   std::mutex mutex_;                 ///< guards the two fields below
-  std::deque<Submission> incoming_;  ///< enqueued, not yet admitted by the thread
+  std::deque<Submission> incoming_;  ///< enqueued, not yet taken by the thread
   bool stopping_ = false;
 
   std::atomic<bool> cancels_pending_{false};

@@ -29,8 +29,13 @@ Server::Server(asio::io_context& io, ServerConfig config)
                           config_.data_dir,
                           config_.fsync ? JobDatabase::Sync::kFull : JobDatabase::Sync::kNormal)),
       store_(config_.max_retained_bytes, database_.get()),
-      scheduler_({config_.worker_executable, config_.plugins, config_.workers,
-                  config_.task_timeout_seconds * 1000, config_.worker_memory_mib, &budget_},
+      scheduler_({config_.worker_executable,
+                  config_.plugins,
+                  config_.workers,
+                  config_.task_timeout_seconds * 1000,
+                  config_.worker_memory_mib,
+                  &budget_,
+                  {}},
                  // Called on the scheduler thread: hand the outcome to the network thread, which
                  // owns the store (progress crosses in the ticket's atomics).
                  [this](JobOutcome outcome) {

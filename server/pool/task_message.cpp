@@ -12,7 +12,6 @@
 namespace mrd::server {
 namespace {
 
-constexpr std::size_t kTaskHeaderBytes = 9;
 constexpr auto kUnlimited = std::numeric_limits<std::uint64_t>::max();
 
 bool write_all(int fd, const char* data, std::size_t size) {
@@ -99,18 +98,14 @@ std::vector<std::string> decode_pieces(std::string_view body) {
   return pieces;
 }
 
-bool write_task_message(int fd, TaskMessageType type, std::string_view body) {
-  char header[kTaskHeaderBytes];
-  header[0] = static_cast<char>(type);
-  const std::uint64_t length = body.size();
+void append_task_header(std::string& out, TaskMessageType type, std::uint64_t body_bytes) {
+  out.push_back(static_cast<char>(type));
   for (int i = 0; i < 8; ++i)
-    header[1 + i] = static_cast<char>((length >> (8 * i)) & 0xff);
-  return write_all(fd, header, sizeof header) && write_all(fd, body.data(), body.size());
+    out.push_back(static_cast<char>((body_bytes >> (8 * i)) & 0xff));
 }
 
-std::optional<TaskMessage> read_task_message(int fd) {
-  unsigned char header[kTaskHeaderBytes];
-  if (!read_all(fd, reinterpret_cast<char*>(header), sizeof header)) return std::nullopt;
+std::optional<std::pair<TaskMessageType, std::uint64_t>> parse_task_header(
+    const unsigned char (&header)[kTaskHeaderBytes]) {
   const auto type = header[0];
   if (type < static_cast<std::uint8_t>(TaskMessageType::kMap) ||
       type > static_cast<std::uint8_t>(TaskMessageType::kMapReduce)) {
@@ -119,10 +114,25 @@ std::optional<TaskMessage> read_task_message(int fd) {
   std::uint64_t length = 0;
   for (int i = 7; i >= 0; --i)
     length = (length << 8) | header[1 + i];
-  if (length > kMaxTaskMessageBytes) return std::nullopt;  // checked before sizing the buffer
+  if (length > kMaxTaskMessageBytes) return std::nullopt;
+  return std::pair{static_cast<TaskMessageType>(type), length};
+}
+
+bool write_task_message(int fd, TaskMessageType type, std::string_view body) {
+  std::string header;
+  append_task_header(header, type, body.size());
+  return write_all(fd, header.data(), header.size()) && write_all(fd, body.data(), body.size());
+}
+
+std::optional<TaskMessage> read_task_message(int fd) {
+  unsigned char header[kTaskHeaderBytes];
+  if (!read_all(fd, reinterpret_cast<char*>(header), sizeof header)) return std::nullopt;
+  const auto parsed = parse_task_header(header);  // the length is checked before sizing a buffer
+  if (!parsed) return std::nullopt;
+  const auto [type, length] = *parsed;
   // The buffer grows with the bytes that actually arrive (at most doubling per step), never to
-  // the size a header merely claims: a broken worker cannot make the server touch gigabytes.
-  TaskMessage message{static_cast<TaskMessageType>(type), {}};
+  // the size a header merely claims: a broken peer cannot make this process touch gigabytes.
+  TaskMessage message{type, {}};
   while (message.body.size() < length) {
     const std::size_t have = message.body.size();
     const std::size_t step =

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "protocol/messages.hpp"
@@ -28,6 +29,9 @@ enum class TaskMessageType : std::uint8_t {
 
 /// A message too large for any job this server accepts: the other side is broken.
 inline constexpr std::uint64_t kMaxTaskMessageBytes = 8ull << 30;
+
+/// Bytes of the header before every message body.
+inline constexpr std::size_t kTaskHeaderBytes = 9;
 
 struct TaskMessage {
   TaskMessageType type = TaskMessageType::kDone;
@@ -60,6 +64,14 @@ ReduceTask decode_reduce_task(std::string_view body);
 /// A map task's output: one piece per partition.
 std::string encode_pieces(const std::vector<std::string>& pieces);
 std::vector<std::string> decode_pieces(std::string_view body);
+
+/// Appends the header of a message whose body is `body_bytes` long.
+void append_task_header(std::string& out, TaskMessageType type, std::uint64_t body_bytes);
+
+/// A received header's type and body length; empty if the type is unknown or the length is over
+/// kMaxTaskMessageBytes (checked before anything is sized from it).
+std::optional<std::pair<TaskMessageType, std::uint64_t>> parse_task_header(
+    const unsigned char (&header)[kTaskHeaderBytes]);
 
 /// Writes a whole message to a blocking file descriptor. False if the peer is gone.
 bool write_task_message(int fd, TaskMessageType type, std::string_view body);

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -16,7 +17,9 @@ extern char** environ;
 namespace mrd::server {
 
 std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& executable,
-                                                    const std::vector<std::string>& plugins) {
+                                                    const std::vector<std::string>& plugins,
+                                                    const std::vector<std::string>& environment,
+                                                    MemoryBudget* budget) {
   int fds[2];
   // CLOEXEC on both ends: other workers must not inherit this pair, or a dead worker's EOF would
   // never arrive. The child's end loses the flag through dup2 below.
@@ -43,12 +46,19 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& executabl
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF);
 
   // One BLAS thread per worker: the pool is the parallelism.
+  std::vector<std::string> added = environment;
+  added.push_back("OPENBLAS_NUM_THREADS=1");
   std::vector<char*> env;
-  std::string blas_threads = "OPENBLAS_NUM_THREADS=1";
   for (char** e = environ; *e; ++e) {
-    if (std::strncmp(*e, "OPENBLAS_NUM_THREADS=", 21) != 0) env.push_back(*e);
+    const std::string_view entry(*e);
+    const auto name = entry.substr(0, entry.find('=') + 1);
+    const bool replaced = std::any_of(added.begin(), added.end(), [&](const std::string& a) {
+      return std::string_view(a).substr(0, a.find('=') + 1) == name;
+    });
+    if (!replaced) env.push_back(*e);
   }
-  env.push_back(blas_threads.data());
+  for (auto& entry : added)
+    env.push_back(entry.data());
   env.push_back(nullptr);
 
   std::vector<std::string> arguments{executable, "--worker-fd", "3"};
@@ -70,11 +80,11 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& executabl
     ::close(fds[0]);
     throw std::runtime_error("cannot start worker " + executable + ": " + std::strerror(rc));
   }
-  return std::unique_ptr<WorkerProcess>(new WorkerProcess(pid, fds[0]));
+  return std::unique_ptr<WorkerProcess>(new WorkerProcess(pid, fds[0], budget));
 }
 
 WorkerProcess::~WorkerProcess() {
-  if (fd_ >= 0) ::close(fd_);
+  channel_.reset();
   if (pid_ > 0) {
     ::kill(pid_, SIGKILL);
     while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
@@ -82,19 +92,8 @@ WorkerProcess::~WorkerProcess() {
   }
 }
 
-bool WorkerProcess::send(TaskMessageType type, std::string_view body) {
-  return write_task_message(fd_, type, body);
-}
-
-std::optional<TaskMessage> WorkerProcess::receive() {
-  return read_task_message(fd_);
-}
-
 std::string WorkerProcess::reap() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-  }
+  channel_.reset();
   if (pid_ <= 0) return "already reaped";
   // The pipe broke, so the worker is dead or broken: a broken one is killed, never waited on.
   int status = 0;

@@ -12,40 +12,39 @@
 #include <string>
 #include <vector>
 
-#include "server/pool/task_message.hpp"
+#include "server/memory_budget.hpp"
+#include "server/pool/worker_channel.hpp"
 
 namespace mrd::server {
 
 class WorkerProcess {
  public:
   /// Starts `executable --worker-fd 3 [--plugin FILE]...`, loading the same plugins as the
-  /// server. Throws std::runtime_error if the process cannot start.
+  /// server, with `environment` ("NAME=value") added to the server's. `budget` pays for answers
+  /// being received. Throws std::runtime_error if the process cannot start.
   static std::unique_ptr<WorkerProcess> spawn(const std::string& executable,
-                                              const std::vector<std::string>& plugins);
+                                              const std::vector<std::string>& plugins,
+                                              const std::vector<std::string>& environment,
+                                              MemoryBudget* budget);
 
   /// Kills the process if it still runs, and reaps it.
   ~WorkerProcess();
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;
 
-  /// Our end of the socketpair, for poll().
-  int fd() const { return fd_; }
+  /// Our end of the socketpair, non-blocking.
+  WorkerChannel& channel() { return *channel_; }
   pid_t pid() const { return pid_; }
 
-  /// Sends a task. False if the worker is gone.
-  bool send(TaskMessageType type, std::string_view body);
-
-  /// Reads the worker's answer (blocks until it is complete). Empty if the worker is gone.
-  std::optional<TaskMessage> receive();
-
-  /// After send/receive failed: kills the worker if needed, reaps it and says how it ended
+  /// Closes the channel, kills the worker if it still runs, reaps it and says how it ended
   /// ("killed by signal 9 (Killed)", "exited with status 3").
   std::string reap();
 
  private:
-  WorkerProcess(pid_t pid, int fd) : pid_(pid), fd_(fd) {}
-  pid_t pid_;  ///< 0 once reaped
-  int fd_;     ///< -1 once closed
+  WorkerProcess(pid_t pid, int fd, MemoryBudget* budget)
+      : pid_(pid), channel_(std::make_unique<WorkerChannel>(fd, budget)) {}
+  pid_t pid_;                               ///< 0 once reaped
+  std::unique_ptr<WorkerChannel> channel_;  ///< null once closed
 };
 
 /// The body of a worker process: answers tasks on `fd` until the server closes it. Returns the

@@ -1,0 +1,402 @@
+#include "server/dispatcher.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <new>
+#include <stdexcept>
+
+#include "protocol/codec.hpp"
+#include "server/engine/input_kinds.hpp"
+#include "server/engine/job_kind.hpp"
+#include "server/log.hpp"
+
+namespace mrd::server {
+
+using protocol::JobState;
+using protocol::Status;
+
+enum class Phase { kMap, kReduce };
+
+/// A job the dispatcher is running.
+struct Dispatcher::RunningJob {
+  std::shared_ptr<JobTicket> ticket;
+  const engine::JobKind* kind = nullptr;
+  std::string mapper, reducer;
+  std::uint32_t partitions = 1;
+  std::chrono::milliseconds task_timeout{0};
+  std::uint32_t memory_limit_mib = 0;
+  Phase phase = Phase::kMap;
+  std::vector<protocol::JobInput> chunks;             ///< map inputs, kept until the map phase ends
+  MemoryCharge chunks_charge;                         ///< pays for `chunks`
+  std::vector<std::vector<std::string>> map_outputs;  ///< [chunk][partition]
+  std::vector<std::string> reduced;                   ///< [partition]
+  MemoryCharge outputs_charge;                        ///< pays for map_outputs and reduced
+  std::deque<std::uint32_t> todo;                     ///< task indexes of this phase not yet sent
+  std::vector<int> attempts;                          ///< per task of this phase
+  std::uint32_t outstanding = 0;                      ///< tasks sent, not yet answered
+  bool dropped = false;                               ///< failed or cancelled: ignore answers
+  /// One chunk and a reduce: its single task maps and reduces in one go (kMapReduce).
+  bool fused = false;
+
+  std::uint32_t id() const { return ticket->id; }
+  std::uint32_t task_count() const {
+    return static_cast<std::uint32_t>(phase == Phase::kMap ? chunks.size() : partitions);
+  }
+  std::string task_name(Phase task_phase, std::uint32_t index) const {
+    return std::string(task_phase == Phase::kMap ? "map" : "reduce") + " task " +
+           std::to_string(index + 1) + " of " + std::to_string(task_count());
+  }
+};
+
+/// A task in a worker's hands.
+struct Dispatcher::InFlight {
+  std::shared_ptr<RunningJob> job;
+  Phase phase = Phase::kMap;
+  std::uint32_t index = 0;
+  Clock::time_point deadline;  ///< the worker is killed if the task is still running then
+};
+
+namespace {
+std::string mebibytes(std::uint64_t bytes) {
+  return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB";
+}
+}  // namespace
+
+Dispatcher::Dispatcher(DispatcherConfig config, WorkerPool& pool, FinishCallback on_finish)
+    : config_(std::move(config)),
+      pool_(pool),
+      on_finish_(std::move(on_finish)),
+      in_flight_(pool.size()) {}
+
+Dispatcher::~Dispatcher() = default;
+
+void Dispatcher::submit(Submission submission) {
+  waiting_.push_back(std::move(submission));
+}
+
+void Dispatcher::admit_waiting() {
+  // In order; a job that must wait for memory lets smaller ones behind it through.
+  std::erase_if(waiting_, [this](Submission& submission) { return admit(submission); });
+}
+
+bool Dispatcher::admit(Submission& submission) {
+  if (submission.ticket->cancelled) return true;
+  auto& request = submission.request;
+  auto job = std::make_shared<RunningJob>();
+  job->ticket = submission.ticket;
+  job->mapper = request.mapper;
+  job->reducer = request.reducer;
+  job->kind = engine::find_job_kind(job->mapper, job->reducer);
+  job->task_timeout = std::chrono::milliseconds(
+      request.options.task_timeout_ms ? request.options.task_timeout_ms : config_.task_timeout_ms);
+  // A job may lower its workers' memory limit, never raise it above the server's.
+  job->memory_limit_mib = config_.memory_limit_mib;
+  if (request.options.memory_limit_mib &&
+      (config_.memory_limit_mib == 0 ||
+       request.options.memory_limit_mib < config_.memory_limit_mib)) {
+    job->memory_limit_mib = request.options.memory_limit_mib;
+  }
+  try {
+    if (!job->kind) throw engine::JobError("no job '" + job->mapper + "' + '" + job->reducer + "'");
+    job->kind->validate(request.input);
+    const auto chunk_bytes =
+        plan_chunk_bytes(request.options.chunk_bytes, request.input, config_.limits);
+    const auto total = engine::input_bytes(request.input);
+    const auto expected_tasks = std::max<std::uint64_t>((total + chunk_bytes - 1) / chunk_bytes, 1);
+    const auto working = planned_working_bytes(
+        request.input, expected_tasks,
+        plan_partitions(request.options.partitions, expected_tasks, config_.limits));
+    if (config_.budget) {
+      job->chunks_charge = MemoryCharge::try_take(*config_.budget, working);
+      if (!job->chunks_charge) {
+        // Memory comes back as running jobs finish; with none running it never will.
+        if (!jobs_.empty()) return false;
+        finish(*job, Status::kJobOutOfMemory,
+               "the job needs " + mebibytes(working) +
+                   " of server memory to run, more than the memory budget has free (" +
+                   mebibytes(config_.budget->limit() -
+                             std::min(config_.budget->used(), config_.budget->limit())) +
+                   " of " + mebibytes(config_.budget->limit()) + ", mrd --max-memory-mib)");
+        return true;
+      }
+    }
+    job->chunks = job->kind->split(request.input, chunk_bytes);
+  } catch (const std::bad_alloc&) {
+    finish_out_of_memory(*job, "splitting its input");
+    return true;
+  } catch (const std::exception& e) {
+    finish(*job, Status::kJobFailed, e.what());
+    return true;
+  }
+  // The chunks hold the input now: the request's copy goes, and its charge with it.
+  request.input = protocol::JobInput{};
+  submission.input_charge.reset();
+
+  const auto chunks = static_cast<std::uint32_t>(job->chunks.size());
+  job->partitions = plan_partitions(request.options.partitions, chunks, config_.limits);
+  job->map_outputs.resize(chunks);
+  job->attempts.assign(chunks, 0);
+  for (std::uint32_t i = 0; i < chunks; ++i)
+    job->todo.push_back(i);
+  job->ticket->map_total = chunks;
+  job->ticket->reduce_total = job->kind->has_reduce() ? job->partitions : 0;
+  job->fused = chunks == 1 && job->kind->has_reduce();
+  job->ticket->state = JobState::kMapping;
+  log(Level::kDebug, "job ", job->id(), ": ", job->mapper, "+", job->reducer, ", ", chunks,
+      " chunks, ", job->partitions, " partitions");
+  jobs_.emplace(job->id(), job);
+  ready_.push_back(std::move(job));
+  return true;
+}
+
+void Dispatcher::drop_cancelled() {
+  std::erase_if(waiting_, [](const Submission& s) { return s.ticket->cancelled.load(); });
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    if (it->second->ticket->cancelled) {
+      it->second->dropped = true;
+      log(Level::kDebug, "job ", it->first, ": cancelled");
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Work already in a worker's hands stops too: the worker is killed and replaced, which is
+  // quicker than letting a long task finish for nothing.
+  for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
+    if (!in_flight_[slot] || !in_flight_[slot]->job->dropped) continue;
+    const auto how = pool_.replace(slot);
+    log(Level::kInfo, "worker ", how, " (its job was cancelled); started a replacement");
+    --in_flight_[slot]->job->outstanding;
+    in_flight_[slot].reset();
+  }
+}
+
+void Dispatcher::dispatch() {
+  admit_waiting();
+  for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
+    if (!in_flight_[slot] && pool_.idle(slot)) start_next_task(slot);
+  }
+}
+
+void Dispatcher::start_next_task(unsigned slot) {
+  while (!ready_.empty()) {
+    auto job = std::move(ready_.front());
+    ready_.pop_front();
+    if (job->dropped || job->todo.empty()) continue;
+    const auto index = job->todo.front();
+    job->todo.pop_front();
+    if (!job->todo.empty()) ready_.push_back(job);  // its next task waits for its next turn
+    const auto type = job->fused                  ? TaskMessageType::kMapReduce
+                      : job->phase == Phase::kMap ? TaskMessageType::kMap
+                                                  : TaskMessageType::kReduce;
+    std::string body;
+    try {
+      body = encode_task(*job, index);
+    } catch (const std::bad_alloc&) {
+      finish_out_of_memory(*job, "encoding " + job->task_name(job->phase, index));
+      continue;  // the worker is still idle: give it another job's task
+    }
+    // The message is a copy of its chunk (or partition) while it is being written: counted,
+    // though it exists already and is bounded by the plan.
+    MemoryCharge charge;
+    if (config_.budget) charge = MemoryCharge::force_take(*config_.budget, body.size());
+    ++job->outstanding;
+    in_flight_[slot] = InFlight{job, job->phase, index, Clock::now() + job->task_timeout};
+    pool_.send(slot, type, std::move(body), std::move(charge));
+    return;
+  }
+}
+
+std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index) const {
+  if (job.phase == Phase::kMap) {
+    return encode_map_task(
+        {job.mapper, job.reducer, job.partitions, job.memory_limit_mib, job.chunks[index]});
+  }
+  ReduceTask task{job.mapper, job.reducer, job.memory_limit_mib, {}};
+  task.pieces.reserve(job.map_outputs.size());
+  for (const auto& output : job.map_outputs)
+    task.pieces.push_back(output[index]);
+  return encode_reduce_task(task);
+}
+
+void Dispatcher::handle(std::vector<PoolEvent> events) {
+  for (auto& event : events) {
+    switch (event.kind) {
+      case PoolEvent::Kind::kAnswer:
+        on_answer(event.slot, std::move(event.answer), std::move(event.charge));
+        break;
+      case PoolEvent::Kind::kLost: on_task_lost(event.slot, Loss::kDied, event.how); break;
+      case PoolEvent::Kind::kOverBudget: on_over_budget(event.slot, event.how); break;
+    }
+  }
+}
+
+void Dispatcher::enforce_deadlines() {
+  const auto now = Clock::now();
+  for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
+    if (in_flight_[slot] && in_flight_[slot]->deadline <= now) {
+      on_task_lost(slot, Loss::kTimedOut, pool_.replace(slot));
+    }
+  }
+}
+
+std::optional<Dispatcher::Clock::time_point> Dispatcher::next_deadline() const {
+  std::optional<Clock::time_point> earliest;
+  for (const auto& task : in_flight_) {
+    if (task && (!earliest || task->deadline < *earliest)) earliest = task->deadline;
+  }
+  return earliest;
+}
+
+void Dispatcher::on_answer(unsigned slot, TaskMessage answer, MemoryCharge charge) {
+  if (!in_flight_[slot]) return;  // the pool reports answers only to tasks; be safe anyway
+  auto task = std::move(*in_flight_[slot]);
+  in_flight_[slot].reset();
+  auto& job = *task.job;
+  --job.outstanding;
+  if (job.dropped) return;
+  if (answer.type == TaskMessageType::kError) {
+    finish(job, Status::kJobFailed, answer.body);
+    return;
+  }
+  if (answer.type == TaskMessageType::kOutOfMemory) {
+    // Not retried: the same task would need the same memory again.
+    finish(job, Status::kJobOutOfMemory,
+           job.task_name(task.phase, task.index) + " ran out of memory (limit " +
+               std::to_string(job.memory_limit_mib) + " MiB)");
+    return;
+  }
+  try {
+    if (job.fused) {
+      // The single task answered with every partition already reduced.
+      job.reduced = decode_pieces(answer.body);
+      if (job.reduced.size() != job.partitions) {
+        throw std::runtime_error("a map-reduce task returned the wrong number of partitions");
+      }
+      job.ticket->map_done = 1;
+      job.ticket->reduce_done = job.partitions;
+      job.phase = Phase::kReduce;
+    } else if (task.phase == Phase::kMap) {
+      job.map_outputs[task.index] = decode_pieces(answer.body);
+      if (job.map_outputs[task.index].size() != job.partitions && job.kind->has_reduce()) {
+        throw std::runtime_error("map task returned the wrong number of partitions");
+      }
+      ++job.ticket->map_done;
+    } else {
+      job.reduced[task.index] = std::move(answer.body);
+      ++job.ticket->reduce_done;
+    }
+    job.outputs_charge.absorb(std::move(charge));
+  } catch (const std::bad_alloc&) {
+    finish_out_of_memory(job, "keeping the output of " + job.task_name(task.phase, task.index));
+    return;
+  } catch (const std::exception& e) {
+    finish(job, Status::kJobFailed, std::string("worker answered garbage: ") + e.what());
+    return;
+  }
+  if (job.todo.empty() && job.outstanding == 0) on_phase_complete(job);
+}
+
+void Dispatcher::on_task_lost(unsigned slot, Loss loss, const std::string& how) {
+  if (!in_flight_[slot]) {
+    log(Level::kWarn, "idle worker ", how, "; started a replacement");
+    return;
+  }
+  const auto task = std::move(*in_flight_[slot]);
+  in_flight_[slot].reset();
+  const auto& job = task.job;
+  --job->outstanding;
+  log(loss == Loss::kDied ? Level::kWarn : Level::kInfo, "worker ", how,
+      loss == Loss::kTimedOut ? " (task past its deadline)" : "", " running job ", job->id(), "'s ",
+      job->task_name(task.phase, task.index), "; started a replacement");
+  if (job->dropped) return;
+  if (++job->attempts[task.index] < kMaxTaskAttempts) {
+    requeue(job, task.index);
+    return;
+  }
+  const auto attempts = std::to_string(kMaxTaskAttempts) + " times";
+  if (loss == Loss::kTimedOut) {
+    finish(*job, Status::kJobTimedOut,
+           job->task_name(task.phase, task.index) + " ran past its " +
+               std::to_string(job->task_timeout.count()) + " ms deadline " + attempts);
+  } else {
+    finish(
+        *job, Status::kJobCrashed,
+        job->task_name(task.phase, task.index) + " crashed " + attempts + "; last worker " + how);
+  }
+}
+
+void Dispatcher::on_over_budget(unsigned slot, const std::string& what) {
+  if (!in_flight_[slot]) return;
+  const auto task = std::move(*in_flight_[slot]);
+  in_flight_[slot].reset();
+  --task.job->outstanding;
+  if (task.job->dropped) return;
+  finish_out_of_memory(*task.job,
+                       "receiving " + what + " for " + task.job->task_name(task.phase, task.index));
+}
+
+void Dispatcher::requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index) {
+  if (job->todo.empty()) ready_.push_front(job);  // it lost its turn through no fault of its own
+  job->todo.push_front(index);
+}
+
+void Dispatcher::on_phase_complete(RunningJob& job) {
+  try {
+    if (job.phase == Phase::kMap && job.kind->has_reduce()) {
+      job.chunks = {};
+      job.chunks_charge.reset();
+      job.phase = Phase::kReduce;
+      job.reduced.assign(job.partitions, {});
+      job.attempts.assign(job.partitions, 0);
+      for (std::uint32_t p = 0; p < job.partitions; ++p)
+        job.todo.push_back(p);
+      job.ticket->state = JobState::kReducing;
+      ready_.push_back(jobs_.at(job.id()));
+      return;
+    }
+    std::vector<std::string> parts;
+    if (job.phase == Phase::kMap) {
+      // No reduce: the result is built from piece 0 of each map output, in chunk order.
+      for (auto& output : job.map_outputs)
+        parts.push_back(std::move(output.at(0)));
+    } else {
+      parts = std::move(job.reduced);
+    }
+    job.map_outputs = {};
+    job.chunks = {};
+    auto result = protocol::encode(job.kind->assemble(std::move(parts)));
+    if (result.size() > std::numeric_limits<std::uint32_t>::max()) {
+      // A reply's length is a u32: such a result could never be sent.
+      finish(job, Status::kJobFailed,
+             "the result is " + std::to_string(result.size()) +
+                 " bytes, more than a reply can carry (4 GiB - 1)");
+      return;
+    }
+    finish(job, Status::kOk, std::move(result));
+  } catch (const std::bad_alloc&) {
+    finish_out_of_memory(job, "assembling its result");
+  } catch (const std::exception& e) {
+    finish(job, Status::kJobFailed, e.what());
+  }
+}
+
+void Dispatcher::finish_out_of_memory(RunningJob& job, const std::string& what) {
+  // The job's memory goes first, so that the reason can be built and the others go on.
+  job.chunks = {};
+  job.map_outputs = {};
+  job.reduced = {};
+  finish(job, Status::kJobOutOfMemory, "the server ran out of memory " + what);
+}
+
+void Dispatcher::finish(RunningJob& job, Status status, std::string body) {
+  job.dropped = true;
+  const auto id = job.id();
+  if (status != Status::kOk) {
+    log(Level::kInfo, "job ", id, " failed (", protocol::to_string(status), "): ", body);
+  }
+  if (!job.ticket->cancelled) on_finish_(JobOutcome{id, status, std::move(body)});
+  jobs_.erase(id);  // may destroy `job`: nothing touches it after this line
+}
+
+}  // namespace mrd::server

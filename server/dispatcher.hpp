@@ -1,0 +1,107 @@
+// The dispatcher: the jobs the scheduler thread runs, and which task goes to which worker.
+//
+// Life of a job here: admitted (planned, paid for, split into chunks), its map tasks handed to
+// idle workers, their outputs grouped by partition, its reduce tasks handed out the same way, the
+// result assembled and encoded, then given to the finish callback. Tasks of all running jobs take
+// turns (round robin), so a small job is not stuck behind a big one. A task whose worker dies, at
+// any moment, runs again up to kMaxTaskAttempts times; one past its deadline has its worker
+// killed and counts as an attempt too. A job that cannot get the memory it needs fails with
+// JOB_OUT_OF_MEMORY; the dispatcher itself never fails because of one job.
+//
+// Only the scheduler thread touches it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol/messages.hpp"
+#include "server/job_planner.hpp"
+#include "server/job_ticket.hpp"
+#include "server/memory_budget.hpp"
+#include "server/pool/worker_pool.hpp"
+
+namespace mrd::engine {
+class JobKind;
+}
+
+namespace mrd::server {
+
+/// How many times a task may meet a dying worker before its job fails.
+inline constexpr int kMaxTaskAttempts = 3;
+
+/// A job handed to the dispatcher, waiting to be admitted.
+struct Submission {
+  std::shared_ptr<JobTicket> ticket;
+  protocol::SubmitRequest request;
+  MemoryCharge input_charge;  ///< pays for request.input until the job no longer holds it
+};
+
+struct DispatcherConfig {
+  PlanLimits limits;
+  std::uint32_t task_timeout_ms = 300000;  ///< for jobs that set none
+  std::uint32_t memory_limit_mib = 4096;   ///< for jobs that set none; 0 = unlimited
+  MemoryBudget* budget = nullptr;          ///< pays for chunks and task messages; may be null
+};
+
+class Dispatcher {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using FinishCallback = std::function<void(JobOutcome)>;
+
+  Dispatcher(DispatcherConfig config, WorkerPool& pool, FinishCallback on_finish);
+  ~Dispatcher();
+
+  /// Queues a job for admission; it is admitted as soon as its memory fits in the budget.
+  void submit(Submission submission);
+
+  /// Drops every job whose ticket was cancelled; kills the workers running their tasks.
+  void drop_cancelled();
+
+  /// Admits what fits and hands tasks to every idle worker.
+  void dispatch();
+
+  /// Takes in what the pool reported.
+  void handle(std::vector<PoolEvent> events);
+
+  /// Kills the workers whose task is past its deadline (the task runs again or its job fails).
+  void enforce_deadlines();
+
+  /// The earliest task deadline, if a task is running.
+  std::optional<Clock::time_point> next_deadline() const;
+
+ private:
+  struct RunningJob;
+  struct InFlight;
+  enum class Loss { kDied, kTimedOut };
+
+  /// Admits the oldest waiting jobs while their working memory fits.
+  void admit_waiting();
+  /// Plans, charges and splits one job; false if it must wait for memory.
+  bool admit(Submission& submission);
+  void start_next_task(unsigned slot);
+  std::string encode_task(const RunningJob& job, std::uint32_t index) const;
+  void on_answer(unsigned slot, TaskMessage answer, MemoryCharge charge);
+  void on_task_lost(unsigned slot, Loss loss, const std::string& how);
+  void on_over_budget(unsigned slot, const std::string& what);
+  void on_phase_complete(RunningJob& job);
+  void requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index);
+  void finish(RunningJob& job, protocol::Status status, std::string body);
+  void finish_out_of_memory(RunningJob& job, const std::string& what);
+
+  DispatcherConfig config_;
+  WorkerPool& pool_;
+  FinishCallback on_finish_;
+  std::deque<Submission> waiting_;  ///< submitted, not admitted yet (in order)
+  std::unordered_map<std::uint32_t, std::shared_ptr<RunningJob>> jobs_;
+  std::deque<std::shared_ptr<RunningJob>> ready_;   ///< jobs with a task to send, in turn order
+  std::vector<std::optional<InFlight>> in_flight_;  ///< per pool slot
+};
+
+}  // namespace mrd::server

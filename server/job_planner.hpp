@@ -1,0 +1,49 @@
+// The job planner: how a job is cut into tasks, decided before any of it is allocated.
+//
+// Pure functions of the request and the server's limits, so they are tested alone. A client's
+// tuning (chunk_bytes, partitions) is a wish, not an order: the planner clamps it so that no
+// request makes the server hold more than a small multiple of its input (65,536 one-byte chunks,
+// each carrying a copy of B, or a thousand partitions per chunk) or makes one task the size of a
+// whole big input (which would keep a worker from every other client's jobs). Clamping never
+// changes a job's result, only how it is cut.
+#pragma once
+
+#include <cstdint>
+
+#include "protocol/messages.hpp"
+
+namespace mrd::server {
+
+/// The server's bounds on how jobs are cut.
+struct PlanLimits {
+  unsigned workers = 2;
+  /// Most map tasks per job: a smaller chunk size is enlarged to respect it.
+  std::uint64_t max_map_tasks = 4096;
+  /// Largest chunk of text or numbers: a worker is free again for other jobs within about a
+  /// second, whatever a client asks.
+  std::uint64_t max_chunk_bytes = 4 << 20;
+  /// Most matrix-product tasks per worker: each carries a copy of B.
+  std::uint64_t max_matrix_tasks_per_worker = 4;
+  /// Most map-output pieces (map tasks x partitions) per job: each costs bookkeeping in the
+  /// server whatever its size.
+  std::uint64_t max_pieces = 1 << 18;
+  /// Most partitions a job may ask for (a request above it is refused, not clamped).
+  std::uint32_t max_partitions = 1024;
+};
+
+/// The chunk size for a job: the client's choice or a default (a few chunks per worker, so the
+/// pool stays busy and a big job's tasks interleave with others'), clamped to the limits.
+std::uint64_t plan_chunk_bytes(std::uint64_t requested, const protocol::JobInput& input,
+                               const PlanLimits& limits);
+
+/// The partition count for a job cut into `map_tasks` chunks: the client's choice or one per
+/// worker (at most one per chunk), clamped to max_pieces.
+std::uint32_t plan_partitions(std::uint32_t requested, std::uint64_t map_tasks,
+                              const PlanLimits& limits);
+
+/// Bytes the server holds to run a job beyond its decoded input: the chunks cut from it (a copy
+/// of the input, plus a copy of B per chunk of a product) and the bookkeeping of its pieces.
+std::uint64_t planned_working_bytes(const protocol::JobInput& input, std::uint64_t map_tasks,
+                                    std::uint32_t partitions);
+
+}  // namespace mrd::server
