@@ -80,6 +80,14 @@ inline RawReply wait_for(RawClient& client, std::uint32_t id, std::chrono::secon
   }
 }
 
+/// The server's STATS counters.
+inline protocol::ServerStats server_stats(RawClient& client) {
+  client.send(std::string("\x05\0\0\0\0", 5));
+  const auto reply = client.read_reply();
+  if (!reply || reply->status != kOk) throw std::runtime_error("no STATS reply");
+  return protocol::decode<protocol::ServerStats>(reply->body).value.value();
+}
+
 inline protocol::JobResult result_of(const RawReply& reply) {
   EXPECT_EQ(status_name(reply.status), "ok") << error_text(reply);
   auto decoded = protocol::decode<protocol::JobResult>(reply.body);

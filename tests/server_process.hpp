@@ -60,10 +60,12 @@ struct ProcessLimits {
 /// mrd, started with `--listen 127.0.0.1:0` and the given extra arguments; stopped with SIGTERM.
 class ServerProcess {
  public:
-  explicit ServerProcess(std::vector<std::string> extra_args = {}, ProcessLimits limits = {}) {
+  /// `binary` is the mrd to start (a copy, for a test that must take it away later).
+  explicit ServerProcess(std::vector<std::string> extra_args = {}, ProcessLimits limits = {},
+                         std::string binary = MRD_BINARY) {
     const auto port_file = (dir_.path() / "port").string();
     log_file_ = (dir_.path() / "mrd.log").string();
-    std::vector<std::string> args{MRD_BINARY, "--listen", "127.0.0.1:0", "--port-file", port_file};
+    std::vector<std::string> args{binary, "--listen", "127.0.0.1:0", "--port-file", port_file};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     // Everything the child needs is built before fork: a test may run threads, and in the child
     // of a threaded process only async-signal-safe calls (no allocation) are safe until exec.

@@ -64,15 +64,21 @@ std::string WorkerPool::replace(unsigned index) {
   return lose(index);
 }
 
-void WorkerPool::retry_pending_starts() {
+bool WorkerPool::retry_pending_starts() {
   const auto now = Clock::now();
+  bool started = false;
   for (unsigned i = 0; i < slots_.size(); ++i) {
-    if (!slots_[i].process && slots_[i].retry_at <= now) start(i);
+    if (!slots_[i].process && slots_[i].retry_at <= now) {
+      start(i);
+      started = started || slots_[i].process != nullptr;
+    }
   }
+  return started;
 }
 
 std::vector<PoolEvent> WorkerPool::wait(int wake_fd, std::optional<Clock::time_point> until) {
-  retry_pending_starts();
+  // A worker that just started is idle: return at once so that it gets a task.
+  if (retry_pending_starts()) return {};
   // Wake up in time for the next pending start, too.
   for (const auto& slot : slots_) {
     if (!slot.process && (!until || slot.retry_at < *until)) until = slot.retry_at;

@@ -82,7 +82,8 @@ class WorkerPool {
   void start(unsigned slot);
   /// Reaps the slot's process and starts a replacement; returns how the old one ended.
   std::string lose(unsigned slot);
-  void retry_pending_starts();
+  /// Starts the replacements whose retry time has come; true if one started.
+  bool retry_pending_starts();
 
   PoolConfig config_;
   std::vector<Slot> slots_;

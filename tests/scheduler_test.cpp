@@ -1,0 +1,151 @@
+// The scheduler against the real server: workers that stop, die at any moment of a task, or
+// cannot be replaced; requests that try to amplify memory; jobs that cannot fit the budget.
+// Every server here runs under an address-space cap, so a failure cannot take the machine down.
+#include <filesystem>
+
+#include "raw_jobs.hpp"
+
+namespace mrd::testing {
+namespace {
+
+constexpr ProcessLimits kCapped{.address_space_mib = 4096};
+
+/// Another client's tiny job: it must still be served.
+void expect_tiny_job_served(std::uint16_t port, std::chrono::seconds within = 30s) {
+  RawClient client(port);
+  const auto id = submit(client, word_count_request({"tiny job tiny"}));
+  const auto result = as_map(result_of(wait_for(client, id, within)));
+  EXPECT_EQ(result, (std::map<std::string, std::uint64_t>{{"job", 1}, {"tiny", 2}}));
+}
+
+/// A deterministic m x n matrix with small integer values.
+protocol::Matrix matrix(std::uint64_t rows, std::uint64_t cols, unsigned seed) {
+  protocol::Matrix m{rows, cols, std::vector<double>(rows * cols)};
+  for (std::size_t i = 0; i < m.values.size(); ++i)
+    m.values[i] = static_cast<double>((i * 7 + seed) % 11) - 5;
+  return m;
+}
+
+/// 2 x the identity: A x B is then 2A, easy to check whatever the size.
+protocol::Matrix twice_identity(std::uint64_t n) {
+  protocol::Matrix m{n, n, std::vector<double>(n * n, 0.0)};
+  for (std::uint64_t i = 0; i < n; ++i)
+    m.values[i * n + i] = 2;
+  return m;
+}
+
+void expect_twice(const protocol::Matrix& a, const protocol::JobResult& result) {
+  const auto& c = std::get<protocol::Matrix>(result);
+  ASSERT_EQ(c.rows, a.rows);
+  ASSERT_EQ(c.cols, a.cols);
+  for (std::size_t i = 0; i < a.values.size(); ++i) {
+    if (c.values[i] != 2 * a.values[i]) FAIL() << "element " << i << " is wrong";
+  }
+}
+
+TEST(Scheduler, AStoppedWorkerCostsItsOwnTaskOnly) {
+  ServerProcess server({"--workers", "2", "--task-timeout", "2"}, kCapped);
+  const auto workers = server.worker_pids();
+  ASSERT_EQ(workers.size(), 2u);
+  // Stopped, it reads nothing: a task bigger than the socket buffer can never be written to it.
+  ::kill(workers[0], SIGSTOP);
+  RawClient client(server.port());
+  std::vector<std::string> texts;
+  for (int i = 0; i < 4; ++i)
+    texts.push_back(random_text(150000, i));  // about 1.5 MB each
+  const auto big = submit(client, word_count_request(texts, 1 << 20));
+  expect_tiny_job_served(server.port());
+  EXPECT_EQ(as_map(result_of(wait_for(client, big, 60s))), reference_word_count(texts));
+  // The stopped worker met a task, missed its deadline, and was replaced.
+  EXPECT_GE(server_stats(client).worker_restarts, 1u);
+  ::kill(workers[0], SIGCONT);  // if it was never killed, let the server stop it normally
+}
+
+TEST(Scheduler, AWorkerKilledAtAnyMomentOfItsTaskIsRetried) {
+  // One worker and one big one-chunk product: the task takes a while to send and to run, so the
+  // kills below land while it is being written, read, computed or answered.
+  ServerProcess server({"--workers", "1", "--task-timeout", "30"}, kCapped);
+  RawClient client(server.port());
+  const auto a = matrix(1000, 1000, 1);
+  const protocol::SubmitRequest request{
+      "matmul", "rows", {}, protocol::MatrixPair{a, twice_identity(1000)}};
+  for (const int delay_ms : {0, 1, 5, 20, 50, 100}) {
+    SCOPED_TRACE("kill after " + std::to_string(delay_ms) + " ms");
+    const auto id = submit(client, request);
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    for (const auto pid : server.worker_pids())
+      ::kill(pid, SIGKILL);
+    expect_twice(a, result_of(wait_for(client, id, 90s)));
+  }
+  EXPECT_TRUE(server.running());
+}
+
+TEST(Scheduler, AReplacementThatCannotStartIsRetriedWhileTheServerServes) {
+  TempDir dir;
+  const auto binary = dir.path() / "mrd";
+  std::filesystem::copy_file(MRD_BINARY, binary);
+  ServerProcess server({"--workers", "1"}, kCapped, binary.string());
+  RawClient client(server.port());
+  // The executable goes away: no replacement can start.
+  const auto hidden = dir.path() / "mrd.hidden";
+  std::filesystem::rename(binary, hidden);
+  for (const auto pid : server.worker_pids())
+    ::kill(pid, SIGKILL);
+  const auto id = submit(client, word_count_request({"waits for a worker"}));
+  std::this_thread::sleep_for(500ms);  // a few failed starts
+  ASSERT_TRUE(server.running()) << server.log();
+  client.send_message(Opcode::kStatus, protocol::JobId{id});
+  const auto status = client.read_reply();
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status_name(status->status), "ok");
+  EXPECT_FALSE(
+      protocol::is_finished(protocol::decode<protocol::JobProgress>(status->body).value->state))
+      << "a job waiting for a worker must wait, not fail";
+  EXPECT_NE(server.log().find("trying again"), std::string::npos) << server.log();
+  // It comes back: the next retry starts a worker and the job runs.
+  std::filesystem::rename(hidden, binary);
+  EXPECT_EQ(
+      as_map(result_of(wait_for(client, id, 60s))),
+      (std::map<std::string, std::uint64_t>{{"a", 1}, {"for", 1}, {"waits", 1}, {"worker", 1}}));
+}
+
+TEST(Scheduler, TinyChunksAndManyPartitionsCostASmallMultipleOfTheInput) {
+  ServerProcess server({"--workers", "2"}, kCapped);
+  RawClient client(server.port());
+  const std::vector<std::string> texts{random_text(100000, 7, 20000)};  // about 1 MB
+  auto request = word_count_request(texts, 1);
+  request.options.partitions = 1024;
+  EXPECT_EQ(as_map(result_of(wait_for(client, submit(client, request), 120s))),
+            reference_word_count(texts));
+  // Cut as asked, it would be a million tasks of 1,024 pieces each (2 GB measured before).
+  EXPECT_LT(server.peak_rss_kib(), 256u * 1024) << "peak RSS";
+  expect_tiny_job_served(server.port());
+}
+
+TEST(Scheduler, AProductCutIntoOneByteChunksDoesNotCopyBForEachRow) {
+  ServerProcess server({"--workers", "2"}, kCapped);
+  RawClient client(server.port());
+  const auto a = matrix(512, 512, 3);  // a 4.2 MB SUBMIT with B
+  protocol::SubmitRequest request{
+      "matmul", "rows", {1, 0}, protocol::MatrixPair{a, twice_identity(512)}};
+  expect_twice(a, result_of(wait_for(client, submit(client, request), 120s)));
+  // 512 chunks each carrying a copy of B would be 1 GB (2.8 GB measured before).
+  EXPECT_LT(server.peak_rss_kib(), 256u * 1024) << "peak RSS";
+}
+
+TEST(Scheduler, AJobWhoseWorkingMemoryCannotFitFailsAsOutOfMemoryAndOthersGoOn) {
+  // Budget 20 MiB. The SUBMIT (7.5 MiB: B, and a 4-row A) fits, and so does its input; but cut
+  // into two tasks each carrying B, it needs 15 MiB more, which cannot fit with nothing running.
+  ServerProcess server({"--workers", "2", "--max-memory-mib", "20"}, kCapped);
+  RawClient client(server.port());
+  const protocol::SubmitRequest request{
+      "matmul", "rows", {}, protocol::MatrixPair{matrix(4, 990, 1), twice_identity(990)}};
+  const auto reply = wait_for(client, submit(client, request));
+  EXPECT_EQ(status_name(reply.status), "job_out_of_memory") << error_text(reply);
+  EXPECT_NE(error_text(reply).find("--max-memory-mib"), std::string::npos) << error_text(reply);
+  expect_tiny_job_served(server.port());
+  EXPECT_TRUE(server.running());
+}
+
+}  // namespace
+}  // namespace mrd::testing
