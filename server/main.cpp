@@ -11,10 +11,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "server/engine/job_kind.hpp"
 #include "server/engine/plugin_jobs.hpp"
+#include "server/engine/test_job_directory.hpp"
 #include "server/log.hpp"
 #include "server/pool/worker_process.hpp"
 #include "server/server.hpp"
@@ -202,6 +204,19 @@ int main(int argc, char** argv) {
   // A peer that goes away mid-write must be an error code, not a process-killing signal.
   signal(SIGPIPE, SIG_IGN);
   raise_file_limit(config.max_connections);
+
+  // Before the server starts its workers, which find it in their environment; removed at the end
+  // of main, after the server (and its workers) are gone.
+  std::optional<mrd::engine::TestJobDirectory> test_job_directory;
+  if (config.enable_test_jobs) {
+    try {
+      test_job_directory.emplace();
+    } catch (const std::exception& e) {
+      log(Level::kError, "cannot start: ", e.what());
+      return kExitFailure;
+    }
+    log(Level::kInfo, "test jobs write only in ", test_job_directory->path());
+  }
 
   asio::io_context io(1);
   std::unique_ptr<Server> server_holder;
