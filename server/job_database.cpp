@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include "server/log.hpp"
@@ -87,13 +88,12 @@ void JobDatabase::open(const std::string& directory, Sync sync) {
   const auto size = std::filesystem::file_size(path_, missing);
   if (had_jobs && (missing || size == 0)) {
     // Starting afresh here would answer JOB_EXPIRED for every job the clients hold.
+    const std::string what = missing ? " is missing" : " is empty";
     throw DatabaseError(
-        path_ + (missing ? " is missing" : " is empty") + ", but " + marker.string() +
-        " says this directory held jobs. Refusing to start with an empty job table. Restore the "
-        "file (and any " +
-        kFileName +
-        "-wal beside it) from where it went; to start afresh "
-        "instead, losing every job it held, remove " +
+        path_ + what + ", but " + marker.string() +
+        " says this directory held jobs: starting with an empty job table "
+        "would lose them. Restore the file (with its -wal file, if it had one); to start "
+        "afresh instead, losing every job it held, remove " +
         marker.string() + ".");
   }
   if (sqlite3_open(path_.c_str(), &db_) != SQLITE_OK) {
@@ -131,12 +131,12 @@ void JobDatabase::open(const std::string& directory, Sync sync) {
 
 DatabaseError JobDatabase::damaged(const std::string& what) const {
   const auto directory = std::filesystem::path(path_).parent_path().string();
-  return DatabaseError(
-      path_ + " is damaged: " + what +
-      ". Refusing to start: the jobs on the damaged pages would be lost without a word. To "
-      "recover every job that can still be read, keeping ids: move " +
-      directory + " aside as OLD, run `scripts/salvage-data-dir.sh OLD/" + kFileName + " " +
-      directory + "` and start again (docs/reliability.md, \"A damaged data directory\").");
+  return DatabaseError(path_ + " is damaged: " + what +
+                       ". Starting would lose the jobs on the damaged pages without a word. To "
+                       "recover every job that can still be read, keeping ids: move " +
+                       directory + " aside as OLD, run `scripts/salvage-data-dir.sh OLD/" +
+                       kFileName + " " + directory +
+                       "` and start again (docs/reliability.md, \"A damaged data directory\").");
 }
 
 bool JobDatabase::check_existing(bool had_jobs) {
@@ -165,14 +165,19 @@ bool JobDatabase::check_existing(bool had_jobs) {
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(check)) == SQLITE_ROW) {
     const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(check, 0));
-    const std::string line = text ? text : "";
-    if (line == "ok") continue;
-    problems += (problems.empty() ? "" : "; ") + line;
+    // One row may hold several lines, after a "*** in database main ***" heading.
+    std::istringstream lines(text ? text : "");
+    for (std::string line; std::getline(lines, line);) {
+      if (line == "ok" || line.rfind("***", 0) == 0) continue;
+      problems += (problems.empty() ? "" : "; ") + line;
+    }
   }
   const std::string step_error = rc == SQLITE_DONE ? "" : sqlite3_errmsg(db_);
   sqlite3_finalize(check);
-  if (!step_error.empty()) throw damaged(step_error);
-  if (!problems.empty()) throw damaged("SQLite's quick_check found: " + problems);
+  if (!problems.empty() || !step_error.empty()) {
+    throw damaged("SQLite's quick_check found: " + problems +
+                  (problems.empty() || step_error.empty() ? "" : "; ") + step_error);
+  }
   const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - started);
   log(Level::kInfo, "database ", path_, ": quick_check ok (", single_int("PRAGMA page_count"),
@@ -186,22 +191,23 @@ bool JobDatabase::check_existing(bool had_jobs) {
   if (application_id == 0 && tables == 0) {
     // Created, but mrd stopped before its schema was committed: nothing was ever acknowledged.
     if (!had_jobs) return false;
-    throw DatabaseError(path_ + " holds no tables, but " + kMarkerName +
-                        " beside it says this directory held jobs. Refusing to start with an "
-                        "empty job table; restore the file, or remove the marker to start afresh "
-                        "(losing every job).");
+    throw DatabaseError(
+        path_ + " holds no tables, but " + kMarkerName +
+        " beside it says this directory held jobs: starting with an empty "
+        "job table would lose them. Restore the file, or remove the marker to start afresh "
+        "(losing every job).");
   }
   const bool mrd_before_ids = application_id == 0 && version == 0 && job_tables == 1;
   if (application_id != kApplicationId && !mrd_before_ids) {
     throw DatabaseError(path_ + " is not an mrd database (application_id " +
                         std::to_string(application_id) + (job_tables ? "" : ", no jobs table") +
-                        "). Refusing to start on it; point --data-dir at mrd's directory, or at "
+                        "). Point --data-dir at mrd's directory, or at "
                         "a new one.");
   }
   if (version > kSchemaVersion) {
     throw DatabaseError(path_ + " was written by a newer mrd (schema version " +
                         std::to_string(version) + "; this one knows up to " +
-                        std::to_string(kSchemaVersion) + "). Refusing to start; run that mrd.");
+                        std::to_string(kSchemaVersion) + "). Run that mrd.");
   }
   if (version == 0) migrate_from_version_0();
   return true;
