@@ -9,6 +9,8 @@ packages=(
   libcli11-dev                # command-line parsing (mrd, mrctl)
   libopenblas-dev             # matrix kernel
   libsqlite3-dev              # durable jobs and results (mrd --data-dir)
+  libssl-dev                  # SHA-256 (libcrypto): idempotency keys bound to their request
+  sqlite3                     # the recovery path for a damaged data directory (.recover)
   libgtest-dev                # tests
   netcat-openbsd xxd          # the protocol recipes in docs/protocol.md
   python3                     # the second client (client/python) and its tests

@@ -2,24 +2,43 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
+#include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
+
+#include "server/log.hpp"
 
 namespace mrd::server {
 namespace {
 
+/// PRAGMA application_id of an mrd database ("MRD1"), so another program's file is recognised.
+constexpr int kApplicationId = 0x4d524431;
+
+/// PRAGMA user_version of the schema below. Version 0 (no application_id either) had no
+/// request_digest column; open() migrates it.
+constexpr int kSchemaVersion = 1;
+
 constexpr const char* kSchema = R"sql(
-  CREATE TABLE IF NOT EXISTS jobs (
+  CREATE TABLE jobs (
     id              INTEGER PRIMARY KEY,
     idempotency_key BLOB UNIQUE,          -- NULL when the client gave none
     state           INTEGER NOT NULL,     -- protocol::JobState: 0 unfinished, 3, 4 or 5
     failure         INTEGER NOT NULL DEFAULT 0,
     request         BLOB,                 -- the SUBMIT body, until the job finishes
-    body            BLOB                  -- the encoded result, or the reason it failed
+    body            BLOB,                 -- the encoded result, or the reason it failed
+    request_digest  BLOB                  -- SHA-256 of the SUBMIT body, with a key
   );
   -- Ids are never reused, even after the highest row is evicted: the highest one lives here.
-  CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+  CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 )sql";
+
+constexpr const char* kMarkerText =
+    "This directory holds the jobs of an mrd server (mrd.sqlite3).\n"
+    "While this file is here, mrd refuses to start without that database: see\n"
+    "docs/reliability.md, \"A damaged data directory\".\n";
 
 void bind_blob(sqlite3_stmt* statement, int index, std::string_view bytes) {
   // SQLITE_STATIC: the bytes outlive the statement's execution (run() finishes before we return).
@@ -32,21 +51,72 @@ std::string column_blob(sqlite3_stmt* statement, int column) {
               : std::string();
 }
 
+std::string_view as_bytes(const RequestDigest& digest) {
+  return {reinterpret_cast<const char*>(digest.data()), digest.size()};
+}
+
 }  // namespace
 
 JobDatabase::JobDatabase(const std::string& directory, Sync sync) {
-  std::filesystem::create_directories(directory);
-  const auto path = (std::filesystem::path(directory) / "mrd.sqlite3").string();
-  if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
-    const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    throw std::runtime_error("cannot open " + path + ": " + message);
+  try {
+    open(directory, sync);
+  } catch (...) {
+    close();
+    throw;
   }
+}
+
+JobDatabase::~JobDatabase() {
+  close();
+}
+
+void JobDatabase::close() {
+  for (auto* statement : {insert_, remember_id_, finish_, cancel_, evict_}) {
+    sqlite3_finalize(statement);
+  }
+  insert_ = remember_id_ = finish_ = cancel_ = evict_ = nullptr;
+  sqlite3_close(db_);
+  db_ = nullptr;
+}
+
+void JobDatabase::open(const std::string& directory, Sync sync) {
+  std::filesystem::create_directories(directory);
+  const auto marker = std::filesystem::path(directory) / kMarkerName;
+  path_ = (std::filesystem::path(directory) / kFileName).string();
+  const bool had_jobs = std::filesystem::exists(marker);
+  std::error_code missing;
+  const auto size = std::filesystem::file_size(path_, missing);
+  if (had_jobs && (missing || size == 0)) {
+    // Starting afresh here would answer JOB_EXPIRED for every job the clients hold.
+    const std::string what = missing ? " is missing" : " is empty";
+    throw DatabaseError(
+        path_ + what + ", but " + marker.string() +
+        " says this directory held jobs: starting with an empty job table "
+        "would lose them. Restore the file (with its -wal file, if it had one); to start "
+        "afresh instead, losing every job it held, remove " +
+        marker.string() + ".");
+  }
+  if (sqlite3_open(path_.c_str(), &db_) != SQLITE_OK) {
+    const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    throw std::runtime_error("cannot open " + path_ + ": " + message);
+  }
+  bool fresh = missing || size == 0;
+  if (!fresh) fresh = !check_existing(had_jobs);
   execute("PRAGMA journal_mode=WAL");
   execute(sync == Sync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-  execute(kSchema);
-  insert_ =
-      prepare("INSERT INTO jobs (id, idempotency_key, state, request) VALUES (?1, ?2, 0, ?3)");
+  if (fresh) create_schema();
+  if (!had_jobs) {
+    // Only once the schema is committed: from now on a missing database is an error, not new.
+    std::ofstream out(marker);
+    out << kMarkerText;
+    out.close();
+    if (!out)
+      log(Level::kWarn, "cannot write ", marker.string(), ": a lost database will look new");
+  }
+
+  insert_ = prepare(
+      "INSERT INTO jobs (id, idempotency_key, state, request, request_digest) "
+      "VALUES (?1, ?2, 0, ?3, ?4)");
   remember_id_ = prepare(
       "INSERT INTO counters (name, value) VALUES ('highest_id', ?1) "
       "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)");
@@ -55,23 +125,130 @@ JobDatabase::JobDatabase(const std::string& directory, Sync sync) {
       "WHERE id = ?1");
   cancel_ = prepare(
       "UPDATE jobs SET state = 5, body = NULL, request = NULL, "
-      "idempotency_key = NULL WHERE id = ?1");
+      "idempotency_key = NULL, request_digest = NULL WHERE id = ?1");
   evict_ = prepare("DELETE FROM jobs WHERE id = ?1");
 }
 
-JobDatabase::~JobDatabase() {
-  for (auto* statement : {insert_, remember_id_, finish_, cancel_, evict_}) {
+DatabaseError JobDatabase::damaged(const std::string& what) const {
+  const auto directory = std::filesystem::path(path_).parent_path().string();
+  return DatabaseError(path_ + " is damaged: " + what +
+                       ". Starting would lose the jobs on the damaged pages without a word. To "
+                       "recover every job that can still be read, keeping ids: move " +
+                       directory + " aside as OLD, run `scripts/salvage-data-dir.sh OLD/" +
+                       kFileName + " " + directory +
+                       "` and start again (docs/reliability.md, \"A damaged data directory\").");
+}
+
+bool JobDatabase::check_existing(bool had_jobs) {
+  // Every read below may be the first to touch a damaged page: any error means damage.
+  auto single_int = [&](const char* sql) {
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &statement, nullptr) != SQLITE_OK) {
+      throw damaged(sqlite3_errmsg(db_));
+    }
+    const int rc = sqlite3_step(statement);
+    const int value = rc == SQLITE_ROW ? sqlite3_column_int(statement, 0) : 0;
     sqlite3_finalize(statement);
+    if (rc != SQLITE_ROW) throw damaged(sqlite3_errmsg(db_));
+    return value;
+  };
+
+  // quick_check reads every page and checks the structure of every b-tree, which is what a
+  // garbled page breaks; integrity_check also matches every index entry to its row, at about
+  // twice the time (docs/reliability.md has the figures).
+  const auto started = std::chrono::steady_clock::now();
+  sqlite3_stmt* check = nullptr;
+  if (sqlite3_prepare_v2(db_, "PRAGMA quick_check(5)", -1, &check, nullptr) != SQLITE_OK) {
+    throw damaged(sqlite3_errmsg(db_));
   }
-  sqlite3_close(db_);
+  std::string problems;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(check)) == SQLITE_ROW) {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(check, 0));
+    // One row may hold several lines, after a "*** in database main ***" heading.
+    std::istringstream lines(text ? text : "");
+    for (std::string line; std::getline(lines, line);) {
+      if (line == "ok" || line.rfind("***", 0) == 0) continue;
+      problems += (problems.empty() ? "" : "; ") + line;
+    }
+  }
+  const std::string step_error = rc == SQLITE_DONE ? "" : sqlite3_errmsg(db_);
+  sqlite3_finalize(check);
+  if (!problems.empty() || !step_error.empty()) {
+    throw damaged("SQLite's quick_check found: " + problems +
+                  (problems.empty() || step_error.empty() ? "" : "; ") + step_error);
+  }
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  log(Level::kInfo, "database ", path_, ": quick_check ok (", single_int("PRAGMA page_count"),
+      " pages, ", elapsed.count(), " ms)");
+
+  const int application_id = single_int("PRAGMA application_id");
+  const int version = single_int("PRAGMA user_version");
+  const int tables = single_int("SELECT count(*) FROM sqlite_schema WHERE type = 'table'");
+  const int job_tables =
+      single_int("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'jobs'");
+  if (application_id == 0 && tables == 0) {
+    // Created, but mrd stopped before its schema was committed: nothing was ever acknowledged.
+    if (!had_jobs) return false;
+    throw DatabaseError(
+        path_ + " holds no tables, but " + kMarkerName +
+        " beside it says this directory held jobs: starting with an empty "
+        "job table would lose them. Restore the file, or remove the marker to start afresh "
+        "(losing every job).");
+  }
+  const bool mrd_before_ids = application_id == 0 && version == 0 && job_tables == 1;
+  if (application_id != kApplicationId && !mrd_before_ids) {
+    throw DatabaseError(path_ + " is not an mrd database (application_id " +
+                        std::to_string(application_id) + (job_tables ? "" : ", no jobs table") +
+                        "). Point --data-dir at mrd's directory, or at "
+                        "a new one.");
+  }
+  if (version > kSchemaVersion) {
+    throw DatabaseError(path_ + " was written by a newer mrd (schema version " +
+                        std::to_string(version) + "; this one knows up to " +
+                        std::to_string(kSchemaVersion) + "). Run that mrd.");
+  }
+  if (version == 0) migrate_from_version_0();
+  return true;
+}
+
+void JobDatabase::create_schema() {
+  execute("BEGIN");
+  execute(kSchema);
+  execute(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str());
+  execute(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
+  execute("COMMIT");
+}
+
+void JobDatabase::migrate_from_version_0() {
+  // Version 0 kept no digest. Unfinished keyed jobs still have their request: digest it now.
+  // Finished ones dropped theirs, so their keys stay unbound (the rule they were accepted under).
+  execute("BEGIN");
+  execute("ALTER TABLE jobs ADD COLUMN request_digest BLOB");
+  auto* unfinished = prepare(
+      "SELECT id, request FROM jobs WHERE idempotency_key IS NOT NULL AND request IS NOT NULL");
+  auto* store = prepare("UPDATE jobs SET request_digest = ?2 WHERE id = ?1");
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(unfinished)) == SQLITE_ROW) {
+    const auto digest = digest_of(column_blob(unfinished, 1));
+    sqlite3_bind_int64(store, 1, sqlite3_column_int64(unfinished, 0));
+    bind_blob(store, 2, as_bytes(digest));
+    run(store);
+  }
+  sqlite3_finalize(unfinished);
+  sqlite3_finalize(store);
+  if (rc != SQLITE_DONE) throw damaged(sqlite3_errmsg(db_));
+  execute(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str());
+  execute(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
+  execute("COMMIT");
+  log(Level::kInfo, "database ", path_, ": migrated to schema version ", kSchemaVersion,
+      " (idempotency keys bound to their request)");
 }
 
 void JobDatabase::execute(const char* sql) {
-  char* error = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
-    const std::string message = error ? error : "unknown error";
-    sqlite3_free(error);
-    throw std::runtime_error("database: " + message);
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    throw std::runtime_error(failure());
   }
 }
 
@@ -79,30 +256,41 @@ sqlite3_stmt* JobDatabase::prepare(const char* sql) {
   sqlite3_stmt* statement = nullptr;
   if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, nullptr) !=
       SQLITE_OK) {
-    throw std::runtime_error(std::string("database: ") + sqlite3_errmsg(db_));
+    throw std::runtime_error(failure());
   }
   return statement;
 }
 
 void JobDatabase::run(sqlite3_stmt* statement) {
   const int rc = sqlite3_step(statement);
+  // The message first: reset and a later ROLLBACK may replace it.
+  const std::string message = rc == SQLITE_DONE ? "" : failure();
   sqlite3_reset(statement);
   sqlite3_clear_bindings(statement);
-  if (rc != SQLITE_DONE) throw std::runtime_error(std::string("database: ") + sqlite3_errmsg(db_));
+  if (rc != SQLITE_DONE) throw std::runtime_error(message);
+}
+
+std::string JobDatabase::failure() const {
+  const std::string message = sqlite3_errmsg(db_);
+  if (sqlite3_errcode(db_) == SQLITE_FULL || sqlite3_system_errno(db_) == ENOSPC) {
+    return "the disk holding the database is full (" + message + ")";
+  }
+  return "database: " + message;
 }
 
 std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
   highest_id = 0;
   auto* counter = prepare("SELECT value FROM counters WHERE name = 'highest_id'");
-  if (sqlite3_step(counter) == SQLITE_ROW) {
-    highest_id = static_cast<std::uint32_t>(sqlite3_column_int64(counter, 0));
-  }
+  int rc = sqlite3_step(counter);
+  if (rc == SQLITE_ROW) highest_id = static_cast<std::uint32_t>(sqlite3_column_int64(counter, 0));
   sqlite3_finalize(counter);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) throw damaged(sqlite3_errmsg(db_));
 
   std::vector<StoredJob> jobs;
-  auto* rows =
-      prepare("SELECT id, idempotency_key, state, failure, request, body FROM jobs ORDER BY id");
-  while (sqlite3_step(rows) == SQLITE_ROW) {
+  auto* rows = prepare(
+      "SELECT id, idempotency_key, state, failure, request, body, request_digest FROM jobs "
+      "ORDER BY id");
+  while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
     StoredJob job;
     job.id = static_cast<std::uint32_t>(sqlite3_column_int64(rows, 0));
     job.idempotency_key = column_blob(rows, 1);
@@ -110,15 +298,23 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
     job.failure = static_cast<protocol::Status>(sqlite3_column_int(rows, 3));
     job.request = column_blob(rows, 4);
     job.body = column_blob(rows, 5);
+    const auto digest = column_blob(rows, 6);
+    if (digest.size() == RequestDigest{}.size()) {
+      job.request_digest.emplace();
+      std::copy(digest.begin(), digest.end(), job.request_digest->begin());
+    }
     highest_id = std::max(highest_id, job.id);
     jobs.push_back(std::move(job));
   }
+  // Stopping at a damaged row would serve the rows before it and call the rest expired.
+  const std::string error = rc == SQLITE_DONE ? "" : sqlite3_errmsg(db_);
   sqlite3_finalize(rows);
+  if (!error.empty()) throw damaged(error);
   return jobs;
 }
 
 void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotency_key,
-                                   std::string_view request) {
+                                   const RequestDigest* request_digest, std::string_view request) {
   // One transaction: the row and the id counter commit together or not at all.
   execute("BEGIN");
   try {
@@ -129,12 +325,19 @@ void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotenc
       bind_blob(insert_, 2, idempotency_key);
     }
     bind_blob(insert_, 3, request);
+    if (request_digest) {
+      bind_blob(insert_, 4, as_bytes(*request_digest));
+    } else {
+      sqlite3_bind_null(insert_, 4);
+    }
     run(insert_);
     sqlite3_bind_int64(remember_id_, 1, id);
     run(remember_id_);
     execute("COMMIT");
   } catch (...) {
-    execute("ROLLBACK");
+    // After some errors (a full disk among them) SQLite has rolled back already; a ROLLBACK then
+    // fails with "no transaction is active", and must not replace the error that matters.
+    if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
 }

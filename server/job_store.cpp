@@ -35,7 +35,9 @@ std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restor
     JobRecord record;
     record.ticket = ticket;
     record.idempotency_key = std::move(stored.idempotency_key);
-    if (!record.idempotency_key.empty()) ids_by_key_[record.idempotency_key] = stored.id;
+    if (!record.idempotency_key.empty()) {
+      ids_by_key_[record.idempotency_key] = {stored.id, stored.request_digest};
+    }
     if (stored.state == protocol::JobState::kQueued) {
       to_run.emplace_back(ticket, std::move(stored.request));
       ++unfinished_;
@@ -54,24 +56,30 @@ std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restor
   return to_run;
 }
 
-std::optional<std::uint32_t> JobStore::find_by_key(std::string_view idempotency_key) const {
+std::optional<JobStore::KeyedJob> JobStore::find_by_key(std::string_view idempotency_key,
+                                                        const RequestDigest& request_digest) const {
   if (idempotency_key.empty()) return std::nullopt;
   auto it = ids_by_key_.find(std::string(idempotency_key));
   if (it == ids_by_key_.end()) return std::nullopt;
-  return it->second;
+  const auto& [id, digest] = it->second;
+  return KeyedJob{id, !digest || *digest == request_digest};
 }
 
 std::shared_ptr<JobTicket> JobStore::create(std::string_view idempotency_key,
+                                            const RequestDigest* request_digest,
                                             std::string_view request) {
   const auto id = next_id_;
   // Written (and committed) first: if it fails, nothing changed and the client gets an error.
-  if (database_) database_->record_submitted(id, idempotency_key, request);
+  if (database_) database_->record_submitted(id, idempotency_key, request_digest, request);
   ++next_id_;
   auto ticket = std::make_shared<JobTicket>(id);
   JobRecord record;
   record.ticket = ticket;
   record.idempotency_key = idempotency_key;
-  if (!idempotency_key.empty()) ids_by_key_[record.idempotency_key] = id;
+  if (!idempotency_key.empty()) {
+    ids_by_key_[record.idempotency_key] = {
+        id, request_digest ? std::optional(*request_digest) : std::nullopt};
+  }
   jobs_.emplace(id, std::move(record));
   ++unfinished_;
   ++submitted_;

@@ -50,12 +50,22 @@ class JobStore {
   /// SUBMIT bodies they came with, to run again.
   std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> restore();
 
-  /// The id of the job a client submitted with this idempotency key, if it is still remembered.
-  std::optional<std::uint32_t> find_by_key(std::string_view idempotency_key) const;
+  /// A remembered job submitted with some idempotency key.
+  struct KeyedJob {
+    std::uint32_t id = 0;
+    bool same_request = true;  ///< false: the key came with a different SUBMIT body then
+  };
+
+  /// The job a client submitted with this idempotency key, if it is still remembered, and
+  /// whether it was the request whose digest is given.
+  std::optional<KeyedJob> find_by_key(std::string_view idempotency_key,
+                                      const RequestDigest& request_digest) const;
 
   /// A new queued job with the next id, written to the database (if any) before this returns:
-  /// the caller may acknowledge the id. Throws std::runtime_error if the database fails.
-  std::shared_ptr<JobTicket> create(std::string_view idempotency_key, std::string_view request);
+  /// the caller may acknowledge the id. `request_digest` comes with a key (null without). Throws
+  /// std::runtime_error if the database fails.
+  std::shared_ptr<JobTicket> create(std::string_view idempotency_key,
+                                    const RequestDigest* request_digest, std::string_view request);
 
   /// Records how a job ended (called with the scheduler's outcome, on the network thread).
   void finish(JobOutcome outcome);
@@ -87,7 +97,10 @@ class JobStore {
 
   std::uint64_t max_retained_bytes_;
   JobDatabase* database_;
-  std::unordered_map<std::string, std::uint32_t> ids_by_key_;
+  /// Per idempotency key: the job's id and the digest of its request (none for a job stored by a
+  /// version that kept no digest: such a key matches any request, the rule it was accepted under).
+  std::unordered_map<std::string, std::pair<std::uint32_t, std::optional<RequestDigest>>>
+      ids_by_key_;
   std::uint32_t next_id_ = 1;
   std::unordered_map<std::uint32_t, JobRecord> jobs_;
   std::deque<std::uint32_t> finished_order_;  ///< oldest finished first, for eviction

@@ -11,10 +11,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "server/engine/job_kind.hpp"
 #include "server/engine/plugin_jobs.hpp"
+#include "server/engine/test_job_directory.hpp"
 #include "server/log.hpp"
 #include "server/pool/worker_process.hpp"
 #include "server/server.hpp"
@@ -113,7 +115,7 @@ int main(int argc, char** argv) {
   app.footer(job_list_for_help() +
              "\n\nExit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 runtime error, 2 bad command"
              " line,\n3 cannot listen, 4 cannot start worker processes, 5 cannot open the data "
-             "directory,\n6 cannot load a plugin.");
+             "directory\n(or it is damaged: see docs/reliability.md), 6 cannot load a plugin.");
   app.set_version_flag("--version", "mrd " MRD_VERSION);
   app.add_option("--listen", listen, "Address to listen on, HOST:PORT; port 0 picks a free one")
       ->capture_default_str();
@@ -203,10 +205,26 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   raise_file_limit(config.max_connections);
 
+  // Before the server starts its workers, which find it in their environment; removed at the end
+  // of main, after the server (and its workers) are gone.
+  std::optional<mrd::engine::TestJobDirectory> test_job_directory;
+  if (config.enable_test_jobs) {
+    try {
+      test_job_directory.emplace();
+    } catch (const std::exception& e) {
+      log(Level::kError, "cannot start: ", e.what());
+      return kExitFailure;
+    }
+    log(Level::kInfo, "test jobs write only in ", test_job_directory->path());
+  }
+
   asio::io_context io(1);
   std::unique_ptr<Server> server_holder;
   try {
     server_holder = std::make_unique<Server>(io, config);
+  } catch (const DatabaseError& e) {
+    log(Level::kError, "refusing to start: ", e.what());
+    return kExitDataDir;
   } catch (const std::exception& e) {
     log(Level::kError, "cannot start: ", e.what());
     return kExitDataDir;
@@ -214,6 +232,10 @@ int main(int argc, char** argv) {
   Server& server = *server_holder;
   try {
     server.start();
+  } catch (const DatabaseError& e) {
+    // Reading the jobs back (in start) can meet damage the check at opening did not.
+    log(Level::kError, "refusing to start: ", e.what());
+    return kExitDataDir;
   } catch (const std::system_error& e) {
     log(Level::kError, "cannot listen on ", listen, ": ", e.code().message());
     return kExitListen;

@@ -3,6 +3,7 @@
 #include "protocol/codec.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/log.hpp"
+#include "server/request_digest.hpp"
 
 namespace mrd::server {
 
@@ -62,9 +63,19 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
                   out);
   }
   if (!accepting_jobs_) return reject(Status::kShuttingDown, "the server is shutting down", out);
-  // A resent SUBMIT (the client lost the first reply) gets the job it already has.
-  if (const auto existing = store_.find_by_key(request.idempotency_key)) {
-    return protocol::append_message(out, code(Status::kOk), protocol::JobId{*existing});
+  // A resent SUBMIT (the client lost the first reply) gets the job it already has; a key is bound
+  // to the request it first came with, so another request cannot learn or take that job.
+  std::optional<RequestDigest> digest;
+  if (!request.idempotency_key.empty()) digest = digest_of(body);
+  if (const auto existing =
+          digest ? store_.find_by_key(request.idempotency_key, *digest) : std::nullopt) {
+    if (!existing->same_request) {
+      return reject(Status::kBadRequest,
+                    "submit: this idempotency key was already used with a different request; "
+                    "a different job needs a new key",
+                    out);
+    }
+    return protocol::append_message(out, code(Status::kOk), protocol::JobId{existing->id});
   }
   if (store_.unfinished() >= config_.max_queued_jobs) {
     return reject(Status::kQueueFull,
@@ -74,7 +85,7 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
   }
   std::shared_ptr<JobTicket> ticket;
   try {
-    ticket = store_.create(request.idempotency_key, body);
+    ticket = store_.create(request.idempotency_key, digest ? &*digest : nullptr, body);
   } catch (const std::exception& e) {
     log(Level::kError, "cannot accept a job: ", e.what());
     return reject(Status::kServerError, std::string("cannot record the job: ") + e.what(), out);

@@ -1,10 +1,166 @@
 // mrd --data-dir: the real server SIGKILLed and started again loses nothing it acknowledged.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sqlite3.h>
+#include <sys/mount.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
 
 #include "raw_jobs.hpp"
 
 namespace mrd::testing {
 namespace {
+
+constexpr const char* kPreviousSchema = R"sql(
+  CREATE TABLE IF NOT EXISTS jobs (
+    id              INTEGER PRIMARY KEY,
+    idempotency_key BLOB UNIQUE,
+    state           INTEGER NOT NULL,
+    failure         INTEGER NOT NULL DEFAULT 0,
+    request         BLOB,
+    body            BLOB
+  );
+  CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+)sql";
+
+/// An SQLite connection through which a test looks into, damages or prepares a data directory.
+class Sqlite {
+ public:
+  explicit Sqlite(const std::filesystem::path& file) {
+    if (sqlite3_open(file.c_str(), &db_) != SQLITE_OK) fail();
+  }
+  ~Sqlite() { sqlite3_close(db_); }
+  Sqlite(const Sqlite&) = delete;
+  Sqlite& operator=(const Sqlite&) = delete;
+
+  void exec(const std::string& sql) {
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) fail();
+  }
+
+  /// Runs `sql` with ?1 bound to `blob`.
+  void exec_with_blob(const std::string& sql, const std::string& blob) {
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &statement, nullptr) != SQLITE_OK) fail();
+    sqlite3_bind_blob64(statement, 1, blob.data(), blob.size(), SQLITE_TRANSIENT);
+    const int rc = sqlite3_step(statement);
+    sqlite3_finalize(statement);
+    if (rc != SQLITE_DONE) fail();
+  }
+
+  /// The first column of every row of `sql`.
+  std::vector<std::int64_t> integers(const std::string& sql) {
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &statement, nullptr) != SQLITE_OK) fail();
+    std::vector<std::int64_t> values;
+    while (sqlite3_step(statement) == SQLITE_ROW)
+      values.push_back(sqlite3_column_int64(statement, 0));
+    sqlite3_finalize(statement);
+    return values;
+  }
+
+ private:
+  [[noreturn]] void fail() {
+    throw std::runtime_error(std::string("sqlite: ") + sqlite3_errmsg(db_));
+  }
+  sqlite3* db_ = nullptr;
+};
+
+/// How a start of mrd went that should have been refused.
+struct StartUp {
+  int exit_code = -1;  ///< -1: it did not exit, but started serving (and was stopped)
+  std::string log;     ///< what it wrote to stderr
+};
+
+/// Starts mrd with `extra_args` and waits (20 s at most) until it exits or starts listening.
+StartUp start_up(const std::vector<std::string>& extra_args) {
+  TempDir dir;
+  const auto port_file = (dir.path() / "port").string();
+  const auto log_file = (dir.path() / "log").string();
+  std::vector<std::string> args{MRD_BINARY, "--listen", "127.0.0.1:0", "--port-file", port_file};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int log = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (log >= 0) dup2(log, STDERR_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  StartUp result;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  int status = 0;
+  for (;;) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      break;
+    }
+    if (std::filesystem::exists(port_file) || std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGTERM);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  std::ifstream in(log_file);
+  result.log.assign(std::istreambuf_iterator<char>(in), {});
+  return result;
+}
+
+/// A tmpfs of `size` mounted at `where` in a mount namespace of this test process's own (which
+/// the servers it starts inherit): nothing outside the test sees it. Needs root.
+class SmallFilesystem {
+ public:
+  SmallFilesystem(const std::filesystem::path& where, const std::string& size) {
+    if (unshare(CLONE_NEWNS) != 0) {
+      error_ = std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno);
+      return;
+    }
+    // Private, so that the mount below does not propagate back to the namespace we came from.
+    if (mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      error_ = std::string("mount --make-rprivate /: ") + std::strerror(errno);
+      return;
+    }
+    std::filesystem::create_directories(where);
+    if (mount("tmpfs", where.c_str(), "tmpfs", 0, ("size=" + size).c_str()) != 0) {
+      error_ = std::string("mount -t tmpfs: ") + std::strerror(errno);
+      return;
+    }
+    mounted_ = where;
+  }
+  ~SmallFilesystem() {
+    if (!mounted_.empty()) umount2(mounted_.c_str(), MNT_DETACH);
+  }
+  SmallFilesystem(const SmallFilesystem&) = delete;
+  SmallFilesystem& operator=(const SmallFilesystem&) = delete;
+
+  /// Why it could not be mounted; empty if it is.
+  const std::string& error() const { return error_; }
+
+ private:
+  std::filesystem::path mounted_;
+  std::string error_;
+};
+
+/// Writes `file` until the filesystem holding it is full; the bytes written.
+std::uint64_t fill_up(const std::filesystem::path& file, std::uint64_t at_most) {
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot create " + file.string());
+  const std::string block(4096, 'x');
+  std::uint64_t written = 0;
+  while (written < at_most) {
+    const auto n = ::write(fd, block.data(), block.size());
+    if (n <= 0) break;  // ENOSPC
+    written += static_cast<std::uint64_t>(n);
+  }
+  ::close(fd);
+  return written;
+}
 
 std::vector<std::string> with_data_dir(const TempDir& dir, std::vector<std::string> args = {}) {
   args.push_back("--data-dir");
@@ -99,6 +255,17 @@ TEST(Durability, FailedAndCancelledJobsStaySoAfterARestart) {
   EXPECT_EQ(status_name(wait_for(client, cancelled).status), "job-cancelled");
 }
 
+/// Sends a SUBMIT whose key was used before with another request: BAD_REQUEST, saying so.
+void expect_key_refused(RawClient& client, const protocol::SubmitRequest& request) {
+  client.send_message(Opcode::kSubmit, request);
+  const auto reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(status_name(reply->status), "bad-request");
+  EXPECT_NE(error_text(*reply).find("idempotency key was already used with a different request"),
+            std::string::npos)
+      << error_text(*reply);
+}
+
 TEST(Durability, TheSameIdempotencyKeyGetsTheSameJobAlsoAfterARestart) {
   TempDir dir;
   std::uint32_t first = 0;
@@ -107,6 +274,7 @@ TEST(Durability, TheSameIdempotencyKeyGetsTheSameJobAlsoAfterARestart) {
     RawClient client(server.port());
     first = submit(client, keyed(word_count_request({"once only"}), "key-1"));
     EXPECT_EQ(submit(client, keyed(word_count_request({"once only"}), "key-1")), first);
+    expect_key_refused(client, keyed(word_count_request({"someone else's"}), "key-1"));
     EXPECT_NE(submit(client, keyed(word_count_request({"other"}), "key-2")), first);
     EXPECT_EQ(jobs_submitted(client), 2u);
     server.stop(SIGKILL);
@@ -114,8 +282,11 @@ TEST(Durability, TheSameIdempotencyKeyGetsTheSameJobAlsoAfterARestart) {
   ServerProcess server(with_data_dir(dir));
   RawClient client(server.port());
   EXPECT_EQ(submit(client, keyed(word_count_request({"once only"}), "key-1")), first);
-  EXPECT_EQ(jobs_submitted(client), 0u) << "the resent SUBMIT started a job";
   EXPECT_EQ(as_map(result_of(wait_for(client, first))).at("once"), 1u);
+  // Finished now: its key is still bound to its request.
+  EXPECT_EQ(submit(client, keyed(word_count_request({"once only"}), "key-1")), first);
+  expect_key_refused(client, keyed(word_count_request({"someone else's"}), "key-1"));
+  EXPECT_EQ(jobs_submitted(client), 0u) << "a resent or refused SUBMIT started a job";
 }
 
 TEST(Durability, IdempotencyKeysWorkInMemoryToo) {
@@ -123,8 +294,45 @@ TEST(Durability, IdempotencyKeysWorkInMemoryToo) {
   RawClient client(server.port());
   const auto first = submit(client, keyed(word_count_request({"a"}), "k"));
   EXPECT_EQ(submit(client, keyed(word_count_request({"a"}), "k")), first);
+  // Any other byte of the request is another request, options included.
+  expect_key_refused(client, keyed(word_count_request({"b"}), "k"));
+  expect_key_refused(client, keyed(word_count_request({"a"}, 4096), "k"));
   EXPECT_NE(submit(client, word_count_request({"a"})), first);  // no key: a new job each time
   EXPECT_NE(submit(client, word_count_request({"a"})), first);
+  EXPECT_EQ(jobs_submitted(client), 3u);
+}
+
+TEST(Durability, ADatabaseOfThePreviousVersionIsMigratedAndItsKeysBound) {
+  TempDir dir;
+  const auto data = dir.path() / "data";
+  std::filesystem::create_directories(data);
+  const auto unfinished = keyed(word_count_request({"left over"}), "old-unfinished");
+  {
+    // As the previous version left it: no application_id, no digests, no marker.
+    Sqlite old(data / "mrd.sqlite3");
+    old.exec("PRAGMA journal_mode=WAL");
+    old.exec(kPreviousSchema);
+    old.exec(
+        "INSERT INTO jobs (id, idempotency_key, state, failure, body) VALUES "
+        "(1, 'old-finished', 4, " +
+        std::to_string(static_cast<int>(Status::kJobFailed)) + ", 'it failed back then')");
+    old.exec_with_blob(
+        "INSERT INTO jobs (id, idempotency_key, state, request) VALUES (2, 'old-unfinished', 0, "
+        "?1)",
+        protocol::encode(unfinished));
+    old.exec("INSERT INTO counters (name, value) VALUES ('highest_id', 2)");
+  }
+  ServerProcess server(with_data_dir(dir));
+  RawClient client(server.port());
+  EXPECT_EQ(as_map(result_of(wait_for(client, 2))).at("left"), 1u);
+  EXPECT_EQ(submit(client, unfinished), 2u);
+  expect_key_refused(client, keyed(word_count_request({"another"}), "old-unfinished"));
+  // A finished job of that version kept no request to digest: its key keeps the rule it was
+  // accepted under (docs/protocol.md, "Idempotency").
+  EXPECT_EQ(submit(client, keyed(word_count_request({"anything"}), "old-finished")), 1u);
+  EXPECT_EQ(jobs_submitted(client), 0u);
+  EXPECT_EQ(submit(client, word_count_request({"new"})), 3u);
+  EXPECT_TRUE(std::filesystem::exists(data / "mrd.marker"));
 }
 
 TEST(Durability, IdsAreNeverReusedEvenWhenEveryRowWasEvicted) {
@@ -168,6 +376,162 @@ TEST(Durability, AnUnusableDataDirectoryIsAStartUpError) {
   const auto file = dir.path() / "not-a-directory";
   std::ofstream(file) << "x";
   EXPECT_THROW(ServerProcess({"--data-dir", file.string()}), std::runtime_error);
+}
+
+TEST(Durability, ADamagedDatabaseRefusesToStartAndSaysHowToRecover) {
+  TempDir dir;
+  const auto args = with_data_dir(dir);
+  const auto file = dir.path() / "data" / "mrd.sqlite3";
+  std::vector<std::uint32_t> ids;
+  std::vector<std::string> texts;
+  {
+    ServerProcess server(args);
+    RawClient client(server.port());
+    for (int i = 0; i < 600; ++i) {
+      texts.push_back("job " + std::to_string(i) + " " + random_text(30, 100 + i));
+      ids.push_back(submit(client, word_count_request({texts.back()})));
+    }
+    for (auto id : ids)
+      ASSERT_EQ(wait_for(client, id).status, kOk);
+    ASSERT_EQ(server.stop(), 0) << "not a clean stop";
+  }
+  // Two leaf pages of the jobs table, a third and two thirds of the way through, each holding
+  // job rows, garbled in the main file (checkpointed, so the rows are there and not in the log).
+  std::vector<std::int64_t> pages;
+  std::int64_t page_size = 0;
+  {
+    Sqlite db(file);
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    page_size = db.integers("PRAGMA page_size").at(0);
+    pages = db.integers(
+        "SELECT pageno FROM dbstat WHERE name = 'jobs' AND pagetype = 'leaf' AND ncell > 0 "
+        "ORDER BY pageno");
+  }
+  ASSERT_GE(pages.size(), 6u);
+  ASSERT_FALSE(std::filesystem::exists(file.string() + "-wal"));
+  for (const auto page : {pages[pages.size() / 3], pages[2 * pages.size() / 3]}) {
+    std::mt19937 random(static_cast<unsigned>(page));
+    std::string noise(static_cast<std::size_t>(page_size), '\0');
+    for (auto& c : noise)
+      c = static_cast<char>(random());
+    std::fstream out(file, std::ios::in | std::ios::out | std::ios::binary);
+    out.seekp((page - 1) * page_size);
+    out.write(noise.data(), static_cast<std::streamsize>(noise.size()));
+    ASSERT_TRUE(out.good());
+  }
+
+  const auto refused = start_up(args);
+  EXPECT_EQ(refused.exit_code, 5) << refused.log;
+  EXPECT_NE(refused.log.find(file.string() + " is damaged"), std::string::npos) << refused.log;
+  EXPECT_NE(refused.log.find("salvage-data-dir.sh"), std::string::npos) << refused.log;
+
+  // The recovery path of docs/reliability.md: what can be read is served again, the rest is
+  // expired, and ids go on from where they were.
+  const auto aside = dir.path() / "old";
+  std::filesystem::rename(dir.path() / "data", aside);
+  const auto salvage = std::string("bash " MRD_SALVAGE_SCRIPT " ") +
+                       (aside / "mrd.sqlite3").string() + " " + (dir.path() / "data").string();
+  ASSERT_EQ(std::system(salvage.c_str()), 0) << salvage;
+  ServerProcess server(args);
+  RawClient client(server.port());
+  std::size_t served = 0, expired = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    client.send_message(Opcode::kFetch, protocol::JobId{ids[i]});
+    const auto reply = client.read_reply();
+    ASSERT_TRUE(reply);
+    if (reply->status == kOk) {
+      ++served;
+      EXPECT_EQ(as_map(result_of(*reply)), reference_word_count({texts[i]})) << "job " << ids[i];
+    } else {
+      ++expired;
+      EXPECT_EQ(status_name(reply->status), "job-expired");
+    }
+  }
+  EXPECT_GT(served, ids.size() / 2);
+  std::cout << "recovered " << served << " of " << ids.size() << " jobs; " << expired
+            << " were on the garbled pages\n";
+  EXPECT_EQ(submit(client, word_count_request({"next"})), ids.back() + 1);
+}
+
+TEST(Durability, ADirectoryThatHadJobsIsNeverTreatedAsNew) {
+  TempDir dir;
+  const auto args = with_data_dir(dir);
+  const auto data = dir.path() / "data";
+  const auto file = data / "mrd.sqlite3";
+  std::uint32_t id = 0;
+  {
+    ServerProcess server(args);
+    RawClient client(server.port());
+    id = submit(client, word_count_request({"remember me"}));
+    ASSERT_EQ(wait_for(client, id).status, kOk);
+    ASSERT_EQ(server.stop(), 0) << "not a clean stop";
+  }
+  ASSERT_TRUE(std::filesystem::exists(data / "mrd.marker"));
+  ASSERT_FALSE(std::filesystem::exists(file.string() + "-wal"));
+  const auto saved = dir.path() / "saved.sqlite3";
+  std::filesystem::rename(file, saved);
+
+  auto refused = start_up(args);
+  EXPECT_EQ(refused.exit_code, 5) << refused.log;
+  EXPECT_NE(refused.log.find(file.string() + " is missing"), std::string::npos) << refused.log;
+  EXPECT_NE(refused.log.find("mrd.marker"), std::string::npos) << refused.log;
+  EXPECT_FALSE(std::filesystem::exists(file)) << "the refused start created a new database";
+
+  std::ofstream(file).close();
+  refused = start_up(args);
+  EXPECT_EQ(refused.exit_code, 5) << refused.log;
+  EXPECT_NE(refused.log.find(file.string() + " is empty"), std::string::npos) << refused.log;
+
+  {
+    Sqlite other(file);
+    other.exec("CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('not jobs')");
+  }
+  refused = start_up(args);
+  EXPECT_EQ(refused.exit_code, 5) << refused.log;
+  EXPECT_NE(refused.log.find(file.string() + " is not an mrd database"), std::string::npos)
+      << refused.log;
+
+  std::ofstream(file, std::ios::trunc) << "not a database at all, but not empty either\n";
+  refused = start_up(args);
+  EXPECT_EQ(refused.exit_code, 5) << refused.log;
+  EXPECT_NE(refused.log.find(file.string() + " is damaged"), std::string::npos) << refused.log;
+
+  // With its database back, the directory serves what it held.
+  std::filesystem::rename(saved, file);
+  ServerProcess server(args);
+  RawClient client(server.port());
+  EXPECT_EQ(as_map(result_of(wait_for(client, id))).at("remember"), 1u);
+}
+
+TEST(Durability, AFullDiskSaysSoAndTheServerGoesOn) {
+  TempDir dir;
+  const auto data = dir.path() / "data";
+  SmallFilesystem disk(data, "4m");
+  if (!disk.error().empty()) GTEST_SKIP() << "needs root for a private tmpfs: " << disk.error();
+  ServerProcess server(with_data_dir(dir));
+  RawClient client(server.port());
+  const auto before = submit(client, word_count_request({"written before the disk filled"}));
+  ASSERT_EQ(wait_for(client, before).status, kOk);
+
+  ASSERT_GT(fill_up(data / "filler", 8u << 20), 0u);
+  const auto text = random_text(100000, 5);  // about 600 KB: more than any space left
+  client.send_message(Opcode::kSubmit, word_count_request({text}));
+  const auto reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(status_name(reply->status), "server-error");
+  EXPECT_NE(error_text(*reply).find("disk holding the database is full"), std::string::npos)
+      << error_text(*reply);
+  EXPECT_NE(server.log().find("disk holding the database is full"), std::string::npos)
+      << server.log();
+  // Finished jobs are still served, and nothing was accepted.
+  EXPECT_EQ(as_map(result_of(wait_for(client, before))).at("filled"), 1u);
+  EXPECT_EQ(jobs_submitted(client), 1u);
+
+  // Space back: the same SUBMIT is accepted and runs.
+  std::filesystem::remove(data / "filler");
+  const auto after = submit(client, word_count_request({text}));
+  EXPECT_EQ(after, before + 1);
+  EXPECT_EQ(as_map(result_of(wait_for(client, after))), reference_word_count({text}));
 }
 
 }  // namespace

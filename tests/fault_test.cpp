@@ -70,13 +70,57 @@ TEST(Faults, AnAbortAndAnExitAreCrashesToo) {
 TEST(Faults, ATaskWhoseWorkerCrashedOnceIsRetriedAndTheJobSucceeds) {
   ServerProcess server({"--enable-test-jobs"});
   RawClient client(server.port());
-  TempDir dir;
-  const auto marker = (dir.path() / "crashed").string();
-  const auto id = submit(client, fault_job("test-crash-once", one_document(marker, "x y x")));
+  const auto id = submit(client, fault_job("test-crash-once", one_document("first", "x y x")));
   EXPECT_EQ(as_map(result_of(wait_for(client, id))),
             (std::map<std::string, std::uint64_t>{{"x", 2}, {"y", 1}}));
-  EXPECT_TRUE(std::filesystem::exists(marker)) << "the first attempt did not run";
   EXPECT_EQ(stats_of(client).worker_restarts, 1u);
+  // The same document name again: its marker is there, so no crash this time.
+  const auto again = submit(client, fault_job("test-crash-once", one_document("first", "z")));
+  EXPECT_EQ(as_map(result_of(wait_for(client, again))).at("z"), 1u);
+  EXPECT_EQ(stats_of(client).worker_restarts, 1u);
+}
+
+/// The line of the server's log that names the test jobs' directory, or "".
+std::string test_job_directory(const std::string& log) {
+  const std::string intro = "test jobs write only in ";
+  const auto at = log.find(intro);
+  if (at == std::string::npos) return {};
+  const auto start = at + intro.size();
+  return log.substr(start, log.find('\n', start) - start);
+}
+
+TEST(Faults, TestJobsWriteOnlyInTheServersPrivateDirectory) {
+  // Document names a client could use to make root create files anywhere.
+  const auto tag = std::to_string(getpid());
+  const auto absolute = (std::filesystem::temp_directory_path() / ("mrd-evil-" + tag)).string();
+  const auto climbing = "../../mrd-evil-" + tag;
+  ASSERT_FALSE(std::filesystem::exists(absolute));
+  ASSERT_FALSE(std::filesystem::exists(climbing));
+  std::string directory;
+  {
+    ServerProcess server({"--enable-test-jobs"});
+    RawClient client(server.port());
+    for (const auto& name : {absolute, climbing}) {
+      const auto id = submit(client, fault_job("test-crash-once", one_document(name, "a b a")));
+      EXPECT_EQ(as_map(result_of(wait_for(client, id))),
+                (std::map<std::string, std::uint64_t>{{"a", 2}, {"b", 1}}));
+    }
+    EXPECT_EQ(stats_of(client).worker_restarts, 2u) << "each name crashes once";
+    EXPECT_FALSE(std::filesystem::exists(absolute));
+    EXPECT_FALSE(std::filesystem::exists(climbing));
+
+    directory = test_job_directory(server.log());
+    ASSERT_FALSE(directory.empty()) << server.log();
+    ASSERT_TRUE(std::filesystem::is_directory(directory));
+    EXPECT_EQ(std::filesystem::status(directory).permissions() & std::filesystem::perms::all,
+              std::filesystem::perms::owner_all);
+    std::size_t markers = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(directory))
+      ++markers;
+    EXPECT_EQ(markers, 2u);
+    EXPECT_EQ(server.stop(), 0);
+  }
+  EXPECT_FALSE(std::filesystem::exists(directory)) << "not removed when the server stopped";
 }
 
 TEST(Faults, AHangingTaskTimesOutThreeTimesThenTheJobFails) {

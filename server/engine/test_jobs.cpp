@@ -8,23 +8,28 @@
 //   test-slow       + sum   sleeps, per document whose name is a number N, N milliseconds
 //   test-oom        + sum   allocates (and touches) memory until it runs out
 //   test-throw      + sum   the mapper refuses its input (an ordinary job error)
-//   test-crash-once + sum   segfaults unless the file named by the first document exists, which
-//                           it creates first: the first attempt crashes, the retry succeeds
+//   test-crash-once + sum   segfaults unless its marker for the first document's name exists,
+//                           which it creates first: the first attempt crashes, the retry succeeds.
+//                           The marker is a file in the server's private TestJobDirectory, named
+//                           by a hash of the document name: a client never chooses a path.
 //
 // Apart from the fault, each is the word count: a run that survives gives the words+sum result.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <thread>
 
 #include "server/engine/counts_job.hpp"
 #include "server/engine/input_kinds.hpp"
+#include "server/engine/test_job_directory.hpp"
 #include "server/engine/tokenizer.hpp"
 
 namespace mrd::engine {
@@ -41,6 +46,32 @@ void exhaust_memory() {
     blocks.emplace_back(new char[kStep]);
     std::memset(blocks.back().get(), 1, kStep);  // really use it, so it counts as resident too
   }
+}
+
+/// test-crash-once: the first attempt for a document name leaves its marker and crashes; a retry
+/// finds the marker and goes on.
+void crash_once(const protocol::Documents& chunk) {
+  if (chunk.documents.empty()) return;
+  const char* directory = std::getenv(kTestJobDirectoryVariable);
+  if (!directory || !*directory) {
+    throw JobError("test-crash-once: the server named no directory for its marker");
+  }
+  // FNV-1a: any fixed hash will do; it only turns a client's name into a safe file name.
+  std::uint64_t hash = 0xcbf29ce484222325ull;
+  for (unsigned char c : chunk.documents.front().name) {
+    hash = (hash ^ c) * 0x100000001b3ull;
+  }
+  char name[40];
+  std::snprintf(name, sizeof name, "/crash-once-%016llx", static_cast<unsigned long long>(hash));
+  const auto marker = std::string(directory) + name;
+  const int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) return;  // this is the retry
+    throw JobError("test-crash-once: cannot create its marker: " +
+                   std::string(std::strerror(errno)));
+  }
+  ::close(fd);
+  std::raise(SIGSEGV);
 }
 
 void inject(Fault fault, const protocol::Documents& chunk) {
@@ -62,12 +93,7 @@ void inject(Fault fault, const protocol::Documents& chunk) {
       break;
     case Fault::kOutOfMemory: exhaust_memory(); break;
     case Fault::kThrow: throw JobError("test-throw: the mapper refused its input, as asked");
-    case Fault::kCrashOnce:
-      if (!chunk.documents.empty() && !std::ifstream(chunk.documents.front().name)) {
-        std::ofstream(chunk.documents.front().name) << "crashed once\n";
-        std::raise(SIGSEGV);
-      }
-      break;
+    case Fault::kCrashOnce: crash_once(chunk); break;
   }
 }
 
