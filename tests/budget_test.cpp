@@ -170,7 +170,7 @@ TEST(BudgetTest, PipelinedSubmitsFillTheBudgetThenQueueFull) {
     if (reply->status == kOk) {
       accepted.push_back(protocol::decode<protocol::JobId>(reply->body).value->id);
     } else {
-      ASSERT_EQ(status_name(reply->status), "queue full") << error_text(*reply);
+      ASSERT_EQ(status_name(reply->status), "queue-full") << error_text(*reply);
       EXPECT_NE(error_text(*reply).find("memory budget is exhausted"), std::string::npos)
           << error_text(*reply);
       ++queue_full;
@@ -251,6 +251,22 @@ TEST(BudgetTest, ResultsHeldByUnreadRepliesStayCounted) {
   EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
   EXPECT_LE(after, 16u << 20) << "the retention cap once the replies are gone";
   EXPECT_LT(tiny_seconds, 10.0);
+}
+
+// A result larger than the whole retention cap is kept until the next job finishes, so that its
+// client can fetch it; it used to be evicted the moment it was made.
+TEST(BudgetTest, AResultLargerThanTheCapIsKeptUntilTheNextJobFinishes) {
+  ServerProcess server({"--max-retained-mib", "1"}, ProcessLimits{.address_space_mib = 4096});
+  RawClient client(server.port());
+  const auto big = submit(client, distinct_words_request(0, 80000));  // a result of ~2 MB
+  const auto reply = wait_for(client, big);
+  ASSERT_EQ(status_name(reply.status), "ok") << error_text(reply);
+  EXPECT_GT(reply.body.size(), 1u << 20);
+  EXPECT_EQ(std::get<protocol::Counts>(result_of(reply)).entries.size(), 80000u);
+  const auto next = submit(client, word_count_request({"next"}));
+  EXPECT_EQ(status_name(wait_for(client, next).status), "ok");
+  client.send_message(Opcode::kFetch, protocol::JobId{big});
+  EXPECT_EQ(status_name(client.read_reply().value().status), "job-expired");
 }
 
 // Many tiny results never fetched: what retention counts for each is at least what it costs.
