@@ -199,8 +199,13 @@ asio::awaitable<void> Connection::serve_loop(Clock::time_point& deadline) {
     deadline = next_deadline();
     if (deadline < watchdog_timer_.expiry()) watchdog_timer_.cancel();  // wake it: sooner now
     co_await socket_.async_wait(tcp::socket::wait_read, use_awaitable);
+    // While a request is incomplete, read no further than its end (at least 4 KiB): its reply
+    // then goes out before the requests behind it are read.
+    const auto have = pending_.size();
+    const auto missing = next_frame_ > have ? next_frame_ - have : sizeof scratch;
     asio::error_code error;
-    const auto n = socket_.read_some(asio::buffer(scratch), error);
+    const auto n = socket_.read_some(
+        asio::buffer(scratch, std::clamp<std::size_t>(missing, 4096, sizeof scratch)), error);
     if (error == asio::error::would_block) continue;
     if (error) co_return;  // EOF or reset: the client left
     const std::string_view received(scratch, n);
