@@ -90,14 +90,21 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
                   out);
   }
   // Charged before anything is recorded: a job the budget cannot hold is refused, not lost later.
-  auto input_charge = MemoryCharge::try_take(budget_, input_charge_bytes(request, body));
+  // Queued inputs leave an eighth of the budget to requests still arriving, so that a client
+  // whose jobs do not fit hears QUEUE_FULL, not SERVER_BUSY with its connection closed.
+  const auto input_bytes = input_charge_bytes(request, body);
+  const auto for_requests = budget_.limit() / 8;
+  MemoryCharge input_charge;
+  if (budget_.used() + input_bytes <= budget_.limit() - for_requests) {
+    input_charge = MemoryCharge::try_take(budget_, input_bytes);
+  }
   if (!input_charge) {
     return reject(
         Status::kQueueFull,
-        "queue full: the server's memory budget is exhausted (" +
+        "queue full: the server's memory budget is exhausted for new jobs (" +
             std::to_string(mib(budget_.used())) + " of " + std::to_string(budget_.limit() >> 20) +
-            " MiB in use; this job's input needs " +
-            std::to_string(mib(input_charge_bytes(request, body))) + " MiB); try again later",
+            " MiB in use, an eighth kept for requests being received; this job's input needs " +
+            std::to_string(mib(input_bytes)) + " MiB); try again later",
         out);
   }
   std::shared_ptr<JobTicket> ticket;
