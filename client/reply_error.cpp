@@ -21,7 +21,9 @@ std::string_view explain(protocol::Status status) {
     case Status::kFrameTooLarge: return "the request is larger than the server accepts";
     case Status::kVersionMismatch: return "the server speaks another protocol version";
     case Status::kBadJob: return "the server cannot run this job";
-    case Status::kServerBusy: return "the server has too many connections; try again later";
+    case Status::kServerBusy:
+      return "the server is busy (too many connections, or its memory budget is full); try again "
+             "later";
     case Status::kShuttingDown: return "the server is shutting down and takes no new jobs";
     case Status::kJobCrashed: return "the job's worker process crashed";
     case Status::kJobTimedOut: return "the job ran past its deadline";

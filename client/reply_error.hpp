@@ -12,7 +12,7 @@ namespace mrd::client {
 ///   job failed / cancelled / expired                -> kJobFailed
 ///   queue full, bad job, shutting down, unknown job,
 ///   frame too large                                 -> kRejected
-///   server busy (too many connections)              -> kConnection
+///   server busy (connections or memory: retryable)  -> kConnection
 ///   bad request, unknown opcode, version mismatch,
 ///   and OK or PENDING where they make no sense      -> kProtocol
 ErrorKind error_kind_of(protocol::Status status);

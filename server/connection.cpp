@@ -9,6 +9,7 @@
 #include <asio/write.hpp>
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "protocol/frame.hpp"
 #include "protocol/limits.hpp"
@@ -23,10 +24,15 @@ using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using namespace asio::experimental::awaitable_operators;
 
-/// Every connection reads into this first (one network thread, so one buffer suffices). Only bytes
-/// of an incomplete frame are copied into the connection's own buffer, so an idle connection
-/// holds no read buffer at all.
+/// Every connection reads into this (one network thread, so one buffer suffices). Only bytes of an
+/// incomplete frame are copied into the connection's own buffer, so an idle connection holds no
+/// read buffer at all, and a connection's buffer only ever holds bytes that arrived.
 thread_local char scratch[64 * 1024];
+
+/// Mebibytes, rounded up, for messages.
+std::uint64_t mib(std::uint64_t bytes) {
+  return (bytes + (1 << 20) - 1) >> 20;
+}
 
 /// Keeps `deadline` in the future or returns, which cancels the connection (see operator||).
 asio::awaitable<void> watchdog(const Clock::time_point& deadline, asio::steady_timer& timer) {
@@ -49,11 +55,13 @@ constexpr std::size_t kMaxQueuedReplyPieces = 1024;
 class Connection {
  public:
   Connection(tcp::socket& socket, const std::string& peer, const ServerConfig& config,
-             RequestHandler& handler, asio::steady_timer& watchdog_timer)
+             RequestHandler& handler, std::shared_ptr<MemoryBudget> budget,
+             asio::steady_timer& watchdog_timer)
       : socket_(socket),
         peer_(peer),
         config_(config),
         handler_(handler),
+        budget_(std::move(budget)),
         watchdog_timer_(watchdog_timer) {}
 
   asio::awaitable<void> serve(Clock::time_point& deadline);
@@ -65,18 +73,75 @@ class Connection {
   std::size_t answer_requests(std::string_view data);
   /// When the connection must be closed if nothing more happens.
   Clock::time_point next_deadline() const;
+  /// Appends received bytes to pending_, its growth charged to the budget first; false (nothing
+  /// appended) if the budget cannot hold it.
+  bool hold(std::string_view bytes);
+  /// Drops the bytes of answered requests from pending_, and its buffer once it is empty.
+  void drop_pending(std::size_t consumed);
+  /// Answers SERVER_BUSY (the memory budget is exhausted) and marks the connection for closing.
+  void refuse_for_memory(std::size_t wanted);
 
   tcp::socket& socket_;
   const std::string& peer_;  ///< "address:port", for logs
   const ServerConfig& config_;
   RequestHandler& handler_;
+  /// Shared, not referenced: charges held by a connection outlive the Server when the io_context
+  /// destroys connections after it.
+  std::shared_ptr<MemoryBudget> budget_;
   asio::steady_timer& watchdog_timer_;
-  std::string pending_;              ///< received bytes not answered yet (an incomplete request)
+  /// Received bytes not answered yet (an incomplete request). A vector, since its reserve() makes
+  /// exactly the capacity asked for, and that capacity is what pending_charge_ pays for.
+  std::vector<char> pending_;
+  MemoryCharge pending_charge_;      ///< pending_.capacity(), on budget_
+  MemoryCharge reply_charge_;        ///< the bytes copied into replies_, on budget_
   std::size_t next_frame_ = 0;       ///< size of the incomplete request, once its header is in
   Clock::time_point request_start_;  ///< when the first byte of the incomplete request came
   ReplyQueue replies_;               ///< replies not yet written
   bool close_ = false;               ///< framing can no longer be trusted: close after the replies
 };
+
+bool Connection::hold(std::string_view bytes) {
+  const auto needed = pending_.size() + bytes.size();
+  if (needed > pending_.capacity()) {
+    // Double what is held, which arrived, but never past the size the header declared (known
+    // once its five bytes are in): five bytes claiming a 384 MiB body buy nothing.
+    auto capacity = std::max(needed, 2 * pending_.capacity());
+    if (next_frame_ >= needed) capacity = std::min(capacity, next_frame_);
+    // While the bytes move, the old buffer and the new one both exist: both are paid for.
+    const auto moving = capacity + pending_.capacity();
+    const bool charged = pending_charge_
+                             ? pending_charge_.resize(moving)
+                             : bool(pending_charge_ = MemoryCharge::try_take(*budget_, moving));
+    if (!charged) return false;
+    pending_.reserve(capacity);
+    pending_charge_.resize(capacity);  // shrinking always succeeds
+  }
+  pending_.insert(pending_.end(), bytes.begin(), bytes.end());
+  return true;
+}
+
+void Connection::drop_pending(std::size_t consumed) {
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(consumed));
+  if (pending_.empty()) {
+    std::vector<char>().swap(pending_);  // a finished big upload frees its buffer now
+    pending_charge_.reset();
+  }
+}
+
+void Connection::refuse_for_memory(std::size_t wanted) {
+  const auto used = budget_->used();
+  handler_.reject(protocol::Status::kServerBusy,
+                  "the server's memory budget is exhausted (" + std::to_string(mib(used)) + " of " +
+                      std::to_string(budget_->limit() >> 20) + " MiB in use; this request needs " +
+                      std::to_string(mib(wanted)) +
+                      " MiB more); try again later; closing the connection",
+                  replies_.bytes());
+  log(Level::kInfo, "closing ", peer_, ": memory budget exhausted (", used, " of ",
+      budget_->limit(), " bytes in use)");
+  std::vector<char>().swap(pending_);
+  pending_charge_.reset();
+  close_ = true;
+}
 
 std::size_t Connection::answer_requests(std::string_view data) {
   std::size_t consumed = 0;
@@ -105,6 +170,8 @@ std::size_t Connection::answer_requests(std::string_view data) {
     handler_.handle(frame.code, frame.body, replies_);
     consumed += frame.frame_bytes;
   }
+  // Small replies are copies: they are counted too, as long as they are queued.
+  reply_charge_ = MemoryCharge::force_take(*budget_, replies_.owned_bytes());
   return consumed;
 }
 
@@ -131,50 +198,56 @@ asio::awaitable<void> Connection::serve_loop(Clock::time_point& deadline) {
   for (;;) {
     deadline = next_deadline();
     if (deadline < watchdog_timer_.expiry()) watchdog_timer_.cancel();  // wake it: sooner now
-    std::string_view data;
-    bool in_scratch = false;
-    if (pending_.empty()) {
-      co_await socket_.async_wait(tcp::socket::wait_read, use_awaitable);
-      asio::error_code error;
-      const auto n = socket_.read_some(asio::buffer(scratch), error);
-      if (error == asio::error::would_block) continue;
-      if (error) co_return;  // EOF or reset: the client left
-      data = std::string_view(scratch, n);
-      in_scratch = true;
-      request_start_ = Clock::now();
-    } else {
-      // Part of a request is here: read the rest straight into place. The buffer grows with what
-      // actually arrives (at most doubling per read), never to a size a header merely claims:
-      // five bytes declaring a 384 MiB body must not cost 384 MiB.
-      const auto have = pending_.size();
-      const auto missing = next_frame_ > have ? next_frame_ - have : 0;
-      const auto want =
-          std::clamp<std::size_t>(missing, 4096, std::max<std::size_t>(64 * 1024, have));
-      pending_.resize(have + want);
-      const auto n = co_await socket_.async_read_some(asio::buffer(pending_.data() + have, want),
-                                                      use_awaitable);
-      pending_.resize(have + n);
-      data = pending_;
-    }
+    co_await socket_.async_wait(tcp::socket::wait_read, use_awaitable);
+    // While a request is incomplete, read no further than its end (at least 4 KiB): its reply
+    // then goes out before the requests behind it are read.
+    const auto have = pending_.size();
+    const auto missing = next_frame_ > have ? next_frame_ - have : sizeof scratch;
+    asio::error_code error;
+    const auto n = socket_.read_some(
+        asio::buffer(scratch, std::clamp<std::size_t>(missing, 4096, sizeof scratch)), error);
+    if (error == asio::error::would_block) continue;
+    if (error) co_return;  // EOF or reset: the client left
+    const std::string_view received(scratch, n);
 
-    auto consumed = answer_requests(data);
-    if (in_scratch) {
-      pending_.assign(data.substr(consumed));
+    if (pending_.empty()) {
+      // Whole requests are answered straight from the scratch buffer; only the incomplete one
+      // at its end, if any, is kept.
+      request_start_ = Clock::now();
+      const auto consumed = answer_requests(received);
+      if (consumed < received.size() && !close_ && !hold(received.substr(consumed))) {
+        refuse_for_memory(received.size() - consumed);
+      }
+    } else if (!hold(received)) {
+      refuse_for_memory(received.size());
     } else {
-      pending_.erase(0, consumed);
+      drop_pending(answer_requests({pending_.data(), pending_.size()}));
     }
 
     // Write, then answer what the full reply queue held back, until nothing complete is left.
     while (!replies_.empty()) {
-      deadline = Clock::now() + std::chrono::seconds(config_.idle_timeout_seconds);
-      co_await asio::async_write(socket_, replies_.buffers(), use_awaitable);
+      // A client that stops reading is closed once its reply has made no progress for the idle
+      // timeout: that bounds how long it can keep a result alive that the store has let go.
+      const auto idle = std::chrono::seconds(config_.idle_timeout_seconds);
+      deadline = Clock::now() + idle;
+      std::size_t progress = 0;
+      co_await asio::async_write(
+          socket_, replies_.buffers(),
+          [&](const asio::error_code& write_error, std::size_t written) {
+            if (written > progress) {
+              progress = written;
+              deadline = Clock::now() + idle;
+            }
+            return asio::transfer_all()(write_error, written);
+          },
+          use_awaitable);
       replies_.clear();
+      reply_charge_.reset();
       if (close_) break;
-      consumed = answer_requests(pending_);
-      pending_.erase(0, consumed);
+      const auto consumed = answer_requests({pending_.data(), pending_.size()});
+      drop_pending(consumed);
       if (consumed) request_start_ = Clock::now();
     }
-    if (pending_.empty()) pending_.shrink_to_fit();  // a finished big upload frees its buffer now
     if (close_) {
       asio::error_code ignored;
       socket_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -186,7 +259,8 @@ asio::awaitable<void> Connection::serve_loop(Clock::time_point& deadline) {
 }  // namespace
 
 asio::awaitable<void> serve_connection(tcp::socket socket, const ServerConfig& config,
-                                       RequestHandler& handler) {
+                                       RequestHandler& handler,
+                                       std::shared_ptr<MemoryBudget> budget) {
   std::string peer = "?";
   try {
     asio::error_code ignored;
@@ -194,7 +268,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, const ServerConfig& c
     peer = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
     log(Level::kDebug, "connection from ", peer);
     asio::steady_timer timer(socket.get_executor());
-    Connection connection(socket, peer, config, handler, timer);
+    Connection connection(socket, peer, config, handler, std::move(budget), timer);
     Clock::time_point deadline = Clock::now();
     // Whichever finishes first cancels the other: the client leaving, or the idle timer.
     co_await (connection.serve(deadline) || watchdog(deadline, timer));

@@ -6,9 +6,42 @@
 
 namespace mrd::server {
 namespace {
-/// What a finished record costs besides its body: the table entry, the ticket, the order queue.
-constexpr std::uint64_t kRecordOverhead = 160;
+/// What a finished record costs besides its body: the table's node and bucket, the ticket and its
+/// control block, the order queue's entry, with the allocator's headers (measured: see the test
+/// BudgetTest.ManyTinyResultsCostNoMoreThanIsCounted).
+constexpr std::uint64_t kRecordOverhead = 400;
+/// What a body costs besides its bytes: the string, the shared pointer's control block with its
+/// deleter, and their allocator headers.
+constexpr std::uint64_t kBodyOverhead = 128;
+
+/// Gives a body's bytes back to the retention total and the budget when its last holder is gone.
+struct BodyRelease {
+  std::shared_ptr<std::atomic<std::uint64_t>> body_bytes;
+  std::shared_ptr<MemoryBudget> budget;
+  std::uint64_t bytes = 0;
+
+  void operator()(const std::string* body) const {
+    delete body;
+    body_bytes->fetch_sub(bytes);
+    budget->release(bytes);
+  }
+};
 }  // namespace
+
+std::shared_ptr<const std::string> JobStore::counted_body(std::string bytes) {
+  const std::uint64_t cost = kBodyOverhead + bytes.capacity();
+  // force: the result exists already (it was computed within the budget of its job).
+  budget_->force_charge(cost);
+  body_bytes_->fetch_add(cost);
+  try {
+    return std::shared_ptr<const std::string>(new std::string(std::move(bytes)),
+                                              BodyRelease{body_bytes_, budget_, cost});
+  } catch (...) {
+    body_bytes_->fetch_sub(cost);
+    budget_->release(cost);
+    throw;
+  }
+}
 
 protocol::JobProgress JobRecord::progress() const {
   auto p = ticket->progress();
@@ -47,7 +80,7 @@ std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restor
     record.finished = true;
     record.final_state = stored.state;
     record.failure = stored.failure;
-    record.body = std::make_shared<const std::string>(std::move(stored.body));
+    record.body = counted_body(std::move(stored.body));
     ticket->state = stored.state;
     auto& placed = jobs_.emplace(stored.id, std::move(record)).first->second;
     retain(stored.id, placed);  // oldest first, so the cap evicts what it would have evicted
@@ -98,7 +131,7 @@ void JobStore::finish(JobOutcome outcome) {
   record.finished = true;
   record.final_state = done ? protocol::JobState::kDone : protocol::JobState::kFailed;
   record.failure = outcome.status;
-  record.body = std::make_shared<const std::string>(std::move(outcome.body));
+  record.body = counted_body(std::move(outcome.body));
   --unfinished_;
   ++(done ? done_ : failed_);
   persist("its result", outcome.id, [&](JobDatabase& db) {
@@ -108,19 +141,23 @@ void JobStore::finish(JobOutcome outcome) {
 }
 
 void JobStore::retain(std::uint32_t id, JobRecord& record) {
-  record.retained = kRecordOverhead + (record.body ? record.body->size() : 0);
-  retained_bytes_ += record.retained;
+  // A key is held twice (in the record and in the index by key), the index with its own node.
+  const auto key = record.idempotency_key.capacity();
+  record.retained = kRecordOverhead + (record.idempotency_key.empty() ? 0 : 2 * key + 64);
+  record_bytes_ += record.retained;
   finished_order_.push_back(id);
   evict_over_cap();
 }
 
 void JobStore::evict_over_cap() {
-  while (retained_bytes_ > max_retained_bytes_ && !finished_order_.empty()) {
+  // The newest finished job stays, even alone over the cap: evicting a result the moment it is
+  // made would leave its client nothing to fetch.
+  while (retained_bytes() > max_retained_bytes_ && finished_order_.size() > 1) {
     const auto id = finished_order_.front();
     finished_order_.pop_front();
     auto it = jobs_.find(id);
     if (it == jobs_.end()) continue;
-    retained_bytes_ -= it->second.retained;
+    record_bytes_ -= it->second.retained;  // its body counts until its last holder lets it go
     forget_key(it->second);
     jobs_.erase(it);
     ++expired_;
@@ -159,10 +196,7 @@ JobStore::Lookup JobStore::cancel(std::uint32_t id, bool& was_running) {
     return Lookup::kFound;
   }
   // A finished job: release its result, keep a small record so FETCH can say "cancelled".
-  const auto released = record.body ? record.body->size() : 0;
-  retained_bytes_ -= released;
-  record.retained -= released;
-  record.body.reset();  // replies being written keep their own reference until they are done
+  record.body.reset();  // replies being written keep their own reference, counted, until done
   record.final_state = protocol::JobState::kCancelled;
   return Lookup::kFound;
 }
@@ -184,7 +218,7 @@ void JobStore::fill_stats(protocol::ServerStats& stats) const {
   stats.jobs_cancelled = cancelled_;
   stats.jobs_expired = expired_;
   stats.jobs_unfinished = unfinished_;
-  stats.retained_result_bytes = retained_bytes_;
+  stats.retained_result_bytes = retained_bytes();
 }
 
 }  // namespace mrd::server

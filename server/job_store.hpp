@@ -3,12 +3,19 @@
 // Ids are handed out in order from 1, so an id below the next one that is no longer in the table
 // was evicted (expired), and any other id was never issued (unknown): no tombstones needed.
 // Finished jobs are kept, result and all, until their total size passes the retention cap; then
-// the oldest finished ones are evicted first.
+// the oldest finished ones are evicted first, though never the newest: a result larger than the
+// cap is kept until the next job finishes, so that its client can fetch it.
+//
+// Retention counts what the records really cost: the table's entries and each result's bytes for
+// as long as anything holds them. A result that replies being written still share stays counted
+// after its eviction or cancellation (in the retention total and in the memory budget) until the
+// last of those replies lets it go.
 //
 // With a JobDatabase every change is also written there (see job_database.hpp), and restore()
 // rebuilds the table after a restart. Without one the table is all there is: volatile.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -22,6 +29,7 @@
 #include "protocol/messages.hpp"
 #include "server/job_database.hpp"
 #include "server/job_ticket.hpp"
+#include "server/memory_budget.hpp"
 #include "server/scheduler.hpp"
 
 namespace mrd::server {
@@ -35,16 +43,18 @@ struct JobRecord {
   /// kDone: the encoded JobResult; kFailed: the reason. Shared with replies being written.
   std::shared_ptr<const std::string> body;
   std::string idempotency_key;  ///< empty if the client gave none
-  std::uint64_t retained = 0;   ///< bytes charged against the retention cap
+  std::uint64_t retained = 0;   ///< bytes of the record itself (its body counts apart)
 
   protocol::JobProgress progress() const;
 };
 
 class JobStore {
  public:
-  /// `database` may be null (volatile); otherwise it must outlive the store.
-  JobStore(std::uint64_t max_retained_bytes, JobDatabase* database)
-      : max_retained_bytes_(max_retained_bytes), database_(database) {}
+  /// `database` may be null (volatile); otherwise it must outlive the store. Results are charged
+  /// to `budget` while they exist.
+  JobStore(std::uint64_t max_retained_bytes, JobDatabase* database,
+           std::shared_ptr<MemoryBudget> budget)
+      : max_retained_bytes_(max_retained_bytes), database_(database), budget_(std::move(budget)) {}
 
   /// Rebuilds the table from the database after a restart. Returns the unfinished jobs, with the
   /// SUBMIT bodies they came with, to run again.
@@ -88,6 +98,11 @@ class JobStore {
 
  private:
   void retain(std::uint32_t id, JobRecord& record);
+  /// A result or failure reason as a shared body, counted (in body_bytes_ and the budget) until
+  /// its last holder, the table or a reply being written, lets it go.
+  std::shared_ptr<const std::string> counted_body(std::string bytes);
+  /// Bytes retained: the records in the table and every result body still alive.
+  std::uint64_t retained_bytes() const { return record_bytes_ + body_bytes_->load(); }
   void evict_over_cap();
   void forget_key(const JobRecord& record);
   /// Runs a database write; a failure after the fact is logged, not thrown: the job's state in
@@ -97,6 +112,7 @@ class JobStore {
 
   std::uint64_t max_retained_bytes_;
   JobDatabase* database_;
+  std::shared_ptr<MemoryBudget> budget_;
   /// Per idempotency key: the job's id and the digest of its request (none for a job stored by a
   /// version that kept no digest: such a key matches any request, the rule it was accepted under).
   std::unordered_map<std::string, std::pair<std::uint32_t, std::optional<RequestDigest>>>
@@ -104,7 +120,11 @@ class JobStore {
   std::uint32_t next_id_ = 1;
   std::unordered_map<std::uint32_t, JobRecord> jobs_;
   std::deque<std::uint32_t> finished_order_;  ///< oldest finished first, for eviction
-  std::uint64_t retained_bytes_ = 0;
+  std::uint64_t record_bytes_ = 0;            ///< the records of finished jobs in the table
+  /// Result bodies alive, in the table or not; shared with their deleters, which may run after
+  /// the store is gone (a reply destroyed with the io_context).
+  std::shared_ptr<std::atomic<std::uint64_t>> body_bytes_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
   std::uint64_t unfinished_ = 0;
   std::uint64_t submitted_ = 0, done_ = 0, failed_ = 0, cancelled_ = 0, expired_ = 0;
 };

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <thread>
 
@@ -68,6 +69,26 @@ void raise_file_limit(std::uint32_t max_connections) {
   }
 }
 
+/// The memory this process can count on: the least of physical RAM, the cgroup v2 limit (a
+/// container's memory.max) and the address-space limit (ulimit -v), whichever are set.
+std::uint64_t usable_memory_bytes() {
+  std::uint64_t usable =
+      std::uint64_t(sysconf(_SC_PHYS_PAGES)) * std::uint64_t(sysconf(_SC_PAGE_SIZE));
+  std::ifstream cgroup_file("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(cgroup_file, line)) {
+    if (line.rfind("0::", 0) != 0) continue;  // the v2 hierarchy's line: "0::/path"
+    std::ifstream max_file("/sys/fs/cgroup" + line.substr(3) + "/memory.max");
+    std::uint64_t max = 0;
+    if (max_file >> max && max > 0) usable = std::min(usable, max);  // "max" (no limit) fails
+  }
+  rlimit address_space{};
+  if (getrlimit(RLIMIT_AS, &address_space) == 0 && address_space.rlim_cur != RLIM_INFINITY) {
+    usable = std::min<std::uint64_t>(usable, address_space.rlim_cur);
+  }
+  return usable;
+}
+
 std::string own_executable() {
   char path[PATH_MAX];
   const auto n = readlink("/proc/self/exe", path, sizeof path - 1);
@@ -108,6 +129,9 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::uint64_t max_frame_mib = config.max_frame_bytes >> 20;
   std::uint64_t max_retained_mib = config.max_retained_bytes >> 20;
+  // Half of what the machine (or container, or ulimit) allows: the other half is for the worker
+  // processes, the allocator's slack and everything the budget does not count.
+  std::uint64_t max_memory_mib = std::max<std::uint64_t>(64, usable_memory_bytes() / 2 >> 20);
 
   CLI::App app{"mrd " MRD_VERSION
                ": a MapReduce job server. Clients submit jobs over TCP (see docs/protocol.md);\n"
@@ -143,9 +167,18 @@ int main(int argc, char** argv) {
                  "trickle bytes)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 86400u));
-  app.add_option("--max-retained-mib", max_retained_mib,
-                 "Finished results kept, in MiB; the oldest are evicted (FETCH then says expired)")
-      ->capture_default_str();
+  auto* retained_option =
+      app.add_option(
+             "--max-retained-mib", max_retained_mib,
+             "Finished results kept, in MiB; the oldest are evicted (FETCH then says expired)")
+          ->capture_default_str();
+  app.add_option("--max-memory-mib", max_memory_mib,
+                 "Memory the server may hold for clients, in MiB: requests being uploaded, queued "
+                 "jobs' inputs, tasks in flight and finished results. Past it, uploads get "
+                 "SERVER_BUSY and SUBMITs QUEUE_FULL. Default: half of the least of physical RAM, "
+                 "the cgroup's memory.max and ulimit -v (this machine)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{16}, std::uint64_t{1} << 40));
   app.add_option("--task-timeout", config.task_timeout_seconds,
                  "Seconds one map or reduce task may run before its worker is killed and the "
                  "task retried (for jobs that set no timeout)")
@@ -186,6 +219,16 @@ int main(int argc, char** argv) {
   set_log_level(level);
   config.max_frame_bytes = max_frame_mib << 20;
   config.max_retained_bytes = max_retained_mib << 20;
+  config.max_memory_bytes = max_memory_mib << 20;
+  log(Level::kInfo, "memory budget ", max_memory_mib, " MiB (--max-memory-mib)");
+  // Retained results live inside the budget: a cap the budget cannot hold would evict nothing
+  // while uploads and jobs are refused for want of memory.
+  if (config.max_retained_bytes > config.max_memory_bytes / 2) {
+    config.max_retained_bytes = config.max_memory_bytes / 2;
+    log(retained_option->count() ? Level::kWarn : Level::kInfo, "--max-retained-mib ",
+        max_retained_mib, " is more than half the memory budget: results are kept up to ",
+        config.max_retained_bytes >> 20, " MiB");
+  }
   if (config.workers == 0) config.workers = std::max(1u, std::thread::hardware_concurrency());
   config.worker_executable = own_executable();
   for (auto& plugin : config.plugins) {

@@ -14,11 +14,28 @@ namespace {
 constexpr auto code(Status s) {
   return static_cast<std::uint8_t>(s);
 }
+
+/// What a queued job's input costs while it waits and runs. The SUBMIT body is a fair upper
+/// bound of the decoded input: numbers and matrices decode to the 8 bytes each they take on the
+/// wire, and texts to their own bytes, plus the string headers of each document, which the wire
+/// does not carry (its length prefixes are smaller than those) and are added here.
+std::uint64_t input_charge_bytes(const protocol::SubmitRequest& request, std::string_view body) {
+  std::uint64_t bytes = body.size();
+  if (const auto* texts = std::get_if<protocol::Documents>(&request.input)) {
+    bytes += texts->documents.size() * sizeof(protocol::Document);
+  }
+  return bytes;
+}
+
+/// Mebibytes, rounded up, for messages.
+std::uint64_t mib(std::uint64_t bytes) {
+  return (bytes + (1 << 20) - 1) >> 20;
+}
 }  // namespace
 
 RequestHandler::RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
-                               ConnectionCounters& counters)
-    : config_(config), store_(store), scheduler_(scheduler), counters_(counters) {}
+                               ConnectionCounters& counters, MemoryBudget& budget)
+    : config_(config), store_(store), scheduler_(scheduler), counters_(counters), budget_(budget) {}
 
 void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies) {
   ++counters_.requests;
@@ -83,6 +100,24 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
                       " jobs are waiting or running; try again later",
                   out);
   }
+  // Charged before anything is recorded: a job the budget cannot hold is refused, not lost later.
+  // Queued inputs leave an eighth of the budget to requests still arriving, so that a client
+  // whose jobs do not fit hears QUEUE_FULL, not SERVER_BUSY with its connection closed.
+  const auto input_bytes = input_charge_bytes(request, body);
+  const auto for_requests = budget_.limit() / 8;
+  MemoryCharge input_charge;
+  if (budget_.used() + input_bytes <= budget_.limit() - for_requests) {
+    input_charge = MemoryCharge::try_take(budget_, input_bytes);
+  }
+  if (!input_charge) {
+    return reject(
+        Status::kQueueFull,
+        "queue full: the server's memory budget is exhausted for new jobs (" +
+            std::to_string(mib(budget_.used())) + " of " + std::to_string(budget_.limit() >> 20) +
+            " MiB in use, an eighth kept for requests being received; this job's input needs " +
+            std::to_string(mib(input_bytes)) + " MiB); try again later",
+        out);
+  }
   std::shared_ptr<JobTicket> ticket;
   try {
     ticket = store_.create(request.idempotency_key, digest ? &*digest : nullptr, body);
@@ -91,7 +126,7 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
     return reject(Status::kServerError, std::string("cannot record the job: ") + e.what(), out);
   }
   const auto id = ticket->id;
-  scheduler_.enqueue(std::move(ticket), std::move(request));
+  scheduler_.enqueue(std::move(ticket), std::move(request), std::move(input_charge));
   protocol::append_message(out, code(Status::kOk), protocol::JobId{id});
 }
 

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "server/job_store.hpp"
+#include "server/memory_budget.hpp"
 #include "server/reply_queue.hpp"
 #include "server/scheduler.hpp"
 #include "server/server_config.hpp"
@@ -19,7 +20,7 @@ namespace mrd::server {
 class RequestHandler {
  public:
   RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
-                 ConnectionCounters& counters);
+                 ConnectionCounters& counters, MemoryBudget& budget);
 
   /// Answers the request `opcode` + `body`, appending one reply frame to `replies`.
   void handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies);
@@ -48,6 +49,7 @@ class RequestHandler {
   JobStore& store_;
   Scheduler& scheduler_;
   ConnectionCounters& counters_;
+  MemoryBudget& budget_;  ///< charged for each accepted job's input
   bool accepting_jobs_ = true;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };

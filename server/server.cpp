@@ -21,20 +21,17 @@ using asio::ip::tcp;
 Server::Server(asio::io_context& io, ServerConfig config)
     : io_(io),
       config_(std::move(config)),
-      budget_(config_.max_memory_bytes ? config_.max_memory_bytes
-                                       : std::numeric_limits<std::uint64_t>::max()),
+      budget_(std::make_shared<MemoryBudget>(config_.max_memory_bytes
+                                                 ? config_.max_memory_bytes
+                                                 : std::numeric_limits<std::uint64_t>::max())),
       database_(config_.data_dir.empty()
                     ? nullptr
                     : std::make_unique<JobDatabase>(
                           config_.data_dir,
                           config_.fsync ? JobDatabase::Sync::kFull : JobDatabase::Sync::kNormal)),
-      store_(config_.max_retained_bytes, database_.get()),
-      scheduler_({config_.worker_executable,
-                  config_.plugins,
-                  config_.workers,
-                  config_.task_timeout_seconds * 1000,
-                  config_.worker_memory_mib,
-                  &budget_,
+      store_(config_.max_retained_bytes, database_.get(), budget_),
+      scheduler_({config_.worker_executable, config_.plugins, config_.workers,
+                  config_.task_timeout_seconds * 1000, config_.worker_memory_mib, budget_.get(),
                   {}},
                  // Called on the scheduler thread: hand the outcome to the network thread, which
                  // owns the store (progress crosses in the ticket's atomics).
@@ -43,7 +40,7 @@ Server::Server(asio::io_context& io, ServerConfig config)
                      store_.finish(std::move(outcome));
                    });
                  }),
-      handler_(config_, store_, scheduler_, counters_),
+      handler_(config_, store_, scheduler_, counters_, *budget_),
       acceptor_(io) {}
 
 void Server::start() {
@@ -74,7 +71,9 @@ void Server::restore_jobs() {
   for (const auto& [ticket, body] : to_run) {
     auto request = protocol::decode<protocol::SubmitRequest>(body);
     if (request) {
-      scheduler_.enqueue(ticket, std::move(*request.value));
+      // Its input is in memory again, so it is counted again, whether it fits or not.
+      scheduler_.enqueue(ticket, std::move(*request.value),
+                         MemoryCharge::force_take(*budget_, body.size()));
     } else {
       store_.finish({ticket->id, protocol::Status::kJobFailed,
                      "the stored request could not be read back: " + request.error});
@@ -127,7 +126,7 @@ asio::awaitable<void> Server::accept_loop() {
 asio::awaitable<void> Server::serve(tcp::socket socket) {
   ++counters_.open;
   ++counters_.total;
-  co_await serve_connection(std::move(socket), config_, handler_);
+  co_await serve_connection(std::move(socket), config_, handler_, budget_);
   --counters_.open;
 }
 

@@ -38,7 +38,9 @@ class Server {
 
   asio::io_context& io_;
   ServerConfig config_;
-  MemoryBudget budget_;  ///< everything clients make the server hold (--max-memory-mib)
+  /// Everything clients make the server hold (--max-memory-mib). Shared with the connections and
+  /// the results they hold, which the io_context may destroy after the Server.
+  std::shared_ptr<MemoryBudget> budget_;
   ConnectionCounters counters_;
   std::unique_ptr<JobDatabase> database_;  ///< null in memory-only mode
   JobStore store_;

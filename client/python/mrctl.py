@@ -344,7 +344,7 @@ STATUS_DESCRIPTIONS = {
     mrd.Status.FRAME_TOO_LARGE: "the request is too large for the server",
     mrd.Status.VERSION_MISMATCH: "the server speaks another protocol version",
     mrd.Status.BAD_JOB: "the server refused the job",
-    mrd.Status.SERVER_BUSY: "the server has too many connections",
+    mrd.Status.SERVER_BUSY: "the server is busy (connections or memory); retry later",
     mrd.Status.SHUTTING_DOWN: "the server is shutting down",
     mrd.Status.JOB_CRASHED: "the job failed: a worker crashed",
     mrd.Status.JOB_TIMED_OUT: "the job failed: a task timed out",

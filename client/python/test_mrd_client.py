@@ -911,8 +911,12 @@ class TestServerLimits(unittest.TestCase):
         self.connection.cancel(mrd.decode_job_id(first.body))
 
     def test_expired_results(self) -> None:
-        # With no room for results, a job expires as soon as it is done.
+        # With no room for results, the newest finished job is still kept, until the next one
+        # finishes: then it expires.
         job_id = self.connection.submit("words", "sum", [Document("a", "x")])
+        self.connection.wait_for_result(job_id)
+        self.connection.wait_for_result(
+            self.connection.submit("words", "sum", [Document("b", "y")]))
         with self.assertRaises(mrd.ServerError) as caught:
             self.connection.wait_for_result(job_id)
         self.assertEqual(caught.exception.status, Status.JOB_EXPIRED)
