@@ -159,7 +159,7 @@ TEST(Scheduler, AJobWhoseWorkingMemoryCannotFitFailsAsOutOfMemoryAndOthersGoOn) 
   const protocol::SubmitRequest request{
       "matmul", "rows", {}, protocol::MatrixPair{matrix(4, 990, 1), twice_identity(990)}};
   const auto reply = wait_for(client, submit(client, request));
-  EXPECT_EQ(status_name(reply.status), "job_out_of_memory") << error_text(reply);
+  EXPECT_EQ(status_name(reply.status), "job-out-of-memory") << error_text(reply);
   EXPECT_NE(error_text(reply).find("--max-memory-mib"), std::string::npos) << error_text(reply);
   expect_tiny_job_served(server.port());
   EXPECT_TRUE(server.running());
