@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "server/engine/blas_threads.hpp"
+#include "server/engine/hash_key.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/engine/siphash.hpp"
 #include "server/engine/text_split.hpp"
@@ -813,7 +814,19 @@ TEST(Intermediate, TruncatedOrExtendedPiecesAreRejected) {
   EXPECT_THROW(stats.reduce({swapped}), JobError);
 }
 
-// --- SipHash ---
+// --- the keyed hash ---
+
+/// Makes `key` the process's hash key for one scope, then restores the previous one.
+class WithHashKey {
+ public:
+  explicit WithHashKey(const HashKey& key) : saved_(hash_key()) { set_hash_key(key); }
+  ~WithHashKey() { set_hash_key(saved_); }
+  WithHashKey(const WithHashKey&) = delete;
+  WithHashKey& operator=(const WithHashKey&) = delete;
+
+ private:
+  HashKey saved_;
+};
 
 /// The test vectors' key, bytes 00 to 0f, and their messages: n bytes 00, 01, ..., n - 1.
 constexpr std::uint64_t kVectorK0 = 0x0706050403020100ULL;
@@ -886,6 +899,47 @@ TEST(SipHash, OneThreeMatchesTheReferenceImplementationAndCPython) {
   EXPECT_EQ((siphash<1, 3>(0, 0, "abc")), 0xc03bc3a0042630f2ULL);
   EXPECT_EQ((siphash<1, 3>(0, 0, "hello world")), 0xb1b1f2e707e4ac8aULL);
   EXPECT_EQ((siphash<1, 3>(0, 0, "0123456789abcdef0")), 0xf738bb4f30801228ULL);
+}
+
+TEST(HashKey, HexRoundTripsAndRejectsAnythingElse) {
+  const HashKey key{kVectorK0, kVectorK1};
+  EXPECT_EQ(format_hash_key(key), "000102030405060708090a0b0c0d0e0f");
+  EXPECT_EQ(parse_hash_key("000102030405060708090a0b0c0d0e0f"), key);
+  EXPECT_EQ(parse_hash_key("000102030405060708090A0B0C0D0E0F"), key);
+  const HashKey random = random_hash_key();
+  EXPECT_EQ(parse_hash_key(format_hash_key(random)), random);
+  EXPECT_EQ(parse_hash_key(""), std::nullopt);
+  EXPECT_EQ(parse_hash_key("000102030405060708090a0b0c0d0e0"), std::nullopt);    // 31 digits
+  EXPECT_EQ(parse_hash_key("000102030405060708090a0b0c0d0e0f0"), std::nullopt);  // 33 digits
+  EXPECT_EQ(parse_hash_key("000102030405060708090a0b0c0d0e0g"), std::nullopt);
+  EXPECT_EQ(parse_hash_key(" 00102030405060708090a0b0c0d0e0f"), std::nullopt);
+  EXPECT_EQ(parse_hash_key("+00102030405060708090a0b0c0d0e0f"), std::nullopt);
+}
+
+TEST(HashKey, RandomKeysDiffer) {
+  // Two equal draws of 128 random bits would mean the source is broken, not bad luck.
+  const HashKey a = random_hash_key();
+  const HashKey b = random_hash_key();
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, kDefaultHashKey);
+}
+
+TEST(HashKey, TravelsThroughTheEnvironment) {
+  const HashKey key{kVectorK0, kVectorK1};
+  WithHashKey installed(key);
+  const std::string entry = hash_key_to_environment();
+  EXPECT_EQ(entry, "MRD_HASH_KEY=000102030405060708090a0b0c0d0e0f");
+
+  const std::string name(kHashKeyVariable);
+  ASSERT_EQ(::unsetenv(name.c_str()), 0);
+  EXPECT_EQ(hash_key_from_environment(), std::nullopt);
+  ASSERT_EQ(::setenv(name.c_str(), entry.substr(name.size() + 1).c_str(), 1), 0);
+  EXPECT_EQ(hash_key_from_environment(), key);
+  ASSERT_EQ(::setenv(name.c_str(), "not a key", 1), 0);
+  EXPECT_THROW(hash_key_from_environment(), std::invalid_argument);
+  ASSERT_EQ(::setenv(name.c_str(), "", 1), 0);
+  EXPECT_THROW(hash_key_from_environment(), std::invalid_argument);
+  ::unsetenv(name.c_str());
 }
 
 }  // namespace
