@@ -18,9 +18,12 @@
 #include <string>
 #include <vector>
 
+#include "protocol/codec.hpp"
 #include "server/engine/blas_threads.hpp"
 #include "server/engine/hash_key.hpp"
 #include "server/engine/job_kind.hpp"
+#include "server/engine/key_table.hpp"
+#include "server/engine/keyed_hash.hpp"
 #include "server/engine/siphash.hpp"
 #include "server/engine/text_split.hpp"
 #include "server/engine/tokenizer.hpp"
@@ -901,6 +904,21 @@ TEST(SipHash, OneThreeMatchesTheReferenceImplementationAndCPython) {
   EXPECT_EQ((siphash<1, 3>(0, 0, "0123456789abcdef0")), 0xf738bb4f30801228ULL);
 }
 
+TEST(KeyedHash, IsSipHashOneThreeUnderTheProcessKey) {
+  EXPECT_EQ(hash_key(), kDefaultHashKey);  // no test leaves another key behind
+  const std::string word = "keyed";
+  EXPECT_EQ(keyed_hash(word), (siphash<1, 3>(kDefaultHashKey.k0, kDefaultHashKey.k1, word)));
+  const HashKey other{kVectorK0, kVectorK1};
+  {
+    WithHashKey key(other);
+    EXPECT_EQ(hash_key(), other);
+    EXPECT_EQ(keyed_hash(vector_message(15)), 0xd320d86d2a519956ULL);
+    EXPECT_NE(keyed_hash(word), (siphash<1, 3>(kDefaultHashKey.k0, kDefaultHashKey.k1, word)));
+    EXPECT_EQ(keyed_hash_of_bits(0x0706050403020100ULL), keyed_hash(vector_message(8)));
+  }
+  EXPECT_EQ(hash_key(), kDefaultHashKey);
+}
+
 TEST(HashKey, HexRoundTripsAndRejectsAnythingElse) {
   const HashKey key{kVectorK0, kVectorK1};
   EXPECT_EQ(format_hash_key(key), "000102030405060708090a0b0c0d0e0f");
@@ -940,6 +958,169 @@ TEST(HashKey, TravelsThroughTheEnvironment) {
   ASSERT_EQ(::setenv(name.c_str(), "", 1), 0);
   EXPECT_THROW(hash_key_from_environment(), std::invalid_argument);
   ::unsetenv(name.c_str());
+}
+
+/// The unkeyed hash mrd used before keyed_hash, verbatim but for `seed`, which it did not have
+/// (0 is the old hash): kept to build inputs that collided under it.
+std::uint64_t old_unkeyed_hash(std::string_view bytes, std::uint64_t seed = 0) {
+  constexpr std::uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
+  const auto mix64 = [](std::uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+  };
+  const char* p = bytes.data();
+  std::size_t left = bytes.size();
+  std::uint64_t h = (bytes.size() * kGolden) ^ seed;
+  while (left >= 8) {
+    std::uint64_t block;
+    std::memcpy(&block, p, 8);
+    h = std::rotl((h ^ block) * kGolden, 31);
+    p += 8;
+    left -= 8;
+  }
+  std::uint64_t tail = 0;
+  if (left >= 4) {
+    std::uint32_t first, last;
+    std::memcpy(&first, p, 4);
+    std::memcpy(&last, p + left - 4, 4);
+    tail = (std::uint64_t{last} << 32) | first;
+  } else if (left > 0) {
+    const auto byte = [&](std::size_t i) {
+      return std::uint64_t{static_cast<unsigned char>(p[i])};
+    };
+    tail = (byte(0) << 16) | (byte(left / 2) << 8) | byte(left - 1);
+  }
+  return mix64((h ^ tail) * kGolden);
+}
+
+/// 2^flips words of 8 * (flips + 1) bytes that all had one old_unkeyed_hash, whatever its seed.
+/// Word j flips, for each bit i set in j, the top bit of 8-byte block i and bit 30 of block
+/// i + 1: multiplying by an odd constant keeps a top-bit difference in the top bit, the rotation
+/// by 31 moves it to bit 30, and the next block's flip cancels it. Every byte stays a word byte
+/// ('a' <-> 0xe1, '0' <-> 'p'), so these are words a client could send.
+std::vector<std::string> old_hash_collisions(int flips) {
+  std::string base;
+  for (int block = 0; block <= flips; ++block) {
+    base += "aaa0aaaa";
+  }
+  std::vector<std::string> words;
+  for (std::uint32_t j = 0; j < (1u << flips); ++j) {
+    std::string word = base;
+    for (int i = 0; i < flips; ++i) {
+      if ((j >> i & 1) == 0) continue;
+      word[8 * i + 7] = static_cast<char>(word[8 * i + 7] ^ 0x80);
+      word[8 * (i + 1) + 3] = static_cast<char>(word[8 * (i + 1) + 3] ^ 0x40);
+    }
+    words.push_back(std::move(word));
+  }
+  return words;
+}
+
+TEST(KeyedHash, TheOldSeedIndependentCollisionNoLongerCollides) {
+  const auto pair = old_hash_collisions(1);
+  ASSERT_EQ(pair.size(), 2u);
+  ASSERT_NE(pair[0], pair[1]);
+  ASSERT_EQ(engine_words(pair[0] + " " + pair[1]), pair);  // two words the tokenizer keeps
+  // They collided under the old hash, and would have under any seed given to it.
+  for (const std::uint64_t seed : {0ULL, 1ULL, 0x0123456789abcdefULL, ~0ULL}) {
+    EXPECT_EQ(old_unkeyed_hash(pair[0], seed), old_unkeyed_hash(pair[1], seed)) << seed;
+  }
+  for (const HashKey& key : {kDefaultHashKey, HashKey{kVectorK0, kVectorK1}, random_hash_key()}) {
+    WithHashKey installed(key);
+    EXPECT_NE(keyed_hash(pair[0]), keyed_hash(pair[1])) << format_hash_key(key);
+  }
+}
+
+TEST(KeyTable, WordsThatAllCollidedUnderTheOldHashSpreadOut) {
+  const auto words = old_hash_collisions(12);  // 4096 words of 104 bytes
+  for (const auto& word : words) {
+    ASSERT_EQ(old_unkeyed_hash(word), old_unkeyed_hash(words[0]));
+  }
+  // Under the old hash, one probe chain held them all: the n-th word visited n slots.
+  KeyTable<int> old_table;
+  for (const auto& word : words) {
+    ++old_table.find_or_insert(word, old_unkeyed_hash(word));
+  }
+  EXPECT_EQ(old_table.longest_probe(), words.size());
+
+  // Keyed, at most 1/2 full after growing, the longest probe stays short: a few dozen slots
+  // would already be far out in the tail for 4096 random hashes.
+  for (const HashKey& key : {kDefaultHashKey, HashKey{kVectorK0, kVectorK1}, random_hash_key()}) {
+    WithHashKey installed(key);
+    KeyTable<int> table;
+    for (const auto& word : words) {
+      ++table[word];
+    }
+    EXPECT_EQ(table.size(), words.size());
+    EXPECT_LE(table.longest_probe(), 48u) << format_hash_key(key);
+  }
+}
+
+/// One input for every built-in job, by input kind: many distinct keys and repeated ones.
+JobInput key_independence_input(const JobKind& kind) {
+  std::mt19937 rng(11);
+  switch (kind.input_kind()) {
+    case 0: {
+      Documents input;
+      for (int d = 0; d < 12; ++d) {
+        std::string text = random_text(rng, 150);
+        for (int i = 0; i < 150; ++i) {
+          text += " k" + std::to_string(rng() % 400);
+        }
+        input.documents.push_back({"doc" + std::to_string(d % 9), text});
+      }
+      return input;
+    }
+    case 1: {
+      Numbers input;
+      std::uniform_int_distribution<int> small(-300, 300);
+      for (int i = 0; i < 2000; ++i) {
+        input.values.push_back(small(rng) * 0.25);
+      }
+      return input;
+    }
+    default: return MatrixPair{random_matrix(rng, 9, 7), random_matrix(rng, 7, 5)};
+  }
+}
+
+TEST(KeyedHash, ResultsDoNotDependOnTheKeyOrThePartitions) {
+  const HashKey keys[] = {kDefaultHashKey, HashKey{kVectorK0, kVectorK1}, random_hash_key()};
+  for (const JobKind* kind : all_job_kinds()) {
+    SCOPED_TRACE(std::string(kind->mapper()) + " + " + std::string(kind->reducer()));
+    const JobInput input = key_independence_input(*kind);
+    const std::string expected = protocol::encode(run_job(*kind, input, kHugeChunk, 1));
+    for (const HashKey& key : keys) {
+      WithHashKey installed(key);
+      for (const std::uint64_t chunk_bytes : {std::uint64_t{256}, std::uint64_t{4096}}) {
+        for (const std::uint32_t partitions : {1u, 2u, 3u, 7u}) {
+          SCOPED_TRACE(format_hash_key(key) + ", chunk_bytes " + std::to_string(chunk_bytes) +
+                       ", partitions " + std::to_string(partitions));
+          const std::string encoded =
+              protocol::encode(run_job(*kind, input, chunk_bytes, partitions));
+          EXPECT_TRUE(encoded == expected) << "the encoded result differs";
+        }
+      }
+    }
+  }
+}
+
+TEST(KeyedHash, AnotherKeySendsKeysToOtherPartitions) {
+  // Without this, the test above could pass only because the key changed nothing.
+  const auto& words = job("words", "sum");
+  const auto& stats = job("numbers", "stats");
+  const JobInput text = key_independence_input(words);
+  const JobInput numbers = key_independence_input(stats);
+  const auto pieces = [&](const HashKey& key, const JobKind& kind, const JobInput& input) {
+    WithHashKey installed(key);
+    return kind.map(input, 3);
+  };
+  const HashKey other{kVectorK0, kVectorK1};
+  EXPECT_NE(pieces(kDefaultHashKey, words, text), pieces(other, words, text));
+  EXPECT_NE(pieces(kDefaultHashKey, stats, numbers), pieces(other, stats, numbers));
 }
 
 }  // namespace
