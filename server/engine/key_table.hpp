@@ -5,7 +5,8 @@
 // KeyArena only when first seen), no node per entry, and no pointer to chase before the first
 // comparison: entries live in the slots themselves (open addressing with linear probing), and
 // each keeps its full hash, so a probe compares key bytes only when the key is almost surely the
-// one it looks for.
+// one it looks for. Linear probing is only as good as the hash: keyed_hash's secret key is what
+// keeps a client from sending words that all share one probe chain.
 #pragma once
 
 #include <algorithm>
@@ -74,8 +75,9 @@ class KeyTable {
     return longest;
   }
 
-  /// Calls visit(entry) for every entry, in slot order: the same for the same insertions, so
-  /// map output is reproducible. Through the non-const overload visit may change values.
+  /// Calls visit(entry) for every entry, in slot order: the same for the same insertions under
+  /// the same hash key, so map output is reproducible. Through the non-const overload visit may
+  /// change values.
   template <class Visit>
   void for_each(Visit&& visit) const {
     for (const Entry& slot : slots_) {
