@@ -3,10 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <random>
 #include <set>
@@ -14,8 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "protocol/codec.hpp"
 #include "server/engine/blas_threads.hpp"
+#include "server/engine/hash_key.hpp"
 #include "server/engine/job_kind.hpp"
+#include "server/engine/key_table.hpp"
+#include "server/engine/keyed_hash.hpp"
+#include "server/engine/siphash.hpp"
 #include "server/engine/text_split.hpp"
 #include "server/engine/tokenizer.hpp"
 
@@ -806,6 +815,312 @@ TEST(Intermediate, TruncatedOrExtendedPiecesAreRejected) {
   std::string swapped = piece;
   std::swap_ranges(swapped.begin() + 8, swapped.begin() + 24, swapped.begin() + 24);
   EXPECT_THROW(stats.reduce({swapped}), JobError);
+}
+
+// --- the keyed hash ---
+
+/// Makes `key` the process's hash key for one scope, then restores the previous one.
+class WithHashKey {
+ public:
+  explicit WithHashKey(const HashKey& key) : saved_(hash_key()) { set_hash_key(key); }
+  ~WithHashKey() { set_hash_key(saved_); }
+  WithHashKey(const WithHashKey&) = delete;
+  WithHashKey& operator=(const WithHashKey&) = delete;
+
+ private:
+  HashKey saved_;
+};
+
+/// The test vectors' key, bytes 00 to 0f, and their messages: n bytes 00, 01, ..., n - 1.
+constexpr std::uint64_t kVectorK0 = 0x0706050403020100ULL;
+constexpr std::uint64_t kVectorK1 = 0x0f0e0d0c0b0a0908ULL;
+std::string vector_message(std::size_t length) {
+  std::string message;
+  for (std::size_t i = 0; i < length; ++i) {
+    message.push_back(static_cast<char>(i));
+  }
+  return message;
+}
+
+/// `bytes` copied to each of the 8 alignments in turn, so loads at any address are checked.
+template <class Hash>
+void expect_same_at_every_alignment(const std::string& bytes, std::uint64_t expected, Hash hash) {
+  for (std::size_t offset = 0; offset < 8; ++offset) {
+    const std::string shifted = std::string(offset, 'x') + bytes;
+    EXPECT_EQ(hash(std::string_view(shifted).substr(offset)), expected)
+        << "length " << bytes.size() << ", offset " << offset;
+  }
+}
+
+TEST(SipHash, TwoFourMatchesThePaperAndTheReferenceVectors) {
+  // The paper's appendix: key 00..0f, message 00..0e.
+  EXPECT_EQ((siphash<2, 4>(kVectorK0, kVectorK1, vector_message(15))), 0xa129ca6149be45e5ULL);
+  // vectors_sip64 of the reference implementation (github.com/veorq/SipHash, vectors.h), the
+  // 8 bytes of each read little-endian: message lengths 0 to 63.
+  constexpr std::uint64_t kExpected[64] = {
+      0x726fdb47dd0e0e31, 0x74f839c593dc67fd, 0x0d6c8009d9a94f5a, 0x85676696d7fb7e2d,
+      0xcf2794e0277187b7, 0x18765564cd99a68d, 0xcbc9466e58fee3ce, 0xab0200f58b01d137,
+      0x93f5f5799a932462, 0x9e0082df0ba9e4b0, 0x7a5dbbc594ddb9f3, 0xf4b32f46226bada7,
+      0x751e8fbc860ee5fb, 0x14ea5627c0843d90, 0xf723ca908e7af2ee, 0xa129ca6149be45e5,
+      0x3f2acc7f57c29bdb, 0x699ae9f52cbe4794, 0x4bc1b3f0968dd39c, 0xbb6dc91da77961bd,
+      0xbed65cf21aa2ee98, 0xd0f2cbb02e3b67c7, 0x93536795e3a33e88, 0xa80c038ccd5ccec8,
+      0xb8ad50c6f649af94, 0xbce192de8a85b8ea, 0x17d835b85bbb15f3, 0x2f2e6163076bcfad,
+      0xde4daaaca71dc9a5, 0xa6a2506687956571, 0xad87a3535c49ef28, 0x32d892fad841c342,
+      0x7127512f72f27cce, 0xa7f32346f95978e3, 0x12e0b01abb051238, 0x15e034d40fa197ae,
+      0x314dffbe0815a3b4, 0x027990f029623981, 0xcadcd4e59ef40c4d, 0x9abfd8766a33735c,
+      0x0e3ea96b5304a7d0, 0xad0c42d6fc585992, 0x187306c89bc215a9, 0xd4a60abcf3792b95,
+      0xf935451de4f21df2, 0xa9538f0419755787, 0xdb9acddff56ca510, 0xd06c98cd5c0975eb,
+      0xe612a3cb9ecba951, 0xc766e62cfcadaf96, 0xee64435a9752fe72, 0xa192d576b245165a,
+      0x0a8787bf8ecb74b2, 0x81b3e73d20b49b6f, 0x7fa8220ba3b2ecea, 0x245731c13ca42499,
+      0xb78dbfaf3a8d83bd, 0xea1ad565322a1a0b, 0x60e61c23a3795013, 0x6606d7e446282b93,
+      0x6ca4ecb15c5f91e1, 0x9f626da15c9625f3, 0xe51b38608ef25f57, 0x958a324ceb064572,
+  };
+  for (std::size_t length = 0; length < 64; ++length) {
+    expect_same_at_every_alignment(vector_message(length), kExpected[length], [](auto bytes) {
+      return siphash<2, 4>(kVectorK0, kVectorK1, bytes);
+    });
+  }
+}
+
+TEST(SipHash, OneThreeMatchesTheReferenceImplementationAndCPython) {
+  // The reference implementation's siphash.c built with cROUNDS=1 and dROUNDS=3, on the same
+  // key and messages as the SipHash-2-4 vectors: lengths 0 to 15.
+  constexpr std::uint64_t kExpected[16] = {
+      0xabac0158050fc4dc, 0xc9f49bf37d57ca93, 0x82cb9b024dc7d44d, 0x8bf80ab8e7ddf7fb,
+      0xcf75576088d38328, 0xdef9d52f49533b67, 0xc50d2b50c59f22a7, 0xd3927d989bb11140,
+      0x369095118d299a8e, 0x25a48eb36c063de4, 0x79de85ee92ff097f, 0x70c118c1f94dc352,
+      0x78a384b157b4d9a2, 0x306f760c1229ffa7, 0x605aa111c0f95d34, 0xd320d86d2a519956,
+  };
+  for (std::size_t length = 0; length < 16; ++length) {
+    expect_same_at_every_alignment(vector_message(length), kExpected[length], [](auto bytes) {
+      return siphash<1, 3>(kVectorK0, kVectorK1, bytes);
+    });
+  }
+  // CPython 3.11 hashes bytes with SipHash-1-3, under an all-zero key when PYTHONHASHSEED=0:
+  // `PYTHONHASHSEED=0 python3 -c "print(hex(hash(b'abc') % 2**64))"` prints these, and the
+  // reference implementation above agrees.
+  EXPECT_EQ((siphash<1, 3>(0, 0, "abc")), 0xc03bc3a0042630f2ULL);
+  EXPECT_EQ((siphash<1, 3>(0, 0, "hello world")), 0xb1b1f2e707e4ac8aULL);
+  EXPECT_EQ((siphash<1, 3>(0, 0, "0123456789abcdef0")), 0xf738bb4f30801228ULL);
+}
+
+TEST(KeyedHash, IsSipHashOneThreeUnderTheProcessKey) {
+  EXPECT_EQ(hash_key(), kDefaultHashKey);  // no test leaves another key behind
+  const std::string word = "keyed";
+  EXPECT_EQ(keyed_hash(word), (siphash<1, 3>(kDefaultHashKey.k0, kDefaultHashKey.k1, word)));
+  const HashKey other{kVectorK0, kVectorK1};
+  {
+    WithHashKey key(other);
+    EXPECT_EQ(hash_key(), other);
+    EXPECT_EQ(keyed_hash(vector_message(15)), 0xd320d86d2a519956ULL);
+    EXPECT_NE(keyed_hash(word), (siphash<1, 3>(kDefaultHashKey.k0, kDefaultHashKey.k1, word)));
+    EXPECT_EQ(keyed_hash_of_bits(0x0706050403020100ULL), keyed_hash(vector_message(8)));
+  }
+  EXPECT_EQ(hash_key(), kDefaultHashKey);
+}
+
+TEST(HashKey, HexRoundTripsAndRejectsAnythingElse) {
+  const HashKey key{kVectorK0, kVectorK1};
+  EXPECT_EQ(format_hash_key(key), "000102030405060708090a0b0c0d0e0f");
+  EXPECT_EQ(parse_hash_key("000102030405060708090a0b0c0d0e0f"), key);
+  EXPECT_EQ(parse_hash_key("000102030405060708090A0B0C0D0E0F"), key);
+  const HashKey random = random_hash_key();
+  EXPECT_EQ(parse_hash_key(format_hash_key(random)), random);
+  EXPECT_EQ(parse_hash_key(""), std::nullopt);
+  EXPECT_EQ(parse_hash_key("000102030405060708090a0b0c0d0e0"), std::nullopt);    // 31 digits
+  EXPECT_EQ(parse_hash_key("000102030405060708090a0b0c0d0e0f0"), std::nullopt);  // 33 digits
+  EXPECT_EQ(parse_hash_key("000102030405060708090a0b0c0d0e0g"), std::nullopt);
+  EXPECT_EQ(parse_hash_key(" 00102030405060708090a0b0c0d0e0f"), std::nullopt);
+  EXPECT_EQ(parse_hash_key("+00102030405060708090a0b0c0d0e0f"), std::nullopt);
+}
+
+TEST(HashKey, RandomKeysDiffer) {
+  // Two equal draws of 128 random bits would mean the source is broken, not bad luck.
+  const HashKey a = random_hash_key();
+  const HashKey b = random_hash_key();
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, kDefaultHashKey);
+}
+
+TEST(HashKey, TravelsThroughTheEnvironment) {
+  const HashKey key{kVectorK0, kVectorK1};
+  WithHashKey installed(key);
+  const std::string entry = hash_key_to_environment();
+  EXPECT_EQ(entry, "MRD_HASH_KEY=000102030405060708090a0b0c0d0e0f");
+
+  const std::string name(kHashKeyVariable);
+  ASSERT_EQ(::unsetenv(name.c_str()), 0);
+  EXPECT_EQ(hash_key_from_environment(), std::nullopt);
+  ASSERT_EQ(::setenv(name.c_str(), entry.substr(name.size() + 1).c_str(), 1), 0);
+  EXPECT_EQ(hash_key_from_environment(), key);
+  ASSERT_EQ(::setenv(name.c_str(), "not a key", 1), 0);
+  EXPECT_THROW(hash_key_from_environment(), std::invalid_argument);
+  ASSERT_EQ(::setenv(name.c_str(), "", 1), 0);
+  EXPECT_THROW(hash_key_from_environment(), std::invalid_argument);
+  ::unsetenv(name.c_str());
+}
+
+/// The unkeyed hash mrd used before keyed_hash, verbatim but for `seed`, which it did not have
+/// (0 is the old hash): kept to build inputs that collided under it.
+std::uint64_t old_unkeyed_hash(std::string_view bytes, std::uint64_t seed = 0) {
+  constexpr std::uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
+  const auto mix64 = [](std::uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+  };
+  const char* p = bytes.data();
+  std::size_t left = bytes.size();
+  std::uint64_t h = (bytes.size() * kGolden) ^ seed;
+  while (left >= 8) {
+    std::uint64_t block;
+    std::memcpy(&block, p, 8);
+    h = std::rotl((h ^ block) * kGolden, 31);
+    p += 8;
+    left -= 8;
+  }
+  std::uint64_t tail = 0;
+  if (left >= 4) {
+    std::uint32_t first, last;
+    std::memcpy(&first, p, 4);
+    std::memcpy(&last, p + left - 4, 4);
+    tail = (std::uint64_t{last} << 32) | first;
+  } else if (left > 0) {
+    const auto byte = [&](std::size_t i) {
+      return std::uint64_t{static_cast<unsigned char>(p[i])};
+    };
+    tail = (byte(0) << 16) | (byte(left / 2) << 8) | byte(left - 1);
+  }
+  return mix64((h ^ tail) * kGolden);
+}
+
+/// 2^flips words of 8 * (flips + 1) bytes that all had one old_unkeyed_hash, whatever its seed.
+/// Word j flips, for each bit i set in j, the top bit of 8-byte block i and bit 30 of block
+/// i + 1: multiplying by an odd constant keeps a top-bit difference in the top bit, the rotation
+/// by 31 moves it to bit 30, and the next block's flip cancels it. Every byte stays a word byte
+/// ('a' <-> 0xe1, '0' <-> 'p'), so these are words a client could send.
+std::vector<std::string> old_hash_collisions(int flips) {
+  std::string base;
+  for (int block = 0; block <= flips; ++block) {
+    base += "aaa0aaaa";
+  }
+  std::vector<std::string> words;
+  for (std::uint32_t j = 0; j < (1u << flips); ++j) {
+    std::string word = base;
+    for (int i = 0; i < flips; ++i) {
+      if ((j >> i & 1) == 0) continue;
+      word[8 * i + 7] = static_cast<char>(word[8 * i + 7] ^ 0x80);
+      word[8 * (i + 1) + 3] = static_cast<char>(word[8 * (i + 1) + 3] ^ 0x40);
+    }
+    words.push_back(std::move(word));
+  }
+  return words;
+}
+
+TEST(KeyedHash, TheOldSeedIndependentCollisionNoLongerCollides) {
+  const auto pair = old_hash_collisions(1);
+  ASSERT_EQ(pair.size(), 2u);
+  ASSERT_NE(pair[0], pair[1]);
+  ASSERT_EQ(engine_words(pair[0] + " " + pair[1]), pair);  // two words the tokenizer keeps
+  // They collided under the old hash, and would have under any seed given to it.
+  for (const std::uint64_t seed : {0ULL, 1ULL, 0x0123456789abcdefULL, ~0ULL}) {
+    EXPECT_EQ(old_unkeyed_hash(pair[0], seed), old_unkeyed_hash(pair[1], seed)) << seed;
+  }
+  for (const HashKey& key : {kDefaultHashKey, HashKey{kVectorK0, kVectorK1}, random_hash_key()}) {
+    WithHashKey installed(key);
+    EXPECT_NE(keyed_hash(pair[0]), keyed_hash(pair[1])) << format_hash_key(key);
+  }
+}
+
+TEST(KeyTable, WordsThatAllCollidedUnderTheOldHashSpreadOut) {
+  const auto words = old_hash_collisions(12);  // 4096 words of 104 bytes
+  for (const auto& word : words) {
+    ASSERT_EQ(old_unkeyed_hash(word), old_unkeyed_hash(words[0]));
+  }
+  // Under the old hash, one probe chain held them all: the n-th word visited n slots.
+  KeyTable<int> old_table;
+  for (const auto& word : words) {
+    ++old_table.find_or_insert(word, old_unkeyed_hash(word));
+  }
+  EXPECT_EQ(old_table.longest_probe(), words.size());
+
+  // Keyed, at most 1/2 full after growing, the longest probe stays short: a few dozen slots
+  // would already be far out in the tail for 4096 random hashes.
+  for (const HashKey& key : {kDefaultHashKey, HashKey{kVectorK0, kVectorK1}, random_hash_key()}) {
+    WithHashKey installed(key);
+    KeyTable<int> table;
+    for (const auto& word : words) {
+      ++table[word];
+    }
+    EXPECT_EQ(table.size(), words.size());
+    EXPECT_LE(table.longest_probe(), 48u) << format_hash_key(key);
+  }
+}
+
+/// One input for every built-in job, by input kind: many distinct keys and repeated ones.
+JobInput key_independence_input(const JobKind& kind) {
+  std::mt19937 rng(11);
+  switch (kind.input_kind()) {
+    case 0: {
+      Documents input;
+      for (int d = 0; d < 12; ++d) {
+        std::string text = random_text(rng, 150);
+        for (int i = 0; i < 150; ++i) {
+          text += " k" + std::to_string(rng() % 400);
+        }
+        input.documents.push_back({"doc" + std::to_string(d % 9), text});
+      }
+      return input;
+    }
+    case 1: {
+      Numbers input;
+      std::uniform_int_distribution<int> small(-300, 300);
+      for (int i = 0; i < 2000; ++i) {
+        input.values.push_back(small(rng) * 0.25);
+      }
+      return input;
+    }
+    default: return MatrixPair{random_matrix(rng, 9, 7), random_matrix(rng, 7, 5)};
+  }
+}
+
+TEST(KeyedHash, ResultsDoNotDependOnTheKeyOrThePartitions) {
+  const HashKey keys[] = {kDefaultHashKey, HashKey{kVectorK0, kVectorK1}, random_hash_key()};
+  for (const JobKind* kind : all_job_kinds()) {
+    SCOPED_TRACE(std::string(kind->mapper()) + " + " + std::string(kind->reducer()));
+    const JobInput input = key_independence_input(*kind);
+    const std::string expected = protocol::encode(run_job(*kind, input, kHugeChunk, 1));
+    for (const HashKey& key : keys) {
+      WithHashKey installed(key);
+      for (const std::uint64_t chunk_bytes : {std::uint64_t{256}, std::uint64_t{4096}}) {
+        for (const std::uint32_t partitions : {1u, 2u, 3u, 7u}) {
+          SCOPED_TRACE(format_hash_key(key) + ", chunk_bytes " + std::to_string(chunk_bytes) +
+                       ", partitions " + std::to_string(partitions));
+          const std::string encoded =
+              protocol::encode(run_job(*kind, input, chunk_bytes, partitions));
+          EXPECT_TRUE(encoded == expected) << "the encoded result differs";
+        }
+      }
+    }
+  }
+}
+
+TEST(KeyedHash, AnotherKeySendsKeysToOtherPartitions) {
+  // Without this, the test above could pass only because the key changed nothing.
+  const auto& words = job("words", "sum");
+  const auto& stats = job("numbers", "stats");
+  const JobInput text = key_independence_input(words);
+  const JobInput numbers = key_independence_input(stats);
+  const auto pieces = [&](const HashKey& key, const JobKind& kind, const JobInput& input) {
+    WithHashKey installed(key);
+    return kind.map(input, 3);
+  };
+  const HashKey other{kVectorK0, kVectorK1};
+  EXPECT_NE(pieces(kDefaultHashKey, words, text), pieces(other, words, text));
+  EXPECT_NE(pieces(kDefaultHashKey, stats, numbers), pieces(other, stats, numbers));
 }
 
 }  // namespace

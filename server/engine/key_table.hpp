@@ -5,9 +5,11 @@
 // KeyArena only when first seen), no node per entry, and no pointer to chase before the first
 // comparison: entries live in the slots themselves (open addressing with linear probing), and
 // each keeps its full hash, so a probe compares key bytes only when the key is almost surely the
-// one it looks for.
+// one it looks for. Linear probing is only as good as the hash: keyed_hash's secret key is what
+// keeps a client from sending words that all share one probe chain.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -16,7 +18,7 @@
 #include <vector>
 
 #include "server/engine/key_arena.hpp"
-#include "server/engine/stable_hash.hpp"
+#include "server/engine/keyed_hash.hpp"
 
 namespace mrd::engine {
 
@@ -26,7 +28,7 @@ class KeyTable {
   /// One key and its value.
   struct Entry {
     std::string_view key;    ///< bytes owned by the table; data() == nullptr marks a free slot
-    std::uint64_t hash = 0;  ///< stable_hash(key), kept so callers can partition without rehashing
+    std::uint64_t hash = 0;  ///< keyed_hash(key), kept so callers can partition without rehashing
     Value value{};
   };
 
@@ -39,9 +41,9 @@ class KeyTable {
   }
 
   /// The value for `key`, inserted value-initialised (with a copy of the key) if absent.
-  Value& operator[](std::string_view key) { return find_or_insert(key, stable_hash(key)); }
+  Value& operator[](std::string_view key) { return find_or_insert(key, keyed_hash(key)); }
 
-  /// As operator[], for a caller that already has stable_hash(key).
+  /// As operator[], for a caller that already has keyed_hash(key).
   Value& find_or_insert(std::string_view key, std::uint64_t hash) {
     if ((size_ + 1) * kMaxLoadDenominator > slots_.size() * kMaxLoadNumerator) {
       resize(slots_.size() * 2);
@@ -60,8 +62,22 @@ class KeyTable {
 
   std::size_t size() const { return size_; }
 
-  /// Calls visit(entry) for every entry, in slot order: the same for the same insertions, so
-  /// map output is reproducible. Through the non-const overload visit may change values.
+  /// The most slots any lookup of a present key visits (1 when every key sits in its home slot):
+  /// what colliding keys would lengthen. For tests; it walks the whole table.
+  std::size_t longest_probe() const {
+    std::size_t longest = 0;
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].key.data() == nullptr) continue;
+      const std::size_t home = home_slot(slots_[i].hash);
+      const std::size_t distance = (i - home) & (slots_.size() - 1);  // wraps around the end
+      longest = std::max(longest, distance + 1);
+    }
+    return longest;
+  }
+
+  /// Calls visit(entry) for every entry, in slot order: the same for the same insertions under
+  /// the same hash key, so map output is reproducible. Through the non-const overload visit may
+  /// change values.
   template <class Visit>
   void for_each(Visit&& visit) const {
     for (const Entry& slot : slots_) {

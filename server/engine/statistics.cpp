@@ -15,9 +15,9 @@
 #include "protocol/body_io.hpp"
 #include "server/engine/builtin_jobs.hpp"
 #include "server/engine/input_kinds.hpp"
+#include "server/engine/keyed_hash.hpp"
 #include "server/engine/piece_io.hpp"
 #include "server/engine/sorted_runs.hpp"
-#include "server/engine/stable_hash.hpp"
 
 namespace mrd::engine {
 namespace {
@@ -170,8 +170,9 @@ class Statistics final : public JobKind {
 
     std::vector<std::vector<ValueCount>> by_partition(partitions);
     for (const auto& pair : count_sorted(sorted)) {
-      // Hash the bits, not the value: they are the same in every process.
-      const auto hash = mix64(std::bit_cast<std::uint64_t>(pair.value));
+      // Hash the bits, not the value: they are the same in every process. Keyed like words, so
+      // values cannot be chosen to crowd one partition.
+      const auto hash = keyed_hash_of_bits(std::bit_cast<std::uint64_t>(pair.value));
       by_partition[partition_of(hash, partitions)].push_back(pair);  // stays sorted
     }
     std::vector<std::string> pieces(partitions);
