@@ -15,6 +15,7 @@
 #include <optional>
 #include <thread>
 
+#include "server/engine/hash_key.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/engine/plugin_jobs.hpp"
 #include "server/engine/test_job_directory.hpp"
@@ -110,10 +111,14 @@ std::string job_list_for_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Worker mode comes first: a worker needs nothing of the server's set-up but its plugins.
-  // The server starts it as `mrd --worker-fd 3 [--plugin FILE]...`.
+  // Worker mode comes first: a worker needs nothing of the server's set-up but its plugins and
+  // the server's hash key. The server starts it as `mrd --worker-fd 3 [--plugin FILE]...` with
+  // MRD_HASH_KEY in its environment.
   if (argc >= 3 && std::strcmp(argv[1], "--worker-fd") == 0) {
     try {
+      if (const auto key = mrd::engine::hash_key_from_environment()) {
+        mrd::engine::set_hash_key(*key);
+      }
       for (int i = 3; i + 1 < argc; i += 2) {
         if (std::strcmp(argv[i], "--plugin") == 0) mrd::engine::load_plugin(argv[i + 1]);
       }
@@ -259,6 +264,15 @@ int main(int argc, char** argv) {
       return kExitFailure;
     }
     log(Level::kInfo, "test jobs write only in ", test_job_directory->path());
+  }
+
+  // A key nobody outside can know, so that no client can choose words that collide in the
+  // workers' hash tables; the workers get it in their environment (see server.cpp).
+  try {
+    mrd::engine::set_hash_key(mrd::engine::random_hash_key());
+  } catch (const std::exception& e) {
+    log(Level::kError, "cannot draw a hash key: ", e.what());
+    return kExitFailure;
   }
 
   asio::io_context io(1);

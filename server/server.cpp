@@ -12,6 +12,7 @@
 
 #include "protocol/codec.hpp"
 #include "server/connection.hpp"
+#include "server/engine/hash_key.hpp"
 #include "server/log.hpp"
 
 namespace mrd::server {
@@ -30,9 +31,13 @@ Server::Server(asio::io_context& io, ServerConfig config)
                           config_.data_dir,
                           config_.fsync ? JobDatabase::Sync::kFull : JobDatabase::Sync::kNormal)),
       store_(config_.max_retained_bytes, database_.get(), budget_),
-      scheduler_({config_.worker_executable, config_.plugins, config_.workers,
-                  config_.task_timeout_seconds * 1000, config_.worker_memory_mib, budget_.get(),
-                  {}},
+      scheduler_({config_.worker_executable,
+                  config_.plugins,
+                  config_.workers,
+                  config_.task_timeout_seconds * 1000,
+                  config_.worker_memory_mib,
+                  budget_.get(),
+                  {engine::hash_key_to_environment()}},
                  // Called on the scheduler thread: hand the outcome to the network thread, which
                  // owns the store (progress crosses in the ticket's atomics).
                  [this](JobOutcome outcome) {

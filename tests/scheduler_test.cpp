@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "raw_jobs.hpp"
 
@@ -177,8 +178,8 @@ TEST(Scheduler, AHugeChunkSizeCannotMakeOneTaskOfABigInput) {
       documents.documents.push_back(
           {"doc" + std::to_string(d), random_text(100000, job * 100 + d, 200000)});
     }
-    ids.push_back(submit(attacker,
-                         protocol::SubmitRequest{"index", "postings", {1ull << 40, 0}, documents}));
+    ids.push_back(
+        submit(attacker, protocol::SubmitRequest{"index", "postings", {1ull << 40, 0}, documents}));
   }
   expect_tiny_job_served(server.port());
   for (const auto id : ids) {
@@ -221,6 +222,34 @@ std::vector<std::string> colliding_words() {
   return words;
 }
 
+/// The MRD_HASH_KEY a process was started with, or "" if none.
+std::string hash_key_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/environ");
+  std::string entry;
+  while (std::getline(in, entry, '\0')) {
+    if (entry.rfind("MRD_HASH_KEY=", 0) == 0) return entry.substr(13);
+  }
+  return {};
+}
+
+TEST(Scheduler, EveryWorkerSharesItsServersHashKeyAndServersDrawTheirOwn) {
+  ServerProcess one({"--workers", "2"}, kCapped);
+  ServerProcess two({"--workers", "1"}, kCapped);
+  const auto workers = one.worker_pids();
+  ASSERT_EQ(workers.size(), 2u);
+  const auto key = hash_key_of(workers[0]);
+  EXPECT_EQ(key.size(), 32u) << "a key of 32 hex digits";
+  EXPECT_EQ(hash_key_of(workers[1]), key) << "workers of one server must agree on partitions";
+  ASSERT_EQ(two.worker_pids().size(), 1u);
+  EXPECT_NE(hash_key_of(two.worker_pids()[0]), key) << "each server draws its own key";
+  // A replacement gets the same key.
+  ::kill(workers[0], SIGKILL);
+  RawClient client(one.port());
+  expect_tiny_job_served(one.port());
+  for (const auto pid : one.worker_pids())
+    EXPECT_EQ(hash_key_of(pid), key);
+}
+
 TEST(Scheduler, WordsCraftedToCollideCostNoMoreThanOtherWords) {
   const auto words = colliding_words();
   for (const auto& word : words)
@@ -234,7 +263,9 @@ TEST(Scheduler, WordsCraftedToCollideCostNoMoreThanOtherWords) {
   RawClient attacker(server.port());
   const auto first = submit(attacker, word_count_request({text}, 1ull << 40));
   const auto second = submit(attacker, word_count_request({text}, 1ull << 40));
-  expect_tiny_job_served(server.port());
+  // Unkeyed, these words made one chain in each task's table: the tiny job waited 17 to 26 s
+  // here, and both jobs took 89 s (0.8 s keyed).
+  expect_tiny_job_served(server.port(), 15s);
   for (const auto id : {first, second}) {
     const auto counts = as_map(result_of(wait_for(attacker, id, 300s)));
     ASSERT_EQ(counts.size(), words.size());
