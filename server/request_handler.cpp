@@ -45,6 +45,8 @@ void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQue
 }
 
 void RequestHandler::reject(Status status, const std::string& message, std::string& out) {
+  // A frame too large is refused by the connection from its header, before handle() counts it.
+  if (status == Status::kFrameTooLarge) ++counters_.requests;
   ++counters_.rejected;
   log(Level::kDebug, "rejected: ", protocol::to_string(status), ": ", message);
   protocol::append_message(out, code(status), protocol::ErrorMessage{message});
@@ -61,10 +63,16 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
     return reject(Status::kBadJob, "partitions must be at most " + std::to_string(kMaxPartitions),
                   out);
   }
-  if (!accepting_jobs_) return reject(Status::kShuttingDown, "the server is shutting down", out);
-  // A resent SUBMIT (the client lost the first reply) gets the job it already has.
+  // A resent SUBMIT (the client lost the first reply) gets the job it already has, even while
+  // the server is stopping: that job was accepted before.
   if (const auto existing = store_.find_by_key(request.idempotency_key)) {
     return protocol::append_message(out, code(Status::kOk), protocol::JobId{*existing});
+  }
+  if (!accepting_jobs_) {
+    return reject(Status::kShuttingDown,
+                  "the server is shutting down and takes no new jobs; submit again once it is "
+                  "back",
+                  out);
   }
   if (store_.unfinished() >= config_.max_queued_jobs) {
     return reject(Status::kQueueFull,
