@@ -7,11 +7,15 @@
 #include <CLI/CLI.hpp>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <cerrno>
+#include <cinttypes>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <thread>
 
@@ -55,18 +59,24 @@ bool parse_listen(const std::string& text, std::string& host, std::uint16_t& por
   return true;
 }
 
-/// Every connection is a file descriptor: lift the soft limit (often 1024) as far as the hard one
-/// allows, so --max-connections, not the default limit, decides how many clients are served.
-void raise_file_limit(std::uint32_t max_connections) {
+/// Every connection is a file descriptor: lift the soft limit (often 1024) to the hard one, so
+/// that --max-connections, not a default, decides how many clients are served. The server lowers
+/// its connection limit itself if even the hard limit cannot hold them (Server::start).
+void raise_file_limit() {
   rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
-  const rlim_t wanted = rlim_t{max_connections} + 256;  // + workers, the database, the listener
-  if (limit.rlim_cur >= wanted) return;
-  limit.rlim_cur = std::min(wanted, limit.rlim_max);
-  setrlimit(RLIMIT_NOFILE, &limit);
-  if (limit.rlim_cur < wanted) {
-    log(Level::kWarn, "file descriptor limit is ", limit.rlim_cur, ": fewer than ", max_connections,
-        " connections can be served (raise it with ulimit -n)");
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == limit.rlim_max) return;
+  const auto soft = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  // A hard limit of "unlimited" still stops at the kernel's fs.nr_open.
+  std::uint64_t nr_open = 0;
+  if (std::FILE* f = std::fopen("/proc/sys/fs/nr_open", "r")) {
+    if (std::fscanf(f, "%" SCNu64, &nr_open) != 1) nr_open = 0;
+    std::fclose(f);
+  }
+  if (nr_open > 0 && limit.rlim_cur > nr_open) limit.rlim_cur = nr_open;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    log(Level::kWarn, "cannot raise the open-files limit from ", soft, " to ", limit.rlim_max, ": ",
+        std::strerror(errno));
   }
 }
 
@@ -142,7 +152,8 @@ int main(int argc, char** argv) {
                ": a MapReduce job server. Clients submit jobs over TCP (see docs/protocol.md);\n"
                "each job runs as chunked MapReduce on a pool of worker processes."};
   app.footer(job_list_for_help() +
-             "\n\nExit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 runtime error, 2 bad command"
+             "\n\nExit codes: 0 stopped (SIGINT/SIGTERM, see --drain-seconds), 1 runtime error, 2 "
+             "bad command"
              " line,\n3 cannot listen, 4 cannot start worker processes, 5 cannot open the data "
              "directory\n(or it is damaged: see docs/reliability.md), 6 cannot load a plugin.");
   app.set_version_flag("--version", "mrd " MRD_VERSION);
@@ -156,7 +167,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 4095));
   app.add_option("--max-connections", config.max_connections,
-                 "Connections served at once; more get SERVER_BUSY")
+                 "Connections served at once; more get SERVER_BUSY (lowered, with a warning, "
+                 "if the open-files limit cannot hold them)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1u << 20));
   app.add_option("--max-queued-jobs", config.max_queued_jobs,
@@ -202,6 +214,12 @@ int main(int argc, char** argv) {
   app.add_flag("--fsync", config.fsync,
                "With --data-dir: fsync every commit, so acknowledged jobs survive a power cut too "
                "(by default they survive the server being killed, not the machine)");
+  app.add_option("--drain-seconds", config.drain_seconds,
+                 "On SIGTERM or SIGINT: seconds the accepted jobs may take to finish (new SUBMITs "
+                 "get SHUTTING_DOWN, other requests are answered) before mrd stops and abandons "
+                 "the rest; a second signal stops at once; 0 = stop at once")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 86400u));
   app.add_option("--plugin", config.plugins,
                  "Load the jobs of a plugin (a shared library built with server/sdk/mrd_plugin.h;"
                  " see docs/plugins.md). Repeat for several")
@@ -251,7 +269,7 @@ int main(int argc, char** argv) {
 
   // A peer that goes away mid-write must be an error code, not a process-killing signal.
   signal(SIGPIPE, SIG_IGN);
-  raise_file_limit(config.max_connections);
+  raise_file_limit();
 
   // Before the server starts its workers, which find it in their environment; removed at the end
   // of main, after the server (and its workers) are gone.
@@ -301,14 +319,29 @@ int main(int argc, char** argv) {
     return kExitWorkers;
   }
 
+  // The first SIGTERM or SIGINT drains (running jobs may finish, new ones are refused); the
+  // second stops at once.
   asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const asio::error_code& error, int signal) {
+  bool draining = false;
+  std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& error,
+                                                                    int signal) {
     if (error) return;
-    log(Level::kInfo, "signal ", signal, " (", strsignal(signal),
-        "): stopping; unfinished jobs are abandoned");
+    if (!draining) {
+      draining = true;
+      log(Level::kInfo, "signal ", signal, " (", strsignal(signal), "): stopping");
+      server.drain([&] {
+        asio::error_code ignored;
+        signals.cancel(ignored);
+        io.stop();
+      });
+      signals.async_wait(on_signal);
+      return;
+    }
+    log(Level::kInfo, "signal ", signal, " (", strsignal(signal), ") again: stopping now");
     server.stop();
     io.stop();
-  });
+  };
+  signals.async_wait(on_signal);
 
   try {
     io.run();

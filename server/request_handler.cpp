@@ -63,6 +63,8 @@ void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQue
 }
 
 void RequestHandler::reject(Status status, const std::string& message, std::string& out) {
+  // A frame too large is refused by the connection from its header, before handle() counts it.
+  if (status == Status::kFrameTooLarge) ++counters_.requests;
   ++counters_.rejected;
   log(Level::kDebug, "rejected: ", protocol::to_string(status), ": ", message);
   protocol::append_message(out, code(status), protocol::ErrorMessage{message});
@@ -79,9 +81,9 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
     return reject(Status::kBadJob, "partitions must be at most " + std::to_string(kMaxPartitions),
                   out);
   }
-  if (!accepting_jobs_) return reject(Status::kShuttingDown, "the server is shutting down", out);
-  // A resent SUBMIT (the client lost the first reply) gets the job it already has; a key is bound
-  // to the request it first came with, so another request cannot learn or take that job.
+  // A resent SUBMIT (the client lost the first reply) gets the job it already has, even while
+  // the server is stopping: that job was accepted before. A key is bound to the request it first
+  // came with, so another request cannot learn or take that job.
   std::optional<RequestDigest> digest;
   if (!request.idempotency_key.empty()) digest = digest_of(body);
   if (const auto existing =
@@ -93,6 +95,12 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
                     out);
     }
     return protocol::append_message(out, code(Status::kOk), protocol::JobId{existing->id});
+  }
+  if (!accepting_jobs_) {
+    return reject(Status::kShuttingDown,
+                  "the server is shutting down and takes no new jobs; submit again once it is "
+                  "back",
+                  out);
   }
   if (store_.unfinished() >= config_.max_queued_jobs) {
     return reject(Status::kQueueFull,

@@ -25,10 +25,12 @@ class RequestHandler {
   /// Answers the request `opcode` + `body`, appending one reply frame to `replies`.
   void handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies);
 
-  /// Appends an error reply (status + message) to `out` and counts it as a rejected request.
+  /// Appends an error reply (status + message) to `out` and counts it as a rejected request
+  /// (STATS `requests_rejected`: the request was not carried out; docs/protocol.md lists the
+  /// statuses). FRAME_TOO_LARGE, answered without handle(), is counted as a request here too.
   void reject(protocol::Status status, const std::string& message, std::string& out);
 
-  /// After this, SUBMIT answers SHUTTING_DOWN.
+  /// After this, SUBMIT answers SHUTTING_DOWN (except a resent one, whose job already exists).
   void stop_accepting_jobs() { accepting_jobs_ = false; }
 
  private:

@@ -1,5 +1,7 @@
 #include "server/server.hpp"
 
+#include <sys/resource.h>
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -7,6 +9,8 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+#include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 
@@ -18,6 +22,39 @@
 namespace mrd::server {
 
 using asio::ip::tcp;
+
+namespace {
+
+/// Descriptors kept free beyond those open at start: the spare descriptor, the database's
+/// journal and temporary files, a log file, and room for the pool to grow its own.
+constexpr std::uint32_t kFdReserve = 32;
+/// And per worker: a replacement's socket pair while the old channel is still open.
+constexpr std::uint32_t kFdReservePerWorker = 4;
+/// A failing accept (out of descriptors, most likely) is logged at most this often, with a count.
+constexpr auto kAcceptWarningInterval = std::chrono::seconds(10);
+/// How long accepting pauses when not even the reserve descriptor can answer a client.
+constexpr auto kAcceptBackOff = std::chrono::milliseconds(100);
+/// Connections accepted in a row before the connections being served get a turn.
+constexpr int kAcceptBatch = 64;
+/// How often a drain looks whether every job has finished.
+constexpr auto kDrainPoll = std::chrono::milliseconds(20);
+
+/// Descriptors the process has open now.
+std::uint32_t open_fds() {
+  std::error_code error;
+  std::uint32_t n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", error);
+       !error && it != std::filesystem::directory_iterator(); it.increment(error))
+    ++n;
+  return n > 0 ? n - 1 : 0;  // less the one reading the directory
+}
+
+/// EMFILE (this process) or ENFILE (the whole system).
+bool out_of_fds(const asio::error_code& error) {
+  return error == asio::error::no_descriptors || error.value() == ENFILE;
+}
+
+}  // namespace
 
 Server::Server(asio::io_context& io, ServerConfig config)
     : io_(io),
@@ -56,12 +93,23 @@ void Server::start() {
   acceptor_.listen(asio::socket_base::max_listen_connections);
   port_ = acceptor_.local_endpoint().port();
 
+  // Accepting with the reserve descriptor must not block when the waiting client has gone.
+  acceptor_.non_blocking(true);
+
   scheduler_.start();
   restore_jobs();
-  asio::co_spawn(io_, accept_loop(), asio::detached);
+  connection_limit_ = limit_connections_to_fds();
+  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr error) {
+    if (!error) return;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      log(Level::kError, "no longer accepting connections: ", e.what());
+    }
+  });
 
   log(Level::kInfo, "listening on ", config_.listen_host, ":", port_, " with ",
-      scheduler_.workers(), " worker processes");
+      scheduler_.workers(), " worker processes, up to ", connection_limit_, " connections");
   if (!config_.port_file.empty()) {
     // Written last, so a test that sees the file can connect at once.
     const auto temporary = config_.port_file + ".tmp";
@@ -94,37 +142,148 @@ void Server::restore_jobs() {
 }
 
 void Server::stop() {
+  if (stopped_) return;
+  stopped_ = true;
   asio::error_code ignored;
   acceptor_.close(ignored);
   handler_.stop_accepting_jobs();
   scheduler_.stop();
+  if (store_.unfinished() == 0) return;
+  // Say which jobs were given up, and what becomes of them.
+  std::string ids;
+  std::size_t listed = 0;
+  for (const auto& job : store_.list().jobs) {
+    if (job.state >= protocol::JobState::kDone) continue;
+    if (++listed > 20) {
+      ids += ", ...";
+      break;
+    }
+    ids += (listed > 1 ? ", " : "") + std::to_string(job.id) + " (" +
+           std::string(protocol::to_string(job.state)) + ")";
+  }
+  log(Level::kWarn, "abandoned ", store_.unfinished(), " unfinished jobs: ", ids,
+      database_ ? "; they run again at the next start on this data directory"
+                : "; they are lost (no --data-dir)");
+}
+
+void Server::drain(std::function<void()> on_stopped) {
+  if (draining_ || stopped_) return;
+  draining_ = true;
+  handler_.stop_accepting_jobs();
+  asio::co_spawn(io_, wait_for_drain(std::move(on_stopped)), asio::detached);
+}
+
+asio::awaitable<void> Server::wait_for_drain(std::function<void()> on_stopped) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(config_.drain_seconds);
+  if (store_.unfinished() > 0 && config_.drain_seconds > 0) {
+    log(Level::kInfo, "draining: new jobs are refused; waiting up to ", config_.drain_seconds,
+        " s for ", store_.unfinished(), " unfinished jobs (a second signal stops at once)");
+  }
+  asio::steady_timer poll(io_);
+  while (store_.unfinished() > 0 && std::chrono::steady_clock::now() < deadline && !stopped_) {
+    poll.expires_after(kDrainPoll);
+    co_await poll.async_wait(asio::use_awaitable);
+  }
+  stop();
+  on_stopped();
+}
+
+std::uint32_t Server::limit_connections_to_fds() const {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
+    return config_.max_connections;
+  }
+  const std::uint64_t needed =
+      std::uint64_t{open_fds()} + kFdReserve + kFdReservePerWorker * std::uint64_t{config_.workers};
+  const std::uint64_t available = limit.rlim_cur > needed ? limit.rlim_cur - needed : 0;
+  if (available >= config_.max_connections) return config_.max_connections;
+  const auto lowered = static_cast<std::uint32_t>(std::max<std::uint64_t>(available, 1));
+  log(Level::kWarn, "open-files limit ", limit.rlim_cur, " (hard ", limit.rlim_max, "): serving ",
+      lowered, " connections at once instead of --max-connections ", config_.max_connections, " (",
+      needed,
+      " descriptors are kept for the listener, workers and the database; raise the"
+      " limit with ulimit -n or LimitNOFILE=)");
+  return lowered;
+}
+
+void Server::refuse_busy(tcp::socket& socket) {
+  std::string reply;
+  protocol::append_message(
+      reply, static_cast<std::uint8_t>(protocol::Status::kServerBusy),
+      protocol::ErrorMessage{"too many connections (" + std::to_string(connection_limit_) +
+                             "); try again later"});
+  asio::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.write_some(asio::buffer(reply), ignored);  // best effort: never wait for this client
+  socket.close(ignored);
+}
+
+Server::Refusal Server::refuse_with_reserve_fd() {
+  if (!reserve_fd_.held() && !reserve_fd_.restore()) return Refusal::kNoReserve;
+  reserve_fd_.release();
+  asio::error_code error;
+  tcp::socket socket(io_);
+  acceptor_.accept(socket, error);  // non-blocking: would_block if no client is waiting
+  if (!error) refuse_busy(socket);
+  // Taking the reserve back fails only if another thread took the descriptor meanwhile.
+  if (!reserve_fd_.restore()) return Refusal::kNoReserve;
+  return error ? Refusal::kNoneWaiting : Refusal::kRefusedOne;
+}
+
+void Server::warn_accept_failed(const asio::error_code& error) {
+  ++accept_failures_since_warning_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_accept_warning_ < kAcceptWarningInterval) return;
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  log(Level::kWarn, "accept: ", error.message(), " (open-files limit ", limit.rlim_cur, ", ",
+      counters_.open, " connections open), ", accept_failures_since_warning_,
+      " times since the last warning",
+      out_of_fds(error) ? "; new clients are answered SERVER_BUSY" : "");
+  last_accept_warning_ = now;
+  accept_failures_since_warning_ = 0;
 }
 
 asio::awaitable<void> Server::accept_loop() {
+  // Waiting for the listener to be readable, then accepting without blocking, rather than
+  // async_accept: accept() fails with EMFILE even when no client is waiting, so retrying it until
+  // it succeeds would spin for as long as descriptors are short.
+  asio::steady_timer pause(io_);
   while (acceptor_.is_open()) {
-    auto [error, socket] =
-        co_await acceptor_.async_accept(asio::experimental::as_tuple(asio::use_awaitable));
-    if (error == asio::error::operation_aborted) co_return;  // stop()
-    if (error) {
-      // Out of file descriptors, most likely: back off briefly instead of spinning.
-      log(Level::kWarn, "accept failed: ", error.message());
-      asio::steady_timer pause(io_, std::chrono::milliseconds(100));
-      co_await pause.async_wait(asio::use_awaitable);
-      continue;
-    }
-    if (counters_.open >= config_.max_connections) {
-      std::string reply;
-      handler_.reject(
-          protocol::Status::kServerBusy,
-          "too many connections (" + std::to_string(config_.max_connections) + "); try again later",
-          reply);
+    auto [wait_error] = co_await acceptor_.async_wait(
+        tcp::acceptor::wait_read, asio::experimental::as_tuple(asio::use_awaitable));
+    if (wait_error == asio::error::operation_aborted) co_return;  // stop()
+    bool back_off = static_cast<bool>(wait_error);
+    if (wait_error) warn_accept_failed(wait_error);
+    // Take the clients waiting, a batch at a time so that the connections being served get turns.
+    for (int n = 0; n < kAcceptBatch && !back_off && acceptor_.is_open(); ++n) {
+      asio::error_code error;
+      tcp::socket socket(io_);
+      acceptor_.accept(socket, error);
+      if (error == asio::error::would_block || error == asio::error::try_again) break;
+      if (error == asio::error::connection_aborted) continue;  // the client left first
+      if (error) {
+        warn_accept_failed(error);
+        // The client waits in the listen queue for an answer: give it one with the reserve
+        // descriptor. Without one (or on any other error) pause, not to spin.
+        const auto refusal = out_of_fds(error) ? refuse_with_reserve_fd() : Refusal::kNoReserve;
+        if (refusal == Refusal::kRefusedOne) continue;
+        back_off = refusal == Refusal::kNoReserve;
+        break;
+      }
+      if (counters_.open >= connection_limit_) {
+        refuse_busy(socket);
+        continue;
+      }
       asio::error_code ignored;
-      socket.non_blocking(true, ignored);
-      socket.write_some(asio::buffer(reply), ignored);  // best effort: never wait for this client
-      continue;                                         // closing `socket` here
+      socket.set_option(tcp::no_delay(true), ignored);  // fails only if the client already left
+      asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
     }
-    socket.set_option(tcp::no_delay(true));
-    asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+    if (back_off) {
+      pause.expires_after(kAcceptBackOff);
+      co_await pause.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
   }
 }
 

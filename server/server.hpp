@@ -7,11 +7,14 @@
 #include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <chrono>
+#include <functional>
 #include <memory>
 
 #include "server/job_store.hpp"
 #include "server/memory_budget.hpp"
 #include "server/request_handler.hpp"
+#include "server/reserve_fd.hpp"
 #include "server/scheduler.hpp"
 #include "server/server_config.hpp"
 
@@ -25,15 +28,34 @@ class Server {
   /// a data directory) and starts accepting. Throws on failure to do any of it.
   void start();
 
-  /// Stops accepting, abandons unfinished jobs and stops the workers. Idempotent.
+  /// Stops accepting, abandons unfinished jobs (and logs which) and stops the workers. Idempotent.
   void stop();
+
+  /// The graceful stop: SUBMIT answers SHUTTING_DOWN from now on, while every other request is
+  /// still answered and the accepted jobs go on running. Once none is left unfinished, or after
+  /// --drain-seconds, stop() runs and then `on_stopped`. Only the first call counts.
+  void drain(std::function<void()> on_stopped);
 
   /// The port actually bound (useful with port 0).
   std::uint16_t port() const { return port_; }
 
+  /// Connections served at once: --max-connections, or fewer if the open-files limit is lower.
+  std::uint32_t connection_limit() const { return connection_limit_; }
+
  private:
   void restore_jobs();
   asio::awaitable<void> accept_loop();
+  asio::awaitable<void> wait_for_drain(std::function<void()> on_stopped);
+  /// --max-connections, lowered to what the open-files limit leaves after the server's own needs.
+  std::uint32_t limit_connections_to_fds() const;
+  /// Writes SERVER_BUSY to a connection over the limit (best effort, never waiting) and drops it.
+  void refuse_busy(asio::ip::tcp::socket& socket);
+  enum class Refusal { kRefusedOne, kNoneWaiting, kNoReserve };
+  /// Out of descriptors: answers one waiting client SERVER_BUSY with the reserve descriptor.
+  /// kNoReserve if no descriptor could be had even so (the caller then backs off).
+  Refusal refuse_with_reserve_fd();
+  /// Logs a failed accept, at most once per kAcceptWarningInterval (it may fail for every client).
+  void warn_accept_failed(const asio::error_code& error);
   asio::awaitable<void> serve(asio::ip::tcp::socket socket);
 
   asio::io_context& io_;
@@ -48,6 +70,12 @@ class Server {
   RequestHandler handler_;
   asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
+  std::uint32_t connection_limit_ = 0;  ///< set by start()
+  ReserveFd reserve_fd_;                ///< spent to answer a client when descriptors run out
+  std::chrono::steady_clock::time_point last_accept_warning_{};
+  std::uint64_t accept_failures_since_warning_ = 0;
+  bool draining_ = false;
+  bool stopped_ = false;
 };
 
 }  // namespace mrd::server

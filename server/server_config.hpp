@@ -16,6 +16,7 @@ struct ServerConfig {
   std::string port_file;  ///< if set, the bound port is written here once listening
   unsigned workers = 0;   ///< worker processes; 0 = one per core
   std::uint64_t max_frame_bytes = protocol::kDefaultMaxFrameBytes;
+  /// Connections served at once; lowered at start if the open-files limit cannot hold them all.
   std::uint32_t max_connections = protocol::kDefaultMaxConnections;
   std::uint32_t max_queued_jobs = protocol::kDefaultMaxQueuedJobs;
   std::uint32_t idle_timeout_seconds = protocol::kDefaultIdleTimeoutSeconds;
@@ -24,6 +25,9 @@ struct ServerConfig {
   /// Bytes the server may hold for clients (uploads, job inputs, tasks in flight, results); see
   /// memory_budget.hpp. 0 until main.cpp chooses it from the machine's memory.
   std::uint64_t max_memory_bytes = 0;
+  /// After SIGTERM or SIGINT: seconds the accepted jobs may take to finish before they are
+  /// abandoned (new SUBMITs answer SHUTTING_DOWN meanwhile); 0 = stop at once.
+  std::uint32_t drain_seconds = 30;
   std::uint32_t task_timeout_seconds = 300;  ///< for jobs that set no task_timeout_ms
   std::uint32_t worker_memory_mib = 4096;    ///< for jobs that set no memory_limit_mib; 0 = none
   bool enable_test_jobs = false;             ///< accept the fault-injecting test-* mappers

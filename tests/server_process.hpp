@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -57,6 +58,10 @@ struct ProcessLimits {
   std::uint64_t open_files = 0;
 };
 
+/// Drain after SIGTERM for servers whose test sets no --drain-seconds: short, so that a test
+/// that leaves a hung job behind waits for it at most this long at stop() (mrd's default is 30 s).
+inline constexpr const char* kTestDrainSeconds = "1";
+
 /// mrd, started with `--listen 127.0.0.1:0` and the given extra arguments; stopped with SIGTERM.
 class ServerProcess {
  public:
@@ -66,6 +71,9 @@ class ServerProcess {
     const auto port_file = (dir_.path() / "port").string();
     log_file_ = (dir_.path() / "mrd.log").string();
     std::vector<std::string> args{binary, "--listen", "127.0.0.1:0", "--port-file", port_file};
+    if (std::find(extra_args.begin(), extra_args.end(), "--drain-seconds") == extra_args.end()) {
+      args.insert(args.end(), {"--drain-seconds", kTestDrainSeconds});
+    }
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     // Everything the child needs is built before fork: a test may run threads, and in the child
     // of a threaded process only async-signal-safe calls (no allocation) are safe until exec.
