@@ -138,6 +138,7 @@ TEST(Scheduler, TinyChunksAndManyPartitionsCostASmallMultipleOfTheInput) {
             reference_word_count(texts));
   // Cut as asked, it would be a million tasks of 1,024 pieces each (2 GB measured before).
   EXPECT_LT(server.peak_rss_kib(), 256u * 1024) << "peak RSS";
+  std::printf("peak RSS: %llu KiB\n", static_cast<unsigned long long>(server.peak_rss_kib()));
   expect_tiny_job_served(server.port());
 }
 
@@ -150,6 +151,7 @@ TEST(Scheduler, AProductCutIntoOneByteChunksDoesNotCopyBForEachRow) {
   expect_twice(a, result_of(wait_for(client, submit(client, request), 120s)));
   // 512 chunks each carrying a copy of B would be 1 GB (2.8 GB measured before).
   EXPECT_LT(server.peak_rss_kib(), 256u * 1024) << "peak RSS";
+  std::printf("peak RSS: %llu KiB\n", static_cast<unsigned long long>(server.peak_rss_kib()));
 }
 
 TEST(Scheduler, AJobWhoseWorkingMemoryCannotFitFailsAsOutOfMemoryAndOthersGoOn) {
