@@ -97,7 +97,8 @@ TEST(BudgetTest, ManyLargeUploadsAtOnceStayWithinTheBudget) {
   EXPECT_GT(busy.load(), 0);
   EXPECT_EQ(other.load(), 0) << "every upload is answered SERVER_BUSY or completes";
   // A completed upload is decoded once (a BAD_REQUEST here) while its bytes are still held.
-  EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
+  if (!kSanitized)
+    EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
   EXPECT_LT(tiny_seconds, 10.0);
 }
 
@@ -135,7 +136,7 @@ TEST(BudgetTest, HeadersThatLieCostNothing) {
       tiny_seconds);
   EXPECT_GE(open, std::uint64_t{kConnections});
   // A connection's coroutine, socket and timer cost a few KiB; before, each reserved 64 KiB.
-  EXPECT_LT(after, before + kConnections * 8) << "more than 8 KiB per connection";
+  if (!kSanitized) EXPECT_LT(after, before + kConnections * 8) << "more than 8 KiB per connection";
   EXPECT_LT(tiny_seconds, 10.0);
   ASSERT_TRUE(server.running());
 }
@@ -200,7 +201,8 @@ TEST(BudgetTest, PipelinedSubmitsFillTheBudgetThenQueueFull) {
       "QUEUE_FULL, %d SERVER_BUSY; RSS at start %llu KiB, peak %llu KiB\n",
       kSubmits, static_cast<unsigned long long>(kBudgetMib), accepted.size(), queue_full, busy,
       static_cast<unsigned long long>(rss_at_start), static_cast<unsigned long long>(peak));
-  EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
+  if (!kSanitized)
+    EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
 }
 
 /// A word count whose result is about `entries` * 25 bytes: every word occurs once.
@@ -259,7 +261,8 @@ TEST(BudgetTest, ResultsHeldByUnreadRepliesStayCounted) {
       made, static_cast<unsigned long long>(kBudgetMib), refused ? "yes" : "no",
       static_cast<unsigned long long>(held), static_cast<unsigned long long>(after),
       static_cast<unsigned long long>(rss_at_start), static_cast<unsigned long long>(peak));
-  EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
+  if (!kSanitized)
+    EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
   EXPECT_LE(after, 16u << 20) << "the retention cap once the replies are gone";
   EXPECT_LT(tiny_seconds, 10.0);
 }
@@ -316,7 +319,7 @@ TEST(BudgetTest, ManyTinyResultsCostNoMoreThanIsCounted) {
   const double counted_per_job = (double(counted_after) - double(counted_before)) / kJobs;
   std::printf("[ figures ] %d tiny results kept: RSS +%.0f bytes per job, %.0f counted\n", kJobs,
               real_per_job, counted_per_job);
-  EXPECT_LE(real_per_job, counted_per_job);
+  if (!kSanitized) EXPECT_LE(real_per_job, counted_per_job);
 }
 
 }  // namespace
