@@ -136,7 +136,9 @@ TEST(BudgetTest, HeadersThatLieCostNothing) {
       tiny_seconds);
   EXPECT_GE(open, std::uint64_t{kConnections});
   // A connection's coroutine, socket and timer cost a few KiB; before, each reserved 64 KiB.
-  if (!kSanitized) EXPECT_LT(after, before + kConnections * 8) << "more than 8 KiB per connection";
+  if (!kSanitized) {
+    EXPECT_LT(after, before + kConnections * 8) << "more than 8 KiB per connection";
+  }
   EXPECT_LT(tiny_seconds, 10.0);
   ASSERT_TRUE(server.running());
 }
@@ -319,7 +321,9 @@ TEST(BudgetTest, ManyTinyResultsCostNoMoreThanIsCounted) {
   const double counted_per_job = (double(counted_after) - double(counted_before)) / kJobs;
   std::printf("[ figures ] %d tiny results kept: RSS +%.0f bytes per job, %.0f counted\n", kJobs,
               real_per_job, counted_per_job);
-  if (!kSanitized) EXPECT_LE(real_per_job, counted_per_job);
+  if (!kSanitized) {
+    EXPECT_LE(real_per_job, counted_per_job);
+  }
 }
 
 }  // namespace

@@ -137,7 +137,9 @@ TEST(Scheduler, TinyChunksAndManyPartitionsCostASmallMultipleOfTheInput) {
   EXPECT_EQ(as_map(result_of(wait_for(client, submit(client, request), 120s))),
             reference_word_count(texts));
   // Cut as asked, it would be a million tasks of 1,024 pieces each (2 GB measured before).
-  if (!kSanitized) EXPECT_LT(server.peak_rss_kib(), 256u * 1024) << "peak RSS";
+  if (!kSanitized) {
+    EXPECT_LT(server.peak_rss_kib(), 256u * 1024) << "peak RSS";
+  }
   std::printf("peak RSS: %llu KiB\n", static_cast<unsigned long long>(server.peak_rss_kib()));
   expect_tiny_job_served(server.port());
 }
@@ -150,7 +152,9 @@ TEST(Scheduler, AProductCutIntoOneByteChunksDoesNotCopyBForEachRow) {
       "matmul", "rows", {1, 0}, protocol::MatrixPair{a, twice_identity(512)}};
   expect_twice(a, result_of(wait_for(client, submit(client, request), 120s)));
   // 512 chunks each carrying a copy of B would be 1 GB (2.8 GB measured before).
-  if (!kSanitized) EXPECT_LT(server.peak_rss_kib(), 256u * 1024) << "peak RSS";
+  if (!kSanitized) {
+    EXPECT_LT(server.peak_rss_kib(), 256u * 1024) << "peak RSS";
+  }
   std::printf("peak RSS: %llu KiB\n", static_cast<unsigned long long>(server.peak_rss_kib()));
 }
 
