@@ -97,8 +97,9 @@ TEST(BudgetTest, ManyLargeUploadsAtOnceStayWithinTheBudget) {
   EXPECT_GT(busy.load(), 0);
   EXPECT_EQ(other.load(), 0) << "every upload is answered SERVER_BUSY or completes";
   // A completed upload is decoded once (a BAD_REQUEST here) while its bytes are still held.
-  if (!kSanitized)
+  if (!kSanitized) {
     EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
+  }
   EXPECT_LT(tiny_seconds, 10.0);
 }
 
@@ -203,8 +204,9 @@ TEST(BudgetTest, PipelinedSubmitsFillTheBudgetThenQueueFull) {
       "QUEUE_FULL, %d SERVER_BUSY; RSS at start %llu KiB, peak %llu KiB\n",
       kSubmits, static_cast<unsigned long long>(kBudgetMib), accepted.size(), queue_full, busy,
       static_cast<unsigned long long>(rss_at_start), static_cast<unsigned long long>(peak));
-  if (!kSanitized)
+  if (!kSanitized) {
     EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
+  }
 }
 
 /// A word count whose result is about `entries` * 25 bytes: every word occurs once.
@@ -263,8 +265,9 @@ TEST(BudgetTest, ResultsHeldByUnreadRepliesStayCounted) {
       made, static_cast<unsigned long long>(kBudgetMib), refused ? "yes" : "no",
       static_cast<unsigned long long>(held), static_cast<unsigned long long>(after),
       static_cast<unsigned long long>(rss_at_start), static_cast<unsigned long long>(peak));
-  if (!kSanitized)
+  if (!kSanitized) {
     EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
+  }
   EXPECT_LE(after, 16u << 20) << "the retention cap once the replies are gone";
   EXPECT_LT(tiny_seconds, 10.0);
 }
