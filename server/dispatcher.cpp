@@ -101,11 +101,7 @@ bool Dispatcher::admit(Submission& submission) {
     job->kind->validate(request.input);
     const auto chunk_bytes =
         plan_chunk_bytes(request.options.chunk_bytes, request.input, config_.limits);
-    const auto total = engine::input_bytes(request.input);
-    const auto expected_tasks = std::max<std::uint64_t>((total + chunk_bytes - 1) / chunk_bytes, 1);
-    const auto working = planned_working_bytes(
-        request.input, expected_tasks,
-        plan_partitions(request.options.partitions, expected_tasks, config_.limits));
+    const auto working = planned_working_bytes(request, config_.limits);
     if (config_.budget) {
       job->chunks_charge = MemoryCharge::try_take(*config_.budget, working);
       if (!job->chunks_charge) {

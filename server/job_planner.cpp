@@ -57,4 +57,13 @@ std::uint64_t planned_working_bytes(const protocol::JobInput& input, std::uint64
   return bytes;
 }
 
+std::uint64_t planned_working_bytes(const protocol::SubmitRequest& request,
+                                    const PlanLimits& limits) {
+  const auto chunk_bytes = plan_chunk_bytes(request.options.chunk_bytes, request.input, limits);
+  const auto tasks =
+      std::max<std::uint64_t>(ceil_div(engine::input_bytes(request.input), chunk_bytes), 1);
+  return planned_working_bytes(request.input, tasks,
+                               plan_partitions(request.options.partitions, tasks, limits));
+}
+
 }  // namespace mrd::server

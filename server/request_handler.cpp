@@ -112,6 +112,17 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
   // Queued inputs leave an eighth of the budget to requests still arriving, so that a client
   // whose jobs do not fit hears QUEUE_FULL, not SERVER_BUSY with its connection closed.
   const auto input_bytes = input_charge_bytes(request, body);
+  // A job that could never run within the budget is refused now, with the reason, rather than
+  // accepted and failed later (job_planner.hpp says what a running job holds).
+  if (const auto working = planned_working_bytes(request, scheduler_.plan_limits());
+      input_bytes + working > budget_.limit()) {
+    return reject(Status::kBadJob,
+                  "this job would need " + std::to_string(mib(input_bytes + working)) +
+                      " MiB of server memory to run (its input, and the chunks it is cut into), "
+                      "more than the server's memory budget of " +
+                      std::to_string(budget_.limit() >> 20) + " MiB (mrd --max-memory-mib)",
+                  out);
+  }
   const auto for_requests = budget_.limit() / 8;
   MemoryCharge input_charge;
   if (budget_.used() + input_bytes <= budget_.limit() - for_requests) {

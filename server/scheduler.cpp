@@ -30,7 +30,7 @@ void Scheduler::start() {
                                                       config_.worker_environment, config_.workers,
                                                       config_.budget});
   DispatcherConfig dispatcher_config;
-  dispatcher_config.limits.workers = config_.workers;
+  dispatcher_config.limits = plan_limits();
   dispatcher_config.task_timeout_ms = config_.task_timeout_ms;
   dispatcher_config.memory_limit_mib = config_.memory_limit_mib;
   dispatcher_config.budget = config_.budget;

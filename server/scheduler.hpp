@@ -65,6 +65,9 @@ class Scheduler {
   /// Tells the scheduler that some ticket was cancelled (any thread).
   void notify_cancelled();
 
+  /// How this scheduler cuts jobs (for checks made before a job is accepted).
+  PlanLimits plan_limits() const { return PlanLimits{.workers = config_.workers}; }
+
   std::uint64_t worker_restarts() const { return worker_restarts_.load(); }
   unsigned workers() const { return config_.workers; }
 

@@ -158,18 +158,27 @@ TEST(Scheduler, AProductCutIntoOneByteChunksDoesNotCopyBForEachRow) {
   std::printf("peak RSS: %llu KiB\n", static_cast<unsigned long long>(server.peak_rss_kib()));
 }
 
-TEST(Scheduler, AJobWhoseWorkingMemoryCannotFitFailsAsOutOfMemoryAndOthersGoOn) {
+TEST(Scheduler, AJobThatCouldNeverFitInTheBudgetIsRefusedWithTheReason) {
   // Budget 20 MiB. The SUBMIT (7.5 MiB: B, and a 4-row A) fits, and so does its input; but cut
-  // into two tasks each carrying B, it needs 15 MiB more, which cannot fit with nothing running.
+  // into two tasks each carrying B, it needs 15 MiB more: it could never run, so it is refused.
   ServerProcess server({"--workers", "2", "--max-memory-mib", "20"}, kCapped);
   RawClient client(server.port());
   const protocol::SubmitRequest request{
       "matmul", "rows", {}, protocol::MatrixPair{matrix(4, 990, 1), twice_identity(990)}};
-  const auto reply = wait_for(client, submit(client, request));
-  EXPECT_EQ(status_name(reply.status), "job-out-of-memory") << error_text(reply);
-  EXPECT_NE(error_text(reply).find("--max-memory-mib"), std::string::npos) << error_text(reply);
+  client.send_message(Opcode::kSubmit, request);
+  const auto reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(status_name(reply->status), "bad-job") << error_text(*reply);
+  EXPECT_NE(error_text(*reply).find("--max-memory-mib"), std::string::npos) << error_text(*reply);
+  EXPECT_EQ(server_stats(client).jobs_submitted, 0u) << "nothing was queued";
+  // The same product cut finer would fit no better (each task carries B), but a smaller B does.
+  const auto a = matrix(4, 500, 2);
+  expect_twice(
+      a,
+      result_of(wait_for(
+          client,
+          submit(client, {"matmul", "rows", {}, protocol::MatrixPair{a, twice_identity(500)}}))));
   expect_tiny_job_served(server.port());
-  EXPECT_TRUE(server.running());
 }
 
 TEST(Scheduler, AHugeChunkSizeCannotMakeOneTaskOfABigInput) {
