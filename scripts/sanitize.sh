@@ -17,9 +17,14 @@ bash scripts/setup.sh
 #   so resident memory grows; the plain build checks it.
 excluded='OutOfMemory|MemoryLimit|MemoryStaysFlat'
 
+# -O1 and line tables only (-g1): instrumented -O2 with full debug info takes twice as long to
+# compile (20 minutes for the ASan+UBSan tree on 2 cores), and the reports still name the file
+# and line of every frame.
+flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
+  -DMRD_BENCH=OFF)
+
 if [[ $which == asan || $which == all ]]; then
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMRD_SANITIZE=address,undefined \
-    -DMRD_BENCH=OFF >/dev/null
+  cmake -S . -B build-asan "${flags[@]}" -DMRD_SANITIZE=address,undefined >/dev/null
   cmake --build build-asan -j "$(nproc)"
   # handle_segv=0: a worker that segfaults on purpose (the test-crash job) must die of SIGSEGV,
   # as it would in production, instead of ASan turning the signal into exit status 1.
@@ -29,8 +34,7 @@ if [[ $which == asan || $which == all ]]; then
 fi
 
 if [[ $which == tsan || $which == all ]]; then
-  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMRD_SANITIZE=thread \
-    -DMRD_BENCH=OFF >/dev/null
+  cmake -S . -B build-tsan "${flags[@]}" -DMRD_SANITIZE=thread >/dev/null
   cmake --build build-tsan -j "$(nproc)" --target mrd mrctl server_test fault_test \
     durability_test hostile_test
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:handle_segv=0 \
