@@ -9,7 +9,9 @@ work=$(mktemp -d)
 build/server/mrd --listen 127.0.0.1:0 --port-file "$work/port" --data-dir "$work/data" \
   2>"$work/mrd.log" &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
+# Under set -e a failing command in the trap would become the script's exit status: the server
+# is usually gone by then (stopped below), so kill and wait may fail, and that is fine.
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 200); do [[ -s $work/port ]] && break; sleep 0.05; done
 server_address=127.0.0.1:$(cat "$work/port")
 echo "mrd is listening on $server_address"
