@@ -29,11 +29,6 @@ using namespace asio::experimental::awaitable_operators;
 /// read buffer at all, and a connection's buffer only ever holds bytes that arrived.
 thread_local char scratch[64 * 1024];
 
-/// Mebibytes, rounded up, for messages.
-std::uint64_t mib(std::uint64_t bytes) {
-  return (bytes + (1 << 20) - 1) >> 20;
-}
-
 /// Keeps `deadline` in the future or returns, which cancels the connection (see operator||).
 asio::awaitable<void> watchdog(const Clock::time_point& deadline, asio::steady_timer& timer) {
   for (auto now = Clock::now(); deadline > now; now = Clock::now()) {
@@ -131,9 +126,9 @@ void Connection::drop_pending(std::size_t consumed) {
 void Connection::refuse_for_memory(std::size_t wanted) {
   const auto used = budget_->used();
   handler_.reject(protocol::Status::kServerBusy,
-                  "the server's memory budget is exhausted (" + std::to_string(mib(used)) + " of " +
-                      std::to_string(budget_->limit() >> 20) + " MiB in use; this request needs " +
-                      std::to_string(mib(wanted)) +
+                  "the server's memory budget is exhausted (" + std::to_string(mebibytes(used)) +
+                      " of " + std::to_string(budget_->limit() >> 20) +
+                      " MiB in use; this request needs " + std::to_string(mebibytes(wanted)) +
                       " MiB more); try again later; closing the connection",
                   replies_.bytes());
   log(Level::kInfo, "closing ", peer_, ": memory budget exhausted (", used, " of ",

@@ -57,8 +57,8 @@ struct Dispatcher::InFlight {
 };
 
 namespace {
-std::string mebibytes(std::uint64_t bytes) {
-  return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB";
+std::string in_mib(std::uint64_t bytes) {
+  return std::to_string(mebibytes(bytes)) + " MiB";
 }
 }  // namespace
 
@@ -108,11 +108,11 @@ bool Dispatcher::admit(Submission& submission) {
         // Memory comes back as running jobs finish; with none running it never will.
         if (!jobs_.empty()) return false;
         finish(*job, Status::kJobOutOfMemory,
-               "the job needs " + mebibytes(working) +
+               "the job needs " + in_mib(working) +
                    " of server memory to run, more than the memory budget has free (" +
-                   mebibytes(config_.budget->limit() -
-                             std::min(config_.budget->used(), config_.budget->limit())) +
-                   " of " + mebibytes(config_.budget->limit()) + ", mrd --max-memory-mib)");
+                   in_mib(config_.budget->limit() -
+                          std::min(config_.budget->used(), config_.budget->limit())) +
+                   " of " + in_mib(config_.budget->limit()) + ", mrd --max-memory-mib)");
         return true;
       }
     }

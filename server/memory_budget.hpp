@@ -16,6 +16,11 @@
 
 namespace mrd::server {
 
+/// Bytes as whole mebibytes, rounded up: how messages about the budget speak of sizes.
+constexpr std::uint64_t mebibytes(std::uint64_t bytes) {
+  return (bytes + (1 << 20) - 1) >> 20;
+}
+
 class MemoryBudget {
  public:
   explicit MemoryBudget(std::uint64_t limit_bytes) : limit_(limit_bytes) {}

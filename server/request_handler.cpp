@@ -27,10 +27,6 @@ std::uint64_t input_charge_bytes(const protocol::SubmitRequest& request, std::st
   return bytes;
 }
 
-/// Mebibytes, rounded up, for messages.
-std::uint64_t mib(std::uint64_t bytes) {
-  return (bytes + (1 << 20) - 1) >> 20;
-}
 }  // namespace
 
 RequestHandler::RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
@@ -108,21 +104,21 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
                       " jobs are waiting or running; try again later",
                   out);
   }
-  // Charged before anything is recorded: a job the budget cannot hold is refused, not lost later.
-  // Queued inputs leave an eighth of the budget to requests still arriving, so that a client
-  // whose jobs do not fit hears QUEUE_FULL, not SERVER_BUSY with its connection closed.
   const auto input_bytes = input_charge_bytes(request, body);
   // A job that could never run within the budget is refused now, with the reason, rather than
   // accepted and failed later (job_planner.hpp says what a running job holds).
   if (const auto working = planned_working_bytes(request, scheduler_.plan_limits());
       input_bytes + working > budget_.limit()) {
     return reject(Status::kBadJob,
-                  "this job would need " + std::to_string(mib(input_bytes + working)) +
+                  "this job would need " + std::to_string(mebibytes(input_bytes + working)) +
                       " MiB of server memory to run (its input, and the chunks it is cut into), "
                       "more than the server's memory budget of " +
                       std::to_string(budget_.limit() >> 20) + " MiB (mrd --max-memory-mib)",
                   out);
   }
+  // Charged before anything is recorded: a job the budget cannot hold is refused, not lost later.
+  // Queued inputs leave an eighth of the budget to requests still arriving, so that a client
+  // whose jobs do not fit hears QUEUE_FULL, not SERVER_BUSY with its connection closed.
   const auto for_requests = budget_.limit() / 8;
   MemoryCharge input_charge;
   if (budget_.used() + input_bytes <= budget_.limit() - for_requests) {
@@ -132,9 +128,10 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
     return reject(
         Status::kQueueFull,
         "queue full: the server's memory budget is exhausted for new jobs (" +
-            std::to_string(mib(budget_.used())) + " of " + std::to_string(budget_.limit() >> 20) +
+            std::to_string(mebibytes(budget_.used())) + " of " +
+            std::to_string(budget_.limit() >> 20) +
             " MiB in use, an eighth kept for requests being received; this job's input needs " +
-            std::to_string(mib(input_bytes)) + " MiB); try again later",
+            std::to_string(mebibytes(input_bytes)) + " MiB); try again later",
         out);
   }
   std::shared_ptr<JobTicket> ticket;
