@@ -57,6 +57,12 @@ using InputView = std::variant<DocumentsView, NumbersView, MatrixPairView>;
 /// the view.
 InputView view_of(const protocol::JobInput& input);
 
+/// view_of for one alternative, so that viewing a protocol::Documents (or Numbers, or MatrixPair)
+/// views its own bytes rather than those of a JobInput copied from it.
+DocumentsView view_of(const protocol::Documents& input);
+NumbersView view_of(const protocol::Numbers& input);
+MatrixPairView view_of(const protocol::MatrixPair& input);
+
 /// An owning copy of a view: for tests and for results built from a chunk.
 protocol::JobInput to_owned(const InputView& view);
 
