@@ -26,8 +26,10 @@ struct Dispatcher::RunningJob {
   std::chrono::milliseconds task_timeout{0};
   std::uint32_t memory_limit_mib = 0;
   Phase phase = Phase::kMap;
-  std::vector<protocol::JobInput> chunks;             ///< map inputs, kept until the map phase ends
-  MemoryCharge chunks_charge;                         ///< pays for `chunks`
+  protocol::SubmitRequest request;                    ///< owns the input `chunks` view
+  MemoryCharge input_charge;                          ///< pays for request.input
+  std::vector<engine::InputView> chunks;              ///< map inputs, kept until the map phase ends
+  MemoryCharge chunks_charge;                         ///< pays for `chunks` and the pieces' slots
   std::vector<std::vector<std::string>> map_outputs;  ///< [chunk][partition]
   std::vector<std::string> reduced;                   ///< [partition]
   MemoryCharge outputs_charge;                        ///< pays for map_outputs and reduced
@@ -98,9 +100,9 @@ bool Dispatcher::admit(Submission& submission) {
   }
   try {
     if (!job->kind) throw engine::JobError("no job '" + job->mapper + "' + '" + job->reducer + "'");
-    job->kind->validate(request.input);
-    const auto chunk_bytes =
-        plan_chunk_bytes(request.options.chunk_bytes, request.input, config_.limits);
+    const auto input = engine::view_of(request.input);
+    job->kind->validate(input);
+    const auto chunk_bytes = plan_chunk_bytes(request.options.chunk_bytes, input, config_.limits);
     const auto working = planned_working_bytes(request, config_.limits);
     if (config_.budget) {
       job->chunks_charge = MemoryCharge::try_take(*config_.budget, working);
@@ -116,7 +118,11 @@ bool Dispatcher::admit(Submission& submission) {
         return true;
       }
     }
-    job->chunks = job->kind->split(request.input, chunk_bytes);
+    // The chunks view the request's input: the job keeps both, and the input's charge, until
+    // the map phase ends.
+    job->request = std::move(request);
+    job->input_charge = std::move(submission.input_charge);
+    job->chunks = job->kind->split(engine::view_of(job->request.input), chunk_bytes);
   } catch (const std::bad_alloc&) {
     finish_out_of_memory(*job, "splitting its input");
     return true;
@@ -124,12 +130,9 @@ bool Dispatcher::admit(Submission& submission) {
     finish(*job, Status::kJobFailed, e.what());
     return true;
   }
-  // The chunks hold the input now: the request's copy goes, and its charge with it.
-  request.input = protocol::JobInput{};
-  submission.input_charge.reset();
 
   const auto chunks = static_cast<std::uint32_t>(job->chunks.size());
-  job->partitions = plan_partitions(request.options.partitions, chunks, config_.limits);
+  job->partitions = plan_partitions(job->request.options.partitions, chunks, config_.limits);
   job->map_outputs.resize(chunks);
   job->attempts.assign(chunks, 0);
   for (std::uint32_t i = 0; i < chunks; ++i)
@@ -205,8 +208,8 @@ void Dispatcher::start_next_task(unsigned slot) {
 
 std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index) const {
   if (job.phase == Phase::kMap) {
-    return encode_map_task(
-        {job.mapper, job.reducer, job.partitions, job.memory_limit_mib, job.chunks[index]});
+    return encode_map_task({job.mapper, job.reducer, job.partitions, job.memory_limit_mib,
+                            engine::to_owned(job.chunks[index])});
   }
   ReduceTask task{job.mapper, job.reducer, job.memory_limit_mib, {}};
   task.pieces.reserve(job.map_outputs.size());
@@ -342,6 +345,8 @@ void Dispatcher::on_phase_complete(RunningJob& job) {
     if (job.phase == Phase::kMap && job.kind->has_reduce()) {
       job.chunks = {};
       job.chunks_charge.reset();
+      job.request.input = {};
+      job.input_charge.reset();
       job.phase = Phase::kReduce;
       job.reduced.assign(job.partitions, {});
       job.attempts.assign(job.partitions, 0);
@@ -361,6 +366,8 @@ void Dispatcher::on_phase_complete(RunningJob& job) {
     }
     job.map_outputs = {};
     job.chunks = {};
+    job.request.input = {};
+    job.input_charge.reset();
     auto result = protocol::encode(job.kind->assemble(std::move(parts)));
     if (result.size() > std::numeric_limits<std::uint32_t>::max()) {
       // A reply's length is a u32: such a result could never be sent.
@@ -380,6 +387,7 @@ void Dispatcher::on_phase_complete(RunningJob& job) {
 void Dispatcher::finish_out_of_memory(RunningJob& job, const std::string& what) {
   // The job's memory goes first, so that the reason can be built and the others go on.
   job.chunks = {};
+  job.request.input = {};
   job.map_outputs = {};
   job.reduced = {};
   finish(job, Status::kJobOutOfMemory, "the server ran out of memory " + what);

@@ -16,11 +16,11 @@ std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) {
 }
 }  // namespace
 
-std::uint64_t plan_chunk_bytes(std::uint64_t requested, const protocol::JobInput& input,
+std::uint64_t plan_chunk_bytes(std::uint64_t requested, const engine::InputView& input,
                                const PlanLimits& limits) {
   const std::uint64_t total = engine::input_bytes(input);
   const std::uint64_t workers = std::max(limits.workers, 1u);
-  if (std::holds_alternative<protocol::MatrixPair>(input)) {
+  if (std::holds_alternative<engine::MatrixPairView>(input)) {
     // Every chunk of a product carries all of B: by default one chunk per worker sends B the
     // fewest times, and a client may cut finer only up to a few chunks per worker.
     const auto fewest_bytes = ceil_div(total, workers * limits.max_matrix_tasks_per_worker);
@@ -47,11 +47,11 @@ std::uint32_t plan_partitions(std::uint32_t requested, std::uint64_t map_tasks,
   return static_cast<std::uint32_t>(std::clamp<std::uint64_t>(wanted, 1, most));
 }
 
-std::uint64_t planned_working_bytes(const protocol::JobInput& input, std::uint64_t map_tasks,
+std::uint64_t planned_working_bytes(const engine::InputView& input, std::uint64_t map_tasks,
                                     std::uint32_t partitions) {
   std::uint64_t bytes = engine::input_bytes(input) + map_tasks * kChunkOverhead +
                         map_tasks * partitions * kPieceOverhead;
-  if (const auto* pair = std::get_if<protocol::MatrixPair>(&input)) {
+  if (const auto* pair = std::get_if<engine::MatrixPairView>(&input)) {
     bytes += map_tasks * pair->b.values.size() * sizeof(double);
   }
   return bytes;
@@ -59,10 +59,10 @@ std::uint64_t planned_working_bytes(const protocol::JobInput& input, std::uint64
 
 std::uint64_t planned_working_bytes(const protocol::SubmitRequest& request,
                                     const PlanLimits& limits) {
-  const auto chunk_bytes = plan_chunk_bytes(request.options.chunk_bytes, request.input, limits);
-  const auto tasks =
-      std::max<std::uint64_t>(ceil_div(engine::input_bytes(request.input), chunk_bytes), 1);
-  return planned_working_bytes(request.input, tasks,
+  const auto input = engine::view_of(request.input);
+  const auto chunk_bytes = plan_chunk_bytes(request.options.chunk_bytes, input, limits);
+  const auto tasks = std::max<std::uint64_t>(ceil_div(engine::input_bytes(input), chunk_bytes), 1);
+  return planned_working_bytes(input, tasks,
                                plan_partitions(request.options.partitions, tasks, limits));
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "protocol/messages.hpp"
+#include "server/engine/input_view.hpp"
 
 namespace mrd::server {
 
@@ -33,7 +34,7 @@ struct PlanLimits {
 
 /// The chunk size for a job: the client's choice or a default (a few chunks per worker, so the
 /// pool stays busy and a big job's tasks interleave with others'), clamped to the limits.
-std::uint64_t plan_chunk_bytes(std::uint64_t requested, const protocol::JobInput& input,
+std::uint64_t plan_chunk_bytes(std::uint64_t requested, const engine::InputView& input,
                                const PlanLimits& limits);
 
 /// The partition count for a job cut into `map_tasks` chunks: the client's choice or one per
@@ -43,7 +44,7 @@ std::uint32_t plan_partitions(std::uint32_t requested, std::uint64_t map_tasks,
 
 /// Bytes the server holds to run a job beyond its decoded input: the chunks cut from it (a copy
 /// of the input, plus a copy of B per chunk of a product) and the bookkeeping of its pieces.
-std::uint64_t planned_working_bytes(const protocol::JobInput& input, std::uint64_t map_tasks,
+std::uint64_t planned_working_bytes(const engine::InputView& input, std::uint64_t map_tasks,
                                     std::uint32_t partitions);
 
 /// planned_working_bytes for a request cut as plan_chunk_bytes and plan_partitions would cut it

@@ -8,12 +8,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <ostream>
 #include <random>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -21,6 +24,7 @@
 #include "protocol/codec.hpp"
 #include "server/engine/blas_threads.hpp"
 #include "server/engine/hash_key.hpp"
+#include "server/engine/input_view.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/engine/key_table.hpp"
 #include "server/engine/keyed_hash.hpp"
@@ -75,8 +79,9 @@ const std::vector<std::uint32_t> kPartitionCounts = {1, 2, 5};
 
 /// Validates, splits, maps every chunk, groups piece p of every map output into partition p,
 /// reduces every partition and assembles.
-JobResult run_job(const JobKind& kind, const JobInput& input, std::uint64_t chunk_bytes,
+JobResult run_job(const JobKind& kind, const JobInput& owned, std::uint64_t chunk_bytes,
                   std::uint32_t partitions) {
+  const InputView input = view_of(owned);
   kind.validate(input);
   const auto chunks = kind.split(input, chunk_bytes);
   EXPECT_GE(chunks.size(), 1u);
@@ -350,19 +355,19 @@ TEST(TextSplit, LastWordOverlapRepeatsExactlyThePreviousLastWord) {
 }
 
 TEST(TextSplit, PacksSmallDocumentsAndAlwaysMakesAChunk) {
-  EXPECT_EQ(split_documents(Documents{}, 10, Overlap::kNone).size(), 1u);
-  EXPECT_EQ(split_documents(docs({{"", ""}}), 1, Overlap::kNone).size(), 1u);
+  EXPECT_EQ(split_documents(view_of(Documents{}), 10, Overlap::kNone).size(), 1u);
+  EXPECT_EQ(split_documents(view_of(docs({{"", ""}})), 1, Overlap::kNone).size(), 1u);
 
   Documents many;
   for (int i = 0; i < 10; ++i) {
     many.documents.push_back({"d" + std::to_string(i), "1234567"});
   }
   // Each document is 9 bytes (name and text), so three fit in 32 bytes.
-  const auto chunks = split_documents(many, 32, Overlap::kNone);
+  const auto chunks = split_documents(view_of(many), 32, Overlap::kNone);
   EXPECT_EQ(chunks.size(), 4u);
   std::vector<Document> all;
   for (const auto& chunk : chunks) {
-    const auto& d = std::get<Documents>(chunk).documents;
+    const auto d = std::get<Documents>(to_owned(chunk)).documents;
     EXPECT_LE(d.size(), 3u);
     all.insert(all.end(), d.begin(), d.end());
   }
@@ -370,12 +375,12 @@ TEST(TextSplit, PacksSmallDocumentsAndAlwaysMakesAChunk) {
 }
 
 TEST(TextSplit, BigDocumentGetsSeveralChunksThatKeepItsName) {
-  const auto chunks =
-      split_documents(docs({{"small", "a b"}, {"big", "one two three four five"}, {"tail", "z"}}),
-                      8, Overlap::kNone);
+  const Documents input =
+      docs({{"small", "a b"}, {"big", "one two three four five"}, {"tail", "z"}});
+  const auto chunks = split_documents(view_of(input), 8, Overlap::kNone);
   std::string big;
   for (const auto& chunk : chunks) {
-    for (const auto& d : std::get<Documents>(chunk).documents) {
+    for (const auto& d : std::get<DocumentsView>(chunk).documents) {
       if (d.name == "big") big += d.text;
     }
   }
@@ -442,7 +447,7 @@ TEST(WordCount, KeysSpreadOverPartitions) {
     text.append("w").append(std::to_string(i)).append(" ");
   }
   input.documents.push_back({"d", text});
-  const auto pieces = job("words", "sum").map(input, 5);
+  const auto pieces = job("words", "sum").map(view_of(input), 5);
   ASSERT_EQ(pieces.size(), 5u);
   for (const auto& piece : pieces) {
     EXPECT_GT(piece.size(), 8u) << "an empty partition";
@@ -622,21 +627,21 @@ TEST(Statistics, RandomValuesAgreeWithReference) {
 TEST(Statistics, NaNIsRejectedWithItsPosition) {
   const auto& kind = job("numbers", "stats");
   try {
-    kind.validate(Numbers{{1, 2, std::nan(""), 4}});
+    kind.validate(view_of(Numbers{{1, 2, std::nan(""), 4}}));
     FAIL() << "NaN accepted";
   } catch (const JobError& e) {
     EXPECT_STREQ(e.what(), "input contains NaN at position 2");
   }
-  EXPECT_THROW(kind.map(Numbers{{std::nan("")}}, 1), JobError);
-  EXPECT_NO_THROW(kind.validate(Numbers{{std::numeric_limits<double>::infinity()}}));
+  EXPECT_THROW(kind.map(view_of(Numbers{{std::nan("")}}), 1), JobError);
+  EXPECT_NO_THROW(kind.validate(view_of(Numbers{{std::numeric_limits<double>::infinity()}})));
 }
 
 TEST(Statistics, SplitGivesChunkBytesOverEightNumbersPerChunk) {
   const auto& kind = job("numbers", "stats");
-  EXPECT_EQ(kind.split(Numbers{}, 64).size(), 1u);
-  EXPECT_EQ(kind.split(Numbers{{1, 2, 3}}, 1).size(), 3u);
-  EXPECT_EQ(kind.split(Numbers{std::vector<double>(100, 1.0)}, 80).size(), 10u);
-  EXPECT_EQ(kind.split(Numbers{std::vector<double>(101, 1.0)}, 80).size(), 11u);
+  EXPECT_EQ(kind.split(view_of(Numbers{}), 64).size(), 1u);
+  EXPECT_EQ(kind.split(view_of(Numbers{{1, 2, 3}}), 1).size(), 3u);
+  EXPECT_EQ(kind.split(view_of(Numbers{std::vector<double>(100, 1.0)}), 80).size(), 10u);
+  EXPECT_EQ(kind.split(view_of(Numbers{std::vector<double>(101, 1.0)}), 80).size(), 11u);
 }
 
 // --- matmul + rows ---
@@ -708,28 +713,187 @@ TEST(MatrixMultiply, SplitsRowsByChunkBytes) {
   const auto& kind = job("matmul", "rows");
   std::mt19937 rng(9);
   const MatrixPair pair{random_matrix(rng, 10, 4), random_matrix(rng, 4, 3)};
-  EXPECT_EQ(kind.split(pair, 1).size(), 10u);  // at least one row per chunk
-  EXPECT_EQ(kind.split(pair, 64).size(), 5u);  // two 32-byte rows per chunk
-  EXPECT_EQ(kind.split(pair, 1000).size(), 1u);
-  for (const auto& chunk : kind.split(pair, 96)) {  // three rows per chunk, B whole in each
-    EXPECT_LE(std::get<MatrixPair>(chunk).a.rows, 3u);
-    EXPECT_EQ(std::get<MatrixPair>(chunk).b, pair.b);
+  EXPECT_EQ(kind.split(view_of(pair), 1).size(), 10u);  // at least one row per chunk
+  EXPECT_EQ(kind.split(view_of(pair), 64).size(), 5u);  // two 32-byte rows per chunk
+  EXPECT_EQ(kind.split(view_of(pair), 1000).size(), 1u);
+  for (const auto& chunk :
+       kind.split(view_of(pair), 96)) {  // three rows per chunk, B whole in each
+    EXPECT_LE(std::get<MatrixPairView>(chunk).a.rows, 3u);
+    EXPECT_EQ(std::get<MatrixPair>(to_owned(chunk)).b, pair.b);
   }
-  EXPECT_EQ(kind.split(MatrixPair{matrix(5, 0, {}), matrix(0, 1, {})}, 1).size(), 1u);
+  EXPECT_EQ(kind.split(view_of(MatrixPair{matrix(5, 0, {}), matrix(0, 1, {})}), 1).size(), 1u);
 }
 
 TEST(MatrixMultiply, MismatchedShapesAreRejected) {
   const auto& kind = job("matmul", "rows");
   try {
-    kind.validate(
-        MatrixPair{matrix(3, 4, std::vector<double>(12)), matrix(5, 2, std::vector<double>(10))});
+    kind.validate(view_of(
+        MatrixPair{matrix(3, 4, std::vector<double>(12)), matrix(5, 2, std::vector<double>(10))}));
     FAIL() << "mismatch accepted";
   } catch (const JobError& e) {
     EXPECT_STREQ(e.what(), "cannot multiply 3x4 by 5x2: A has 4 columns but B has 5 rows");
   }
-  EXPECT_THROW(kind.validate(MatrixPair{matrix(2, 2, {1, 2, 3}), matrix(2, 1, {1, 2})}), JobError);
-  EXPECT_THROW(kind.map(MatrixPair{matrix(1, 2, {1, 2}), matrix(3, 1, {1, 2, 3})}, 1), JobError);
+  EXPECT_THROW(kind.validate(view_of(MatrixPair{matrix(2, 2, {1, 2, 3}), matrix(2, 1, {1, 2})})),
+               JobError);
+  EXPECT_THROW(kind.map(view_of(MatrixPair{matrix(1, 2, {1, 2}), matrix(3, 1, {1, 2, 3})}), 1),
+               JobError);
   EXPECT_FALSE(kind.has_reduce());
+}
+
+// --- inputs and chunks are views ---
+
+/// True if `part` lies inside `whole`'s bytes (so it views them rather than a copy).
+template <class T>
+bool lies_within(std::span<const T> part, std::span<const T> whole) {
+  const std::less_equal<const T*> at_or_before;
+  return at_or_before(whole.data(), part.data()) &&
+         at_or_before(part.data() + part.size(), whole.data() + whole.size());
+}
+bool lies_within(std::string_view part, std::string_view whole) {
+  return lies_within(std::span<const char>(part), std::span<const char>(whole));
+}
+
+TEST(InputView, ViewsPointAtTheOwnersBytesAndCopyBackEqual) {
+  const Documents documents = docs({{"a", "one two"}, {"b", ""}, {"a long name, past SSO", "x"}});
+  const DocumentsView text = view_of(documents);
+  ASSERT_EQ(text.documents.size(), documents.documents.size());
+  for (std::size_t d = 0; d < documents.documents.size(); ++d) {
+    EXPECT_EQ(text.documents[d].name.data(), documents.documents[d].name.data());
+    EXPECT_EQ(text.documents[d].text.data(), documents.documents[d].text.data());
+    EXPECT_EQ(text.documents[d].text.size(), documents.documents[d].text.size());
+  }
+  const Numbers numbers{{1, 2, 3}};
+  EXPECT_EQ(view_of(numbers).values.data(), numbers.values.data());
+  EXPECT_EQ(view_of(numbers).values.size(), 3u);
+  const MatrixPair pair{matrix(2, 1, {1, 2}), matrix(1, 3, {3, 4, 5})};
+  const MatrixPairView matrices = view_of(pair);
+  EXPECT_EQ(matrices.a.values.data(), pair.a.values.data());
+  EXPECT_EQ(matrices.b.values.data(), pair.b.values.data());
+  EXPECT_EQ(matrices.b.rows, 1u);
+  EXPECT_EQ(matrices.b.cols, 3u);
+
+  for (const JobInput& owned : {JobInput{documents}, JobInput{numbers}, JobInput{pair}}) {
+    const InputView view = view_of(owned);
+    EXPECT_EQ(view.index(), owned.index());
+    EXPECT_EQ(to_owned(view), owned);
+  }
+}
+
+TEST(InputView, TextChunksViewTheInputAndCoverItAsBefore) {
+  std::mt19937 rng(11);
+  Documents input;
+  for (int i = 0; i < 12; ++i) {
+    input.documents.push_back({"document " + std::to_string(i) + " of the collection",
+                               random_text(rng, static_cast<std::size_t>(i * i % 50))});
+  }
+  input.documents.push_back({"big", random_text(rng, 400)});
+  input.documents.push_back({"empty", ""});
+  input.documents.push_back({"tail", "a b"});
+  const InputView view = view_of(input);
+
+  for (const auto* kind :
+       {&job("words", "sum"), &job("bigrams", "sum"), &job("index", "postings")}) {
+    const bool overlapping = kind->mapper() == "bigrams";
+    for (const auto chunk_bytes : kChunkSizes) {
+      SCOPED_TRACE(std::string(kind->mapper()) + ", chunk_bytes " + std::to_string(chunk_bytes));
+      const auto chunks = kind->split(view, chunk_bytes);
+      ASSERT_GE(chunks.size(), 1u);
+      if (chunk_bytes == kHugeChunk) {
+        EXPECT_EQ(chunks.size(), 1u);
+      }
+
+      // Each document's pieces in chunk order; documents come in input order.
+      std::vector<std::vector<std::string_view>> pieces(input.documents.size());
+      std::size_t at = 0;  // the document the last view belonged to
+      for (const auto& chunk : chunks) {
+        for (const DocumentView& d : std::get<DocumentsView>(chunk).documents) {
+          while (at < input.documents.size() && d.name.data() != input.documents[at].name.data()) {
+            ++at;
+          }
+          ASSERT_LT(at, input.documents.size()) << "a name that is not the input's own bytes";
+          EXPECT_EQ(d.name.size(), input.documents[at].name.size());
+          ASSERT_TRUE(lies_within(d.text, input.documents[at].text)) << "a copied text";
+          pieces[at].push_back(d.text);
+        }
+      }
+      for (std::size_t d = 0; d < input.documents.size(); ++d) {
+        const std::string_view text = input.documents[d].text;
+        ASSERT_FALSE(pieces[d].empty()) << "document " << d << " is in no chunk";
+        EXPECT_EQ(pieces[d].front().data(), text.data());
+        EXPECT_EQ(pieces[d].back().data() + pieces[d].back().size(), text.data() + text.size());
+        for (std::size_t p = 1; p < pieces[d].size(); ++p) {
+          const auto previous = pieces[d][p - 1];
+          const auto* previous_end = previous.data() + previous.size();
+          if (overlapping) {  // starts inside the previous piece, at its last word
+            EXPECT_GT(pieces[d][p].data(), previous.data());
+            EXPECT_LT(pieces[d][p].data(), previous_end);
+          } else {  // starts where the previous piece ends
+            EXPECT_EQ(pieces[d][p].data(), previous_end);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(InputView, NumberChunksAreConsecutiveSpansOfTheInput) {
+  const auto& kind = job("numbers", "stats");
+  std::vector<double> values(101);
+  std::iota(values.begin(), values.end(), 0.0);
+  const Numbers input{values};
+  const std::span<const double> whole = input.values;
+  for (const std::uint64_t chunk_bytes : {std::uint64_t{1}, std::uint64_t{8}, std::uint64_t{80},
+                                          std::uint64_t{81}, std::uint64_t{4096}, kHugeChunk}) {
+    SCOPED_TRACE("chunk_bytes " + std::to_string(chunk_bytes));
+    const auto per_chunk = std::max<std::uint64_t>(1, chunk_bytes / sizeof(double));
+    const double* next = whole.data();
+    for (const auto& chunk : kind.split(view_of(input), chunk_bytes)) {
+      const auto part = std::get<NumbersView>(chunk).values;
+      EXPECT_TRUE(lies_within(part, whole)) << "a copied chunk";
+      EXPECT_EQ(part.data(), next);
+      EXPECT_GE(part.size(), 1u);
+      EXPECT_LE(part.size(), per_chunk);
+      next = part.data() + part.size();
+    }
+    EXPECT_EQ(next, whole.data() + whole.size());
+  }
+  const Numbers none;
+  const auto chunks = kind.split(view_of(none), 64);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_TRUE(std::get<NumbersView>(chunks[0]).values.empty());
+}
+
+TEST(InputView, MatrixChunksAreRowBlocksOfAAndTheWholeOfB) {
+  const auto& kind = job("matmul", "rows");
+  std::mt19937 rng(12);
+  const MatrixPair pair{random_matrix(rng, 10, 4), random_matrix(rng, 4, 3)};
+  for (const std::uint64_t chunk_bytes :
+       {std::uint64_t{1}, std::uint64_t{32}, std::uint64_t{64}, std::uint64_t{96}, kHugeChunk}) {
+    SCOPED_TRACE("chunk_bytes " + std::to_string(chunk_bytes));
+    std::uint64_t rows = 0;  // rows of A in the chunks so far
+    for (const auto& chunk : kind.split(view_of(pair), chunk_bytes)) {
+      const auto& [a, b] = std::get<MatrixPairView>(chunk);
+      EXPECT_EQ(a.cols, 4u);
+      EXPECT_GE(a.rows, 1u);
+      EXPECT_EQ(a.values.size(), a.rows * a.cols);
+      EXPECT_EQ(a.values.data(), pair.a.values.data() + rows * 4) << "a copied block of A";
+      EXPECT_EQ(b.values.data(), pair.b.values.data()) << "a copy of B";
+      EXPECT_EQ(b.values.size(), pair.b.values.size());
+      EXPECT_EQ(b.rows, 4u);
+      EXPECT_EQ(b.cols, 3u);
+      rows += a.rows;
+    }
+    EXPECT_EQ(rows, 10u);
+  }
+}
+
+TEST(InputView, AMatrixHoldingTooFewValuesIsRejectedBeforeItIsCut) {
+  // A view's span says nothing of rows and cols: validate (and split, which calls it) checks them.
+  const std::vector<double> values{1, 2, 3};
+  const InputView short_a = MatrixPairView{MatrixView{2, 2, values}, MatrixView{2, 1, values}};
+  EXPECT_THROW(job("matmul", "rows").validate(short_a), JobError);
+  EXPECT_THROW(job("matmul", "rows").split(short_a, 8), JobError);
+  EXPECT_THROW(job("matmul", "rows").map(short_a, 1), JobError);
 }
 
 // --- the catalog ---
@@ -771,11 +935,16 @@ TEST(Catalog, CheckSubmitExplainsEveryMistake) {
             "mapper 'words' takes documents, not numbers");
   EXPECT_EQ(check_submit(submit("numbers", "stats", MatrixPair{})),
             "mapper 'numbers' takes numbers, not a matrix pair");
+  // The same checks from the names and the input kind alone (an input not decoded yet).
+  EXPECT_EQ(check_submit("words", "sum", 0), "");
+  EXPECT_EQ(check_submit("words", "sum", 1), "mapper 'words' takes documents, not numbers");
+  EXPECT_EQ(check_submit("grep", "sum", 0).substr(0, 21), "unknown mapper 'grep'");
 }
 
 TEST(Catalog, WrongInputKindIsAJobErrorEverywhere) {
   for (const JobKind* kind : all_job_kinds()) {
-    const JobInput wrong = kind->input_kind() == 0 ? JobInput{Numbers{}} : JobInput{Documents{}};
+    const JobInput owned = kind->input_kind() == 0 ? JobInput{Numbers{}} : JobInput{Documents{}};
+    const InputView wrong = view_of(owned);
     EXPECT_THROW(kind->validate(wrong), JobError) << kind->mapper();
     EXPECT_THROW(kind->split(wrong, 64), JobError) << kind->mapper();
     EXPECT_THROW(kind->map(wrong, 1), JobError) << kind->mapper();
@@ -802,13 +971,13 @@ TEST(Intermediate, TruncatedOrExtendedPiecesAreRejected) {
   for (const auto* kind :
        {&job("words", "sum"), &job("bigrams", "sum"), &job("index", "postings")}) {
     SCOPED_TRACE(std::string(kind->mapper()));
-    const std::string piece = kind->map(input, 1).at(0);
+    const std::string piece = kind->map(view_of(input), 1).at(0);
     EXPECT_NO_THROW(kind->reduce({piece}));
     EXPECT_THROW(kind->reduce({piece.substr(0, piece.size() - 1)}), JobError);
     EXPECT_THROW(kind->reduce({piece + "x"}), JobError);
   }
   const auto& stats = job("numbers", "stats");
-  const std::string piece = stats.map(Numbers{{3, 1, 2}}, 1).at(0);
+  const std::string piece = stats.map(view_of(Numbers{{3, 1, 2}}), 1).at(0);
   EXPECT_NO_THROW(stats.reduce({piece}));
   EXPECT_THROW(stats.reduce({piece.substr(0, piece.size() - 1)}), JobError);
   // Values out of order: swap the first two (value, count) pairs after the u64 count.
@@ -1116,7 +1285,7 @@ TEST(KeyedHash, AnotherKeySendsKeysToOtherPartitions) {
   const JobInput numbers = key_independence_input(stats);
   const auto pieces = [&](const HashKey& key, const JobKind& kind, const JobInput& input) {
     WithHashKey installed(key);
-    return kind.map(input, 3);
+    return kind.map(view_of(input), 3);
   };
   const HashKey other{kVectorK0, kVectorK1};
   EXPECT_NE(pieces(kDefaultHashKey, words, text), pieces(other, words, text));

@@ -3,8 +3,12 @@
 
 #include "server/job_planner.hpp"
 
+#include "server/engine/input_view.hpp"
+
 namespace mrd::server {
 namespace {
+
+using engine::view_of;
 
 protocol::JobInput text_of(std::size_t bytes) {
   return protocol::Documents{{{"doc", std::string(bytes, 'a')}}};
@@ -17,27 +21,29 @@ protocol::JobInput product(std::uint64_t n) {
 
 TEST(Planner, TheDefaultChunkGivesAFewTasksPerWorker) {
   const PlanLimits limits{.workers = 2};
-  EXPECT_EQ(plan_chunk_bytes(0, text_of(8 << 20), limits), 1u << 20);  // 8 MiB / (4 x 2)
-  EXPECT_EQ(plan_chunk_bytes(0, text_of(1000), limits), 64u << 10);    // never below 64 KiB
-  EXPECT_EQ(plan_chunk_bytes(0, text_of(1 << 30), limits), 2u << 20);  // never above 2 MiB
+  EXPECT_EQ(plan_chunk_bytes(0, view_of(text_of(8 << 20)), limits), 1u << 20);  // 8 MiB / (4 x 2)
+  EXPECT_EQ(plan_chunk_bytes(0, view_of(text_of(1000)), limits), 64u << 10);  // never below 64 KiB
+  EXPECT_EQ(plan_chunk_bytes(0, view_of(text_of(1 << 30)), limits), 2u << 20);  // never above 2 MiB
 }
 
 TEST(Planner, AClientsChunkSizeIsKeptWithinTheLimits) {
   const PlanLimits limits{.workers = 2};
-  EXPECT_EQ(plan_chunk_bytes(100000, text_of(1 << 20), limits), 100000u);
+  EXPECT_EQ(plan_chunk_bytes(100000, view_of(text_of(1 << 20)), limits), 100000u);
   // One byte per chunk of 1 MiB would be a million tasks: at most max_map_tasks.
-  EXPECT_EQ(plan_chunk_bytes(1, text_of(1 << 20), limits), (1u << 20) / limits.max_map_tasks);
+  EXPECT_EQ(plan_chunk_bytes(1, view_of(text_of(1 << 20)), limits),
+            (1u << 20) / limits.max_map_tasks);
   // 2^40 would make one task of a whole big input: at most max_chunk_bytes.
-  EXPECT_EQ(plan_chunk_bytes(1ull << 40, text_of(20 << 20), limits), limits.max_chunk_bytes);
+  EXPECT_EQ(plan_chunk_bytes(1ull << 40, view_of(text_of(20 << 20)), limits),
+            limits.max_chunk_bytes);
 }
 
 TEST(Planner, AProductHasAtMostAFewTasksPerWorkerEachCarryingB) {
   const PlanLimits limits{.workers = 2};
   const auto input = product(256);
   const std::uint64_t a_bytes = 256 * 256 * 8;
-  EXPECT_EQ(plan_chunk_bytes(0, input, limits), a_bytes / 2);  // one chunk per worker
-  EXPECT_EQ(plan_chunk_bytes(1, input, limits), a_bytes / 8);  // not 65,536 copies of B
-  EXPECT_EQ(plan_chunk_bytes(a_bytes, input, limits), a_bytes);
+  EXPECT_EQ(plan_chunk_bytes(0, view_of(input), limits), a_bytes / 2);  // one chunk per worker
+  EXPECT_EQ(plan_chunk_bytes(1, view_of(input), limits), a_bytes / 8);  // not 65,536 copies of B
+  EXPECT_EQ(plan_chunk_bytes(a_bytes, view_of(input), limits), a_bytes);
 }
 
 TEST(Planner, PartitionsDefaultToOnePerWorkerAndAreClampedByPieces) {
@@ -51,11 +57,11 @@ TEST(Planner, PartitionsDefaultToOnePerWorkerAndAreClampedByPieces) {
 }
 
 TEST(Planner, WorkingMemoryCountsTheChunksAndACopyOfBPerProductTask) {
-  const auto text = planned_working_bytes(text_of(1 << 20), 16, 2);
+  const auto text = planned_working_bytes(view_of(text_of(1 << 20)), 16, 2);
   EXPECT_GE(text, 1u << 20);
   EXPECT_LT(text, (1u << 20) + 16 * 1024);
   const std::uint64_t b_bytes = 256 * 256 * 8;
-  EXPECT_GE(planned_working_bytes(product(256), 4, 1), b_bytes /* A */ + 4 * b_bytes);
+  EXPECT_GE(planned_working_bytes(view_of(product(256)), 4, 1), b_bytes /* A */ + 4 * b_bytes);
 }
 
 TEST(Planner, TheWorstRequestsStayWithinASmallMultipleOfTheirInput) {
@@ -63,7 +69,7 @@ TEST(Planner, TheWorstRequestsStayWithinASmallMultipleOfTheirInput) {
   for (const auto& input : {text_of(1 << 20), text_of(20 << 20), product(512)}) {
     for (const std::uint64_t chunk : {1ull, 7ull, 1ull << 40}) {
       for (const std::uint32_t partitions : {0u, 1u, 1024u}) {
-        const auto chunk_bytes = plan_chunk_bytes(chunk, input, limits);
+        const auto chunk_bytes = plan_chunk_bytes(chunk, view_of(input), limits);
         const auto total = std::visit(
             [](const auto& in) -> std::uint64_t {
               using T = std::decay_t<decltype(in)>;
@@ -77,8 +83,8 @@ TEST(Planner, TheWorstRequestsStayWithinASmallMultipleOfTheirInput) {
             },
             input);
         const auto tasks = (total + chunk_bytes - 1) / chunk_bytes;
-        const auto working =
-            planned_working_bytes(input, tasks, plan_partitions(partitions, tasks, limits));
+        const auto working = planned_working_bytes(view_of(input), tasks,
+                                                   plan_partitions(partitions, tasks, limits));
         // At most the input (or, for a product, A) and 8 copies of B, and 16 MiB of bookkeeping.
         EXPECT_LE(working, 9 * total + (16u << 20))
             << "chunk " << chunk << ", partitions " << partitions << ", total " << total;

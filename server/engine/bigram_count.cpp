@@ -15,14 +15,13 @@ class BigramCount final : public CountsJob {
  public:
   std::string_view mapper() const override { return "bigrams"; }
 
-  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
-                                        std::uint64_t chunk_bytes) const override {
-    return split_documents(input_as<protocol::Documents>(input, mapper()), chunk_bytes,
+  std::vector<InputView> split(const InputView& input, std::uint64_t chunk_bytes) const override {
+    return split_documents(input_as<DocumentsView>(input, mapper()), chunk_bytes,
                            Overlap::kLastWord);
   }
 
  protected:
-  void count_keys(const protocol::Documents& chunk, CountTable& counts) const override {
+  void count_keys(const DocumentsView& chunk, CountTable& counts) const override {
     std::string scratch;
     for (const auto& document : chunk.documents) {
       std::string_view previous;  // empty before the document's first word

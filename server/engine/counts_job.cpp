@@ -54,24 +54,21 @@ void read_counts(std::string_view bytes, Add&& add) {
 }  // namespace
 
 std::size_t CountsJob::input_kind() const {
-  return input_kind_of<protocol::Documents>();
+  return input_kind_of<DocumentsView>();
 }
 
-std::vector<protocol::JobInput> CountsJob::split(const protocol::JobInput& input,
-                                                 std::uint64_t chunk_bytes) const {
-  return split_documents(input_as<protocol::Documents>(input, mapper()), chunk_bytes,
-                         Overlap::kNone);
+std::vector<InputView> CountsJob::split(const InputView& input, std::uint64_t chunk_bytes) const {
+  return split_documents(input_as<DocumentsView>(input, mapper()), chunk_bytes, Overlap::kNone);
 }
 
-void CountsJob::validate(const protocol::JobInput& input) const {
-  input_as<protocol::Documents>(input, mapper());  // any text can be counted
+void CountsJob::validate(const InputView& input) const {
+  input_as<DocumentsView>(input, mapper());  // any text can be counted
 }
 
-std::vector<std::string> CountsJob::map(const protocol::JobInput& chunk,
-                                        std::uint32_t partitions) const {
+std::vector<std::string> CountsJob::map(const InputView& chunk, std::uint32_t partitions) const {
   check_partitions(partitions);
   CountTable counts;
-  count_keys(input_as<protocol::Documents>(chunk, mapper()), counts);
+  count_keys(input_as<DocumentsView>(chunk, mapper()), counts);
 
   std::vector<std::vector<CountView>> by_partition(partitions);
   counts.for_each([&](const CountTable::Entry& entry) {

@@ -23,11 +23,9 @@ class CountsJob : public JobKind {
   std::string_view reducer() const override { return "sum"; }
   std::size_t input_kind() const override;
   /// Cuts the documents between words, every word in exactly one chunk (bigrams override this).
-  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
-                                        std::uint64_t chunk_bytes) const override;
-  void validate(const protocol::JobInput& input) const override;
-  std::vector<std::string> map(const protocol::JobInput& chunk,
-                               std::uint32_t partitions) const override;
+  std::vector<InputView> split(const InputView& input, std::uint64_t chunk_bytes) const override;
+  void validate(const InputView& input) const override;
+  std::vector<std::string> map(const InputView& chunk, std::uint32_t partitions) const override;
   std::string reduce(const std::vector<std::string>& pieces) const override;
   protocol::JobResult assemble(std::vector<std::string> partitions) const override;
 
@@ -38,8 +36,8 @@ class CountsJob : public JobKind {
  protected:
   using CountTable = KeyTable<std::uint64_t>;
 
-  /// Adds one to `counts` for every key found in the chunk's documents.
-  virtual void count_keys(const protocol::Documents& chunk, CountTable& counts) const = 0;
+  /// Adds one to `counts` for every key found in the chunk's documents (read in place).
+  virtual void count_keys(const DocumentsView& chunk, CountTable& counts) const = 0;
 };
 
 }  // namespace mrd::engine

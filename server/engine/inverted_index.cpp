@@ -58,22 +58,19 @@ class InvertedIndex final : public JobKind {
  public:
   std::string_view mapper() const override { return "index"; }
   std::string_view reducer() const override { return "postings"; }
-  std::size_t input_kind() const override { return input_kind_of<protocol::Documents>(); }
+  std::size_t input_kind() const override { return input_kind_of<DocumentsView>(); }
 
-  void validate(const protocol::JobInput& input) const override {
-    input_as<protocol::Documents>(input, mapper());  // any text can be indexed
+  void validate(const InputView& input) const override {
+    input_as<DocumentsView>(input, mapper());  // any text can be indexed
   }
 
-  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
-                                        std::uint64_t chunk_bytes) const override {
-    return split_documents(input_as<protocol::Documents>(input, mapper()), chunk_bytes,
-                           Overlap::kNone);
+  std::vector<InputView> split(const InputView& input, std::uint64_t chunk_bytes) const override {
+    return split_documents(input_as<DocumentsView>(input, mapper()), chunk_bytes, Overlap::kNone);
   }
 
-  std::vector<std::string> map(const protocol::JobInput& chunk,
-                               std::uint32_t partitions) const override {
+  std::vector<std::string> map(const InputView& chunk, std::uint32_t partitions) const override {
     check_partitions(partitions);
-    const auto& documents = input_as<protocol::Documents>(chunk, mapper()).documents;
+    const auto& documents = input_as<DocumentsView>(chunk, mapper()).documents;
 
     // Each word's documents, as indexes into `documents`, in order and without repeats.
     using Occurrences = KeyTable<std::vector<std::uint32_t>>;

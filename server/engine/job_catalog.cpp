@@ -69,27 +69,32 @@ const JobKind* find_job_kind(std::string_view mapper, std::string_view reducer) 
   return nullptr;
 }
 
-std::string check_submit(const protocol::SubmitRequest& request, bool allow_test_jobs) {
+std::string check_submit(std::string_view mapper, std::string_view reducer, std::size_t input_kind,
+                         bool allow_test_jobs) {
   const auto kinds = submittable(allow_test_jobs);
-  const JobKind* by_mapper = with_mapper(kinds, request.mapper);
+  const JobKind* by_mapper = with_mapper(kinds, mapper);
   if (by_mapper == nullptr) {
-    return "unknown mapper '" + request.mapper +
+    return "unknown mapper '" + std::string(mapper) +
            "'; known mappers: " + quoted_list(kinds, [](const JobKind& k) { return k.mapper(); });
   }
-  if (with_reducer(kinds, request.reducer) == nullptr) {
-    return "unknown reducer '" + request.reducer +
+  if (with_reducer(kinds, reducer) == nullptr) {
+    return "unknown reducer '" + std::string(reducer) +
            "'; known reducers: " + quoted_list(kinds, [](const JobKind& k) { return k.reducer(); });
   }
-  const JobKind* kind = find_job_kind(request.mapper, request.reducer);
+  const JobKind* kind = find_job_kind(mapper, reducer);
   if (kind == nullptr) {
     // Each mapper goes with exactly one reducer, so the fix is always a single name.
-    return "mapper '" + request.mapper + "' does not go with reducer '" + request.reducer +
-           "'; use '" + std::string(by_mapper->reducer()) + "'";
+    return "mapper '" + std::string(mapper) + "' does not go with reducer '" +
+           std::string(reducer) + "'; use '" + std::string(by_mapper->reducer()) + "'";
   }
-  if (request.input.index() != kind->input_kind()) {
-    return wrong_input_message(kind->mapper(), kind->input_kind(), request.input.index());
+  if (input_kind != kind->input_kind()) {
+    return wrong_input_message(kind->mapper(), kind->input_kind(), input_kind);
   }
   return {};
+}
+
+std::string check_submit(const protocol::SubmitRequest& request, bool allow_test_jobs) {
+  return check_submit(request.mapper, request.reducer, request.input.index(), allow_test_jobs);
 }
 
 }  // namespace mrd::engine

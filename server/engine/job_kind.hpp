@@ -4,6 +4,10 @@
 // inside a worker process and inside a unit test. The scheduler splits the input, sends each
 // chunk to a worker process to map, groups the map outputs by partition, sends each partition to
 // a worker process to reduce, and assembles the result.
+//
+// Inputs and chunks are views (input_view.hpp): the input's bytes live once, wherever its owner
+// keeps them, and splitting only cuts views into them. Whoever calls split() keeps those bytes
+// alive for as long as it uses the chunks.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +17,7 @@
 #include <vector>
 
 #include "protocol/messages.hpp"
+#include "server/engine/input_view.hpp"
 
 namespace mrd::engine {
 
@@ -31,25 +36,25 @@ class JobKind {
   virtual std::string_view mapper() const = 0;
   virtual std::string_view reducer() const = 0;
 
-  /// The JobInput alternative this job takes (its variant index).
+  /// The InputView (and protocol::JobInput) alternative this job takes: its variant index.
   virtual std::size_t input_kind() const = 0;
 
   /// False for jobs whose reduce is the identity (matrix rows): assemble() then receives partition
   /// 0 of each map output, in chunk order, and no reduce tasks run.
   virtual bool has_reduce() const { return true; }
 
-  /// Throws JobError if the input cannot be processed (mismatched shapes, NaN, ...).
-  virtual void validate(const protocol::JobInput& input) const = 0;
+  /// Throws JobError if the input cannot be processed (the wrong kind, mismatched shapes, NaN...).
+  virtual void validate(const InputView& input) const = 0;
 
   /// Splits the input into chunks of about `chunk_bytes` each (at least one chunk, even for empty
-  /// input). Text is cut only between words, so no word is split across chunks.
-  virtual std::vector<protocol::JobInput> split(const protocol::JobInput& input,
-                                                std::uint64_t chunk_bytes) const = 0;
+  /// input). Text is cut only between words, so no word is split across chunks. Each chunk views
+  /// the same bytes as `input`: texts, numbers and matrix values are never copied (a chunk of a
+  /// product is a block of A's rows and the whole of B).
+  virtual std::vector<InputView> split(const InputView& input, std::uint64_t chunk_bytes) const = 0;
 
   /// Maps (and combines) one chunk; returns one encoded piece per partition (`partitions` >= 1),
   /// or a single piece, whatever `partitions` is, when has_reduce() is false.
-  virtual std::vector<std::string> map(const protocol::JobInput& chunk,
-                                       std::uint32_t partitions) const = 0;
+  virtual std::vector<std::string> map(const InputView& chunk, std::uint32_t partitions) const = 0;
 
   /// Reduces one partition from its pieces (one per map task, in chunk order); returns it encoded.
   virtual std::string reduce(const std::vector<std::string>& pieces) const = 0;
@@ -61,8 +66,13 @@ class JobKind {
 /// The built-in job (or test job) with this mapper and reducer, or nullptr.
 const JobKind* find_job_kind(std::string_view mapper, std::string_view reducer);
 
-/// Why a SUBMIT cannot be run ("unknown mapper 'x'", "mapper 'words' takes documents, not
-/// numbers", ...), or an empty string when it can. Test jobs count only if `allow_test_jobs`.
+/// Why a job with this mapper, reducer and input kind (an InputView variant index) cannot be run
+/// ("unknown mapper 'x'", "mapper 'words' takes documents, not numbers", ...), or an empty string
+/// when it can. Test jobs count only if `allow_test_jobs`.
+std::string check_submit(std::string_view mapper, std::string_view reducer, std::size_t input_kind,
+                         bool allow_test_jobs = false);
+
+/// check_submit for a decoded SUBMIT.
 std::string check_submit(const protocol::SubmitRequest& request, bool allow_test_jobs = false);
 
 /// Every built-in pair, for --help texts and the docs.

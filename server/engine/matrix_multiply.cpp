@@ -1,8 +1,9 @@
 // matmul + rows: the matrix product C = A x B.
 //
-// Row r of C depends only on row r of A (and all of B), so each chunk is a block of A's rows with
-// a copy of B, each map task multiplies its block with BLAS, and the blocks of C only need to be
-// stacked in chunk order: there is no reduce step. The one map piece is the block of C, encoded
+// Row r of C depends only on row r of A (and all of B), so each chunk is a block of A's rows and
+// the whole of B (views into the input, not copies), each map task multiplies its block with
+// BLAS, reading both in place, and the blocks of C only need to be stacked in chunk order: there
+// is no reduce step. The one map piece is the block of C, encoded
 // as protocol::write_matrix does (u64 rows, u64 cols, then the values as a u64 count and f64s).
 #include <cblas.h>
 
@@ -20,19 +21,18 @@ namespace mrd::engine {
 namespace {
 
 using protocol::Matrix;
-using protocol::MatrixPair;
 
 /// Largest product: 256 MiB of doubles (a 5792 x 5792 matrix), well inside what a reply can carry
 /// and about the size of the largest SUBMIT; mrd holds a result in memory to serve it.
 constexpr std::uint64_t kMaxProductValues = (256ull << 20) / sizeof(double);
 
-std::string shape(const Matrix& m) {
+std::string shape(const MatrixView& m) {
   return std::to_string(m.rows) + "x" + std::to_string(m.cols);
 }
 
 /// Throws unless `m` holds rows * cols values and its sides are within the protocol's limit
 /// (which also keeps them within BLAS's int arguments).
-void check_shape(const Matrix& m, const char* name) {
+void check_shape(const MatrixView& m, const char* name) {
   if (m.rows > protocol::kMaxMatrixSide || m.cols > protocol::kMaxMatrixSide) {
     throw JobError(std::string("matrix ") + name + " is " + shape(m) + "; no side may exceed " +
                    std::to_string(protocol::kMaxMatrixSide));
@@ -43,8 +43,8 @@ void check_shape(const Matrix& m, const char* name) {
   }
 }
 
-/// a x b with cblas_dgemm; the shapes have been checked.
-Matrix multiply(const Matrix& a, const Matrix& b) {
+/// a x b with cblas_dgemm, reading both where they are; the shapes have been checked.
+Matrix multiply(const MatrixView& a, const MatrixView& b) {
   Matrix c{a.rows, b.cols, std::vector<double>(a.rows * b.cols, 0.0)};
   // BLAS rejects a leading dimension of 0, and with any side 0 the product is all zeros (or
   // empty) anyway, so it is only called when there is something to multiply.
@@ -61,11 +61,11 @@ class MatrixMultiply final : public JobKind {
  public:
   std::string_view mapper() const override { return "matmul"; }
   std::string_view reducer() const override { return "rows"; }
-  std::size_t input_kind() const override { return input_kind_of<MatrixPair>(); }
+  std::size_t input_kind() const override { return input_kind_of<MatrixPairView>(); }
   bool has_reduce() const override { return false; }
 
-  void validate(const protocol::JobInput& input) const override {
-    const auto& pair = input_as<MatrixPair>(input, mapper());
+  void validate(const InputView& input) const override {
+    const auto& pair = input_as<MatrixPairView>(input, mapper());
     check_shape(pair.a, "A");
     check_shape(pair.b, "B");
     if (pair.a.cols != pair.b.rows) {
@@ -83,32 +83,31 @@ class MatrixMultiply final : public JobKind {
     }
   }
 
-  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
-                                        std::uint64_t chunk_bytes) const override {
-    const auto& pair = input_as<MatrixPair>(input, mapper());
-    const Matrix& a = pair.a;
+  std::vector<InputView> split(const InputView& input, std::uint64_t chunk_bytes) const override {
+    validate(input);  // the row blocks are cut from A's values: they must hold rows * cols
+    const auto& pair = std::get<MatrixPairView>(input);
+    const MatrixView& a = pair.a;
     // A row of A is 8 * cols bytes; rows without columns cost nothing, so they all go together.
     const std::uint64_t row_bytes = sizeof(double) * a.cols;
     const std::uint64_t rows_per_chunk = row_bytes == 0
                                              ? std::max<std::uint64_t>(1, a.rows)
                                              : std::max<std::uint64_t>(1, chunk_bytes / row_bytes);
 
-    std::vector<protocol::JobInput> chunks;
+    std::vector<InputView> chunks;
     std::uint64_t first = 0;
     do {
       const std::uint64_t rows = std::min(rows_per_chunk, a.rows - first);
-      const auto begin = a.values.begin() + static_cast<std::ptrdiff_t>(first * a.cols);
-      const auto end = begin + static_cast<std::ptrdiff_t>(rows * a.cols);
-      chunks.emplace_back(MatrixPair{Matrix{rows, a.cols, {begin, end}}, pair.b});
+      const auto block = a.values.subspan(first * a.cols, rows * a.cols);
+      chunks.emplace_back(MatrixPairView{MatrixView{rows, a.cols, block}, pair.b});
       first += rows;
     } while (first < a.rows);
     return chunks;
   }
 
   /// One piece whatever `partitions` is: the block of C.
-  std::vector<std::string> map(const protocol::JobInput& chunk, std::uint32_t) const override {
+  std::vector<std::string> map(const InputView& chunk, std::uint32_t) const override {
     validate(chunk);  // BLAS would read out of bounds on a wrong shape
-    const auto& pair = std::get<MatrixPair>(chunk);
+    const auto& pair = std::get<MatrixPairView>(chunk);
     std::string piece;
     protocol::BodyWriter writer(piece);
     protocol::write_matrix(writer, multiply(pair.a, pair.b));

@@ -24,7 +24,7 @@ class PluginJob final : public CountsJob {
   }
 
  protected:
-  void count_keys(const protocol::Documents& chunk, CountTable& counts) const override {
+  void count_keys(const DocumentsView& chunk, CountTable& counts) const override {
     struct Sink {
       const PluginJob* job;
       CountTable* counts;

@@ -136,10 +136,10 @@ class Statistics final : public JobKind {
  public:
   std::string_view mapper() const override { return "numbers"; }
   std::string_view reducer() const override { return "stats"; }
-  std::size_t input_kind() const override { return input_kind_of<protocol::Numbers>(); }
+  std::size_t input_kind() const override { return input_kind_of<NumbersView>(); }
 
-  void validate(const protocol::JobInput& input) const override {
-    const auto& values = input_as<protocol::Numbers>(input, mapper()).values;
+  void validate(const InputView& input) const override {
+    const auto values = input_as<NumbersView>(input, mapper()).values;
     const auto nan =
         std::find_if(values.begin(), values.end(), [](double v) { return std::isnan(v); });
     if (nan != values.end()) {
@@ -147,25 +147,24 @@ class Statistics final : public JobKind {
     }
   }
 
-  std::vector<protocol::JobInput> split(const protocol::JobInput& input,
-                                        std::uint64_t chunk_bytes) const override {
-    const auto& values = input_as<protocol::Numbers>(input, mapper()).values;
+  std::vector<InputView> split(const InputView& input, std::uint64_t chunk_bytes) const override {
+    const auto values = input_as<NumbersView>(input, mapper()).values;
     const std::uint64_t per_chunk = std::max<std::uint64_t>(1, chunk_bytes / sizeof(double));
-    std::vector<protocol::JobInput> chunks;
+    std::vector<InputView> chunks;
     for (std::size_t start = 0; start < values.size(); start += per_chunk) {
-      const std::size_t end =
-          values.size() - start <= per_chunk ? values.size() : start + per_chunk;
-      chunks.emplace_back(protocol::Numbers{{values.begin() + start, values.begin() + end}});
+      const std::size_t count =
+          values.size() - start <= per_chunk ? values.size() - start : per_chunk;
+      chunks.emplace_back(NumbersView{values.subspan(start, count)});
     }
-    if (chunks.empty()) chunks.emplace_back(protocol::Numbers{});
+    if (chunks.empty()) chunks.emplace_back(NumbersView{values});  // no numbers: one empty chunk
     return chunks;
   }
 
-  std::vector<std::string> map(const protocol::JobInput& chunk,
-                               std::uint32_t partitions) const override {
+  std::vector<std::string> map(const InputView& chunk, std::uint32_t partitions) const override {
     check_partitions(partitions);
     validate(chunk);  // sorting with a NaN in the list is undefined behaviour
-    std::vector<double> sorted = std::get<protocol::Numbers>(chunk).values;
+    const auto values = std::get<NumbersView>(chunk).values;
+    std::vector<double> sorted(values.begin(), values.end());  // the chunk itself is read-only
     std::sort(sorted.begin(), sorted.end());
 
     std::vector<std::vector<ValueCount>> by_partition(partitions);

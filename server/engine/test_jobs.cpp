@@ -50,7 +50,7 @@ void exhaust_memory() {
 
 /// test-crash-once: the first attempt for a document name leaves its marker and crashes; a retry
 /// finds the marker and goes on.
-void crash_once(const protocol::Documents& chunk) {
+void crash_once(const DocumentsView& chunk) {
   if (chunk.documents.empty()) return;
   const char* directory = std::getenv(kTestJobDirectoryVariable);
   if (!directory || !*directory) {
@@ -74,7 +74,7 @@ void crash_once(const protocol::Documents& chunk) {
   std::raise(SIGSEGV);
 }
 
-void inject(Fault fault, const protocol::Documents& chunk) {
+void inject(Fault fault, const DocumentsView& chunk) {
   switch (fault) {
     case Fault::kCrash: std::raise(SIGSEGV); break;
     case Fault::kAbort: std::abort();
@@ -84,9 +84,10 @@ void inject(Fault fault, const protocol::Documents& chunk) {
         pause();
     case Fault::kSlow:
       for (const auto& document : chunk.documents) {
+        const std::string name(document.name);  // strtoul needs the NUL a view lacks
         char* end = nullptr;
-        const auto ms = std::strtoul(document.name.c_str(), &end, 10);
-        if (!document.name.empty() && *end == '\0') {
+        const auto ms = std::strtoul(name.c_str(), &end, 10);
+        if (!name.empty() && *end == '\0') {
           std::this_thread::sleep_for(std::chrono::milliseconds(ms));
         }
       }
@@ -104,7 +105,7 @@ class FaultyWordCount final : public CountsJob {
   std::string_view mapper() const override { return mapper_; }
 
  protected:
-  void count_keys(const protocol::Documents& chunk, CountTable& counts) const override {
+  void count_keys(const DocumentsView& chunk, CountTable& counts) const override {
     inject(fault_, chunk);
     std::string scratch;
     for (const auto& document : chunk.documents) {

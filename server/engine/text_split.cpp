@@ -66,10 +66,10 @@ std::vector<std::string_view> cut_text(std::string_view text, std::uint64_t chun
   return pieces;
 }
 
-std::vector<protocol::JobInput> split_documents(const protocol::Documents& input,
-                                                std::uint64_t chunk_bytes, Overlap overlap) {
-  std::vector<protocol::JobInput> chunks;
-  protocol::Documents current;
+std::vector<InputView> split_documents(const DocumentsView& input, std::uint64_t chunk_bytes,
+                                       Overlap overlap) {
+  std::vector<InputView> chunks;
+  DocumentsView current;
   std::uint64_t current_bytes = 0;  // names and texts in `current`: what a worker receives
   const auto close_current = [&] {
     chunks.emplace_back(std::move(current));
@@ -89,7 +89,7 @@ std::vector<protocol::JobInput> split_documents(const protocol::Documents& input
     // the small documents that follow.
     for (const std::string_view piece : cut_text(document.text, chunk_bytes, overlap)) {
       if (!current.documents.empty()) close_current();
-      current.documents.push_back(protocol::Document{document.name, std::string(piece)});
+      current.documents.push_back(DocumentView{document.name, piece});
       current_bytes = document.name.size() + piece.size();
     }
   }

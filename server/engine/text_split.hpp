@@ -2,14 +2,15 @@
 //
 // Small documents are packed together into one chunk until it holds about chunk_bytes; a document
 // bigger than chunk_bytes is cut into several chunks, each cut between two words. Every chunk keeps
-// the names of its documents, because the inverted index needs them.
+// the names of its documents, because the inverted index needs them. Chunks are views: their
+// names and texts point into the input's bytes.
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 #include <vector>
 
-#include "protocol/messages.hpp"
+#include "server/engine/input_view.hpp"
 
 namespace mrd::engine {
 
@@ -30,9 +31,10 @@ enum class Overlap {
 std::vector<std::string_view> cut_text(std::string_view text, std::uint64_t chunk_bytes,
                                        Overlap overlap);
 
-/// Splits documents into chunks of about `chunk_bytes` (> 0); see the file comment. Always returns
-/// at least one chunk, even for no documents.
-std::vector<protocol::JobInput> split_documents(const protocol::Documents& input,
-                                                std::uint64_t chunk_bytes, Overlap overlap);
+/// Splits documents into chunks of about `chunk_bytes` (> 0); see the file comment. Each chunk is
+/// a DocumentsView whose names and texts view `input`'s bytes. Always returns at least one chunk,
+/// even for no documents.
+std::vector<InputView> split_documents(const DocumentsView& input, std::uint64_t chunk_bytes,
+                                       Overlap overlap);
 
 }  // namespace mrd::engine

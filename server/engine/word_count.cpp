@@ -12,7 +12,7 @@ class WordCount final : public CountsJob {
   std::string_view mapper() const override { return "words"; }
 
  protected:
-  void count_keys(const protocol::Documents& chunk, CountTable& counts) const override {
+  void count_keys(const DocumentsView& chunk, CountTable& counts) const override {
     std::string scratch;
     for (const auto& document : chunk.documents) {
       for_each_word(document.text, scratch, [&](std::string_view word) { ++counts[word]; });

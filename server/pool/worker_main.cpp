@@ -41,13 +41,14 @@ std::string run_task(const TaskMessage& message) {
   if (message.type == TaskMessageType::kMap) {
     const auto task = decode_map_task(message.body);
     limit_memory(task.memory_limit_mib);
-    return encode_pieces(job_kind_for(task.mapper, task.reducer).map(task.chunk, task.partitions));
+    return encode_pieces(
+        job_kind_for(task.mapper, task.reducer).map(engine::view_of(task.chunk), task.partitions));
   }
   if (message.type == TaskMessageType::kMapReduce) {
     const auto task = decode_map_task(message.body);
     limit_memory(task.memory_limit_mib);
     const auto& kind = job_kind_for(task.mapper, task.reducer);
-    auto partitions = kind.map(task.chunk, task.partitions);
+    auto partitions = kind.map(engine::view_of(task.chunk), task.partitions);
     // One chunk, so each partition's only piece is this task's: reduce it right here.
     for (auto& partition : partitions)
       partition = kind.reduce({std::move(partition)});

@@ -52,18 +52,19 @@ decltype(auto) must_not_throw(const char* what, Step&& step) {
 /// Runs the job in `chunk_bytes` chunks and `partitions` partitions, each task through the
 /// messages a worker receives and answers; returns the encoded result.
 std::string run(const engine::JobKind& kind, const protocol::SubmitRequest& request,
-                std::uint64_t chunk_bytes, std::uint32_t partitions) {
-  const auto chunks =
-      must_not_throw("split()", [&] { return kind.split(request.input, chunk_bytes); });
+                const engine::InputView& input, std::uint64_t chunk_bytes,
+                std::uint32_t partitions) {
+  const auto chunks = must_not_throw("split()", [&] { return kind.split(input, chunk_bytes); });
   FUZZ_CHECK(!chunks.empty(), "split() gives at least one chunk");
 
   std::vector<std::vector<std::string>> map_outputs;  // [chunk][partition]
   for (const auto& chunk : chunks) {
     FUZZ_CHECK(chunk.index() == kind.input_kind(), "a chunk is input of the job's kind");
-    const auto task = server::decode_map_task(server::encode_map_task(
-        {request.mapper, request.reducer, partitions, request.options.memory_limit_mib, chunk}));
-    const auto pieces =
-        must_not_throw("map()", [&] { return kind.map(task.chunk, task.partitions); });
+    const auto task = server::decode_map_task(
+        server::encode_map_task({request.mapper, request.reducer, partitions,
+                                 request.options.memory_limit_mib, engine::to_owned(chunk)}));
+    const auto pieces = must_not_throw(
+        "map()", [&] { return kind.map(engine::view_of(task.chunk), task.partitions); });
     FUZZ_CHECK(pieces.size() == (kind.has_reduce() ? partitions : 1u),
                "map() gives one piece per partition (one in all without a reduce step)");
     map_outputs.push_back(server::decode_pieces(server::encode_pieces(pieces)));
@@ -95,15 +96,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!engine::check_submit(request).empty()) return 0;  // BAD_JOB (test jobs are not allowed)
   const engine::JobKind* kind = engine::find_job_kind(request.mapper, request.reducer);
   FUZZ_CHECK(kind != nullptr, "check_submit() accepts only pairs find_job_kind() knows");
+  const engine::InputView input = engine::view_of(request.input);
   try {
-    kind->validate(request.input);
+    kind->validate(input);
   } catch (const engine::JobError&) {
     return 0;  // JOB_FAILED, with the reason
   }
 
   // As the scheduler chooses, but within this target's bounds. A chunk size of 0 asks the server
   // to choose, which for input this small (under 64 KiB) means a single chunk.
-  const std::uint64_t total = engine::input_bytes(request.input);
+  const std::uint64_t total = engine::input_bytes(input);
   const std::uint64_t requested =
       request.options.chunk_bytes ? request.options.chunk_bytes : std::max<std::uint64_t>(total, 1);
   const std::uint64_t chunk_bytes =
@@ -111,10 +113,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint32_t partitions =
       std::clamp<std::uint32_t>(request.options.partitions, 1, kMaxPartitions);
 
-  const std::string result = run(*kind, request, chunk_bytes, partitions);
+  const std::string result = run(*kind, request, input, chunk_bytes, partitions);
   FUZZ_CHECK(mrd::fuzz::check_round_trip<protocol::JobResult>(result),
              "the result decodes (as a client will decode it)");
-  const std::string whole = run(*kind, request, std::numeric_limits<std::uint64_t>::max(), 1);
+  const std::string whole =
+      run(*kind, request, input, std::numeric_limits<std::uint64_t>::max(), 1);
   if (result != whole) {
     std::fprintf(stderr, "chunk_bytes %llu, %u partitions: %zu result bytes; one chunk: %zu\n",
                  static_cast<unsigned long long>(chunk_bytes), partitions, result.size(),

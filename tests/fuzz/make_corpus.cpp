@@ -136,7 +136,7 @@ void task_message_corpus() {
     std::size_t index = 0;
     while (kinds[index] != kind)
       ++index;
-    const auto chunks = kind->split(request.input, 8);
+    const auto chunks = kind->split(engine::view_of(request.input), 8);
     std::vector<std::string> pieces_of_partition_0;
     for (std::size_t c = 0; c < chunks.size() && c < 2; ++c)
       pieces_of_partition_0.push_back(kind->map(chunks[c], 2).front());
