@@ -100,9 +100,12 @@ bool Dispatcher::admit(Submission& submission) {
   }
   try {
     if (!job->kind) throw engine::JobError("no job '" + job->mapper + "' + '" + job->reducer + "'");
-    const auto input = engine::view_of(request.input);
-    job->kind->validate(input);
-    const auto chunk_bytes = plan_chunk_bytes(request.options.chunk_bytes, input, config_.limits);
+    std::uint64_t chunk_bytes = 0;
+    {  // this view goes before the chunks' are cut: the plan counts one view of the input
+      const auto input = engine::view_of(request.input);
+      job->kind->validate(input);
+      chunk_bytes = plan_chunk_bytes(request.options.chunk_bytes, input, config_.limits);
+    }
     const auto working = planned_working_bytes(request, config_.limits);
     if (config_.budget) {
       job->chunks_charge = MemoryCharge::try_take(*config_.budget, working);

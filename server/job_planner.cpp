@@ -7,22 +7,43 @@
 
 namespace mrd::server {
 namespace {
-/// What one chunk and one piece cost besides their bytes: a JobInput, a string, vector slots.
+/// What one chunk costs besides its document views: an InputView, its vector, the chunk's slots
+/// in the job's per-task bookkeeping (attempts, map outputs).
 constexpr std::uint64_t kChunkOverhead = 256;
+/// What one piece costs besides its bytes: a std::string in its chunk's vector of map outputs.
 constexpr std::uint64_t kPieceOverhead = 48;
 
 std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) {
   return (a + b - 1) / b;
 }
-}  // namespace
 
-std::uint64_t plan_chunk_bytes(std::uint64_t requested, const engine::InputView& input,
-                               const PlanLimits& limits) {
-  const std::uint64_t total = engine::input_bytes(input);
+/// What a plan depends on, read the same from an InputView or a protocol::JobInput (their
+/// alternatives have the same members).
+struct InputSize {
+  std::uint64_t bytes = 0;      ///< engine::input_bytes
+  std::uint64_t documents = 0;  ///< documents of a text input
+  bool product = false;         ///< a matrix pair
+};
+
+template <class Input>
+InputSize size_of(const Input& input) {
+  InputSize size{engine::input_bytes(input), 0,
+                 input.index() == engine::input_kind_of<engine::MatrixPairView>()};
+  if (input.index() == engine::input_kind_of<engine::DocumentsView>()) {
+    size.documents =
+        std::get<engine::input_kind_of<engine::DocumentsView>()>(input).documents.size();
+  }
+  return size;
+}
+
+std::uint64_t chunk_bytes_for(std::uint64_t requested, const InputSize& input,
+                              const PlanLimits& limits) {
+  const std::uint64_t total = input.bytes;
   const std::uint64_t workers = std::max(limits.workers, 1u);
-  if (std::holds_alternative<engine::MatrixPairView>(input)) {
-    // Every chunk of a product carries all of B: by default one chunk per worker sends B the
-    // fewest times, and a client may cut finer only up to a few chunks per worker.
+  if (input.product) {
+    // Every task of a product reads all of B and is sent a copy of it: by default one chunk per
+    // worker sends B the fewest times, and a client may cut finer only up to a few chunks per
+    // worker.
     const auto fewest_bytes = ceil_div(total, workers * limits.max_matrix_tasks_per_worker);
     const auto chunk = requested ? requested : ceil_div(total, workers);
     return std::max<std::uint64_t>({chunk, fewest_bytes, 1});
@@ -38,6 +59,22 @@ std::uint64_t plan_chunk_bytes(std::uint64_t requested, const engine::InputView&
   return std::max<std::uint64_t>({chunk, ceil_div(total, limits.max_map_tasks), 1});
 }
 
+std::uint64_t working_bytes_for(const InputSize& input, std::uint64_t map_tasks,
+                                std::uint32_t partitions) {
+  // A document lands in one chunk, or is cut into pieces that each start a chunk of their own;
+  // the input's own view of every document exists too while it is split.
+  const std::uint64_t document_views = 2 * input.documents + map_tasks;
+  return map_tasks * kChunkOverhead + document_views * sizeof(engine::DocumentView) +
+         map_tasks * partitions * kPieceOverhead;
+}
+
+}  // namespace
+
+std::uint64_t plan_chunk_bytes(std::uint64_t requested, const engine::InputView& input,
+                               const PlanLimits& limits) {
+  return chunk_bytes_for(requested, size_of(input), limits);
+}
+
 std::uint32_t plan_partitions(std::uint32_t requested, std::uint64_t map_tasks,
                               const PlanLimits& limits) {
   const std::uint64_t tasks = std::max<std::uint64_t>(map_tasks, 1);
@@ -49,21 +86,16 @@ std::uint32_t plan_partitions(std::uint32_t requested, std::uint64_t map_tasks,
 
 std::uint64_t planned_working_bytes(const engine::InputView& input, std::uint64_t map_tasks,
                                     std::uint32_t partitions) {
-  std::uint64_t bytes = engine::input_bytes(input) + map_tasks * kChunkOverhead +
-                        map_tasks * partitions * kPieceOverhead;
-  if (const auto* pair = std::get_if<engine::MatrixPairView>(&input)) {
-    bytes += map_tasks * pair->b.values.size() * sizeof(double);
-  }
-  return bytes;
+  return working_bytes_for(size_of(input), map_tasks, partitions);
 }
 
 std::uint64_t planned_working_bytes(const protocol::SubmitRequest& request,
                                     const PlanLimits& limits) {
-  const auto input = engine::view_of(request.input);
-  const auto chunk_bytes = plan_chunk_bytes(request.options.chunk_bytes, input, limits);
-  const auto tasks = std::max<std::uint64_t>(ceil_div(engine::input_bytes(input), chunk_bytes), 1);
-  return planned_working_bytes(input, tasks,
-                               plan_partitions(request.options.partitions, tasks, limits));
+  const InputSize input = size_of(request.input);
+  const auto chunk_bytes = chunk_bytes_for(request.options.chunk_bytes, input, limits);
+  const auto tasks = std::max<std::uint64_t>(ceil_div(input.bytes, chunk_bytes), 1);
+  return working_bytes_for(input, tasks,
+                           plan_partitions(request.options.partitions, tasks, limits));
 }
 
 }  // namespace mrd::server

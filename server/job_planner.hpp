@@ -1,11 +1,11 @@
 // The job planner: how a job is cut into tasks, decided before any of it is allocated.
 //
-// Pure functions of the request and the server's limits, so they are tested alone. A client's
+// Pure functions of the input and the server's limits, so they are tested alone. A client's
 // tuning (chunk_bytes, partitions) is a wish, not an order: the planner clamps it so that no
-// request makes the server hold more than a small multiple of its input (65,536 one-byte chunks,
-// each carrying a copy of B, or a thousand partitions per chunk) or makes one task the size of a
-// whole big input (which would keep a worker from every other client's jobs). Clamping never
-// changes a job's result, only how it is cut.
+// request makes the server hold more than a bounded amount of bookkeeping beside its input
+// (65,536 one-byte chunks, or a thousand partitions per chunk), send B to the workers once for
+// every row of A, or make one task the size of a whole big input (which would keep a worker from
+// every other client's jobs). Clamping never changes a job's result, only how it is cut.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +23,8 @@ struct PlanLimits {
   /// Largest chunk of text or numbers: a worker is free again for other jobs within about a
   /// second, whatever a client asks.
   std::uint64_t max_chunk_bytes = 4 << 20;
-  /// Most matrix-product tasks per worker: each carries a copy of B.
+  /// Most matrix-product tasks per worker: every task reads the whole of B, and its task message
+  /// carries a copy of it.
   std::uint64_t max_matrix_tasks_per_worker = 4;
   /// Most map-output pieces (map tasks x partitions) per job: each costs bookkeeping in the
   /// server whatever its size.
@@ -42,13 +43,17 @@ std::uint64_t plan_chunk_bytes(std::uint64_t requested, const engine::InputView&
 std::uint32_t plan_partitions(std::uint32_t requested, std::uint64_t map_tasks,
                               const PlanLimits& limits);
 
-/// Bytes the server holds to run a job beyond its decoded input: the chunks cut from it (a copy
-/// of the input, plus a copy of B per chunk of a product) and the bookkeeping of its pieces.
+/// Bytes the server holds to run a job beside its input, which is charged on its own and which
+/// the chunks only view: per chunk, its view (an InputView, and for text one DocumentView per
+/// document or piece of one it holds, plus the input's own view that splitting starts from); per
+/// piece, the slot its map output is kept in. The bytes of map outputs are charged as they arrive
+/// from the workers, and task messages as they are sent.
 std::uint64_t planned_working_bytes(const engine::InputView& input, std::uint64_t map_tasks,
                                     std::uint32_t partitions);
 
 /// planned_working_bytes for a request cut as plan_chunk_bytes and plan_partitions would cut it
-/// (text is cut between words, so its task count is estimated from the chunk size).
+/// (text is cut between words, so its task count is estimated from the chunk size). Sizes the
+/// request without building views of it: it runs before the request's memory is charged.
 std::uint64_t planned_working_bytes(const protocol::SubmitRequest& request,
                                     const PlanLimits& limits);
 

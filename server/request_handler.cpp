@@ -111,7 +111,7 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
       input_bytes + working > budget_.limit()) {
     return reject(Status::kBadJob,
                   "this job would need " + std::to_string(mebibytes(input_bytes + working)) +
-                      " MiB of server memory to run (its input, and the chunks it is cut into), "
+                      " MiB of server memory to run (its input, and the tasks it is cut into), "
                       "more than the server's memory budget of " +
                       std::to_string(budget_.limit() >> 20) + " MiB (mrd --max-memory-mib)",
                   out);

@@ -19,6 +19,12 @@ protocol::JobInput product(std::uint64_t n) {
   return protocol::MatrixPair{a, a};
 }
 
+protocol::JobInput documents(std::size_t count) {
+  protocol::Documents documents;
+  documents.documents.resize(count, {"name", "some text"});
+  return documents;
+}
+
 TEST(Planner, TheDefaultChunkGivesAFewTasksPerWorker) {
   const PlanLimits limits{.workers = 2};
   EXPECT_EQ(plan_chunk_bytes(0, view_of(text_of(8 << 20)), limits), 1u << 20);  // 8 MiB / (4 x 2)
@@ -37,7 +43,7 @@ TEST(Planner, AClientsChunkSizeIsKeptWithinTheLimits) {
             limits.max_chunk_bytes);
 }
 
-TEST(Planner, AProductHasAtMostAFewTasksPerWorkerEachCarryingB) {
+TEST(Planner, AProductHasAtMostAFewTasksPerWorkerEachReadingB) {
   const PlanLimits limits{.workers = 2};
   const auto input = product(256);
   const std::uint64_t a_bytes = 256 * 256 * 8;
@@ -56,15 +62,49 @@ TEST(Planner, PartitionsDefaultToOnePerWorkerAndAreClampedByPieces) {
   EXPECT_GE(plan_partitions(1024, 1u << 30, limits), 1u);
 }
 
-TEST(Planner, WorkingMemoryCountsTheChunksAndACopyOfBPerProductTask) {
+TEST(Planner, WorkingMemoryCountsViewsAndPiecesButNoCopyOfTheInput) {
+  // Chunks view the input: 1 MiB of text cut into 16 chunks costs bookkeeping, not a MiB.
   const auto text = planned_working_bytes(view_of(text_of(1 << 20)), 16, 2);
-  EXPECT_GE(text, 1u << 20);
-  EXPECT_LT(text, (1u << 20) + 16 * 1024);
+  EXPECT_GE(text, 16 * 2 * 8u);  // at least a few bytes per chunk and piece
+  EXPECT_LT(text, 16 * 1024u);
+  // Nor a copy of A or of B per product task: four tasks cost what one does, plus bookkeeping.
   const std::uint64_t b_bytes = 256 * 256 * 8;
-  EXPECT_GE(planned_working_bytes(view_of(product(256)), 4, 1), b_bytes /* A */ + 4 * b_bytes);
+  const auto one_task = planned_working_bytes(view_of(product(256)), 1, 1);
+  const auto four_tasks = planned_working_bytes(view_of(product(256)), 4, 1);
+  EXPECT_LT(four_tasks, b_bytes / 64);
+  EXPECT_LT(four_tasks - one_task, 4 * 1024u);
+  // Every document has a view in the input's view and in its chunk's: that grows with the count.
+  const auto many = planned_working_bytes(view_of(documents(100000)), 16, 2);
+  const auto few = planned_working_bytes(view_of(documents(10)), 16, 2);
+  EXPECT_GE(many - few, 2 * (100000 - 10) * sizeof(engine::DocumentView));
 }
 
-TEST(Planner, TheWorstRequestsStayWithinASmallMultipleOfTheirInput) {
+TEST(Planner, ARequestIsPlannedAsItsViewIs) {
+  const PlanLimits limits{.workers = 2};
+  for (const auto& input : {text_of(3 << 20), documents(5000), product(300)}) {
+    for (const std::uint64_t chunk : {0ull, 1ull, 100000ull}) {
+      for (const std::uint32_t partitions : {0u, 3u, 1024u}) {
+        // The planner reads only the options and the input, not the job's names.
+        const protocol::SubmitRequest request{"words", "sum", {chunk, partitions}, input};
+        const auto chunk_bytes = plan_chunk_bytes(chunk, view_of(input), limits);
+        std::uint64_t bytes = 0;
+        if (const auto* text = std::get_if<protocol::Documents>(&input)) {
+          for (const auto& d : text->documents)
+            bytes += d.text.size();
+        } else {
+          bytes = std::get<protocol::MatrixPair>(input).a.values.size() * 8;
+        }
+        const auto tasks = std::max<std::uint64_t>((bytes + chunk_bytes - 1) / chunk_bytes, 1);
+        EXPECT_EQ(planned_working_bytes(request, limits),
+                  planned_working_bytes(view_of(input), tasks,
+                                        plan_partitions(partitions, tasks, limits)))
+            << "chunk " << chunk << ", partitions " << partitions;
+      }
+    }
+  }
+}
+
+TEST(Planner, TheWorstRequestsCostAtMostBoundedBookkeeping) {
   const PlanLimits limits{.workers = 2};
   for (const auto& input : {text_of(1 << 20), text_of(20 << 20), product(512)}) {
     for (const std::uint64_t chunk : {1ull, 7ull, 1ull << 40}) {
@@ -85,8 +125,8 @@ TEST(Planner, TheWorstRequestsStayWithinASmallMultipleOfTheirInput) {
         const auto tasks = (total + chunk_bytes - 1) / chunk_bytes;
         const auto working = planned_working_bytes(view_of(input), tasks,
                                                    plan_partitions(partitions, tasks, limits));
-        // At most the input (or, for a product, A) and 8 copies of B, and 16 MiB of bookkeeping.
-        EXPECT_LE(working, 9 * total + (16u << 20))
+        // Chunks view the input: no copy of it, of A or of B, only 16 MiB of bookkeeping at most.
+        EXPECT_LE(working, 16u << 20)
             << "chunk " << chunk << ", partitions " << partitions << ", total " << total;
       }
     }

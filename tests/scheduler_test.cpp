@@ -159,25 +159,23 @@ TEST(Scheduler, AProductCutIntoOneByteChunksDoesNotCopyBForEachRow) {
 }
 
 TEST(Scheduler, AJobThatCouldNeverFitInTheBudgetIsRefusedWithTheReason) {
-  // Budget 20 MiB. The SUBMIT (7.5 MiB: B, and a 4-row A) fits, and so does its input; but cut
-  // into two tasks each carrying B, it needs 15 MiB more: it could never run, so it is refused.
-  ServerProcess server({"--workers", "2", "--max-memory-mib", "20"}, kCapped);
+  // Budget 16 MiB. The SUBMIT (5 MB of text) fits, and so does its input; but cut into the most
+  // tasks and pieces a client can ask for (4,096 chunks of 64 partitions), their bookkeeping needs
+  // 13 MiB more: it could never run, so it is refused.
+  ServerProcess server({"--workers", "2", "--max-memory-mib", "16"}, kCapped);
   RawClient client(server.port());
-  const protocol::SubmitRequest request{
-      "matmul", "rows", {}, protocol::MatrixPair{matrix(4, 990, 1), twice_identity(990)}};
+  const std::vector<std::string> texts{random_text(600000, 5)};
+  auto request = word_count_request(texts, 1);
+  request.options.partitions = 1024;
   client.send_message(Opcode::kSubmit, request);
   const auto reply = client.read_reply();
   ASSERT_TRUE(reply);
   EXPECT_EQ(status_name(reply->status), "bad-job") << error_text(*reply);
   EXPECT_NE(error_text(*reply).find("--max-memory-mib"), std::string::npos) << error_text(*reply);
   EXPECT_EQ(server_stats(client).jobs_submitted, 0u) << "nothing was queued";
-  // The same product cut finer would fit no better (each task carries B), but a smaller B does.
-  const auto a = matrix(4, 500, 2);
-  expect_twice(
-      a,
-      result_of(wait_for(
-          client,
-          submit(client, {"matmul", "rows", {}, protocol::MatrixPair{a, twice_identity(500)}}))));
+  // The same text, cut as the server chooses, fits.
+  EXPECT_EQ(as_map(result_of(wait_for(client, submit(client, word_count_request(texts)), 120s))),
+            reference_word_count(texts));
   expect_tiny_job_served(server.port());
 }
 
