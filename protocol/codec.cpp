@@ -4,6 +4,7 @@
 
 #include "protocol/body_io.hpp"
 #include "protocol/limits.hpp"
+#include "protocol/submit_layout.hpp"
 
 namespace mrd::protocol {
 namespace {
@@ -21,10 +22,6 @@ Enum read_enum(BodyReader& r, Enum last, const char* what) {
 }
 
 // --- writers: one per message, in docs/protocol.md order ---
-
-void write(BodyWriter& w, const JobId& m) {
-  w.value(m.id);
-}
 
 void write(BodyWriter& w, const ErrorMessage& m) {
   w.bytes(m.text);
@@ -92,15 +89,6 @@ void write(BodyWriter& w, const JobResult& m) {
   }
 }
 
-void write(BodyWriter& w, const JobProgress& m) {
-  w.value(m.id);
-  w.value(m.state);
-  w.value(m.map_done);
-  w.value(m.map_total);
-  w.value(m.reduce_done);
-  w.value(m.reduce_total);
-}
-
 void write(BodyWriter& w, const JobList& m) {
   w.count(m.jobs.size());
   for (const auto& j : m.jobs) {
@@ -131,44 +119,6 @@ void read(BodyReader& r, ErrorMessage& m) {
 void read(BodyReader& r, Hello& m) {
   m.protocol_version = r.value<std::uint16_t>();
   m.software = r.bytes(256, "software name");
-}
-
-JobInput read_input(BodyReader& r) {
-  const auto kind = r.value<std::uint8_t>();
-  switch (kind) {
-    case 0: {
-      Documents docs;
-      // Each document is at least two u64 length prefixes.
-      const auto n = r.count(16, kNoCountLimit, "document count");
-      docs.documents.reserve(static_cast<std::size_t>(n));
-      for (std::uint64_t i = 0; i < n; ++i) {
-        Document d;
-        d.name = r.bytes(kMaxDocumentNameBytes, "document name");
-        d.text = r.bytes(kNoCountLimit, "document text");
-        docs.documents.push_back(std::move(d));
-      }
-      return docs;
-    }
-    case 1: return Numbers{r.doubles(kNoCountLimit, "number count")};
-    case 2: {
-      MatrixPair pair;
-      pair.a = read_matrix(r);
-      pair.b = read_matrix(r);
-      return pair;
-    }
-    default: throw DecodeError("input kind " + std::to_string(kind) + " is not defined");
-  }
-}
-
-void read(BodyReader& r, SubmitRequest& m) {
-  m.mapper = r.bytes(kMaxNameBytes, "mapper name");
-  m.reducer = r.bytes(kMaxNameBytes, "reducer name");
-  m.options.chunk_bytes = r.value<std::uint64_t>();
-  m.options.partitions = r.value<std::uint32_t>();
-  m.options.task_timeout_ms = r.value<std::uint32_t>();
-  m.options.memory_limit_mib = r.value<std::uint32_t>();
-  m.idempotency_key = r.bytes(kMaxIdempotencyKeyBytes, "idempotency key");
-  m.input = read_input(r);
 }
 
 void read(BodyReader& r, JobResult& m) {
@@ -298,12 +248,51 @@ Matrix read_matrix(BodyReader& r) {
     return decode_whole<T>(body);                   \
   }
 
-MRD_BODY(JobId)
+// The hot replies (a SUBMIT's id, a FETCH's PENDING) are fixed layouts: appended directly,
+// without building a stream for a few bytes.
+template <class T>
+void append_le(std::string& out, T value) {
+  out.append(reinterpret_cast<const char*>(&value), sizeof value);  // little-endian (body_io.hpp)
+}
+
+void encode_to(std::string& out, const JobId& body) {
+  append_le(out, body.id);
+}
+
+void encode_to(std::string& out, const JobProgress& body) {
+  append_le(out, body.id);
+  append_le(out, static_cast<std::uint8_t>(body.state));
+  for (const auto v : {body.map_done, body.map_total, body.reduce_done, body.reduce_total})
+    append_le(out, v);
+}
+
+template <>
+Decoded<JobId> decode<JobId>(std::string_view body) {
+  return decode_whole<JobId>(body);
+}
+
+template <>
+Decoded<JobProgress> decode<JobProgress>(std::string_view body) {
+  return decode_whole<JobProgress>(body);
+}
+
 MRD_BODY(ErrorMessage)
 MRD_BODY(Hello)
-MRD_BODY(SubmitRequest)
+
+void encode_to(std::string& out, const SubmitRequest& body) {
+  BodyWriter writer(out);
+  write(writer, body);
+}
+
+// One decoder for SUBMIT bodies: the one that yields offsets (submit_layout.hpp), so that the
+// server's in-place path and this copying one cannot disagree about what a body means.
+template <>
+Decoded<SubmitRequest> decode<SubmitRequest>(std::string_view body) {
+  auto layout = decode_submit_layout(body);
+  if (!layout) return {std::nullopt, std::move(layout.error)};
+  return {materialize(*layout.value, body), {}};
+}
 MRD_BODY(JobResult)
-MRD_BODY(JobProgress)
 MRD_BODY(JobList)
 MRD_BODY(ServerStats)
 

@@ -1,0 +1,165 @@
+#include "protocol/submit_layout.hpp"
+
+#include <cstring>
+#include <limits>
+
+#include "protocol/body_io.hpp"
+#include "protocol/limits.hpp"
+
+namespace mrd::protocol {
+namespace {
+
+constexpr auto kNoCountLimit = std::numeric_limits<std::uint64_t>::max();
+
+/// Reads a body front to back, remembering where each value was; every count is checked against
+/// the bytes left before it is used, as BodyReader does.
+class Cursor {
+ public:
+  explicit Cursor(std::string_view body) : body_(body) {}
+
+  std::uint64_t position() const { return at_; }
+  std::uint64_t remaining() const { return body_.size() - at_; }
+
+  template <class T>
+  T value() {
+    if (remaining() < sizeof(T)) throw DecodeError("body ends in the middle of a number");
+    T v;
+    std::memcpy(&v, body_.data() + at_, sizeof v);  // little-endian, as body_io.hpp asserts
+    at_ += sizeof v;
+    return v;
+  }
+
+  std::uint64_t count(std::uint64_t min_element_bytes, std::uint64_t max_count, const char* what) {
+    const auto n = value<std::uint64_t>();
+    if (n > max_count) throw DecodeError(std::string(what) + ": count exceeds its limit");
+    if (n > remaining() / min_element_bytes) {
+      throw DecodeError(std::string(what) + ": count larger than the body holds");
+    }
+    return n;
+  }
+
+  /// A length-prefixed byte string, as a range of the body.
+  ByteRange bytes(std::uint64_t max_bytes, const char* what) {
+    const auto n = count(1, max_bytes, what);
+    return skip(n);
+  }
+
+  /// A length-prefixed string, copied (names and keys: a few bytes).
+  std::string string(std::uint64_t max_bytes, const char* what) {
+    const auto range = bytes(max_bytes, what);
+    return std::string(body_.substr(range.offset, range.size));
+  }
+
+  /// A count of doubles and the doubles, as a range of the body.
+  ByteRange doubles(std::uint64_t max_count, const char* what) {
+    return skip(count(sizeof(double), max_count, what) * sizeof(double));
+  }
+
+  void expect_end() const {
+    if (remaining() != 0) throw DecodeError("unexpected bytes after the end of the body");
+  }
+
+ private:
+  ByteRange skip(std::uint64_t n) {
+    const ByteRange range{at_, n};
+    at_ += n;
+    return range;
+  }
+
+  std::string_view body_;
+  std::uint64_t at_ = 0;
+};
+
+MatrixLayout read_matrix_layout(Cursor& c) {
+  MatrixLayout m;
+  m.rows = c.value<std::uint64_t>();
+  m.cols = c.value<std::uint64_t>();
+  if (m.rows > kMaxMatrixSide || m.cols > kMaxMatrixSide) {
+    throw DecodeError("matrix side exceeds " + std::to_string(kMaxMatrixSide));
+  }
+  m.values = c.doubles(m.rows * m.cols, "matrix values");  // both sides <= 2^20: no overflow
+  if (m.values.size != m.rows * m.cols * sizeof(double)) {
+    throw DecodeError("matrix holds a different number of values than its shape");
+  }
+  return m;
+}
+
+void read_input_layout(Cursor& c, SubmitLayout& m) {
+  m.input_kind = c.value<std::uint8_t>();
+  switch (m.input_kind) {
+    case 0: {
+      // Each document is at least two u64 length prefixes.
+      const auto n = c.count(16, kNoCountLimit, "document count");
+      m.documents.reserve(static_cast<std::size_t>(n));
+      for (std::uint64_t i = 0; i < n; ++i) {
+        DocumentLayout d;
+        d.name = c.bytes(kMaxDocumentNameBytes, "document name");
+        d.text = c.bytes(kNoCountLimit, "document text");
+        m.documents.push_back(d);
+      }
+      return;
+    }
+    case 1:
+      m.numbers = c.doubles(kNoCountLimit, "number count");
+      m.values_offset = m.numbers.offset;
+      return;
+    case 2:
+      m.a = read_matrix_layout(c);
+      m.b = read_matrix_layout(c);
+      m.values_offset = m.a.values.offset;
+      return;
+    default: throw DecodeError("input kind " + std::to_string(m.input_kind) + " is not defined");
+  }
+}
+
+std::vector<double> copy_doubles(std::string_view body, ByteRange range) {
+  std::vector<double> values(static_cast<std::size_t>(range.size / sizeof(double)));
+  if (range.size) std::memcpy(values.data(), body.data() + range.offset, range.size);
+  return values;
+}
+
+}  // namespace
+
+Decoded<SubmitLayout> decode_submit_layout(std::string_view body) {
+  Decoded<SubmitLayout> out;
+  try {
+    Cursor c(body);
+    SubmitLayout m;
+    m.mapper = c.string(kMaxNameBytes, "mapper name");
+    m.reducer = c.string(kMaxNameBytes, "reducer name");
+    m.options.chunk_bytes = c.value<std::uint64_t>();
+    m.options.partitions = c.value<std::uint32_t>();
+    m.options.task_timeout_ms = c.value<std::uint32_t>();
+    m.options.memory_limit_mib = c.value<std::uint32_t>();
+    m.idempotency_key = c.string(kMaxIdempotencyKeyBytes, "idempotency key");
+    read_input_layout(c, m);
+    c.expect_end();
+    out.value = std::move(m);
+  } catch (const DecodeError& e) {
+    out.error = e.what();
+  }
+  return out;
+}
+
+SubmitRequest materialize(const SubmitLayout& layout, std::string_view body) {
+  SubmitRequest request{layout.mapper, layout.reducer, layout.options, {}, layout.idempotency_key};
+  const auto text = [&](ByteRange r) { return std::string(body.substr(r.offset, r.size)); };
+  switch (layout.input_kind) {
+    case 0: {
+      Documents docs;
+      docs.documents.reserve(layout.documents.size());
+      for (const auto& d : layout.documents)
+        docs.documents.push_back(Document{text(d.name), text(d.text)});
+      request.input = std::move(docs);
+      break;
+    }
+    case 1: request.input = Numbers{copy_doubles(body, layout.numbers)}; break;
+    default:
+      request.input =
+          MatrixPair{Matrix{layout.a.rows, layout.a.cols, copy_doubles(body, layout.a.values)},
+                     Matrix{layout.b.rows, layout.b.cols, copy_doubles(body, layout.b.values)}};
+  }
+  return request;
+}
+
+}  // namespace mrd::protocol

@@ -1,0 +1,64 @@
+// SubmitLayout: where each part of a SUBMIT body is, as offsets into the body.
+//
+// Decoding a big SUBMIT this way copies nothing: the server keeps the body once (in a shared
+// segment a worker maps) and its jobs read their input in place through these offsets. The
+// checks are the same as decode<SubmitRequest>'s, which is built on this decoder: a body that one
+// accepts the other accepts, with the same values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/codec.hpp"
+
+namespace mrd::protocol {
+
+/// Bytes [offset, offset + size) of a body.
+struct ByteRange {
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+  std::uint64_t end() const { return offset + size; }
+  bool operator==(const ByteRange&) const = default;
+};
+
+/// A document's name and text.
+struct DocumentLayout {
+  ByteRange name;
+  ByteRange text;
+  bool operator==(const DocumentLayout&) const = default;
+};
+
+/// A matrix's shape and its rows * cols little-endian f64 values.
+struct MatrixLayout {
+  std::uint64_t rows = 0;
+  std::uint64_t cols = 0;
+  ByteRange values;
+  bool operator==(const MatrixLayout&) const = default;
+};
+
+struct SubmitLayout {
+  std::string mapper;
+  std::string reducer;
+  JobOptions options;
+  std::string idempotency_key;
+  std::uint8_t input_kind = 0;            ///< JobInput's variant index
+  std::vector<DocumentLayout> documents;  ///< input kind 0
+  ByteRange numbers;                      ///< input kind 1: the values, 8 bytes each
+  MatrixLayout a;                         ///< input kind 2
+  MatrixLayout b;                         ///< input kind 2
+  /// Where the input's 8-byte values start (kinds 1 and 2; 0 for documents). Every value of the
+  /// input sits at a multiple of 8 bytes from it, so a copy of the body placed with this offset on
+  /// an 8-byte boundary has every value aligned.
+  std::uint64_t values_offset = 0;
+};
+
+/// Decodes a whole SUBMIT body into offsets; the same checks and messages as decode().
+Decoded<SubmitLayout> decode_submit_layout(std::string_view body);
+
+/// The request a layout describes, with the input copied out of `body` (the body it was decoded
+/// from).
+SubmitRequest materialize(const SubmitLayout& layout, std::string_view body);
+
+}  // namespace mrd::protocol
