@@ -21,15 +21,13 @@ enum class Phase { kMap, kReduce };
 struct Dispatcher::RunningJob {
   std::shared_ptr<JobTicket> ticket;
   const engine::JobKind* kind = nullptr;
-  std::string mapper, reducer;
-  std::uint32_t partitions = 1;
+  TaskJob task;  ///< the pair, partitions and memory limit, as task messages carry them
   std::chrono::milliseconds task_timeout{0};
-  std::uint32_t memory_limit_mib = 0;
   Phase phase = Phase::kMap;
-  protocol::SubmitRequest request;                    ///< owns the input `chunks` view
-  MemoryCharge input_charge;                          ///< pays for request.input
-  std::vector<engine::InputView> chunks;              ///< map inputs, kept until the map phase ends
-  MemoryCharge chunks_charge;                         ///< pays for `chunks` and the pieces' slots
+  std::unique_ptr<SubmittedInput> input;              ///< kept until the map phase ends
+  MemoryCharge input_charge;                          ///< pays for `input`
+  std::vector<engine::InputView> chunks;              ///< views into `input`, one per map task
+  MemoryCharge chunks_charge;                         ///< pays for `chunks` and the outputs planned
   std::vector<std::vector<std::string>> map_outputs;  ///< [chunk][partition]
   std::vector<std::string> reduced;                   ///< [partition]
   MemoryCharge outputs_charge;                        ///< pays for map_outputs and reduced
@@ -42,7 +40,7 @@ struct Dispatcher::RunningJob {
 
   std::uint32_t id() const { return ticket->id; }
   std::uint32_t task_count() const {
-    return static_cast<std::uint32_t>(phase == Phase::kMap ? chunks.size() : partitions);
+    return static_cast<std::uint32_t>(phase == Phase::kMap ? chunks.size() : task.partitions);
   }
   std::string task_name(Phase task_phase, std::uint32_t index) const {
     return std::string(task_phase == Phase::kMap ? "map" : "reduce") + " task " +
@@ -83,30 +81,29 @@ void Dispatcher::admit_waiting() {
 
 bool Dispatcher::admit(Submission& submission) {
   if (submission.ticket->cancelled) return true;
-  auto& request = submission.request;
+  const auto& layout = submission.input->layout();
+  const auto& input = submission.input->view();
   auto job = std::make_shared<RunningJob>();
   job->ticket = submission.ticket;
-  job->mapper = request.mapper;
-  job->reducer = request.reducer;
-  job->kind = engine::find_job_kind(job->mapper, job->reducer);
+  job->task.mapper = layout.mapper;
+  job->task.reducer = layout.reducer;
+  job->kind = engine::find_job_kind(layout.mapper, layout.reducer);
   job->task_timeout = std::chrono::milliseconds(
-      request.options.task_timeout_ms ? request.options.task_timeout_ms : config_.task_timeout_ms);
+      layout.options.task_timeout_ms ? layout.options.task_timeout_ms : config_.task_timeout_ms);
   // A job may lower its workers' memory limit, never raise it above the server's.
-  job->memory_limit_mib = config_.memory_limit_mib;
-  if (request.options.memory_limit_mib &&
+  job->task.memory_limit_mib = config_.memory_limit_mib;
+  if (layout.options.memory_limit_mib &&
       (config_.memory_limit_mib == 0 ||
-       request.options.memory_limit_mib < config_.memory_limit_mib)) {
-    job->memory_limit_mib = request.options.memory_limit_mib;
+       layout.options.memory_limit_mib < config_.memory_limit_mib)) {
+    job->task.memory_limit_mib = layout.options.memory_limit_mib;
   }
   try {
-    if (!job->kind) throw engine::JobError("no job '" + job->mapper + "' + '" + job->reducer + "'");
-    std::uint64_t chunk_bytes = 0;
-    {  // this view goes before the chunks' are cut: the plan counts one view of the input
-      const auto input = engine::view_of(request.input);
-      job->kind->validate(input);
-      chunk_bytes = plan_chunk_bytes(request.options.chunk_bytes, input, config_.limits);
+    if (!job->kind) {
+      throw engine::JobError("no job '" + layout.mapper + "' + '" + layout.reducer + "'");
     }
-    const auto working = planned_working_bytes(request, config_.limits);
+    job->kind->validate(input);
+    const auto chunk_bytes = plan_chunk_bytes(layout.options.chunk_bytes, input, config_.limits);
+    const auto working = planned_working_bytes(input, layout.options, config_.limits);
     if (config_.budget) {
       job->chunks_charge = MemoryCharge::try_take(*config_.budget, working);
       if (!job->chunks_charge) {
@@ -121,11 +118,7 @@ bool Dispatcher::admit(Submission& submission) {
         return true;
       }
     }
-    // The chunks view the request's input: the job keeps both, and the input's charge, until
-    // the map phase ends.
-    job->request = std::move(request);
-    job->input_charge = std::move(submission.input_charge);
-    job->chunks = job->kind->split(engine::view_of(job->request.input), chunk_bytes);
+    job->chunks = job->kind->split(input, chunk_bytes);
   } catch (const std::bad_alloc&) {
     finish_out_of_memory(*job, "splitting its input");
     return true;
@@ -133,22 +126,33 @@ bool Dispatcher::admit(Submission& submission) {
     finish(*job, Status::kJobFailed, e.what());
     return true;
   }
+  // The chunks are views into the input: the job keeps it (and its charge) until its maps are
+  // done.
+  job->input = std::move(submission.input);
+  job->input_charge = std::move(submission.input_charge);
 
   const auto chunks = static_cast<std::uint32_t>(job->chunks.size());
-  job->partitions = plan_partitions(job->request.options.partitions, chunks, config_.limits);
+  job->task.partitions = plan_partitions(layout.options.partitions, chunks, config_.limits);
   job->map_outputs.resize(chunks);
   job->attempts.assign(chunks, 0);
   for (std::uint32_t i = 0; i < chunks; ++i)
     job->todo.push_back(i);
   job->ticket->map_total = chunks;
-  job->ticket->reduce_total = job->kind->has_reduce() ? job->partitions : 0;
+  job->ticket->reduce_total = job->kind->has_reduce() ? job->task.partitions : 0;
   job->fused = chunks == 1 && job->kind->has_reduce();
   job->ticket->state = JobState::kMapping;
-  log(Level::kDebug, "job ", job->id(), ": ", job->mapper, "+", job->reducer, ", ", chunks,
-      " chunks, ", job->partitions, " partitions");
+  log(Level::kDebug, "job ", job->id(), ": ", job->task.mapper, "+", job->task.reducer, ", ",
+      chunks, " chunks, ", job->task.partitions, " partitions, input ",
+      job->input->fd() >= 0 ? "shared" : "inline");
   jobs_.emplace(job->id(), job);
   ready_.push_back(std::move(job));
   return true;
+}
+
+void Dispatcher::release_input(RunningJob& job) {
+  job.chunks = {};
+  job.input.reset();
+  job.input_charge.reset();
 }
 
 void Dispatcher::drop_cancelled() {
@@ -202,23 +206,33 @@ void Dispatcher::start_next_task(unsigned slot) {
     // though it exists already and is bounded by the plan.
     MemoryCharge charge;
     if (config_.budget) charge = MemoryCharge::force_take(*config_.budget, body.size());
+    // A map task of a shared input sends the input's memory file along; the worker maps it.
+    const int attached = job->phase == Phase::kMap && job->input ? job->input->fd() : -1;
+    try {
+      pool_.send(slot, type, std::move(body), std::move(charge), attached);
+    } catch (const std::system_error& e) {
+      // No descriptor to spare for the copy sent along: the worker stays idle, the task waits.
+      log(Level::kWarn, "cannot send job ", job->id(), "'s ", job->task_name(job->phase, index),
+          ": ", e.what(), "; it waits for its turn again");
+      requeue(job, index);
+      return;
+    }
     ++job->outstanding;
     in_flight_[slot] = InFlight{job, job->phase, index, Clock::now() + job->task_timeout};
-    pool_.send(slot, type, std::move(body), std::move(charge));
     return;
   }
 }
 
 std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index) const {
   if (job.phase == Phase::kMap) {
-    return encode_map_task({job.mapper, job.reducer, job.partitions, job.memory_limit_mib,
-                            engine::to_owned(job.chunks[index])});
+    // Ranges of the input, not its bytes, when the worker can map the input's memory file.
+    return encode_map_task(job.task, job.chunks[index], job.input->bytes(), job.input->fd() >= 0);
   }
-  ReduceTask task{job.mapper, job.reducer, job.memory_limit_mib, {}};
-  task.pieces.reserve(job.map_outputs.size());
+  std::vector<const std::string*> pieces;
+  pieces.reserve(job.map_outputs.size());
   for (const auto& output : job.map_outputs)
-    task.pieces.push_back(output[index]);
-  return encode_reduce_task(task);
+    pieces.push_back(&output[index]);
+  return encode_reduce_task(job.task, pieces);
 }
 
 void Dispatcher::handle(std::vector<PoolEvent> events) {
@@ -265,22 +279,22 @@ void Dispatcher::on_answer(unsigned slot, TaskMessage answer, MemoryCharge charg
     // Not retried: the same task would need the same memory again.
     finish(job, Status::kJobOutOfMemory,
            job.task_name(task.phase, task.index) + " ran out of memory (limit " +
-               std::to_string(job.memory_limit_mib) + " MiB)");
+               std::to_string(job.task.memory_limit_mib) + " MiB)");
     return;
   }
   try {
     if (job.fused) {
       // The single task answered with every partition already reduced.
       job.reduced = decode_pieces(answer.body);
-      if (job.reduced.size() != job.partitions) {
+      if (job.reduced.size() != job.task.partitions) {
         throw std::runtime_error("a map-reduce task returned the wrong number of partitions");
       }
       job.ticket->map_done = 1;
-      job.ticket->reduce_done = job.partitions;
+      job.ticket->reduce_done = job.task.partitions;
       job.phase = Phase::kReduce;
     } else if (task.phase == Phase::kMap) {
       job.map_outputs[task.index] = decode_pieces(answer.body);
-      if (job.map_outputs[task.index].size() != job.partitions && job.kind->has_reduce()) {
+      if (job.map_outputs[task.index].size() != job.task.partitions && job.kind->has_reduce()) {
         throw std::runtime_error("map task returned the wrong number of partitions");
       }
       ++job.ticket->map_done;
@@ -345,15 +359,12 @@ void Dispatcher::requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t i
 
 void Dispatcher::on_phase_complete(RunningJob& job) {
   try {
+    release_input(job);
     if (job.phase == Phase::kMap && job.kind->has_reduce()) {
-      job.chunks = {};
-      job.chunks_charge.reset();
-      job.request.input = {};
-      job.input_charge.reset();
       job.phase = Phase::kReduce;
-      job.reduced.assign(job.partitions, {});
-      job.attempts.assign(job.partitions, 0);
-      for (std::uint32_t p = 0; p < job.partitions; ++p)
+      job.reduced.assign(job.task.partitions, {});
+      job.attempts.assign(job.task.partitions, 0);
+      for (std::uint32_t p = 0; p < job.task.partitions; ++p)
         job.todo.push_back(p);
       job.ticket->state = JobState::kReducing;
       ready_.push_back(jobs_.at(job.id()));
@@ -368,9 +379,6 @@ void Dispatcher::on_phase_complete(RunningJob& job) {
       parts = std::move(job.reduced);
     }
     job.map_outputs = {};
-    job.chunks = {};
-    job.request.input = {};
-    job.input_charge.reset();
     auto result = protocol::encode(job.kind->assemble(std::move(parts)));
     if (result.size() > std::numeric_limits<std::uint32_t>::max()) {
       // A reply's length is a u32: such a result could never be sent.
@@ -389,8 +397,7 @@ void Dispatcher::on_phase_complete(RunningJob& job) {
 
 void Dispatcher::finish_out_of_memory(RunningJob& job, const std::string& what) {
   // The job's memory goes first, so that the reason can be built and the others go on.
-  job.chunks = {};
-  job.request.input = {};
+  release_input(job);
   job.map_outputs = {};
   job.reduced = {};
   finish(job, Status::kJobOutOfMemory, "the server ran out of memory " + what);
@@ -398,6 +405,7 @@ void Dispatcher::finish_out_of_memory(RunningJob& job, const std::string& what) 
 
 void Dispatcher::finish(RunningJob& job, Status status, std::string body) {
   job.dropped = true;
+  release_input(job);
   const auto id = job.id();
   if (status != Status::kOk) {
     log(Level::kInfo, "job ", id, " failed (", protocol::to_string(status), "): ", body);

@@ -26,6 +26,7 @@
 #include "server/job_ticket.hpp"
 #include "server/memory_budget.hpp"
 #include "server/pool/worker_pool.hpp"
+#include "server/submitted_input.hpp"
 
 namespace mrd::engine {
 class JobKind;
@@ -39,8 +40,8 @@ inline constexpr int kMaxTaskAttempts = 3;
 /// A job handed to the dispatcher, waiting to be admitted.
 struct Submission {
   std::shared_ptr<JobTicket> ticket;
-  protocol::SubmitRequest request;
-  MemoryCharge input_charge;  ///< pays for request.input until the job no longer holds it
+  std::unique_ptr<SubmittedInput> input;
+  MemoryCharge input_charge;  ///< pays for `input` until the job no longer holds it
 };
 
 struct DispatcherConfig {
@@ -87,6 +88,8 @@ class Dispatcher {
   bool admit(Submission& submission);
   void start_next_task(unsigned slot);
   std::string encode_task(const RunningJob& job, std::uint32_t index) const;
+  /// The job's input is no longer needed: its segment goes (unmapped, its memory file closed).
+  void release_input(RunningJob& job);
   void on_answer(unsigned slot, TaskMessage answer, MemoryCharge charge);
   void on_task_lost(unsigned slot, Loss loss, const std::string& how);
   void on_over_budget(unsigned slot, const std::string& what);

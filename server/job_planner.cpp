@@ -89,13 +89,12 @@ std::uint64_t planned_working_bytes(const engine::InputView& input, std::uint64_
   return working_bytes_for(size_of(input), map_tasks, partitions);
 }
 
-std::uint64_t planned_working_bytes(const protocol::SubmitRequest& request,
-                                    const PlanLimits& limits) {
-  const InputSize input = size_of(request.input);
-  const auto chunk_bytes = chunk_bytes_for(request.options.chunk_bytes, input, limits);
-  const auto tasks = std::max<std::uint64_t>(ceil_div(input.bytes, chunk_bytes), 1);
-  return working_bytes_for(input, tasks,
-                           plan_partitions(request.options.partitions, tasks, limits));
+std::uint64_t planned_working_bytes(const engine::InputView& input,
+                                    const protocol::JobOptions& options, const PlanLimits& limits) {
+  const InputSize size = size_of(input);
+  const auto chunk_bytes = chunk_bytes_for(options.chunk_bytes, size, limits);
+  const auto tasks = std::max<std::uint64_t>(ceil_div(size.bytes, chunk_bytes), 1);
+  return working_bytes_for(size, tasks, plan_partitions(options.partitions, tasks, limits));
 }
 
 }  // namespace mrd::server

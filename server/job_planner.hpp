@@ -51,10 +51,10 @@ std::uint32_t plan_partitions(std::uint32_t requested, std::uint64_t map_tasks,
 std::uint64_t planned_working_bytes(const engine::InputView& input, std::uint64_t map_tasks,
                                     std::uint32_t partitions);
 
-/// planned_working_bytes for a request cut as plan_chunk_bytes and plan_partitions would cut it
-/// (text is cut between words, so its task count is estimated from the chunk size). Sizes the
-/// request without building views of it: it runs before the request's memory is charged.
-std::uint64_t planned_working_bytes(const protocol::SubmitRequest& request,
-                                    const PlanLimits& limits);
+/// planned_working_bytes for an input cut as plan_chunk_bytes and plan_partitions would cut it
+/// with these options (text is cut between words, so its task count is estimated from the chunk
+/// size).
+std::uint64_t planned_working_bytes(const engine::InputView& input,
+                                    const protocol::JobOptions& options, const PlanLimits& limits);
 
 }  // namespace mrd::server

@@ -1,9 +1,11 @@
 #include "server/request_handler.hpp"
 
 #include "protocol/codec.hpp"
+#include "protocol/submit_layout.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/log.hpp"
 #include "server/request_digest.hpp"
+#include "server/submitted_input.hpp"
 
 namespace mrd::server {
 
@@ -14,19 +16,6 @@ namespace {
 constexpr auto code(Status s) {
   return static_cast<std::uint8_t>(s);
 }
-
-/// What a queued job's input costs while it waits and runs. The SUBMIT body is a fair upper
-/// bound of the decoded input: numbers and matrices decode to the 8 bytes each they take on the
-/// wire, and texts to their own bytes, plus the string headers of each document, which the wire
-/// does not carry (its length prefixes are smaller than those) and are added here.
-std::uint64_t input_charge_bytes(const protocol::SubmitRequest& request, std::string_view body) {
-  std::uint64_t bytes = body.size();
-  if (const auto* texts = std::get_if<protocol::Documents>(&request.input)) {
-    bytes += texts->documents.size() * sizeof(protocol::Document);
-  }
-  return bytes;
-}
-
 }  // namespace
 
 RequestHandler::RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
@@ -67,13 +56,16 @@ void RequestHandler::reject(Status status, const std::string& message, std::stri
 }
 
 void RequestHandler::submit(std::string_view body, std::string& out) {
-  auto decoded = protocol::decode<protocol::SubmitRequest>(body);
+  // Offsets, not copies: the body is copied once, below, into the segment the job keeps.
+  auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
-  auto& request = *decoded.value;
-  if (auto problem = engine::check_submit(request, config_.enable_test_jobs); !problem.empty()) {
+  auto& layout = *decoded.value;
+  if (auto problem = engine::check_submit(layout.mapper, layout.reducer, layout.input_kind,
+                                          config_.enable_test_jobs);
+      !problem.empty()) {
     return reject(Status::kBadJob, problem, out);
   }
-  if (request.options.partitions > kMaxPartitions) {
+  if (layout.options.partitions > kMaxPartitions) {
     return reject(Status::kBadJob, "partitions must be at most " + std::to_string(kMaxPartitions),
                   out);
   }
@@ -81,9 +73,9 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
   // the server is stopping: that job was accepted before. A key is bound to the request it first
   // came with, so another request cannot learn or take that job.
   std::optional<RequestDigest> digest;
-  if (!request.idempotency_key.empty()) digest = digest_of(body);
+  if (!layout.idempotency_key.empty()) digest = digest_of(body);
   if (const auto existing =
-          digest ? store_.find_by_key(request.idempotency_key, *digest) : std::nullopt) {
+          digest ? store_.find_by_key(layout.idempotency_key, *digest) : std::nullopt) {
     if (!existing->same_request) {
       return reject(Status::kBadRequest,
                     "submit: this idempotency key was already used with a different request; "
@@ -104,21 +96,21 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
                       " jobs are waiting or running; try again later",
                   out);
   }
-  const auto input_bytes = input_charge_bytes(request, body);
-  // A job that could never run within the budget is refused now, with the reason, rather than
-  // accepted and failed later (job_planner.hpp says what a running job holds).
-  if (const auto working = planned_working_bytes(request, scheduler_.plan_limits());
-      input_bytes + working > budget_.limit()) {
+  const auto input_bytes = SubmittedInput::held_bytes(body.size(), layout.documents.size());
+  const auto never_fits = [&](std::uint64_t working) {
     return reject(Status::kBadJob,
                   "this job would need " + std::to_string(mebibytes(input_bytes + working)) +
-                      " MiB of server memory to run (its input, and the tasks it is cut into), "
+                      " MiB of server memory to run (its input, and what its tasks hold), "
                       "more than the server's memory budget of " +
                       std::to_string(budget_.limit() >> 20) + " MiB (mrd --max-memory-mib)",
                   out);
-  }
-  // Charged before anything is recorded: a job the budget cannot hold is refused, not lost later.
-  // Queued inputs leave an eighth of the budget to requests still arriving, so that a client
-  // whose jobs do not fit hears QUEUE_FULL, not SERVER_BUSY with its connection closed.
+  };
+  // A job that could never run within the budget is refused now, with the reason, rather than
+  // accepted and failed later (job_planner.hpp says what a running job holds).
+  if (input_bytes > budget_.limit()) return never_fits(0);
+  // Charged before anything is copied or recorded: a job the budget cannot hold is refused, not
+  // lost later. Queued inputs leave an eighth of the budget to requests still arriving, so that
+  // a client whose jobs do not fit hears QUEUE_FULL, not SERVER_BUSY with its connection closed.
   const auto for_requests = budget_.limit() / 8;
   MemoryCharge input_charge;
   if (budget_.used() + input_bytes <= budget_.limit() - for_requests) {
@@ -134,15 +126,33 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
             std::to_string(mebibytes(input_bytes)) + " MiB); try again later",
         out);
   }
+  std::unique_ptr<SubmittedInput> input;
+  try {
+    // A big input goes where workers can map it; a small one travels in its task messages.
+    const bool shared =
+        body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments;
+    input = std::make_unique<SubmittedInput>(body, std::move(layout), shared);
+  } catch (const std::exception& e) {
+    log(Level::kError, "cannot keep a job's input: ", e.what());
+    return reject(Status::kQueueFull,
+                  std::string("queue full: cannot keep the job's input now (") + e.what() +
+                      "); try again later",
+                  out);
+  }
+  if (const auto working =
+          planned_working_bytes(input->view(), input->layout().options, scheduler_.plan_limits());
+      input_bytes + working > budget_.limit()) {
+    return never_fits(working);
+  }
   std::shared_ptr<JobTicket> ticket;
   try {
-    ticket = store_.create(request.idempotency_key, digest ? &*digest : nullptr, body);
+    ticket = store_.create(input->layout().idempotency_key, digest ? &*digest : nullptr, body);
   } catch (const std::exception& e) {
     log(Level::kError, "cannot accept a job: ", e.what());
     return reject(Status::kServerError, std::string("cannot record the job: ") + e.what(), out);
   }
   const auto id = ticket->id;
-  scheduler_.enqueue(std::move(ticket), std::move(request), std::move(input_charge));
+  scheduler_.enqueue(std::move(ticket), std::move(input), std::move(input_charge));
   protocol::append_message(out, code(Status::kOk), protocol::JobId{id});
 }
 

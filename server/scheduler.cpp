@@ -79,11 +79,11 @@ void Scheduler::stop() {
   wake_fd_ = -1;
 }
 
-void Scheduler::enqueue(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest request,
+void Scheduler::enqueue(std::shared_ptr<JobTicket> ticket, std::unique_ptr<SubmittedInput> input,
                         MemoryCharge input_charge) {
   {
     std::lock_guard lock(mutex_);
-    incoming_.push_back({std::move(ticket), std::move(request), std::move(input_charge)});
+    incoming_.push_back({std::move(ticket), std::move(input), std::move(input_charge)});
   }
   wake();
 }

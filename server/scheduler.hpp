@@ -58,8 +58,8 @@ class Scheduler {
   void stop();
 
   /// Queues a job (any thread). Its ticket's progress moves as it runs. `input_charge` pays for
-  /// the request's input and is released once the job no longer holds it.
-  void enqueue(std::shared_ptr<JobTicket> ticket, protocol::SubmitRequest request,
+  /// the input and is released once the job no longer holds it.
+  void enqueue(std::shared_ptr<JobTicket> ticket, std::unique_ptr<SubmittedInput> input,
                MemoryCharge input_charge = {});
 
   /// Tells the scheduler that some ticket was cancelled (any thread).

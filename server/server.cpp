@@ -15,9 +15,11 @@
 #include <limits>
 
 #include "protocol/codec.hpp"
+#include "protocol/submit_layout.hpp"
 #include "server/connection.hpp"
 #include "server/engine/hash_key.hpp"
 #include "server/log.hpp"
+#include "server/submitted_input.hpp"
 
 namespace mrd::server {
 
@@ -122,14 +124,22 @@ void Server::restore_jobs() {
   if (!database_) return;
   const auto to_run = store_.restore();
   for (const auto& [ticket, body] : to_run) {
-    auto request = protocol::decode<protocol::SubmitRequest>(body);
-    if (request) {
-      // Its input is in memory again, so it is counted again, whether it fits or not.
-      scheduler_.enqueue(ticket, std::move(*request.value),
-                         MemoryCharge::force_take(*budget_, body.size()));
-    } else {
+    auto layout = protocol::decode_submit_layout(body);
+    if (!layout) {
       store_.finish({ticket->id, protocol::Status::kJobFailed,
-                     "the stored request could not be read back: " + request.error});
+                     "the stored request could not be read back: " + layout.error});
+      continue;
+    }
+    try {
+      auto input = std::make_unique<SubmittedInput>(
+          body, std::move(*layout.value),
+          body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments);
+      // Its input is in memory again, so it is counted again, whether it fits or not.
+      auto charge = MemoryCharge::force_take(*budget_, input->held_bytes());
+      scheduler_.enqueue(ticket, std::move(input), std::move(charge));
+    } catch (const std::exception& e) {
+      store_.finish({ticket->id, protocol::Status::kJobFailed,
+                     std::string("the stored request could not be loaded again: ") + e.what()});
     }
   }
   const auto stats = [&] {
@@ -194,15 +204,16 @@ std::uint32_t Server::limit_connections_to_fds() const {
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) {
     return config_.max_connections;
   }
-  const std::uint64_t needed =
-      std::uint64_t{open_fds()} + kFdReserve + kFdReservePerWorker * std::uint64_t{config_.workers};
+  const std::uint64_t needed = std::uint64_t{open_fds()} + kFdReserve +
+                               kFdReservePerWorker * std::uint64_t{config_.workers} +
+                               kMaxSharedSegments;
   const std::uint64_t available = limit.rlim_cur > needed ? limit.rlim_cur - needed : 0;
   if (available >= config_.max_connections) return config_.max_connections;
   const auto lowered = static_cast<std::uint32_t>(std::max<std::uint64_t>(available, 1));
   log(Level::kWarn, "open-files limit ", limit.rlim_cur, " (hard ", limit.rlim_max, "): serving ",
       lowered, " connections at once instead of --max-connections ", config_.max_connections, " (",
       needed,
-      " descriptors are kept for the listener, workers and the database; raise the"
+      " descriptors are kept for the listener, workers, the database and job inputs; raise the"
       " limit with ulimit -n or LimitNOFILE=)");
   return lowered;
 }

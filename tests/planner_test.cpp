@@ -84,8 +84,7 @@ TEST(Planner, ARequestIsPlannedAsItsViewIs) {
   for (const auto& input : {text_of(3 << 20), documents(5000), product(300)}) {
     for (const std::uint64_t chunk : {0ull, 1ull, 100000ull}) {
       for (const std::uint32_t partitions : {0u, 3u, 1024u}) {
-        // The planner reads only the options and the input, not the job's names.
-        const protocol::SubmitRequest request{"words", "sum", {chunk, partitions}, input};
+        const protocol::JobOptions options{chunk, partitions};
         const auto chunk_bytes = plan_chunk_bytes(chunk, view_of(input), limits);
         std::uint64_t bytes = 0;
         if (const auto* text = std::get_if<protocol::Documents>(&input)) {
@@ -95,7 +94,7 @@ TEST(Planner, ARequestIsPlannedAsItsViewIs) {
           bytes = std::get<protocol::MatrixPair>(input).a.values.size() * 8;
         }
         const auto tasks = std::max<std::uint64_t>((bytes + chunk_bytes - 1) / chunk_bytes, 1);
-        EXPECT_EQ(planned_working_bytes(request, limits),
+        EXPECT_EQ(planned_working_bytes(view_of(input), options, limits),
                   planned_working_bytes(view_of(input), tasks,
                                         plan_partitions(partitions, tasks, limits)))
             << "chunk " << chunk << ", partitions " << partitions;

@@ -287,5 +287,113 @@ TEST(Scheduler, WordsCraftedToCollideCostNoMoreThanOtherWords) {
   }
 }
 
+/// How many of a process's mappings, and of its descriptors, are job inputs (memory files).
+struct InputFiles {
+  std::size_t mappings = 0;
+  std::size_t descriptors = 0;
+  std::size_t all_mappings = 0;  ///< every line of /proc/PID/maps
+};
+
+InputFiles input_files_of(pid_t pid) {
+  InputFiles files;
+  const auto proc = std::filesystem::path("/proc") / std::to_string(pid);
+  std::ifstream maps(proc / "maps");
+  for (std::string line; std::getline(maps, line);) {
+    ++files.all_mappings;
+    if (line.find("memfd:mrd-input") != std::string::npos) ++files.mappings;
+  }
+  std::error_code error;
+  for (const auto& fd : std::filesystem::directory_iterator(proc / "fd", error)) {
+    const auto target = std::filesystem::read_symlink(fd.path(), error);
+    if (!error && target.string().find("memfd:mrd-input") != std::string::npos) ++files.descriptors;
+  }
+  return files;
+}
+
+/// Every SUBMIT of at least 64 KiB lands in a memory file that workers map; a long run of such
+/// jobs (finished, failed, cancelled) must leave no descriptor and no mapping behind, in the
+/// server or in its workers.
+TEST(DataPlane, ALongRunOfJobsLeavesNoDescriptorsOrMappings) {
+  ServerProcess server({"--workers", "2", "--enable-test-jobs"}, kCapped);
+  RawClient client(server.port());
+  const std::vector<std::string> texts = {random_text(20000, 1), random_text(15000, 2)};
+  const auto expected = reference_word_count(texts);
+  // One of each first, so that everything a first job allocates once is allocated.
+  ASSERT_EQ(as_map(result_of(wait_for(client, submit(client, word_count_request(texts)), 60s))),
+            expected);
+  const auto fds_before = server.open_fds();
+  const auto maps_before = input_files_of(server.pid()).all_mappings;
+
+  for (int round = 0; round < 30; ++round) {
+    auto request = word_count_request(texts, 32 << 10);  // several map tasks, each its ranges
+    const auto id = submit(client, request);
+    if (round % 5 == 1) {
+      request.mapper = "test-throw";  // fails in its map tasks
+      const auto failed = submit(client, request);
+      EXPECT_EQ(wait_for(client, failed, 60s).status,
+                static_cast<std::uint8_t>(Status::kJobFailed));
+    }
+    if (round % 5 == 2) {
+      request.mapper = "test-hang";  // cancelled while its workers have the input mapped
+      const auto hung = submit(client, request);
+      // Its input is a memory file, held by the server and mapped by a worker.
+      const auto deadline = std::chrono::steady_clock::now() + 30s;
+      for (;;) {
+        const auto workers = server.worker_pids();
+        if (input_files_of(server.pid()).descriptors >= 1 &&
+            std::any_of(workers.begin(), workers.end(),
+                        [](pid_t pid) { return input_files_of(pid).mappings > 0; })) {
+          break;
+        }
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the input is not shared";
+        std::this_thread::sleep_for(2ms);
+      }
+      client.send_message(Opcode::kCancel, protocol::JobId{hung});
+      const auto cancelled = client.read_reply();
+      ASSERT_TRUE(cancelled);
+      EXPECT_EQ(cancelled->status, kOk);
+    }
+    ASSERT_EQ(as_map(result_of(wait_for(client, id, 60s))), expected) << "round " << round;
+  }
+  // Finished jobs hold no input: the server has no memory file open or mapped, and nor has any
+  // worker between tasks.
+  const auto after = input_files_of(server.pid());
+  EXPECT_EQ(after.descriptors, 0u);
+  EXPECT_EQ(after.mappings, 0u);
+  EXPECT_EQ(server.open_fds(), fds_before);
+  EXPECT_LE(after.all_mappings, maps_before + 8) << "mappings grew with the number of jobs";
+  expect_tiny_job_served(server.port());  // a last job: every worker has finished the others
+  for (const auto pid : server.worker_pids()) {
+    const auto worker = input_files_of(pid);
+    EXPECT_EQ(worker.descriptors, 0u) << "worker " << pid;
+    EXPECT_EQ(worker.mappings, 0u) << "worker " << pid;
+  }
+}
+
+/// A worker killed while it has the job's input mapped is replaced, and its task runs again on
+/// the same input, with the right result.
+TEST(DataPlane, AWorkerKilledWithTheInputMappedIsReplacedAndItsTaskRunsAgain) {
+  ServerProcess server({"--workers", "1", "--enable-test-jobs"}, kCapped);
+  RawClient client(server.port());
+  const auto big = random_text(20000, 7);  // over 64 KiB: a memory file
+  // test-slow sleeps 2 s for the document named "2000", with its input mapped.
+  protocol::SubmitRequest request{"test-slow",
+                                  "sum",
+                                  {1 << 30, 0},
+                                  protocol::Documents{{{"2000", "slow words"}, {"big", big}}}};
+  const auto id = submit(client, request);
+  const auto worker = server.worker_pids().at(0);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (input_files_of(worker).mappings == 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the worker never mapped the input";
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  auto expected = reference_word_count({"slow words", big});
+  EXPECT_EQ(as_map(result_of(wait_for(client, id, 60s))), expected);
+  EXPECT_EQ(server_stats(client).worker_restarts, 1u);
+  EXPECT_NE(server.worker_pids().at(0), worker);
+}
+
 }  // namespace
 }  // namespace mrd::testing

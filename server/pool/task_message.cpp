@@ -4,15 +4,158 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <limits>
+#include <cstring>
+#include <stdexcept>
 
 #include "protocol/body_io.hpp"
-#include "protocol/codec.hpp"
 
 namespace mrd::server {
 namespace {
 
-constexpr auto kUnlimited = std::numeric_limits<std::uint64_t>::max();
+using protocol::ByteRange;
+using protocol::DecodeError;
+
+/// Appends little-endian integers and raw bytes: the fixed layouts, without streams.
+class FixedWriter {
+ public:
+  explicit FixedWriter(std::string& out) : out_(out) {}
+  template <class T>
+  void value(T v) {
+    out_.append(reinterpret_cast<const char*>(&v), sizeof v);  // little-endian (body_io.hpp)
+  }
+  void range(ByteRange r) {
+    value(r.offset);
+    value(r.size);
+  }
+  /// A u8 length, then the bytes (names: at most 255 bytes).
+  void short_bytes(std::string_view s) {
+    value(static_cast<std::uint8_t>(s.size()));
+    out_.append(s);
+  }
+  /// A u64 length, then the bytes.
+  void bytes(std::string_view s) {
+    value<std::uint64_t>(s.size());
+    out_.append(s);
+  }
+
+ private:
+  std::string& out_;
+};
+
+/// Reads what FixedWriter wrote, refusing to read past the end.
+class FixedReader {
+ public:
+  explicit FixedReader(std::string_view body) : body_(body) {}
+  std::size_t position() const { return at_; }
+  std::size_t remaining() const { return body_.size() - at_; }
+  template <class T>
+  T value() {
+    if (remaining() < sizeof(T)) throw DecodeError("task message ends in the middle of a number");
+    T v;
+    std::memcpy(&v, body_.data() + at_, sizeof v);
+    at_ += sizeof v;
+    return v;
+  }
+  ByteRange range() {
+    const auto offset = value<std::uint64_t>();
+    const auto size = value<std::uint64_t>();
+    if (size > ~offset) throw DecodeError("task message names a range past 2^64");
+    return {offset, size};
+  }
+  std::string_view take(std::uint64_t n) {
+    if (n > remaining()) throw DecodeError("task message ends before its bytes do");
+    const auto bytes = body_.substr(at_, static_cast<std::size_t>(n));
+    at_ += static_cast<std::size_t>(n);
+    return bytes;
+  }
+  std::string short_bytes() { return std::string(take(value<std::uint8_t>())); }
+  std::string_view bytes() { return take(value<std::uint64_t>()); }
+  void expect_end() const {
+    if (remaining() != 0) throw DecodeError("unexpected bytes after the end of a task message");
+  }
+
+ private:
+  std::string_view body_;
+  std::size_t at_ = 0;
+};
+
+void write_job(FixedWriter& w, const TaskJob& job) {
+  w.value(job.partitions);
+  w.value(job.memory_limit_mib);
+  w.short_bytes(job.mapper);
+  w.short_bytes(job.reducer);
+}
+
+TaskJob read_job(FixedReader& r) {
+  TaskJob job;
+  job.partitions = r.value<std::uint32_t>();
+  job.memory_limit_mib = r.value<std::uint32_t>();
+  job.mapper = r.short_bytes();
+  job.reducer = r.short_bytes();
+  return job;
+}
+
+/// Where a chunk's views are in the input, and the span that holds them all.
+class RangeFinder {
+ public:
+  explicit RangeFinder(std::string_view input) : input_(input) {}
+
+  ByteRange operator()(const void* data, std::size_t size) {
+    if (size == 0) return {};  // an empty view reads nothing, wherever it points
+    const auto* p = static_cast<const char*>(data);
+    const auto* begin = input_.data();
+    if (p < begin || size > input_.size() || p - begin > std::ptrdiff_t(input_.size() - size)) {
+      throw std::invalid_argument("a chunk views bytes outside its job's input");
+    }
+    const ByteRange range{static_cast<std::uint64_t>(p - begin), size};
+    if (!any_) span_ = range;
+    const auto end = std::max(span_.end(), range.end());
+    span_.offset = std::min(span_.offset, range.offset);
+    span_.size = end - span_.offset;
+    any_ = true;
+    return range;
+  }
+  ByteRange operator()(std::string_view s) { return (*this)(s.data(), s.size()); }
+  ByteRange operator()(std::span<const double> v) { return (*this)(v.data(), v.size_bytes()); }
+
+  ByteRange span() const { return span_; }
+
+ private:
+  std::string_view input_;
+  ByteRange span_;
+  bool any_ = false;
+};
+
+void write_matrix(FixedWriter& w, const protocol::MatrixLayout& m) {
+  w.value(m.rows);
+  w.value(m.cols);
+  w.range(m.values);
+}
+
+protocol::MatrixLayout read_matrix(FixedReader& r) {
+  protocol::MatrixLayout m;
+  m.rows = r.value<std::uint64_t>();
+  m.cols = r.value<std::uint64_t>();
+  m.values = r.range();
+  return m;
+}
+
+void check_within(ByteRange range, ByteRange span) {
+  if (range.size == 0) return;
+  if (range.offset < span.offset || range.end() > span.end()) {
+    throw DecodeError("task message names bytes outside its span");
+  }
+}
+
+std::span<const double> doubles_at(const char* span_bytes, ByteRange span, ByteRange range) {
+  if (range.size == 0) return {};
+  const char* p = span_bytes + (range.offset - span.offset);
+  if (range.size % sizeof(double) != 0 ||
+      reinterpret_cast<std::uintptr_t>(p) % alignof(double) != 0) {
+    throw DecodeError("task message names numbers that are not whole, aligned doubles");
+  }
+  return {reinterpret_cast<const double*>(p), range.size / sizeof(double)};
+}
 
 bool write_all(int fd, const char* data, std::size_t size) {
   while (size > 0) {
@@ -38,63 +181,157 @@ bool read_all(int fd, char* data, std::size_t size) {
 
 }  // namespace
 
-std::string encode_map_task(const MapTask& task) {
-  // A map task is a SUBMIT body holding one chunk: the same codec, tested once.
-  protocol::SubmitRequest request{
-      task.mapper, task.reducer, {0, task.partitions, 0, task.memory_limit_mib}, task.chunk};
-  return protocol::encode(request);
+std::string encode_map_task(const TaskJob& job, const engine::InputView& chunk,
+                            std::string_view input, bool in_file) {
+  RangeFinder find(input);
+  std::string layout;
+  FixedWriter w(layout);
+  w.value(static_cast<std::uint8_t>(chunk.index()));
+  if (const auto* docs = std::get_if<engine::DocumentsView>(&chunk)) {
+    w.value(static_cast<std::uint32_t>(docs->documents.size()));
+    for (const auto& d : docs->documents) {
+      w.range(find(d.name));
+      w.range(find(d.text));
+    }
+  } else if (const auto* numbers = std::get_if<engine::NumbersView>(&chunk)) {
+    w.range(find(numbers->values));
+  } else {
+    const auto& pair = std::get<engine::MatrixPairView>(chunk);
+    write_matrix(w, {pair.a.rows, pair.a.cols, find(pair.a.values)});
+    write_matrix(w, {pair.b.rows, pair.b.cols, find(pair.b.values)});
+  }
+
+  const auto span = find.span();
+  std::string out;
+  out.reserve(64 + layout.size() + (in_file ? 0 : span.size + 8));
+  FixedWriter body(out);
+  write_job(body, job);
+  out += layout;
+  body.range(span);
+  body.value(static_cast<std::uint8_t>(in_file));
+  if (!in_file) {
+    // Padding puts the inline bytes on an 8-byte boundary of the body, so that the numbers in
+    // them are aligned where the worker reads them (the input's values are aligned relative to
+    // each other, see submit_layout.hpp).
+    const auto pad = static_cast<std::uint8_t>((8 - (out.size() + 1) % 8) % 8);
+    body.value(pad);
+    out.append(pad, '\0');
+    out.append(input.substr(span.offset, span.size));
+  }
+  return out;
 }
 
 MapTask decode_map_task(std::string_view body) {
-  auto decoded = protocol::decode<protocol::SubmitRequest>(body);
-  if (!decoded) throw protocol::DecodeError("map task: " + decoded.error);
-  auto& request = *decoded.value;
-  return MapTask{std::move(request.mapper), std::move(request.reducer), request.options.partitions,
-                 request.options.memory_limit_mib, std::move(request.input)};
+  FixedReader r(body);
+  MapTask task;
+  task.job = read_job(r);
+  task.input_kind = r.value<std::uint8_t>();
+  switch (task.input_kind) {
+    case 0: {
+      const auto n = r.value<std::uint32_t>();
+      if (n > r.remaining() / 32) throw DecodeError("task message: document count too large");
+      task.documents.resize(n);
+      for (auto& d : task.documents) {
+        d.name = r.range();
+        d.text = r.range();
+      }
+      break;
+    }
+    case 1: task.numbers = r.range(); break;
+    case 2:
+      task.a = read_matrix(r);
+      task.b = read_matrix(r);
+      break;
+    default: throw DecodeError("task message: input kind " + std::to_string(task.input_kind));
+  }
+  task.span = r.range();
+  task.in_file = r.value<std::uint8_t>() != 0;
+  if (!task.in_file) {
+    r.take(r.value<std::uint8_t>());  // padding
+    task.inline_bytes = r.take(task.span.size);
+  }
+  r.expect_end();
+  for (const auto& d : task.documents) {
+    check_within(d.name, task.span);
+    check_within(d.text, task.span);
+  }
+  check_within(task.numbers, task.span);
+  check_within(task.a.values, task.span);
+  check_within(task.b.values, task.span);
+  return task;
 }
 
-std::string encode_reduce_task(const ReduceTask& task) {
+engine::InputView chunk_view(const MapTask& task, const char* span_bytes) {
+  const auto text = [&](ByteRange range) {
+    if (range.size == 0) return std::string_view{};
+    return std::string_view(span_bytes + (range.offset - task.span.offset),
+                            static_cast<std::size_t>(range.size));
+  };
+  switch (task.input_kind) {
+    case 0: {
+      engine::DocumentsView docs;
+      docs.documents.reserve(task.documents.size());
+      for (const auto& d : task.documents)
+        docs.documents.push_back({text(d.name), text(d.text)});
+      return docs;
+    }
+    case 1: return engine::NumbersView{doubles_at(span_bytes, task.span, task.numbers)};
+    default:
+      return engine::MatrixPairView{
+          {task.a.rows, task.a.cols, doubles_at(span_bytes, task.span, task.a.values)},
+          {task.b.rows, task.b.cols, doubles_at(span_bytes, task.span, task.b.values)}};
+  }
+}
+
+std::string encode_reduce_task(const TaskJob& job, const std::vector<const std::string*>& pieces) {
+  std::size_t total = 64 + job.mapper.size() + job.reducer.size();
+  for (const auto* piece : pieces)
+    total += 8 + piece->size();
   std::string out;
-  protocol::BodyWriter writer(out);
-  writer.bytes(task.mapper);
-  writer.bytes(task.reducer);
-  writer.value(task.memory_limit_mib);
-  writer.count(task.pieces.size());
-  for (const auto& piece : task.pieces)
-    writer.bytes(piece);
+  out.reserve(total);
+  FixedWriter w(out);
+  write_job(w, job);
+  w.value(static_cast<std::uint32_t>(pieces.size()));
+  for (const auto* piece : pieces)
+    w.bytes(*piece);
   return out;
 }
 
 ReduceTask decode_reduce_task(std::string_view body) {
-  protocol::BodyReader reader(body);
+  FixedReader r(body);
   ReduceTask task;
-  task.mapper = reader.bytes(kUnlimited, "mapper");
-  task.reducer = reader.bytes(kUnlimited, "reducer");
-  task.memory_limit_mib = reader.value<std::uint32_t>();
-  const auto n = reader.count(8, kUnlimited, "pieces");
-  for (std::uint64_t i = 0; i < n; ++i)
-    task.pieces.push_back(reader.bytes(kUnlimited, "piece"));
-  reader.expect_end();
+  task.job = read_job(r);
+  const auto n = r.value<std::uint32_t>();
+  if (n > r.remaining() / 8) throw DecodeError("task message: piece count too large");
+  task.pieces.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i)
+    task.pieces.emplace_back(r.bytes());
+  r.expect_end();
   return task;
 }
 
 std::string encode_pieces(const std::vector<std::string>& pieces) {
-  std::string out;
-  protocol::BodyWriter writer(out);
-  writer.count(pieces.size());
+  std::size_t total = 4;
   for (const auto& piece : pieces)
-    writer.bytes(piece);
+    total += 8 + piece.size();
+  std::string out;
+  out.reserve(total);
+  FixedWriter w(out);
+  w.value(static_cast<std::uint32_t>(pieces.size()));
+  for (const auto& piece : pieces)
+    w.bytes(piece);
   return out;
 }
 
 std::vector<std::string> decode_pieces(std::string_view body) {
-  protocol::BodyReader reader(body);
-  const auto n = reader.count(8, kUnlimited, "pieces");
+  FixedReader r(body);
+  const auto n = r.value<std::uint32_t>();
+  if (n > r.remaining() / 8) throw DecodeError("task message: piece count too large");
   std::vector<std::string> pieces;
-  pieces.reserve(static_cast<std::size_t>(n));
-  for (std::uint64_t i = 0; i < n; ++i)
-    pieces.push_back(reader.bytes(kUnlimited, "piece"));
-  reader.expect_end();
+  pieces.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i)
+    pieces.emplace_back(r.bytes());
+  r.expect_end();
   return pieces;
 }
 
@@ -118,27 +355,44 @@ std::optional<std::pair<TaskMessageType, std::uint64_t>> parse_task_header(
   return std::pair{static_cast<TaskMessageType>(type), length};
 }
 
-bool write_task_message(int fd, TaskMessageType type, std::string_view body) {
+bool write_task_message(int fd, TaskMessageType type, std::string_view body, int attached) {
   std::string header;
   append_task_header(header, type, body.size());
+  if (attached >= 0) {
+    // The descriptor goes with the header's first byte; the rest follows as usual.
+    ssize_t n;
+    do {
+      n = send_with_fd(fd, header.data(), header.size(), attached);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return false;
+    header.erase(0, static_cast<std::size_t>(n));
+  }
   return write_all(fd, header.data(), header.size()) && write_all(fd, body.data(), body.size());
 }
 
 std::optional<TaskMessage> read_task_message(int fd) {
   unsigned char header[kTaskHeaderBytes];
-  if (!read_all(fd, reinterpret_cast<char*>(header), sizeof header)) return std::nullopt;
+  TaskMessage message;
+  std::size_t have = 0;
+  while (have < sizeof header) {
+    const auto n = receive_with_fd(fd, reinterpret_cast<char*>(header) + have, sizeof header - have,
+                                   message.attached);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::nullopt;
+    have += static_cast<std::size_t>(n);
+  }
   const auto parsed = parse_task_header(header);  // the length is checked before sizing a buffer
   if (!parsed) return std::nullopt;
   const auto [type, length] = *parsed;
+  message.type = type;
   // The buffer grows with the bytes that actually arrive (at most doubling per step), never to
   // the size a header merely claims: a broken peer cannot make this process touch gigabytes.
-  TaskMessage message{type, {}};
   while (message.body.size() < length) {
-    const std::size_t have = message.body.size();
+    const std::size_t had = message.body.size();
     const std::size_t step =
-        std::min<std::uint64_t>(length - have, std::max<std::size_t>(have, 1 << 20));
-    message.body.resize(have + step);
-    if (!read_all(fd, message.body.data() + have, step)) return std::nullopt;
+        std::min<std::uint64_t>(length - had, std::max<std::size_t>(had, 1 << 20));
+    message.body.resize(had + step);
+    if (!read_all(fd, message.body.data() + had, step)) return std::nullopt;
   }
   return message;
 }

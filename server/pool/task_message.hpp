@@ -1,17 +1,23 @@
 // Messages between the scheduler and its worker processes, over a socketpair.
 //
-// Every message is framed like the client protocol, with a wider length:
+// Every message is a header, then a body:
 //   u8 type, u64 body length (little-endian), body
-// Bodies use the same cereal encodings as the client protocol (protocol/body_io.hpp).
+// Bodies have fixed layouts of little-endian integers and raw bytes, read and written with
+// memcpy (docs/architecture.md draws them). A map task carries no input bytes of its own when its
+// job's input is in a memory file: it names the byte ranges it reads, and the file's descriptor
+// travels with the message's header (fd_passing.hpp).
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
-#include "protocol/messages.hpp"
+#include "protocol/submit_layout.hpp"
+#include "server/engine/input_view.hpp"
+#include "server/pool/fd_passing.hpp"
 
 namespace mrd::server {
 
@@ -36,34 +42,61 @@ inline constexpr std::size_t kTaskHeaderBytes = 9;
 struct TaskMessage {
   TaskMessageType type = TaskMessageType::kDone;
   std::string body;
+  OwnedFd attached;  ///< the descriptor that came with the message, if any
 };
 
-/// A map task: the job's pair, the partition count and one chunk of its input.
-struct MapTask {
+/// A task's job: which pair runs, and how.
+struct TaskJob {
   std::string mapper;
   std::string reducer;
   std::uint32_t partitions = 1;
   std::uint32_t memory_limit_mib = 0;  ///< 0: no limit
-  protocol::JobInput chunk;
 };
 
-/// A reduce task: the job's pair and one partition's pieces, one per map task.
+/// A decoded map task: its job, and where in the job's input its chunk is (offsets into the
+/// input, as protocol::SubmitLayout gives them).
+struct MapTask {
+  TaskJob job;
+  std::uint8_t input_kind = 0;
+  std::vector<protocol::DocumentLayout> documents;  ///< input kind 0
+  protocol::ByteRange numbers;                      ///< input kind 1
+  protocol::MatrixLayout a, b;                      ///< input kind 2
+  /// The input bytes [span.offset, span.end()) that hold every range above.
+  protocol::ByteRange span;
+  /// True if the span's bytes are in the memory file sent with the message; false if they end
+  /// the message itself (`inline_bytes`).
+  bool in_file = false;
+  std::string_view inline_bytes;  ///< views into the message body it was decoded from
+};
+
+/// Encodes a map task for `chunk`, whose views point into `input` (the job's whole input bytes).
+/// The chunk's bytes travel inline unless `in_file`: then the receiver maps them from the memory
+/// file that must be sent with the message. Throws std::invalid_argument if a view of `chunk` is
+/// outside `input`.
+std::string encode_map_task(const TaskJob& job, const engine::InputView& chunk,
+                            std::string_view input, bool in_file);
+
+/// Decodes a map task; throws protocol::DecodeError if the body breaks the layout or a range is
+/// outside its span (or a value is not 8-byte aligned there).
+MapTask decode_map_task(std::string_view body);
+
+/// The chunk a decoded task names, as views into `span_bytes` (its span's bytes: the inline
+/// bytes, or the span mapped from the memory file).
+engine::InputView chunk_view(const MapTask& task, const char* span_bytes);
+
+/// A reduce task: its job and one partition's pieces, one per map task.
 struct ReduceTask {
-  std::string mapper;
-  std::string reducer;
-  std::uint32_t memory_limit_mib = 0;  ///< 0: no limit
+  TaskJob job;
   std::vector<std::string> pieces;
 };
 
-std::string encode_map_task(const MapTask& task);
-MapTask decode_map_task(std::string_view body);  // throws protocol::DecodeError
-
-std::string encode_reduce_task(const ReduceTask& task);
-ReduceTask decode_reduce_task(std::string_view body);
+/// Encodes a reduce task from the pieces of its partition (copied into the message).
+std::string encode_reduce_task(const TaskJob& job, const std::vector<const std::string*>& pieces);
+ReduceTask decode_reduce_task(std::string_view body);  // throws protocol::DecodeError
 
 /// A map task's output: one piece per partition.
 std::string encode_pieces(const std::vector<std::string>& pieces);
-std::vector<std::string> decode_pieces(std::string_view body);
+std::vector<std::string> decode_pieces(std::string_view body);  // throws protocol::DecodeError
 
 /// Appends the header of a message whose body is `body_bytes` long.
 void append_task_header(std::string& out, TaskMessageType type, std::uint64_t body_bytes);
@@ -73,11 +106,12 @@ void append_task_header(std::string& out, TaskMessageType type, std::uint64_t bo
 std::optional<std::pair<TaskMessageType, std::uint64_t>> parse_task_header(
     const unsigned char (&header)[kTaskHeaderBytes]);
 
-/// Writes a whole message to a blocking file descriptor. False if the peer is gone.
-bool write_task_message(int fd, TaskMessageType type, std::string_view body);
+/// Writes a whole message to a blocking file descriptor, with `attached` (if >= 0) sent along
+/// with its header. False if the peer is gone.
+bool write_task_message(int fd, TaskMessageType type, std::string_view body, int attached = -1);
 
-/// Reads a whole message from a blocking file descriptor. Empty on EOF, a read error or a frame
-/// that breaks the rules (unknown type, oversized length).
+/// Reads a whole message (and a descriptor sent with it) from a blocking file descriptor. Empty
+/// on EOF, a read error or a frame that breaks the rules (unknown type, oversized length).
 std::optional<TaskMessage> read_task_message(int fd);
 
 }  // namespace mrd::server

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <system_error>
 
 namespace mrd::server {
 namespace {
@@ -20,7 +21,14 @@ WorkerChannel::~WorkerChannel() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void WorkerChannel::start_send(TaskMessageType type, std::string body, MemoryCharge charge) {
+void WorkerChannel::start_send(TaskMessageType type, std::string body, MemoryCharge charge,
+                               int attached) {
+  // A duplicate: the caller's descriptor may be closed (its job finished) before the first byte
+  // goes out, and its number reused for another file.
+  attached_ = OwnedFd(attached >= 0 ? ::fcntl(attached, F_DUPFD_CLOEXEC, 0) : -1);
+  if (attached >= 0 && !attached_) {
+    throw std::system_error(errno, std::generic_category(), "duplicating the input's descriptor");
+  }
   outgoing_.clear();
   outgoing_.reserve(kTaskHeaderBytes + body.size());
   append_task_header(outgoing_, type, body.size());
@@ -32,10 +40,13 @@ void WorkerChannel::start_send(TaskMessageType type, std::string body, MemoryCha
 
 bool WorkerChannel::flush() {
   while (sending()) {
-    const auto n = ::write(fd_, outgoing_.data() + sent_, outgoing_.size() - sent_);
+    const auto n = attached_ ? send_with_fd(fd_, outgoing_.data() + sent_, outgoing_.size() - sent_,
+                                            attached_.get())
+                             : ::write(fd_, outgoing_.data() + sent_, outgoing_.size() - sent_);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // the socket is full
     if (n <= 0) return false;
+    attached_.reset();  // it went with the bytes just written
     sent_ += static_cast<std::size_t>(n);
   }
   // All written: the worker has it (in the socket), so the copy here can go.
@@ -55,7 +66,7 @@ WorkerChannel::Read WorkerChannel::read_available() {
     if (header_bytes_ == kTaskHeaderBytes) {
       const auto parsed = parse_task_header(header_);
       if (!parsed) return Read::kBroken;
-      incoming_ = TaskMessage{parsed->first, {}};
+      incoming_ = TaskMessage{parsed->first, {}, {}};
       length_ = parsed->second;
       incoming_charge_ =
           budget_ ? MemoryCharge::try_take(*budget_, 0) : MemoryCharge{};  // grows below

@@ -27,8 +27,9 @@ class WorkerChannel {
   int fd() const { return fd_; }
 
   /// Starts sending a message; the bytes go out with flush(). Only one message at a time.
-  /// `charge` pays for the encoded body while it is held.
-  void start_send(TaskMessageType type, std::string body, MemoryCharge charge);
+  /// `charge` pays for the encoded body while it is held. A copy of `attached` (if >= 0) goes
+  /// with the message's first byte, so the caller may close its own at once.
+  void start_send(TaskMessageType type, std::string body, MemoryCharge charge, int attached = -1);
 
   /// True while part of the outgoing message has not been written yet.
   bool sending() const { return sent_ < outgoing_.size(); }
@@ -47,7 +48,8 @@ class WorkerChannel {
   /// Reads what has arrived, up to the end of one message.
   Read read_available();
 
-  /// The message read_available() completed, and the charge that pays for its body.
+  /// The message read_available() completed, and the charge that pays for its body. (Answers
+  /// carry no descriptors: a worker has none to give.)
   TaskMessage take_message(MemoryCharge& charge);
 
   /// The declared length of the message being read (for error messages), 0 before its header.
@@ -59,6 +61,7 @@ class WorkerChannel {
   std::string outgoing_;  ///< header and body of the message being sent
   std::size_t sent_ = 0;  ///< bytes of outgoing_ already written
   MemoryCharge outgoing_charge_;
+  OwnedFd attached_;              ///< to send with the first byte of outgoing_, then closed
   unsigned char header_[9];       ///< the incoming header, as it arrives
   std::size_t header_bytes_ = 0;  ///< bytes of header_ received
   std::uint64_t length_ = 0;      ///< declared body length, once the header is complete

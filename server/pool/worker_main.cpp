@@ -6,9 +6,10 @@
 
 #include <algorithm>
 #include <new>
+#include <optional>
 
-#include "protocol/body_io.hpp"
 #include "server/engine/job_kind.hpp"
+#include "server/pool/segment.hpp"
 #include "server/pool/worker_process.hpp"
 
 namespace mrd::server {
@@ -20,44 +21,56 @@ const engine::JobKind& job_kind_for(const std::string& mapper, const std::string
   return *kind;
 }
 
-/// Caps this process's address space for the task to come. Only the soft limit moves, so the
-/// next task may raise it again; RLIM_INFINITY when the job sets no limit.
-void limit_memory(std::uint32_t mebibytes) {
+/// Caps this process's address space for the task to come, plus `mapped` bytes of its input
+/// (mapped, not allocated: the job's limit is on what its code allocates). Only the soft limit
+/// moves, so the next task may raise it again; RLIM_INFINITY when the job sets no limit.
+void limit_memory(std::uint32_t mebibytes, std::uint64_t mapped = 0) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // Sanitizers reserve terabytes of address space for their shadow memory: under an address-space
   // limit they cannot start at all. Sanitized builds run without the limit.
   (void)mebibytes;
+  (void)mapped;
   return;
 #endif
   rlimit limit{};
   getrlimit(RLIMIT_AS, &limit);
-  limit.rlim_cur =
-      mebibytes == 0 ? limit.rlim_max : std::min<rlim_t>(limit.rlim_max, rlim_t{mebibytes} << 20);
+  limit.rlim_cur = mebibytes == 0
+                       ? limit.rlim_max
+                       : std::min<rlim_t>(limit.rlim_max, (rlim_t{mebibytes} << 20) + mapped);
   setrlimit(RLIMIT_AS, &limit);
+}
+
+/// Runs a map task (or a fused map and reduce) on its chunk, read in place: from the input's
+/// memory file that came with the message, or from the message itself.
+std::string run_map_task(const TaskMessage& message) {
+  const auto task = decode_map_task(message.body);
+  const char* span_bytes = task.inline_bytes.data();
+  std::optional<SegmentView> mapped;
+  if (task.in_file) {
+    if (!message.attached) throw engine::JobError("a map task came without its input's file");
+    mapped.emplace(message.attached.get(), task.span.offset, task.span.end());
+    span_bytes = mapped->data();
+  }
+  limit_memory(task.job.memory_limit_mib, mapped ? mapped->mapped_bytes() : 0);
+  const auto& kind = job_kind_for(task.job.mapper, task.job.reducer);
+  auto partitions = kind.map(chunk_view(task, span_bytes), task.job.partitions);
+  if (message.type == TaskMessageType::kMapReduce) {
+    // One chunk, so each partition's only piece is this task's: reduce it right here.
+    for (auto& partition : partitions)
+      partition = kind.reduce({std::move(partition)});
+  }
+  return encode_pieces(partitions);
 }
 
 /// Runs one task; returns the answer's body or throws the reason it failed.
 std::string run_task(const TaskMessage& message) {
-  if (message.type == TaskMessageType::kMap) {
-    const auto task = decode_map_task(message.body);
-    limit_memory(task.memory_limit_mib);
-    return encode_pieces(
-        job_kind_for(task.mapper, task.reducer).map(engine::view_of(task.chunk), task.partitions));
-  }
-  if (message.type == TaskMessageType::kMapReduce) {
-    const auto task = decode_map_task(message.body);
-    limit_memory(task.memory_limit_mib);
-    const auto& kind = job_kind_for(task.mapper, task.reducer);
-    auto partitions = kind.map(engine::view_of(task.chunk), task.partitions);
-    // One chunk, so each partition's only piece is this task's: reduce it right here.
-    for (auto& partition : partitions)
-      partition = kind.reduce({std::move(partition)});
-    return encode_pieces(partitions);
+  if (message.type == TaskMessageType::kMap || message.type == TaskMessageType::kMapReduce) {
+    return run_map_task(message);
   }
   if (message.type == TaskMessageType::kReduce) {
     const auto task = decode_reduce_task(message.body);
-    limit_memory(task.memory_limit_mib);
-    return job_kind_for(task.mapper, task.reducer).reduce(task.pieces);
+    limit_memory(task.job.memory_limit_mib);
+    return job_kind_for(task.job.mapper, task.job.reducer).reduce(task.pieces);
   }
   throw engine::JobError("worker received a message that is not a task");
 }

@@ -38,10 +38,11 @@ void WorkerPool::start(unsigned index) {
   }
 }
 
-void WorkerPool::send(unsigned index, TaskMessageType type, std::string body, MemoryCharge charge) {
+void WorkerPool::send(unsigned index, TaskMessageType type, std::string body, MemoryCharge charge,
+                      int attached) {
   auto& slot = slots_[index];
+  slot.process->channel().start_send(type, std::move(body), std::move(charge), attached);
   slot.busy = true;
-  slot.process->channel().start_send(type, std::move(body), std::move(charge));
   // Most tasks fit in the socket buffer at once; the rest goes out as the worker reads.
   if (!slot.process->channel().flush()) {
     // Reported by the next wait(): the socket says EOF or error there too.

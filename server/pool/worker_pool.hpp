@@ -56,8 +56,11 @@ class WorkerPool {
   /// True if the slot has a live worker with no task.
   bool idle(unsigned slot) const { return slots_[slot].process && !slots_[slot].busy; }
 
-  /// Hands a task to an idle worker; the answer (or the worker's loss) comes from wait().
-  void send(unsigned slot, TaskMessageType type, std::string body, MemoryCharge charge);
+  /// Hands a task to an idle worker; the answer (or the worker's loss) comes from wait(). A copy
+  /// of `attached` (if >= 0: the memory file of the task's input) goes with it. Throws
+  /// std::system_error, the worker still idle, if that copy cannot be made.
+  void send(unsigned slot, TaskMessageType type, std::string body, MemoryCharge charge,
+            int attached = -1);
 
   /// Kills the slot's worker, whatever it is doing, and starts a replacement; says how the old
   /// one ended. Its task, if any, is forgotten: no event will come for it.

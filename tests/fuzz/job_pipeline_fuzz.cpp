@@ -1,7 +1,8 @@
 // Fuzz target: a SUBMIT body through the whole job engine, the way mrd runs a job. The request is
-// decoded and checked (request_handler.cpp), validated and split into chunks (scheduler.cpp); each
-// chunk goes to map and each partition to reduce through the worker messages
-// (task_message.hpp); the reduced partitions are assembled into the result.
+// decoded into offsets and checked, and kept once in a segment (request_handler.cpp,
+// submitted_input.hpp); validated and split into chunks, which view the segment
+// (dispatcher.cpp); each chunk goes to map and each partition to reduce through the worker
+// messages (task_message.hpp), the chunk's bytes inline; the reduced partitions are assembled.
 //
 // Input: a SUBMIT body, exactly as a client sends it.
 //
@@ -22,9 +23,11 @@
 
 #include "fuzz_check.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/submit_layout.hpp"
 #include "server/engine/input_kinds.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/pool/task_message.hpp"
+#include "server/submitted_input.hpp"
 
 namespace {
 
@@ -51,20 +54,23 @@ decltype(auto) must_not_throw(const char* what, Step&& step) {
 
 /// Runs the job in `chunk_bytes` chunks and `partitions` partitions, each task through the
 /// messages a worker receives and answers; returns the encoded result.
-std::string run(const engine::JobKind& kind, const protocol::SubmitRequest& request,
-                const engine::InputView& input, std::uint64_t chunk_bytes,
-                std::uint32_t partitions) {
-  const auto chunks = must_not_throw("split()", [&] { return kind.split(input, chunk_bytes); });
+std::string run(const engine::JobKind& kind, const server::SubmittedInput& kept,
+                std::uint64_t chunk_bytes, std::uint32_t partitions) {
+  const auto& request = kept.layout();
+  const auto chunks =
+      must_not_throw("split()", [&] { return kind.split(kept.view(), chunk_bytes); });
   FUZZ_CHECK(!chunks.empty(), "split() gives at least one chunk");
 
   std::vector<std::vector<std::string>> map_outputs;  // [chunk][partition]
   for (const auto& chunk : chunks) {
     FUZZ_CHECK(chunk.index() == kind.input_kind(), "a chunk is input of the job's kind");
-    const auto task = server::decode_map_task(
-        server::encode_map_task({request.mapper, request.reducer, partitions,
-                                 request.options.memory_limit_mib, engine::to_owned(chunk)}));
-    const auto pieces = must_not_throw(
-        "map()", [&] { return kind.map(engine::view_of(task.chunk), task.partitions); });
+    const auto message = server::encode_map_task(
+        {request.mapper, request.reducer, partitions, request.options.memory_limit_mib}, chunk,
+        kept.bytes(), false);
+    const auto task = server::decode_map_task(message);
+    const auto pieces = must_not_throw("map()", [&] {
+      return kind.map(server::chunk_view(task, task.inline_bytes.data()), task.job.partitions);
+    });
     FUZZ_CHECK(pieces.size() == (kind.has_reduce() ? partitions : 1u),
                "map() gives one piece per partition (one in all without a reduce step)");
     map_outputs.push_back(server::decode_pieces(server::encode_pieces(pieces)));
@@ -73,10 +79,11 @@ std::string run(const engine::JobKind& kind, const protocol::SubmitRequest& requ
   std::vector<std::string> parts;
   if (kind.has_reduce()) {
     for (std::uint32_t p = 0; p < partitions; ++p) {
-      server::ReduceTask task{request.mapper, request.reducer, 0, {}};
-      for (auto& output : map_outputs)
-        task.pieces.push_back(std::move(output[p]));
-      const auto received = server::decode_reduce_task(server::encode_reduce_task(task));
+      std::vector<const std::string*> pieces;
+      for (const auto& output : map_outputs)
+        pieces.push_back(&output[p]);
+      const auto received = server::decode_reduce_task(
+          server::encode_reduce_task({request.mapper, request.reducer, partitions, 0}, pieces));
       parts.push_back(must_not_throw("reduce()", [&] { return kind.reduce(received.pieces); }));
     }
   } else {
@@ -90,13 +97,17 @@ std::string run(const engine::JobKind& kind, const protocol::SubmitRequest& requ
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const auto decoded = protocol::decode<protocol::SubmitRequest>(mrd::fuzz::bytes_of(data, size));
+  const auto body = mrd::fuzz::bytes_of(data, size);
+  auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return 0;  // BAD_REQUEST
-  const auto& request = *decoded.value;
-  if (!engine::check_submit(request).empty()) return 0;  // BAD_JOB (test jobs are not allowed)
-  const engine::JobKind* kind = engine::find_job_kind(request.mapper, request.reducer);
+  const auto& layout = *decoded.value;
+  // BAD_JOB (test jobs are not allowed)
+  if (!engine::check_submit(layout.mapper, layout.reducer, layout.input_kind).empty()) return 0;
+  const engine::JobKind* kind = engine::find_job_kind(layout.mapper, layout.reducer);
   FUZZ_CHECK(kind != nullptr, "check_submit() accepts only pairs find_job_kind() knows");
-  const engine::InputView input = engine::view_of(request.input);
+  const server::SubmittedInput kept(body, std::move(*decoded.value), false);
+  const auto& request = kept.layout();
+  const engine::InputView& input = kept.view();
   try {
     kind->validate(input);
   } catch (const engine::JobError&) {
@@ -113,11 +124,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint32_t partitions =
       std::clamp<std::uint32_t>(request.options.partitions, 1, kMaxPartitions);
 
-  const std::string result = run(*kind, request, input, chunk_bytes, partitions);
+  const std::string result = run(*kind, kept, chunk_bytes, partitions);
   FUZZ_CHECK(mrd::fuzz::check_round_trip<protocol::JobResult>(result),
              "the result decodes (as a client will decode it)");
-  const std::string whole =
-      run(*kind, request, input, std::numeric_limits<std::uint64_t>::max(), 1);
+  const std::string whole = run(*kind, kept, std::numeric_limits<std::uint64_t>::max(), 1);
   if (result != whole) {
     std::fprintf(stderr, "chunk_bytes %llu, %u partitions: %zu result bytes; one chunk: %zu\n",
                  static_cast<unsigned long long>(chunk_bytes), partitions, result.size(),

@@ -116,10 +116,13 @@ std::string task_messages(const std::vector<std::pair<server::TaskMessageType, s
 
 void task_message_corpus() {
   const auto& kinds = engine::all_job_kinds();
-  const std::string map_task =
-      server::encode_map_task({"words", "sum", 2, 512, Documents{{{"a.txt", "to be or not"}}}});
+  const std::string_view input = "a.txt to be or not";
+  const std::string map_task = server::encode_map_task(
+      {"words", "sum", 2, 512}, engine::DocumentsView{{{input.substr(0, 5), input.substr(6)}}},
+      input, false);
+  const std::string piece_one = "piece one", piece_two = "piece two";
   const std::string reduce_task =
-      server::encode_reduce_task({"words", "sum", 0, {"piece one", "piece two"}});
+      server::encode_reduce_task({"words", "sum", 1, 0}, {&piece_one, &piece_two});
   const std::string pieces = server::encode_pieces({"first", "", "third"});
   write("task_message_fuzz", "map-task", byte(0) + map_task);
   write("task_message_fuzz", "reduce-task", byte(1) + reduce_task);

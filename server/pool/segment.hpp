@@ -1,0 +1,85 @@
+// Segment: the bytes a job's input lives in, written once and then only read.
+//
+// A big input goes into shared memory: an anonymous memory file (memfd) that the server maps and
+// fills, then seals so that nobody can change or resize it, and whose descriptor it passes to the
+// workers over their sockets (SCM_RIGHTS, see fd_passing.hpp); each worker maps the part its task
+// reads. A small input stays in the server's heap and travels inside its task messages: a memory
+// file per tiny job would cost more than the copy it saves, and one descriptor per queued job.
+//
+// The kernel frees a memory file when its last descriptor and mapping are gone, so nothing is left
+// behind whether the job finishes, fails, is cancelled, or its worker is killed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace mrd::server {
+
+/// Inputs at least this big go into shared memory.
+inline constexpr std::uint64_t kSharedSegmentBytes = 64 << 10;
+
+/// Most shared segments alive at once: each holds a descriptor until its job's maps are done, and
+/// the server keeps this many descriptors aside for them. Past it, inputs wait on the heap and
+/// travel inside their task messages, as small ones do: slower, never refused.
+inline constexpr std::uint64_t kMaxSharedSegments = 256;
+
+class Segment {
+ public:
+  /// `size` writable bytes: in a memory file if `shared`, else on the heap. Throws
+  /// std::system_error if the memory file cannot be made (no descriptor left, no memory).
+  static std::unique_ptr<Segment> create(std::uint64_t size, bool shared);
+
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  /// The bytes; writable until seal().
+  char* data() { return data_; }
+  const char* data() const { return data_; }
+  std::uint64_t size() const { return size_; }
+  /// The memory file's descriptor, or -1 for a heap segment.
+  int fd() const { return fd_; }
+  bool shared() const { return fd_ >= 0; }
+
+  /// Makes the bytes read-only for good: the memory file is sealed against writes, growth and
+  /// shrinking (so a worker can map it without fearing SIGBUS or changes), and this mapping
+  /// becomes read-only.
+  void seal();
+
+  /// Shared segments alive in this process (each holds a descriptor until its job is done).
+  static std::uint64_t live_shared() { return live_shared_.load(); }
+
+ private:
+  Segment() = default;
+  char* data_ = nullptr;
+  std::uint64_t size_ = 0;
+  std::uint64_t mapped_ = 0;  ///< bytes mapped (at least one page for a shared segment)
+  int fd_ = -1;
+  std::unique_ptr<char[]> heap_;
+  static inline std::atomic<std::uint64_t> live_shared_{0};
+};
+
+/// A read-only mapping of part of a memory file, made by a worker for one task.
+class SegmentView {
+ public:
+  /// Maps bytes [begin, end) of the memory file `fd`, after checking that the file holds them.
+  /// Throws std::runtime_error if it does not or the mapping fails.
+  SegmentView(int fd, std::uint64_t begin, std::uint64_t end);
+  ~SegmentView();
+  SegmentView(const SegmentView&) = delete;
+  SegmentView& operator=(const SegmentView&) = delete;
+
+  /// The address of byte `begin`.
+  const char* data() const { return data_; }
+  /// Bytes of address space the mapping takes.
+  std::uint64_t mapped_bytes() const { return length_; }
+
+ private:
+  void* mapping_ = nullptr;
+  std::uint64_t length_ = 0;
+  const char* data_ = nullptr;
+};
+
+}  // namespace mrd::server
