@@ -62,7 +62,7 @@ std::string in_mib(std::uint64_t bytes) {
 }
 }  // namespace
 
-Dispatcher::Dispatcher(DispatcherConfig config, WorkerPool& pool, FinishCallback on_finish)
+Dispatcher::Dispatcher(DispatcherConfig config, TaskPool& pool, FinishCallback on_finish)
     : config_(std::move(config)),
       pool_(pool),
       on_finish_(std::move(on_finish)),

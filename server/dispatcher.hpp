@@ -25,7 +25,7 @@
 #include "server/job_planner.hpp"
 #include "server/job_ticket.hpp"
 #include "server/memory_budget.hpp"
-#include "server/pool/worker_pool.hpp"
+#include "server/pool/task_pool.hpp"
 #include "server/submitted_input.hpp"
 
 namespace mrd::engine {
@@ -56,7 +56,7 @@ class Dispatcher {
   using Clock = std::chrono::steady_clock;
   using FinishCallback = std::function<void(JobOutcome)>;
 
-  Dispatcher(DispatcherConfig config, WorkerPool& pool, FinishCallback on_finish);
+  Dispatcher(DispatcherConfig config, TaskPool& pool, FinishCallback on_finish);
   ~Dispatcher();
 
   /// Queues a job for admission; it is admitted as soon as its memory fits in the budget.
@@ -99,7 +99,7 @@ class Dispatcher {
   void finish_out_of_memory(RunningJob& job, const std::string& what);
 
   DispatcherConfig config_;
-  WorkerPool& pool_;
+  TaskPool& pool_;
   FinishCallback on_finish_;
   std::deque<Submission> waiting_;  ///< submitted, not admitted yet (in order)
   std::unordered_map<std::uint32_t, std::shared_ptr<RunningJob>> jobs_;

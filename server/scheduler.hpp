@@ -25,6 +25,7 @@
 #include "server/job_planner.hpp"
 #include "server/job_ticket.hpp"
 #include "server/memory_budget.hpp"
+#include "server/pool/worker_pool.hpp"
 
 namespace mrd::server {
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "server/memory_budget.hpp"
+#include "server/pool/task_pool.hpp"
 #include "server/pool/worker_process.hpp"
 
 namespace mrd::server {
@@ -30,41 +31,19 @@ struct PoolConfig {
   MemoryBudget* budget = nullptr;  ///< pays for answers being received; may be null
 };
 
-/// Something that happened to one slot.
-struct PoolEvent {
-  enum class Kind {
-    kAnswer,      ///< the slot's worker answered its task: `answer`, paid for by `charge`
-    kLost,        ///< the worker died, or broke the framing; `how` says how it ended
-    kOverBudget,  ///< the answer did not fit in the memory budget; the worker was replaced
-  };
-  Kind kind = Kind::kAnswer;
-  unsigned slot = 0;
-  TaskMessage answer;
-  MemoryCharge charge;
-  std::string how;
-};
-
-class WorkerPool {
+class WorkerPool final : public TaskPool {
  public:
   using Clock = std::chrono::steady_clock;
 
   /// Starts every worker. Throws std::runtime_error if one cannot start.
   explicit WorkerPool(PoolConfig config);
 
-  unsigned size() const { return static_cast<unsigned>(slots_.size()); }
-
-  /// True if the slot has a live worker with no task.
-  bool idle(unsigned slot) const { return slots_[slot].process && !slots_[slot].busy; }
-
-  /// Hands a task to an idle worker; the answer (or the worker's loss) comes from wait(). A copy
-  /// of `attached` (if >= 0: the memory file of the task's input) goes with it. Throws
-  /// std::system_error, the worker still idle, if that copy cannot be made.
+  unsigned size() const override { return static_cast<unsigned>(slots_.size()); }
+  bool idle(unsigned slot) const override { return slots_[slot].process && !slots_[slot].busy; }
+  /// The answer (or the worker's loss) comes from wait().
   void send(unsigned slot, TaskMessageType type, std::string body, MemoryCharge charge,
-            int attached = -1);
-
-  /// Kills the slot's worker, whatever it is doing, and starts a replacement; says how the old
-  /// one ended. Its task, if any, is forgotten: no event will come for it.
-  std::string replace(unsigned slot);
+            int attached) override;
+  std::string replace(unsigned slot) override;
 
   /// Waits until a worker answers or is lost, `wake_fd` (an eventfd) is written, or `until`
   /// passes (forever if empty), and returns what happened.

@@ -1,0 +1,354 @@
+// The dispatcher against a fake pool: every answer, loss and deadline is an event the test makes,
+// one at a time, so fair turns, retries, deadlines, cancellation and memory admission are checked
+// exactly, with no worker process and no timing.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <optional>
+
+#include "protocol/codec.hpp"
+#include "protocol/submit_layout.hpp"
+#include "server/dispatcher.hpp"
+#include "server/engine/job_kind.hpp"
+#include "server/pool/segment.hpp"
+
+namespace mrd::server {
+namespace {
+
+using protocol::Status;
+
+/// A task the fake pool was handed.
+struct SentTask {
+  TaskMessageType type;
+  std::string body;
+  OwnedFd attached;  ///< a copy, as the real channel keeps until the message is written
+};
+
+/// Runs a task as a worker process does, on the real engine, and gives its answer's body.
+std::string run_like_a_worker(const SentTask& sent) {
+  if (sent.type == TaskMessageType::kReduce) {
+    const auto task = decode_reduce_task(sent.body);
+    return engine::find_job_kind(task.job.mapper, task.job.reducer)->reduce(task.pieces);
+  }
+  const auto task = decode_map_task(sent.body);
+  std::optional<SegmentView> mapped;
+  const char* span = task.inline_bytes.data();
+  if (task.in_file) {
+    mapped.emplace(sent.attached.get(), task.span.offset, task.span.end());
+    span = mapped->data();
+  }
+  const auto& kind = *engine::find_job_kind(task.job.mapper, task.job.reducer);
+  auto pieces = kind.map(chunk_view(task, span), task.job.partitions);
+  if (sent.type == TaskMessageType::kMapReduce) {
+    for (auto& piece : pieces)
+      piece = kind.reduce({std::move(piece)});
+  }
+  return encode_pieces(pieces);
+}
+
+class FakePool final : public TaskPool {
+ public:
+  explicit FakePool(unsigned slots) : slots_(slots) {}
+
+  unsigned size() const override { return static_cast<unsigned>(slots_.size()); }
+  bool idle(unsigned slot) const override { return !slots_[slot]; }
+  void send(unsigned slot, TaskMessageType type, std::string body, MemoryCharge,
+            int attached) override {
+    EXPECT_FALSE(slots_[slot]) << "a task was sent to a busy slot";
+    slots_[slot] = SentTask{type, std::move(body),
+                            OwnedFd(attached >= 0 ? ::fcntl(attached, F_DUPFD_CLOEXEC, 0) : -1)};
+    sent.push_back(slots_[slot]->body);
+  }
+  std::string replace(unsigned slot) override {
+    slots_[slot].reset();
+    ++replaced;
+    return "killed by signal 9 (Killed)";
+  }
+
+  const std::optional<SentTask>& task(unsigned slot) const { return slots_[slot]; }
+
+  /// The slot's worker answers its task, as a real one would.
+  PoolEvent answer(unsigned slot) {
+    auto answer = run_like_a_worker(*slots_[slot]);
+    return reply(slot, TaskMessageType::kDone, std::move(answer));
+  }
+  /// The slot's worker answers `body`, whatever its task was.
+  PoolEvent reply(unsigned slot, TaskMessageType type, std::string body) {
+    slots_[slot].reset();
+    PoolEvent event;
+    event.kind = PoolEvent::Kind::kAnswer;
+    event.slot = slot;
+    event.answer = TaskMessage{type, std::move(body), {}};
+    return event;
+  }
+  /// The slot's worker dies (or its answer did not fit: `kind`).
+  PoolEvent lose(unsigned slot, PoolEvent::Kind kind = PoolEvent::Kind::kLost) {
+    slots_[slot].reset();
+    PoolEvent event;
+    event.kind = kind;
+    event.slot = slot;
+    event.how = kind == PoolEvent::Kind::kLost ? "killed by signal 9 (Killed)" : "an answer";
+    return event;
+  }
+
+  std::vector<std::string> sent;  ///< every task body, in the order sent
+  int replaced = 0;
+
+ private:
+  std::vector<std::optional<SentTask>> slots_;
+};
+
+struct Harness {
+  explicit Harness(unsigned workers, std::uint64_t budget_bytes = 1ull << 30,
+                   std::uint32_t memory_limit_mib = 0)
+      : pool(workers),
+        budget(budget_bytes),
+        dispatcher(
+            DispatcherConfig{PlanLimits{.workers = workers}, 300000, memory_limit_mib, &budget},
+            pool, [this](JobOutcome outcome) { outcomes[outcome.id] = outcome; }) {}
+
+  std::shared_ptr<JobTicket> submit(std::uint32_t id, const protocol::SubmitRequest& request) {
+    const auto body = protocol::encode(request);
+    auto layout = protocol::decode_submit_layout(body);
+    EXPECT_TRUE(layout) << layout.error;
+    auto ticket = std::make_shared<JobTicket>(id);
+    auto input = std::make_unique<SubmittedInput>(body, std::move(*layout.value),
+                                                  body.size() >= kSharedSegmentBytes);
+    auto charge = MemoryCharge::force_take(budget, input->held_bytes());
+    dispatcher.submit({ticket, std::move(input), std::move(charge)});
+    return ticket;
+  }
+
+  /// Every worker answers its task, round after round, until none has one.
+  void run() {
+    for (int round = 0; round < 100000; ++round) {
+      dispatcher.dispatch();
+      std::vector<PoolEvent> events;
+      for (unsigned slot = 0; slot < pool.size(); ++slot) {
+        if (pool.task(slot)) events.push_back(pool.answer(slot));
+      }
+      if (events.empty()) return;
+      dispatcher.handle(std::move(events));
+    }
+    FAIL() << "the jobs never finished";
+  }
+
+  /// Reports one event.
+  void handle(PoolEvent event) {
+    std::vector<PoolEvent> events;
+    events.push_back(std::move(event));
+    dispatcher.handle(std::move(events));
+  }
+
+  FakePool pool;
+  MemoryBudget budget;
+  Dispatcher dispatcher;
+  std::map<std::uint32_t, JobOutcome> outcomes;
+};
+
+protocol::SubmitRequest word_count(std::vector<std::string> texts, std::uint64_t chunk_bytes = 0,
+                                   std::uint32_t partitions = 0) {
+  protocol::Documents documents;
+  for (std::size_t i = 0; i < texts.size(); ++i)
+    documents.documents.push_back({"doc" + std::to_string(i), std::move(texts[i])});
+  return {"words", "sum", {chunk_bytes, partitions}, std::move(documents)};
+}
+
+std::map<std::string, std::uint64_t> counts_of(const JobOutcome& outcome) {
+  EXPECT_EQ(outcome.status, Status::kOk) << outcome.body;
+  std::map<std::string, std::uint64_t> counts;
+  const auto result = protocol::decode<protocol::JobResult>(outcome.body);
+  EXPECT_TRUE(result) << result.error;
+  for (const auto& entry : std::get<protocol::Counts>(*result.value).entries)
+    counts[entry.key] = entry.count;
+  return counts;
+}
+
+/// "w0 w1 ... " with `n` distinct words, each `repeat` times.
+std::string words(int n, int repeat, const std::string& prefix = "w") {
+  std::string text;
+  for (int r = 0; r < repeat; ++r) {
+    for (int i = 0; i < n; ++i)
+      text += prefix + std::to_string(i) + " ";
+  }
+  return text;
+}
+
+TEST(Dispatcher, RunsAJobInChunksAndPartitionsToTheRightResult) {
+  for (const bool big : {false, true}) {  // inline chunks, and a memory file workers map
+    Harness h(3);
+    const int repeat = big ? 2000 : 20;  // 100 words of ~4 bytes: 8 KB, or 800 KB
+    h.submit(1, word_count({words(100, repeat), words(50, 3)}, 1000, 4));
+    h.run();
+    ASSERT_EQ(h.outcomes.count(1), 1u);
+    const auto counts = counts_of(h.outcomes[1]);
+    ASSERT_EQ(counts.size(), 100u);
+    EXPECT_EQ(counts.at("w7"), std::uint64_t(repeat + 3));
+    EXPECT_EQ(counts.at("w99"), std::uint64_t(repeat));
+    EXPECT_GT(h.pool.sent.size(), 4u);  // several map tasks, then four reduce tasks
+  }
+}
+
+TEST(Dispatcher, ASmallJobWaitsForOneTaskOfABigOneNotForAllOfThem) {
+  Harness h(1);
+  h.submit(1, word_count({words(1000, 10)}, 1000, 1));  // tens of map tasks
+  h.submit(2, word_count({"small job"}));
+  h.dispatcher.dispatch();
+  h.handle(h.pool.answer(0));  // the big job's first task
+  h.dispatcher.dispatch();
+  // Turns alternate: the small job's only task is next, not the big job's other tasks.
+  ASSERT_TRUE(h.pool.task(0));
+  EXPECT_NE(h.pool.sent.back().find("small job"), std::string::npos);
+  h.handle(h.pool.answer(0));
+  EXPECT_EQ(counts_of(h.outcomes.at(2)),
+            (std::map<std::string, std::uint64_t>{{"job", 1}, {"small", 1}}));
+  EXPECT_EQ(h.outcomes.count(1), 0u);
+  h.run();
+  EXPECT_EQ(counts_of(h.outcomes.at(1)).at("w5"), 10u);
+}
+
+TEST(Dispatcher, ALostTaskRunsAgainAndTheThirdLossFailsTheJob) {
+  Harness h(1);
+  h.submit(1, word_count({"one two two"}));
+  h.dispatcher.dispatch();
+  h.handle(h.pool.lose(0));
+  h.dispatcher.dispatch();
+  ASSERT_TRUE(h.pool.task(0)) << "the task is sent again";
+  h.handle(h.pool.lose(0));
+  h.dispatcher.dispatch();
+  h.handle(h.pool.answer(0));  // the third attempt succeeds
+  EXPECT_EQ(counts_of(h.outcomes.at(1)).at("two"), 2u);
+
+  h.submit(2, word_count({"doomed"}));
+  for (int attempt = 0; attempt < kMaxTaskAttempts; ++attempt) {
+    ASSERT_EQ(h.outcomes.count(2), 0u);
+    h.dispatcher.dispatch();
+    ASSERT_TRUE(h.pool.task(0));
+    h.handle(h.pool.lose(0));
+  }
+  ASSERT_EQ(h.outcomes.count(2), 1u);
+  EXPECT_EQ(h.outcomes[2].status, Status::kJobCrashed);
+  EXPECT_NE(h.outcomes[2].body.find("crashed 3 times"), std::string::npos) << h.outcomes[2].body;
+}
+
+TEST(Dispatcher, ATaskPastItsDeadlineHasItsWorkerReplacedAndCountsAsAnAttempt) {
+  Harness h(1);
+  auto request = word_count({"late"});
+  request.options.task_timeout_ms = 1;
+  h.submit(1, request);
+  for (int attempt = 0; attempt < kMaxTaskAttempts; ++attempt) {
+    h.dispatcher.dispatch();
+    ASSERT_TRUE(h.pool.task(0));
+    const auto deadline = h.dispatcher.next_deadline();
+    ASSERT_TRUE(deadline);
+    while (Dispatcher::Clock::now() <= *deadline) {
+    }
+    h.dispatcher.enforce_deadlines();
+    EXPECT_EQ(h.pool.replaced, attempt + 1);
+  }
+  ASSERT_EQ(h.outcomes.count(1), 1u);
+  EXPECT_EQ(h.outcomes[1].status, Status::kJobTimedOut);
+  EXPECT_FALSE(h.dispatcher.next_deadline()) << "nothing runs any more";
+}
+
+TEST(Dispatcher, CancellingARunningJobReplacesItsWorkerAndReportsNothing) {
+  Harness h(2);
+  const auto ticket = h.submit(1, word_count({words(100, 50)}, 1000, 1));
+  h.submit(2, word_count({"other job"}));
+  h.dispatcher.dispatch();
+  ASSERT_TRUE(h.pool.task(0) && h.pool.task(1));
+  ticket->cancelled = true;
+  h.dispatcher.drop_cancelled();
+  EXPECT_EQ(h.pool.replaced, 1) << "only the cancelled job's worker";
+  h.run();
+  EXPECT_EQ(h.outcomes.count(1), 0u) << "a cancelled job has no outcome";
+  EXPECT_EQ(counts_of(h.outcomes.at(2)).at("other"), 1u);
+}
+
+TEST(Dispatcher, WhatAWorkerAnswersDecidesTheJobsFate) {
+  Harness h(1);
+  h.submit(1, word_count({"a"}));
+  h.dispatcher.dispatch();
+  h.handle(h.pool.reply(0, TaskMessageType::kError, "the mapper refused"));
+  EXPECT_EQ(h.outcomes.at(1).status, Status::kJobFailed);
+  EXPECT_EQ(h.outcomes.at(1).body, "the mapper refused");
+
+  h.submit(2, word_count({"a"}));
+  h.dispatcher.dispatch();
+  h.handle(h.pool.reply(0, TaskMessageType::kOutOfMemory, "out of memory"));
+  EXPECT_EQ(h.outcomes.at(2).status, Status::kJobOutOfMemory);
+  EXPECT_EQ(h.pool.sent.size(), 2u) << "running out of memory is not retried";
+
+  h.submit(3, word_count({"a"}));
+  h.dispatcher.dispatch();
+  h.handle(h.pool.reply(0, TaskMessageType::kDone, "garbage"));
+  EXPECT_EQ(h.outcomes.at(3).status, Status::kJobFailed);
+  EXPECT_NE(h.outcomes.at(3).body.find("garbage"), std::string::npos);
+
+  h.submit(4, word_count({"a"}));
+  h.dispatcher.dispatch();
+  h.handle(h.pool.lose(0, PoolEvent::Kind::kOverBudget));
+  EXPECT_EQ(h.outcomes.at(4).status, Status::kJobOutOfMemory);
+
+  h.submit(5, word_count({"still serving"}));
+  h.run();
+  EXPECT_EQ(counts_of(h.outcomes.at(5)).at("serving"), 1u);
+}
+
+TEST(Dispatcher, AJobWaitsForMemoryWhileOthersRunAndFailsIfNothingRunsToFreeIt) {
+  // Job 1's planned working memory (views of 64 one-word chunks, 64 x 64 pieces) is a few hundred
+  // KiB: the budget holds one such job at a time, never two.
+  const auto request = word_count({words(4096, 1)}, 256, 64);
+  const auto body = protocol::encode(request);
+  const auto layout = protocol::decode_submit_layout(body);
+  const SubmittedInput probe(body, *layout.value, false);
+  const auto working =
+      planned_working_bytes(probe.view(), request.options, PlanLimits{.workers = 1});
+  Harness h(1, probe.held_bytes() * 2 + working * 3 / 2);
+
+  const auto first = h.submit(1, request);
+  const auto second = h.submit(2, request);
+  h.dispatcher.dispatch();
+  EXPECT_EQ(first->state, protocol::JobState::kMapping);
+  EXPECT_EQ(second->state, protocol::JobState::kQueued) << "it must wait for memory";
+  h.handle(h.pool.answer(0));
+  h.dispatcher.dispatch();
+  EXPECT_EQ(second->state, protocol::JobState::kQueued);
+  h.run();  // job 2 is admitted once job 1 has finished and given its memory back
+  ASSERT_EQ(h.outcomes.size(), 2u);
+  EXPECT_EQ(counts_of(h.outcomes.at(1)), counts_of(h.outcomes.at(2)));
+
+  // Something else now holds most of the budget, and no job runs that could give memory back.
+  auto held = MemoryCharge::force_take(h.budget, h.budget.limit() - working / 2);
+  h.submit(3, request);
+  h.dispatcher.dispatch();
+  ASSERT_EQ(h.outcomes.count(3), 1u);
+  EXPECT_EQ(h.outcomes[3].status, Status::kJobOutOfMemory);
+  EXPECT_NE(h.outcomes[3].body.find("mrd --max-memory-mib"), std::string::npos);
+}
+
+TEST(Dispatcher, AJobsMemoryFileGoesWhenItsMapsAreDone) {
+  Harness h(2);
+  const auto before = Segment::live_shared();
+  h.submit(1, word_count({words(1000, 20)}, 20000, 2));  // 100 KB: a memory file
+  EXPECT_EQ(Segment::live_shared(), before + 1);
+  h.dispatcher.dispatch();
+  while (h.pool.task(0) || h.pool.task(1)) {
+    for (unsigned slot = 0; slot < 2; ++slot) {
+      if (h.pool.task(slot) && h.pool.task(slot)->type != TaskMessageType::kReduce) {
+        EXPECT_TRUE(h.pool.task(slot)->attached) << "a map task is sent the input's file";
+      }
+      if (h.pool.task(slot)) h.handle(h.pool.answer(slot));
+    }
+    h.dispatcher.dispatch();
+    if (h.pool.task(0) && h.pool.task(0)->type == TaskMessageType::kReduce) {
+      EXPECT_EQ(Segment::live_shared(), before) << "reducing needs no input";
+    }
+  }
+  EXPECT_EQ(counts_of(h.outcomes.at(1)).at("w999"), 20u);
+  EXPECT_EQ(Segment::live_shared(), before);
+}
+
+}  // namespace
+}  // namespace mrd::server
