@@ -1,7 +1,5 @@
 #include "server/submitted_input.hpp"
 
-#include <cstring>
-
 namespace mrd::server {
 namespace {
 
@@ -39,10 +37,7 @@ std::uint64_t alignment_padding(const protocol::SubmitLayout& layout) {
 
 SubmittedInput::SubmittedInput(std::string_view body, protocol::SubmitLayout layout, bool shared)
     : offset_(alignment_padding(layout)), layout_(std::move(layout)) {
-  segment_ = Segment::create(offset_ + body.size(), shared);
-  std::memset(segment_->data(), 0, offset_);
-  std::memcpy(segment_->data() + offset_, body.data(), body.size());
-  segment_->seal();
+  segment_ = Segment::create(offset_, body, shared);
   view_ = view_in(layout_, segment_->data() + offset_);
 }
 

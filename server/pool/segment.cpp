@@ -11,10 +11,6 @@
 #include <stdexcept>
 #include <system_error>
 
-#ifndef F_SEAL_FUTURE_WRITE
-#define F_SEAL_FUTURE_WRITE 0x0010  // Linux 5.1; older headers lack the name
-#endif
-
 namespace mrd::server {
 namespace {
 
@@ -29,47 +25,53 @@ std::uint64_t page_size() {
 
 }  // namespace
 
-std::unique_ptr<Segment> Segment::create(std::uint64_t size, bool shared) {
+std::unique_ptr<Segment> Segment::create(std::uint64_t padding, std::string_view bytes,
+                                         bool shared) {
   std::unique_ptr<Segment> segment(new Segment);
-  segment->size_ = size;
+  segment->size_ = padding + bytes.size();
   if (!shared) {
-    // Not zeroed: every byte is written before it is read.
-    segment->heap_ = std::make_unique_for_overwrite<char[]>(std::max<std::uint64_t>(size, 1));
-    segment->data_ = segment->heap_.get();
+    // unsigned char: storage in which the doubles of an input may be viewed.
+    segment->heap_ =
+        std::make_unique_for_overwrite<unsigned char[]>(std::max<std::uint64_t>(segment->size_, 1));
+    std::memset(segment->heap_.get(), 0, padding);
+    std::memcpy(segment->heap_.get() + padding, bytes.data(), bytes.size());
+    segment->data_ = reinterpret_cast<const char*>(segment->heap_.get());
     return segment;
   }
   const int fd = ::memfd_create("mrd-input", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) fail("memfd_create");
   segment->fd_ = fd;  // closed by the destructor from here on
   ++live_shared_;
-  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) fail("ftruncate");
-  // A file's pages exist only once written, so the size costs nothing until the bytes arrive.
-  segment->mapped_ = std::max<std::uint64_t>(size, 1);
-  void* mapping = ::mmap(nullptr, segment->mapped_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (::ftruncate(fd, static_cast<off_t>(segment->size_)) != 0) fail("ftruncate");
+  // The padding is the file's zeros; the bytes go in with write(), which fills the file's pages
+  // directly, where writing through a mapping would fault (and zero) every page first.
+  for (std::uint64_t done = 0; done < bytes.size();) {
+    const auto n =
+        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(padding + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("writing the input to its memory file");
+    done += static_cast<std::uint64_t>(n);
+  }
+  // No one may write, grow or shrink it again: a worker that maps it could otherwise see bytes
+  // change under it, or fault past a shrunk end.
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    fail("sealing the input");
+  }
+  segment->mapped_ = std::max<std::uint64_t>(segment->size_, 1);
+  void* mapping = ::mmap(nullptr, segment->mapped_, PROT_READ, MAP_SHARED, fd, 0);
   if (mapping == MAP_FAILED) {
     segment->mapped_ = 0;
     fail("mmap");
   }
-  segment->data_ = static_cast<char*>(mapping);
+  segment->data_ = static_cast<const char*>(mapping);
   return segment;
 }
 
 Segment::~Segment() {
   if (fd_ < 0) return;
-  if (mapped_) ::munmap(data_, mapped_);
+  if (mapped_) ::munmap(const_cast<char*>(data_), mapped_);
   ::close(fd_);
   --live_shared_;
-}
-
-void Segment::seal() {
-  if (fd_ < 0) return;
-  // Read-only here first; then no one may write, grow or shrink the file again (a worker that
-  // maps it could otherwise see bytes change under it, or fault past a shrunk end).
-  if (::mprotect(data_, mapped_, PROT_READ) != 0) fail("mprotect");
-  if (::fcntl(fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) !=
-      0) {
-    fail("sealing the input");
-  }
 }
 
 SegmentView::SegmentView(int fd, std::uint64_t begin, std::uint64_t end) {
@@ -83,9 +85,10 @@ SegmentView::SegmentView(int fd, std::uint64_t begin, std::uint64_t end) {
   // A mapping starts on a page boundary: map from the page that holds `begin`.
   const auto first_page = begin - begin % page_size();
   length_ = std::max<std::uint64_t>(end - first_page, 1);
-  // Populated at once: one call instead of a page fault per 4 KiB the task then reads.
-  mapping_ = ::mmap(nullptr, length_, PROT_READ, MAP_SHARED | MAP_POPULATE, fd,
-                    static_cast<off_t>(first_page));
+  // Not populated: a span may hold bytes the task never reads (the rows of A between its block
+  // and B), and a read fault maps the pages around it too (the kernel's fault-around), so the
+  // pages the task does read cost a fault per 64 KiB, not per page.
+  mapping_ = ::mmap(nullptr, length_, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(first_page));
   if (mapping_ == MAP_FAILED) {
     mapping_ = nullptr;
     throw std::runtime_error("cannot map the task's input: " + std::string(std::strerror(errno)));

@@ -1,10 +1,12 @@
 // Segment: the bytes a job's input lives in, written once and then only read.
 //
-// A big input goes into shared memory: an anonymous memory file (memfd) that the server maps and
-// fills, then seals so that nobody can change or resize it, and whose descriptor it passes to the
-// workers over their sockets (SCM_RIGHTS, see fd_passing.hpp); each worker maps the part its task
-// reads. A small input stays in the server's heap and travels inside its task messages: a memory
-// file per tiny job would cost more than the copy it saves, and one descriptor per queued job.
+// A big input goes into shared memory: an anonymous memory file (memfd) that the server fills
+// with write() (no page faults, no zero-filled pages: the kernel copies straight into the file's
+// pages), then seals so that nobody can change or resize it, and maps read-only. Its descriptor
+// goes to the workers over their sockets (SCM_RIGHTS, see fd_passing.hpp); each worker maps the
+// part its task reads. A small input stays in the server's heap and travels inside its task
+// messages: a memory file per tiny job would cost more than the copy it saves, and one descriptor
+// per queued job.
 //
 // The kernel frees a memory file when its last descriptor and mapping are gone, so nothing is left
 // behind whether the job finishes, fails, is cancelled, or its worker is killed.
@@ -14,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace mrd::server {
 
@@ -27,37 +30,32 @@ inline constexpr std::uint64_t kMaxSharedSegments = 256;
 
 class Segment {
  public:
-  /// `size` writable bytes: in a memory file if `shared`, else on the heap. Throws
-  /// std::system_error if the memory file cannot be made (no descriptor left, no memory).
-  static std::unique_ptr<Segment> create(std::uint64_t size, bool shared);
+  /// A read-only segment of `padding` zero bytes followed by a copy of `bytes`: in a sealed memory
+  /// file if `shared`, else on the heap. Throws std::system_error if the memory file cannot be
+  /// made (no descriptor left, no memory), std::bad_alloc if the heap has no room.
+  static std::unique_ptr<Segment> create(std::uint64_t padding, std::string_view bytes,
+                                         bool shared);
 
   ~Segment();
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;
 
-  /// The bytes; writable until seal().
-  char* data() { return data_; }
   const char* data() const { return data_; }
   std::uint64_t size() const { return size_; }
   /// The memory file's descriptor, or -1 for a heap segment.
   int fd() const { return fd_; }
   bool shared() const { return fd_ >= 0; }
 
-  /// Makes the bytes read-only for good: the memory file is sealed against writes, growth and
-  /// shrinking (so a worker can map it without fearing SIGBUS or changes), and this mapping
-  /// becomes read-only.
-  void seal();
-
   /// Shared segments alive in this process (each holds a descriptor until its job is done).
   static std::uint64_t live_shared() { return live_shared_.load(); }
 
  private:
   Segment() = default;
-  char* data_ = nullptr;
+  const char* data_ = nullptr;
   std::uint64_t size_ = 0;
   std::uint64_t mapped_ = 0;  ///< bytes mapped (at least one page for a shared segment)
   int fd_ = -1;
-  std::unique_ptr<char[]> heap_;
+  std::unique_ptr<unsigned char[]> heap_;
   static inline std::atomic<std::uint64_t> live_shared_{0};
 };
 
