@@ -202,8 +202,8 @@ void Dispatcher::start_next_task(unsigned slot) {
       finish_out_of_memory(*job, "encoding " + job->task_name(job->phase, index));
       continue;  // the worker is still idle: give it another job's task
     }
-    // The message is a copy of its chunk (or partition) while it is being written: counted,
-    // though it exists already and is bounded by the plan.
+    // The message (ranges of a shared input; or a copy of its chunk's bytes, or of its
+    // partition's pieces) is counted while it is being written.
     MemoryCharge charge;
     if (config_.budget) charge = MemoryCharge::force_take(*config_.budget, body.size());
     // A map task of a shared input sends the input's memory file along; the worker maps it.

@@ -41,9 +41,9 @@ std::uint64_t chunk_bytes_for(std::uint64_t requested, const InputSize& input,
   const std::uint64_t total = input.bytes;
   const std::uint64_t workers = std::max(limits.workers, 1u);
   if (input.product) {
-    // Every task of a product reads all of B and is sent a copy of it: by default one chunk per
-    // worker sends B the fewest times, and a client may cut finer only up to a few chunks per
-    // worker.
+    // Every task of a product reads all of B (maps it, or is sent a copy of a small one): by
+    // default one chunk per worker reads B the fewest times, and a client may cut finer only up
+    // to a few chunks per worker.
     const auto fewest_bytes = ceil_div(total, workers * limits.max_matrix_tasks_per_worker);
     const auto chunk = requested ? requested : ceil_div(total, workers);
     return std::max<std::uint64_t>({chunk, fewest_bytes, 1});

@@ -23,8 +23,8 @@ struct PlanLimits {
   /// Largest chunk of text or numbers: a worker is free again for other jobs within about a
   /// second, whatever a client asks.
   std::uint64_t max_chunk_bytes = 4 << 20;
-  /// Most matrix-product tasks per worker: every task reads the whole of B, and its task message
-  /// carries a copy of it.
+  /// Most matrix-product tasks per worker: every task reads the whole of B (and, for an input
+  /// small enough to travel inside task messages, carries a copy of it).
   std::uint64_t max_matrix_tasks_per_worker = 4;
   /// Most map-output pieces (map tasks x partitions) per job: each costs bookkeeping in the
   /// server whatever its size.
