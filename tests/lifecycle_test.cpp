@@ -227,12 +227,20 @@ TEST(Descriptors, AReplacedWorkerHoldsNoClientSockets) {
   EXPECT_EQ(sockets.size(), 1u);
   for (const int fd : fds)
     EXPECT_TRUE(fd <= 2 || sockets.count(fd)) << "descriptor " << fd << " of the worker";
-  // None of them is one of the server's sockets (a client's, or the listener).
-  std::set<std::string> server_sockets;
-  for (const auto& [fd, inode] : sockets_of(server.pid()))
-    server_sockets.insert(inode);
-  for (const auto& [fd, inode] : sockets)
-    EXPECT_FALSE(server_sockets.count(inode)) << "worker descriptor " << fd << " is " << inode;
+  // None of them is one of the server's sockets (a client's, or the listener). The server holds
+  // the worker's end of the socketpair for a moment after the spawn, until it closes its copy:
+  // wait for that, rather than catch the moment.
+  const auto shares_a_socket = [&] {
+    std::set<std::string> server_sockets;
+    for (const auto& [fd, inode] : sockets_of(server.pid()))
+      server_sockets.insert(inode);
+    for (const auto& [fd, inode] : sockets) {
+      if (server_sockets.count(inode)) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(eventually([&] { return !shares_a_socket(); }))
+      << "a worker descriptor is one of the server's sockets";
 
   const auto id = submit(*clients.back(), word_count_request({"fine"}));
   EXPECT_EQ(wait_for(*clients.back(), id).status, kOk);
