@@ -370,6 +370,31 @@ TEST(Tokenizer, WordCounterAgreesWithReference) {
   }
 }
 
+TEST(Tokenizer, ZeroPaddedFoldingMatchesTheByteRule) {
+  // Every word byte at every position of words of 1 to 9 bytes, with text after them (the
+  // 8-byte step) and at the very end of the text (the byte loop).
+  for (int b = 0; b < 256; ++b) {
+    if (!is_word_byte(static_cast<char>(b))) continue;
+    for (std::size_t size = 1; size <= 9; ++size) {
+      for (std::size_t at = 0; at < size; ++at) {
+        std::string word(size, 'Q');
+        word[at] = static_cast<char>(b);
+        std::string expected = word;
+        for (auto& byte : expected) {
+          byte = static_cast<char>(kWordByte[static_cast<unsigned char>(byte)]);
+        }
+        expected += std::string(8, '\0');
+        for (const std::string& text : {word + " TAIL TEXT", word}) {
+          std::string out(size + 8, '\x55');
+          fold_word_zero_padded(std::string_view(text).substr(0, size), text.data() + text.size(),
+                                out.data());
+          EXPECT_EQ(out, expected) << b << " " << size << " " << at;
+        }
+      }
+    }
+  }
+}
+
 TEST(Tokenizer, WordSpansAreTheUnfoldedWords) {
   std::vector<std::string> spans;
   for_each_word_span(

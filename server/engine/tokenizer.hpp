@@ -10,6 +10,8 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -64,6 +66,32 @@ void for_each_word_span(std::string_view text, Visit&& visit) {
 inline void fold_word(std::string_view word, char* out) {
   for (const char byte : word)
     *out++ = static_cast<char>(kWordByte[static_cast<unsigned char>(byte)]);
+}
+
+/// fold_word, then 8 zero bytes after the word: `out` has room for word.size() + 8 bytes, and
+/// the text `word` is a span of may be read up to `text_end`. A word of at most 8 bytes with 8
+/// bytes of text from its start (most words) is lower-cased in one 8-byte step, with no loop whose
+/// end the processor has to guess.
+inline void fold_word_zero_padded(std::string_view word, const char* text_end, char* out) {
+  const std::size_t size = word.size();
+  if (size - 1 < 8 && text_end - word.data() >= 8) {
+    std::uint64_t bytes;
+    std::memcpy(&bytes, word.data(), 8);
+    // A word holds only [A-Za-z0-9] and bytes >= 0x80: set 0x20 on the bytes in 'A'..'Z'. Adding
+    // 0x3f (or 0x25) to a byte's low 7 bits sets its high bit iff they are >= 'A' (or > 'Z'),
+    // with no carry into the next byte.
+    constexpr std::uint64_t kHigh = 0x8080808080808080ULL, kLow7 = 0x7f7f7f7f7f7f7f7fULL;
+    const std::uint64_t low7 = bytes & kLow7;
+    const std::uint64_t at_least_a = low7 + 0x3f3f3f3f3f3f3f3fULL;
+    const std::uint64_t past_z = low7 + 0x2525252525252525ULL;
+    const std::uint64_t upper = at_least_a & ~past_z & ~bytes & kHigh;
+    bytes = (bytes | upper >> 2) & (~std::uint64_t{0} >> (64 - 8 * size));  // keep the word only
+    std::memcpy(out, &bytes, 8);
+    std::memset(out + 8, 0, 8);
+    return;
+  }
+  fold_word(word, out);
+  std::memset(out + size, 0, 8);
 }
 
 /// Calls visit(word) for each word of `text`, lower-cased, in order.

@@ -17,8 +17,7 @@ void WordCounter::add(std::string_view text) {
       if (size + 8 > scratch_.size()) scratch_.resize(size + 8);
     }
     char* const folded = scratch_.data() + used_;
-    fold_word(word, folded);
-    std::memset(folded + size, 0, 8);
+    fold_word_zero_padded(word, text.data() + text.size(), folded);
     batch_[pending_++] = Pending{used_, size, 0};
     used_ += (size + 8 + 7) & ~std::size_t{7};
     if (pending_ == kBatch) drain();

@@ -1,10 +1,11 @@
 // WordCounter: the word-count kernel, shared by words + sum's map and bench/wordcount_baseline.
 //
 // Each word (tokenizer.hpp) is lower-cased into a small scratch buffer, followed by 8 zero bytes
-// so that hashing it and loading its first 8 bytes need no branch on its length. Its keyed hash
-// is taken at once and its slot in the table prefetched; the words are then counted 16 at a time.
-// Once the vocabulary outgrows the caches, every lookup is a cache miss: a batch keeps 16 of them
-// in flight instead of one, and hashing 16 independent words lets the processor overlap them too.
+// so that hashing it and loading its first 8 bytes need no branch on its length. Every 16 words,
+// all 16 are hashed (keyed_hash, so colliding words cannot be chosen) and their slots in the table
+// prefetched, then looked up. Once the vocabulary outgrows the caches every lookup is a cache
+// miss: a batch keeps 16 of them in flight instead of one, and hashing 16 independent words in
+// one loop lets the processor overlap the hashes too.
 #pragma once
 
 #include <array>
