@@ -2,9 +2,15 @@
 //
 // The same job as mrd's `words`+`sum` (docs/protocol.md, section 7: a word is a maximal run of
 // bytes in [A-Za-z0-9] or >= 0x80, ASCII letters lower-cased), done in this process on a corpus
-// already in memory: an open-addressing hash table keyed by the folded word, one per thread over
-// a slice of the text cut between words, merged, then sorted into the protocol's result order
-// (most frequent first, ties by key in byte order), which is what a FETCH returns.
+// already in memory, with the very kernel mrd's map tasks run: the engine's WordCounter
+// (server/engine/word_counter.hpp: its tokenizer, its KeyTable with short keys in the slot, 16
+// words hashed and prefetched ahead), one table per thread over a slice of the text cut between
+// words, merged, then sorted into the protocol's result order (most frequent first, ties by key
+// in byte order), which is what a FETCH returns. What mrd adds to this is its own cost: the
+// protocol, copies, scheduling, partitioning, reducing.
+//
+// The hash is the server's keyed SipHash-1-3, under the fixed key of a process that never sets
+// one (hash_key.hpp's kDefaultHashKey): the same work per word as the server, whose key is random.
 //
 //   wordcount_baseline --file corpus.txt [--threads 1,2] [--runs 5]
 //
@@ -13,210 +19,65 @@
 // cores the run actually got), and the digest of the result (bench_common.hpp) for the suite to
 // compare with mrd's.
 #include <CLI/CLI.hpp>
-#include <array>
-#include <cstring>
+#include <algorithm>
 #include <iostream>
 #include <string_view>
 #include <thread>
 
 #include "bench/bench_common.hpp"
+#include "server/engine/tokenizer.hpp"
+#include "server/engine/word_counter.hpp"
 
 namespace {
 
 using mrd::bench::Clock;
 using mrd::bench::seconds_between;
+using mrd::engine::WordCounter;
+using WordTable = WordCounter::Counts;
 
-/// What each byte becomes inside a word, or 0 if it separates words (the server's rule).
-constexpr std::array<unsigned char, 256> kFold = [] {
-  std::array<unsigned char, 256> table{};
-  for (int b = 0; b < 256; ++b) {
-    if (b >= 'A' && b <= 'Z') {
-      table[b] = static_cast<unsigned char>(b - 'A' + 'a');
-    } else if ((b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') || b >= 0x80) {
-      table[b] = static_cast<unsigned char>(b);
-    }
-  }
-  return table;
-}();
-
-/// Words hashed and prefetched before any of them is looked up: the table outgrows the caches on
-/// a large vocabulary, and a batch keeps that many misses in flight instead of one.
-constexpr int kBatch = 16;
-
-/// Hash of `n` bytes at `p`, which are followed by at least 8 zero bytes (so whole 8-byte loads
-/// never read garbage and need no tail loop).
-inline std::uint64_t hash_padded(const unsigned char* p, std::size_t n) {
-  std::uint64_t h = 0x9e3779b97f4a7c15ull ^ (n * 0xff51afd7ed558ccdull);
-  for (std::size_t i = 0; i < n; i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p + i, 8);
-    h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 31;
-  }
-  h ^= h >> 32;
-  h *= 0xd6e8feb86659fd93ull;
-  h ^= h >> 32;
-  return h;
+/// Adds every count of `other` to `table`, reusing the hashes the entries keep.
+void merge(WordTable& table, const WordTable& other) {
+  other.for_each([&](const WordTable::Entry& entry) {
+    table.find_or_insert(entry.key(), entry.hash) += entry.value;
+  });
 }
 
-/// The first 8 bytes of a zero-padded key, as one integer.
-inline std::uint64_t head_of(const unsigned char* p) {
-  std::uint64_t w;
-  std::memcpy(&w, p, 8);
-  return w;
-}
-
-/// Word -> count, open addressing with linear probing at most half full. A slot holds the hash,
-/// the count and the key's first 8 bytes, so most words (8 bytes or fewer) are found without
-/// touching the arena where every key is kept whole.
-class WordTable {
- public:
-  WordTable() : slots_(1u << 16), mask_((1u << 16) - 1) { arena_.reserve(1 << 20); }
-
-  void prefetch(std::uint64_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
-
-  /// Adds `n` to the count of the `len` bytes at `key` (followed by 8 zero bytes), hash `h`.
-  void add(const unsigned char* key, std::uint32_t len, std::uint64_t h, std::uint64_t n) {
-    const std::uint64_t head = len >= 8 ? head_of(key) : head_of(key) & ((1ull << (8 * len)) - 1);
-    std::size_t i = h & mask_;
-    for (;;) {
-      Slot& s = slots_[i];
-      if (s.count == 0) {
-        if (arena_.size() + len + 8 > UINT32_MAX) throw std::length_error("key arena over 4 GiB");
-        s = Slot{h, n, head, static_cast<std::uint32_t>(arena_.size()), len};
-        arena_.insert(arena_.end(), key, key + len);
-        if (++size_ * 2 > slots_.size()) grow();
-        return;
-      }
-      if (s.hash == h && s.len == len && s.head == head &&
-          (len <= 8 || std::memcmp(arena_.data() + s.offset + 8, key + 8, len - 8) == 0)) {
-        s.count += n;
-        return;
-      }
-      i = (i + 1) & mask_;
-    }
-  }
-
-  /// Adds every count of `other` to this table.
-  void merge(const WordTable& other) {
-    std::vector<unsigned char> key;
-    for (const Slot& s : other.slots_) {
-      if (s.count == 0) continue;
-      key.assign(other.arena_.data() + s.offset, other.arena_.data() + s.offset + s.len);
-      key.resize(s.len + 8, 0);
-      add(key.data(), s.len, s.hash, s.count);
-    }
-  }
-
-  /// Every (word, count), most frequent first, ties by word in byte order.
-  std::vector<std::pair<std::string_view, std::uint64_t>> sorted() const {
-    std::vector<std::pair<std::string_view, std::uint64_t>> out;
-    out.reserve(size_);
-    for (const Slot& s : slots_) {
-      if (s.count != 0) {
-        out.emplace_back(
-            std::string_view(reinterpret_cast<const char*>(arena_.data()) + s.offset, s.len),
-            s.count);
-      }
-    }
-    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-      return a.second != b.second ? a.second > b.second : a.first < b.first;
-    });
-    return out;
-  }
-
- private:
-  struct Slot {
-    std::uint64_t hash = 0;
-    std::uint64_t count = 0;   ///< 0: the slot is empty
-    std::uint64_t head = 0;    ///< the key's first 8 bytes, zero-padded
-    std::uint32_t offset = 0;  ///< of the whole key in arena_
-    std::uint32_t len = 0;
-  };
-
-  void grow() {
-    std::vector<Slot> old(slots_.size() * 2);
-    old.swap(slots_);
-    mask_ = slots_.size() - 1;
-    for (const Slot& s : old) {
-      if (s.count == 0) continue;
-      std::size_t i = s.hash & mask_;
-      while (slots_[i].count != 0)
-        i = (i + 1) & mask_;
-      slots_[i] = s;
-    }
-  }
-
-  std::vector<Slot> slots_;
-  std::size_t mask_;
-  std::size_t size_ = 0;
-  std::vector<unsigned char> arena_;
-};
-
-/// Counts the words of [p, end). The byte at `end` must exist and separate words (a text's
-/// terminating NUL, or the separator a slice was cut at), so the inner loop needs no bound.
-void count_words(const unsigned char* p, const unsigned char* end, WordTable& table) {
-  struct Pending {
-    std::size_t at;  ///< of the folded word in scratch
-    std::uint32_t len;
-    std::uint64_t hash;
-  };
-  std::vector<unsigned char> scratch(1 << 16);
-  Pending batch[kBatch];
-  int pending = 0;
-  std::size_t used = 0;
-  auto drain = [&] {
-    for (int k = 0; k < pending; ++k)
-      table.add(scratch.data() + batch[k].at, batch[k].len, batch[k].hash, 1);
-    pending = 0;
-    used = 0;
-  };
-  for (;;) {
-    while (p < end && kFold[*p] == 0)
-      ++p;
-    if (p >= end) break;
-    const unsigned char* start = p;
-    while (kFold[*p] != 0)
-      ++p;
-    const std::size_t n = static_cast<std::size_t>(p - start);
-    if (used + n + 16 > scratch.size()) {
-      drain();
-      if (n + 16 > scratch.size()) scratch.resize(n + 16);
-    }
-    unsigned char* word = scratch.data() + used;
-    for (std::size_t i = 0; i < n; ++i)
-      word[i] = kFold[start[i]];
-    std::memset(word + n, 0, 8);
-    const std::uint64_t h = hash_padded(word, n);
-    table.prefetch(h);
-    batch[pending++] = {used, static_cast<std::uint32_t>(n), h};
-    used += (n + 8 + 7) & ~std::size_t{7};
-    if (pending == kBatch) drain();
-  }
-  drain();
+/// Every (word, count) of `table`, most frequent first, ties by word in byte order.
+std::vector<std::pair<std::string_view, std::uint64_t>> sorted(const WordTable& table) {
+  std::vector<std::pair<std::string_view, std::uint64_t>> out;
+  out.reserve(table.size());
+  table.for_each(
+      [&](const WordTable::Entry& entry) { out.emplace_back(entry.key(), entry.value); });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  return out;
 }
 
 /// Counts `text` with `threads` threads, each over a slice cut at a separator, then merges.
 WordTable count_parallel(const std::string& text, int threads) {
-  const auto* base = reinterpret_cast<const unsigned char*>(text.c_str());
   std::vector<std::size_t> cuts{0};
   for (int k = 1; k < threads; ++k) {
     std::size_t cut = std::max(cuts.back(), text.size() * k / threads);
-    while (cut < text.size() && kFold[base[cut]] != 0)
+    while (cut < text.size() && mrd::engine::is_word_byte(text[cut]))
       ++cut;
     cuts.push_back(cut);
   }
   cuts.push_back(text.size());
+  const std::string_view all(text);
   std::vector<WordTable> tables(threads);
+  const auto count_slice = [&](int k) {
+    WordCounter(tables[k]).add(all.substr(cuts[k], cuts[k + 1] - cuts[k]));
+  };
   std::vector<std::thread> pool;
   for (int k = 1; k < threads; ++k) {
-    pool.emplace_back([&, k] { count_words(base + cuts[k], base + cuts[k + 1], tables[k]); });
+    pool.emplace_back(count_slice, k);
   }
-  count_words(base + cuts[0], base + cuts[1], tables[0]);
+  count_slice(0);
   for (auto& t : pool)
     t.join();
   for (int k = 1; k < threads; ++k)
-    tables[0].merge(tables[k]);
+    merge(tables[0], tables[k]);
   return std::move(tables[0]);
 }
 
@@ -243,7 +104,7 @@ int main(int argc, char** argv) {
       const auto start = Clock::now();
       WordTable table = count_parallel(text, thread_counts[t]);
       const auto counted = Clock::now();
-      const auto result = table.sorted();
+      const auto result = sorted(table);
       const auto done = Clock::now();
       cpu_s[t].push_back(mrd::bench::process_cpu_seconds() - cpu_start);
       count_s[t].push_back(seconds_between(start, counted));

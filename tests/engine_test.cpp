@@ -31,6 +31,7 @@
 #include "server/engine/siphash.hpp"
 #include "server/engine/text_split.hpp"
 #include "server/engine/tokenizer.hpp"
+#include "server/engine/word_counter.hpp"
 
 // Readable failure messages for the result types.
 namespace mrd::protocol {
@@ -318,6 +319,92 @@ TEST(Tokenizer, AgreesWithReferenceOnRandomText) {
     const std::string text = random_text(rng, 200);
     EXPECT_EQ(engine_words(text), reference_words(text));
   }
+}
+
+/// How often each word of `texts` occurs, counted by the word-count kernel (one counter for all).
+std::map<std::string, std::uint64_t> kernel_counts(const std::vector<std::string>& texts) {
+  WordCounter::Counts counts;
+  WordCounter counter(counts);
+  for (const auto& text : texts) {
+    counter.add(text);
+  }
+  std::map<std::string, std::uint64_t> counted;
+  counts.for_each([&](const WordCounter::Counts::Entry& entry) {
+    EXPECT_EQ(entry.hash, keyed_hash(entry.key()));
+    counted.emplace(entry.key(), entry.value);
+  });
+  EXPECT_EQ(counted.size(), counts.size());
+  return counted;
+}
+
+std::map<std::string, std::uint64_t> reference_counts(const std::vector<std::string>& texts) {
+  std::map<std::string, std::uint64_t> counted;
+  for (const auto& text : texts) {
+    for (const auto& word : reference_words(text)) {
+      ++counted[word];
+    }
+  }
+  return counted;
+}
+
+TEST(Tokenizer, WordCounterAgreesWithReference) {
+  std::mt19937 rng(3);
+  std::vector<std::string> texts;
+  for (int round = 0; round < 20; ++round) {
+    texts.push_back(random_text(rng, 2000));  // many batches, and the scratch buffer refilled
+  }
+  EXPECT_EQ(kernel_counts(texts), reference_counts(texts));
+  // Edge cases: nothing, no separator at all, a word at the very end, words longer than the
+  // scratch buffer, keys that differ only past their 8th byte.
+  const std::string huge(200000, 'Q');
+  const std::vector<std::vector<std::string>> cases = {
+      {},
+      {""},
+      {"Word"},
+      {"a b", "B A", "..."},
+      {huge, "x " + huge + " y", huge + "q"},
+      {"abcdefgh abcdefghi abcdefghj ABCDEFGH abcdefg"},
+  };
+  for (const auto& texts : cases) {
+    EXPECT_EQ(kernel_counts(texts), reference_counts(texts));
+  }
+}
+
+TEST(Tokenizer, ZeroPaddedFoldingMatchesTheByteRule) {
+  // Every word byte at every position of words of 1 to 9 bytes, with text after them (the
+  // 8-byte step) and at the very end of the text (the byte loop).
+  for (int b = 0; b < 256; ++b) {
+    if (!is_word_byte(static_cast<char>(b))) continue;
+    for (std::size_t size = 1; size <= 9; ++size) {
+      for (std::size_t at = 0; at < size; ++at) {
+        std::string word(size, 'Q');
+        word[at] = static_cast<char>(b);
+        std::string expected = word;
+        for (auto& byte : expected) {
+          byte = static_cast<char>(kWordByte[static_cast<unsigned char>(byte)]);
+        }
+        expected += std::string(8, '\0');
+        for (const std::string& text : {word + " TAIL TEXT", word}) {
+          std::string out(size + 8, '\x55');
+          fold_word_zero_padded(std::string_view(text).substr(0, size), text.data() + text.size(),
+                                out.data());
+          EXPECT_EQ(out, expected) << b << " " << size << " " << at;
+        }
+      }
+    }
+  }
+}
+
+TEST(Tokenizer, WordSpansAreTheUnfoldedWords) {
+  std::vector<std::string> spans;
+  for_each_word_span(
+      "Ab, cD\x80"
+      "e!9",
+      [&](std::string_view s) { spans.emplace_back(s); });
+  EXPECT_EQ(spans, (Words{"Ab",
+                          "cD\x80"
+                          "e",
+                          "9"}));
 }
 
 TEST(TextSplit, CutsOnlyAtSeparatorsAndLosesNothing) {
@@ -1189,6 +1276,21 @@ std::vector<std::string> old_hash_collisions(int flips) {
   return words;
 }
 
+TEST(KeyedHash, ZeroPaddedIsTheSameHash) {
+  std::mt19937 rng(5);
+  for (const HashKey& key : {kDefaultHashKey, HashKey{kVectorK0, kVectorK1}}) {
+    WithHashKey installed(key);
+    for (std::size_t size = 0; size <= 40; ++size) {
+      std::string padded(size + 8, '\0');
+      for (std::size_t i = 0; i < size; ++i) {
+        padded[i] = static_cast<char>(rng());
+      }
+      const std::string_view bytes(padded.data(), size);
+      EXPECT_EQ(keyed_hash_zero_padded(bytes), keyed_hash(bytes)) << size;
+    }
+  }
+}
+
 TEST(KeyedHash, TheOldSeedIndependentCollisionNoLongerCollides) {
   const auto pair = old_hash_collisions(1);
   ASSERT_EQ(pair.size(), 2u);
@@ -1227,6 +1329,48 @@ TEST(KeyTable, WordsThatAllCollidedUnderTheOldHashSpreadOut) {
     EXPECT_EQ(table.size(), words.size());
     EXPECT_LE(table.longest_probe(), 48u) << format_hash_key(key);
   }
+}
+
+TEST(KeyTable, KeysOfEveryLengthStayDistinctAsTheTableGrows) {
+  // Short keys live in their slot, zero-padded: "a", "a\0" and "a\0\0" must still differ.
+  std::vector<std::string> keys = {"",
+                                   std::string(1, '\0'),
+                                   "a",
+                                   std::string("a\0", 2),
+                                   std::string("a\0\0", 3),
+                                   "abcdefgh",
+                                   "abcdefghi",
+                                   std::string("abcdefgh\0", 9)};
+  std::mt19937 rng(4);
+  for (int i = 0; i < 3000; ++i) {
+    std::string key(rng() % 24, '\0');
+    for (auto& byte : key) {
+      byte = static_cast<char>("ab\0\xff"[rng() % 4]);
+    }
+    keys.push_back(key);
+  }
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+
+  KeyTable<std::uint64_t> table;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    table[keys[i]] += i + 1;
+  }
+  ASSERT_EQ(table.size(), keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    std::string padded = keys[i] + std::string(8, '\0');
+    const std::string_view key(padded.data(), keys[i].size());
+    EXPECT_EQ(table.find_or_insert_zero_padded(key, keyed_hash(key)), i + 1) << i;
+    EXPECT_EQ(table[keys[i]], i + 1) << i;
+  }
+  ASSERT_EQ(table.size(), keys.size());
+  std::vector<std::string> seen;
+  table.for_each([&](const KeyTable<std::uint64_t>::Entry& entry) {
+    seen.emplace_back(entry.key());
+    EXPECT_EQ(entry.hash, keyed_hash(entry.key()));
+  });
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, keys);
 }
 
 /// One input for every built-in job, by input kind: many distinct keys and repeated ones.

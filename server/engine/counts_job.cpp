@@ -72,7 +72,7 @@ std::vector<std::string> CountsJob::map(const InputView& chunk, std::uint32_t pa
 
   std::vector<std::vector<CountView>> by_partition(partitions);
   counts.for_each([&](const CountTable::Entry& entry) {
-    by_partition[partition_of(entry.hash, partitions)].push_back({entry.key, entry.value});
+    by_partition[partition_of(entry.hash, partitions)].push_back({entry.key(), entry.value});
   });
   std::vector<std::string> pieces(partitions);
   for (std::uint32_t p = 0; p < partitions; ++p) {
@@ -95,7 +95,7 @@ std::string CountsJob::reduce(const std::vector<std::string>& pieces) const {
   std::vector<CountView> sorted;
   sorted.reserve(totals.size());
   totals.for_each([&](const CountTable::Entry& entry) {
-    sorted.push_back({entry.key, entry.value});
+    sorted.push_back({entry.key(), entry.value});
   });
   std::sort(sorted.begin(), sorted.end(), comes_first<CountView, CountView>);
 

@@ -97,7 +97,7 @@ class InvertedIndex final : public JobKind {
         for (const std::uint32_t d : entry->value) {
           names.push_back(documents[d].name);
         }
-        write_posting(writer, entry->key, names);
+        write_posting(writer, entry->key(), names);
       }
     }
     return pieces;
@@ -120,7 +120,7 @@ class InvertedIndex final : public JobKind {
     by_word.reserve(names_of.size());
     names_of.for_each([&](NamesOf::Entry& entry) { by_word.push_back(&entry); });
     std::sort(by_word.begin(), by_word.end(),
-              [](const NamesOf::Entry* a, const NamesOf::Entry* b) { return a->key < b->key; });
+              [](const NamesOf::Entry* a, const NamesOf::Entry* b) { return a->key() < b->key(); });
 
     std::string partition;
     BodyWriter writer(partition);
@@ -132,7 +132,7 @@ class InvertedIndex final : public JobKind {
       std::sort(all.begin(), all.end());
       all.erase(std::unique(all.begin(), all.end()), all.end());
       names.assign(all.begin(), all.end());
-      write_posting(writer, entry->key, names);
+      write_posting(writer, entry->key(), names);
     }
     return partition;
   }

@@ -25,6 +25,13 @@ inline std::uint64_t keyed_hash(std::string_view bytes) {
   return siphash<1, 3>(key.k0, key.k1, bytes);
 }
 
+/// keyed_hash(bytes), for bytes followed in memory by at least 8 zero bytes (as the word-count
+/// kernel lays its words out): the same value, without a branch on the length of the tail.
+inline std::uint64_t keyed_hash_zero_padded(std::string_view bytes) {
+  const HashKey& key = hash_key();
+  return siphash_zero_padded<1, 3>(key.k0, key.k1, bytes);
+}
+
 /// keyed_hash of the 8 little-endian bytes of `bits` (a double's bits, for instance).
 inline std::uint64_t keyed_hash_of_bits(std::uint64_t bits) {
   char bytes[8];

@@ -14,44 +14,68 @@
 
 namespace mrd::engine {
 
+namespace detail {
+
+/// SipHash's state: key setup, the compression of one 8-byte block, and finalisation.
+template <int CompressionRounds, int FinalizationRounds>
+class SipState {
+ public:
+  SipState(std::uint64_t k0, std::uint64_t k1)
+      : v0_(k0 ^ 0x736f6d6570736575ULL),  // "somepseudorandomlygeneratedbytes"
+        v1_(k1 ^ 0x646f72616e646f6dULL),
+        v2_(k0 ^ 0x6c7967656e657261ULL),
+        v3_(k1 ^ 0x7465646279746573ULL) {}
+
+  /// Mixes in one block: 8 bytes of input read little-endian.
+  void compress(std::uint64_t block) {
+    v3_ ^= block;
+    rounds(CompressionRounds);
+    v0_ ^= block;
+  }
+
+  /// The hash, once the last block (with the length's low byte on top) is compressed.
+  std::uint64_t finish() {
+    v2_ ^= 0xff;
+    rounds(FinalizationRounds);
+    return v0_ ^ v1_ ^ v2_ ^ v3_;
+  }
+
+ private:
+  void rounds(int count) {
+    for (int i = 0; i < count; ++i) {
+      v0_ += v1_;
+      v1_ = std::rotl(v1_, 13);
+      v1_ ^= v0_;
+      v0_ = std::rotl(v0_, 32);
+      v2_ += v3_;
+      v3_ = std::rotl(v3_, 16);
+      v3_ ^= v2_;
+      v0_ += v3_;
+      v3_ = std::rotl(v3_, 21);
+      v3_ ^= v0_;
+      v2_ += v1_;
+      v1_ = std::rotl(v1_, 17);
+      v1_ ^= v2_;
+      v2_ = std::rotl(v2_, 32);
+    }
+  }
+
+  std::uint64_t v0_, v1_, v2_, v3_;
+};
+
+}  // namespace detail
+
 /// SipHash-`CompressionRounds`-`FinalizationRounds` of `bytes` under the key (k0, k1): k0 is the
 /// key's first 8 bytes read little-endian, k1 its last 8.
 template <int CompressionRounds, int FinalizationRounds>
 std::uint64_t siphash(std::uint64_t k0, std::uint64_t k1, std::string_view bytes) {
-  std::uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;  // "somepseudorandomlygeneratedbytes"
-  std::uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
-  std::uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
-  std::uint64_t v3 = k1 ^ 0x7465646279746573ULL;
-  const auto rounds = [&](int count) {
-    for (int i = 0; i < count; ++i) {
-      v0 += v1;
-      v1 = std::rotl(v1, 13);
-      v1 ^= v0;
-      v0 = std::rotl(v0, 32);
-      v2 += v3;
-      v3 = std::rotl(v3, 16);
-      v3 ^= v2;
-      v0 += v3;
-      v3 = std::rotl(v3, 21);
-      v3 ^= v0;
-      v2 += v1;
-      v1 = std::rotl(v1, 17);
-      v1 ^= v2;
-      v2 = std::rotl(v2, 32);
-    }
-  };
-  const auto compress = [&](std::uint64_t block) {
-    v3 ^= block;
-    rounds(CompressionRounds);
-    v0 ^= block;
-  };
-
+  detail::SipState<CompressionRounds, FinalizationRounds> state(k0, k1);
   const char* p = bytes.data();
   std::size_t left = bytes.size();
   for (; left >= 8; p += 8, left -= 8) {
     std::uint64_t block;
     std::memcpy(&block, p, 8);  // little-endian host assumed, as the protocol already requires
-    compress(block);
+    state.compress(block);
   }
   // The last block: the 0 to 7 remaining bytes, zero-padded, with the length's low byte on top.
   // Loaded without a byte loop: two overlapping 4-byte loads cover 4 to 7 bytes (the bytes they
@@ -68,11 +92,26 @@ std::uint64_t siphash(std::uint64_t k0, std::uint64_t k1, std::string_view bytes
     };
     last |= byte(0) | byte(left / 2) | byte(left - 1);
   }
-  compress(last);
+  state.compress(last);
+  return state.finish();
+}
 
-  v2 ^= 0xff;
-  rounds(FinalizationRounds);
-  return v0 ^ v1 ^ v2 ^ v3;
+/// The same hash as siphash, of `bytes` that are followed in memory by at least 8 zero bytes:
+/// then the last block is one 8-byte load, with no branch on how many bytes are left, which is
+/// what a hash of short words mostly does.
+template <int CompressionRounds, int FinalizationRounds>
+std::uint64_t siphash_zero_padded(std::uint64_t k0, std::uint64_t k1, std::string_view bytes) {
+  detail::SipState<CompressionRounds, FinalizationRounds> state(k0, k1);
+  const char* p = bytes.data();
+  const char* const whole_end = p + (bytes.size() & ~std::size_t{7});
+  std::uint64_t block;
+  for (; p != whole_end; p += 8) {
+    std::memcpy(&block, p, 8);
+    state.compress(block);
+  }
+  std::memcpy(&block, p, 8);  // the 0 to 7 bytes left, then zeros
+  state.compress(block | static_cast<std::uint64_t>(bytes.size()) << 56);
+  return state.finish();
 }
 
 }  // namespace mrd::engine

@@ -2,7 +2,7 @@
 #include "server/engine/builtin_jobs.hpp"
 #include "server/engine/counts_job.hpp"
 #include "server/engine/input_kinds.hpp"
-#include "server/engine/tokenizer.hpp"
+#include "server/engine/word_counter.hpp"
 
 namespace mrd::engine {
 namespace {
@@ -13,9 +13,9 @@ class WordCount final : public CountsJob {
 
  protected:
   void count_keys(const DocumentsView& chunk, CountTable& counts) const override {
-    std::string scratch;
+    WordCounter counter(counts);
     for (const auto& document : chunk.documents) {
-      for_each_word(document.text, scratch, [&](std::string_view word) { ++counts[word]; });
+      counter.add(document.text);
     }
   }
 };
