@@ -68,23 +68,40 @@ class Report:
         if "wordcount" in s:
             for wc in s["wordcount"]:
                 c = wc["corpus"]
+                name = "%s (%.0f MiB)" % (c["name"], c["bytes"] / MIB)
                 mrd = med(rates(c["bytes"], wc["mrd_s"]))
                 b2 = med(rates(c["bytes"], wc["baseline2_s"]))
                 ratio = mrd / b2 if mrd and b2 else None
-                t.append(("Word count end to end, %s (%.0f MiB), `mrd --workers 2`" %
-                          (c["name"], c["bytes"] / MIB),
-                          ">= 1.0x the in-process 2-thread baseline",
+                t.append(("Word count end to end through the client library, %s" % name,
+                          ">= 0.8x the in-process 2-thread baseline (goal 1.0x)",
                           "%.0f MiB/s" % mrd, "%.0f MiB/s" % b2, "%.2fx" % ratio,
-                          ratio is not None and ratio >= 1.0))
+                          ratio is not None and ratio >= 0.8))
+                cli = med(rates(c["bytes"], wc["mrctl_s"]))
+                if cli:
+                    t.append(("`mrctl wordcount --all`, %s" % name,
+                              ">= 0.6x the in-process 2-thread baseline", "%.0f MiB/s" % cli,
+                              "%.0f MiB/s" % b2, "%.2fx" % (cli / b2), cli / b2 >= 0.6))
+                if wc.get("mrd_peak_rss_kib"):
+                    peak = wc["mrd_peak_rss_kib"] * 1024 / c["bytes"]
+                    t.append(("Server peak RSS during the word count, %s" % name,
+                              "<= 1.5x the input", "%.0f MiB" % (wc["mrd_peak_rss_kib"] / 1024),
+                              "%.0f MiB input" % (c["bytes"] / MIB), "%.2fx" % peak,
+                              peak <= 1.5))
         if "matmul" in s:
             for p in s["matmul"]:
                 if p["n"] != 2000:
                     continue
                 mrd, blas = med(p["mrd_s"]), med(p["blas2_s"])
                 ratio = mrd / blas
-                t.append(("Matrix product n=2000 end to end (time)",
+                t.append(("Matrix product n=2000 end to end through the client library (time)",
                           "<= 1.5x OpenBLAS 2-thread time", "%.3f s" % mrd, "%.3f s" % blas,
                           "%.2fx" % ratio, ratio <= 1.5))
+                if p.get("npy"):
+                    q = p["npy"]
+                    cli, npy = med(q["mrctl_s"]), med(q["numpy_s"])
+                    t.append(("`mrctl matmul A.npy B.npy --out C.npy`, n=2000 (time)",
+                              "<= 2.5x numpy's in-process product", "%.3f s" % cli,
+                              "%.3f s" % npy, "%.2fx" % (cli / npy), cli / npy <= 2.5))
         if "tiny" in s:
             for row in s["tiny"]:
                 if row["connections"] != 32:
@@ -93,32 +110,34 @@ class Report:
                 red = med([o["rate"] for o in row["redis"]])
                 if red:
                     t.append(("Submit-only requests/s, 32 connections",
-                              ">= 0.5x Redis LPUSH (redis-benchmark -P 1)", "%.0f/s" % sub,
-                              "%.0f/s" % red, "%.2fx" % (sub / red), sub / red >= 0.5))
+                              ">= 0.6x Redis LPUSH (redis-benchmark -P 1)", "%.0f/s" % sub,
+                              "%.0f/s" % red, "%.2fx" % (sub / red), sub / red >= 0.6))
                 rt = med([o["rate"] for o in row["roundtrip"]])
                 p99 = med([o["p99_ms"] for o in row["roundtrip"]])
                 gear = med([o["rate"] for o in row["gearman"]])
-                t.append(("Round trips (SUBMIT + FETCH until done), 32 connections",
-                          ">= 15,000 jobs/s with p99 < 10 ms",
-                          "%.0f jobs/s, p99 %.2f ms" % (rt, p99),
-                          ("gearmand %.0f jobs/s" % gear) if gear else "-",
-                          "%.2fx the target%s" % (rt / 15000, (", %.2fx gearmand" % (rt / gear))
-                                                  if gear else ""),
-                          rt >= 15000 and p99 < 10))
+                if gear:
+                    t.append(("Round trips (SUBMIT + FETCH until done), 32 connections",
+                              ">= 1.3x gearmand", "%.0f jobs/s, p99 %.2f ms" % (rt, p99),
+                              "gearmand %.0f jobs/s" % gear, "%.2fx" % (rt / gear),
+                              rt / gear >= 1.3))
         if "hol" in s:
             h = s["hol"]
-            with_p99 = med([o["p99_ms"] for o in h["with"]])
             without_p99 = med([o["p99_ms"] for o in h["without"]])
-            t.append(("Head-of-line: tiny-job p99, 8 connections, while a 64 MiB word count runs",
-                      "p99 < 50 ms", "%.1f ms" % with_p99, "%.2f ms without the big job"
-                      % without_p99, "%.1fx" % (with_p99 / without_p99), with_p99 < 50))
+            for key, how in [("with", "in memory"), ("with_data_dir", "with `--data-dir`")]:
+                if not h.get(key):
+                    continue
+                with_p99 = med([o["p99_ms"] for o in h[key]])
+                t.append(("Tiny-job p99, 8 connections, while a 64 MiB word count runs, %s" % how,
+                          "p99 < 20 ms", "%.1f ms" % with_p99,
+                          "%.2f ms without the big job" % without_p99,
+                          "%.1fx" % (with_p99 / without_p99), with_p99 < 20))
         if "memory" in s:
             m = s["memory"]
             if "idle" in m:
                 b = m["idle"]["bytes_per_connection"]
                 t.append(("Memory per idle connection (server RSS, 10,000 connections)",
-                          "<= 4 KiB", "%.2f KiB" % (b / 1024), "4 KiB",
-                          "%.2fx" % (b / 4096), b <= 4096))
+                          "<= 2 KiB", "%.2f KiB" % (b / 1024), "2 KiB",
+                          "%.2fx" % (b / 2048), b <= 2048))
             if "retained" in m:
                 b = m["retained"]["bytes_per_job"]
                 t.append(("Memory per retained finished tiny job (server RSS, 20,000 jobs)",
@@ -233,6 +252,12 @@ class Report:
                        ("" if wc.get("mrctl_totals_match", True) else " (mrctl totals differ)")))
         self.w("")
         for wc in self.s["wordcount"]:
+            if wc.get("mrd_peak_rss_kib"):
+                self.w("- Server peak RSS during %s (VmHWM of the `mrd` process over all its runs, "
+                       "workers not counted): %.0f MiB, %.2fx the input." % (
+                           wc["corpus"]["name"], wc["mrd_peak_rss_kib"] / 1024,
+                           wc["mrd_peak_rss_kib"] * 1024 / wc["corpus"]["bytes"]))
+        for wc in self.s["wordcount"]:
             if wc.get("mrd_cores"):
                 self.w("- Cores busy during %s (CPU time / wall time): the 2-thread baseline %s, "
                        "mrd's server and workers %s (the client's encoding not counted)." % (
@@ -287,6 +312,15 @@ class Report:
                 self.w("- n = %d, cores busy (CPU time / wall time): OpenBLAS 2 threads %s, mrd's "
                        "server and workers %s." % (p["n"], rng(p["blas2_cores"], "%.2f"),
                                                      rng(p["mrd_cores"], "%.2f")))
+        for p in self.s["matmul"]:
+            if p.get("npy"):
+                q = p["npy"]
+                self.w("- `mrctl matmul A.npy B.npy --out C.npy`, n = %d, as a user runs it "
+                       "(reading both files, the job, writing C.npy): %s s; numpy computing the "
+                       "same product in one process (`a @ b`, 2 threads, files already loaded): "
+                       "%s s; %.2fx; largest difference between the two products %.1e." % (
+                           q["n"], rng(q["mrctl_s"], "%.3f"), rng(q["numpy_s"], "%.3f"),
+                           med(q["mrctl_s"]) / med(q["numpy_s"]), q["max_abs_error"]))
         self.w("", "OpenBLAS runs with the machine's environment (`%s`), the same for the "
                "baseline and mrd's workers." % (", ".join(
                    "%s=%s" % kv for kv in self.meta["machine"]["openblas_env"].items())
@@ -362,7 +396,11 @@ class Report:
                "",
                "| | tiny jobs/s | p50 ms | p99 ms | p99.9 ms | max ms | SUBMIT reply p99 ms |",
                "|---|---|---|---|---|---|---|")
-        for name, rows in [("without the big job", wo), ("while the big job runs", w_)]:
+        durable = h.get("with_data_dir", [])
+        for name, rows in [("without the big job", wo), ("while the big job runs", w_),
+                           ("while the big job runs, `--data-dir`", durable)]:
+            if not rows:
+                continue
             self.w("| %s | %s | %s | %s | %s | %s | %s |" % (
                 name, rng([o["rate"] for o in rows], "%.0f"),
                 rng([o["p50_ms"] for o in rows], "%.2f"), rng([o["p99_ms"] for o in rows], "%.1f"),

@@ -8,6 +8,7 @@ packages=(
   gearman-job-server libgearman-dev   # the gearmand reference: gearmand, and its C library
   gnuplot-nox                         # the plots in docs/
   linux-perf valgrind                 # bench/profile.sh: perf record (cpu-clock), callgrind
+  python3-numpy                       # the numpy reference for `mrctl matmul A.npy B.npy`
 )
 
 missing=()

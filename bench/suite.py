@@ -22,6 +22,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -71,6 +72,15 @@ def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def peak_rss_kib(pid):
+    """The most resident memory a process has had since it started (VmHWM), in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     return 0
 
@@ -272,6 +282,7 @@ class Suite:
                         seconds, check = self.mrctl_wordcount(port, corpus)
                         mrctl.append(seconds)
                         mrctl_check.append(check)
+                peak_kib = peak_rss_kib(proc.pid)  # of this server, over every run on this corpus
             finally:
                 stop(proc)
             values = {d for _, d in digests}
@@ -282,6 +293,7 @@ class Suite:
                 "baseline2_cores": [c / t for c, t in zip(base_cpu[2], base[2])],
                 "mrd_cores": mrd_cpu,
                 "mrd_s": e2e, "mrd_submit_s": submit, "mrctl_s": mrctl,
+                "mrd_peak_rss_kib": peak_kib,
                 "digests": sorted(digests), "same_result": len(values) == 1,
                 "mrctl_totals_match": all(c == distinct_total for c in mrctl_check),
             })
@@ -325,9 +337,42 @@ class Suite:
                                     "matmul", "--random", str(n)], check=True, timeout=600,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     points[n]["mrctl_s"].append(time.perf_counter() - start)
+            points[2000]["npy"] = self.matmul_npy(port, 2000)
         finally:
             stop(proc)
         self.sections["matmul"] = [dict(n=n, **points[n]) for n in sides]
+
+    def matmul_npy(self, port, n):
+        """`mrctl matmul A.npy B.npy --out C.npy` as a user runs it, against numpy computing the
+        same product in one process (2 threads), taking turns run by run."""
+        a, b, c = (os.path.join(self.work, name) for name in ("A.npy", "B.npy", "C.npy"))
+        numpy_script = ("import sys, time, numpy as np\n"
+                        "a, b = np.load(sys.argv[1]), np.load(sys.argv[2])\n"
+                        "t = time.perf_counter(); c = a @ b; t = time.perf_counter() - t\n"
+                        "err = float(np.abs(c - np.load(sys.argv[3])).max())\n"
+                        "print(t, err)\n")
+        subprocess.run([sys.executable, "-c",
+                        "import numpy as np, sys\n"
+                        "r = np.random.default_rng(1)\n"
+                        "np.save(sys.argv[1], r.random((%d, %d)))\n"
+                        "np.save(sys.argv[2], r.random((%d, %d)))\n" % (n, n, n, n), a, b],
+                       check=True, timeout=300)
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2")
+        out = {"n": n, "mrctl_s": [], "numpy_s": [], "max_abs_error": 0.0}
+        for r in range(max(3, self.runs // 2)):
+            log("matmul: mrctl with .npy files, run %d" % (r + 1))
+            start = time.perf_counter()
+            subprocess.run([self.mrctl, "--server", "127.0.0.1:%d" % port, "--quiet", "matmul",
+                            a, b, "--out", c], check=True, timeout=600,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out["mrctl_s"].append(time.perf_counter() - start)
+            # numpy's own product, checked against the C.npy mrctl wrote.
+            seconds, err = subprocess.run([sys.executable, "-c", numpy_script, a, b, c],
+                                          check=True, timeout=300, capture_output=True, text=True,
+                                          env=env).stdout.split()
+            out["numpy_s"].append(float(seconds))
+            out["max_abs_error"] = max(out["max_abs_error"], float(err))
+        return out
 
     # ---------- 3. tiny jobs ----------
 
@@ -431,7 +476,7 @@ class Suite:
 
     def section_hol(self):
         corpus = self.real_corpus(64)
-        without, with_big = [], []
+        without, with_big, with_big_durable = [], [], []
         for rep in range(self.reps):
             log("head-of-line: round %d of %d" % (rep + 1, self.reps))
             proc, port = self.start_mrd(workers=2)
@@ -446,7 +491,21 @@ class Suite:
                     tag={"big_job": True})[0])
             finally:
                 stop(proc)
-        self.sections["hol"] = {"without": without, "with": with_big, "corpus": corpus["name"]}
+            # The same with --data-dir: every SUBMIT, the big one included, is committed first.
+            data_dir = tempfile.mkdtemp(prefix="hol-data-", dir=self.work)
+            proc, port = self.start_mrd(workers=2, extra=("--data-dir", data_dir))
+            try:
+                with_big_durable.append(self.run_json("hol", [
+                    self.tool("loadgen"), "roundtrip", "--server", "127.0.0.1:%d" % port,
+                    "-c", "8", "--warmup", str(self.tiny_warmup),
+                    "--background-file", corpus["path"],
+                    "--background-runs", "2" if self.quick else "3"],
+                    tag={"big_job": True, "data_dir": True})[0])
+            finally:
+                stop(proc)
+                shutil.rmtree(data_dir, ignore_errors=True)
+        self.sections["hol"] = {"without": without, "with": with_big,
+                                "with_data_dir": with_big_durable, "corpus": corpus["name"]}
 
     # ---------- 5. memory ----------
 
