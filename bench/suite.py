@@ -345,13 +345,21 @@ class Suite:
     def matmul_npy(self, port, n):
         """`mrctl matmul A.npy B.npy --out C.npy` as a user runs it, against numpy computing the
         same product in one process (2 threads), taking turns run by run."""
+        # Debian's python3-numpy is for Debian's python3, which need not be first on PATH.
+        python = next((p for p in (sys.executable, "/usr/bin/python3") if os.path.exists(p) and
+                       subprocess.run([p, "-c", "import numpy"], capture_output=True).returncode
+                       == 0), None)
+        if python is None:
+            self.notes.append("numpy is missing (python3-numpy): `mrctl matmul A.npy B.npy` "
+                              "was not measured")
+            return None
         a, b, c = (os.path.join(self.work, name) for name in ("A.npy", "B.npy", "C.npy"))
         numpy_script = ("import sys, time, numpy as np\n"
                         "a, b = np.load(sys.argv[1]), np.load(sys.argv[2])\n"
                         "t = time.perf_counter(); c = a @ b; t = time.perf_counter() - t\n"
                         "err = float(np.abs(c - np.load(sys.argv[3])).max())\n"
                         "print(t, err)\n")
-        subprocess.run([sys.executable, "-c",
+        subprocess.run([python, "-c",
                         "import numpy as np, sys\n"
                         "r = np.random.default_rng(1)\n"
                         "np.save(sys.argv[1], r.random((%d, %d)))\n"
@@ -367,7 +375,7 @@ class Suite:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             out["mrctl_s"].append(time.perf_counter() - start)
             # numpy's own product, checked against the C.npy mrctl wrote.
-            seconds, err = subprocess.run([sys.executable, "-c", numpy_script, a, b, c],
+            seconds, err = subprocess.run([python, "-c", numpy_script, a, b, c],
                                           check=True, timeout=300, capture_output=True, text=True,
                                           env=env).stdout.split()
             out["numpy_s"].append(float(seconds))
