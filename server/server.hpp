@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 
+#include "server/deadline_sweeper.hpp"
 #include "server/job_store.hpp"
 #include "server/memory_budget.hpp"
 #include "server/request_handler.hpp"
@@ -56,7 +57,8 @@ class Server {
   Refusal refuse_with_reserve_fd();
   /// Logs a failed accept, at most once per kAcceptWarningInterval (it may fail for every client).
   void warn_accept_failed(const asio::error_code& error);
-  asio::awaitable<void> serve(asio::ip::tcp::socket socket);
+  /// Spawns the coroutine that serves `socket`, counted in counters_.open until it ends.
+  void serve(asio::ip::tcp::socket socket);
 
   asio::io_context& io_;
   ServerConfig config_;
@@ -69,6 +71,7 @@ class Server {
   Scheduler scheduler_;
   RequestHandler handler_;
   asio::ip::tcp::acceptor acceptor_;
+  DeadlineSweeper sweeper_;  ///< closes connections past their idle, request or write deadline
   std::uint16_t port_ = 0;
   std::uint32_t connection_limit_ = 0;  ///< set by start()
   ReserveFd reserve_fd_;                ///< spent to answer a client when descriptors run out
