@@ -19,10 +19,9 @@
 // the coroutine frame, the socket and the operation waiting on it (docs/architecture.md).
 #pragma once
 
-#include <asio/awaitable.hpp>
-#include <asio/ip/tcp.hpp>
 #include <memory>
 
+#include "server/connection_socket.hpp"
 #include "server/deadline_sweeper.hpp"
 #include "server/memory_budget.hpp"
 #include "server/request_handler.hpp"
@@ -33,9 +32,9 @@ namespace mrd::server {
 /// Serves `socket` until the client leaves, breaks the framing, misses a deadline (closed by
 /// `sweeper`) or does not fit in `budget`. Expected endings are logged at debug level, anything
 /// else at error level: nothing escapes.
-asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, const ServerConfig& config,
-                                       RequestHandler& handler,
-                                       std::shared_ptr<MemoryBudget> budget,
-                                       DeadlineSweeper& sweeper);
+ConnectionAwaitable<void> serve_connection(ConnectionSocket socket, const ServerConfig& config,
+                                           RequestHandler& handler,
+                                           std::shared_ptr<MemoryBudget> budget,
+                                           DeadlineSweeper& sweeper);
 
 }  // namespace mrd::server

@@ -10,7 +10,7 @@
 
 namespace mrd::server {
 
-DeadlineSweeper::Entry::Entry(DeadlineSweeper& sweeper, asio::ip::tcp::socket& socket)
+DeadlineSweeper::Entry::Entry(DeadlineSweeper& sweeper, ConnectionSocket& socket)
     : sweeper_(&sweeper),
       socket_(socket),
       index_(static_cast<std::uint32_t>(sweeper.slots_.size())) {
@@ -89,5 +89,7 @@ void DeadlineSweeper::wake_for(Clock::time_point deadline) {
   next_sweep_ = deadline;
   timer_.cancel();
 }
+
+static_assert(sizeof(DeadlineSweeper::Entry) <= 24);
 
 }  // namespace mrd::server

@@ -6,19 +6,20 @@
 // makes the connection's pending read wait or write fail, and its coroutine ends. A connection
 // that ends takes its slot out.
 //
-// Memory: a slot is 16 bytes in one vector (moving a deadline allocates nothing) and an Entry is
-// 16 bytes inside the connection.
+// Memory: a slot is 16 bytes in one vector (moving a deadline allocates nothing; the vector keeps
+// its largest size) and an Entry is 24 bytes inside the connection.
 //
 // Threads: network thread only (no locks); the sweeper and its connections run on one io_context.
 #pragma once
 
 #include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <vector>
+
+#include "server/connection_socket.hpp"
 
 namespace mrd::server {
 
@@ -37,7 +38,7 @@ class DeadlineSweeper {
   class Entry {
    public:
     /// Watches `socket` (which must outlive this), with no deadline until expire_at().
-    Entry(DeadlineSweeper& sweeper, asio::ip::tcp::socket& socket);
+    Entry(DeadlineSweeper& sweeper, ConnectionSocket& socket);
     ~Entry();
     Entry(const Entry&) = delete;
     Entry& operator=(const Entry&) = delete;
@@ -52,7 +53,7 @@ class DeadlineSweeper {
    private:
     friend class DeadlineSweeper;
     DeadlineSweeper* sweeper_;  ///< null once the sweeper is gone (the server stopped first)
-    asio::ip::tcp::socket& socket_;
+    ConnectionSocket& socket_;
     std::uint32_t index_ = 0;  ///< this entry's slot in sweeper_->slots_
     bool expired_ = false;
   };

@@ -220,7 +220,7 @@ std::uint32_t Server::limit_connections_to_fds() const {
   return lowered;
 }
 
-void Server::refuse_busy(tcp::socket& socket) {
+void Server::refuse_busy(ConnectionSocket& socket) {
   std::string reply;
   protocol::append_message(
       reply, static_cast<std::uint8_t>(protocol::Status::kServerBusy),
@@ -236,7 +236,7 @@ Server::Refusal Server::refuse_with_reserve_fd() {
   if (!reserve_fd_.held() && !reserve_fd_.restore()) return Refusal::kNoReserve;
   reserve_fd_.release();
   asio::error_code error;
-  tcp::socket socket(io_);
+  ConnectionSocket socket(io_);
   acceptor_.accept(socket, error);  // non-blocking: would_block if no client is waiting
   if (!error) refuse_busy(socket);
   // Taking the reserve back fails only if another thread took the descriptor meanwhile.
@@ -272,7 +272,7 @@ asio::awaitable<void> Server::accept_loop() {
     // Take the clients waiting, a batch at a time so that the connections being served get turns.
     for (int n = 0; n < kAcceptBatch && !back_off && acceptor_.is_open(); ++n) {
       asio::error_code error;
-      tcp::socket socket(io_);
+      ConnectionSocket socket(io_);
       acceptor_.accept(socket, error);
       if (error == asio::error::would_block || error == asio::error::try_again) break;
       if (error == asio::error::connection_aborted) continue;  // the client left first
@@ -300,7 +300,7 @@ asio::awaitable<void> Server::accept_loop() {
   }
 }
 
-void Server::serve(tcp::socket socket) {
+void Server::serve(ConnectionSocket socket) {
   ++counters_.open;
   ++counters_.total;
   // serve_connection is the connection's only coroutine (no wrapper here: each would be one more

@@ -50,7 +50,7 @@ class Server {
   /// --max-connections, lowered to what the open-files limit leaves after the server's own needs.
   std::uint32_t limit_connections_to_fds() const;
   /// Writes SERVER_BUSY to a connection over the limit (best effort, never waiting) and drops it.
-  void refuse_busy(asio::ip::tcp::socket& socket);
+  void refuse_busy(ConnectionSocket& socket);
   enum class Refusal { kRefusedOne, kNoneWaiting, kNoReserve };
   /// Out of descriptors: answers one waiting client SERVER_BUSY with the reserve descriptor.
   /// kNoReserve if no descriptor could be had even so (the caller then backs off).
@@ -58,7 +58,7 @@ class Server {
   /// Logs a failed accept, at most once per kAcceptWarningInterval (it may fail for every client).
   void warn_accept_failed(const asio::error_code& error);
   /// Spawns the coroutine that serves `socket`, counted in counters_.open until it ends.
-  void serve(asio::ip::tcp::socket socket);
+  void serve(ConnectionSocket socket);
 
   asio::io_context& io_;
   ServerConfig config_;
