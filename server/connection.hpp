@@ -1,30 +1,40 @@
-// One client connection, served by one coroutine that owns its socket and buffers.
+// One client connection, served by one coroutine whose frame holds everything the connection
+// owns: its socket, buffers and reply queue.
 //
 // The loop: wait until the socket is readable, read what is there, answer every whole request in
 // it (in order, replies appended to one buffer), write the replies, repeat. Requests are read only
 // while no reply is being written, so a client that never reads its replies stalls only itself and
-// costs at most one reply buffer. An idle timer closes connections that go silent.
+// costs at most one reply buffer.
+//
+// Deadlines: before each wait the connection sets when it must be closed if nothing happens (the
+// idle timeout; sooner the request timeout once a request has started; while a reply is written,
+// the idle timeout from its last progress). The connection owns no timer: the server's
+// DeadlineSweeper closes the socket once that time has passed, the pending wait or write fails,
+// and the coroutine ends.
 //
 // Memory: the bytes of an incomplete request that a connection keeps, and the reply bytes it has
 // queued, are charged to the server's MemoryBudget. The buffer grows only with bytes that arrived,
 // so a header that lies about its length costs nothing; when a charge does not fit, the client is
-// answered SERVER_BUSY and the connection closed.
+// answered SERVER_BUSY and the connection closed. An idle connection holds no buffer: its cost is
+// the coroutine frame, the socket and the operation waiting on it (docs/architecture.md).
 #pragma once
 
-#include <asio/awaitable.hpp>
-#include <asio/ip/tcp.hpp>
 #include <memory>
 
+#include "server/connection_socket.hpp"
+#include "server/deadline_sweeper.hpp"
 #include "server/memory_budget.hpp"
 #include "server/request_handler.hpp"
 #include "server/server_config.hpp"
 
 namespace mrd::server {
 
-/// Serves `socket` until the client leaves, breaks the framing, idles out or does not fit in
-/// `budget`.
-asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, const ServerConfig& config,
-                                       RequestHandler& handler,
-                                       std::shared_ptr<MemoryBudget> budget);
+/// Serves `socket` until the client leaves, breaks the framing, misses a deadline (closed by
+/// `sweeper`) or does not fit in `budget`. Expected endings are logged at debug level, anything
+/// else at error level: nothing escapes.
+ConnectionAwaitable<void> serve_connection(ConnectionSocket socket, const ServerConfig& config,
+                                           RequestHandler& handler,
+                                           std::shared_ptr<MemoryBudget> budget,
+                                           DeadlineSweeper& sweeper);
 
 }  // namespace mrd::server

@@ -85,7 +85,8 @@ Server::Server(asio::io_context& io, ServerConfig config)
                    });
                  }),
       handler_(config_, store_, scheduler_, counters_, *budget_),
-      acceptor_(io) {}
+      acceptor_(io),
+      sweeper_(io) {}
 
 void Server::start() {
   const tcp::endpoint endpoint(asio::ip::make_address(config_.listen_host), config_.listen_port);
@@ -101,6 +102,7 @@ void Server::start() {
   scheduler_.start();
   restore_jobs();
   connection_limit_ = limit_connections_to_fds();
+  sweeper_.start();
   asio::co_spawn(io_, accept_loop(), [](std::exception_ptr error) {
     if (!error) return;
     try {
@@ -218,7 +220,7 @@ std::uint32_t Server::limit_connections_to_fds() const {
   return lowered;
 }
 
-void Server::refuse_busy(tcp::socket& socket) {
+void Server::refuse_busy(ConnectionSocket& socket) {
   std::string reply;
   protocol::append_message(
       reply, static_cast<std::uint8_t>(protocol::Status::kServerBusy),
@@ -234,7 +236,7 @@ Server::Refusal Server::refuse_with_reserve_fd() {
   if (!reserve_fd_.held() && !reserve_fd_.restore()) return Refusal::kNoReserve;
   reserve_fd_.release();
   asio::error_code error;
-  tcp::socket socket(io_);
+  ConnectionSocket socket(io_);
   acceptor_.accept(socket, error);  // non-blocking: would_block if no client is waiting
   if (!error) refuse_busy(socket);
   // Taking the reserve back fails only if another thread took the descriptor meanwhile.
@@ -270,7 +272,7 @@ asio::awaitable<void> Server::accept_loop() {
     // Take the clients waiting, a batch at a time so that the connections being served get turns.
     for (int n = 0; n < kAcceptBatch && !back_off && acceptor_.is_open(); ++n) {
       asio::error_code error;
-      tcp::socket socket(io_);
+      ConnectionSocket socket(io_);
       acceptor_.accept(socket, error);
       if (error == asio::error::would_block || error == asio::error::try_again) break;
       if (error == asio::error::connection_aborted) continue;  // the client left first
@@ -289,7 +291,7 @@ asio::awaitable<void> Server::accept_loop() {
       }
       asio::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);  // fails only if the client already left
-      asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+      serve(std::move(socket));
     }
     if (back_off) {
       pause.expires_after(kAcceptBackOff);
@@ -298,11 +300,16 @@ asio::awaitable<void> Server::accept_loop() {
   }
 }
 
-asio::awaitable<void> Server::serve(tcp::socket socket) {
+void Server::serve(ConnectionSocket socket) {
   ++counters_.open;
   ++counters_.total;
-  co_await serve_connection(std::move(socket), config_, handler_, budget_);
-  --counters_.open;
+  // serve_connection is the connection's only coroutine (no wrapper here: each would be one more
+  // frame per connection); it lets no exception out, so the handler has only to count.
+  asio::co_spawn(io_, serve_connection(std::move(socket), config_, handler_, budget_, sweeper_),
+                 [this](std::exception_ptr error) {
+                   --counters_.open;
+                   if (error) log(Level::kError, "a connection ended by an unknown exception");
+                 });
 }
 
 }  // namespace mrd::server

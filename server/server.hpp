@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 
+#include "server/deadline_sweeper.hpp"
 #include "server/job_store.hpp"
 #include "server/memory_budget.hpp"
 #include "server/request_handler.hpp"
@@ -49,14 +50,15 @@ class Server {
   /// --max-connections, lowered to what the open-files limit leaves after the server's own needs.
   std::uint32_t limit_connections_to_fds() const;
   /// Writes SERVER_BUSY to a connection over the limit (best effort, never waiting) and drops it.
-  void refuse_busy(asio::ip::tcp::socket& socket);
+  void refuse_busy(ConnectionSocket& socket);
   enum class Refusal { kRefusedOne, kNoneWaiting, kNoReserve };
   /// Out of descriptors: answers one waiting client SERVER_BUSY with the reserve descriptor.
   /// kNoReserve if no descriptor could be had even so (the caller then backs off).
   Refusal refuse_with_reserve_fd();
   /// Logs a failed accept, at most once per kAcceptWarningInterval (it may fail for every client).
   void warn_accept_failed(const asio::error_code& error);
-  asio::awaitable<void> serve(asio::ip::tcp::socket socket);
+  /// Spawns the coroutine that serves `socket`, counted in counters_.open until it ends.
+  void serve(ConnectionSocket socket);
 
   asio::io_context& io_;
   ServerConfig config_;
@@ -69,6 +71,7 @@ class Server {
   Scheduler scheduler_;
   RequestHandler handler_;
   asio::ip::tcp::acceptor acceptor_;
+  DeadlineSweeper sweeper_;  ///< closes connections past their idle, request or write deadline
   std::uint16_t port_ = 0;
   std::uint32_t connection_limit_ = 0;  ///< set by start()
   ReserveFd reserve_fd_;                ///< spent to answer a client when descriptors run out

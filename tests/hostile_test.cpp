@@ -233,6 +233,52 @@ TEST(Timeouts, TheRequestTimeoutClosesATricklingClientEvenWithALongIdleTimeout) 
   EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
 }
 
+// One timer sweeps every connection's deadline: each connection is closed at its own deadline,
+// and only it, while a client that keeps talking is answered throughout.
+TEST(Timeouts, EachConnectionIsClosedAtItsOwnDeadlineWhileOthersAreServed) {
+  ServerProcess server({"--idle-timeout", "5", "--request-timeout", "1"});
+  constexpr std::uint64_t kIdle = 200;
+  std::vector<std::unique_ptr<RawClient>> idle;
+  for (std::uint64_t i = 0; i < kIdle; ++i)
+    idle.push_back(std::make_unique<RawClient>(server.port()));
+  RawClient trickler(server.port());
+  trickler.send(bytes({0x05, 0}));  // a STATS header begun, never finished: 1 s to finish it
+  RawClient busy(server.port());
+  // The busy client asks for STATS every ~200 ms, each request in two sends (two reads on the
+  // server, within the request timeout), until every idle connection is gone (5 s) or 20 s pass.
+  const std::string stats = bytes({0x05, 0, 0, 0, 0});
+  std::optional<std::uint64_t> idle_open_when_trickler_closed;
+  std::uint64_t open = 0;
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  do {
+    busy.send(stats.substr(0, 2));
+    std::this_thread::sleep_for(100ms);
+    busy.send(stats.substr(2));
+    const auto reply = busy.read_reply(5s);
+    ASSERT_TRUE(reply) << "the busy client was not answered";
+    ASSERT_EQ(reply->status, kOk);
+    open = protocol::decode<protocol::ServerStats>(reply->body).value.value().connections_open;
+    if (!idle_open_when_trickler_closed && trickler.closed_by_server(5ms)) {
+      idle_open_when_trickler_closed = 0;
+      for (auto& client : idle)
+        *idle_open_when_trickler_closed += client->closed_by_server(5ms) ? 0 : 1;
+    }
+    std::this_thread::sleep_for(100ms);
+  } while (open > 1 && std::chrono::steady_clock::now() < give_up);
+
+  ASSERT_TRUE(idle_open_when_trickler_closed) << "the request timeout did not close the trickler";
+  // Closed 1 s after its request began, 4 s before the idle connections' deadline: they were
+  // all still open then.
+  EXPECT_EQ(*idle_open_when_trickler_closed, kIdle);
+  EXPECT_EQ(open, 1u) << "the idle timeout did not close every idle connection";
+  std::uint64_t closed = 0;
+  for (auto& client : idle)
+    closed += client->closed_by_server(1s) ? 1 : 0;
+  EXPECT_EQ(closed, kIdle);
+  EXPECT_FALSE(busy.closed_by_server(50ms));
+  EXPECT_EQ(server_stats(busy).connections_open, 1u);
+}
+
 TEST(Timeouts, AClientThatResetsMidRequestIsForgottenAtOnce) {
   ServerProcess server({"--idle-timeout", "60"});
   auto open_connections = [&] {
