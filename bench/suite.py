@@ -68,21 +68,22 @@ def stop(proc, sig=signal.SIGTERM, seconds=15):
         proc.wait()
 
 
-def rss_kib(pid):
+def status_kib(pid, field):
+    """A "Field:   123 kB" line of /proc/PID/status, in KiB (0 if absent)."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib(pid):
+    return status_kib(pid, "VmRSS")
 
 
 def peak_rss_kib(pid):
     """The most resident memory a process has had since it started (VmHWM), in KiB."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
+    return status_kib(pid, "VmHWM")
 
 
 def tree_cpu_seconds(pid):

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "protocol/body_io.hpp"
+#include "protocol/fixed_bytes.hpp"
 #include "protocol/limits.hpp"
 #include "protocol/submit_layout.hpp"
 
@@ -250,20 +251,16 @@ Matrix read_matrix(BodyReader& r) {
 
 // The hot replies (a SUBMIT's id, a FETCH's PENDING) are fixed layouts: appended directly,
 // without building a stream for a few bytes.
-template <class T>
-void append_le(std::string& out, T value) {
-  out.append(reinterpret_cast<const char*>(&value), sizeof value);  // little-endian (body_io.hpp)
-}
-
 void encode_to(std::string& out, const JobId& body) {
-  append_le(out, body.id);
+  FixedWriter(out).value(body.id);
 }
 
 void encode_to(std::string& out, const JobProgress& body) {
-  append_le(out, body.id);
-  append_le(out, static_cast<std::uint8_t>(body.state));
+  FixedWriter w(out);
+  w.value(body.id);
+  w.value(static_cast<std::uint8_t>(body.state));
   for (const auto v : {body.map_done, body.map_total, body.reduce_done, body.reduce_total})
-    append_le(out, v);
+    w.value(v);
 }
 
 template <>

@@ -3,7 +3,7 @@
 #include <cstring>
 #include <limits>
 
-#include "protocol/body_io.hpp"
+#include "protocol/fixed_bytes.hpp"
 #include "protocol/limits.hpp"
 
 namespace mrd::protocol {
@@ -11,23 +11,11 @@ namespace {
 
 constexpr auto kNoCountLimit = std::numeric_limits<std::uint64_t>::max();
 
-/// Reads a body front to back, remembering where each value was; every count is checked against
-/// the bytes left before it is used, as BodyReader does.
-class Cursor {
+/// Reads a SUBMIT body front to back, remembering where each value was; every count is checked
+/// against the bytes left before it is used, as BodyReader does.
+class Cursor : public FixedReader {
  public:
-  explicit Cursor(std::string_view body) : body_(body) {}
-
-  std::uint64_t position() const { return at_; }
-  std::uint64_t remaining() const { return body_.size() - at_; }
-
-  template <class T>
-  T value() {
-    if (remaining() < sizeof(T)) throw DecodeError("body ends in the middle of a number");
-    T v;
-    std::memcpy(&v, body_.data() + at_, sizeof v);  // little-endian, as body_io.hpp asserts
-    at_ += sizeof v;
-    return v;
-  }
+  explicit Cursor(std::string_view body) : FixedReader(body, "body") {}
 
   std::uint64_t count(std::uint64_t min_element_bytes, std::uint64_t max_count, const char* what) {
     const auto n = value<std::uint64_t>();
@@ -40,34 +28,25 @@ class Cursor {
 
   /// A length-prefixed byte string, as a range of the body.
   ByteRange bytes(std::uint64_t max_bytes, const char* what) {
-    const auto n = count(1, max_bytes, what);
-    return skip(n);
+    return range_of(count(1, max_bytes, what));
   }
 
   /// A length-prefixed string, copied (names and keys: a few bytes).
   std::string string(std::uint64_t max_bytes, const char* what) {
-    const auto range = bytes(max_bytes, what);
-    return std::string(body_.substr(range.offset, range.size));
+    return std::string(take(count(1, max_bytes, what)));
   }
 
   /// A count of doubles and the doubles, as a range of the body.
   ByteRange doubles(std::uint64_t max_count, const char* what) {
-    return skip(count(sizeof(double), max_count, what) * sizeof(double));
-  }
-
-  void expect_end() const {
-    if (remaining() != 0) throw DecodeError("unexpected bytes after the end of the body");
+    return range_of(count(sizeof(double), max_count, what) * sizeof(double));
   }
 
  private:
-  ByteRange skip(std::uint64_t n) {
-    const ByteRange range{at_, n};
-    at_ += n;
+  ByteRange range_of(std::uint64_t n) {
+    const ByteRange range{position(), n};
+    take(n);
     return range;
   }
-
-  std::string_view body_;
-  std::uint64_t at_ = 0;
 };
 
 MatrixLayout read_matrix_layout(Cursor& c) {
@@ -85,30 +64,31 @@ MatrixLayout read_matrix_layout(Cursor& c) {
 }
 
 void read_input_layout(Cursor& c, SubmitLayout& m) {
-  m.input_kind = c.value<std::uint8_t>();
-  switch (m.input_kind) {
+  auto& input = m.input;
+  input.kind = c.value<std::uint8_t>();
+  switch (input.kind) {
     case 0: {
       // Each document is at least two u64 length prefixes.
       const auto n = c.count(16, kNoCountLimit, "document count");
-      m.documents.reserve(static_cast<std::size_t>(n));
+      input.documents.reserve(static_cast<std::size_t>(n));
       for (std::uint64_t i = 0; i < n; ++i) {
         DocumentLayout d;
         d.name = c.bytes(kMaxDocumentNameBytes, "document name");
         d.text = c.bytes(kNoCountLimit, "document text");
-        m.documents.push_back(d);
+        input.documents.push_back(d);
       }
       return;
     }
     case 1:
-      m.numbers = c.doubles(kNoCountLimit, "number count");
-      m.values_offset = m.numbers.offset;
+      input.numbers = c.doubles(kNoCountLimit, "number count");
+      m.values_offset = input.numbers.offset;
       return;
     case 2:
-      m.a = read_matrix_layout(c);
-      m.b = read_matrix_layout(c);
-      m.values_offset = m.a.values.offset;
+      input.a = read_matrix_layout(c);
+      input.b = read_matrix_layout(c);
+      m.values_offset = input.a.values.offset;
       return;
-    default: throw DecodeError("input kind " + std::to_string(m.input_kind) + " is not defined");
+    default: throw DecodeError("input kind " + std::to_string(input.kind) + " is not defined");
   }
 }
 
@@ -144,20 +124,21 @@ Decoded<SubmitLayout> decode_submit_layout(std::string_view body) {
 SubmitRequest materialize(const SubmitLayout& layout, std::string_view body) {
   SubmitRequest request{layout.mapper, layout.reducer, layout.options, {}, layout.idempotency_key};
   const auto text = [&](ByteRange r) { return std::string(body.substr(r.offset, r.size)); };
-  switch (layout.input_kind) {
+  const auto& input = layout.input;
+  switch (input.kind) {
     case 0: {
       Documents docs;
-      docs.documents.reserve(layout.documents.size());
-      for (const auto& d : layout.documents)
+      docs.documents.reserve(input.documents.size());
+      for (const auto& d : input.documents)
         docs.documents.push_back(Document{text(d.name), text(d.text)});
       request.input = std::move(docs);
       break;
     }
-    case 1: request.input = Numbers{copy_doubles(body, layout.numbers)}; break;
+    case 1: request.input = Numbers{copy_doubles(body, input.numbers)}; break;
     default:
       request.input =
-          MatrixPair{Matrix{layout.a.rows, layout.a.cols, copy_doubles(body, layout.a.values)},
-                     Matrix{layout.b.rows, layout.b.cols, copy_doubles(body, layout.b.values)}};
+          MatrixPair{Matrix{input.a.rows, input.a.cols, copy_doubles(body, input.a.values)},
+                     Matrix{input.b.rows, input.b.cols, copy_doubles(body, input.b.values)}};
   }
   return request;
 }

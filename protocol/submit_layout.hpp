@@ -38,16 +38,33 @@ struct MatrixLayout {
   bool operator==(const MatrixLayout&) const = default;
 };
 
+/// Where a job's input, or one chunk of it, is: the ranges of its texts, numbers or matrices.
+struct InputLayout {
+  std::uint8_t kind = 0;                  ///< JobInput's variant index
+  std::vector<DocumentLayout> documents;  ///< kind 0
+  ByteRange numbers;                      ///< kind 1: the values, 8 bytes each
+  MatrixLayout a;                         ///< kind 2
+  MatrixLayout b;                         ///< kind 2
+
+  /// Calls `f(range)` for every range of bytes the input is made of.
+  template <class F>
+  void for_each_range(F&& f) const {
+    for (const auto& d : documents) {
+      f(d.name);
+      f(d.text);
+    }
+    f(numbers);
+    f(a.values);
+    f(b.values);
+  }
+};
+
 struct SubmitLayout {
   std::string mapper;
   std::string reducer;
   JobOptions options;
   std::string idempotency_key;
-  std::uint8_t input_kind = 0;            ///< JobInput's variant index
-  std::vector<DocumentLayout> documents;  ///< input kind 0
-  ByteRange numbers;                      ///< input kind 1: the values, 8 bytes each
-  MatrixLayout a;                         ///< input kind 2
-  MatrixLayout b;                         ///< input kind 2
+  InputLayout input;
   /// Where the input's 8-byte values start (kinds 1 and 2; 0 for documents). Every value of the
   /// input sits at a multiple of 8 bytes from it, so a copy of the body placed with this offset on
   /// an 8-byte boundary has every value aligned.

@@ -60,7 +60,7 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
   auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
   auto& layout = *decoded.value;
-  if (auto problem = engine::check_submit(layout.mapper, layout.reducer, layout.input_kind,
+  if (auto problem = engine::check_submit(layout.mapper, layout.reducer, layout.input.kind,
                                           config_.enable_test_jobs);
       !problem.empty()) {
     return reject(Status::kBadJob, problem, out);
@@ -96,7 +96,7 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
                       " jobs are waiting or running; try again later",
                   out);
   }
-  const auto input_bytes = SubmittedInput::held_bytes(body.size(), layout.documents.size());
+  const auto input_bytes = SubmittedInput::held_bytes(body.size(), layout.input.documents.size());
   const auto never_fits = [&](std::uint64_t working) {
     return reject(Status::kBadJob,
                   "this job would need " + std::to_string(mebibytes(input_bytes + working)) +

@@ -44,12 +44,12 @@ TEST(SubmitLayout, RangesPointAtTheBodysOwnBytes) {
   const auto body = body_of(request);
   const auto layout = protocol::decode_submit_layout(body);
   ASSERT_TRUE(layout) << layout.error;
-  ASSERT_EQ(layout.value->documents.size(), 2u);
+  ASSERT_EQ(layout.value->input.documents.size(), 2u);
   const auto at = [&](protocol::ByteRange r) { return body.substr(r.offset, r.size); };
-  EXPECT_EQ(at(layout.value->documents[0].name), "a.txt");
-  EXPECT_EQ(at(layout.value->documents[0].text), "to be");
-  EXPECT_EQ(at(layout.value->documents[1].name), "b");
-  EXPECT_EQ(at(layout.value->documents[1].text), "or");
+  EXPECT_EQ(at(layout.value->input.documents[0].name), "a.txt");
+  EXPECT_EQ(at(layout.value->input.documents[0].text), "to be");
+  EXPECT_EQ(at(layout.value->input.documents[1].name), "b");
+  EXPECT_EQ(at(layout.value->input.documents[1].text), "or");
   // And the copying decoder, built on it, gives the request back.
   EXPECT_EQ(protocol::materialize(*layout.value, body), request);
 }
@@ -62,10 +62,10 @@ TEST(SubmitLayout, EveryValueIsAMultipleOfEightBytesFromTheFirst) {
   const auto layout = protocol::decode_submit_layout(body);
   ASSERT_TRUE(layout) << layout.error;
   const auto& l = *layout.value;
-  EXPECT_EQ(l.values_offset, l.a.values.offset);
-  EXPECT_EQ((l.b.values.offset - l.values_offset) % 8, 0u);
+  EXPECT_EQ(l.values_offset, l.input.a.values.offset);
+  EXPECT_EQ((l.input.b.values.offset - l.values_offset) % 8, 0u);
   double first = 0;
-  std::memcpy(&first, body.data() + l.b.values.offset, sizeof first);
+  std::memcpy(&first, body.data() + l.input.b.values.offset, sizeof first);
   EXPECT_EQ(first, 4.0);
 }
 
@@ -215,7 +215,7 @@ TEST(MapTask, RangesOutsideTheSpanAreRefusedWhenDecoding) {
   const auto text_size_at = 4 + 4 + 1 + 5 + 1 + 3 + 1 + 4 + 16 + 8;
   std::uint64_t size = 0;
   std::memcpy(&size, body.data() + text_size_at, 8);
-  ASSERT_EQ(size, task.documents[0].text.size);
+  ASSERT_EQ(size, task.chunk.documents[0].text.size);
   ++size;
   std::memcpy(body.data() + text_size_at, &size, 8);
   EXPECT_THROW(decode_map_task(body), protocol::DecodeError);

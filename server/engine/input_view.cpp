@@ -1,6 +1,9 @@
 #include "server/engine/input_view.hpp"
 
+#include <cstdint>
 #include <type_traits>
+
+#include "protocol/body_io.hpp"
 
 namespace mrd::engine {
 namespace {
@@ -77,6 +80,36 @@ InputView view_of(const protocol::JobInput& input) {
 
 protocol::JobInput to_owned(const InputView& view) {
   return std::visit(Owner{}, view);
+}
+
+InputView view_in(const protocol::InputLayout& layout, const char* bytes, std::uint64_t first) {
+  const auto at = [&](protocol::ByteRange range) { return bytes + (range.offset - first); };
+  const auto text = [&](protocol::ByteRange range) {
+    if (range.size == 0) return std::string_view{};
+    return std::string_view(at(range), static_cast<std::size_t>(range.size));
+  };
+  const auto doubles = [&](protocol::ByteRange range) -> std::span<const double> {
+    if (range.size == 0) return {};
+    const char* p = at(range);
+    if (range.size % sizeof(double) != 0 ||
+        reinterpret_cast<std::uintptr_t>(p) % alignof(double) != 0) {
+      throw protocol::DecodeError("numbers that are not whole, aligned doubles");
+    }
+    return {reinterpret_cast<const double*>(p), range.size / sizeof(double)};
+  };
+  switch (layout.kind) {
+    case 0: {
+      DocumentsView docs;
+      docs.documents.reserve(layout.documents.size());
+      for (const auto& d : layout.documents)
+        docs.documents.push_back({text(d.name), text(d.text)});
+      return docs;
+    }
+    case 1: return NumbersView{doubles(layout.numbers)};
+    default:
+      return MatrixPairView{{layout.a.rows, layout.a.cols, doubles(layout.a.values)},
+                            {layout.b.rows, layout.b.cols, doubles(layout.b.values)}};
+  }
 }
 
 }  // namespace mrd::engine

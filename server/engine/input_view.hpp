@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "protocol/messages.hpp"
+#include "protocol/submit_layout.hpp"
 
 namespace mrd::engine {
 
@@ -62,6 +63,11 @@ InputView view_of(const protocol::JobInput& input);
 DocumentsView view_of(const protocol::Documents& input);
 NumbersView view_of(const protocol::Numbers& input);
 MatrixPairView view_of(const protocol::MatrixPair& input);
+
+/// Views of the ranges `layout` names, in `bytes`, which hold the input's bytes from offset
+/// `first` on (0: all of them). Throws protocol::DecodeError if the numbers are not whole,
+/// aligned doubles there.
+InputView view_in(const protocol::InputLayout& layout, const char* bytes, std::uint64_t first = 0);
 
 /// An owning copy of a view: for tests and for results built from a chunk.
 protocol::JobInput to_owned(const InputView& view);

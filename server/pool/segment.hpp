@@ -44,7 +44,6 @@ class Segment {
   std::uint64_t size() const { return size_; }
   /// The memory file's descriptor, or -1 for a heap segment.
   int fd() const { return fd_; }
-  bool shared() const { return fd_ >= 0; }
 
   /// Shared segments alive in this process (each holds a descriptor until its job is done).
   static std::uint64_t live_shared() { return live_shared_.load(); }

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "protocol/body_io.hpp"
+#include "protocol/fixed_bytes.hpp"
 
 namespace mrd::server {
 namespace {
@@ -15,78 +15,42 @@ namespace {
 using protocol::ByteRange;
 using protocol::DecodeError;
 
-/// Appends little-endian integers and raw bytes: the fixed layouts, without streams.
-class FixedWriter {
+/// The task messages' own pieces on top of the fixed layouts: byte ranges, and names of at most
+/// 255 bytes with a u8 length.
+class TaskWriter : public protocol::FixedWriter {
  public:
-  explicit FixedWriter(std::string& out) : out_(out) {}
-  template <class T>
-  void value(T v) {
-    out_.append(reinterpret_cast<const char*>(&v), sizeof v);  // little-endian (body_io.hpp)
-  }
+  using FixedWriter::FixedWriter;
   void range(ByteRange r) {
     value(r.offset);
     value(r.size);
   }
-  /// A u8 length, then the bytes (names: at most 255 bytes).
   void short_bytes(std::string_view s) {
     value(static_cast<std::uint8_t>(s.size()));
-    out_.append(s);
+    raw(s);
   }
-  /// A u64 length, then the bytes.
-  void bytes(std::string_view s) {
-    value<std::uint64_t>(s.size());
-    out_.append(s);
-  }
-
- private:
-  std::string& out_;
 };
 
-/// Reads what FixedWriter wrote, refusing to read past the end.
-class FixedReader {
+class TaskReader : public protocol::FixedReader {
  public:
-  explicit FixedReader(std::string_view body) : body_(body) {}
-  std::size_t position() const { return at_; }
-  std::size_t remaining() const { return body_.size() - at_; }
-  template <class T>
-  T value() {
-    if (remaining() < sizeof(T)) throw DecodeError("task message ends in the middle of a number");
-    T v;
-    std::memcpy(&v, body_.data() + at_, sizeof v);
-    at_ += sizeof v;
-    return v;
-  }
+  explicit TaskReader(std::string_view body) : FixedReader(body, "task message") {}
   ByteRange range() {
     const auto offset = value<std::uint64_t>();
     const auto size = value<std::uint64_t>();
     if (size > ~offset) throw DecodeError("task message names a range past 2^64");
     return {offset, size};
   }
-  std::string_view take(std::uint64_t n) {
-    if (n > remaining()) throw DecodeError("task message ends before its bytes do");
-    const auto bytes = body_.substr(at_, static_cast<std::size_t>(n));
-    at_ += static_cast<std::size_t>(n);
-    return bytes;
-  }
   std::string short_bytes() { return std::string(take(value<std::uint8_t>())); }
   std::string_view bytes() { return take(value<std::uint64_t>()); }
-  void expect_end() const {
-    if (remaining() != 0) throw DecodeError("unexpected bytes after the end of a task message");
-  }
-
- private:
-  std::string_view body_;
-  std::size_t at_ = 0;
 };
 
-void write_job(FixedWriter& w, const TaskJob& job) {
+void write_job(TaskWriter& w, const TaskJob& job) {
   w.value(job.partitions);
   w.value(job.memory_limit_mib);
   w.short_bytes(job.mapper);
   w.short_bytes(job.reducer);
 }
 
-TaskJob read_job(FixedReader& r) {
+TaskJob read_job(TaskReader& r) {
   TaskJob job;
   job.partitions = r.value<std::uint32_t>();
   job.memory_limit_mib = r.value<std::uint32_t>();
@@ -126,35 +90,18 @@ class RangeFinder {
   bool any_ = false;
 };
 
-void write_matrix(FixedWriter& w, const protocol::MatrixLayout& m) {
+void write_matrix(TaskWriter& w, const protocol::MatrixLayout& m) {
   w.value(m.rows);
   w.value(m.cols);
   w.range(m.values);
 }
 
-protocol::MatrixLayout read_matrix(FixedReader& r) {
+protocol::MatrixLayout read_matrix(TaskReader& r) {
   protocol::MatrixLayout m;
   m.rows = r.value<std::uint64_t>();
   m.cols = r.value<std::uint64_t>();
   m.values = r.range();
   return m;
-}
-
-void check_within(ByteRange range, ByteRange span) {
-  if (range.size == 0) return;
-  if (range.offset < span.offset || range.end() > span.end()) {
-    throw DecodeError("task message names bytes outside its span");
-  }
-}
-
-std::span<const double> doubles_at(const char* span_bytes, ByteRange span, ByteRange range) {
-  if (range.size == 0) return {};
-  const char* p = span_bytes + (range.offset - span.offset);
-  if (range.size % sizeof(double) != 0 ||
-      reinterpret_cast<std::uintptr_t>(p) % alignof(double) != 0) {
-    throw DecodeError("task message names numbers that are not whole, aligned doubles");
-  }
-  return {reinterpret_cast<const double*>(p), range.size / sizeof(double)};
 }
 
 bool write_all(int fd, const char* data, std::size_t size) {
@@ -184,8 +131,9 @@ bool read_all(int fd, char* data, std::size_t size) {
 std::string encode_map_task(const TaskJob& job, const engine::InputView& chunk,
                             std::string_view input, bool in_file) {
   RangeFinder find(input);
-  std::string layout;
-  FixedWriter w(layout);
+  std::string out;
+  TaskWriter w(out);
+  write_job(w, job);
   w.value(static_cast<std::uint8_t>(chunk.index()));
   if (const auto* docs = std::get_if<engine::DocumentsView>(&chunk)) {
     w.value(static_cast<std::uint32_t>(docs->documents.size()));
@@ -200,21 +148,16 @@ std::string encode_map_task(const TaskJob& job, const engine::InputView& chunk,
     write_matrix(w, {pair.a.rows, pair.a.cols, find(pair.a.values)});
     write_matrix(w, {pair.b.rows, pair.b.cols, find(pair.b.values)});
   }
-
   const auto span = find.span();
-  std::string out;
-  out.reserve(64 + layout.size() + (in_file ? 0 : span.size + 8));
-  FixedWriter body(out);
-  write_job(body, job);
-  out += layout;
-  body.range(span);
-  body.value(static_cast<std::uint8_t>(in_file));
+  w.range(span);
+  w.value(static_cast<std::uint8_t>(in_file));
   if (!in_file) {
     // Padding puts the inline bytes on an 8-byte boundary of the body, so that the numbers in
     // them are aligned where the worker reads them (the input's values are aligned relative to
     // each other, see submit_layout.hpp).
     const auto pad = static_cast<std::uint8_t>((8 - (out.size() + 1) % 8) % 8);
-    body.value(pad);
+    w.value(pad);
+    out.reserve(out.size() + pad + span.size);
     out.append(pad, '\0');
     out.append(input.substr(span.offset, span.size));
   }
@@ -222,27 +165,28 @@ std::string encode_map_task(const TaskJob& job, const engine::InputView& chunk,
 }
 
 MapTask decode_map_task(std::string_view body) {
-  FixedReader r(body);
+  TaskReader r(body);
   MapTask task;
   task.job = read_job(r);
-  task.input_kind = r.value<std::uint8_t>();
-  switch (task.input_kind) {
+  auto& chunk = task.chunk;
+  chunk.kind = r.value<std::uint8_t>();
+  switch (chunk.kind) {
     case 0: {
       const auto n = r.value<std::uint32_t>();
       if (n > r.remaining() / 32) throw DecodeError("task message: document count too large");
-      task.documents.resize(n);
-      for (auto& d : task.documents) {
+      chunk.documents.resize(n);
+      for (auto& d : chunk.documents) {
         d.name = r.range();
         d.text = r.range();
       }
       break;
     }
-    case 1: task.numbers = r.range(); break;
+    case 1: chunk.numbers = r.range(); break;
     case 2:
-      task.a = read_matrix(r);
-      task.b = read_matrix(r);
+      chunk.a = read_matrix(r);
+      chunk.b = read_matrix(r);
       break;
-    default: throw DecodeError("task message: input kind " + std::to_string(task.input_kind));
+    default: throw DecodeError("task message: input kind " + std::to_string(chunk.kind));
   }
   task.span = r.range();
   task.in_file = r.value<std::uint8_t>() != 0;
@@ -251,36 +195,16 @@ MapTask decode_map_task(std::string_view body) {
     task.inline_bytes = r.take(task.span.size);
   }
   r.expect_end();
-  for (const auto& d : task.documents) {
-    check_within(d.name, task.span);
-    check_within(d.text, task.span);
-  }
-  check_within(task.numbers, task.span);
-  check_within(task.a.values, task.span);
-  check_within(task.b.values, task.span);
+  chunk.for_each_range([&](ByteRange range) {
+    if (range.size != 0 && (range.offset < task.span.offset || range.end() > task.span.end())) {
+      throw DecodeError("task message names bytes outside its span");
+    }
+  });
   return task;
 }
 
 engine::InputView chunk_view(const MapTask& task, const char* span_bytes) {
-  const auto text = [&](ByteRange range) {
-    if (range.size == 0) return std::string_view{};
-    return std::string_view(span_bytes + (range.offset - task.span.offset),
-                            static_cast<std::size_t>(range.size));
-  };
-  switch (task.input_kind) {
-    case 0: {
-      engine::DocumentsView docs;
-      docs.documents.reserve(task.documents.size());
-      for (const auto& d : task.documents)
-        docs.documents.push_back({text(d.name), text(d.text)});
-      return docs;
-    }
-    case 1: return engine::NumbersView{doubles_at(span_bytes, task.span, task.numbers)};
-    default:
-      return engine::MatrixPairView{
-          {task.a.rows, task.a.cols, doubles_at(span_bytes, task.span, task.a.values)},
-          {task.b.rows, task.b.cols, doubles_at(span_bytes, task.span, task.b.values)}};
-  }
+  return engine::view_in(task.chunk, span_bytes, task.span.offset);
 }
 
 std::string encode_reduce_task(const TaskJob& job, const std::vector<const std::string*>& pieces) {
@@ -289,7 +213,7 @@ std::string encode_reduce_task(const TaskJob& job, const std::vector<const std::
     total += 8 + piece->size();
   std::string out;
   out.reserve(total);
-  FixedWriter w(out);
+  TaskWriter w(out);
   write_job(w, job);
   w.value(static_cast<std::uint32_t>(pieces.size()));
   for (const auto* piece : pieces)
@@ -298,7 +222,7 @@ std::string encode_reduce_task(const TaskJob& job, const std::vector<const std::
 }
 
 ReduceTask decode_reduce_task(std::string_view body) {
-  FixedReader r(body);
+  TaskReader r(body);
   ReduceTask task;
   task.job = read_job(r);
   const auto n = r.value<std::uint32_t>();
@@ -316,7 +240,7 @@ std::string encode_pieces(const std::vector<std::string>& pieces) {
     total += 8 + piece.size();
   std::string out;
   out.reserve(total);
-  FixedWriter w(out);
+  protocol::FixedWriter w(out);
   w.value(static_cast<std::uint32_t>(pieces.size()));
   for (const auto& piece : pieces)
     w.bytes(piece);
@@ -324,7 +248,7 @@ std::string encode_pieces(const std::vector<std::string>& pieces) {
 }
 
 std::vector<std::string> decode_pieces(std::string_view body) {
-  FixedReader r(body);
+  TaskReader r(body);
   const auto n = r.value<std::uint32_t>();
   if (n > r.remaining() / 8) throw DecodeError("task message: piece count too large");
   std::vector<std::string> pieces;

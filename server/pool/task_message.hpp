@@ -57,11 +57,8 @@ struct TaskJob {
 /// input, as protocol::SubmitLayout gives them).
 struct MapTask {
   TaskJob job;
-  std::uint8_t input_kind = 0;
-  std::vector<protocol::DocumentLayout> documents;  ///< input kind 0
-  protocol::ByteRange numbers;                      ///< input kind 1
-  protocol::MatrixLayout a, b;                      ///< input kind 2
-  /// The input bytes [span.offset, span.end()) that hold every range above.
+  protocol::InputLayout chunk;
+  /// The input bytes [span.offset, span.end()) that hold every range of the chunk.
   protocol::ByteRange span;
   /// True if the span's bytes are in the memory file sent with the message; false if they end
   /// the message itself (`inline_bytes`).
@@ -77,11 +74,12 @@ std::string encode_map_task(const TaskJob& job, const engine::InputView& chunk,
                             std::string_view input, bool in_file);
 
 /// Decodes a map task; throws protocol::DecodeError if the body breaks the layout or a range is
-/// outside its span (or a value is not 8-byte aligned there).
+/// outside its span.
 MapTask decode_map_task(std::string_view body);
 
 /// The chunk a decoded task names, as views into `span_bytes` (its span's bytes: the inline
-/// bytes, or the span mapped from the memory file).
+/// bytes, or the span mapped from the memory file). Throws protocol::DecodeError if its numbers
+/// are not whole, aligned doubles there.
 engine::InputView chunk_view(const MapTask& task, const char* span_bytes);
 
 /// A reduce task: its job and one partition's pieces, one per map task.

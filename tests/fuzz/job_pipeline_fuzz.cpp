@@ -102,7 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!decoded) return 0;  // BAD_REQUEST
   const auto& layout = *decoded.value;
   // BAD_JOB (test jobs are not allowed)
-  if (!engine::check_submit(layout.mapper, layout.reducer, layout.input_kind).empty()) return 0;
+  if (!engine::check_submit(layout.mapper, layout.reducer, layout.input.kind).empty()) return 0;
   const engine::JobKind* kind = engine::find_job_kind(layout.mapper, layout.reducer);
   FUZZ_CHECK(kind != nullptr, "check_submit() accepts only pairs find_job_kind() knows");
   const server::SubmittedInput kept(body, std::move(*decoded.value), false);
