@@ -98,20 +98,41 @@ std::vector<double> copy_doubles(std::string_view body, ByteRange range) {
   return values;
 }
 
+/// Everything before the input: the pair, the options and the idempotency key.
+void read_request_head(Cursor& c, SubmitLayout& m) {
+  m.mapper = c.string(kMaxNameBytes, "mapper name");
+  m.reducer = c.string(kMaxNameBytes, "reducer name");
+  m.options.chunk_bytes = c.value<std::uint64_t>();
+  m.options.partitions = c.value<std::uint32_t>();
+  m.options.task_timeout_ms = c.value<std::uint32_t>();
+  m.options.memory_limit_mib = c.value<std::uint32_t>();
+  m.idempotency_key = c.string(kMaxIdempotencyKeyBytes, "idempotency key");
+}
+
 }  // namespace
+
+std::optional<std::uint64_t> values_offset_from_prefix(std::string_view prefix) {
+  try {
+    Cursor c(prefix.substr(0, kSubmitPrefixBytes));
+    SubmitLayout m;
+    read_request_head(c, m);
+    switch (c.value<std::uint8_t>()) {
+      case 0: return 0;                                         // text: nothing to align
+      case 1: return c.position() + sizeof(std::uint64_t);      // after the count
+      case 2: return c.position() + 3 * sizeof(std::uint64_t);  // after rows, cols and count
+      default: return std::nullopt;
+    }
+  } catch (const DecodeError&) {
+    return std::nullopt;
+  }
+}
 
 Decoded<SubmitLayout> decode_submit_layout(std::string_view body) {
   Decoded<SubmitLayout> out;
   try {
     Cursor c(body);
     SubmitLayout m;
-    m.mapper = c.string(kMaxNameBytes, "mapper name");
-    m.reducer = c.string(kMaxNameBytes, "reducer name");
-    m.options.chunk_bytes = c.value<std::uint64_t>();
-    m.options.partitions = c.value<std::uint32_t>();
-    m.options.task_timeout_ms = c.value<std::uint32_t>();
-    m.options.memory_limit_mib = c.value<std::uint32_t>();
-    m.idempotency_key = c.string(kMaxIdempotencyKeyBytes, "idempotency key");
+    read_request_head(c, m);
     read_input_layout(c, m);
     c.expect_end();
     out.value = std::move(m);

@@ -7,11 +7,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "protocol/codec.hpp"
+#include "protocol/limits.hpp"
 
 namespace mrd::protocol {
 
@@ -70,6 +72,18 @@ struct SubmitLayout {
   /// an 8-byte boundary has every value aligned.
   std::uint64_t values_offset = 0;
 };
+
+/// Bytes at the start of a SUBMIT body that always hold everything before the input's values:
+/// two names, the options, the idempotency key (each at its size limit), the input kind and, for
+/// numbers or matrices, their counts and shapes.
+inline constexpr std::uint64_t kSubmitPrefixBytes =
+    2 * (8 + kMaxNameBytes) + 20 + (8 + kMaxIdempotencyKeyBytes) + 1 + 3 * 8;
+
+/// Where the input's values will start (SubmitLayout::values_offset), read from the first bytes
+/// of a body that is still arriving: a receiver can then place the body so that its values are
+/// aligned before the rest is in. Needs the first kSubmitPrefixBytes (or the whole body if it is
+/// shorter); nullopt if they are not a valid start (the whole body's decode says why).
+std::optional<std::uint64_t> values_offset_from_prefix(std::string_view prefix);
 
 /// Decodes a whole SUBMIT body into offsets; the same checks and messages as decode().
 Decoded<SubmitLayout> decode_submit_layout(std::string_view body);

@@ -10,8 +10,10 @@
 
 #include "protocol/frame.hpp"
 #include "protocol/limits.hpp"
+#include "protocol/submit_layout.hpp"
 #include "server/log.hpp"
 #include "server/reply_queue.hpp"
+#include "server/submit_upload.hpp"
 
 namespace mrd::server {
 namespace {
@@ -82,6 +84,10 @@ class Connection {
   void drop_pending(std::size_t consumed);
   /// Answers SERVER_BUSY (the memory budget is exhausted) and marks the connection for closing.
   void refuse_for_memory(std::size_t wanted);
+  /// If pending_ holds the start of a big SUBMIT, moves it into an upload that receives the rest.
+  void maybe_start_upload();
+  /// Adds received bytes to the upload; once it is whole, answers it. Returns the bytes used.
+  std::size_t continue_upload(std::string_view received);
 
   ConnectionSocket socket_;
   tcp::endpoint peer_;  ///< for logs (kept: the socket may be closed when the last line is logged)
@@ -94,7 +100,9 @@ class Connection {
   /// Received bytes not answered yet (an incomplete request). A vector, since its reserve() makes
   /// exactly the capacity asked for, and that capacity is what pending_charge_ pays for.
   std::vector<char> pending_;
-  MemoryCharge pending_charge_;      ///< pending_.capacity(), on budget_
+  MemoryCharge pending_charge_;  ///< pending_.capacity(), on budget_
+  /// The big SUBMIT being received straight into its segment, if any (pending_ is then empty).
+  std::unique_ptr<SubmitUpload> upload_;
   MemoryCharge reply_charge_;        ///< the bytes copied into replies_, on budget_
   std::size_t next_frame_ = 0;       ///< size of the incomplete request, once its header is in
   Clock::time_point request_start_;  ///< when the first byte of the incomplete request came
@@ -143,7 +151,49 @@ void Connection::refuse_for_memory(std::size_t wanted) {
       budget_->limit(), " bytes in use)");
   std::vector<char>().swap(pending_);
   pending_charge_.reset();
+  upload_.reset();
   close_ = true;
+}
+
+void Connection::maybe_start_upload() {
+  // Only an incomplete request at the start of pending_ (next_frame_ is then its size), which is
+  // a SUBMIT big enough for shared memory, and whose body's first bytes say how to place it.
+  using protocol::kHeaderBytes;
+  if (upload_ || close_ || next_frame_ == 0 || pending_.size() < kHeaderBytes) return;
+  if (pending_[0] != static_cast<char>(protocol::Opcode::kSubmit)) return;
+  const auto body_bytes = next_frame_ - kHeaderBytes;
+  const auto have = pending_.size() - kHeaderBytes;
+  if (body_bytes < kSharedSegmentBytes || have < protocol::kSubmitPrefixBytes) return;
+  upload_ = SubmitUpload::start({pending_.data() + kHeaderBytes, have}, body_bytes, *budget_);
+  if (!upload_) return;  // it stays in pending_, the way small requests go
+  std::vector<char>().swap(pending_);
+  pending_charge_.reset();
+}
+
+std::size_t Connection::continue_upload(std::string_view received) {
+  const auto used =
+      static_cast<std::size_t>(std::min<std::uint64_t>(received.size(), upload_->missing()));
+  if (!upload_->add(received.substr(0, used))) {
+    refuse_for_memory(used);
+    return received.size();
+  }
+  if (upload_->missing()) return used;
+  const auto offset = upload_->offset();
+  std::unique_ptr<Segment> segment;
+  try {
+    segment = upload_->finish();
+  } catch (const std::exception& e) {
+    log(Level::kError, "cannot keep a job's input: ", e.what());
+    handler_.reject(protocol::Status::kQueueFull,
+                    std::string("queue full: cannot keep the job's input now (") + e.what() +
+                        "); try again later",
+                    replies_.bytes());
+  }
+  upload_.reset();
+  next_frame_ = 0;
+  if (segment) handler_.submit_received(std::move(segment), offset, replies_);
+  reply_charge_ = MemoryCharge::force_take(*budget_, replies_.owned_bytes());
+  return used;
 }
 
 std::size_t Connection::answer_requests(std::string_view data) {
@@ -181,7 +231,7 @@ std::size_t Connection::answer_requests(std::string_view data) {
 Clock::time_point Connection::next_deadline() const {
   const auto now = Clock::now();
   const auto idle = now + std::chrono::seconds(config_.idle_timeout_seconds);
-  if (pending_.empty()) return idle;
+  if (pending_.empty() && !upload_) return idle;
   // A request that has started must be complete in time, however slowly its bytes trickle in.
   return std::min(idle, request_start_ + std::chrono::seconds(config_.request_timeout_seconds));
 }
@@ -194,7 +244,9 @@ bool Connection::receive(asio::error_code& why) {
   // While a request is incomplete, read no further than its end (at least 4 KiB): its reply
   // then goes out before the requests behind it are read.
   const auto have = pending_.size();
-  const auto missing = next_frame_ > have ? next_frame_ - have : sizeof scratch;
+  const auto missing = upload_              ? upload_->missing()
+                       : next_frame_ > have ? next_frame_ - have
+                                            : sizeof scratch;
   const auto n = socket_.read_some(
       asio::buffer(scratch, std::clamp<std::size_t>(missing, 4096, sizeof scratch)), why);
   if (why == asio::error::would_block) {
@@ -202,8 +254,12 @@ bool Connection::receive(asio::error_code& why) {
     return true;
   }
   if (why) return false;  // EOF or reset: the client left
-  const std::string_view received(scratch, n);
+  std::string_view received(scratch, n);
 
+  if (upload_) {
+    received.remove_prefix(continue_upload(received));
+    if (received.empty()) return true;  // the requests behind the upload, if any, come next
+  }
   if (pending_.empty()) {
     // Whole requests are answered straight from the scratch buffer; only the incomplete one at
     // its end, if any, is kept.
@@ -217,6 +273,7 @@ bool Connection::receive(asio::error_code& why) {
   } else {
     drop_pending(answer_requests({pending_.data(), pending_.size()}));
   }
+  maybe_start_upload();
   return true;
 }
 
@@ -240,6 +297,7 @@ bool Connection::replies_written() {
   const auto consumed = answer_requests({pending_.data(), pending_.size()});
   drop_pending(consumed);
   if (consumed) request_start_ = Clock::now();
+  maybe_start_upload();
   return true;
 }
 

@@ -15,7 +15,9 @@
 // Memory: the bytes of an incomplete request that a connection keeps, and the reply bytes it has
 // queued, are charged to the server's MemoryBudget. The buffer grows only with bytes that arrived,
 // so a header that lies about its length costs nothing; when a charge does not fit, the client is
-// answered SERVER_BUSY and the connection closed. An idle connection holds no buffer: its cost is
+// answered SERVER_BUSY and the connection closed. A SUBMIT of 64 KiB or more does not stay in
+// that buffer: once its first bytes are in, the rest is received straight into the memory file
+// its job will keep (submit_upload.hpp), charged the same way as it grows. An idle connection holds no buffer: its cost is
 // the coroutine frame, the socket and the operation waiting on it (docs/architecture.md).
 #pragma once
 

@@ -56,10 +56,34 @@ void RequestHandler::reject(Status status, const std::string& message, std::stri
 }
 
 void RequestHandler::submit(std::string_view body, std::string& out) {
-  // Offsets, not copies: the body is copied once, below, into the segment the job keeps.
+  // Offsets, not copies: the body is copied once, into the segment the job keeps.
   auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
-  auto& layout = *decoded.value;
+  accept_job(body, *decoded.value, out, [&](protocol::SubmitLayout layout) {
+    // A big input goes where workers can map it; a small one travels in its task messages.
+    const bool shared =
+        body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments;
+    return std::make_unique<SubmittedInput>(body, std::move(layout), shared);
+  });
+}
+
+void RequestHandler::submit_received(std::unique_ptr<Segment> segment, std::uint64_t offset,
+                                     ReplyQueue& replies) {
+  ++counters_.requests;
+  std::string& out = replies.bytes();
+  const std::string_view body(segment->data() + offset,
+                              static_cast<std::size_t>(segment->size() - offset));
+  auto decoded = protocol::decode_submit_layout(body);
+  if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
+  accept_job(body, *decoded.value, out, [&](protocol::SubmitLayout layout) {
+    // The segment was padded from the same bytes the whole decode read: the values line up.
+    return std::make_unique<SubmittedInput>(std::move(segment), offset, std::move(layout));
+  });
+}
+
+template <class MakeInput>
+void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& layout,
+                                std::string& out, MakeInput make_input) {
   if (auto problem = engine::check_submit(layout.mapper, layout.reducer, layout.input.kind,
                                           config_.enable_test_jobs);
       !problem.empty()) {
@@ -128,10 +152,7 @@ void RequestHandler::submit(std::string_view body, std::string& out) {
   }
   std::unique_ptr<SubmittedInput> input;
   try {
-    // A big input goes where workers can map it; a small one travels in its task messages.
-    const bool shared =
-        body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments;
-    input = std::make_unique<SubmittedInput>(body, std::move(layout), shared);
+    input = make_input(std::move(layout));
   } catch (const std::exception& e) {
     log(Level::kError, "cannot keep a job's input: ", e.what());
     return reject(Status::kQueueFull,

@@ -6,11 +6,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include "protocol/submit_layout.hpp"
 #include "server/job_store.hpp"
 #include "server/memory_budget.hpp"
+#include "server/pool/segment.hpp"
 #include "server/reply_queue.hpp"
 #include "server/scheduler.hpp"
 #include "server/server_config.hpp"
@@ -25,6 +28,10 @@ class RequestHandler {
   /// Answers the request `opcode` + `body`, appending one reply frame to `replies`.
   void handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies);
 
+  /// Answers a SUBMIT whose body was received straight into `segment`, at `offset`
+  /// (connection.cpp, submit_upload.hpp), appending its reply to `replies`.
+  void submit_received(std::unique_ptr<Segment> segment, std::uint64_t offset, ReplyQueue& replies);
+
   /// Appends an error reply (status + message) to `out` and counts it as a rejected request
   /// (STATS `requests_rejected`: the request was not carried out; docs/protocol.md lists the
   /// statuses). FRAME_TOO_LARGE, answered without handle(), is counted as a request here too.
@@ -35,6 +42,11 @@ class RequestHandler {
 
  private:
   void submit(std::string_view body, std::string& out);
+  /// Checks and records the job of a decoded SUBMIT `body`; `make_input(layout)` makes the
+  /// input the job keeps, once everything that can refuse the job without it has been checked.
+  template <class MakeInput>
+  void accept_job(std::string_view body, protocol::SubmitLayout& layout, std::string& out,
+                  MakeInput make_input);
   void fetch(std::string_view body, ReplyQueue& replies);
   void status(std::string_view body, std::string& out);
   void cancel(std::string_view body, std::string& out);

@@ -1,19 +1,22 @@
 #include "server/submitted_input.hpp"
 
 namespace mrd::server {
-namespace {
-
-/// Bytes before the body so that its values start on an 8-byte boundary (segments start on one).
-std::uint64_t alignment_padding(const protocol::SubmitLayout& layout) {
-  return (alignof(double) - layout.values_offset % alignof(double)) % alignof(double);
-}
-
-}  // namespace
 
 SubmittedInput::SubmittedInput(std::string_view body, protocol::SubmitLayout layout, bool shared)
-    : offset_(alignment_padding(layout)), layout_(std::move(layout)) {
+    : offset_(body_offset(layout.values_offset)), layout_(std::move(layout)) {
   segment_ = Segment::create(offset_, body, shared);
   view_ = engine::view_in(layout_.input, segment_->data() + offset_);
+}
+
+SubmittedInput::SubmittedInput(std::unique_ptr<Segment> segment, std::uint64_t offset,
+                               protocol::SubmitLayout layout)
+    : segment_(std::move(segment)), offset_(offset), layout_(std::move(layout)) {
+  view_ = engine::view_in(layout_.input, segment_->data() + offset_);
+}
+
+std::uint64_t SubmittedInput::body_offset(std::uint64_t values_offset) {
+  // Segments start on an 8-byte boundary (a page, or new[] of at least that alignment).
+  return (alignof(double) - values_offset % alignof(double)) % alignof(double);
 }
 
 std::string_view SubmittedInput::body() const {

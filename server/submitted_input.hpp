@@ -1,9 +1,10 @@
 // SubmittedInput: a job's input, kept once for the job's whole life.
 //
-// The SUBMIT body is copied once into a segment (pool/segment.hpp), placed so that its numbers
-// sit on 8-byte boundaries, and sealed. From then on nothing copies it: the input is views into
-// the segment, the scheduler cuts those views into chunks, and workers read their chunks in place
-// from the segment's memory file (or, for a small input, from the task message).
+// The SUBMIT body is in a segment (pool/segment.hpp), placed so that its numbers sit on 8-byte
+// boundaries, and sealed: a big body was received straight into it, a small one is copied once.
+// From then on nothing copies it: the input is views into the segment, the scheduler cuts those
+// views into chunks, and workers read their chunks in place from the segment's memory file (or, for
+// a small input, from the task message).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,14 @@ class SubmittedInput {
   /// Copies `body` (which decoded as `layout`) into a new segment, in a memory file if `shared`.
   /// Throws std::system_error if the segment cannot be made, std::bad_alloc without memory.
   SubmittedInput(std::string_view body, protocol::SubmitLayout layout, bool shared);
+  /// Takes a segment that already holds the body at `offset` (received straight into it), which
+  /// decoded as `layout`. `offset` must be body_offset(layout.values_offset).
+  SubmittedInput(std::unique_ptr<Segment> segment, std::uint64_t offset,
+                 protocol::SubmitLayout layout);
+
+  /// Where a body whose values start at `values_offset` goes in its segment: after the few bytes
+  /// that put those 8-byte values on 8-byte boundaries.
+  static std::uint64_t body_offset(std::uint64_t values_offset);
 
   const protocol::SubmitLayout& layout() const { return layout_; }
   /// The input, as views into the segment.

@@ -10,6 +10,7 @@
 
 #include "protocol/body_io.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/limits.hpp"
 #include "protocol/submit_layout.hpp"
 #include "server/pool/segment.hpp"
 #include "server/pool/task_message.hpp"
@@ -32,6 +33,16 @@ SubmittedInput keep(const std::string& body, bool shared) {
   auto layout = protocol::decode_submit_layout(body);
   EXPECT_TRUE(layout) << layout.error;
   return SubmittedInput(body, std::move(*layout.value), shared);
+}
+
+std::string random_bytes(std::size_t n) {
+  std::string bytes(n, '\0');
+  std::uint32_t x = 12345;
+  for (auto& b : bytes) {
+    x = x * 1664525 + 1013904223;
+    b = static_cast<char>(x >> 24);
+  }
+  return bytes;
 }
 
 bool aligned(const void* p) {
@@ -77,6 +88,59 @@ TEST(SubmitLayout, RefusesWhatDecodeRefuses) {
   EXPECT_EQ(layout.error, protocol::decode<SubmitRequest>(body).error);
   body.resize(body.size() - 3);  // now truncated inside the text
   EXPECT_FALSE(protocol::decode_submit_layout(body));
+}
+
+TEST(SubmitLayout, TheValuesOffsetIsKnownFromTheFirstBytes) {
+  // Names and keys up to their limits, every input kind: the prefix tells what the whole says.
+  const std::string longest_name(protocol::kMaxNameBytes, 'n');
+  const std::string longest_key(protocol::kMaxIdempotencyKeyBytes, 'k');
+  const std::vector<SubmitRequest> requests = {
+      {"words", "sum", {}, Documents{{{"a", std::string(1000, 'w')}}}},
+      {"n", "stats", {}, Numbers{std::vector<double>(200, 1.0)}, "k1"},
+      {longest_name, longest_name, {}, Numbers{std::vector<double>(200, 1.0)}, longest_key},
+      {longest_name,
+       longest_name,
+       {},
+       MatrixPair{Matrix{10, 10, std::vector<double>(100)}, Matrix{10, 1, std::vector<double>(10)}},
+       longest_key},
+  };
+  for (const auto& request : requests) {
+    const auto body = body_of(request);
+    ASSERT_GT(body.size(), protocol::kSubmitPrefixBytes);
+    const auto layout = protocol::decode_submit_layout(body);
+    ASSERT_TRUE(layout) << layout.error;
+    const auto from_prefix = protocol::values_offset_from_prefix(
+        std::string_view(body).substr(0, protocol::kSubmitPrefixBytes));
+    ASSERT_TRUE(from_prefix) << request.mapper;
+    EXPECT_EQ(*from_prefix, layout.value->values_offset) << request.mapper;
+  }
+  // A start that is no SUBMIT says so; the whole body's decode gives the reason.
+  EXPECT_FALSE(
+      protocol::values_offset_from_prefix(std::string(protocol::kSubmitPrefixBytes, '\xff')));
+  auto body = body_of(requests[1]);
+  const std::size_t kind_at =
+      (8 + 1) + (8 + 5) + 20 + (8 + 2);  // after "n", "stats", options, "k1"
+  ASSERT_EQ(body[kind_at], 1);
+  body[kind_at] = 7;  // an input kind that is not defined
+  EXPECT_FALSE(protocol::values_offset_from_prefix(body));
+}
+
+TEST(GrowingSegment, HoldsWhatWasAppendedAndSealsLikeCreate) {
+  const std::string bytes = random_bytes(200000);
+  const auto before = Segment::live_shared();
+  GrowingSegment growing(3);
+  EXPECT_EQ(Segment::live_shared(), before + 1);
+  for (std::size_t at = 0; at < bytes.size(); at += 7001) {
+    growing.append(std::string_view(bytes).substr(at, 7001));
+    EXPECT_EQ(growing.size(), 3 + std::min(bytes.size(), at + 7001));
+  }
+  const auto sealed = growing.seal();
+  const auto created = Segment::create(3, bytes, true);
+  ASSERT_EQ(sealed->size(), created->size());
+  EXPECT_EQ(std::string_view(sealed->data(), sealed->size()),
+            std::string_view(created->data(), created->size()));
+  EXPECT_EQ(::fcntl(sealed->fd(), F_GET_SEALS), ::fcntl(created->fd(), F_GET_SEALS));
+  EXPECT_NE(::fcntl(sealed->fd(), F_GET_SEALS) & F_SEAL_WRITE, 0);
 }
 
 TEST(SubmittedInput, NumbersAndMatricesAreAlignedInTheSegmentWhateverTheNames) {

@@ -27,44 +27,60 @@ std::uint64_t page_size() {
 
 std::unique_ptr<Segment> Segment::create(std::uint64_t padding, std::string_view bytes,
                                          bool shared) {
+  if (shared) {
+    GrowingSegment growing(padding);
+    growing.append(bytes);
+    return growing.seal();
+  }
   std::unique_ptr<Segment> segment(new Segment);
   segment->size_ = padding + bytes.size();
-  if (!shared) {
-    // unsigned char: storage in which the doubles of an input may be viewed.
-    segment->heap_ =
-        std::make_unique_for_overwrite<unsigned char[]>(std::max<std::uint64_t>(segment->size_, 1));
-    std::memset(segment->heap_.get(), 0, padding);
-    std::memcpy(segment->heap_.get() + padding, bytes.data(), bytes.size());
-    segment->data_ = reinterpret_cast<const char*>(segment->heap_.get());
-    return segment;
-  }
+  // unsigned char: storage in which the doubles of an input may be viewed.
+  segment->heap_ =
+      std::make_unique_for_overwrite<unsigned char[]>(std::max<std::uint64_t>(segment->size_, 1));
+  std::memset(segment->heap_.get(), 0, padding);
+  std::memcpy(segment->heap_.get() + padding, bytes.data(), bytes.size());
+  segment->data_ = reinterpret_cast<const char*>(segment->heap_.get());
+  return segment;
+}
+
+GrowingSegment::GrowingSegment(std::uint64_t padding) : segment_(new Segment) {
   const int fd = ::memfd_create("mrd-input", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) fail("memfd_create");
-  segment->fd_ = fd;  // closed by the destructor from here on
-  ++live_shared_;
-  if (::ftruncate(fd, static_cast<off_t>(segment->size_)) != 0) fail("ftruncate");
-  // The padding is the file's zeros; the bytes go in with write(), which fills the file's pages
-  // directly, where writing through a mapping would fault (and zero) every page first.
+  segment_->fd_ = fd;  // closed by the Segment's destructor from here on
+  ++Segment::live_shared_;
+  segment_->size_ = padding;
+  if (::ftruncate(fd, static_cast<off_t>(padding)) != 0) fail("ftruncate");
+}
+
+GrowingSegment::~GrowingSegment() = default;
+
+void GrowingSegment::append(std::string_view bytes) {
+  // write() fills the file's pages directly, where writing through a mapping would fault (and
+  // zero) every page first.
+  const int fd = segment_->fd_;
   for (std::uint64_t done = 0; done < bytes.size();) {
-    const auto n =
-        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(padding + done));
+    const auto n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
+                            static_cast<off_t>(segment_->size_ + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) fail("writing the input to its memory file");
     done += static_cast<std::uint64_t>(n);
   }
+  segment_->size_ += bytes.size();
+}
+
+std::unique_ptr<Segment> GrowingSegment::seal() {
   // No one may write, grow or shrink it again: a worker that maps it could otherwise see bytes
   // change under it, or fault past a shrunk end.
+  const int fd = segment_->fd_;
   if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
     fail("sealing the input");
   }
-  segment->mapped_ = std::max<std::uint64_t>(segment->size_, 1);
-  void* mapping = ::mmap(nullptr, segment->mapped_, PROT_READ, MAP_SHARED, fd, 0);
-  if (mapping == MAP_FAILED) {
-    segment->mapped_ = 0;
-    fail("mmap");
-  }
-  segment->data_ = static_cast<const char*>(mapping);
-  return segment;
+  const auto mapped = std::max<std::uint64_t>(segment_->size_, 1);
+  void* mapping = ::mmap(nullptr, mapped, PROT_READ, MAP_SHARED, fd, 0);
+  if (mapping == MAP_FAILED) fail("mmap");
+  segment_->mapped_ = mapped;
+  segment_->data_ = static_cast<const char*>(mapping);
+  return std::move(segment_);
 }
 
 Segment::~Segment() {

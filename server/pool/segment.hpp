@@ -8,6 +8,9 @@
 // messages: a memory file per tiny job would cost more than the copy it saves, and one descriptor
 // per queued job.
 //
+// A big SUBMIT body does not wait in a buffer: the connection appends it to a GrowingSegment as it
+// arrives and seals it when the last byte is in.
+//
 // The kernel frees a memory file when its last descriptor and mapping are gone, so nothing is left
 // behind whether the job finishes, fails, is cancelled, or its worker is killed.
 #pragma once
@@ -49,6 +52,7 @@ class Segment {
   static std::uint64_t live_shared() { return live_shared_.load(); }
 
  private:
+  friend class GrowingSegment;
   Segment() = default;
   const char* data_ = nullptr;
   std::uint64_t size_ = 0;
@@ -56,6 +60,28 @@ class Segment {
   int fd_ = -1;
   std::unique_ptr<unsigned char[]> heap_;
   static inline std::atomic<std::uint64_t> live_shared_{0};
+};
+
+/// A shared segment being filled in order, as its bytes arrive (a big SUBMIT body is received
+/// straight into one), then sealed into a Segment. Its memory file holds only what was appended:
+/// memory grows with the bytes that came, never with the size a sender announced.
+class GrowingSegment {
+ public:
+  /// A memory file holding `padding` zero bytes. Throws std::system_error if it cannot be made.
+  explicit GrowingSegment(std::uint64_t padding);
+  ~GrowingSegment();
+  GrowingSegment(const GrowingSegment&) = delete;
+  GrowingSegment& operator=(const GrowingSegment&) = delete;
+
+  /// Writes `bytes` after what is there. Throws std::system_error (no memory for the file).
+  void append(std::string_view bytes);
+  /// Bytes in the file so far, padding included.
+  std::uint64_t size() const { return segment_->size_; }
+  /// Seals the file against every change and maps it read-only. Throws std::system_error.
+  std::unique_ptr<Segment> seal();
+
+ private:
+  std::unique_ptr<Segment> segment_;  ///< owns the descriptor; mapped only once sealed
 };
 
 /// A read-only mapping of part of a memory file, made by a worker for one task.
