@@ -1,6 +1,7 @@
 #include "server/connection.hpp"
 
 #include <algorithm>
+#include <asio/basic_waitable_timer.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/write.hpp>
 #include <chrono>
@@ -66,6 +67,13 @@ class Connection {
   /// After the replies were written: forgets them, then answers the requests the full reply queue
   /// held back. False if the connection is to be closed instead.
   bool replies_written();
+  /// True while a reply waits for the database (a SUBMIT or CANCEL being committed): nothing more
+  /// is read or answered until it is resolved.
+  bool waiting() const { return replies_.waiting(); }
+  /// The reply being waited for.
+  const std::shared_ptr<DeferredReply>& deferred() const { return replies_.deferred(); }
+  /// Once the reply waited for is resolved: queues it, then answers the requests held back.
+  void resume();
   /// True if the connection must close once its replies are written (framing lost, or memory).
   bool closing() const { return close_; }
   /// True once the sweeper closed the socket: a deadline passed.
@@ -82,6 +90,9 @@ class Connection {
   bool hold(std::string_view bytes);
   /// Drops the bytes of answered requests from pending_, and its buffer once it is empty.
   void drop_pending(std::size_t consumed);
+  /// Answers the whole requests waiting in pending_ (held back by a full reply queue or a reply
+  /// that waited), unless a reply is still waited for.
+  void answer_held_back();
   /// Answers SERVER_BUSY (the memory budget is exhausted) and marks the connection for closing.
   void refuse_for_memory(std::size_t wanted);
   /// If pending_ holds the start of a big SUBMIT, moves it into an upload that receives the rest.
@@ -199,7 +210,7 @@ std::size_t Connection::continue_upload(std::string_view received) {
 std::size_t Connection::answer_requests(std::string_view data) {
   std::size_t consumed = 0;
   next_frame_ = 0;
-  while (!close_ && replies_.owned_bytes() < kMaxQueuedReplyBytes &&
+  while (!close_ && !replies_.waiting() && replies_.owned_bytes() < kMaxQueuedReplyBytes &&
          replies_.pieces() < kMaxQueuedReplyPieces) {
     const auto frame = protocol::parse_request(data.substr(consumed), config_.max_frame_bytes);
     if (frame.outcome == protocol::ParsedFrame::Outcome::kNeedMore) {
@@ -294,17 +305,45 @@ bool Connection::replies_written() {
   replies_.clear();
   reply_charge_.reset();
   if (close_) return false;
+  answer_held_back();
+  return true;
+}
+
+void Connection::resume() {
+  replies_.take_resolved();
+  reply_charge_ = MemoryCharge::force_take(*budget_, replies_.owned_bytes());
+  if (!close_) answer_held_back();
+}
+
+void Connection::answer_held_back() {
+  if (replies_.waiting()) return;
   const auto consumed = answer_requests({pending_.data(), pending_.size()});
   drop_pending(consumed);
   if (consumed) request_start_ = Clock::now();
   maybe_start_upload();
-  return true;
 }
+
+using WakeTimer = asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, ConnectionExecutor>;
+
+/// While it lives, resolving `reply` calls `wake`; not after (the waiting frame may be gone).
+class ResolvedWakes {
+ public:
+  ResolvedWakes(std::shared_ptr<DeferredReply> reply, std::function<void()> wake)
+      : reply_(std::move(reply)) {
+    reply_->on_resolved = std::move(wake);
+  }
+  ~ResolvedWakes() { reply_->on_resolved = nullptr; }
+  ResolvedWakes(const ResolvedWakes&) = delete;
+  ResolvedWakes& operator=(const ResolvedWakes&) = delete;
+
+ private:
+  std::shared_ptr<DeferredReply> reply_;  ///< kept: the queue lets go of it once resolved
+};
 
 // An idle connection costs its coroutine frame (this, plus the loop's locals), the operation
 // waiting on its socket and the reactor's state for that socket: about 1.7 KiB in all (RSS of a
 // Release build holding 10000 idle connections). Keep this part from growing unnoticed.
-static_assert(sizeof(Connection) <= 256, "an idle connection holds all of Connection");
+static_assert(sizeof(Connection) <= 272, "an idle connection holds all of Connection");
 
 }  // namespace
 
@@ -325,9 +364,19 @@ ConnectionAwaitable<void> serve_connection(ConnectionSocket accepted, const Serv
     // queue held back) until nothing complete is left; repeat. The sweeper closes the socket
     // when the deadline set before each wait passes, which fails the wait.
     while (!ended) {
-      connection.await_input();
-      std::tie(ended) = co_await socket.async_wait(tcp::socket::wait_read, as_tuple);
-      if (ended || connection.timed_out() || !connection.receive(ended)) break;
+      if (connection.waiting()) {
+        // A reply waits for the database: this connection reads and answers nothing more until
+        // it is resolved (by the database writer's outcome, posted to this thread), the others
+        // go on. The timer never expires: resolving cancels it, which ends the wait.
+        WakeTimer wake(socket.get_executor(), Clock::time_point::max());
+        const ResolvedWakes resolved(connection.deferred(), [&wake] { wake.cancel(); });
+        std::tie(std::ignore) = co_await wake.async_wait(as_tuple);
+        connection.resume();
+      } else {
+        connection.await_input();
+        std::tie(ended) = co_await socket.async_wait(tcp::socket::wait_read, as_tuple);
+        if (ended || connection.timed_out() || !connection.receive(ended)) break;
+      }
       bool written = true;
       while (written && connection.has_replies()) {
         connection.await_write();

@@ -6,6 +6,10 @@
 // while no reply is being written, so a client that never reads its replies stalls only itself and
 // costs at most one reply buffer.
 //
+// A reply that waits for the database (a SUBMIT or CANCEL with --data-dir, until the database
+// writer has committed it) holds up this connection alone: it reads and answers nothing more
+// until the reply is resolved, so replies stay in order, and every other connection goes on.
+//
 // Deadlines: before each wait the connection sets when it must be closed if nothing happens (the
 // idle timeout; sooner the request timeout once a request has started; while a reply is written,
 // the idle timeout from its last progress). The connection owns no timer: the server's
@@ -17,8 +21,9 @@
 // so a header that lies about its length costs nothing; when a charge does not fit, the client is
 // answered SERVER_BUSY and the connection closed. A SUBMIT of 64 KiB or more does not stay in
 // that buffer: once its first bytes are in, the rest is received straight into the memory file
-// its job will keep (submit_upload.hpp), charged the same way as it grows. An idle connection holds no buffer: its cost is
-// the coroutine frame, the socket and the operation waiting on it (docs/architecture.md).
+// its job will keep (submit_upload.hpp), charged the same way as it grows. An idle connection holds
+// no buffer: its cost is the coroutine frame, the socket and the operation waiting on it
+// (docs/architecture.md).
 #pragma once
 
 #include <memory>

@@ -100,6 +100,9 @@ void JobDatabase::open(const std::string& directory, Sync sync) {
     const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
     throw std::runtime_error("cannot open " + path_ + ": " + message);
   }
+  // Another process that holds the file for a moment (a backup, the sqlite3 shell) makes a write
+  // wait, not fail; the writes run on their own thread (database_writer.hpp), so nobody else does.
+  sqlite3_busy_timeout(db_, 30000);
   bool fresh = missing || size == 0;
   if (!fresh) fresh = !check_existing(had_jobs);
   execute("PRAGMA journal_mode=WAL");

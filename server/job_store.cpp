@@ -49,14 +49,19 @@ protocol::JobProgress JobRecord::progress() const {
   return p;
 }
 
-template <class Write>
-void JobStore::persist(const char* what, std::uint32_t id, Write write) {
-  if (!database_) return;
-  try {
-    write(*database_);
-  } catch (const std::exception& e) {
-    log(Level::kError, "job ", id, ": cannot record ", what, ": ", e.what());
+void JobStore::persist(const char* what, std::uint32_t id, DatabaseWriter::Write write,
+                       Recorded recorded) {
+  if (!writer_) {
+    if (recorded) recorded("");
+    return;
   }
+  writer_->enqueue(std::move(write),
+                   [what, id, recorded = std::move(recorded)](const std::string& error) {
+                     if (!error.empty()) {
+                       log(Level::kError, "job ", id, ": cannot record ", what, ": ", error);
+                     }
+                     if (recorded) recorded(error);
+                   });
 }
 
 std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restore() {
@@ -98,25 +103,39 @@ std::optional<JobStore::KeyedJob> JobStore::find_by_key(std::string_view idempot
   return KeyedJob{id, !digest || *digest == request_digest};
 }
 
-std::shared_ptr<JobTicket> JobStore::create(std::string_view idempotency_key,
-                                            const RequestDigest* request_digest,
-                                            std::string_view request) {
-  const auto id = next_id_;
-  // Written (and committed) first: if it fails, nothing changed and the client gets an error.
-  if (database_) database_->record_submitted(id, idempotency_key, request_digest, request);
-  ++next_id_;
+void JobStore::create(std::string_view idempotency_key, const RequestDigest* request_digest,
+                      std::string_view request, Created recorded) {
+  const auto id = next_id_++;
   auto ticket = std::make_shared<JobTicket>(id);
   JobRecord record;
   record.ticket = ticket;
   record.idempotency_key = idempotency_key;
-  if (!idempotency_key.empty()) {
-    ids_by_key_[record.idempotency_key] = {
-        id, request_digest ? std::optional(*request_digest) : std::nullopt};
-  }
+  const auto digest = request_digest ? std::optional(*request_digest) : std::nullopt;
+  if (!idempotency_key.empty()) ids_by_key_[record.idempotency_key] = {id, digest};
   jobs_.emplace(id, std::move(record));
   ++unfinished_;
   ++submitted_;
-  return ticket;
+  if (!writer_) return recorded(std::move(ticket), "");
+  writer_->enqueue(
+      [id, key = std::string(idempotency_key), digest, request](JobDatabase& db) {
+        db.record_submitted(id, key, digest ? &*digest : nullptr, request);
+      },
+      [this, ticket = std::move(ticket),
+       recorded = std::move(recorded)](const std::string& error) mutable {
+        if (error.empty()) return recorded(std::move(ticket), "");
+        log(Level::kError, "job ", ticket->id, ": cannot record it: ", error);
+        // Nothing was written: the job never existed, unless it was cancelled meanwhile (then
+        // it stays cancelled). Its id is handed out again if no later one was.
+        auto it = jobs_.find(ticket->id);
+        if (it != jobs_.end() && !it->second.finished) {
+          forget_key(it->second);
+          jobs_.erase(it);
+          --unfinished_;
+          --submitted_;
+          if (next_id_ == ticket->id + 1) next_id_ = ticket->id;
+        }
+        recorded(nullptr, error);
+      });
 }
 
 void JobStore::forget_key(const JobRecord& record) {
@@ -126,18 +145,31 @@ void JobStore::forget_key(const JobRecord& record) {
 void JobStore::finish(JobOutcome outcome) {
   auto it = jobs_.find(outcome.id);
   if (it == jobs_.end() || it->second.finished) return;  // cancelled meanwhile
+  const auto id = outcome.id;
+  const auto status = outcome.status;
+  auto body = counted_body(std::move(outcome.body));
+  const auto state =
+      status == protocol::Status::kOk ? protocol::JobState::kDone : protocol::JobState::kFailed;
+  // FETCH shows the result once it is on disk: a client that saw it sees it after a restart.
+  persist(
+      "its result", id,
+      [id, state, status, body](JobDatabase& db) { db.record_finished(id, state, status, *body); },
+      [this, id, status, body](const std::string&) { apply_finish(id, status, body); });
+}
+
+void JobStore::apply_finish(std::uint32_t id, protocol::Status status,
+                            std::shared_ptr<const std::string> body) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end() || it->second.finished) return;  // cancelled meanwhile
   auto& record = it->second;
-  const bool done = outcome.status == protocol::Status::kOk;
+  const bool done = status == protocol::Status::kOk;
   record.finished = true;
   record.final_state = done ? protocol::JobState::kDone : protocol::JobState::kFailed;
-  record.failure = outcome.status;
-  record.body = counted_body(std::move(outcome.body));
+  record.failure = status;
+  record.body = std::move(body);
   --unfinished_;
   ++(done ? done_ : failed_);
-  persist("its result", outcome.id, [&](JobDatabase& db) {
-    db.record_finished(outcome.id, record.final_state, record.failure, *record.body);
-  });
-  retain(outcome.id, record);
+  retain(id, record);
 }
 
 void JobStore::retain(std::uint32_t id, JobRecord& record) {
@@ -161,7 +193,7 @@ void JobStore::evict_over_cap() {
     forget_key(it->second);
     jobs_.erase(it);
     ++expired_;
-    persist("its eviction", id, [&](JobDatabase& db) { db.record_evicted(id); });
+    persist("its eviction", id, [id](JobDatabase& db) { db.record_evicted(id); });
   }
 }
 
@@ -175,18 +207,22 @@ JobStore::Lookup JobStore::find(std::uint32_t id, const JobRecord*& record) cons
   return (id != 0 && id < next_id_) ? Lookup::kExpired : Lookup::kUnknown;
 }
 
-JobStore::Lookup JobStore::cancel(std::uint32_t id, bool& was_running) {
+JobStore::Lookup JobStore::cancel(std::uint32_t id, bool& was_running, Recorded recorded) {
   was_running = false;
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return (id != 0 && id < next_id_) ? Lookup::kExpired : Lookup::kUnknown;
   auto& record = it->second;
-  if (record.finished && record.final_state == protocol::JobState::kCancelled)
+  if (record.finished && record.final_state == protocol::JobState::kCancelled) {
+    recorded("");
     return Lookup::kFound;
+  }
   record.ticket->cancelled = true;
   ++cancelled_;
   forget_key(record);
   record.idempotency_key.clear();
-  persist("its cancellation", id, [&](JobDatabase& db) { db.record_cancelled(id); });
+  persist(
+      "its cancellation", id, [id](JobDatabase& db) { db.record_cancelled(id); },
+      std::move(recorded));
   if (!record.finished) {
     was_running = true;
     --unfinished_;

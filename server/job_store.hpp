@@ -11,13 +11,17 @@
 // after its eviction or cancellation (in the retention total and in the memory budget) until the
 // last of those replies lets it go.
 //
-// With a JobDatabase every change is also written there (see job_database.hpp), and restore()
-// rebuilds the table after a restart. Without one the table is all there is: volatile.
+// With a JobDatabase every change is also written there (see job_database.hpp), by the
+// DatabaseWriter's thread so that the network thread never waits for the disk, and restore()
+// rebuilds the table after a restart. A job's row is committed before its SUBMIT is answered, and
+// its result before FETCH shows it: what a client was told survives a SIGKILL. Without a database
+// the table is all there is: volatile.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +31,7 @@
 #include <vector>
 
 #include "protocol/messages.hpp"
+#include "server/database_writer.hpp"
 #include "server/job_database.hpp"
 #include "server/job_ticket.hpp"
 #include "server/memory_budget.hpp"
@@ -50,11 +55,18 @@ struct JobRecord {
 
 class JobStore {
  public:
-  /// `database` may be null (volatile); otherwise it must outlive the store. Results are charged
-  /// to `budget` while they exist.
-  JobStore(std::uint64_t max_retained_bytes, JobDatabase* database,
+  /// `database` may be null (volatile); otherwise it and `writer`, which writes to it, must
+  /// outlive the store. Results are charged to `budget` while they exist.
+  JobStore(std::uint64_t max_retained_bytes, JobDatabase* database, DatabaseWriter* writer,
            std::shared_ptr<MemoryBudget> budget)
-      : max_retained_bytes_(max_retained_bytes), database_(database), budget_(std::move(budget)) {}
+      : max_retained_bytes_(max_retained_bytes),
+        database_(database),
+        writer_(writer),
+        budget_(std::move(budget)) {}
+
+  /// Called once what a request changed is on disk (or at once without a database): empty, or
+  /// what failed.
+  using Recorded = std::function<void(const std::string& error)>;
 
   /// Rebuilds the table from the database after a restart. Returns the unfinished jobs, with the
   /// SUBMIT bodies they came with, to run again.
@@ -71,13 +83,19 @@ class JobStore {
   std::optional<KeyedJob> find_by_key(std::string_view idempotency_key,
                                       const RequestDigest& request_digest) const;
 
-  /// A new queued job with the next id, written to the database (if any) before this returns:
-  /// the caller may acknowledge the id. `request_digest` comes with a key (null without). Throws
-  /// std::runtime_error if the database fails.
-  std::shared_ptr<JobTicket> create(std::string_view idempotency_key,
-                                    const RequestDigest* request_digest, std::string_view request);
+  /// Called once a new job's row is committed (at once without a database): its ticket, or null
+  /// and what failed.
+  using Created = std::function<void(std::shared_ptr<JobTicket> ticket, const std::string& error)>;
 
-  /// Records how a job ended (called with the scheduler's outcome, on the network thread).
+  /// A new queued job with the next id. `recorded` is called once its row is committed (at once
+  /// without a database): only then may the caller acknowledge the id and run the job. If the
+  /// write failed, the job is forgotten before `recorded` hears why. `request` must stay valid
+  /// until then (`recorded` may own it). `request_digest` comes with a key (null without).
+  void create(std::string_view idempotency_key, const RequestDigest* request_digest,
+              std::string_view request, Created recorded);
+
+  /// Records how a job ended (called with the scheduler's outcome, on the network thread). With
+  /// a database the job shows as finished once that is committed.
   void finish(JobOutcome outcome);
 
   enum class Lookup { kFound, kUnknown, kExpired };
@@ -86,12 +104,16 @@ class JobStore {
   Lookup find(std::uint32_t id, const JobRecord*& record) const;
 
   /// Cancels a job: an unfinished one stops (the caller tells the scheduler), a finished one's
-  /// result is released. Either way it is remembered as cancelled. kFound if it was there.
-  Lookup cancel(std::uint32_t id, bool& was_running);
+  /// result is released. Either way it is remembered as cancelled. kFound if it was there; then
+  /// `recorded` is called once that is committed (at once without a database).
+  Lookup cancel(std::uint32_t id, bool& was_running, Recorded recorded);
 
   protocol::JobList list() const;
 
   std::uint64_t unfinished() const { return unfinished_; }
+
+  /// True if changes are written to a database (and requests wait for their commit).
+  bool durable() const { return writer_ != nullptr; }
 
   /// Counters for STATS.
   void fill_stats(protocol::ServerStats& stats) const;
@@ -105,13 +127,17 @@ class JobStore {
   std::uint64_t retained_bytes() const { return record_bytes_ + body_bytes_->load(); }
   void evict_over_cap();
   void forget_key(const JobRecord& record);
-  /// Runs a database write; a failure after the fact is logged, not thrown: the job's state in
-  /// memory is right, and at worst the job runs again after a restart.
-  template <class Write>
-  void persist(const char* what, std::uint32_t id, Write write);
+  /// Queues a database write; a failure is logged, not thrown: the job's state in memory is right,
+  /// and at worst the job runs again after a restart. `recorded`, if given, is called after it.
+  void persist(const char* what, std::uint32_t id, DatabaseWriter::Write write,
+               Recorded recorded = {});
+  /// The finished job's new state, once its result is recorded.
+  void apply_finish(std::uint32_t id, protocol::Status status,
+                    std::shared_ptr<const std::string> body);
 
   std::uint64_t max_retained_bytes_;
   JobDatabase* database_;
+  DatabaseWriter* writer_;
   std::shared_ptr<MemoryBudget> budget_;
   /// Per idempotency key: the job's id and the digest of its request (none for a job stored by a
   /// version that kept no digest: such a key matches any request, the rule it was accepted under).

@@ -6,11 +6,28 @@
 #pragma once
 
 #include <asio/buffer.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace mrd::server {
+
+/// A reply not known yet: it waits for the database to commit what the request changed. The
+/// connection writes nothing past it and answers nothing after it until it is resolved, so the
+/// replies stay in the order of the requests.
+struct DeferredReply {
+  std::string bytes;      ///< the reply frame, once resolved
+  bool resolved = false;  ///< true once `bytes` is the reply
+  /// Set by the connection while it waits; called (on the network thread) by resolve().
+  std::function<void()> on_resolved;
+
+  void resolve(std::string reply) {
+    bytes = std::move(reply);
+    resolved = true;
+    if (on_resolved) on_resolved();
+  }
+};
 
 class ReplyQueue {
  public:
@@ -52,6 +69,30 @@ class ReplyQueue {
     return out;
   }
 
+  /// A place for a reply that comes later; the request that made it is answered once it is
+  /// resolved (at most one at a time: the connection answers nothing more until then).
+  std::shared_ptr<DeferredReply> defer() {
+    deferred_ = std::make_shared<DeferredReply>();
+    return deferred_;
+  }
+
+  /// True while a deferred reply is not resolved.
+  bool waiting() const { return deferred_ && !deferred_->resolved; }
+
+  /// Appends the deferred reply, once resolved, in its place: the end of the queue, since nothing
+  /// was answered after it.
+  void take_resolved() {
+    if (!deferred_ || !deferred_->resolved) return;
+    bytes() += deferred_->bytes;
+    deferred_.reset();
+  }
+
+  /// The deferred reply being waited for, if any.
+  const std::shared_ptr<DeferredReply>& deferred() const { return deferred_; }
+
+  /// Drops the deferred reply (the request turned out to need no wait).
+  void forget_deferred() { deferred_.reset(); }
+
   /// Forgets everything (after it was written), releasing shared bodies.
   void clear() {
     segments_.clear();
@@ -64,6 +105,7 @@ class ReplyQueue {
     std::shared_ptr<const std::string> shared;
   };
   std::vector<Segment> segments_;
+  std::shared_ptr<DeferredReply> deferred_;  ///< shared with the write it waits for
 };
 
 }  // namespace mrd::server

@@ -19,18 +19,22 @@ constexpr auto code(Status s) {
 }  // namespace
 
 RequestHandler::RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
-                               ConnectionCounters& counters, MemoryBudget& budget)
-    : config_(config), store_(store), scheduler_(scheduler), counters_(counters), budget_(budget) {}
+                               ConnectionCounters& counters, std::shared_ptr<MemoryBudget> budget)
+    : config_(config),
+      store_(store),
+      scheduler_(scheduler),
+      counters_(counters),
+      budget_(std::move(budget)) {}
 
 void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies) {
   ++counters_.requests;
   if (opcode == static_cast<std::uint8_t>(Opcode::kFetch)) return fetch(body, replies);
   std::string& out = replies.bytes();
   switch (static_cast<Opcode>(opcode)) {
-    case Opcode::kSubmit: return submit(body, out);
+    case Opcode::kSubmit: return submit(body, replies);
     case Opcode::kFetch: break;  // answered above
     case Opcode::kStatus: return status(body, out);
-    case Opcode::kCancel: return cancel(body, out);
+    case Opcode::kCancel: return cancel(body, replies);
     case Opcode::kList:
     case Opcode::kStats:
       // Their body is empty: anything else is a request this version does not understand.
@@ -55,11 +59,12 @@ void RequestHandler::reject(Status status, const std::string& message, std::stri
   protocol::append_message(out, code(status), protocol::ErrorMessage{message});
 }
 
-void RequestHandler::submit(std::string_view body, std::string& out) {
+void RequestHandler::submit(std::string_view body, ReplyQueue& replies) {
+  std::string& out = replies.bytes();
   // Offsets, not copies: the body is copied once, into the segment the job keeps.
   auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
-  accept_job(body, *decoded.value, out, [&](protocol::SubmitLayout layout) {
+  accept_job(body, *decoded.value, replies, [&](protocol::SubmitLayout layout) {
     // A big input goes where workers can map it; a small one travels in its task messages.
     const bool shared =
         body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments;
@@ -75,7 +80,7 @@ void RequestHandler::submit_received(std::unique_ptr<Segment> segment, std::uint
                               static_cast<std::size_t>(segment->size() - offset));
   auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
-  accept_job(body, *decoded.value, out, [&](protocol::SubmitLayout layout) {
+  accept_job(body, *decoded.value, replies, [&](protocol::SubmitLayout layout) {
     // The segment was padded from the same bytes the whole decode read: the values line up.
     return std::make_unique<SubmittedInput>(std::move(segment), offset, std::move(layout));
   });
@@ -83,7 +88,8 @@ void RequestHandler::submit_received(std::unique_ptr<Segment> segment, std::uint
 
 template <class MakeInput>
 void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& layout,
-                                std::string& out, MakeInput make_input) {
+                                ReplyQueue& replies, MakeInput make_input) {
+  std::string& out = replies.bytes();
   if (auto problem = engine::check_submit(layout.mapper, layout.reducer, layout.input.kind,
                                           config_.enable_test_jobs);
       !problem.empty()) {
@@ -126,26 +132,26 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
                   "this job would need " + std::to_string(mebibytes(input_bytes + working)) +
                       " MiB of server memory to run (its input, and what its tasks hold), "
                       "more than the server's memory budget of " +
-                      std::to_string(budget_.limit() >> 20) + " MiB (mrd --max-memory-mib)",
+                      std::to_string(budget_->limit() >> 20) + " MiB (mrd --max-memory-mib)",
                   out);
   };
   // A job that could never run within the budget is refused now, with the reason, rather than
   // accepted and failed later (job_planner.hpp says what a running job holds).
-  if (input_bytes > budget_.limit()) return never_fits(0);
+  if (input_bytes > budget_->limit()) return never_fits(0);
   // Charged before anything is copied or recorded: a job the budget cannot hold is refused, not
   // lost later. Queued inputs leave an eighth of the budget to requests still arriving, so that
   // a client whose jobs do not fit hears QUEUE_FULL, not SERVER_BUSY with its connection closed.
-  const auto for_requests = budget_.limit() / 8;
+  const auto for_requests = budget_->limit() / 8;
   MemoryCharge input_charge;
-  if (budget_.used() + input_bytes <= budget_.limit() - for_requests) {
-    input_charge = MemoryCharge::try_take(budget_, input_bytes);
+  if (budget_->used() + input_bytes <= budget_->limit() - for_requests) {
+    input_charge = MemoryCharge::try_take(*budget_, input_bytes);
   }
   if (!input_charge) {
     return reject(
         Status::kQueueFull,
         "queue full: the server's memory budget is exhausted for new jobs (" +
-            std::to_string(mebibytes(budget_.used())) + " of " +
-            std::to_string(budget_.limit() >> 20) +
+            std::to_string(mebibytes(budget_->used())) + " of " +
+            std::to_string(budget_->limit() >> 20) +
             " MiB in use, an eighth kept for requests being received; this job's input needs " +
             std::to_string(mebibytes(input_bytes)) + " MiB); try again later",
         out);
@@ -162,19 +168,39 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
   }
   if (const auto working =
           planned_working_bytes(input->view(), input->layout().options, scheduler_.plan_limits());
-      input_bytes + working > budget_.limit()) {
+      input_bytes + working > budget_->limit()) {
     return never_fits(working);
   }
-  std::shared_ptr<JobTicket> ticket;
-  try {
-    ticket = store_.create(input->layout().idempotency_key, digest ? &*digest : nullptr, body);
-  } catch (const std::exception& e) {
-    log(Level::kError, "cannot accept a job: ", e.what());
-    return reject(Status::kServerError, std::string("cannot record the job: ") + e.what(), out);
-  }
-  const auto id = ticket->id;
-  scheduler_.enqueue(std::move(ticket), std::move(input), std::move(input_charge));
-  protocol::append_message(out, code(Status::kOk), protocol::JobId{id});
+  // With a data directory the job is answered once its row is committed, by the database
+  // writer's thread: until then this connection waits, and every other goes on.
+  struct Accepted {
+    std::shared_ptr<MemoryBudget> budget;  ///< outlives `charge`, however late this goes
+    std::unique_ptr<SubmittedInput> input;
+    MemoryCharge charge;
+  };
+  auto accepted =
+      std::make_shared<Accepted>(Accepted{budget_, std::move(input), std::move(input_charge)});
+  const auto deferred = store_.durable() ? replies.defer() : nullptr;
+  const auto& key = accepted->input->layout().idempotency_key;
+  // The bytes written are the input's own (the segment), alive as long as `accepted` is.
+  store_.create(key, digest ? &*digest : nullptr, accepted->input->body(),
+                [this, accepted, deferred, &out](std::shared_ptr<JobTicket> ticket,
+                                                 const std::string& error) {
+                  std::string reply;
+                  if (!ticket) {
+                    reject(Status::kServerError, "cannot record the job: " + error, reply);
+                  } else {
+                    const auto id = ticket->id;
+                    if (!ticket->cancelled) {  // a cancel may come first (LIST shows the job)
+                      scheduler_.enqueue(std::move(ticket), std::move(accepted->input),
+                                         std::move(accepted->charge));
+                    }
+                    protocol::append_message(reply, code(Status::kOk), protocol::JobId{id});
+                  }
+                  // Without a database this runs inside create(), while `out` is the reply.
+                  if (deferred) return deferred->resolve(std::move(reply));
+                  out += reply;
+                });
 }
 
 bool RequestHandler::read_job_id(std::string_view body, std::uint32_t& id, std::string& out) {
@@ -235,15 +261,25 @@ void RequestHandler::status(std::string_view body, std::string& out) {
   protocol::append_message(out, code(Status::kOk), record->progress());
 }
 
-void RequestHandler::cancel(std::string_view body, std::string& out) {
+void RequestHandler::cancel(std::string_view body, ReplyQueue& replies) {
+  std::string& out = replies.bytes();
   std::uint32_t id = 0;
   if (!read_job_id(body, id, out)) return;
+  // Answered once the cancellation is on disk (at once without a data directory): a cancelled
+  // job never comes back after a restart.
+  auto deferred = store_.durable() ? replies.defer() : nullptr;
   bool was_running = false;
-  if (auto lookup = store_.cancel(id, was_running); lookup != JobStore::Lookup::kFound) {
+  const auto lookup = store_.cancel(id, was_running, [deferred, &out](const std::string&) {
+    std::string reply;
+    protocol::append_frame(reply, code(Status::kOk), {});
+    if (deferred) return deferred->resolve(std::move(reply));
+    out += reply;  // without a database this runs inside cancel(), while `out` is the reply
+  });
+  if (lookup != JobStore::Lookup::kFound) {
+    if (deferred) replies.forget_deferred();  // nothing to wait for
     return reply_missing(lookup, id, out);
   }
   if (was_running) scheduler_.notify_cancelled();
-  protocol::append_frame(out, code(Status::kOk), {});
 }
 
 void RequestHandler::list(std::string& out) {

@@ -23,7 +23,7 @@ namespace mrd::server {
 class RequestHandler {
  public:
   RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
-                 ConnectionCounters& counters, MemoryBudget& budget);
+                 ConnectionCounters& counters, std::shared_ptr<MemoryBudget> budget);
 
   /// Answers the request `opcode` + `body`, appending one reply frame to `replies`.
   void handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies);
@@ -41,15 +41,15 @@ class RequestHandler {
   void stop_accepting_jobs() { accepting_jobs_ = false; }
 
  private:
-  void submit(std::string_view body, std::string& out);
+  void submit(std::string_view body, ReplyQueue& replies);
   /// Checks and records the job of a decoded SUBMIT `body`; `make_input(layout)` makes the
   /// input the job keeps, once everything that can refuse the job without it has been checked.
   template <class MakeInput>
-  void accept_job(std::string_view body, protocol::SubmitLayout& layout, std::string& out,
+  void accept_job(std::string_view body, protocol::SubmitLayout& layout, ReplyQueue& replies,
                   MakeInput make_input);
   void fetch(std::string_view body, ReplyQueue& replies);
   void status(std::string_view body, std::string& out);
-  void cancel(std::string_view body, std::string& out);
+  void cancel(std::string_view body, ReplyQueue& replies);
   void list(std::string& out);
   void stats(std::string& out);
   void hello(std::string_view body, std::string& out);
@@ -63,7 +63,9 @@ class RequestHandler {
   JobStore& store_;
   Scheduler& scheduler_;
   ConnectionCounters& counters_;
-  MemoryBudget& budget_;  ///< charged for each accepted job's input
+  /// Charged for each accepted job's input. Shared: a job waiting for its commit holds a charge,
+  /// and the io_context may destroy that wait after the Server.
+  std::shared_ptr<MemoryBudget> budget_;
   bool accepting_jobs_ = true;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };

@@ -69,7 +69,8 @@ Server::Server(asio::io_context& io, ServerConfig config)
                     : std::make_unique<JobDatabase>(
                           config_.data_dir,
                           config_.fsync ? JobDatabase::Sync::kFull : JobDatabase::Sync::kNormal)),
-      store_(config_.max_retained_bytes, database_.get(), budget_),
+      writer_(database_ ? std::make_unique<DatabaseWriter>(*database_, io) : nullptr),
+      store_(config_.max_retained_bytes, database_.get(), writer_.get(), budget_),
       scheduler_({config_.worker_executable,
                   config_.plugins,
                   config_.workers,
@@ -84,7 +85,7 @@ Server::Server(asio::io_context& io, ServerConfig config)
                      store_.finish(std::move(outcome));
                    });
                  }),
-      handler_(config_, store_, scheduler_, counters_, *budget_),
+      handler_(config_, store_, scheduler_, counters_, budget_),
       acceptor_(io),
       sweeper_(io) {}
 

@@ -66,7 +66,8 @@ class Server {
   /// the results they hold, which the io_context may destroy after the Server.
   std::shared_ptr<MemoryBudget> budget_;
   ConnectionCounters counters_;
-  std::unique_ptr<JobDatabase> database_;  ///< null in memory-only mode
+  std::unique_ptr<JobDatabase> database_;   ///< null in memory-only mode
+  std::unique_ptr<DatabaseWriter> writer_;  ///< writes to database_ off this thread; null without
   JobStore store_;
   Scheduler scheduler_;
   RequestHandler handler_;

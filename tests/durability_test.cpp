@@ -255,6 +255,50 @@ TEST(Durability, FailedAndCancelledJobsStaySoAfterARestart) {
   EXPECT_EQ(status_name(wait_for(client, cancelled).status), "job-cancelled");
 }
 
+/// A SUBMIT or a CANCEL is answered once what it changed is committed, by the database writer's
+/// thread: while the database cannot be written (here another process holds its write lock), that
+/// request waits and every other connection is served.
+TEST(Durability, ARequestWaitingForItsCommitHoldsUpOnlyItsOwnConnection) {
+  TempDir dir;
+  ServerProcess server(with_data_dir(dir));
+  RawClient waiting(server.port());
+  RawClient other(server.port());
+  const auto done = submit(other, word_count_request({"before the lock"}));
+  ASSERT_EQ(wait_for(other, done).status, kOk);
+  const auto file = dir.path() / "data" / "mrd.sqlite3";
+
+  std::uint32_t id = 0;
+  {
+    Sqlite lock(file);
+    lock.exec("BEGIN IMMEDIATE");  // the write lock: the server's writes wait for it
+    waiting.send_message(Opcode::kSubmit, word_count_request({"waits for the disk"}));
+    for (int i = 0; i < 20; ++i) {
+      EXPECT_EQ(server_stats(other).jobs_done, 1u);
+      EXPECT_EQ(as_map(result_of(wait_for(other, done))).at("lock"), 1u);
+    }
+    EXPECT_FALSE(waiting.read_reply(200ms)) << "answered before its row was committed";
+    lock.exec("ROLLBACK");
+    const auto reply = waiting.read_reply(30s);
+    ASSERT_TRUE(reply);
+    ASSERT_EQ(status_name(reply->status), "ok") << error_text(*reply);
+    id = protocol::decode<protocol::JobId>(reply->body).value->id;
+  }
+  EXPECT_EQ(as_map(result_of(wait_for(waiting, id))).at("disk"), 1u);
+
+  {
+    Sqlite lock(file);
+    lock.exec("BEGIN IMMEDIATE");
+    waiting.send_message(Opcode::kCancel, protocol::JobId{id});
+    EXPECT_EQ(server_stats(other).jobs_done, 2u);
+    EXPECT_FALSE(waiting.read_reply(200ms)) << "answered before the cancellation was committed";
+    lock.exec("ROLLBACK");
+    const auto reply = waiting.read_reply(30s);
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(status_name(reply->status), "ok");
+  }
+  EXPECT_EQ(status_name(wait_for(other, id).status), "job-cancelled");
+}
+
 /// Sends a SUBMIT whose key was used before with another request: BAD_REQUEST, saying so.
 void expect_key_refused(RawClient& client, const protocol::SubmitRequest& request) {
   client.send_message(Opcode::kSubmit, request);
