@@ -299,6 +299,41 @@ TEST(Durability, ARequestWaitingForItsCommitHoldsUpOnlyItsOwnConnection) {
   EXPECT_EQ(status_name(wait_for(other, id).status), "job-cancelled");
 }
 
+/// Pipelined requests behind a SUBMIT that waits for its commit are answered after it, in order.
+TEST(Durability, RequestsPipelinedBehindACommitAreAnsweredInOrder) {
+  TempDir dir;
+  ServerProcess server(with_data_dir(dir));
+  RawClient client(server.port());
+  std::string requests;
+  for (int i = 0; i < 5; ++i) {
+    protocol::append_message(requests, static_cast<std::uint8_t>(Opcode::kSubmit),
+                             word_count_request({"job " + std::to_string(i)}));
+    requests += std::string("\x05\0\0\0\0", 5);  // STATS
+  }
+  protocol::append_message(requests, static_cast<std::uint8_t>(Opcode::kCancel),
+                           protocol::JobId{1});
+  requests += std::string("\x04\0\0\0\0", 5);  // LIST
+  client.send(requests);
+  for (std::uint32_t i = 0; i < 5; ++i) {
+    const auto submitted = client.read_reply();
+    ASSERT_TRUE(submitted);
+    ASSERT_EQ(status_name(submitted->status), "ok") << error_text(*submitted);
+    EXPECT_EQ(protocol::decode<protocol::JobId>(submitted->body).value->id, i + 1);
+    const auto stats = client.read_reply();
+    ASSERT_TRUE(stats);
+    // Each STATS comes after the SUBMIT before it was committed and counted.
+    EXPECT_EQ(protocol::decode<protocol::ServerStats>(stats->body).value->jobs_submitted, i + 1);
+  }
+  const auto cancelled = client.read_reply();
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(status_name(cancelled->status), "ok");
+  const auto list = client.read_reply();
+  ASSERT_TRUE(list);
+  const auto jobs = protocol::decode<protocol::JobList>(list->body).value->jobs;
+  ASSERT_EQ(jobs.size(), 5u);
+  EXPECT_EQ(jobs[0].state, protocol::JobState::kCancelled);
+}
+
 /// Sends a SUBMIT whose key was used before with another request: BAD_REQUEST, saying so.
 void expect_key_refused(RawClient& client, const protocol::SubmitRequest& request) {
   client.send_message(Opcode::kSubmit, request);
