@@ -9,7 +9,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string_view>
 #include <type_traits>
 #include <variant>
 
@@ -32,12 +31,6 @@ inline constexpr std::size_t kCountEntryFixedBytes = 2 * sizeof(std::uint64_t);
 inline void write_counts_head(FixedWriter& writer, std::uint64_t entries) {
   writer.value(kCountsResultKind);
   writer.value(entries);
-}
-
-/// Writes one entry in the result's layout.
-inline void write_count_entry(FixedWriter& writer, std::string_view key, std::uint64_t count) {
-  writer.bytes(key);
-  writer.value(count);
 }
 
 }  // namespace mrd::protocol
