@@ -379,7 +379,7 @@ void Dispatcher::on_phase_complete(RunningJob& job) {
       parts = std::move(job.reduced);
     }
     job.map_outputs = {};
-    auto result = protocol::encode(job.kind->assemble(std::move(parts)));
+    auto result = job.kind->assemble_encoded(std::move(parts));
     if (result.size() > std::numeric_limits<std::uint32_t>::max()) {
       // A reply's length is a u32: such a result could never be sent.
       finish(job, Status::kJobFailed,

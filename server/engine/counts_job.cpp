@@ -1,8 +1,12 @@
 #include "server/engine/counts_job.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 #include "protocol/body_io.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/counts_layout.hpp"
+#include "protocol/fixed_bytes.hpp"
 #include "server/engine/input_kinds.hpp"
 #include "server/engine/piece_io.hpp"
 #include "server/engine/sorted_runs.hpp"
@@ -13,7 +17,6 @@ namespace {
 
 using protocol::BodyReader;
 using protocol::BodyWriter;
-using protocol::KeyCount;
 
 /// The result order: most frequent first, ties by key in byte order.
 template <class A, class B>
@@ -30,6 +33,11 @@ struct CountView {
 
 /// Smallest encoded entry: an empty key (its u64 length) and a u64 count.
 constexpr std::size_t kMinEntryBytes = 16;
+static_assert(kMinEntryBytes == protocol::kCountEntryFixedBytes,
+              "a partition's entries are the result's entries, byte for byte");
+
+/// Bytes before a piece's or partition's first entry: its u64 number of entries.
+constexpr std::size_t kEntriesHeadBytes = sizeof(std::uint64_t);
 
 void write_counts(BodyWriter& writer, const std::vector<CountView>& entries) {
   writer.count(entries.size());
@@ -50,6 +58,66 @@ void read_counts(std::string_view bytes, Add&& add) {
   }
   reader.expect_end();
 }
+
+/// One entry of a reduced partition, viewed in place.
+struct EncodedEntry {
+  std::string_view key;
+  std::uint64_t count;
+  std::string_view encoded;  ///< the whole entry: u64 key length, key, u64 count
+};
+
+/// Checks a reduced partition: its layout, every length against the bytes, and the result order
+/// the merge relies on (equal neighbours allowed). Returns its number of entries.
+std::uint64_t check_partition(std::string_view partition) {
+  protocol::FixedReader reader(partition, "partition");
+  const auto entries = reader.value<std::uint64_t>();
+  if (entries > reader.remaining() / kMinEntryBytes) {
+    throw protocol::DecodeError("partition: count larger than the body holds");
+  }
+  CountView previous{};
+  for (std::uint64_t i = 0; i < entries; ++i) {
+    const auto key_bytes = reader.value<std::uint64_t>();
+    CountView entry{reader.take(key_bytes), 0};
+    entry.count = reader.value<std::uint64_t>();
+    if (i > 0 && comes_first(entry, previous)) {
+      throw protocol::DecodeError("partition: entries out of result order");
+    }
+    previous = entry;
+  }
+  reader.expect_end();
+  return entries;
+}
+
+/// Reads the entries of a partition check_partition() accepted, front to back.
+class PartitionCursor {
+ public:
+  /// `entries`: the partition without its head.
+  explicit PartitionCursor(std::string_view entries)
+      : at_(entries.data()), end_(entries.data() + entries.size()) {
+    if (!done()) read_head();
+  }
+
+  bool done() const { return at_ == end_; }
+  const EncodedEntry& head() const { return head_; }
+  void advance() {
+    at_ += head_.encoded.size();
+    if (!done()) read_head();
+  }
+
+ private:
+  void read_head() {
+    std::uint64_t key_bytes;
+    std::memcpy(&key_bytes, at_, sizeof key_bytes);
+    const char* key = at_ + sizeof key_bytes;
+    head_.key = {key, static_cast<std::size_t>(key_bytes)};
+    std::memcpy(&head_.count, key + key_bytes, sizeof head_.count);
+    head_.encoded = {at_, static_cast<std::size_t>(key_bytes) + kMinEntryBytes};
+  }
+
+  const char* at_;   ///< the head's first byte
+  const char* end_;  ///< one past the partition's last byte
+  EncodedEntry head_{};
+};
 
 }  // namespace
 
@@ -106,16 +174,32 @@ std::string CountsJob::reduce(const std::vector<std::string>& pieces) const {
 }
 
 protocol::JobResult CountsJob::assemble(std::vector<std::string> partitions) const {
-  std::vector<std::vector<KeyCount>> runs(partitions.size());
-  for (std::size_t p = 0; p < partitions.size(); ++p) {
-    read_intermediate("counts from a reduce task", [&] {
-      read_counts(partitions[p], [&](std::string key, std::uint64_t count) {
-        runs[p].push_back(KeyCount{std::move(key), count});
-      });
-    });
-    partitions[p] = {};  // free each partition's bytes as soon as they are decoded
-  }
-  return protocol::Counts{merge_sorted_runs(std::move(runs), comes_first<KeyCount, KeyCount>)};
+  auto decoded = protocol::decode<protocol::JobResult>(assemble_encoded(std::move(partitions)));
+  if (!decoded) throw JobError("assembled counts do not decode: " + decoded.error);
+  return std::move(*decoded.value);
+}
+
+std::string CountsJob::assemble_encoded(std::vector<std::string> partitions) const {
+  std::uint64_t entries = 0;
+  std::size_t result_bytes = protocol::kCountsHeadBytes;
+  std::vector<PartitionCursor> cursors;
+  cursors.reserve(partitions.size());
+  read_intermediate("counts from a reduce task", [&] {
+    for (const std::string& partition : partitions) {
+      entries += check_partition(partition);
+      const auto entry_bytes = std::string_view(partition).substr(kEntriesHeadBytes);
+      result_bytes += entry_bytes.size();  // copied as they are
+      cursors.emplace_back(entry_bytes);
+    }
+  });
+
+  std::string result;
+  result.reserve(result_bytes);
+  protocol::FixedWriter writer(result);
+  protocol::write_counts_head(writer, entries);
+  merge_cursors(std::move(cursors), comes_first<EncodedEntry, EncodedEntry>,
+                [&](const EncodedEntry& entry) { writer.raw(entry.encoded); });
+  return result;
 }
 
 }  // namespace mrd::engine

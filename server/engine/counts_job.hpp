@@ -7,6 +7,10 @@
 // then per entry the key (u64 length and bytes) and its u64 count. Map pieces are in no particular
 // order; a reduced partition is in result order (count descending, then key in byte order), so
 // assemble only has to merge.
+//
+// An entry of a partition has the very layout of an entry of the counts result on the wire
+// (protocol/counts_layout.hpp), so assemble_encoded merges the partitions' entries as views into
+// their bytes and copies each one whole into the result: no key is decoded into a string.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +31,11 @@ class CountsJob : public JobKind {
   void validate(const InputView& input) const override;
   std::vector<std::string> map(const InputView& chunk, std::uint32_t partitions) const override;
   std::string reduce(const std::vector<std::string>& pieces) const override;
+  /// The decoding of assemble_encoded's bytes (the server itself only needs those).
   protocol::JobResult assemble(std::vector<std::string> partitions) const override;
+  /// Merges the partitions' entries straight into the result's bytes, sized once. Throws JobError
+  /// if a partition is not a well-formed partition in result order.
+  std::string assemble_encoded(std::vector<std::string> partitions) const override;
 
   /// Merges two values of the same key: their sum here; a plugin job may choose another
   /// associative, commutative operation with 0 as its identity (max, bitwise or...).

@@ -14,8 +14,10 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "protocol/codec.hpp"
 #include "protocol/messages.hpp"
 #include "server/engine/input_view.hpp"
 
@@ -61,7 +63,16 @@ class JobKind {
 
   /// Builds the result from the reduced partitions (in partition order).
   virtual protocol::JobResult assemble(std::vector<std::string> partitions) const = 0;
+
+  /// The result as FETCH sends it: protocol::encode(assemble(partitions)), which is what this
+  /// default does. A job whose partitions already hold the result's layout overrides it to write
+  /// the bytes directly, without building a JobResult (counts_job.hpp). Throws what assemble does.
+  virtual std::string assemble_encoded(std::vector<std::string> partitions) const;
 };
+
+inline std::string JobKind::assemble_encoded(std::vector<std::string> partitions) const {
+  return protocol::encode(assemble(std::move(partitions)));
+}
 
 /// The built-in job (or test job) with this mapper and reducer, or nullptr.
 const JobKind* find_job_kind(std::string_view mapper, std::string_view reducer);

@@ -90,8 +90,9 @@ std::string run(const engine::JobKind& kind, const server::SubmittedInput& kept,
     for (auto& output : map_outputs)
       parts.push_back(std::move(output[0]));
   }
-  const auto result = must_not_throw("assemble()", [&] { return kind.assemble(std::move(parts)); });
-  return protocol::encode(result);
+  // As the server does: the encoded result straight from the partitions.
+  return must_not_throw("assemble_encoded()",
+                        [&] { return kind.assemble_encoded(std::move(parts)); });
 }
 
 }  // namespace

@@ -11,7 +11,8 @@
 //   2      a map task's answer         (decode_pieces, in the server)
 //   3      the bytes on a worker pipe  (read_task_message, either side)
 //   4 + k  pieces for job kind k of engine::all_job_kinds(), encoded as a map task's answer
-//          (encode_pieces): reduce() runs on them as a worker would, assemble() as the server would
+//          (encode_pieces): reduce() runs on them as a worker would, assemble() and
+//          assemble_encoded() as the server would
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -170,10 +171,25 @@ void job_pieces(const engine::JobKind& kind, std::string_view body) {
     // Compared as bytes: a result of no numbers is all NaN, which equals nothing, not even itself.
     FUZZ_CHECK(mrd::fuzz::check_round_trip<protocol::JobResult>(protocol::encode(result)),
                "a result assembled from a reduced partition decodes");
+    std::string encoded;
+    FUZZ_CHECK(refused_or_done([&] { encoded = kind.assemble_encoded({reduced}); }),
+               "assemble_encoded() reads reduce()'s output");
+    FUZZ_CHECK(encoded == protocol::encode(result),
+               "assemble_encoded() gives the encoding of what assemble() gives");
   }
-  // The same pieces as partitions (for matmul, as map outputs: it has no reduce step).
+  // The same pieces as partitions (for matmul, as map outputs: it has no reduce step). The server
+  // calls assemble_encoded(); it must refuse or accept them as assemble() does, and agree.
   protocol::JobResult result;
-  if (refused_or_done([&] { result = kind.assemble(std::move(input)); })) encode_result(result);
+  const bool assembled = refused_or_done([&] { result = kind.assemble(input); });
+  if (assembled) encode_result(result);
+  std::string encoded;
+  const bool encoded_ok =
+      refused_or_done([&] { encoded = kind.assemble_encoded(std::move(input)); });
+  FUZZ_CHECK(encoded_ok == assembled, "assemble_encoded() refuses what assemble() refuses");
+  if (assembled && encoded_ok) {
+    FUZZ_CHECK(encoded == protocol::encode(result),
+               "assemble_encoded() gives the encoding of what assemble() gives");
+  }
 }
 
 }  // namespace
