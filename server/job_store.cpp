@@ -10,8 +10,8 @@ namespace {
 /// control block, the order queue's entry, with the allocator's headers (measured: see the test
 /// BudgetTest.ManyTinyResultsCostNoMoreThanIsCounted).
 constexpr std::uint64_t kRecordOverhead = 400;
-/// What a body costs besides its bytes: the string, the shared pointer's control block with its
-/// deleter, and their allocator headers.
+/// What a body costs besides its bytes: the ResultBytes (a string, or a segment and its shared
+/// pointer), the shared pointer's control block with its deleter, and their allocator headers.
 constexpr std::uint64_t kBodyOverhead = 128;
 
 /// Gives a body's bytes back to the retention total and the budget when its last holder is gone.
@@ -20,7 +20,7 @@ struct BodyRelease {
   std::shared_ptr<MemoryBudget> budget;
   std::uint64_t bytes = 0;
 
-  void operator()(const std::string* body) const {
+  void operator()(const ResultBytes* body) const {
     delete body;
     body_bytes->fetch_sub(bytes);
     budget->release(bytes);
@@ -28,13 +28,13 @@ struct BodyRelease {
 };
 }  // namespace
 
-std::shared_ptr<const std::string> JobStore::counted_body(std::string bytes) {
-  const std::uint64_t cost = kBodyOverhead + bytes.capacity();
+std::shared_ptr<const ResultBytes> JobStore::counted_body(ResultBytes bytes) {
+  const std::uint64_t cost = kBodyOverhead + bytes.held_bytes();
   // force: the result exists already (it was computed within the budget of its job).
   budget_->force_charge(cost);
   body_bytes_->fetch_add(cost);
   try {
-    return std::shared_ptr<const std::string>(new std::string(std::move(bytes)),
+    return std::shared_ptr<const ResultBytes>(new ResultBytes(std::move(bytes)),
                                               BodyRelease{body_bytes_, budget_, cost});
   } catch (...) {
     body_bytes_->fetch_sub(cost);
@@ -80,7 +80,7 @@ std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restor
     record.finished = true;
     record.final_state = stored.state;
     record.failure = stored.failure;
-    record.body = counted_body(std::move(stored.body));
+    record.body = counted_body(ResultBytes(std::move(stored.body)));
     ticket->state = stored.state;
     auto& placed = jobs_.emplace(stored.id, std::move(record)).first->second;
     retain(stored.id, placed);  // oldest first, so the cap evicts what it would have evicted
@@ -131,11 +131,12 @@ void JobStore::finish(JobOutcome outcome) {
   record.finished = true;
   record.final_state = done ? protocol::JobState::kDone : protocol::JobState::kFailed;
   record.failure = outcome.status;
-  record.body = counted_body(std::move(outcome.body));
+  record.body = counted_body(outcome.segment ? ResultBytes(std::move(outcome.segment))
+                                             : ResultBytes(std::move(outcome.body)));
   --unfinished_;
   ++(done ? done_ : failed_);
   persist("its result", outcome.id, [&](JobDatabase& db) {
-    db.record_finished(outcome.id, record.final_state, record.failure, *record.body);
+    db.record_finished(outcome.id, record.final_state, record.failure, record.body->bytes());
   });
   retain(outcome.id, record);
 }
