@@ -428,7 +428,8 @@ TEST(DataPlane, AWorkerKilledWithTheResultMappedIsReplacedAndItsTaskRunsAgain) {
   const auto worker = worker_writing_a_result(server);
   ASSERT_NE(worker, 0) << "no worker mapped the result";
   // The server holds the file's descriptor while the job runs: that is what it hands workers.
-  EXPECT_EQ(result_files_of(server.pid()).descriptors, 1u);
+  // (At least one: the copy sent with the task may not be closed yet when the worker maps it.)
+  EXPECT_GE(result_files_of(server.pid()).descriptors, 1u);
   ASSERT_EQ(::kill(worker, SIGKILL), 0);
   expect_twice(a, result_of(wait_for(client, id, 120s)));
   EXPECT_EQ(server_stats(client).worker_restarts, 1u);
