@@ -6,9 +6,11 @@
 #include <stdexcept>
 
 #include "protocol/codec.hpp"
+#include "server/engine/builtin_jobs.hpp"
 #include "server/engine/input_kinds.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/log.hpp"
+#include "server/matrix_result.hpp"
 
 namespace mrd::server {
 
@@ -37,6 +39,8 @@ struct Dispatcher::RunningJob {
   bool dropped = false;                               ///< failed or cancelled: ignore answers
   /// One chunk and a reduce: its single task maps and reduces in one go (kMapReduce).
   bool fused = false;
+  /// A big matrix product: the file its map tasks write C into, which becomes its result.
+  std::unique_ptr<MatrixResult> matrix_result;
 
   std::uint32_t id() const { return ticket->id; }
   std::uint32_t task_count() const {
@@ -103,7 +107,14 @@ bool Dispatcher::admit(Submission& submission) {
     }
     job->kind->validate(input);
     const auto chunk_bytes = plan_chunk_bytes(layout.options.chunk_bytes, input, config_.limits);
-    const auto working = planned_working_bytes(input, layout.options, config_.limits);
+    // A big product's result is made now, in shared memory its tasks write C into, and paid for
+    // with the job's working memory (a small one comes back in the tasks' answers, as others do).
+    const bool product = job->kind == &engine::matrix_multiply_job();
+    const auto result_bytes = product ? MatrixResult::body_bytes(input) : 0;
+    const bool result_in_file =
+        result_bytes >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments;
+    const auto working = planned_working_bytes(input, layout.options, config_.limits) +
+                         (result_in_file ? result_bytes : 0);
     if (config_.budget) {
       job->chunks_charge = MemoryCharge::try_take(*config_.budget, working);
       if (!job->chunks_charge) {
@@ -119,6 +130,14 @@ bool Dispatcher::admit(Submission& submission) {
       }
     }
     job->chunks = job->kind->split(input, chunk_bytes);
+    if (result_in_file) {
+      try {
+        job->matrix_result = std::make_unique<MatrixResult>(input, job->chunks);
+      } catch (const std::system_error& e) {
+        // No descriptor or memory for the file: the tasks answer with their blocks instead.
+        log(Level::kWarn, "job ", job->id(), ": no shared result (", e.what(), ")");
+      }
+    }
   } catch (const std::bad_alloc&) {
     finish_out_of_memory(*job, "splitting its input");
     return true;
@@ -208,8 +227,11 @@ void Dispatcher::start_next_task(unsigned slot) {
     if (config_.budget) charge = MemoryCharge::force_take(*config_.budget, body.size());
     // A map task of a shared input sends the input's memory file along; the worker maps it.
     const int attached = job->phase == Phase::kMap && job->input ? job->input->fd() : -1;
+    // And a product's map task the result's file, which it writes its rows of C into.
+    const int result =
+        job->phase == Phase::kMap && job->matrix_result ? job->matrix_result->segment->fd() : -1;
     try {
-      pool_.send(slot, type, std::move(body), std::move(charge), attached);
+      pool_.send(slot, type, std::move(body), std::move(charge), attached, result);
     } catch (const std::system_error& e) {
       // No descriptor to spare for the copy sent along: the worker stays idle, the task waits.
       log(Level::kWarn, "cannot send job ", job->id(), "'s ", job->task_name(job->phase, index),
@@ -226,7 +248,9 @@ void Dispatcher::start_next_task(unsigned slot) {
 std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index) const {
   if (job.phase == Phase::kMap) {
     // Ranges of the input, not its bytes, when the worker can map the input's memory file.
-    return encode_map_task(job.task, job.chunks[index], job.input->bytes(), job.input->fd() >= 0);
+    return encode_map_task(
+        job.task, job.chunks[index], job.input->bytes(), job.input->fd() >= 0,
+        job.matrix_result ? std::optional(job.matrix_result->rows.at(index)) : std::nullopt);
   }
   std::vector<const std::string*> pieces;
   pieces.reserve(job.map_outputs.size());
@@ -370,6 +394,14 @@ void Dispatcher::on_phase_complete(RunningJob& job) {
       ready_.push_back(jobs_.at(job.id()));
       return;
     }
+    if (job.matrix_result) {
+      // Its tasks wrote C where it stays: the finished file is the result, as it is.
+      auto segment = std::move(job.matrix_result->segment);
+      job.matrix_result.reset();
+      segment->finish();
+      finish(job, Status::kOk, {}, std::move(segment));
+      return;
+    }
     std::vector<std::string> parts;
     if (job.phase == Phase::kMap) {
       // No reduce: the result is built from piece 0 of each map output, in chunk order.
@@ -403,14 +435,17 @@ void Dispatcher::finish_out_of_memory(RunningJob& job, const std::string& what) 
   finish(job, Status::kJobOutOfMemory, "the server ran out of memory " + what);
 }
 
-void Dispatcher::finish(RunningJob& job, Status status, std::string body) {
+void Dispatcher::finish(RunningJob& job, Status status, std::string body,
+                        std::shared_ptr<const ResultSegment> segment) {
   job.dropped = true;
   release_input(job);
   const auto id = job.id();
   if (status != Status::kOk) {
     log(Level::kInfo, "job ", id, " failed (", protocol::to_string(status), "): ", body);
   }
-  if (!job.ticket->cancelled) on_finish_(JobOutcome{id, status, std::move(body)});
+  if (!job.ticket->cancelled) {
+    on_finish_(JobOutcome{id, status, std::move(body), std::move(segment)});
+  }
   jobs_.erase(id);  // may destroy `job`: nothing touches it after this line
 }
 

@@ -95,7 +95,8 @@ class Dispatcher {
   void on_over_budget(unsigned slot, const std::string& what);
   void on_phase_complete(RunningJob& job);
   void requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index);
-  void finish(RunningJob& job, protocol::Status status, std::string body);
+  void finish(RunningJob& job, protocol::Status status, std::string body,
+              std::shared_ptr<const ResultSegment> segment = {});
   void finish_out_of_memory(RunningJob& job, const std::string& what);
 
   DispatcherConfig config_;

@@ -10,8 +10,8 @@ namespace {
 /// control block, the order queue's entry, with the allocator's headers (measured: see the test
 /// BudgetTest.ManyTinyResultsCostNoMoreThanIsCounted).
 constexpr std::uint64_t kRecordOverhead = 400;
-/// What a body costs besides its bytes: the string, the shared pointer's control block with its
-/// deleter, and their allocator headers.
+/// What a body costs besides its bytes: the ResultBytes (a string, or a segment and its shared
+/// pointer), the shared pointer's control block with its deleter, and their allocator headers.
 constexpr std::uint64_t kBodyOverhead = 128;
 
 /// Gives a body's bytes back to the retention total and the budget when its last holder is gone.
@@ -20,7 +20,7 @@ struct BodyRelease {
   std::shared_ptr<MemoryBudget> budget;
   std::uint64_t bytes = 0;
 
-  void operator()(const std::string* body) const {
+  void operator()(const ResultBytes* body) const {
     delete body;
     body_bytes->fetch_sub(bytes);
     budget->release(bytes);
@@ -28,13 +28,13 @@ struct BodyRelease {
 };
 }  // namespace
 
-std::shared_ptr<const std::string> JobStore::counted_body(std::string bytes) {
-  const std::uint64_t cost = kBodyOverhead + bytes.capacity();
+std::shared_ptr<const ResultBytes> JobStore::counted_body(ResultBytes bytes) {
+  const std::uint64_t cost = kBodyOverhead + bytes.held_bytes();
   // force: the result exists already (it was computed within the budget of its job).
   budget_->force_charge(cost);
   body_bytes_->fetch_add(cost);
   try {
-    return std::shared_ptr<const std::string>(new std::string(std::move(bytes)),
+    return std::shared_ptr<const ResultBytes>(new ResultBytes(std::move(bytes)),
                                               BodyRelease{body_bytes_, budget_, cost});
   } catch (...) {
     body_bytes_->fetch_sub(cost);
@@ -85,7 +85,7 @@ std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restor
     record.finished = true;
     record.final_state = stored.state;
     record.failure = stored.failure;
-    record.body = counted_body(std::move(stored.body));
+    record.body = counted_body(ResultBytes(std::move(stored.body)));
     ticket->state = stored.state;
     auto& placed = jobs_.emplace(stored.id, std::move(record)).first->second;
     retain(stored.id, placed);  // oldest first, so the cap evicts what it would have evicted
@@ -147,18 +147,21 @@ void JobStore::finish(JobOutcome outcome) {
   if (it == jobs_.end() || it->second.finished) return;  // cancelled meanwhile
   const auto id = outcome.id;
   const auto status = outcome.status;
-  auto body = counted_body(std::move(outcome.body));
+  auto body = counted_body(outcome.segment ? ResultBytes(std::move(outcome.segment))
+                                           : ResultBytes(std::move(outcome.body)));
   const auto state =
       status == protocol::Status::kOk ? protocol::JobState::kDone : protocol::JobState::kFailed;
   // FETCH shows the result once it is on disk: a client that saw it sees it after a restart.
   persist(
       "its result", id,
-      [id, state, status, body](JobDatabase& db) { db.record_finished(id, state, status, *body); },
+      [id, state, status, body](JobDatabase& db) {
+        db.record_finished(id, state, status, body->bytes());
+      },
       [this, id, status, body](const std::string&) { apply_finish(id, status, body); });
 }
 
 void JobStore::apply_finish(std::uint32_t id, protocol::Status status,
-                            std::shared_ptr<const std::string> body) {
+                            std::shared_ptr<const ResultBytes> body) {
   auto it = jobs_.find(id);
   if (it == jobs_.end() || it->second.finished) return;  // cancelled meanwhile
   auto& record = it->second;

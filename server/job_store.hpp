@@ -35,6 +35,7 @@
 #include "server/job_database.hpp"
 #include "server/job_ticket.hpp"
 #include "server/memory_budget.hpp"
+#include "server/result_bytes.hpp"
 #include "server/scheduler.hpp"
 
 namespace mrd::server {
@@ -46,7 +47,7 @@ struct JobRecord {
   bool finished = false;
   protocol::Status failure = protocol::Status::kOk;  ///< for kFailed: how FETCH reports it
   /// kDone: the encoded JobResult; kFailed: the reason. Shared with replies being written.
-  std::shared_ptr<const std::string> body;
+  std::shared_ptr<const ResultBytes> body;
   std::string idempotency_key;  ///< empty if the client gave none
   std::uint64_t retained = 0;   ///< bytes of the record itself (its body counts apart)
 
@@ -122,7 +123,7 @@ class JobStore {
   void retain(std::uint32_t id, JobRecord& record);
   /// A result or failure reason as a shared body, counted (in body_bytes_ and the budget) until
   /// its last holder, the table or a reply being written, lets it go.
-  std::shared_ptr<const std::string> counted_body(std::string bytes);
+  std::shared_ptr<const ResultBytes> counted_body(ResultBytes bytes);
   /// Bytes retained: the records in the table and every result body still alive.
   std::uint64_t retained_bytes() const { return record_bytes_ + body_bytes_->load(); }
   void evict_over_cap();
@@ -133,7 +134,7 @@ class JobStore {
                Recorded recorded = {});
   /// The finished job's new state, once its result is recorded.
   void apply_finish(std::uint32_t id, protocol::Status status,
-                    std::shared_ptr<const std::string> body);
+                    std::shared_ptr<const ResultBytes> body);
 
   std::uint64_t max_retained_bytes_;
   JobDatabase* database_;

@@ -8,11 +8,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "protocol/messages.hpp"
 
 namespace mrd::server {
+
+class ResultSegment;
 
 struct JobTicket {
   explicit JobTicket(std::uint32_t job_id) : id(job_id) {}
@@ -42,6 +45,9 @@ struct JobOutcome {
   /// error), kJobCrashed, kJobTimedOut or kJobOutOfMemory.
   protocol::Status status = protocol::Status::kOk;
   std::string body;  ///< kOk: the encoded JobResult; otherwise the reason
+  /// kOk of a result its workers wrote in shared memory (a matrix product): the finished
+  /// segment holding the encoded JobResult, and `body` is empty.
+  std::shared_ptr<const ResultSegment> segment{};
 };
 
 }  // namespace mrd::server

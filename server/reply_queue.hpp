@@ -1,8 +1,9 @@
 // ReplyQueue: the replies a connection has yet to write, in order.
 //
 // Small replies are copied into owned strings. A finished job's result is not: the queue holds a
-// reference to the bytes the job table keeps, so a hundred FETCHes of a 50 MB result cost no
-// more memory than one, and a client that never reads holds at most what it was already sent.
+// reference to the bytes the job table keeps (a string, or the shared memory a matrix product's
+// workers wrote), so a hundred FETCHes of a 50 MB result cost no more memory than one, and a
+// client that never reads holds at most what it was already sent.
 #pragma once
 
 #include <asio/buffer.hpp>
@@ -10,6 +11,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "server/result_bytes.hpp"
 
 namespace mrd::server {
 
@@ -38,8 +41,8 @@ class ReplyQueue {
   }
 
   /// Appends bytes owned by someone else, without copying them.
-  void share(std::shared_ptr<const std::string> body) {
-    if (body && !body->empty()) segments_.push_back({{}, std::move(body)});
+  void share(std::shared_ptr<const ResultBytes> body) {
+    if (body && !body->bytes().empty()) segments_.push_back({{}, std::move(body)});
   }
 
   bool empty() const {
@@ -64,7 +67,8 @@ class ReplyQueue {
   std::vector<asio::const_buffer> buffers() const {
     std::vector<asio::const_buffer> out;
     for (const auto& s : segments_) {
-      out.push_back(s.shared ? asio::buffer(*s.shared) : asio::buffer(s.owned));
+      out.push_back(s.shared ? asio::buffer(s.shared->bytes().data(), s.shared->bytes().size())
+                             : asio::buffer(s.owned));
     }
     return out;
   }
@@ -102,7 +106,7 @@ class ReplyQueue {
  private:
   struct Segment {
     std::string owned;
-    std::shared_ptr<const std::string> shared;
+    std::shared_ptr<const ResultBytes> shared;
   };
   std::vector<Segment> segments_;
   std::shared_ptr<DeferredReply> deferred_;  ///< shared with the write it waits for

@@ -237,13 +237,14 @@ void RequestHandler::fetch(std::string_view body, ReplyQueue& replies) {
   }
   switch (record->final_state) {
     case protocol::JobState::kDone:
-      // The result was encoded once, when the job finished; every FETCH shares those bytes.
+      // The result was encoded once, when the job finished (or written in place by its
+      // workers); every FETCH shares those bytes.
       protocol::append_header(out, code(Status::kOk),
-                              static_cast<std::uint32_t>(record->body->size()));
+                              static_cast<std::uint32_t>(record->body->bytes().size()));
       return replies.share(record->body);
     case protocol::JobState::kFailed:
       return protocol::append_message(out, code(record->failure),
-                                      protocol::ErrorMessage{*record->body});
+                                      protocol::ErrorMessage{std::string(record->body->bytes())});
     default:
       return protocol::append_message(
           out, code(Status::kJobCancelled),

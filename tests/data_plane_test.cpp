@@ -6,14 +6,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <cmath>
 #include <cstring>
 
 #include "protocol/body_io.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/limits.hpp"
 #include "protocol/submit_layout.hpp"
+#include "server/engine/builtin_jobs.hpp"
+#include "server/engine/job_kind.hpp"
+#include "server/engine/matrix_multiply.hpp"
+#include "server/matrix_result.hpp"
 #include "server/pool/segment.hpp"
 #include "server/pool/task_message.hpp"
+#include "server/result_bytes.hpp"
 #include "server/submitted_input.hpp"
 
 namespace mrd::server {
@@ -206,6 +214,38 @@ TEST(FdPassing, TheDescriptorArrivesWithTheHeaderOfItsMessage) {
   ::close(pair[1]);
 }
 
+/// The inode of the file a descriptor is open on.
+ino_t inode_of(int fd) {
+  struct stat info {};
+  EXPECT_EQ(::fstat(fd, &info), 0);
+  return info.st_ino;
+}
+
+TEST(FdPassing, TwoDescriptorsArriveInOrderWithTheHeaderOfTheirMessage) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  const auto input = keep(body_of({"words", "sum", {}, Documents{{{"d", "input"}}}}), true);
+  const auto result = ResultSegment::create(7, "header", 100);
+  ASSERT_TRUE(write_task_message(pair[0], TaskMessageType::kMap, "both", input.fd(), result->fd()));
+  ASSERT_TRUE(write_task_message(pair[0], TaskMessageType::kMap, "result", -1, result->fd()));
+  const auto both = read_task_message(pair[1]);
+  ASSERT_TRUE(both);
+  EXPECT_EQ(both->body, "both");
+  ASSERT_TRUE(both->attached);
+  ASSERT_TRUE(both->also_attached);
+  EXPECT_EQ(inode_of(both->attached.get()), inode_of(input.fd()));
+  EXPECT_EQ(inode_of(both->also_attached.get()), inode_of(result->fd()));
+  // Only one sent: it is the first, whichever file it is (the task says which it expects).
+  const auto one = read_task_message(pair[1]);
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->body, "result");
+  ASSERT_TRUE(one->attached);
+  EXPECT_FALSE(one->also_attached);
+  EXPECT_EQ(inode_of(one->attached.get()), inode_of(result->fd()));
+  ::close(pair[0]);
+  ::close(pair[1]);
+}
+
 TEST(SegmentView, RefusesRangesPastTheFile) {
   const auto input = keep(body_of({"words", "sum", {}, Documents{{{"d", "abc"}}}}), true);
   EXPECT_THROW(SegmentView(input.fd(), 0, input.bytes().size() + 1), std::runtime_error);
@@ -284,6 +324,95 @@ TEST(MapTask, RangesOutsideTheSpanAreRefusedWhenDecoding) {
   std::memcpy(body.data() + text_size_at, &size, 8);
   EXPECT_THROW(decode_map_task(body), protocol::DecodeError);
   EXPECT_THROW(decode_map_task(body.substr(0, body.size() - 1)), protocol::DecodeError);
+}
+
+TEST(MapTask, AProductsTaskNamesTheRowsOfTheResultItWrites) {
+  const Matrix a{4, 2, {1, 2, 3, 4, 5, 6, 7, 8}};
+  const auto input = keep(body_of({"matmul", "rows", {}, MatrixPair{a, a}}), false);
+  const auto body = encode_map_task({"matmul", "rows", 1, 0}, input.view(), input.bytes(), false,
+                                    protocol::ByteRange{32, 64});
+  const auto task = decode_map_task(body);
+  EXPECT_TRUE(task.result_in_file);
+  EXPECT_EQ(task.result.offset, 32u);
+  EXPECT_EQ(task.result.size, 64u);
+  const auto plain = decode_map_task(
+      encode_map_task({"matmul", "rows", 1, 0}, input.view(), input.bytes(), false));
+  EXPECT_FALSE(plain.result_in_file);
+  // Only a product writes into a result file.
+  const auto words = keep(body_of({"words", "sum", {}, Documents{{{"a", "b c d"}}}}), false);
+  EXPECT_THROW(decode_map_task(encode_map_task({"words", "sum", 1, 0}, words.view(), words.bytes(),
+                                               false, protocol::ByteRange{32, 8})),
+               protocol::DecodeError);
+}
+
+TEST(MatrixResult, TheHeaderIsTheEncodedResultsFirstBytes) {
+  const std::vector<std::pair<std::uint64_t, std::uint64_t>> shapes{
+      {0, 0}, {1, 1}, {3, 7}, {5792, 5792}, {1 << 20, 0}};
+  for (const auto& [rows, cols] : shapes) {
+    // Only the header is compared: the values need not exist.
+    const Matrix small{rows, cols, {}};
+    auto header = protocol::encode(protocol::JobResult{small});
+    ASSERT_EQ(header.size(), engine::kMatrixResultHeaderBytes);
+    std::uint64_t count = rows * cols;  // encode wrote 0: the values vector is empty
+    std::memcpy(header.data() + 17, &count, 8);
+    EXPECT_EQ(engine::matrix_result_header(rows, cols), header) << rows << "x" << cols;
+  }
+}
+
+/// A deterministic matrix of values that are not small integers, so that any difference in how
+/// BLAS was called would show in the bytes.
+Matrix irregular(std::uint64_t rows, std::uint64_t cols, double seed) {
+  Matrix m{rows, cols, std::vector<double>(rows * cols)};
+  for (std::size_t i = 0; i < m.values.size(); ++i)
+    m.values[i] = std::sin(seed + double(i)) / (1 + double(i % 13));
+  return m;
+}
+
+/// Each chunk's task writes its rows into the result file, as workers do (several views at once,
+/// each from its own page boundary); the finished file is the FETCH body the old path encoded,
+/// byte for byte, and sealed.
+TEST(MatrixResult, RowsWrittenInPlaceAreTheEncodedResultByteForByte) {
+  const auto& kind = engine::matrix_multiply_job();
+  for (const std::uint64_t chunk_bytes : {1ull, 3000ull, 100000ull, 1ull << 30}) {
+    const auto input = keep(
+        body_of({"matmul", "rows", {}, MatrixPair{irregular(301, 37, 1), irregular(37, 29, 2)}}),
+        true);
+    const auto chunks = kind.split(input.view(), chunk_bytes);
+    MatrixResult result(input.view(), chunks);
+    ASSERT_EQ(result.rows.size(), chunks.size());
+    const int copy = ::dup(result.segment->fd());  // to read its seals once it is finished
+    std::vector<std::string> blocks;
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      const ResultView rows(result.segment->fd(), result.rows[i].offset, result.rows[i].end());
+      engine::multiply_into(chunks[i], rows.data(), result.rows[i].size);
+      blocks.push_back(kind.map(chunks[i], 1).at(0));  // the old path: pieces, then assemble
+    }
+    const auto expected = protocol::encode(kind.assemble(std::move(blocks)));
+    EXPECT_EQ(Segment::live_shared() > 0, true);
+    result.segment->finish();
+    EXPECT_EQ(result.segment->fd(), -1);
+    ASSERT_EQ(result.segment->body().size(), expected.size());
+    EXPECT_TRUE(result.segment->body() == expected) << "chunk bytes " << chunk_bytes;
+    EXPECT_EQ(::fcntl(copy, F_GET_SEALS) & F_SEAL_WRITE, F_SEAL_WRITE);
+    ::close(copy);
+    const ResultBytes bytes(std::shared_ptr<const ResultSegment>(std::move(result.segment)));
+    EXPECT_TRUE(bytes.bytes() == expected);
+  }
+}
+
+TEST(MatrixResult, AWrongRangeIsRefusedNotWrittenPast) {
+  const auto input =
+      keep(body_of({"matmul", "rows", {}, MatrixPair{irregular(20, 20, 1), irregular(20, 20, 2)}}),
+           false);
+  std::vector<double> c(401, 7.0);
+  auto* out = reinterpret_cast<char*>(c.data());
+  EXPECT_THROW(engine::multiply_into(input.view(), out, 399 * 8), engine::JobError);
+  EXPECT_THROW(engine::multiply_into(input.view(), out + 4, 400 * 8), engine::JobError);
+  EXPECT_EQ(c[400], 7.0);
+  engine::multiply_into(input.view(), out, 400 * 8);
+  EXPECT_EQ(c[400], 7.0);
+  const auto result = ResultSegment::create(7, "h", 100);
+  EXPECT_THROW(ResultView(result->fd(), 50, 108), std::runtime_error);
 }
 
 TEST(TaskPieces, RoundTripAndRefuseLies) {

@@ -287,6 +287,23 @@ TEST(Scheduler, WordsCraftedToCollideCostNoMoreThanOtherWords) {
   }
 }
 
+InputFiles result_files_of(pid_t pid) {
+  return input_files_of(pid, "memfd:mrd-result");
+}
+
+/// Waits until one of the server's workers has a product's result file mapped (it is writing its
+/// rows of C); returns that worker, or 0 if none did within 30 s.
+pid_t worker_writing_a_result(ServerProcess& server) {
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (const auto pid : server.worker_pids()) {
+      if (result_files_of(pid).mappings > 0) return pid;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  return 0;
+}
+
 /// Every SUBMIT of at least 64 KiB lands in a memory file that workers map; a long run of such
 /// jobs (finished, failed, cancelled) must leave no descriptor and no mapping behind, in the
 /// server or in its workers.
@@ -373,6 +390,108 @@ TEST(DataPlane, AWorkerKilledWithTheInputMappedIsReplacedAndItsTaskRunsAgain) {
   EXPECT_EQ(as_map(result_of(wait_for(client, id, 60s))), expected);
   EXPECT_EQ(server_stats(client).worker_restarts, 1u);
   EXPECT_NE(server.worker_pids().at(0), worker);
+}
+
+/// A big product's map tasks write C straight into one shared result file, which FETCH sends. A
+/// worker killed while it has that file mapped is replaced and its task runs again, rewriting its
+/// rows: the result is still right, and nothing of the file is left in any worker.
+TEST(DataPlane, AWorkerKilledWithTheResultMappedIsReplacedAndItsTaskRunsAgain) {
+  ServerProcess server({"--workers", "1"}, kCapped);
+  RawClient client(server.port());
+  const auto a = matrix(1200, 1200, 5);  // C is 11 MB: written in place, about a second of BLAS
+  const auto id =
+      submit(client, {"matmul", "rows", {}, protocol::MatrixPair{a, twice_identity(1200)}});
+  const auto worker = worker_writing_a_result(server);
+  ASSERT_NE(worker, 0) << "no worker mapped the result";
+  // The server holds the file's descriptor while the job runs: that is what it hands workers.
+  // (At least one: the copy sent with the task may not be closed yet when the worker maps it.)
+  EXPECT_GE(result_files_of(server.pid()).descriptors, 1u);
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  expect_twice(a, result_of(wait_for(client, id, 120s)));
+  EXPECT_EQ(server_stats(client).worker_restarts, 1u);
+  EXPECT_NE(server.worker_pids().at(0), worker);
+  // Finished, the result is a read-only mapping in the server and no descriptor; no worker has it.
+  const auto files = result_files_of(server.pid());
+  EXPECT_EQ(files.descriptors, 0u);
+  EXPECT_EQ(files.mappings, 1u);
+  for (const auto pid : server.worker_pids())
+    EXPECT_EQ(result_files_of(pid).mappings, 0u) << "worker " << pid;
+}
+
+/// Products finished, cancelled while their workers write C, and failed (past their deadline)
+/// must leave no result file behind: no descriptor anywhere, and in the server only the mappings
+/// of the results it still keeps (the retention cap evicts the others).
+TEST(DataPlane, ALongRunOfProductsLeavesNoResultFilesBehind) {
+  ServerProcess server({"--workers", "2", "--max-retained-mib", "1"}, kCapped);
+  RawClient client(server.port());
+  const auto a = matrix(256, 256, 1);  // C is 512 KiB: written in place
+  const protocol::SubmitRequest product{
+      "matmul", "rows", {}, protocol::MatrixPair{a, twice_identity(256)}};
+  expect_twice(a, result_of(wait_for(client, submit(client, product), 60s)));
+  const auto fds_before = server.open_fds();
+  const auto maps_before = input_files_of(server.pid()).all_mappings;
+
+  const auto big = matrix(1000, 1000, 2);
+  for (int round = 0; round < 20; ++round) {
+    expect_twice(a, result_of(wait_for(client, submit(client, product), 60s)));
+    if (round % 5 == 1) {
+      // Past its 1 ms deadline three times: JOB_TIMED_OUT, its workers killed mid-write.
+      const auto late =
+          submit(client,
+                 {"matmul", "rows", {0, 0, 1, 0}, protocol::MatrixPair{big, twice_identity(1000)}});
+      EXPECT_EQ(wait_for(client, late, 60s).status,
+                static_cast<std::uint8_t>(Status::kJobTimedOut));
+    }
+    if (round % 5 == 3) {
+      // Cancelled while a worker writes its rows.
+      const auto cancelled =
+          submit(client, {"matmul", "rows", {}, protocol::MatrixPair{big, twice_identity(1000)}});
+      ASSERT_NE(worker_writing_a_result(server), 0) << "no worker mapped the result";
+      client.send_message(Opcode::kCancel, protocol::JobId{cancelled});
+      const auto reply = client.read_reply();
+      ASSERT_TRUE(reply);
+      EXPECT_EQ(reply->status, kOk);
+    }
+  }
+  const auto after = result_files_of(server.pid());
+  EXPECT_EQ(after.descriptors, 0u);
+  // The newest results within 1 MiB, and the newest one whatever its size.
+  EXPECT_LE(after.mappings, 2u);
+  EXPECT_EQ(server.open_fds(), fds_before);
+  if (!kSanitized) {
+    EXPECT_LE(after.all_mappings, maps_before + 8) << "mappings grew with the number of jobs";
+  }
+  expect_tiny_job_served(server.port());  // a last job: every worker has finished the others
+  for (const auto pid : server.worker_pids()) {
+    EXPECT_EQ(result_files_of(pid).descriptors, 0u) << "worker " << pid;
+    EXPECT_EQ(result_files_of(pid).mappings, 0u) << "worker " << pid;
+  }
+}
+
+/// With --data-dir, a result written in place is stored like any other, and served again, byte
+/// for byte, by a server started after a SIGKILL.
+TEST(DataPlane, AProductsResultFileIsStoredAndServedAfterARestart) {
+  TempDir dir;
+  const std::vector<std::string> args{"--data-dir", (dir.path() / "data").string()};
+  const auto a = matrix(300, 300, 4);  // C is 703 KiB: written in place
+  std::string first;
+  std::uint32_t id = 0;
+  {
+    ServerProcess server(args, kCapped);
+    RawClient client(server.port());
+    id = submit(client, {"matmul", "rows", {}, protocol::MatrixPair{a, twice_identity(300)}});
+    const auto reply = wait_for(client, id, 60s);
+    expect_twice(a, result_of(reply));
+    first = reply.body;
+    server.stop(SIGKILL);
+  }
+  ServerProcess server(args, kCapped);
+  RawClient client(server.port());
+  client.send_message(Opcode::kFetch, protocol::JobId{id});
+  const auto again = client.read_reply();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, kOk);
+  EXPECT_TRUE(again->body == first) << "the restored result differs";
 }
 
 }  // namespace

@@ -309,25 +309,26 @@ class RawClient {
   bool eof_ = false;
 };
 
-/// How many of a process's mappings, and of its descriptors, are job inputs (memory files).
+/// How many of a process's mappings, and of its descriptors, are job inputs (memory files), or
+/// results of matrix products (with `name` "memfd:mrd-result").
 struct InputFiles {
   std::size_t mappings = 0;
   std::size_t descriptors = 0;
   std::size_t all_mappings = 0;  ///< every line of /proc/PID/maps
 };
 
-inline InputFiles input_files_of(pid_t pid) {
+inline InputFiles input_files_of(pid_t pid, const std::string& name = "memfd:mrd-input") {
   InputFiles files;
   const auto proc = std::filesystem::path("/proc") / std::to_string(pid);
   std::ifstream maps(proc / "maps");
   for (std::string line; std::getline(maps, line);) {
     ++files.all_mappings;
-    if (line.find("memfd:mrd-input") != std::string::npos) ++files.mappings;
+    if (line.find(name) != std::string::npos) ++files.mappings;
   }
   std::error_code error;
   for (const auto& fd : std::filesystem::directory_iterator(proc / "fd", error)) {
     const auto target = std::filesystem::read_symlink(fd.path(), error);
-    if (!error && target.string().find("memfd:mrd-input") != std::string::npos) ++files.descriptors;
+    if (!error && target.string().find(name) != std::string::npos) ++files.descriptors;
   }
   return files;
 }

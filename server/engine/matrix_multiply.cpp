@@ -5,9 +5,14 @@
 // BLAS, reading both in place, and the blocks of C only need to be stacked in chunk order: there
 // is no reduce step. The one map piece is the block of C, encoded
 // as protocol::write_matrix does (u64 rows, u64 cols, then the values as a u64 count and f64s).
+// A big product skips the pieces: each task writes its rows of C where the result lives
+// (multiply_into, matrix_multiply.hpp).
+#include "server/engine/matrix_multiply.hpp"
+
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include "protocol/body_io.hpp"
@@ -43,17 +48,25 @@ void check_shape(const MatrixView& m, const char* name) {
   }
 }
 
-/// a x b with cblas_dgemm, reading both where they are; the shapes have been checked.
-Matrix multiply(const MatrixView& a, const MatrixView& b) {
-  Matrix c{a.rows, b.cols, std::vector<double>(a.rows * b.cols, 0.0)};
+/// c = a x b with cblas_dgemm, reading both where they are; the shapes have been checked and
+/// `c` holds a.rows * b.cols values.
+void multiply(const MatrixView& a, const MatrixView& b, double* c) {
   // BLAS rejects a leading dimension of 0, and with any side 0 the product is all zeros (or
   // empty) anyway, so it is only called when there is something to multiply.
-  if (a.rows == 0 || a.cols == 0 || b.cols == 0) return c;
+  if (a.rows == 0 || a.cols == 0 || b.cols == 0) {
+    std::memset(c, 0, a.rows * b.cols * sizeof(double));
+    return;
+  }
   const auto m = static_cast<blasint>(a.rows);
   const auto k = static_cast<blasint>(a.cols);
   const auto n = static_cast<blasint>(b.cols);
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, a.values.data(), k,
-              b.values.data(), n, 0.0, c.values.data(), n);
+              b.values.data(), n, 0.0, c, n);
+}
+
+Matrix multiply(const MatrixView& a, const MatrixView& b) {
+  Matrix c{a.rows, b.cols, std::vector<double>(a.rows * b.cols, 0.0)};
+  multiply(a, b, c.values.data());
   return c;
 }
 
@@ -145,6 +158,31 @@ class MatrixMultiply final : public JobKind {
 const JobKind& matrix_multiply_job() {
   static const MatrixMultiply job;
   return job;
+}
+
+std::string matrix_result_header(std::uint64_t rows, std::uint64_t cols) {
+  // As protocol's write(JobResult) starts a matrix: its variant index, then write_matrix's
+  // fields up to the values. Tests hold it to protocol::encode byte for byte.
+  std::string header;
+  protocol::BodyWriter writer(header);
+  writer.value(static_cast<std::uint8_t>(protocol::JobResult(Matrix{}).index()));
+  writer.value(rows);
+  writer.value(cols);
+  writer.count(rows * cols);
+  return header;
+}
+
+void multiply_into(const InputView& chunk, char* c, std::uint64_t bytes) {
+  matrix_multiply_job().validate(chunk);  // BLAS would read out of bounds on a wrong shape
+  const auto& pair = std::get<MatrixPairView>(chunk);
+  if (bytes != pair.a.rows * pair.b.cols * sizeof(double)) {
+    throw JobError("a block of " + shape(pair.a) + " by " + shape(pair.b) +
+                   " cannot be written in " + std::to_string(bytes) + " bytes");
+  }
+  if (reinterpret_cast<std::uintptr_t>(c) % alignof(double) != 0) {
+    throw JobError("the rows of C to write are not aligned for doubles");
+  }
+  multiply(pair.a, pair.b, reinterpret_cast<double*>(c));
 }
 
 }  // namespace mrd::engine

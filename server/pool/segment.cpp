@@ -90,26 +90,112 @@ Segment::~Segment() {
   --live_shared_;
 }
 
-SegmentView::SegmentView(int fd, std::uint64_t begin, std::uint64_t end) {
+std::unique_ptr<ResultSegment> ResultSegment::create(std::uint64_t padding, std::string_view header,
+                                                     std::uint64_t body_bytes) {
+  std::unique_ptr<ResultSegment> segment(new ResultSegment);
+  segment->padding_ = padding;
+  segment->body_size_ = body_bytes;
+  const int fd = ::memfd_create("mrd-result", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) fail("memfd_create");
+  segment->fd_ = fd;  // closed by finish() or the destructor from here on
+  ++Segment::live_shared_;
+  if (::ftruncate(fd, static_cast<off_t>(padding + body_bytes)) != 0) fail("ftruncate");
+  for (std::uint64_t done = 0; done < header.size();) {
+    const auto n = ::pwrite(fd, header.data() + done, header.size() - done,
+                            static_cast<off_t>(padding + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("writing the result's header to its memory file");
+    done += static_cast<std::uint64_t>(n);
+  }
+  return segment;
+}
+
+void ResultSegment::finish() {
+  if (fd_ < 0) return;
+  // Sealed, nobody can change the bytes FETCH sends. The seal needs every writable mapping gone:
+  // workers unmap before they answer, and a killed worker's mappings go with it; should one
+  // still linger, the file stays unsealed, with no writer left all the same.
+  ::fcntl(fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+  mapped_ = std::max<std::uint64_t>(padding_ + body_size_, 1);
+  void* mapping = ::mmap(nullptr, mapped_, PROT_READ, MAP_SHARED, fd_, 0);
+  if (mapping == MAP_FAILED) {
+    mapped_ = 0;
+    fail("mmap");
+  }
+  mapping_ = mapping;
+  ::close(fd_);
+  fd_ = -1;
+  --Segment::live_shared_;
+}
+
+std::string_view ResultSegment::body() const {
+  if (!mapping_) return {};
+  return {static_cast<const char*>(mapping_) + padding_, body_size_};
+}
+
+ResultSegment::~ResultSegment() {
+  if (mapping_) ::munmap(mapping_, mapped_);
+  if (fd_ >= 0) {
+    ::close(fd_);
+    --Segment::live_shared_;
+  }
+}
+
+namespace {
+
+/// A mapping of bytes [begin, end) of the memory file `fd`, from the page that holds `begin` (a
+/// mapping starts on a page boundary), after checking that the file holds them.
+struct RangeMapping {
+  void* mapping = nullptr;
+  std::uint64_t length = 0;
+  std::uint64_t skip = 0;  ///< from the mapping's start to byte `begin`
+};
+
+RangeMapping map_range(int fd, std::uint64_t begin, std::uint64_t end, int protection, int flags,
+                       const char* what) {
   struct stat info {};
-  if (::fstat(fd, &info) != 0) throw std::runtime_error("cannot read the input's size");
+  if (::fstat(fd, &info) != 0)
+    throw std::runtime_error(std::string("cannot read the size of ") + what);
   if (begin > end || end > static_cast<std::uint64_t>(info.st_size)) {
     throw std::runtime_error("a task names bytes " + std::to_string(begin) + " to " +
-                             std::to_string(end) + " of an input of " +
+                             std::to_string(end) + " of " + what + " of " +
                              std::to_string(info.st_size) + " bytes");
   }
-  // A mapping starts on a page boundary: map from the page that holds `begin`.
+  RangeMapping range;
   const auto first_page = begin - begin % page_size();
-  length_ = std::max<std::uint64_t>(end - first_page, 1);
+  range.skip = begin - first_page;
+  range.length = std::max<std::uint64_t>(end - first_page, 1);
+  range.mapping = ::mmap(nullptr, range.length, protection, MAP_SHARED | flags, fd,
+                         static_cast<off_t>(first_page));
+  if (range.mapping == MAP_FAILED) {
+    throw std::runtime_error(std::string("cannot map ") + what + ": " + std::strerror(errno));
+  }
+  return range;
+}
+
+}  // namespace
+
+ResultView::ResultView(int fd, std::uint64_t begin, std::uint64_t end) {
+  // Populated: the task writes every byte of its range, and one call that allocates the file's
+  // pages in bulk is cheaper than a fault per page.
+  const auto range = map_range(fd, begin, end, PROT_READ | PROT_WRITE, MAP_POPULATE, "the result");
+  mapping_ = range.mapping;
+  length_ = range.length;
+  data_ = static_cast<char*>(mapping_) + range.skip;
+}
+
+ResultView::~ResultView() {
+  if (mapping_) ::munmap(mapping_, length_);
+}
+
+SegmentView::SegmentView(int fd, std::uint64_t begin, std::uint64_t end) {
   // Not populated: a span may hold bytes the task never reads (the rows of A between its block
   // and B), and a read fault maps the pages around it too (the kernel's fault-around), so the
   // pages the task does read cost a fault per 64 KiB, not per page.
-  mapping_ = ::mmap(nullptr, length_, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(first_page));
-  if (mapping_ == MAP_FAILED) {
-    mapping_ = nullptr;
-    throw std::runtime_error("cannot map the task's input: " + std::string(std::strerror(errno)));
-  }
-  data_ = static_cast<const char*>(mapping_) + (begin - first_page);
+  const auto range = map_range(fd, begin, end, PROT_READ, 0, "the input");
+  mapping_ = range.mapping;
+  length_ = range.length;
+  data_ = static_cast<const char*>(mapping_) + range.skip;
 }
 
 SegmentView::~SegmentView() {

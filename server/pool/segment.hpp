@@ -48,7 +48,8 @@ class Segment {
   /// The memory file's descriptor, or -1 for a heap segment.
   int fd() const { return fd_; }
 
-  /// Shared segments alive in this process (each holds a descriptor until its job is done).
+  /// Shared segments alive in this process (each holds a descriptor until its job is done),
+  /// result segments not yet finished included.
   static std::uint64_t live_shared() { return live_shared_.load(); }
 
  private:
@@ -60,6 +61,70 @@ class Segment {
   int fd_ = -1;
   std::unique_ptr<unsigned char[]> heap_;
   static inline std::atomic<std::uint64_t> live_shared_{0};
+  friend class ResultSegment;
+};
+
+/// A job's result, written by its workers straight into shared memory (a matrix product's C).
+///
+/// The server makes a memory file of `padding` zero bytes, then `header`, then room for the rest
+/// of the body; each worker maps the range of it that its task writes (ResultView) and writes
+/// there. When every task has answered, finish() seals the file and maps it read-only: from then
+/// on it is the result's bytes, [padding, size()), which FETCH sends as they are. No descriptor
+/// is kept after finish(): a finished result costs a mapping, not a file descriptor.
+class ResultSegment {
+ public:
+  /// A memory file of `padding` + `body_bytes` bytes whose body starts with `header`. Throws
+  /// std::system_error if it cannot be made (no descriptor left, no memory).
+  static std::unique_ptr<ResultSegment> create(std::uint64_t padding, std::string_view header,
+                                               std::uint64_t body_bytes);
+
+  ~ResultSegment();
+  ResultSegment(const ResultSegment&) = delete;
+  ResultSegment& operator=(const ResultSegment&) = delete;
+
+  /// The memory file's descriptor for workers to map, or -1 once finished.
+  int fd() const { return fd_; }
+  /// Where the body starts in the file.
+  std::uint64_t padding() const { return padding_; }
+  /// Bytes of the body.
+  std::uint64_t body_size() const { return body_size_; }
+
+  /// Every writer is done: seals the file against writes and resizes (if no writable mapping is
+  /// left anywhere; otherwise it stays unsealed, and unchanged all the same), maps it read-only
+  /// and closes its descriptor. Throws std::system_error if the mapping fails.
+  void finish();
+  /// The body, once finished (empty before).
+  std::string_view body() const;
+
+ private:
+  ResultSegment() = default;
+  void* mapping_ = nullptr;
+  std::uint64_t mapped_ = 0;  ///< bytes mapped once finished
+  std::uint64_t padding_ = 0;
+  std::uint64_t body_size_ = 0;
+  int fd_ = -1;
+};
+
+/// A writable mapping of part of a job's result file, made by a worker for one task: the task's
+/// output goes straight there.
+class ResultView {
+ public:
+  /// Maps bytes [begin, end) of the memory file `fd` for writing, after checking that the file
+  /// holds them. Throws std::runtime_error if it does not or the mapping fails.
+  ResultView(int fd, std::uint64_t begin, std::uint64_t end);
+  ~ResultView();
+  ResultView(const ResultView&) = delete;
+  ResultView& operator=(const ResultView&) = delete;
+
+  /// The address of byte `begin`.
+  char* data() const { return data_; }
+  /// Bytes of address space the mapping takes.
+  std::uint64_t mapped_bytes() const { return length_; }
+
+ private:
+  void* mapping_ = nullptr;
+  std::uint64_t length_ = 0;
+  char* data_ = nullptr;
 };
 
 /// A shared segment being filled in order, as its bytes arrive (a big SUBMIT body is received

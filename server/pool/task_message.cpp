@@ -129,7 +129,8 @@ bool read_all(int fd, char* data, std::size_t size) {
 }  // namespace
 
 std::string encode_map_task(const TaskJob& job, const engine::InputView& chunk,
-                            std::string_view input, bool in_file) {
+                            std::string_view input, bool in_file,
+                            std::optional<protocol::ByteRange> result) {
   RangeFinder find(input);
   std::string out;
   TaskWriter w(out);
@@ -150,6 +151,8 @@ std::string encode_map_task(const TaskJob& job, const engine::InputView& chunk,
   }
   const auto span = find.span();
   w.range(span);
+  w.value(static_cast<std::uint8_t>(result.has_value()));
+  w.range(result.value_or(ByteRange{}));
   w.value(static_cast<std::uint8_t>(in_file));
   if (!in_file) {
     // Padding puts the inline bytes on an 8-byte boundary of the body, so that the numbers in
@@ -189,6 +192,11 @@ MapTask decode_map_task(std::string_view body) {
     default: throw DecodeError("task message: input kind " + std::to_string(chunk.kind));
   }
   task.span = r.range();
+  task.result_in_file = r.value<std::uint8_t>() != 0;
+  task.result = r.range();
+  if (task.result_in_file && chunk.kind != 2) {
+    throw DecodeError("task message: only a matrix product writes into a result file");
+  }
   task.in_file = r.value<std::uint8_t>() != 0;
   if (!task.in_file) {
     r.take(r.value<std::uint8_t>());  // padding
@@ -279,14 +287,20 @@ std::optional<std::pair<TaskMessageType, std::uint64_t>> parse_task_header(
   return std::pair{static_cast<TaskMessageType>(type), length};
 }
 
-bool write_task_message(int fd, TaskMessageType type, std::string_view body, int attached) {
+bool write_task_message(int fd, TaskMessageType type, std::string_view body, int attached,
+                        int also_attached) {
   std::string header;
   append_task_header(header, type, body.size());
-  if (attached >= 0) {
-    // The descriptor goes with the header's first byte; the rest follows as usual.
+  int fds[kMaxAttachedFds];
+  std::size_t count = 0;
+  for (const int each : {attached, also_attached}) {
+    if (each >= 0) fds[count++] = each;
+  }
+  if (count > 0) {
+    // The descriptors go with the header's first byte; the rest follows as usual.
     ssize_t n;
     do {
-      n = send_with_fd(fd, header.data(), header.size(), attached);
+      n = send_with_fds(fd, header.data(), header.size(), fds, count);
     } while (n < 0 && errno == EINTR);
     if (n <= 0) return false;
     header.erase(0, static_cast<std::size_t>(n));
@@ -299,8 +313,11 @@ std::optional<TaskMessage> read_task_message(int fd) {
   TaskMessage message;
   std::size_t have = 0;
   while (have < sizeof header) {
-    const auto n = receive_with_fd(fd, reinterpret_cast<char*>(header) + have, sizeof header - have,
-                                   message.attached);
+    OwnedFd received[kMaxAttachedFds];
+    const auto n = receive_with_fds(fd, reinterpret_cast<char*>(header) + have,
+                                    sizeof header - have, received, kMaxAttachedFds);
+    if (received[0]) message.attached = std::move(received[0]);
+    if (received[1]) message.also_attached = std::move(received[1]);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return std::nullopt;
     have += static_cast<std::size_t>(n);

@@ -5,7 +5,10 @@
 // Bodies have fixed layouts of little-endian integers and raw bytes, read and written with
 // memcpy (docs/architecture.md draws them). A map task carries no input bytes of its own when its
 // job's input is in a memory file: it names the byte ranges it reads, and the file's descriptor
-// travels with the message's header (fd_passing.hpp).
+// travels with the message's header (fd_passing.hpp). A map task whose output goes straight into
+// its job's result file (a matrix product's rows of C) names the bytes it writes there, and that
+// file's descriptor travels with the header too, after the input's: such a task answers kDone
+// with no pieces.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +45,8 @@ inline constexpr std::size_t kTaskHeaderBytes = 9;
 struct TaskMessage {
   TaskMessageType type = TaskMessageType::kDone;
   std::string body;
-  OwnedFd attached;  ///< the descriptor that came with the message, if any
+  OwnedFd attached;         ///< the first descriptor that came with the message, if any
+  OwnedFd also_attached{};  ///< the second one, if any
 };
 
 /// A task's job: which pair runs, and how.
@@ -63,15 +67,21 @@ struct MapTask {
   /// True if the span's bytes are in the memory file sent with the message; false if they end
   /// the message itself (`inline_bytes`).
   bool in_file = false;
+  /// True if the task writes its output into its job's result file, sent with the message
+  /// (after the input's file, if that is sent too), at bytes `result`; it answers no pieces.
+  bool result_in_file = false;
+  protocol::ByteRange result;     ///< bytes of the result file this task writes
   std::string_view inline_bytes;  ///< views into the message body it was decoded from
 };
 
 /// Encodes a map task for `chunk`, whose views point into `input` (the job's whole input bytes).
 /// The chunk's bytes travel inline unless `in_file`: then the receiver maps them from the memory
-/// file that must be sent with the message. Throws std::invalid_argument if a view of `chunk` is
-/// outside `input`.
+/// file that must be sent with the message. With `result`, the task writes its output at those
+/// bytes of its job's result file, which must be sent with the message too. Throws
+/// std::invalid_argument if a view of `chunk` is outside `input`.
 std::string encode_map_task(const TaskJob& job, const engine::InputView& chunk,
-                            std::string_view input, bool in_file);
+                            std::string_view input, bool in_file,
+                            std::optional<protocol::ByteRange> result = std::nullopt);
 
 /// Decodes a map task; throws protocol::DecodeError if the body breaks the layout or a range is
 /// outside its span.
@@ -104,12 +114,14 @@ void append_task_header(std::string& out, TaskMessageType type, std::uint64_t bo
 std::optional<std::pair<TaskMessageType, std::uint64_t>> parse_task_header(
     const unsigned char (&header)[kTaskHeaderBytes]);
 
-/// Writes a whole message to a blocking file descriptor, with `attached` (if >= 0) sent along
-/// with its header. False if the peer is gone.
-bool write_task_message(int fd, TaskMessageType type, std::string_view body, int attached = -1);
+/// Writes a whole message to a blocking file descriptor, with `attached`, then `also_attached`
+/// (each if >= 0), sent along with its header. False if the peer is gone.
+bool write_task_message(int fd, TaskMessageType type, std::string_view body, int attached = -1,
+                        int also_attached = -1);
 
-/// Reads a whole message (and a descriptor sent with it) from a blocking file descriptor. Empty
-/// on EOF, a read error or a frame that breaks the rules (unknown type, oversized length).
+/// Reads a whole message (and up to two descriptors sent with it) from a blocking file
+/// descriptor. Empty on EOF, a read error or a frame that breaks the rules (unknown type,
+/// oversized length).
 std::optional<TaskMessage> read_task_message(int fd);
 
 }  // namespace mrd::server

@@ -38,10 +38,11 @@ class TaskPool {
   virtual bool idle(unsigned slot) const = 0;
 
   /// Hands a task to an idle worker; its answer, or the worker's loss, comes as a PoolEvent. A
-  /// copy of `attached` (if >= 0: the memory file of the task's input) goes with it. Throws
-  /// std::system_error, the worker still idle, if that copy cannot be made.
+  /// copy of `attached` (if >= 0: the memory file of the task's input), then one of `result` (if
+  /// >= 0: the memory file its output goes into) go with it. Throws std::system_error, the
+  /// worker still idle, if a copy cannot be made.
   virtual void send(unsigned slot, TaskMessageType type, std::string body, MemoryCharge charge,
-                    int attached) = 0;
+                    int attached, int result) = 0;
 
   /// Kills the slot's worker, whatever it is doing, and starts a replacement; says how the old
   /// one ended. Its task, if any, is forgotten: no event will come for it.

@@ -22,12 +22,15 @@ WorkerChannel::~WorkerChannel() {
 }
 
 void WorkerChannel::start_send(TaskMessageType type, std::string body, MemoryCharge charge,
-                               int attached) {
-  // A duplicate: the caller's descriptor may be closed (its job finished) before the first byte
-  // goes out, and its number reused for another file.
+                               int attached, int also_attached) {
+  // Duplicates: the caller's descriptors may be closed (their job finished) before the first
+  // byte goes out, and their numbers reused for other files.
   attached_ = OwnedFd(attached >= 0 ? ::fcntl(attached, F_DUPFD_CLOEXEC, 0) : -1);
-  if (attached >= 0 && !attached_) {
-    throw std::system_error(errno, std::generic_category(), "duplicating the input's descriptor");
+  also_attached_ = OwnedFd(also_attached >= 0 ? ::fcntl(also_attached, F_DUPFD_CLOEXEC, 0) : -1);
+  if ((attached >= 0 && !attached_) || (also_attached >= 0 && !also_attached_)) {
+    attached_.reset();
+    also_attached_.reset();
+    throw std::system_error(errno, std::generic_category(), "duplicating a task's descriptor");
   }
   outgoing_.clear();
   outgoing_.reserve(kTaskHeaderBytes + body.size());
@@ -40,13 +43,19 @@ void WorkerChannel::start_send(TaskMessageType type, std::string body, MemoryCha
 
 bool WorkerChannel::flush() {
   while (sending()) {
-    const auto n = attached_ ? send_with_fd(fd_, outgoing_.data() + sent_, outgoing_.size() - sent_,
-                                            attached_.get())
+    int fds[kMaxAttachedFds];
+    std::size_t count = 0;
+    for (const auto* each : {&attached_, &also_attached_}) {
+      if (*each) fds[count++] = each->get();
+    }
+    const auto n = count > 0 ? send_with_fds(fd_, outgoing_.data() + sent_,
+                                             outgoing_.size() - sent_, fds, count)
                              : ::write(fd_, outgoing_.data() + sent_, outgoing_.size() - sent_);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // the socket is full
     if (n <= 0) return false;
-    attached_.reset();  // it went with the bytes just written
+    attached_.reset();  // they went with the bytes just written
+    also_attached_.reset();
     sent_ += static_cast<std::size_t>(n);
   }
   // All written: the worker has it (in the socket), so the copy here can go.

@@ -27,9 +27,11 @@ class WorkerChannel {
   int fd() const { return fd_; }
 
   /// Starts sending a message; the bytes go out with flush(). Only one message at a time.
-  /// `charge` pays for the encoded body while it is held. A copy of `attached` (if >= 0) goes
-  /// with the message's first byte, so the caller may close its own at once.
-  void start_send(TaskMessageType type, std::string body, MemoryCharge charge, int attached = -1);
+  /// `charge` pays for the encoded body while it is held. A copy of `attached`, then one of
+  /// `also_attached` (each if >= 0) go with the message's first byte, so the caller may close
+  /// its own at once.
+  void start_send(TaskMessageType type, std::string body, MemoryCharge charge, int attached = -1,
+                  int also_attached = -1);
 
   /// True while part of the outgoing message has not been written yet.
   bool sending() const { return sent_ < outgoing_.size(); }
@@ -62,6 +64,7 @@ class WorkerChannel {
   std::size_t sent_ = 0;  ///< bytes of outgoing_ already written
   MemoryCharge outgoing_charge_;
   OwnedFd attached_;              ///< to send with the first byte of outgoing_, then closed
+  OwnedFd also_attached_;         ///< likewise, after attached_
   unsigned char header_[9];       ///< the incoming header, as it arrives
   std::size_t header_bytes_ = 0;  ///< bytes of header_ received
   std::uint64_t length_ = 0;      ///< declared body length, once the header is complete

@@ -8,7 +8,9 @@
 #include <new>
 #include <optional>
 
+#include "server/engine/builtin_jobs.hpp"
 #include "server/engine/job_kind.hpp"
+#include "server/engine/matrix_multiply.hpp"
 #include "server/pool/segment.hpp"
 #include "server/pool/worker_process.hpp"
 
@@ -41,7 +43,9 @@ void limit_memory(std::uint32_t mebibytes, std::uint64_t mapped = 0) {
 }
 
 /// Runs a map task (or a fused map and reduce) on its chunk, read in place: from the input's
-/// memory file that came with the message, or from the message itself.
+/// memory file that came with the message, or from the message itself. A task of a big matrix
+/// product writes its rows of C into the result's memory file, which came with the message too,
+/// and answers no pieces; its mapping is gone before the answer goes.
 std::string run_map_task(const TaskMessage& message) {
   const auto task = decode_map_task(message.body);
   const char* span_bytes = task.inline_bytes.data();
@@ -50,6 +54,19 @@ std::string run_map_task(const TaskMessage& message) {
     if (!message.attached) throw engine::JobError("a map task came without its input's file");
     mapped.emplace(message.attached.get(), task.span.offset, task.span.end());
     span_bytes = mapped->data();
+  }
+  if (task.result_in_file) {
+    // The result's file comes after the input's, when that came too.
+    const auto& file = task.in_file ? message.also_attached : message.attached;
+    if (!file) throw engine::JobError("a map task came without its result's file");
+    const ResultView result(file.get(), task.result.offset, task.result.end());
+    limit_memory(task.job.memory_limit_mib,
+                 (mapped ? mapped->mapped_bytes() : 0) + result.mapped_bytes());
+    if (&job_kind_for(task.job.mapper, task.job.reducer) != &engine::matrix_multiply_job()) {
+      throw engine::JobError("only a matrix product writes into a result file");
+    }
+    engine::multiply_into(chunk_view(task, span_bytes), result.data(), task.result.size);
+    return encode_pieces({});
   }
   limit_memory(task.job.memory_limit_mib, mapped ? mapped->mapped_bytes() : 0);
   const auto& kind = job_kind_for(task.job.mapper, task.job.reducer);

@@ -39,9 +39,9 @@ void WorkerPool::start(unsigned index) {
 }
 
 void WorkerPool::send(unsigned index, TaskMessageType type, std::string body, MemoryCharge charge,
-                      int attached) {
+                      int attached, int result) {
   auto& slot = slots_[index];
-  slot.process->channel().start_send(type, std::move(body), std::move(charge), attached);
+  slot.process->channel().start_send(type, std::move(body), std::move(charge), attached, result);
   slot.busy = true;
   // Most tasks fit in the socket buffer at once; the rest goes out as the worker reads.
   if (!slot.process->channel().flush()) {

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -124,7 +125,16 @@ void task_message_corpus() {
   const std::string reduce_task =
       server::encode_reduce_task({"words", "sum", 1, 0}, {&piece_one, &piece_two});
   const std::string pieces = server::encode_pieces({"first", "", "third"});
+  // A product's task that writes its 2 x 1 block of C into the result file at bytes 32 to 48.
+  const double values[] = {1, 2, 3, 4, 5, 6};
+  const std::string_view matrices(reinterpret_cast<const char*>(values), sizeof values);
+  const std::span<const double> all(values);
+  const std::string product_task = server::encode_map_task(
+      {"matmul", "rows", 1, 0},
+      engine::MatrixPairView{{2, 2, all.subspan(0, 4)}, {2, 1, all.subspan(4, 2)}}, matrices, false,
+      ByteRange{32, 16});
   write("task_message_fuzz", "map-task", byte(0) + map_task);
+  write("task_message_fuzz", "map-task-result-in-file", byte(0) + product_task);
   write("task_message_fuzz", "reduce-task", byte(1) + reduce_task);
   write("task_message_fuzz", "pieces", byte(2) + pieces);
   write("task_message_fuzz", "pipe",

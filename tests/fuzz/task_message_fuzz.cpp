@@ -6,7 +6,8 @@
 // cost the server a failed job, never the server itself: everything here must only ever throw.
 //
 // Input: byte 0 picks what the rest is (modulo the number of choices):
-//   0      a map task's body           (decode_map_task, in the worker)
+//   0      a map task's body           (decode_map_task, in the worker; a product's task that
+//          writes its rows of C into a result file writes them into a buffer of that size)
 //   1      a reduce task's body        (decode_reduce_task, in the worker)
 //   2      a map task's answer         (decode_pieces, in the server)
 //   3      the bytes on a worker pipe  (read_task_message, either side)
@@ -26,6 +27,7 @@
 #include "protocol/body_io.hpp"
 #include "protocol/codec.hpp"
 #include "server/engine/job_kind.hpp"
+#include "server/engine/matrix_multiply.hpp"
 #include "server/pool/task_message.hpp"
 
 namespace {
@@ -75,15 +77,28 @@ std::uint64_t touch(const engine::InputView& chunk) {
 /// A map task that carries its bytes inline, encoded again against those bytes.
 std::string reencode(const server::MapTask& task) {
   const auto chunk = server::chunk_view(task, task.inline_bytes.data());
-  return server::encode_map_task(task.job, chunk, task.inline_bytes, false);
+  return server::encode_map_task(task.job, chunk, task.inline_bytes, false,
+                                 task.result_in_file ? std::optional(task.result) : std::nullopt);
 }
+
+/// Largest result range written here: the fuzzer's bytes cannot ask for more memory than this.
+constexpr std::uint64_t kMaxFuzzedResultBytes = 1 << 20;
 
 void map_task(std::string_view body) {
   refused_or_done([&] {
     const auto task = server::decode_map_task(body);
     if (task.in_file) return;  // its bytes are in a memory file that only a worker is sent
     // A worker reads its chunk through these views: every one must lie inside the message.
-    touch(server::chunk_view(task, task.inline_bytes.data()));
+    const auto chunk = server::chunk_view(task, task.inline_bytes.data());
+    touch(chunk);
+    if (task.result_in_file && task.result.size <= kMaxFuzzedResultBytes) {
+      // As a worker writes its rows of C (aligned, as the result file's rows are): the block's
+      // exact size or a JobError, never a write past the range.
+      std::vector<double> rows(task.result.size / sizeof(double) + 1);
+      refused_or_done([&] {
+        engine::multiply_into(chunk, reinterpret_cast<char*>(rows.data()), task.result.size);
+      });
+    }
     // Encoded again against its own bytes, a task is tight (its span is what its ranges read,
     // starting at 0), and a tight task comes back byte for byte. (Bytes, not values: NaN.)
     const auto tight = reencode(server::decode_map_task(reencode(task)));
