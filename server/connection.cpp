@@ -210,6 +210,9 @@ std::size_t Connection::continue_upload(std::string_view received) {
 std::size_t Connection::answer_requests(std::string_view data) {
   std::size_t consumed = 0;
   next_frame_ = 0;
+  // A reply that waited may have been resolved while the replies before it were being written:
+  // it goes first, before anything else is answered.
+  replies_.take_resolved();
   while (!close_ && !replies_.waiting() && replies_.owned_bytes() < kMaxQueuedReplyBytes &&
          replies_.pieces() < kMaxQueuedReplyPieces) {
     const auto frame = protocol::parse_request(data.substr(consumed), config_.max_frame_bytes);
@@ -232,6 +235,7 @@ std::size_t Connection::answer_requests(std::string_view data) {
       break;
     }
     handler_.handle(frame.code, frame.body, replies_);
+    replies_.take_resolved();  // if its reply was known at once after all
     consumed += frame.frame_bytes;
   }
   // Small replies are copies: they are counted too, as long as they are queued.
@@ -316,6 +320,7 @@ void Connection::resume() {
 }
 
 void Connection::answer_held_back() {
+  replies_.take_resolved();
   if (replies_.waiting()) return;
   const auto consumed = answer_requests({pending_.data(), pending_.size()});
   drop_pending(consumed);
