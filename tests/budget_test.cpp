@@ -81,24 +81,43 @@ TEST(BudgetTest, ManyLargeUploadsAtOnceStayWithinTheBudget) {
       }
     });
   }
+  // The uploads are received into memory files, which RSS does not show: watch the files too,
+  // their sizes added to RSS, for as long as the uploads go on.
+  std::atomic<bool> uploading{true};
+  std::uint64_t peak_with_files_kib = 0;
+  std::thread watcher([&] {
+    while (uploading) {
+      std::uint64_t files = 0;
+      for (const auto size : input_file_sizes(server.pid()))
+        files += size;
+      peak_with_files_kib = std::max(peak_with_files_kib, server.rss_kib() + files / 1024);
+      std::this_thread::sleep_for(1ms);
+    }
+  });
   // Meanwhile another client's tiny job runs (the uploads cost reading, not the workers).
   std::this_thread::sleep_for(200ms);
   const auto tiny_seconds = tiny_job_seconds(server);
   for (auto& t : uploaders)
     t.join();
+  uploading = false;
+  watcher.join();
   ASSERT_TRUE(server.running()) << server.log();
   const auto peak = server.peak_rss_kib();
   std::printf(
       "[ figures ] 20 x 100 MiB uploads, budget %llu MiB: %d SERVER_BUSY, %d completed, "
-      "%d other; RSS at start %llu KiB, peak %llu KiB; tiny job %.3f s\n",
+      "%d other; RSS at start %llu KiB, peak %llu KiB, with the upload files %llu KiB; tiny "
+      "job %.3f s\n",
       static_cast<unsigned long long>(kBudgetMib), busy.load(), bad_request.load(), other.load(),
       static_cast<unsigned long long>(rss_at_start), static_cast<unsigned long long>(peak),
-      tiny_seconds);
+      static_cast<unsigned long long>(peak_with_files_kib), tiny_seconds);
   EXPECT_GT(busy.load(), 0);
   EXPECT_EQ(other.load(), 0) << "every upload is answered SERVER_BUSY or completes";
   // A completed upload is decoded once (a BAD_REQUEST here) while its bytes are still held.
   if (!kSanitized) {
     EXPECT_LT(peak, rss_at_start + (kBudgetMib + 64) * 1024) << "past the budget + 64 MiB";
+    EXPECT_LT(peak_with_files_kib, rss_at_start + (kBudgetMib + 64) * 1024)
+        << "past the budget + 64 MiB, counting the memory files uploads are received into";
+    EXPECT_GT(peak_with_files_kib, rss_at_start + 64 * 1024) << "the uploads were not seen";
   }
   EXPECT_LT(tiny_seconds, 10.0);
 }

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -331,6 +332,22 @@ inline InputFiles input_files_of(pid_t pid, const std::string& name = "memfd:mrd
     if (!error && target.string().find(name) != std::string::npos) ++files.descriptors;
   }
   return files;
+}
+
+/// The sizes of the job input memory files a process holds open.
+inline std::vector<std::uint64_t> input_file_sizes(pid_t pid) {
+  std::vector<std::uint64_t> sizes;
+  const auto fds = std::filesystem::path("/proc") / std::to_string(pid) / "fd";
+  std::error_code error;
+  for (const auto& fd : std::filesystem::directory_iterator(fds, error)) {
+    const auto target = std::filesystem::read_symlink(fd.path(), error);
+    struct stat info {};
+    if (!error && target.string().find("memfd:mrd-input") != std::string::npos &&
+        ::stat(fd.path().c_str(), &info) == 0) {
+      sizes.push_back(static_cast<std::uint64_t>(info.st_size));
+    }
+  }
+  return sizes;
 }
 
 }  // namespace mrd::testing

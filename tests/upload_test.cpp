@@ -19,22 +19,6 @@ using protocol::Status;
 
 constexpr ProcessLimits kCapped{.address_space_mib = 4096};
 
-/// The sizes of the job input memory files a process holds open.
-std::vector<std::uint64_t> input_file_sizes(pid_t pid) {
-  std::vector<std::uint64_t> sizes;
-  const auto fds = std::filesystem::path("/proc") / std::to_string(pid) / "fd";
-  std::error_code error;
-  for (const auto& fd : std::filesystem::directory_iterator(fds, error)) {
-    const auto target = std::filesystem::read_symlink(fd.path(), error);
-    struct stat info {};
-    if (!error && target.string().find("memfd:mrd-input") != std::string::npos &&
-        ::stat(fd.path().c_str(), &info) == 0) {
-      sizes.push_back(static_cast<std::uint64_t>(info.st_size));
-    }
-  }
-  return sizes;
-}
-
 /// Waits until `pid` holds exactly one input file of `low` to `high` bytes; false after 10 s.
 bool holds_one_input_file(pid_t pid, std::uint64_t low, std::uint64_t high) {
   const auto deadline = std::chrono::steady_clock::now() + 10s;
