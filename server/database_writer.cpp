@@ -2,6 +2,8 @@
 
 #include <asio/post.hpp>
 
+#include <vector>
+
 #include "server/log.hpp"
 
 namespace mrd::server {
@@ -33,24 +35,49 @@ void DatabaseWriter::stop() {
 
 void DatabaseWriter::run() {
   for (;;) {
-    Item item;
+    std::vector<Item> batch;
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything queued is written
-      item = std::move(queue_.front());
-      queue_.pop_front();
+      // Everything queued meanwhile, up to a bound: one commit for all of it.
+      while (!queue_.empty() && batch.size() < kMaxBatch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
     }
-    std::string error;
+    std::vector<std::string> errors(batch.size());
     try {
-      item.write(database_);
+      if (batch.size() == 1) {
+        batch[0].write(database_);
+      } else {
+        database_.in_one_transaction([&] {
+          for (auto& item : batch)
+            item.write(database_);
+        });
+      }
     } catch (const std::exception& e) {
-      error = e.what();
+      if (batch.size() == 1) {
+        errors[0] = e.what();
+      } else {
+        // Nothing of the batch was written: each write again on its own, so that only the one
+        // that fails (a full disk, say) fails.
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          try {
+            batch[i].write(database_);
+          } catch (const std::exception& alone) {
+            errors[i] = alone.what();
+          }
+        }
+      }
     }
-    if (item.done) {
-      asio::post(io_, [done = std::move(item.done), error = std::move(error)] { done(error); });
-    } else if (!error.empty()) {
-      log(Level::kError, "cannot write to the data directory: ", error);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].done) {
+        asio::post(
+            io_, [done = std::move(batch[i].done), error = std::move(errors[i])] { done(error); });
+      } else if (!errors[i].empty()) {
+        log(Level::kError, "cannot write to the data directory: ", errors[i]);
+      }
     }
   }
 }

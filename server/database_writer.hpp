@@ -2,9 +2,11 @@
 // never waits for a disk.
 //
 // The network thread queues writes (a new job's row, a result, a cancellation, an eviction) in
-// the order it makes the changes; this thread runs them in that order, each in its own
-// transaction as JobDatabase makes them, and hands each one's outcome back to the network thread
-// (posted to its io_context) when it was asked for. A SUBMIT or CANCEL is answered from that
+// the order it makes the changes; this thread runs them in that order and hands each one's
+// outcome back to the network thread (posted to its io_context) when it was asked for. What was
+// queued while a commit ran is written next in one transaction (group commit): a burst of small
+// jobs costs one commit, not one each. If that transaction fails, each of its writes is run again
+// alone, so only the write that cannot be made fails. A SUBMIT or CANCEL is answered from that
 // outcome: the client hears OK only for what is on disk, yet a 64 MiB SUBMIT being written holds
 // up only its own connection. Writes that nobody waits for (an eviction) are queued the same way
 // and keep their order.
@@ -42,6 +44,8 @@ class DatabaseWriter {
   void stop();
 
  private:
+  /// Most writes committed together.
+  static constexpr std::size_t kMaxBatch = 256;
   struct Item {
     Write write;
     Done done;

@@ -103,6 +103,9 @@ void JobDatabase::open(const std::string& directory, Sync sync) {
   // Another process that holds the file for a moment (a backup, the sqlite3 shell) makes a write
   // wait, not fail; the writes run on their own thread (database_writer.hpp), so nobody else does.
   sqlite3_busy_timeout(db_, 30000);
+  // Dropping a finished job's 64 MiB request must not write 64 MiB of zeros (Debian builds SQLite
+  // with SECURE_DELETE on): what is dropped may stay in free pages until they are reused.
+  execute("PRAGMA secure_delete=FAST");
   bool fresh = missing || size == 0;
   if (!fresh) fresh = !check_existing(had_jobs);
   execute("PRAGMA journal_mode=WAL");
@@ -318,8 +321,10 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
 
 void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotency_key,
                                    const RequestDigest* request_digest, std::string_view request) {
-  // One transaction: the row and the id counter commit together or not at all.
-  execute("BEGIN");
+  // One transaction: the row and the id counter commit together or not at all (inside a group's
+  // transaction, with it).
+  const bool own_transaction = sqlite3_get_autocommit(db_) != 0;
+  if (own_transaction) execute("BEGIN");
   try {
     sqlite3_bind_int64(insert_, 1, id);
     if (idempotency_key.empty()) {
@@ -336,13 +341,17 @@ void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotenc
     run(insert_);
     sqlite3_bind_int64(remember_id_, 1, id);
     run(remember_id_);
-    execute("COMMIT");
+    if (own_transaction) execute("COMMIT");
   } catch (...) {
-    // After some errors (a full disk among them) SQLite has rolled back already; a ROLLBACK then
-    // fails with "no transaction is active", and must not replace the error that matters.
-    if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    if (own_transaction) roll_back();
     throw;
   }
+}
+
+void JobDatabase::roll_back() {
+  // After some errors (a full disk among them) SQLite has rolled back already; a ROLLBACK then
+  // fails with "no transaction is active", and must not replace the error that matters.
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
 void JobDatabase::record_finished(std::uint32_t id, protocol::JobState state,

@@ -83,6 +83,21 @@ class JobDatabase {
   void record_cancelled(std::uint32_t id);
   void record_evicted(std::uint32_t id);
 
+  /// Runs `writes` in one transaction, committed once (group commit): the record_* calls inside
+  /// join it instead of committing on their own. If anything fails the whole transaction is
+  /// rolled back and the error thrown: nothing of it was written.
+  template <class Writes>
+  void in_one_transaction(Writes writes) {
+    execute("BEGIN");
+    try {
+      writes();
+      execute("COMMIT");
+    } catch (...) {
+      roll_back();
+      throw;
+    }
+  }
+
  private:
   void open(const std::string& directory, Sync sync);
   /// The checks an existing file must pass; false if it holds no tables at all (never written).
@@ -92,6 +107,8 @@ class JobDatabase {
   void close();
 
   void execute(const char* sql);
+  /// Rolls back the open transaction, if SQLite has not already (it has, after some errors).
+  void roll_back();
   sqlite3_stmt* prepare(const char* sql);
   void run(sqlite3_stmt* statement);  ///< steps to completion and resets; throws on error
   /// The last error, worded for a client and the log ("the disk ... is full" when it is).

@@ -299,6 +299,46 @@ TEST(Durability, ARequestWaitingForItsCommitHoldsUpOnlyItsOwnConnection) {
   EXPECT_EQ(status_name(wait_for(other, id).status), "job-cancelled");
 }
 
+/// SUBMITs from many clients that queue while the database is held are committed together once
+/// it is free (one transaction): each gets its own id, and every one survives a SIGKILL.
+TEST(Durability, SubmitsQueuedBehindACommitAreCommittedTogetherAndSurviveSigkill) {
+  TempDir dir;
+  std::vector<std::uint32_t> ids;
+  {
+    ServerProcess server(with_data_dir(dir));
+    std::vector<std::unique_ptr<RawClient>> clients;
+    for (int i = 0; i < 20; ++i)
+      clients.push_back(std::make_unique<RawClient>(server.port()));
+    {
+      Sqlite lock(dir.path() / "data" / "mrd.sqlite3");
+      lock.exec("BEGIN IMMEDIATE");
+      for (int i = 0; i < 20; ++i) {
+        clients[i]->send_message(Opcode::kSubmit,
+                                 word_count_request({"client " + std::to_string(i)}));
+      }
+      EXPECT_FALSE(clients[0]->read_reply(200ms)) << "answered before its row was committed";
+      lock.exec("ROLLBACK");
+    }
+    for (auto& client : clients) {
+      const auto reply = client->read_reply(30s);
+      ASSERT_TRUE(reply);
+      ASSERT_EQ(status_name(reply->status), "ok") << error_text(*reply);
+      ids.push_back(protocol::decode<protocol::JobId>(reply->body).value->id);
+    }
+    server.stop(SIGKILL);
+  }
+  auto sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  for (std::uint32_t i = 0; i < sorted.size(); ++i)
+    EXPECT_EQ(sorted[i], i + 1) << "ids are handed out once each, from 1";
+  ServerProcess server(with_data_dir(dir));
+  RawClient client(server.port());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(as_map(result_of(wait_for(client, ids[i]))).at(std::to_string(i)), 1u)
+        << "job " << ids[i];
+  }
+}
+
 /// Pipelined requests behind a SUBMIT that waits for its commit are answered after it, in order.
 TEST(Durability, RequestsPipelinedBehindACommitAreAnsweredInOrder) {
   TempDir dir;
