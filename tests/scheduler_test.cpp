@@ -291,6 +291,27 @@ InputFiles result_files_of(pid_t pid) {
   return input_files_of(pid, "memfd:mrd-result");
 }
 
+/// After a long run of jobs: the server holds no descriptor of the memory files named `name` and
+/// at most `kept` mappings of them, no more descriptors than `fds_before`, and (without sanitizers,
+/// whose allocators map regions of their own as they go) hardly more mappings than
+/// `maps_before`; once a last job has run, no worker holds any of those files.
+void expect_no_files_left(ServerProcess& server, const std::string& name, std::size_t kept,
+                          std::size_t fds_before, std::size_t maps_before) {
+  const auto after = input_files_of(server.pid(), name);
+  EXPECT_EQ(after.descriptors, 0u);
+  EXPECT_LE(after.mappings, kept);
+  EXPECT_EQ(server.open_fds(), fds_before);
+  if (!kSanitized) {
+    EXPECT_LE(after.all_mappings, maps_before + 8) << "mappings grew with the number of jobs";
+  }
+  expect_tiny_job_served(server.port());  // a last job: every worker has finished the others
+  for (const auto pid : server.worker_pids()) {
+    const auto worker = input_files_of(pid, name);
+    EXPECT_EQ(worker.descriptors, 0u) << "worker " << pid;
+    EXPECT_EQ(worker.mappings, 0u) << "worker " << pid;
+  }
+}
+
 /// Waits until one of the server's workers has a product's result file mapped (it is writing its
 /// rows of C); returns that worker, or 0 if none did within 30 s.
 pid_t worker_writing_a_result(ServerProcess& server) {
@@ -351,20 +372,7 @@ TEST(DataPlane, ALongRunOfJobsLeavesNoDescriptorsOrMappings) {
   }
   // Finished jobs hold no input: the server has no memory file open or mapped, and nor has any
   // worker between tasks.
-  const auto after = input_files_of(server.pid());
-  EXPECT_EQ(after.descriptors, 0u);
-  EXPECT_EQ(after.mappings, 0u);
-  EXPECT_EQ(server.open_fds(), fds_before);
-  // All mappings only without sanitizers: their allocators map regions of their own as they go.
-  if (!kSanitized) {
-    EXPECT_LE(after.all_mappings, maps_before + 8) << "mappings grew with the number of jobs";
-  }
-  expect_tiny_job_served(server.port());  // a last job: every worker has finished the others
-  for (const auto pid : server.worker_pids()) {
-    const auto worker = input_files_of(pid);
-    EXPECT_EQ(worker.descriptors, 0u) << "worker " << pid;
-    EXPECT_EQ(worker.mappings, 0u) << "worker " << pid;
-  }
+  expect_no_files_left(server, "memfd:mrd-input", 0, fds_before, maps_before);
 }
 
 /// A worker killed while it has the job's input mapped is replaced, and its task runs again on
@@ -453,19 +461,8 @@ TEST(DataPlane, ALongRunOfProductsLeavesNoResultFilesBehind) {
       EXPECT_EQ(reply->status, kOk);
     }
   }
-  const auto after = result_files_of(server.pid());
-  EXPECT_EQ(after.descriptors, 0u);
-  // The newest results within 1 MiB, and the newest one whatever its size.
-  EXPECT_LE(after.mappings, 2u);
-  EXPECT_EQ(server.open_fds(), fds_before);
-  if (!kSanitized) {
-    EXPECT_LE(after.all_mappings, maps_before + 8) << "mappings grew with the number of jobs";
-  }
-  expect_tiny_job_served(server.port());  // a last job: every worker has finished the others
-  for (const auto pid : server.worker_pids()) {
-    EXPECT_EQ(result_files_of(pid).descriptors, 0u) << "worker " << pid;
-    EXPECT_EQ(result_files_of(pid).mappings, 0u) << "worker " << pid;
-  }
+  // The newest results within 1 MiB, and the newest one whatever its size, stay mapped.
+  expect_no_files_left(server, "memfd:mrd-result", 2, fds_before, maps_before);
 }
 
 /// With --data-dir, a result written in place is stored like any other, and served again, byte
