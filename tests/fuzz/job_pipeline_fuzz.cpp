@@ -102,6 +102,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return 0;  // BAD_REQUEST
   const auto& layout = *decoded.value;
+  // A big body is placed in its memory file from its first bytes alone (submit_upload.cpp):
+  // they must say what the whole body says.
+  const auto from_prefix = protocol::values_offset_from_prefix(body);
+  FUZZ_CHECK(from_prefix && *from_prefix == layout.values_offset,
+             "the first bytes of a valid body place its values where the whole body does");
   // BAD_JOB (test jobs are not allowed)
   if (!engine::check_submit(layout.mapper, layout.reducer, layout.input.kind).empty()) return 0;
   const engine::JobKind* kind = engine::find_job_kind(layout.mapper, layout.reducer);
