@@ -54,7 +54,8 @@ void multiply(const MatrixView& a, const MatrixView& b, double* c) {
   // BLAS rejects a leading dimension of 0, and with any side 0 the product is all zeros (or
   // empty) anyway, so it is only called when there is something to multiply.
   if (a.rows == 0 || a.cols == 0 || b.cols == 0) {
-    std::memset(c, 0, a.rows * b.cols * sizeof(double));
+    // An empty product may have no storage at all: memset of a null pointer is undefined.
+    if (a.rows * b.cols != 0) std::memset(c, 0, a.rows * b.cols * sizeof(double));
     return;
   }
   const auto m = static_cast<blasint>(a.rows);
