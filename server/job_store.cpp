@@ -149,6 +149,7 @@ void JobStore::finish(JobOutcome outcome) {
   const auto status = outcome.status;
   auto body = counted_body(outcome.segment ? ResultBytes(std::move(outcome.segment))
                                            : ResultBytes(std::move(outcome.body)));
+  if (!writer_) return apply_finish(id, status, std::move(body));  // nothing to wait for
   const auto state =
       status == protocol::Status::kOk ? protocol::JobState::kDone : protocol::JobState::kFailed;
   // FETCH shows the result once it is on disk: a client that saw it sees it after a restart.
