@@ -298,8 +298,15 @@ TEST(Stopping, SigtermLetsARunningJobFinishWhileNewJobsAreRefused) {
   EXPECT_LE(stats_of(later).jobs_unfinished, 1u);  // 0 if the job has just finished
   later.send(bytes({0x04, 0, 0, 0, 0}));           // LIST
   ASSERT_TRUE(later.read_reply());
-  const auto done = wait_for(later, slow, 30s);
-  EXPECT_EQ(as_map(result_of(done)), reference_word_count({"slow but fine"}));
+  // The server exits as soon as the job is done, so the FETCH that would see it done may meet a
+  // closed connection instead; a result that does come must be right, and the exit below (0,
+  // nothing abandoned) says that the job finished.
+  try {
+    const auto done = wait_for(later, slow, 30s);
+    EXPECT_EQ(as_map(result_of(done)), reference_word_count({"slow but fine"}));
+  } catch (const std::runtime_error&) {
+    EXPECT_TRUE(exit_within(server, 10s)) << "no reply, yet the server is still running";
+  }
 
   const auto status = exit_within(server, 10s);
   ASSERT_TRUE(status) << server.log();
