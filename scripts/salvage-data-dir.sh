@@ -46,6 +46,16 @@ trap 'rm -f "$errors"' EXIT
   echo "PRAGMA journal_mode = WAL;"
 } | sqlite3 "$new" >/dev/null 2>"$errors" || true
 
+# Big inputs of unfinished jobs are files beside the database (DIR/inputs/<id>.input): copied
+# too. A job whose file is missing fails when the server loads it, saying so.
+old_inputs=$(dirname "$damaged")/inputs
+mkdir -p "$new_dir/inputs"
+sqlite3 "$new" "SELECT input_file FROM jobs WHERE input_file IS NOT NULL" 2>/dev/null |
+  while read -r name; do
+    cp -- "$old_inputs/$name" "$new_dir/inputs/$name" ||
+      echo "salvage: cannot copy the input file $old_inputs/$name: its job will fail" >&2
+  done
+
 rows=$(sqlite3 "$new" "SELECT count(*) FROM jobs")
 unreadable=$(grep -c 'malformed\|not a database\|disk I/O' "$errors" || true)
 echo "salvage: $rows jobs copied into $new (ids up to $highest); $unreadable ids unreadable"

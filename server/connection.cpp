@@ -175,7 +175,10 @@ void Connection::maybe_start_upload() {
   const auto body_bytes = next_frame_ - kHeaderBytes;
   const auto have = pending_.size() - kHeaderBytes;
   if (body_bytes < kSharedSegmentBytes || have < protocol::kSubmitPrefixBytes) return;
-  upload_ = SubmitUpload::start({pending_.data() + kHeaderBytes, have}, body_bytes, *budget_);
+  // With a data directory the body goes to a file there, which the job's row will name.
+  upload_ = SubmitUpload::start(
+      {pending_.data() + kHeaderBytes, have}, body_bytes, *budget_,
+      config_.data_dir.empty() ? std::string() : inputs_directory(config_.data_dir));
   if (!upload_) return;  // it stays in pending_, the way small requests go
   std::vector<char>().swap(pending_);
   pending_charge_.reset();
@@ -185,14 +188,24 @@ std::size_t Connection::continue_upload(std::string_view received) {
   const auto used =
       static_cast<std::size_t>(std::min<std::uint64_t>(received.size(), upload_->missing()));
   if (!upload_->add(received.substr(0, used))) {
-    refuse_for_memory(used);
+    if (upload_->error().empty()) {
+      refuse_for_memory(used);
+    } else {
+      // A full disk, say: the rest of the body is not read, so the framing is lost.
+      log(Level::kError, "cannot keep a job's input: ", upload_->error());
+      handler_.reject(
+          protocol::Status::kServerError,
+          "cannot keep the job's input: " + upload_->error() + "; closing the connection",
+          replies_.bytes());
+      upload_.reset();
+      close_ = true;
+    }
     return received.size();
   }
   if (upload_->missing()) return used;
-  const auto offset = upload_->offset();
-  std::unique_ptr<Segment> segment;
+  ReceivedBody body;
   try {
-    segment = upload_->finish();
+    body = upload_->finish();
   } catch (const std::exception& e) {
     log(Level::kError, "cannot keep a job's input: ", e.what());
     handler_.reject(protocol::Status::kQueueFull,
@@ -202,7 +215,7 @@ std::size_t Connection::continue_upload(std::string_view received) {
   }
   upload_.reset();
   next_frame_ = 0;
-  if (segment) handler_.submit_received(std::move(segment), offset, replies_);
+  if (body.segment) handler_.submit_received(std::move(body), replies_);
   reply_charge_ = MemoryCharge::force_take(*budget_, replies_.owned_bytes());
   return used;
 }

@@ -1,6 +1,7 @@
 #include "server/job_database.hpp"
 
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <system_error>
 
 #include "server/log.hpp"
 
@@ -18,8 +20,8 @@ namespace {
 constexpr int kApplicationId = 0x4d524431;
 
 /// PRAGMA user_version of the schema below. Version 0 (no application_id either) had no
-/// request_digest column; open() migrates it.
-constexpr int kSchemaVersion = 1;
+/// request_digest column, version 1 no input_* columns; open() migrates both.
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
   CREATE TABLE jobs (
@@ -29,7 +31,10 @@ constexpr const char* kSchema = R"sql(
     failure         INTEGER NOT NULL DEFAULT 0,
     request         BLOB,                 -- the SUBMIT body, until the job finishes
     body            BLOB,                 -- the encoded result, or the reason it failed
-    request_digest  BLOB                  -- SHA-256 of the SUBMIT body, with a key
+    request_digest  BLOB,                 -- SHA-256 of the SUBMIT body, with a key
+    input_file      TEXT,                 -- or, instead of request: the file in inputs/ that
+    input_offset    INTEGER,              --   holds the body from this byte on,
+    input_digest    BLOB                  --   whose SHA-256 is this
   );
   -- Ids are never reused, even after the highest row is evicted: the highest one lives here.
   CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -81,6 +86,9 @@ void JobDatabase::close() {
 
 void JobDatabase::open(const std::string& directory, Sync sync) {
   std::filesystem::create_directories(directory);
+  inputs_ = inputs_directory(directory);
+  std::filesystem::create_directories(inputs_);
+  sync_ = sync;
   const auto marker = std::filesystem::path(directory) / kMarkerName;
   path_ = (std::filesystem::path(directory) / kFileName).string();
   const bool had_jobs = std::filesystem::exists(marker);
@@ -121,17 +129,18 @@ void JobDatabase::open(const std::string& directory, Sync sync) {
   }
 
   insert_ = prepare(
-      "INSERT INTO jobs (id, idempotency_key, state, request, request_digest) "
-      "VALUES (?1, ?2, 0, ?3, ?4)");
+      "INSERT INTO jobs (id, idempotency_key, state, request, request_digest, input_file, "
+      "input_offset, input_digest) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7)");
   remember_id_ = prepare(
       "INSERT INTO counters (name, value) VALUES ('highest_id', ?1) "
       "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)");
   finish_ = prepare(
-      "UPDATE jobs SET state = ?2, failure = ?3, body = ?4, request = NULL "
-      "WHERE id = ?1");
+      "UPDATE jobs SET state = ?2, failure = ?3, body = ?4, request = NULL, input_file = NULL, "
+      "input_offset = NULL, input_digest = NULL WHERE id = ?1");
   cancel_ = prepare(
-      "UPDATE jobs SET state = 5, body = NULL, request = NULL, "
-      "idempotency_key = NULL, request_digest = NULL WHERE id = ?1");
+      "UPDATE jobs SET state = 5, body = NULL, request = NULL, idempotency_key = NULL, "
+      "request_digest = NULL, input_file = NULL, input_offset = NULL, input_digest = NULL "
+      "WHERE id = ?1");
   evict_ = prepare("DELETE FROM jobs WHERE id = ?1");
 }
 
@@ -216,6 +225,7 @@ bool JobDatabase::check_existing(bool had_jobs) {
                         std::to_string(kSchemaVersion) + "). Run that mrd.");
   }
   if (version == 0) migrate_from_version_0();
+  if (version <= 1) migrate_from_version_1();
   return true;
 }
 
@@ -246,10 +256,22 @@ void JobDatabase::migrate_from_version_0() {
   sqlite3_finalize(store);
   if (rc != SQLITE_DONE) throw damaged(sqlite3_errmsg(db_));
   execute(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str());
+  execute("PRAGMA user_version = 1");
+  execute("COMMIT");
+  log(Level::kInfo, "database ", path_,
+      ": migrated to schema version 1 (idempotency keys bound to their request)");
+}
+
+void JobDatabase::migrate_from_version_1() {
+  // Version 1 kept every request in its row: those rows stay as they are.
+  execute("BEGIN");
+  execute("ALTER TABLE jobs ADD COLUMN input_file TEXT");
+  execute("ALTER TABLE jobs ADD COLUMN input_offset INTEGER");
+  execute("ALTER TABLE jobs ADD COLUMN input_digest BLOB");
   execute(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
   execute("COMMIT");
   log(Level::kInfo, "database ", path_, ": migrated to schema version ", kSchemaVersion,
-      " (idempotency keys bound to their request)");
+      " (big inputs kept as files)");
 }
 
 void JobDatabase::execute(const char* sql) {
@@ -294,8 +316,8 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
 
   std::vector<StoredJob> jobs;
   auto* rows = prepare(
-      "SELECT id, idempotency_key, state, failure, request, body, request_digest FROM jobs "
-      "ORDER BY id");
+      "SELECT id, idempotency_key, state, failure, request, body, request_digest, input_file, "
+      "input_offset, input_digest FROM jobs ORDER BY id");
   while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
     StoredJob job;
     job.id = static_cast<std::uint32_t>(sqlite3_column_int64(rows, 0));
@@ -309,6 +331,15 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
       job.request_digest.emplace();
       std::copy(digest.begin(), digest.end(), job.request_digest->begin());
     }
+    if (const auto file = column_blob(rows, 7); !file.empty()) {
+      job.input_file = (std::filesystem::path(inputs_) / file).string();
+      job.input_offset = static_cast<std::uint64_t>(sqlite3_column_int64(rows, 8));
+      const auto input_digest = column_blob(rows, 9);
+      // A digest of the wrong size can match no file: the job fails when it is loaded.
+      if (input_digest.size() == job.input_digest.size()) {
+        std::copy(input_digest.begin(), input_digest.end(), job.input_digest.begin());
+      }
+    }
     highest_id = std::max(highest_id, job.id);
     jobs.push_back(std::move(job));
   }
@@ -320,7 +351,18 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
 }
 
 void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotency_key,
-                                   const RequestDigest* request_digest, std::string_view request) {
+                                   const RequestDigest* request_digest, std::string_view request,
+                                   ReceivedFile* input_file) {
+  if (input_file) {
+    // The file under the job's name before the row that names it commits. Should the row not
+    // commit, the caller removes the file; a file that no row names is removed at the next start.
+    try {
+      input_file->file->rename_to(input_file_name(id));
+      if (sync_ == Sync::kFull) input_file->file->sync();
+    } catch (const std::system_error& e) {
+      throw std::runtime_error(std::string("cannot keep the job's input file: ") + e.what());
+    }
+  }
   // One transaction: the row and the id counter commit together or not at all (inside a group's
   // transaction, with it).
   const bool own_transaction = sqlite3_get_autocommit(db_) != 0;
@@ -332,11 +374,21 @@ void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotenc
     } else {
       bind_blob(insert_, 2, idempotency_key);
     }
-    bind_blob(insert_, 3, request);
     if (request_digest) {
       bind_blob(insert_, 4, as_bytes(*request_digest));
     } else {
       sqlite3_bind_null(insert_, 4);
+    }
+    if (input_file) {
+      const auto name = input_file_name(id);
+      sqlite3_bind_null(insert_, 3);
+      sqlite3_bind_text(insert_, 5, name.c_str(), static_cast<int>(name.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_int64(insert_, 6, static_cast<sqlite3_int64>(input_file->offset));
+      bind_blob(insert_, 7, as_bytes(input_file->digest));
+    } else {
+      bind_blob(insert_, 3, request);
+      for (int column : {5, 6, 7})
+        sqlite3_bind_null(insert_, column);
     }
     run(insert_);
     sqlite3_bind_int64(remember_id_, 1, id);
@@ -349,9 +401,23 @@ void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotenc
 }
 
 void JobDatabase::roll_back() {
+  dropped_inputs_.clear();  // their rows still name them
   // After some errors (a full disk among them) SQLite has rolled back already; a ROLLBACK then
   // fails with "no transaction is active", and must not replace the error that matters.
   if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void JobDatabase::drop_input(std::uint32_t id) {
+  dropped_inputs_.push_back(id);
+  if (sqlite3_get_autocommit(db_)) remove_dropped_inputs();  // committed already
+}
+
+void JobDatabase::remove_dropped_inputs() {
+  // Most jobs had no file: a failed unlink (ENOENT) is the common case, not an error.
+  for (const auto id : dropped_inputs_) {
+    ::unlink((std::filesystem::path(inputs_) / input_file_name(id)).c_str());
+  }
+  dropped_inputs_.clear();
 }
 
 void JobDatabase::record_finished(std::uint32_t id, protocol::JobState state,
@@ -361,11 +427,13 @@ void JobDatabase::record_finished(std::uint32_t id, protocol::JobState state,
   sqlite3_bind_int(finish_, 3, static_cast<int>(failure));
   bind_blob(finish_, 4, body);
   run(finish_);
+  drop_input(id);
 }
 
 void JobDatabase::record_cancelled(std::uint32_t id) {
   sqlite3_bind_int64(cancel_, 1, id);
   run(cancel_);
+  drop_input(id);
 }
 
 void JobDatabase::record_evicted(std::uint32_t id) {

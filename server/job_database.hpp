@@ -2,9 +2,11 @@
 // killed with SIGKILL and started again loses nothing it acknowledged.
 //
 // The network thread is its only user. What is written when:
-//   SUBMIT accepted  -> a row with the SUBMIT body, committed *before* the reply carries the id
-//   job finished     -> the row gets its result (or reason) and drops the request
-//   job cancelled    -> the row is marked cancelled and drops request and result
+//   SUBMIT accepted  -> a row with the SUBMIT body, committed *before* the reply carries the id;
+//                       a big body received into a file names that file instead (input_file.hpp)
+//   job finished     -> the row gets its result (or reason) and drops the request (and its
+//                       input file, removed once that is committed)
+//   job cancelled    -> the row is marked cancelled and drops request and result (and the file)
 //   job evicted      -> the row is deleted
 // On start-up, load() returns every row: finished jobs are served again, unfinished ones run again.
 //
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "protocol/wire.hpp"
+#include "server/input_file.hpp"
 #include "server/request_digest.hpp"
 
 struct sqlite3;
@@ -45,8 +48,13 @@ struct StoredJob {
                                                            ///< digests were (finished jobs only)
   protocol::JobState state = protocol::JobState::kQueued;  ///< kQueued (unfinished) or final
   protocol::Status failure = protocol::Status::kOk;        ///< for kFailed
-  std::string request;                                     ///< the SUBMIT body, while unfinished
-  std::string body;  ///< kDone: the encoded result; kFailed: the reason
+  std::string request;  ///< the SUBMIT body, while unfinished (unless it is in a file)
+  std::string body;     ///< kDone: the encoded result; kFailed: the reason
+  /// While unfinished, for a body received into a file: its path, where the body starts in it and
+  /// the body's digest. Empty path otherwise.
+  std::string input_file;
+  std::uint64_t input_offset = 0;
+  RequestDigest input_digest{};
 };
 
 class JobDatabase {
@@ -73,11 +81,13 @@ class JobDatabase {
   /// DatabaseError if a row cannot be read: a partial table is never returned.
   std::vector<StoredJob> load(std::uint32_t& highest_id);
 
-  /// Commits a new job's row. `request_digest` is given with a key (null without). Throws
-  /// std::runtime_error saying what failed ("the disk ... is full" for SQLITE_FULL); nothing
-  /// was written then.
+  /// Commits a new job's row. `request_digest` is given with a key (null without). With
+  /// `input_file` (the body was received into it) the row names that file, renamed to the job's
+  /// (synced first with Sync::kFull), instead of holding `request`. Throws std::runtime_error
+  /// saying what failed ("the disk ... is full" for SQLITE_FULL); no row was written then.
   void record_submitted(std::uint32_t id, std::string_view idempotency_key,
-                        const RequestDigest* request_digest, std::string_view request);
+                        const RequestDigest* request_digest, std::string_view request,
+                        ReceivedFile* input_file = nullptr);
   void record_finished(std::uint32_t id, protocol::JobState state, protocol::Status failure,
                        std::string_view body);
   void record_cancelled(std::uint32_t id);
@@ -96,7 +106,11 @@ class JobDatabase {
       roll_back();
       throw;
     }
+    remove_dropped_inputs();
   }
+
+  /// The directory input files are kept in (DIR/inputs).
+  const std::string& inputs() const { return inputs_; }
 
  private:
   void open(const std::string& directory, Sync sync);
@@ -104,11 +118,17 @@ class JobDatabase {
   bool check_existing(bool had_jobs);
   void create_schema();
   void migrate_from_version_0();
+  void migrate_from_version_1();
   void close();
 
   void execute(const char* sql);
   /// Rolls back the open transaction, if SQLite has not already (it has, after some errors).
   void roll_back();
+  /// Once the row of job `id` no longer names its input file (if it had one), removes the file:
+  /// at once outside a transaction, or when it commits.
+  void drop_input(std::uint32_t id);
+  /// Removes the input files of the rows the last commit dropped them from.
+  void remove_dropped_inputs();
   sqlite3_stmt* prepare(const char* sql);
   void run(sqlite3_stmt* statement);  ///< steps to completion and resets; throws on error
   /// The last error, worded for a client and the log ("the disk ... is full" when it is).
@@ -117,6 +137,9 @@ class JobDatabase {
   DatabaseError damaged(const std::string& what) const;
 
   std::string path_;
+  std::string inputs_;
+  Sync sync_ = Sync::kNormal;
+  std::vector<std::uint32_t> dropped_inputs_;  ///< jobs whose input file goes at the commit
   sqlite3* db_ = nullptr;
   sqlite3_stmt* insert_ = nullptr;
   sqlite3_stmt* remember_id_ = nullptr;

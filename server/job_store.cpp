@@ -1,6 +1,8 @@
 #include "server/job_store.hpp"
 
 #include <algorithm>
+#include <filesystem>
+#include <set>
 
 #include "server/log.hpp"
 
@@ -64,10 +66,11 @@ void JobStore::persist(const char* what, std::uint32_t id, DatabaseWriter::Write
                    });
 }
 
-std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restore() {
-  std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> to_run;
+std::vector<JobStore::Restored> JobStore::restore() {
+  std::vector<Restored> to_run;
   if (!database_) return to_run;
   std::uint32_t highest_id = 0;
+  std::set<std::string> inputs_in_use;
   for (auto& stored : database_->load(highest_id)) {
     auto ticket = std::make_shared<JobTicket>(stored.id);
     JobRecord record;
@@ -77,7 +80,10 @@ std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restor
       ids_by_key_[record.idempotency_key] = {stored.id, stored.request_digest};
     }
     if (stored.state == protocol::JobState::kQueued) {
-      to_run.emplace_back(ticket, std::move(stored.request));
+      if (!stored.input_file.empty()) {
+        inputs_in_use.insert(std::filesystem::path(stored.input_file).filename().string());
+      }
+      to_run.push_back({ticket, std::move(stored)});
       ++unfinished_;
       jobs_.emplace(stored.id, std::move(record));
       continue;
@@ -91,6 +97,10 @@ std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> JobStore::restor
     retain(stored.id, placed);  // oldest first, so the cap evicts what it would have evicted
   }
   next_id_ = highest_id + 1;  // never reuse an id, even one whose row was evicted
+  // Uploads the server was killed during, and files whose removal a kill interrupted.
+  if (const auto removed = remove_unused_inputs(database_->inputs(), inputs_in_use)) {
+    log(Level::kInfo, "data directory: removed ", removed, " input files no job needs");
+  }
   return to_run;
 }
 
@@ -104,7 +114,8 @@ std::optional<JobStore::KeyedJob> JobStore::find_by_key(std::string_view idempot
 }
 
 void JobStore::create(std::string_view idempotency_key, const RequestDigest* request_digest,
-                      std::string_view request, Created recorded) {
+                      std::string_view request, std::optional<ReceivedFile> input_file,
+                      Created recorded) {
   const auto id = next_id_++;
   auto ticket = std::make_shared<JobTicket>(id);
   JobRecord record;
@@ -116,14 +127,19 @@ void JobStore::create(std::string_view idempotency_key, const RequestDigest* req
   ++unfinished_;
   ++submitted_;
   if (!writer_) return recorded(std::move(ticket), "");
+  // Shared by the write (which renames the file) and its outcome (which removes it if the row was
+  // not written): the writer's thread is done with it before the outcome runs.
+  auto file = input_file ? std::make_shared<ReceivedFile>(std::move(*input_file)) : nullptr;
   writer_->enqueue(
-      [id, key = std::string(idempotency_key), digest, request](JobDatabase& db) {
-        db.record_submitted(id, key, digest ? &*digest : nullptr, request);
+      [id, key = std::string(idempotency_key), digest, request, file](JobDatabase& db) {
+        db.record_submitted(id, key, digest ? &*digest : nullptr, request, file.get());
       },
-      [this, ticket = std::move(ticket),
-       recorded = std::move(recorded)](const std::string& error) mutable {
+      [this, ticket = std::move(ticket), recorded = std::move(recorded),
+       file](const std::string& error) mutable {
         if (error.empty()) return recorded(std::move(ticket), "");
         log(Level::kError, "job ", ticket->id, ": cannot record it: ", error);
+        // Its file goes now, before its id may be handed out again and name another job's file.
+        if (file) file->file->remove();
         // Nothing was written: the job never existed, unless it was cancelled meanwhile (then
         // it stays cancelled). Its id is handed out again if no later one was.
         auto it = jobs_.find(ticket->id);

@@ -69,9 +69,15 @@ class JobStore {
   /// what failed.
   using Recorded = std::function<void(const std::string& error)>;
 
-  /// Rebuilds the table from the database after a restart. Returns the unfinished jobs, with the
-  /// SUBMIT bodies they came with, to run again.
-  std::vector<std::pair<std::shared_ptr<JobTicket>, std::string>> restore();
+  /// An unfinished job found after a restart, to run again.
+  struct Restored {
+    std::shared_ptr<JobTicket> ticket;
+    StoredJob stored;  ///< its SUBMIT body: `request`, or the file named by `input_file`
+  };
+
+  /// Rebuilds the table from the database after a restart. Returns the unfinished jobs to run
+  /// again, and removes every input file that none of them names.
+  std::vector<Restored> restore();
 
   /// A remembered job submitted with some idempotency key.
   struct KeyedJob {
@@ -92,8 +98,10 @@ class JobStore {
   /// without a database): only then may the caller acknowledge the id and run the job. If the
   /// write failed, the job is forgotten before `recorded` hears why. `request` must stay valid
   /// until then (`recorded` may own it). `request_digest` comes with a key (null without).
+  /// `input_file`, if the body was received into one, is what the row keeps instead of `request`;
+  /// it stays on disk while the job's row names it, and is removed if that row is not written.
   void create(std::string_view idempotency_key, const RequestDigest* request_digest,
-              std::string_view request, Created recorded);
+              std::string_view request, std::optional<ReceivedFile> input_file, Created recorded);
 
   /// Records how a job ended (called with the scheduler's outcome, on the network thread). With
   /// a database the job shows as finished once that is committed.

@@ -72,23 +72,28 @@ void RequestHandler::submit(std::string_view body, ReplyQueue& replies) {
   });
 }
 
-void RequestHandler::submit_received(std::unique_ptr<Segment> segment, std::uint64_t offset,
-                                     ReplyQueue& replies) {
+void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies) {
   ++counters_.requests;
   std::string& out = replies.bytes();
-  const std::string_view body(segment->data() + offset,
-                              static_cast<std::size_t>(segment->size() - offset));
+  const auto& segment = *received.segment;
+  const std::string_view body(segment.data() + received.offset,
+                              static_cast<std::size_t>(segment.size() - received.offset));
   auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
-  accept_job(body, *decoded.value, replies, [&](protocol::SubmitLayout layout) {
-    // The segment was padded from the same bytes the whole decode read: the values line up.
-    return std::make_unique<SubmittedInput>(std::move(segment), offset, std::move(layout));
-  });
+  accept_job(
+      body, *decoded.value, replies,
+      [&](protocol::SubmitLayout layout) {
+        // The segment was padded from the same bytes the whole decode read: the values line up.
+        return std::make_unique<SubmittedInput>(std::move(received.segment), received.offset,
+                                                std::move(layout));
+      },
+      std::move(received.file));
 }
 
 template <class MakeInput>
 void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& layout,
-                                ReplyQueue& replies, MakeInput make_input) {
+                                ReplyQueue& replies, MakeInput make_input,
+                                std::optional<ReceivedFile> file) {
   std::string& out = replies.bytes();
   if (auto problem = engine::check_submit(layout.mapper, layout.reducer, layout.input.kind,
                                           config_.enable_test_jobs);
@@ -103,7 +108,7 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
   // the server is stopping: that job was accepted before. A key is bound to the request it first
   // came with, so another request cannot learn or take that job.
   std::optional<RequestDigest> digest;
-  if (!layout.idempotency_key.empty()) digest = digest_of(body);
+  if (!layout.idempotency_key.empty()) digest = file ? file->digest : digest_of(body);
   if (const auto existing =
           digest ? store_.find_by_key(layout.idempotency_key, *digest) : std::nullopt) {
     if (!existing->same_request) {
@@ -182,8 +187,9 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
       std::make_shared<Accepted>(Accepted{budget_, std::move(input), std::move(input_charge)});
   const auto deferred = store_.durable() ? replies.defer() : nullptr;
   const auto& key = accepted->input->layout().idempotency_key;
-  // The bytes written are the input's own (the segment), alive as long as `accepted` is.
-  store_.create(key, digest ? &*digest : nullptr, accepted->input->body(),
+  // The bytes written are the input's own (the segment), alive as long as `accepted` is; or,
+  // for a body received into a file, the file's name and the body's digest.
+  store_.create(key, digest ? &*digest : nullptr, accepted->input->body(), std::move(file),
                 [this, accepted, deferred, &out](std::shared_ptr<JobTicket> ticket,
                                                  const std::string& error) {
                   std::string reply;

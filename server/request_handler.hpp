@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,7 @@
 #include "server/reply_queue.hpp"
 #include "server/scheduler.hpp"
 #include "server/server_config.hpp"
+#include "server/submit_upload.hpp"
 
 namespace mrd::server {
 
@@ -28,9 +30,9 @@ class RequestHandler {
   /// Answers the request `opcode` + `body`, appending one reply frame to `replies`.
   void handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies);
 
-  /// Answers a SUBMIT whose body was received straight into `segment`, at `offset`
-  /// (connection.cpp, submit_upload.hpp), appending its reply to `replies`.
-  void submit_received(std::unique_ptr<Segment> segment, std::uint64_t offset, ReplyQueue& replies);
+  /// Answers a SUBMIT whose body was received straight into its segment (connection.cpp,
+  /// submit_upload.hpp), appending its reply to `replies`.
+  void submit_received(ReceivedBody received, ReplyQueue& replies);
 
   /// Appends an error reply (status + message) to `out` and counts it as a rejected request
   /// (STATS `requests_rejected`: the request was not carried out; docs/protocol.md lists the
@@ -44,9 +46,10 @@ class RequestHandler {
   void submit(std::string_view body, ReplyQueue& replies);
   /// Checks and records the job of a decoded SUBMIT `body`; `make_input(layout)` makes the
   /// input the job keeps, once everything that can refuse the job without it has been checked.
+  /// `file`: the file in the data directory the body was received into, if it was.
   template <class MakeInput>
   void accept_job(std::string_view body, protocol::SubmitLayout& layout, ReplyQueue& replies,
-                  MakeInput make_input);
+                  MakeInput make_input, std::optional<ReceivedFile> file = std::nullopt);
   void fetch(std::string_view body, ReplyQueue& replies);
   void status(std::string_view body, std::string& out);
   void cancel(std::string_view body, ReplyQueue& replies);

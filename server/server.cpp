@@ -18,6 +18,7 @@
 #include "protocol/submit_layout.hpp"
 #include "server/connection.hpp"
 #include "server/engine/hash_key.hpp"
+#include "server/input_file.hpp"
 #include "server/log.hpp"
 #include "server/submitted_input.hpp"
 
@@ -126,7 +127,22 @@ void Server::start() {
 void Server::restore_jobs() {
   if (!database_) return;
   const auto to_run = store_.restore();
-  for (const auto& [ticket, body] : to_run) {
+  for (const auto& [ticket, stored] : to_run) {
+    // A big body was kept as a file: mapped again, once it is checked against its digest.
+    std::unique_ptr<Segment> file;
+    if (!stored.input_file.empty()) {
+      try {
+        file = open_stored_input(stored.input_file, stored.input_offset, stored.input_digest);
+      } catch (const std::exception& e) {
+        store_.finish({ticket->id, protocol::Status::kJobFailed,
+                       std::string("the stored request could not be read back: ") + e.what()});
+        continue;
+      }
+    }
+    const std::string_view body =
+        file ? std::string_view(file->data() + stored.input_offset,
+                                static_cast<std::size_t>(file->size() - stored.input_offset))
+             : std::string_view(stored.request);
     auto layout = protocol::decode_submit_layout(body);
     if (!layout) {
       store_.finish({ticket->id, protocol::Status::kJobFailed,
@@ -134,9 +150,12 @@ void Server::restore_jobs() {
       continue;
     }
     try {
-      auto input = std::make_unique<SubmittedInput>(
-          body, std::move(*layout.value),
-          body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments);
+      auto input =
+          file ? std::make_unique<SubmittedInput>(std::move(file), stored.input_offset,
+                                                  std::move(*layout.value))
+               : std::make_unique<SubmittedInput>(body, std::move(*layout.value),
+                                                  body.size() >= kSharedSegmentBytes &&
+                                                      Segment::live_shared() < kMaxSharedSegments);
       // Its input is in memory again, so it is counted again, whether it fits or not.
       auto charge = MemoryCharge::force_take(*budget_, input->held_bytes());
       scheduler_.enqueue(ticket, std::move(input), std::move(charge));

@@ -8,7 +8,8 @@
 namespace mrd::server {
 
 std::unique_ptr<SubmitUpload> SubmitUpload::start(std::string_view start, std::uint64_t body_bytes,
-                                                  MemoryBudget& budget) {
+                                                  MemoryBudget& budget,
+                                                  const std::string& inputs_directory) {
   if (Segment::live_shared() >= kMaxSharedSegments) return nullptr;
   const auto values_offset = protocol::values_offset_from_prefix(start);
   if (!values_offset) return nullptr;
@@ -16,31 +17,43 @@ std::unique_ptr<SubmitUpload> SubmitUpload::start(std::string_view start, std::u
   auto charge = MemoryCharge::try_take(budget, offset + start.size());
   if (!charge) return nullptr;
   try {
-    auto upload = std::make_unique<SubmitUpload>(offset, body_bytes, std::move(charge));
-    upload->segment_.append(start);
+    int fd = -1;
+    auto file = inputs_directory.empty() ? nullptr : InputFile::create(inputs_directory, fd);
+    auto upload =
+        std::make_unique<SubmitUpload>(offset, body_bytes, std::move(charge), std::move(file), fd);
+    if (!upload->add(start)) return nullptr;
     return upload;
   } catch (const std::system_error&) {
-    return nullptr;  // no descriptor or memory for a file: the buffered way may still work
+    return nullptr;  // no descriptor, memory or disk for a file: the buffered way may still work
   }
 }
 
-SubmitUpload::SubmitUpload(std::uint64_t offset, std::uint64_t body_bytes, MemoryCharge charge)
-    : offset_(offset), body_bytes_(body_bytes), segment_(offset), charge_(std::move(charge)) {}
+SubmitUpload::SubmitUpload(std::uint64_t offset, std::uint64_t body_bytes, MemoryCharge charge,
+                           std::unique_ptr<InputFile> file, int fd)
+    : offset_(offset),
+      body_bytes_(body_bytes),
+      segment_(offset, fd),
+      file_(std::move(file)),
+      digest_(file_ ? std::make_unique<DigestStream>() : nullptr),
+      charge_(std::move(charge)) {}
 
 bool SubmitUpload::add(std::string_view bytes) {
   if (!charge_.resize(segment_.size() + bytes.size())) return false;
   try {
     segment_.append(bytes);
-  } catch (const std::system_error&) {
+  } catch (const std::system_error& e) {
+    error_ = e.what();
     return false;
   }
+  if (digest_) digest_->update(bytes);
   return true;
 }
 
-std::unique_ptr<Segment> SubmitUpload::finish() {
-  auto sealed = segment_.seal();
+ReceivedBody SubmitUpload::finish() {
+  ReceivedBody received{segment_.seal(), offset_, std::nullopt};
+  if (file_) received.file = ReceivedFile{std::move(file_), offset_, digest_->finish()};
   charge_.reset();
-  return sealed;
+  return received;
 }
 
 }  // namespace mrd::server

@@ -8,44 +8,68 @@
 // header announced: a sender that lies or trickles costs what it sent. When the last byte is in,
 // the file is sealed and the request handler decodes the body in place (views, no copy); if the
 // connection ends first, the file goes with it.
+//
+// With a data directory the file is a part file there instead (input_file.hpp), and the body is
+// hashed as it arrives: its row will name the file and keep the digest, not the 64 MiB.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 
+#include "server/input_file.hpp"
 #include "server/memory_budget.hpp"
 #include "server/pool/segment.hpp"
+#include "server/request_digest.hpp"
 
 namespace mrd::server {
+
+/// A SUBMIT body received whole.
+struct ReceivedBody {
+  std::unique_ptr<Segment> segment;  ///< sealed, read-only
+  std::uint64_t offset = 0;          ///< where the body starts in it
+  std::optional<ReceivedFile> file;  ///< with a data directory: the file the segment maps
+};
 
 class SubmitUpload {
  public:
   /// Starts receiving a body of `body_bytes` whose first bytes are `start` (at least
-  /// kSubmitPrefixBytes of them), charged to `budget`. Null if the body goes the buffered way
-  /// instead: its start is not a valid SUBMIT (the whole body's decode will say why), no memory
-  /// file may be opened now (kMaxSharedSegments live), or the budget cannot hold `start`.
+  /// kSubmitPrefixBytes of them), charged to `budget`, into a part file in `inputs_directory`
+  /// (with a data directory) or else a memory file. Null if the body goes the buffered way
+  /// instead: its start is not a valid SUBMIT (the whole body's decode will say why), no file
+  /// may be opened now (kMaxSharedSegments live, or the system refuses), or the budget cannot
+  /// hold `start`.
   static std::unique_ptr<SubmitUpload> start(std::string_view start, std::uint64_t body_bytes,
-                                             MemoryBudget& budget);
+                                             MemoryBudget& budget,
+                                             const std::string& inputs_directory);
 
-  /// Appends `bytes` (at most missing()). False, nothing kept, if the budget or the system has no
-  /// memory for them.
+  /// Appends `bytes` (at most missing()). False, nothing kept, if the budget has no room for them
+  /// or the system cannot store them (then error() says why).
   bool add(std::string_view bytes);
+  /// Why the system could not store what add() was given (a full disk, say); empty otherwise.
+  const std::string& error() const { return error_; }
   /// Body bytes still to come.
   std::uint64_t missing() const { return body_bytes_ - (segment_.size() - offset_); }
   /// Where the body starts in the segment (SubmittedInput::body_offset of its values).
   std::uint64_t offset() const { return offset_; }
   /// Once nothing is missing: the sealed segment, its charge released (the job that keeps it is
   /// charged anew). Throws std::system_error if it cannot be sealed or mapped.
-  std::unique_ptr<Segment> finish();
+  ReceivedBody finish();
 
-  SubmitUpload(std::uint64_t offset, std::uint64_t body_bytes, MemoryCharge charge);
+  /// Fills `file` (whose descriptor is `fd`, adopted), or a new memory file if it is null.
+  SubmitUpload(std::uint64_t offset, std::uint64_t body_bytes, MemoryCharge charge,
+               std::unique_ptr<InputFile> file, int fd);
 
  private:
   std::uint64_t offset_;
   std::uint64_t body_bytes_;
   GrowingSegment segment_;
-  MemoryCharge charge_;  ///< the bytes in segment_
+  std::unique_ptr<InputFile> file_;       ///< the part file, with a data directory
+  std::unique_ptr<DigestStream> digest_;  ///< of the body so far, with a data directory
+  MemoryCharge charge_;                   ///< the bytes in segment_
+  std::string error_;                     ///< see error()
 };
 
 }  // namespace mrd::server

@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <set>
 
 #include "raw_jobs.hpp"
 
@@ -646,11 +648,195 @@ TEST(Durability, AFullDiskSaysSoAndTheServerGoesOn) {
   EXPECT_EQ(as_map(result_of(wait_for(client, before))).at("filled"), 1u);
   EXPECT_EQ(jobs_submitted(client), 1u);
 
+  // A little space back, less than the body: its upload to a file in inputs/ starts, then
+  // fails. The rest of the body is not read, so that connection is closed; nothing is left.
+  std::filesystem::resize_file(data / "filler",
+                               std::filesystem::file_size(data / "filler") - (256u << 10));
+  {
+    RawClient uploader(server.port());
+    uploader.send_message(Opcode::kSubmit, word_count_request({text}));
+    const auto refused = uploader.read_reply();
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(status_name(refused->status), "server-error");
+    EXPECT_NE(error_text(*refused).find("cannot keep the job's input"), std::string::npos)
+        << error_text(*refused);
+    EXPECT_NE(error_text(*refused).find("No space left on device"), std::string::npos)
+        << error_text(*refused);
+    EXPECT_FALSE(uploader.read_reply()) << "the connection stays open";
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(data / "inputs"));
+  EXPECT_EQ(jobs_submitted(client), 1u);
+
   // Space back: the same SUBMIT is accepted and runs.
   std::filesystem::remove(data / "filler");
   const auto after = submit(client, word_count_request({text}));
   EXPECT_EQ(after, before + 1);
   EXPECT_EQ(as_map(result_of(wait_for(client, after))), reference_word_count({text}));
+}
+
+/// The names of the files in the data directory's inputs/ (where big inputs are kept).
+std::set<std::string> input_files(const TempDir& dir) {
+  std::set<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path() / "data" / "inputs"))
+    names.insert(entry.path().filename().string());
+  return names;
+}
+
+/// Waits until inputs/ holds `names`; false after 20 s.
+bool inputs_become(const TempDir& dir, const std::set<std::string>& names) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (input_files(dir) != names) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+/// A job that never ends (until cancelled), holding the only worker, and a big word count queued
+/// behind it: the big one's input stays on disk for the test to look at.
+struct BigJobBehindAHang {
+  std::uint32_t hang = 0;
+  std::uint32_t big = 0;
+};
+
+BigJobBehindAHang submit_big_job_behind_a_hang(RawClient& client,
+                                               const protocol::SubmitRequest& big) {
+  BigJobBehindAHang ids;
+  ids.hang = submit(client, {"test-hang", "sum", {}, protocol::Documents{{{"d", "x"}}}});
+  ids.big = submit(client, big);
+  return ids;
+}
+
+TEST(Durability, ABigInputIsAFileTheRowNamesAndTheJobRunsFromItAfterSigkill) {
+  TempDir dir;
+  const auto args = with_data_dir(dir, {"--enable-test-jobs", "--workers", "1"});
+  const auto text = random_text(60000, 7);
+  const auto request = keyed(word_count_request({text}), "big-key");
+  ASSERT_GT(protocol::encode(request).size(), 64u << 10);  // big enough to be received into a file
+  BigJobBehindAHang ids;
+  {
+    ServerProcess server(args);
+    RawClient client(server.port());
+    ids = submit_big_job_behind_a_hang(client, request);
+    // Acknowledged, so committed: the file under the job's name, and a row that only names it.
+    EXPECT_EQ(input_files(dir), std::set<std::string>{std::to_string(ids.big) + ".input"});
+    Sqlite db(dir.path() / "data" / "mrd.sqlite3");
+    const auto where = " FROM jobs WHERE id = " + std::to_string(ids.big);
+    EXPECT_EQ(db.integers("SELECT request IS NULL" + where), std::vector<std::int64_t>{1});
+    EXPECT_EQ(db.integers("SELECT input_file = '" + std::to_string(ids.big) + ".input'" + where),
+              std::vector<std::int64_t>{1});
+    EXPECT_EQ(db.integers("SELECT length(input_digest)" + where), std::vector<std::int64_t>{32});
+    EXPECT_EQ(db.integers("SELECT length(request_digest)" + where), std::vector<std::int64_t>{32});
+    // The digest taken as the body arrived binds the key like a whole body's digest.
+    EXPECT_EQ(submit(client, request), ids.big);
+    expect_key_refused(client, keyed(word_count_request({text + " more"}), "big-key"));
+    server.stop(SIGKILL);
+  }
+  ServerProcess server(args);
+  RawClient client(server.port());
+  client.send_message(Opcode::kCancel, protocol::JobId{ids.hang});  // it hangs again: let it go
+  ASSERT_EQ(client.read_reply()->status, kOk);
+  EXPECT_EQ(as_map(result_of(wait_for(client, ids.big))), reference_word_count({text}));
+  // Its result is committed, its request dropped, its file removed: before FETCH showed it.
+  EXPECT_EQ(input_files(dir), std::set<std::string>{});
+  EXPECT_EQ(submit(client, request), ids.big);
+}
+
+TEST(Durability, ADamagedOrMissingInputFileFailsItsJobAndSaysWhy) {
+  TempDir dir;
+  const auto args = with_data_dir(dir, {"--enable-test-jobs", "--workers", "1"});
+  std::uint32_t hang = 0, damaged = 0, missing = 0;
+  {
+    ServerProcess server(args);
+    RawClient client(server.port());
+    const auto ids =
+        submit_big_job_behind_a_hang(client, word_count_request({random_text(60000, 8)}));
+    hang = ids.hang;
+    damaged = ids.big;
+    missing = submit(client, word_count_request({random_text(60000, 9)}));
+    server.stop(SIGKILL);
+  }
+  const auto inputs = dir.path() / "data" / "inputs";
+  {
+    std::fstream file(inputs / (std::to_string(damaged) + ".input"),
+                      std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(100000);
+    file.put('#');
+  }
+  std::filesystem::remove(inputs / (std::to_string(missing) + ".input"));
+  ServerProcess server(args);
+  RawClient client(server.port());
+  client.send_message(Opcode::kCancel, protocol::JobId{hang});
+  ASSERT_EQ(client.read_reply()->status, kOk);
+  const auto damaged_reply = wait_for(client, damaged);
+  EXPECT_EQ(status_name(damaged_reply.status), "job-failed");
+  EXPECT_NE(error_text(damaged_reply).find("does not hold the bytes that were stored"),
+            std::string::npos)
+      << error_text(damaged_reply);
+  const auto missing_reply = wait_for(client, missing);
+  EXPECT_EQ(status_name(missing_reply.status), "job-failed");
+  EXPECT_NE(error_text(missing_reply).find("cannot be opened"), std::string::npos)
+      << error_text(missing_reply);
+  EXPECT_TRUE(inputs_become(dir, {}));
+  EXPECT_EQ(as_map(result_of(wait_for(client, submit(client, word_count_request({"a b a"}))))),
+            reference_word_count({"a b a"}));
+}
+
+TEST(Durability, TheSalvageScriptCarriesTheInputFilesOfUnfinishedJobs) {
+  TempDir dir;
+  const auto args = with_data_dir(dir, {"--enable-test-jobs", "--workers", "1"});
+  const auto text = random_text(60000, 11);
+  BigJobBehindAHang ids;
+  {
+    ServerProcess server(args);
+    RawClient client(server.port());
+    ids = submit_big_job_behind_a_hang(client, word_count_request({text}));
+    server.stop(SIGKILL);
+  }
+  const auto aside = dir.path() / "old";
+  std::filesystem::rename(dir.path() / "data", aside);
+  const auto salvage = std::string("bash " MRD_SALVAGE_SCRIPT " ") +
+                       (aside / "mrd.sqlite3").string() + " " + (dir.path() / "data").string();
+  ASSERT_EQ(std::system(salvage.c_str()), 0) << salvage;
+  EXPECT_EQ(input_files(dir), std::set<std::string>{std::to_string(ids.big) + ".input"});
+  ServerProcess server(args);
+  RawClient client(server.port());
+  client.send_message(Opcode::kCancel, protocol::JobId{ids.hang});
+  ASSERT_EQ(client.read_reply()->status, kOk);
+  EXPECT_EQ(as_map(result_of(wait_for(client, ids.big))), reference_word_count({text}));
+}
+
+TEST(Durability, AnUploadCutShortAndFilesNoJobNeedsLeaveNothingBehind) {
+  TempDir dir;
+  const auto args = with_data_dir(dir);
+  std::string frame;
+  protocol::append_message(frame, static_cast<std::uint8_t>(Opcode::kSubmit),
+                           word_count_request({random_text(200000, 10)}));
+  ASSERT_GT(frame.size(), 1u << 20);
+  {
+    ServerProcess server(args);
+    {
+      RawClient client(server.port());
+      client.send(std::string_view(frame).substr(0, frame.size() / 2));
+      // Half of it is in a part file in inputs/, which the client leaving removes.
+      const auto deadline = std::chrono::steady_clock::now() + 20s;
+      std::set<std::string> names;
+      while ((names = input_files(dir)).size() != 1 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(2ms);
+      ASSERT_EQ(names.size(), 1u);
+      EXPECT_TRUE(names.begin()->ends_with(".part")) << *names.begin();
+    }
+    EXPECT_TRUE(inputs_become(dir, {}));
+    RawClient client(server.port());
+    EXPECT_EQ(jobs_submitted(client), 0u);
+    server.stop(SIGKILL);
+  }
+  // What a kill may leave: a part file, and a finished job's file not yet removed.
+  const auto inputs = dir.path() / "data" / "inputs";
+  std::ofstream(inputs / "upload-x1y2z3.part") << "half an upload";
+  std::ofstream(inputs / "77.input") << "a finished job's input";
+  ServerProcess server(args);
+  EXPECT_EQ(input_files(dir), std::set<std::string>{});
 }
 
 }  // namespace

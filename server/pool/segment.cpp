@@ -43,13 +43,29 @@ std::unique_ptr<Segment> Segment::create(std::uint64_t padding, std::string_view
   return segment;
 }
 
-GrowingSegment::GrowingSegment(std::uint64_t padding) : segment_(new Segment) {
-  const int fd = ::memfd_create("mrd-input", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+GrowingSegment::GrowingSegment(std::uint64_t padding, int fd) : segment_(new Segment) {
+  memory_file_ = fd < 0;
+  if (memory_file_) fd = ::memfd_create("mrd-input", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) fail("memfd_create");
   segment_->fd_ = fd;  // closed by the Segment's destructor from here on
   ++Segment::live_shared_;
   segment_->size_ = padding;
   if (::ftruncate(fd, static_cast<off_t>(padding)) != 0) fail("ftruncate");
+}
+
+std::unique_ptr<Segment> Segment::map_file(int fd) {
+  std::unique_ptr<Segment> segment(new Segment);
+  segment->fd_ = fd;  // closed by the destructor from here on
+  ++live_shared_;
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) fail("fstat");
+  segment->size_ = static_cast<std::uint64_t>(info.st_size);
+  const auto mapped = std::max<std::uint64_t>(segment->size_, 1);
+  void* mapping = ::mmap(nullptr, mapped, PROT_READ, MAP_SHARED, fd, 0);
+  if (mapping == MAP_FAILED) fail("mmap");
+  segment->mapped_ = mapped;
+  segment->data_ = static_cast<const char*>(mapping);
+  return segment;
 }
 
 GrowingSegment::~GrowingSegment() = default;
@@ -62,7 +78,7 @@ void GrowingSegment::append(std::string_view bytes) {
     const auto n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
                             static_cast<off_t>(segment_->size_ + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("writing the input to its memory file");
+    if (n <= 0) fail("writing the input to its file");
     done += static_cast<std::uint64_t>(n);
   }
   segment_->size_ += bytes.size();
@@ -72,7 +88,8 @@ std::unique_ptr<Segment> GrowingSegment::seal() {
   // No one may write, grow or shrink it again: a worker that maps it could otherwise see bytes
   // change under it, or fault past a shrunk end.
   const int fd = segment_->fd_;
-  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+  if (memory_file_ &&
+      ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
     fail("sealing the input");
   }
   const auto mapped = std::max<std::uint64_t>(segment_->size_, 1);

@@ -9,7 +9,8 @@
 // per queued job.
 //
 // A big SUBMIT body does not wait in a buffer: the connection appends it to a GrowingSegment as it
-// arrives and seals it when the last byte is in.
+// arrives and seals it when the last byte is in. With a data directory the same is done with a file
+// there instead of a memory file, so that the job's input is on disk without being written again.
 //
 // The kernel frees a memory file when its last descriptor and mapping are gone, so nothing is left
 // behind whether the job finishes, fails, is cancelled, or its worker is killed.
@@ -38,6 +39,11 @@ class Segment {
   /// made (no descriptor left, no memory), std::bad_alloc if the heap has no room.
   static std::unique_ptr<Segment> create(std::uint64_t padding, std::string_view bytes,
                                          bool shared);
+
+  /// A read-only segment of the whole file `fd`, which it adopts (closed with it, also if this
+  /// throws): a job's input kept in the data directory (input_file.hpp). Throws
+  /// std::system_error if the file cannot be mapped.
+  static std::unique_ptr<Segment> map_file(int fd);
 
   ~Segment();
   Segment(const Segment&) = delete;
@@ -132,8 +138,11 @@ class ResultView {
 /// memory grows with the bytes that came, never with the size a sender announced.
 class GrowingSegment {
  public:
-  /// A memory file holding `padding` zero bytes. Throws std::system_error if it cannot be made.
-  explicit GrowingSegment(std::uint64_t padding);
+  /// A memory file holding `padding` zero bytes; or, given the empty file `fd`, which it adopts,
+  /// that file instead: with a data directory a big input goes to a file there (input_file.hpp).
+  /// A file on disk cannot be sealed; nothing writes it once it is complete all the same. Throws
+  /// std::system_error if the memory file cannot be made.
+  explicit GrowingSegment(std::uint64_t padding, int fd = -1);
   ~GrowingSegment();
   GrowingSegment(const GrowingSegment&) = delete;
   GrowingSegment& operator=(const GrowingSegment&) = delete;
@@ -147,6 +156,7 @@ class GrowingSegment {
 
  private:
   std::unique_ptr<Segment> segment_;  ///< owns the descriptor; mapped only once sealed
+  bool memory_file_ = true;           ///< false: a file on disk, which cannot be sealed
 };
 
 /// A read-only mapping of part of a memory file, made by a worker for one task.
