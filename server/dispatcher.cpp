@@ -39,6 +39,9 @@ struct Dispatcher::RunningJob {
   bool dropped = false;                               ///< failed or cancelled: ignore answers
   /// One chunk and a reduce: its single task maps and reduces in one go (kMapReduce).
   bool fused = false;
+  /// Its chunks were cut by the planner (not the client), small, and may be joined: while no
+  /// other job is about, one map task runs several of them (see kMaxChunksPerTask).
+  bool joinable = false;
   /// A big matrix product: the file its map tasks write C into, which becomes its result.
   std::unique_ptr<MatrixResult> matrix_result;
 
@@ -57,12 +60,33 @@ struct Dispatcher::InFlight {
   std::shared_ptr<RunningJob> job;
   Phase phase = Phase::kMap;
   std::uint32_t index = 0;
+  std::uint32_t count = 1;     ///< map tasks: the chunks index, index + 1, ... it runs together
   Clock::time_point deadline;  ///< the worker is killed if the task is still running then
 };
 
 namespace {
 std::string in_mib(std::uint64_t bytes) {
   return std::to_string(mebibytes(bytes)) + " MiB";
+}
+
+/// Job `id`'s outcome from the parts of its result (reduced partitions, or map outputs); never
+/// throws: what goes wrong is the job's failure.
+JobOutcome assembled(const engine::JobKind& kind, std::vector<std::string> parts,
+                     std::uint32_t id) {
+  try {
+    auto result = kind.assemble_encoded(std::move(parts));
+    if (result.size() > std::numeric_limits<std::uint32_t>::max()) {
+      // A reply's length is a u32: such a result could never be sent.
+      return {id, Status::kJobFailed,
+              "the result is " + std::to_string(result.size()) +
+                  " bytes, more than a reply can carry (4 GiB - 1)"};
+    }
+    return {id, Status::kOk, std::move(result)};
+  } catch (const std::bad_alloc&) {
+    return {id, Status::kJobOutOfMemory, "the server ran out of memory assembling its result"};
+  } catch (const std::exception& e) {
+    return {id, Status::kJobFailed, e.what()};
+  }
 }
 }  // namespace
 
@@ -159,6 +183,8 @@ bool Dispatcher::admit(Submission& submission) {
   job->ticket->map_total = chunks;
   job->ticket->reduce_total = job->kind->has_reduce() ? job->task.partitions : 0;
   job->fused = chunks == 1 && job->kind->has_reduce();
+  job->joinable = chunks > 1 && layout.options.chunk_bytes == 0 && !job->matrix_result &&
+                  job->kind != &engine::matrix_multiply_job();
   job->ticket->state = JobState::kMapping;
   log(Level::kDebug, "job ", job->id(), ": ", job->task.mapper, "+", job->task.reducer, ", ",
       chunks, " chunks, ", job->task.partitions, " partitions, input ",
@@ -198,6 +224,11 @@ void Dispatcher::drop_cancelled() {
 
 void Dispatcher::dispatch() {
   admit_waiting();
+  // Other jobs are about while more than one runs or waits, and for a moment after: a client
+  // that sends tiny jobs one after the other leaves gaps between them.
+  const auto now = Clock::now();
+  if (jobs_.size() > 1 || !waiting_.empty()) last_crowded_ = now;
+  others_recently_ = now - last_crowded_ < kQuietBeforeJoining;
   for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
     if (!in_flight_[slot] && pool_.idle(slot)) start_next_task(slot);
   }
@@ -210,13 +241,24 @@ void Dispatcher::start_next_task(unsigned slot) {
     if (job->dropped || job->todo.empty()) continue;
     const auto index = job->todo.front();
     job->todo.pop_front();
+    // Alone, a big job's map task takes several chunks: fewer, bigger tasks cost less. While
+    // other jobs are about, one each, so that a worker is soon free for them.
+    std::uint32_t count = 1;
+    if (job->joinable && job->phase == Phase::kMap && !others_recently_) {
+      const auto most =
+          std::clamp<std::size_t>(job->todo.size() / in_flight_.size(), 0, kMaxChunksPerTask - 1);
+      while (count <= most && job->todo.front() == index + count) {
+        job->todo.pop_front();
+        ++count;
+      }
+    }
     if (!job->todo.empty()) ready_.push_back(job);  // its next task waits for its next turn
     const auto type = job->fused                  ? TaskMessageType::kMapReduce
                       : job->phase == Phase::kMap ? TaskMessageType::kMap
                                                   : TaskMessageType::kReduce;
     std::string body;
     try {
-      body = encode_task(*job, index);
+      body = encode_task(*job, index, count);
     } catch (const std::bad_alloc&) {
       finish_out_of_memory(*job, "encoding " + job->task_name(job->phase, index));
       continue;  // the worker is still idle: give it another job's task
@@ -236,26 +278,34 @@ void Dispatcher::start_next_task(unsigned slot) {
       // No descriptor to spare for the copy sent along: the worker stays idle, the task waits.
       log(Level::kWarn, "cannot send job ", job->id(), "'s ", job->task_name(job->phase, index),
           ": ", e.what(), "; it waits for its turn again");
-      requeue(job, index);
+      requeue(job, index, count);
       return;
     }
     ++job->outstanding;
-    in_flight_[slot] = InFlight{job, job->phase, index, Clock::now() + job->task_timeout};
+    // A task of several chunks has the deadline of each of them, one after the other.
+    in_flight_[slot] =
+        InFlight{job, job->phase, index, count, Clock::now() + count * job->task_timeout};
     return;
   }
 }
 
-std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index) const {
+std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index,
+                                    std::uint32_t count) const {
   if (job.phase == Phase::kMap) {
+    const auto joined =
+        count > 1 ? engine::join_chunks(std::span(job.chunks).subspan(index, count)) : std::nullopt;
+    if (count > 1 && !joined) throw std::logic_error("chunks that cannot be joined were joined");
     // Ranges of the input, not its bytes, when the worker can map the input's memory file.
     return encode_map_task(
-        job.task, job.chunks[index], job.input->bytes(), job.input->fd() >= 0,
+        job.task, joined ? *joined : job.chunks[index], job.input->bytes(), job.input->fd() >= 0,
         job.matrix_result ? std::optional(job.matrix_result->rows.at(index)) : std::nullopt);
   }
   std::vector<const std::string*> pieces;
   pieces.reserve(job.map_outputs.size());
-  for (const auto& output : job.map_outputs)
-    pieces.push_back(&output[index]);
+  for (const auto& output : job.map_outputs) {
+    if (!output.empty())
+      pieces.push_back(&output[index]);  // empty: its chunk ran in another's task
+  }
   return encode_reduce_task(job.task, pieces);
 }
 
@@ -321,7 +371,7 @@ void Dispatcher::on_answer(unsigned slot, TaskMessage answer, MemoryCharge charg
       if (job.map_outputs[task.index].size() != job.task.partitions && job.kind->has_reduce()) {
         throw std::runtime_error("map task returned the wrong number of partitions");
       }
-      ++job.ticket->map_done;
+      job.ticket->map_done += task.count;
     } else {
       job.reduced[task.index] = std::move(answer.body);
       ++job.ticket->reduce_done;
@@ -351,7 +401,7 @@ void Dispatcher::on_task_lost(unsigned slot, Loss loss, const std::string& how) 
       job->task_name(task.phase, task.index), "; started a replacement");
   if (job->dropped) return;
   if (++job->attempts[task.index] < kMaxTaskAttempts) {
-    requeue(job, task.index);
+    requeue(job, task.index, task.count);
     return;
   }
   const auto attempts = std::to_string(kMaxTaskAttempts) + " times";
@@ -376,9 +426,11 @@ void Dispatcher::on_over_budget(unsigned slot, const std::string& what) {
                        "receiving " + what + " for " + task.job->task_name(task.phase, task.index));
 }
 
-void Dispatcher::requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index) {
+void Dispatcher::requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index,
+                         std::uint32_t count) {
   if (job->todo.empty()) ready_.push_front(job);  // it lost its turn through no fault of its own
-  job->todo.push_front(index);
+  for (auto i = index + count; i-- > index;)
+    job->todo.push_front(i);
 }
 
 void Dispatcher::on_phase_complete(RunningJob& job) {
@@ -404,27 +456,53 @@ void Dispatcher::on_phase_complete(RunningJob& job) {
     }
     std::vector<std::string> parts;
     if (job.phase == Phase::kMap) {
-      // No reduce: the result is built from piece 0 of each map output, in chunk order.
-      for (auto& output : job.map_outputs)
-        parts.push_back(std::move(output.at(0)));
+      // No reduce: the result is built from piece 0 of each map output, in chunk order (none
+      // for a chunk that ran in the task of the chunk before it).
+      for (auto& output : job.map_outputs) {
+        if (!output.empty()) parts.push_back(std::move(output.at(0)));
+      }
     } else {
       parts = std::move(job.reduced);
     }
     job.map_outputs = {};
-    auto result = job.kind->assemble_encoded(std::move(parts));
-    if (result.size() > std::numeric_limits<std::uint32_t>::max()) {
-      // A reply's length is a u32: such a result could never be sent.
-      finish(job, Status::kJobFailed,
-             "the result is " + std::to_string(result.size()) +
-                 " bytes, more than a reply can carry (4 GiB - 1)");
-      return;
+    std::uint64_t part_bytes = 0;
+    for (const auto& part : parts)
+      part_bytes += part.size();
+    if (config_.assemble_elsewhere && part_bytes >= kAssembleElsewhereBytes) {
+      return assemble_elsewhere(job, std::move(parts));
     }
-    finish(job, Status::kOk, std::move(result));
+    auto outcome = assembled(*job.kind, std::move(parts), job.id());
+    finish(job, outcome.status, std::move(outcome.body));
   } catch (const std::bad_alloc&) {
     finish_out_of_memory(job, "assembling its result");
   } catch (const std::exception& e) {
     finish(job, Status::kJobFailed, e.what());
   }
+}
+
+void Dispatcher::assemble_elsewhere(RunningJob& job, std::vector<std::string> parts) {
+  // The job is done here; the parts (still paid for) go to the assembler, which reports the
+  // outcome, unless the job is cancelled meanwhile.
+  struct Assembly {
+    const engine::JobKind* kind;
+    std::vector<std::string> parts;
+    std::shared_ptr<JobTicket> ticket;
+    MemoryCharge charge;
+  };
+  auto assembly = std::make_shared<Assembly>(
+      Assembly{job.kind, std::move(parts), job.ticket, std::move(job.outputs_charge)});
+  config_.assemble_elsewhere([assembly, on_finish = on_finish_] {
+    auto outcome = assembled(*assembly->kind, std::move(assembly->parts), assembly->ticket->id);
+    assembly->charge.reset();  // the parts are gone; the result is charged by whoever keeps it
+    if (outcome.status != Status::kOk) {
+      log(Level::kInfo, "job ", outcome.id, " failed (", protocol::to_string(outcome.status),
+          "): ", outcome.body);
+    }
+    if (!assembly->ticket->cancelled) on_finish(std::move(outcome));
+  });
+  job.dropped = true;
+  release_input(job);
+  jobs_.erase(job.id());  // may destroy `job`: nothing touches it after this line
 }
 
 void Dispatcher::finish_out_of_memory(RunningJob& job, const std::string& what) {

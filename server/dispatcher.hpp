@@ -37,6 +37,13 @@ namespace mrd::server {
 /// How many times a task may meet a dying worker before its job fails.
 inline constexpr int kMaxTaskAttempts = 3;
 
+/// Most chunks one map task runs together, when its job runs alone (Dispatcher::dispatch).
+inline constexpr std::size_t kMaxChunksPerTask = 4;
+
+/// Results whose parts come to this many bytes or more are assembled elsewhere
+/// (DispatcherConfig::assemble_elsewhere): below it the merge costs less than the hop.
+inline constexpr std::uint64_t kAssembleElsewhereBytes = 64 << 10;
+
 /// A job handed to the dispatcher, waiting to be admitted.
 struct Submission {
   std::shared_ptr<JobTicket> ticket;
@@ -49,6 +56,9 @@ struct DispatcherConfig {
   std::uint32_t task_timeout_ms = 300000;  ///< for jobs that set none
   std::uint32_t memory_limit_mib = 4096;   ///< for jobs that set none; 0 = unlimited
   MemoryBudget* budget = nullptr;          ///< pays for chunks and task messages; may be null
+  /// Runs a big result's assembly elsewhere (the Assembler's thread), which then reports the
+  /// job's outcome itself; null: every result is assembled in place, on the caller's thread.
+  std::function<void(std::function<void()>)> assemble_elsewhere;
 };
 
 class Dispatcher {
@@ -87,17 +97,20 @@ class Dispatcher {
   /// Plans, charges and splits one job; false if it must wait for memory.
   bool admit(Submission& submission);
   void start_next_task(unsigned slot);
-  std::string encode_task(const RunningJob& job, std::uint32_t index) const;
+  /// The message of task `index` of the job's phase; a map task may run `count` chunks.
+  std::string encode_task(const RunningJob& job, std::uint32_t index, std::uint32_t count) const;
   /// The job's input is no longer needed: its segment goes (unmapped, its memory file closed).
   void release_input(RunningJob& job);
   void on_answer(unsigned slot, TaskMessage answer, MemoryCharge charge);
   void on_task_lost(unsigned slot, Loss loss, const std::string& how);
   void on_over_budget(unsigned slot, const std::string& what);
   void on_phase_complete(RunningJob& job);
-  void requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index);
+  void requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index, std::uint32_t count);
   void finish(RunningJob& job, protocol::Status status, std::string body,
               std::shared_ptr<const ResultSegment> segment = {});
   void finish_out_of_memory(RunningJob& job, const std::string& what);
+  /// Hands the parts of `job`'s result to config_.assemble_elsewhere, and forgets the job.
+  void assemble_elsewhere(RunningJob& job, std::vector<std::string> parts);
 
   DispatcherConfig config_;
   TaskPool& pool_;
@@ -106,6 +119,10 @@ class Dispatcher {
   std::unordered_map<std::uint32_t, std::shared_ptr<RunningJob>> jobs_;
   std::deque<std::shared_ptr<RunningJob>> ready_;   ///< jobs with a task to send, in turn order
   std::vector<std::optional<InFlight>> in_flight_;  ///< per pool slot
+  /// How long a job must have run alone before its map tasks take several chunks each.
+  static constexpr std::chrono::milliseconds kQuietBeforeJoining{100};
+  Clock::time_point last_crowded_{};  ///< when more than one job was last running or waiting
+  bool others_recently_ = false;      ///< last_crowded_ was less than kQuietBeforeJoining ago
 };
 
 }  // namespace mrd::server

@@ -13,6 +13,9 @@ constexpr std::uint64_t kChunkOverhead = 256;
 /// What one piece costs besides its bytes: a std::string in its chunk's vector of map outputs.
 constexpr std::uint64_t kPieceOverhead = 48;
 
+/// A big job's default partitions: one per this many map tasks.
+constexpr std::uint64_t kMapTasksPerReduce = 4;
+
 std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) {
   return (a + b - 1) / b;
 }
@@ -51,8 +54,9 @@ std::uint64_t chunk_bytes_for(std::uint64_t requested, const InputSize& input,
   std::uint64_t chunk = requested;
   if (chunk == 0) {
     // Small enough that a worker is free again within milliseconds for other jobs' tasks (a
-    // 2 MiB map takes about 10 ms), large enough that per-task costs stay small.
-    constexpr std::uint64_t kMinAuto = 64 << 10, kMaxAuto = 2 << 20;
+    // 512 KiB map takes 3 to 8 ms), large enough that per-task costs stay small. A job that
+    // runs alone has several chunks run in one task (Dispatcher, kMaxChunksPerTask).
+    constexpr std::uint64_t kMinAuto = 64 << 10, kMaxAuto = 512 << 10;
     chunk = std::clamp<std::uint64_t>(total / (4 * workers), kMinAuto, kMaxAuto);
   }
   chunk = std::min(chunk, limits.max_chunk_bytes);
@@ -78,8 +82,12 @@ std::uint64_t plan_chunk_bytes(std::uint64_t requested, const engine::InputView&
 std::uint32_t plan_partitions(std::uint32_t requested, std::uint64_t map_tasks,
                               const PlanLimits& limits) {
   const std::uint64_t tasks = std::max<std::uint64_t>(map_tasks, 1);
+  // One partition per worker, or more for a big job: one reduce task per four map tasks, so
+  // that a reduce task takes about as long as a map task and holds up a worker no longer.
   const std::uint64_t wanted =
-      requested ? requested : std::min<std::uint64_t>(tasks, limits.workers);
+      requested ? requested
+                : std::min<std::uint64_t>(
+                      tasks, std::max<std::uint64_t>(limits.workers, tasks / kMapTasksPerReduce));
   const std::uint64_t most = std::max<std::uint64_t>(limits.max_pieces / tasks, 1);
   return static_cast<std::uint32_t>(std::clamp<std::uint64_t>(wanted, 1, most));
 }

@@ -38,8 +38,8 @@ struct PlanLimits {
 std::uint64_t plan_chunk_bytes(std::uint64_t requested, const engine::InputView& input,
                                const PlanLimits& limits);
 
-/// The partition count for a job cut into `map_tasks` chunks: the client's choice or one per
-/// worker (at most one per chunk), clamped to max_pieces.
+/// The partition count for a job cut into `map_tasks` chunks: the client's choice, or one per
+/// worker or per four chunks, whichever is more (at most one per chunk); clamped to max_pieces.
 std::uint32_t plan_partitions(std::uint32_t requested, std::uint64_t map_tasks,
                               const PlanLimits& limits);
 

@@ -8,6 +8,7 @@
 #include <new>
 #include <stdexcept>
 
+#include "server/assembler.hpp"
 #include "server/log.hpp"
 #include "server/pool/worker_pool.hpp"
 
@@ -34,6 +35,11 @@ void Scheduler::start() {
   dispatcher_config.task_timeout_ms = config_.task_timeout_ms;
   dispatcher_config.memory_limit_mib = config_.memory_limit_mib;
   dispatcher_config.budget = config_.budget;
+  // Big results are assembled on a thread of their own: this one goes on handing out tasks.
+  auto assembler = std::make_shared<Assembler>();
+  dispatcher_config.assemble_elsewhere = [assembler](std::function<void()> work) {
+    assembler->post(std::move(work));
+  };
   auto dispatcher = std::make_shared<Dispatcher>(dispatcher_config, *pool, on_finish_);
   thread_ = std::thread([this, pool, dispatcher] {
     try {

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <optional>
 
@@ -60,6 +62,11 @@ class FakePool final : public TaskPool {
     slots_[slot] = SentTask{type, std::move(body),
                             OwnedFd(attached >= 0 ? ::fcntl(attached, F_DUPFD_CLOEXEC, 0) : -1)};
     sent.push_back(slots_[slot]->body);
+    sent_types.push_back(type);
+  }
+  /// How many of the tasks sent were of `type`.
+  std::size_t sent_of(TaskMessageType type) const {
+    return static_cast<std::size_t>(std::count(sent_types.begin(), sent_types.end(), type));
   }
   std::string replace(unsigned slot) override {
     slots_[slot].reset();
@@ -93,7 +100,8 @@ class FakePool final : public TaskPool {
     return event;
   }
 
-  std::vector<std::string> sent;  ///< every task body, in the order sent
+  std::vector<std::string> sent;            ///< every task body, in the order sent
+  std::vector<TaskMessageType> sent_types;  ///< and its type
   int replaced = 0;
 
  private:
@@ -106,7 +114,9 @@ struct Harness {
       : pool(workers),
         budget(budget_bytes),
         dispatcher(
-            DispatcherConfig{PlanLimits{.workers = workers}, 300000, memory_limit_mib, &budget},
+            DispatcherConfig{
+                PlanLimits{.workers = workers}, 300000, memory_limit_mib, &budget,
+                [this](std::function<void()> work) { assemblies.push_back(std::move(work)); }},
             pool, [this](JobOutcome outcome) { outcomes[outcome.id] = outcome; }) {}
 
   std::shared_ptr<JobTicket> submit(std::uint32_t id, const protocol::SubmitRequest& request) {
@@ -121,18 +131,30 @@ struct Harness {
     return ticket;
   }
 
-  /// Every worker answers its task, round after round, until none has one.
-  void run() {
+  /// Every worker answers its task, round after round, until none has one; then the big
+  /// results handed to the assembler are assembled, unless `assemble` is false.
+  void run(bool assemble = true) {
     for (int round = 0; round < 100000; ++round) {
       dispatcher.dispatch();
       std::vector<PoolEvent> events;
       for (unsigned slot = 0; slot < pool.size(); ++slot) {
         if (pool.task(slot)) events.push_back(pool.answer(slot));
       }
-      if (events.empty()) return;
+      if (events.empty()) {
+        if (assemble) run_assemblies();
+        return;
+      }
       dispatcher.handle(std::move(events));
     }
     FAIL() << "the jobs never finished";
+  }
+
+  /// What the assembler's thread would run.
+  void run_assemblies() {
+    auto queued = std::move(assemblies);
+    assemblies.clear();
+    for (auto& work : queued)
+      work();
   }
 
   /// Reports one event.
@@ -146,6 +168,7 @@ struct Harness {
   MemoryBudget budget;
   Dispatcher dispatcher;
   std::map<std::uint32_t, JobOutcome> outcomes;
+  std::vector<std::function<void()>> assemblies;  ///< handed to the assembler, not yet run
 };
 
 protocol::SubmitRequest word_count(std::vector<std::string> texts, std::uint64_t chunk_bytes = 0,
@@ -188,6 +211,57 @@ TEST(Dispatcher, RunsAJobInChunksAndPartitionsToTheRightResult) {
     EXPECT_EQ(counts.at("w7"), std::uint64_t(repeat + 3));
     EXPECT_EQ(counts.at("w99"), std::uint64_t(repeat));
     EXPECT_GT(h.pool.sent.size(), 4u);  // several map tasks, then four reduce tasks
+  }
+}
+
+TEST(Dispatcher, ABigResultIsAssembledElsewhereAndASmallOneInPlace) {
+  Harness h(2);
+  h.submit(1, word_count({words(20000, 3)}, 64 << 10, 4));  // 20,000 keys: parts of ~300 KB
+  h.submit(2, word_count({"small job small"}));
+  h.run(false);
+  // The small one is done; the big one's parts wait for the assembler.
+  EXPECT_EQ(counts_of(h.outcomes.at(2)).at("small"), 2u);
+  EXPECT_EQ(h.outcomes.count(1), 0u);
+  ASSERT_EQ(h.assemblies.size(), 1u);
+  h.run_assemblies();
+  const auto counts = counts_of(h.outcomes.at(1));
+  EXPECT_EQ(counts.size(), 20000u);
+  EXPECT_EQ(counts.at("w19999"), 3u);
+
+  // A job cancelled while its result is being assembled reports nothing.
+  auto ticket = h.submit(3, word_count({words(20000, 1)}, 64 << 10, 4));
+  h.run(false);
+  ASSERT_EQ(h.assemblies.size(), 1u);
+  ticket->cancelled = true;
+  h.run_assemblies();
+  EXPECT_EQ(h.outcomes.count(3), 0u);
+}
+
+TEST(Dispatcher, AJobAloneRunsSeveralChunksPerMapTaskAndOneEachWhileOthersRun) {
+  const auto text = words(3000, 100);  // about 1.9 MB, cut by the planner into 8 chunks
+  {
+    Harness h(2);
+    auto ticket = h.submit(1, word_count({text}));
+    h.dispatcher.dispatch();
+    ASSERT_GE(ticket->map_total.load(), 8u);
+    // Alone: the first tasks take several chunks each. One of them is lost: its chunks run again.
+    ASSERT_TRUE(h.pool.task(0));
+    h.handle(h.pool.lose(0));
+    h.run();
+    EXPECT_LT(h.pool.sent_of(TaskMessageType::kMap), ticket->map_total.load());
+    EXPECT_EQ(ticket->map_done.load(), ticket->map_total.load());
+    EXPECT_EQ(counts_of(h.outcomes.at(1)).at("w2999"), 100u);
+  }
+  {
+    // Two at once: one chunk per task, so that either job's next task is never far off.
+    Harness h(2);
+    auto first = h.submit(1, word_count({text}));
+    auto second = h.submit(2, word_count({text}));
+    h.run();
+    EXPECT_EQ(h.pool.sent_of(TaskMessageType::kMap),
+              first->map_total.load() + second->map_total.load());
+    EXPECT_EQ(counts_of(h.outcomes.at(1)), counts_of(h.outcomes.at(2)));
+    EXPECT_EQ(counts_of(h.outcomes.at(2)).at("w0"), 100u);
   }
 }
 

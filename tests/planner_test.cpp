@@ -27,9 +27,17 @@ protocol::JobInput documents(std::size_t count) {
 
 TEST(Planner, TheDefaultChunkGivesAFewTasksPerWorker) {
   const PlanLimits limits{.workers = 2};
-  EXPECT_EQ(plan_chunk_bytes(0, view_of(text_of(8 << 20)), limits), 1u << 20);  // 8 MiB / (4 x 2)
+  EXPECT_EQ(plan_chunk_bytes(0, view_of(text_of(2 << 20)), limits), 256u << 10);  // 2 MiB / (4 x 2)
   EXPECT_EQ(plan_chunk_bytes(0, view_of(text_of(1000)), limits), 64u << 10);  // never below 64 KiB
-  EXPECT_EQ(plan_chunk_bytes(0, view_of(text_of(1 << 30)), limits), 2u << 20);  // never above 2 MiB
+  EXPECT_EQ(plan_chunk_bytes(0, view_of(text_of(1 << 30)), limits), 512u << 10);  // nor above 512
+}
+
+TEST(Planner, ABigJobGetsAPartitionPerFourMapTasks) {
+  const PlanLimits limits{.workers = 2};
+  EXPECT_EQ(plan_partitions(0, 1, limits), 1u);     // never more than the chunks
+  EXPECT_EQ(plan_partitions(0, 6, limits), 2u);     // one per worker
+  EXPECT_EQ(plan_partitions(0, 128, limits), 32u);  // a reduce task per four map tasks
+  EXPECT_EQ(plan_partitions(5, 128, limits), 5u);   // the client's choice
 }
 
 TEST(Planner, AClientsChunkSizeIsKeptWithinTheLimits) {

@@ -44,4 +44,37 @@ std::uint64_t input_bytes(const protocol::JobInput& input) {
   return bytes_of(input);
 }
 
+std::optional<InputView> join_chunks(std::span<const InputView> chunks) {
+  if (chunks.empty()) return std::nullopt;
+  if (std::holds_alternative<DocumentsView>(chunks.front())) {
+    DocumentsView joined;
+    for (const auto& chunk : chunks) {
+      const auto* documents = std::get_if<DocumentsView>(&chunk);
+      if (!documents) return std::nullopt;
+      for (const auto& document : documents->documents) {
+        auto* last = joined.documents.empty() ? nullptr : &joined.documents.back();
+        if (last && last->name.data() == document.name.data() &&
+            last->text.data() + last->text.size() == document.text.data()) {
+          last->text = {last->text.data(), last->text.size() + document.text.size()};
+        } else {
+          joined.documents.push_back(document);
+        }
+      }
+    }
+    return joined;
+  }
+  if (std::holds_alternative<NumbersView>(chunks.front())) {
+    const auto* first = std::get_if<NumbersView>(&chunks.front());
+    const double* begin = first->values.data();
+    const double* end = begin + first->values.size();
+    for (const auto& chunk : chunks.subspan(1)) {
+      const auto* numbers = std::get_if<NumbersView>(&chunk);
+      if (!numbers || numbers->values.data() != end) return std::nullopt;
+      end += numbers->values.size();
+    }
+    return NumbersView{{begin, end}};
+  }
+  return std::nullopt;
+}
+
 }  // namespace mrd::engine

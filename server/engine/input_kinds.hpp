@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -43,6 +45,12 @@ std::uint64_t input_bytes(const InputView& input);
 /// input_bytes of an owning input, without building views of it (the planner sizes a SUBMIT
 /// before any memory is charged for it).
 std::uint64_t input_bytes(const protocol::JobInput& input);
+
+/// One chunk made of `chunks`, consecutive chunks of one input as split() cut them, for a map
+/// task that runs them together: their documents in order (the pieces of a document cut between
+/// two of them joined again), or their numbers as one span. Nothing for a matrix pair, whose
+/// chunks are not cut to be joined.
+std::optional<InputView> join_chunks(std::span<const InputView> chunks);
 
 /// "mapper 'matmul' takes a matrix pair, not documents".
 std::string wrong_input_message(std::string_view mapper, std::size_t expected, std::size_t actual);
