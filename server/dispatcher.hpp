@@ -56,8 +56,9 @@ struct DispatcherConfig {
   std::uint32_t task_timeout_ms = 300000;  ///< for jobs that set none
   std::uint32_t memory_limit_mib = 4096;   ///< for jobs that set none; 0 = unlimited
   MemoryBudget* budget = nullptr;          ///< pays for chunks and task messages; may be null
-  /// Runs a big result's assembly elsewhere (the Assembler's thread), which then reports the
-  /// job's outcome itself; null: every result is assembled in place, on the caller's thread.
+  /// Runs a big result's assembly elsewhere (a BackgroundThread: background_thread.hpp), which then
+  /// reports the job's outcome itself; null: every result is assembled in place, on the caller's
+  /// thread.
   std::function<void(std::function<void()>)> assemble_elsewhere;
 };
 

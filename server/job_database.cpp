@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "server/background_thread.hpp"
+#include "server/checkpointer.hpp"
 #include "server/log.hpp"
 
 namespace mrd::server {
@@ -76,6 +78,8 @@ JobDatabase::~JobDatabase() {
 }
 
 void JobDatabase::close() {
+  remover_.reset();       // the files it was asked to remove are gone once this returns
+  checkpointer_.reset();  // before the writer's connection: its close runs the last checkpoint
   for (auto* statement : {insert_, remember_id_, finish_, cancel_, evict_}) {
     sqlite3_finalize(statement);
   }
@@ -119,6 +123,9 @@ void JobDatabase::open(const std::string& directory, Sync sync) {
   execute("PRAGMA journal_mode=WAL");
   execute(sync == Sync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
   if (fresh) create_schema();
+  // From now on the log is checkpointed on a thread of its own, not inside a commit.
+  checkpointer_ = std::make_unique<Checkpointer>(path_, db_);
+  remover_ = std::make_unique<BackgroundThread>();
   if (!had_jobs) {
     // Only once the schema is committed: from now on a missing database is an error, not new.
     std::ofstream out(marker);
@@ -413,9 +420,13 @@ void JobDatabase::drop_input(std::uint32_t id) {
 }
 
 void JobDatabase::remove_dropped_inputs() {
-  // Most jobs had no file: a failed unlink (ENOENT) is the common case, not an error.
+  // Most jobs had no file: a failed unlink (ENOENT) is the common case, not an error. Unlinking a
+  // 64 MiB file takes the filesystem a tenth of a second: not on the writer's thread. Should the
+  // server stop first, the next start removes the file (no unfinished row names it).
   for (const auto id : dropped_inputs_) {
-    ::unlink((std::filesystem::path(inputs_) / input_file_name(id)).c_str());
+    remover_->post([path = (std::filesystem::path(inputs_) / input_file_name(id)).string()] {
+      ::unlink(path.c_str());
+    });
   }
   dropped_inputs_.clear();
 }

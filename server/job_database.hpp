@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -32,6 +33,9 @@ struct sqlite3;
 struct sqlite3_stmt;
 
 namespace mrd::server {
+
+class BackgroundThread;
+class Checkpointer;
 
 /// The data directory cannot be trusted (damaged, missing its database, not mrd's). The message
 /// names the file, what is wrong and the way to recover; mrd refuses to start (exit code 5).
@@ -141,6 +145,8 @@ class JobDatabase {
   Sync sync_ = Sync::kNormal;
   std::vector<std::uint32_t> dropped_inputs_;  ///< jobs whose input file goes at the commit
   sqlite3* db_ = nullptr;
+  std::unique_ptr<Checkpointer> checkpointer_;  ///< runs the log's checkpoints (checkpointer.hpp)
+  std::unique_ptr<BackgroundThread> remover_;   ///< removes input files the rows dropped
   sqlite3_stmt* insert_ = nullptr;
   sqlite3_stmt* remember_id_ = nullptr;
   sqlite3_stmt* finish_ = nullptr;

@@ -8,7 +8,7 @@
 #include <new>
 #include <stdexcept>
 
-#include "server/assembler.hpp"
+#include "server/background_thread.hpp"
 #include "server/log.hpp"
 #include "server/pool/worker_pool.hpp"
 
@@ -36,7 +36,7 @@ void Scheduler::start() {
   dispatcher_config.memory_limit_mib = config_.memory_limit_mib;
   dispatcher_config.budget = config_.budget;
   // Big results are assembled on a thread of their own: this one goes on handing out tasks.
-  auto assembler = std::make_shared<Assembler>();
+  auto assembler = std::make_shared<BackgroundThread>();
   dispatcher_config.assemble_elsewhere = [assembler](std::function<void()> work) {
     assembler->post(std::move(work));
   };

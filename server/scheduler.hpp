@@ -5,7 +5,8 @@
 // (job_planner.hpp) decides how a job is cut; the dispatcher (dispatcher.hpp) runs the jobs:
 // fair turns, retries, deadlines, results. This file is the thread that drives them: it takes
 // jobs and cancels from the network thread and waits on the pool. A big result is assembled on
-// a thread of its own (assembler.hpp), so that this one never stops handing out tasks for long.
+// a thread of its own (background_thread.hpp), so that this one never stops handing out tasks for
+// long.
 //
 // The scheduler never touches a socket: the owner's finish callback hands the outcome over to
 // the network thread (by posting to its io_context).
@@ -47,8 +48,8 @@ class Scheduler {
  public:
   using FinishCallback = std::function<void(JobOutcome)>;
 
-  /// `on_finish` is called once per job that was not cancelled, on the scheduler thread (or the
-  /// assembler's, for a big result: assembler.hpp).
+  /// `on_finish` is called once per job that was not cancelled, on the scheduler thread (or, for
+  /// a big result, on the thread that assembles it: background_thread.hpp).
   Scheduler(SchedulerConfig config, FinishCallback on_finish);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;

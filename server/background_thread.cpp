@@ -1,10 +1,10 @@
-#include "server/assembler.hpp"
+#include "server/background_thread.hpp"
 
 namespace mrd::server {
 
-Assembler::Assembler() : thread_([this] { run(); }) {}
+BackgroundThread::BackgroundThread() : thread_([this] { run(); }) {}
 
-Assembler::~Assembler() {
+BackgroundThread::~BackgroundThread() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -13,7 +13,7 @@ Assembler::~Assembler() {
   thread_.join();
 }
 
-void Assembler::post(std::function<void()> work) {
+void BackgroundThread::post(std::function<void()> work) {
   {
     std::lock_guard lock(mutex_);
     queue_.push_back(std::move(work));
@@ -21,7 +21,7 @@ void Assembler::post(std::function<void()> work) {
   wake_.notify_one();
 }
 
-void Assembler::run() {
+void BackgroundThread::run() {
   for (;;) {
     std::function<void()> work;
     {
