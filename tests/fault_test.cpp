@@ -1,6 +1,9 @@
 // Worker faults injected through the real protocol: the test-* jobs crash, hang, stall and run out
 // of memory inside real worker processes of the real mrd binary.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "raw_jobs.hpp"
 
@@ -235,6 +238,76 @@ TEST(Faults, OtherJobsGoOnWhileOneKeepsCrashing) {
     EXPECT_EQ(as_map(result_of(wait_for(client, normal[i]))).at(std::to_string(i)), 1u);
   }
   EXPECT_EQ(status_name(wait_for(client, crashing).status), "job-crashed");
+}
+
+/// Starts `mrd --worker-fd 3` on one end of a socketpair, with MRD_SERVER_PID set to `server`;
+/// returns its pid and the other end in `fd`.
+pid_t start_worker(const std::string& server, int& fd) {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    throw std::runtime_error("socketpair");
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pair[1], 3);  // without close-on-exec
+    setenv("MRD_SERVER_PID", server.c_str(), 1);
+    execl(MRD_BINARY, MRD_BINARY, "--worker-fd", "3", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ::close(pair[1]);
+  fd = pair[0];
+  return pid;
+}
+
+/// Waits up to 20 s for `pid` to exit; its exit status (128 + the signal if one killed it), or -1
+/// if it is still running.
+int exit_status_within(pid_t pid, std::chrono::seconds limit = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return -1;
+}
+
+/// The body length in a task message's header (u8 type, u64 length, little-endian).
+std::size_t answer_length(const std::string& header) {
+  std::uint64_t length = 0;
+  for (int i = 8; i >= 1; --i)
+    length = (length << 8) | static_cast<unsigned char>(header[static_cast<std::size_t>(i)]);
+  return static_cast<std::size_t>(length);
+}
+
+TEST(Faults, AWorkerWhoseServerDiedBeforeItStartedLeavesAtOnce) {
+  // Its server (as MRD_SERVER_PID says) is not its parent: it died before the worker could ask
+  // to die with it. The worker must go, even with its socket still open and a task waiting on
+  // it (a hanging one would otherwise keep it forever).
+  int fd = -1;
+  const pid_t orphan = start_worker("1", fd);
+  const std::string not_a_task("\x03\0\0\0\0\0\0\0\0", 9);  // kDone, empty body
+  ASSERT_EQ(::write(fd, not_a_task.data(), not_a_task.size()), 9);
+  const int status = exit_status_within(orphan);
+  if (status < 0) ::kill(orphan, SIGKILL), waitpid(orphan, nullptr, 0);
+  EXPECT_EQ(status, 0);
+  char byte = 0;
+  EXPECT_NE(::read(fd, &byte, 1), 1) << "it answered instead of leaving";
+  ::close(fd);
+
+  // Its parent is its server: it stays, and answers (here, that the message is not a task).
+  const pid_t worker = start_worker(std::to_string(::getpid()), fd);
+  ASSERT_EQ(::write(fd, not_a_task.data(), not_a_task.size()), 9);
+  // The whole answer is read first: a worker whose server leaves mid-answer dies of SIGPIPE.
+  std::string answer;
+  for (char buffer[256]; answer.size() < 9 || answer.size() < 9 + answer_length(answer);) {
+    const auto n = ::read(fd, buffer, sizeof buffer);
+    ASSERT_GT(n, 0) << "the worker left without answering";
+    answer.append(buffer, static_cast<std::size_t>(n));
+  }
+  EXPECT_EQ(answer[0], 4) << "kError";
+  ::close(fd);  // the server closes the channel: the worker exits
+  EXPECT_EQ(exit_status_within(worker), 0);
 }
 
 }  // namespace

@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <new>
 #include <optional>
+#include <string>
 
 #include "server/engine/builtin_jobs.hpp"
 #include "server/engine/job_kind.hpp"
@@ -97,6 +99,12 @@ std::string run_task(const TaskMessage& message) {
 int run_worker(int fd) {
   // Die with the server: a worker busy in a long task would otherwise outlive a SIGKILLed server.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // A server that died before that line sends no signal: then the worker has a new parent, and
+  // goes now, before it runs a task already waiting on its socket (a hanging one would never end).
+  if (const char* server = std::getenv(kServerPidVariable);
+      server && std::to_string(::getppid()) != server) {
+    return 0;
+  }
 
   for (;;) {
     const auto message = read_task_message(fd);

@@ -45,9 +45,11 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& executabl
   posix_spawnattr_setsigdefault(&attributes, &defaults);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF);
 
-  // One BLAS thread per worker: the pool is the parallelism.
+  // One BLAS thread per worker: the pool is the parallelism. And the server's pid, so that a
+  // worker can tell whether its server died before it started (worker_main.cpp).
   std::vector<std::string> added = environment;
   added.push_back("OPENBLAS_NUM_THREADS=1");
+  added.push_back(std::string(kServerPidVariable) + "=" + std::to_string(::getpid()));
   std::vector<char*> env;
   for (char** e = environ; *e; ++e) {
     const std::string_view entry(*e);

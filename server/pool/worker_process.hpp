@@ -47,8 +47,11 @@ class WorkerProcess {
   std::unique_ptr<WorkerChannel> channel_;  ///< null once closed
 };
 
-/// The body of a worker process: answers tasks on `fd` until the server closes it. Returns the
-/// process exit code.
+/// The environment variable that gives a worker its server's pid.
+inline constexpr const char* kServerPidVariable = "MRD_SERVER_PID";
+
+/// The body of a worker process: answers tasks on `fd` until the server closes it, or dies with
+/// it. Returns the process exit code (0 also when the server was gone before it started).
 int run_worker(int fd);
 
 }  // namespace mrd::server
