@@ -38,11 +38,6 @@ Checkpointer::~Checkpointer() {
   sqlite3_close(db_);
 }
 
-int Checkpointer::checkpoints() const {
-  std::lock_guard lock(mutex_);
-  return checkpoints_;
-}
-
 int Checkpointer::on_commit(void* self, sqlite3*, const char*, int pages) {
   auto& checkpointer = *static_cast<Checkpointer*>(self);
   if (pages >= kPagesBeforeCheckpoint) {
@@ -78,8 +73,6 @@ void Checkpointer::run() {
       log(Level::kWarn, "database checkpoint failed: ", sqlite3_errmsg(db_),
           " (the log grows until one succeeds)");
     }
-    std::lock_guard lock(mutex_);
-    ++checkpoints_;
   }
 }
 

@@ -37,9 +37,6 @@ class Checkpointer {
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
 
-  /// Checkpoints done so far (for tests and logs).
-  int checkpoints() const;
-
  private:
   /// sqlite3_wal_hook's callback: a commit left `pages` pages in the log.
   static int on_commit(void* self, sqlite3* db, const char* schema, int pages);
@@ -47,11 +44,10 @@ class Checkpointer {
 
   sqlite3* writer_;
   sqlite3* db_ = nullptr;  ///< this thread's own connection
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::condition_variable wake_;
   bool wanted_ = false;    ///< guarded by mutex_: the log passed the mark since the last one
   bool stopping_ = false;  ///< guarded by mutex_
-  int checkpoints_ = 0;    ///< guarded by mutex_
   std::thread thread_;
 };
 

@@ -340,6 +340,7 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
     }
     if (const auto file = column_blob(rows, 7); !file.empty()) {
       job.input_file = (std::filesystem::path(inputs_) / file).string();
+      if (job.state == protocol::JobState::kQueued) jobs_with_inputs_.insert(job.id);
       job.input_offset = static_cast<std::uint64_t>(sqlite3_column_int64(rows, 8));
       const auto input_digest = column_blob(rows, 9);
       // A digest of the wrong size can match no file: the job fails when it is loaded.
@@ -373,7 +374,7 @@ void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotenc
   // One transaction: the row and the id counter commit together or not at all (inside a group's
   // transaction, with it).
   const bool own_transaction = sqlite3_get_autocommit(db_) != 0;
-  if (own_transaction) execute("BEGIN");
+  if (own_transaction) execute("BEGIN IMMEDIATE");
   try {
     sqlite3_bind_int64(insert_, 1, id);
     if (idempotency_key.empty()) {
@@ -398,6 +399,7 @@ void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotenc
         sqlite3_bind_null(insert_, column);
     }
     run(insert_);
+    if (input_file) jobs_with_inputs_.insert(id);
     sqlite3_bind_int64(remember_id_, 1, id);
     run(remember_id_);
     if (own_transaction) execute("COMMIT");
@@ -415,14 +417,15 @@ void JobDatabase::roll_back() {
 }
 
 void JobDatabase::drop_input(std::uint32_t id) {
+  // Most jobs have no file: nothing to hand the remover for them.
+  if (jobs_with_inputs_.erase(id) == 0) return;
   dropped_inputs_.push_back(id);
   if (sqlite3_get_autocommit(db_)) remove_dropped_inputs();  // committed already
 }
 
 void JobDatabase::remove_dropped_inputs() {
-  // Most jobs had no file: a failed unlink (ENOENT) is the common case, not an error. Unlinking a
-  // 64 MiB file takes the filesystem a tenth of a second: not on the writer's thread. Should the
-  // server stop first, the next start removes the file (no unfinished row names it).
+  // Unlinking a 64 MiB file takes the filesystem a tenth of a second: not on the writer's thread.
+  // Should the server stop first, the next start removes the file (no unfinished row names it).
   for (const auto id : dropped_inputs_) {
     remover_->post([path = (std::filesystem::path(inputs_) / input_file_name(id)).string()] {
       ::unlink(path.c_str());

@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "protocol/wire.hpp"
@@ -102,7 +103,9 @@ class JobDatabase {
   /// rolled back and the error thrown: nothing of it was written.
   template <class Writes>
   void in_one_transaction(Writes writes) {
-    execute("BEGIN");
+    // IMMEDIATE: the write lock from the start (waiting for the checkpointer's connection if it
+    // holds it), so that a read begun first can never be refused the upgrade to a write.
+    execute("BEGIN IMMEDIATE");
     try {
       writes();
       execute("COMMIT");
@@ -128,8 +131,8 @@ class JobDatabase {
   void execute(const char* sql);
   /// Rolls back the open transaction, if SQLite has not already (it has, after some errors).
   void roll_back();
-  /// Once the row of job `id` no longer names its input file (if it had one), removes the file:
-  /// at once outside a transaction, or when it commits.
+  /// Once the row of job `id` no longer names its input file, if it had one, removes the file: at
+  /// once outside a transaction, or when it commits.
   void drop_input(std::uint32_t id);
   /// Removes the input files of the rows the last commit dropped them from.
   void remove_dropped_inputs();
@@ -143,6 +146,8 @@ class JobDatabase {
   std::string path_;
   std::string inputs_;
   Sync sync_ = Sync::kNormal;
+  /// Jobs whose row names an input file (only those have one to remove when it is dropped).
+  std::unordered_set<std::uint32_t> jobs_with_inputs_;
   std::vector<std::uint32_t> dropped_inputs_;  ///< jobs whose input file goes at the commit
   sqlite3* db_ = nullptr;
   std::unique_ptr<Checkpointer> checkpointer_;  ///< runs the log's checkpoints (checkpointer.hpp)

@@ -60,11 +60,7 @@ std::unique_ptr<Segment> Segment::map_file(int fd) {
   struct stat info {};
   if (::fstat(fd, &info) != 0) fail("fstat");
   segment->size_ = static_cast<std::uint64_t>(info.st_size);
-  const auto mapped = std::max<std::uint64_t>(segment->size_, 1);
-  void* mapping = ::mmap(nullptr, mapped, PROT_READ, MAP_SHARED, fd, 0);
-  if (mapping == MAP_FAILED) fail("mmap");
-  segment->mapped_ = mapped;
-  segment->data_ = static_cast<const char*>(mapping);
+  segment->map_read_only();
   return segment;
 }
 
@@ -92,12 +88,16 @@ std::unique_ptr<Segment> GrowingSegment::seal() {
       ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
     fail("sealing the input");
   }
-  const auto mapped = std::max<std::uint64_t>(segment_->size_, 1);
-  void* mapping = ::mmap(nullptr, mapped, PROT_READ, MAP_SHARED, fd, 0);
-  if (mapping == MAP_FAILED) fail("mmap");
-  segment_->mapped_ = mapped;
-  segment_->data_ = static_cast<const char*>(mapping);
+  segment_->map_read_only();
   return std::move(segment_);
+}
+
+void Segment::map_read_only() {
+  const auto mapped = std::max<std::uint64_t>(size_, 1);
+  void* mapping = ::mmap(nullptr, mapped, PROT_READ, MAP_SHARED, fd_, 0);
+  if (mapping == MAP_FAILED) fail("mmap");
+  mapped_ = mapped;
+  data_ = static_cast<const char*>(mapping);
 }
 
 Segment::~Segment() {

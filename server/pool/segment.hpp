@@ -61,6 +61,8 @@ class Segment {
  private:
   friend class GrowingSegment;
   Segment() = default;
+  /// Maps the whole file fd_ (size_ bytes, at least one page) read-only. Throws std::system_error.
+  void map_read_only();
   const char* data_ = nullptr;
   std::uint64_t size_ = 0;
   std::uint64_t mapped_ = 0;  ///< bytes mapped (at least one page for a shared segment)
