@@ -114,7 +114,7 @@ std::optional<JobStore::KeyedJob> JobStore::find_by_key(std::string_view idempot
 }
 
 void JobStore::create(std::string_view idempotency_key, const RequestDigest* request_digest,
-                      std::string_view request, std::optional<ReceivedFile> input_file,
+                      std::string_view request, std::unique_ptr<ReceivedFile> input_file,
                       Created recorded) {
   const auto id = next_id_++;
   auto ticket = std::make_shared<JobTicket>(id);
@@ -129,7 +129,7 @@ void JobStore::create(std::string_view idempotency_key, const RequestDigest* req
   if (!writer_) return recorded(std::move(ticket), "");
   // Shared by the write (which renames the file) and its outcome (which removes it if the row was
   // not written): the writer's thread is done with it before the outcome runs.
-  auto file = input_file ? std::make_shared<ReceivedFile>(std::move(*input_file)) : nullptr;
+  std::shared_ptr<ReceivedFile> file = std::move(input_file);
   writer_->enqueue(
       [id, key = std::string(idempotency_key), digest, request, file](JobDatabase& db) {
         db.record_submitted(id, key, digest ? &*digest : nullptr, request, file.get());

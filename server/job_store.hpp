@@ -101,7 +101,7 @@ class JobStore {
   /// `input_file`, if the body was received into one, is what the row keeps instead of `request`;
   /// it stays on disk while the job's row names it, and is removed if that row is not written.
   void create(std::string_view idempotency_key, const RequestDigest* request_digest,
-              std::string_view request, std::optional<ReceivedFile> input_file, Created recorded);
+              std::string_view request, std::unique_ptr<ReceivedFile> input_file, Created recorded);
 
   /// Records how a job ended (called with the scheduler's outcome, on the network thread). With
   /// a database the job shows as finished once that is committed.

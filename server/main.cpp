@@ -294,6 +294,9 @@ int main(int argc, char** argv) {
   }
 
   asio::io_context io(1);
+  // Caught from here on: a signal that arrives while the server starts (it may already be
+  // listening) waits in the set for the handler below instead of killing the process.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
   std::unique_ptr<Server> server_holder;
   try {
     server_holder = std::make_unique<Server>(io, config);
@@ -321,7 +324,6 @@ int main(int argc, char** argv) {
 
   // The first SIGTERM or SIGINT drains (running jobs may finish, new ones are refused); the
   // second stops at once.
-  asio::signal_set signals(io, SIGINT, SIGTERM);
   bool draining = false;
   std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& error,
                                                                     int signal) {

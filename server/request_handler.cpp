@@ -93,7 +93,7 @@ void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies)
 template <class MakeInput>
 void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& layout,
                                 ReplyQueue& replies, MakeInput make_input,
-                                std::optional<ReceivedFile> file) {
+                                std::unique_ptr<ReceivedFile> file) {
   std::string& out = replies.bytes();
   if (auto problem = engine::check_submit(layout.mapper, layout.reducer, layout.input.kind,
                                           config_.enable_test_jobs);

@@ -49,7 +49,7 @@ class RequestHandler {
   /// `file`: the file in the data directory the body was received into, if it was.
   template <class MakeInput>
   void accept_job(std::string_view body, protocol::SubmitLayout& layout, ReplyQueue& replies,
-                  MakeInput make_input, std::optional<ReceivedFile> file = std::nullopt);
+                  MakeInput make_input, std::unique_ptr<ReceivedFile> file = nullptr);
   void fetch(std::string_view body, ReplyQueue& replies);
   void status(std::string_view body, std::string& out);
   void cancel(std::string_view body, ReplyQueue& replies);

@@ -50,8 +50,10 @@ bool SubmitUpload::add(std::string_view bytes) {
 }
 
 ReceivedBody SubmitUpload::finish() {
-  ReceivedBody received{segment_.seal(), offset_, std::nullopt};
-  if (file_) received.file = ReceivedFile{std::move(file_), offset_, digest_->finish()};
+  ReceivedBody received{segment_.seal(), offset_, nullptr};
+  if (file_)
+    received.file = std::make_unique<ReceivedFile>(
+        ReceivedFile{std::move(file_), offset_, digest_->finish()});
   charge_.reset();
   return received;
 }

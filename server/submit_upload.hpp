@@ -30,7 +30,7 @@ namespace mrd::server {
 struct ReceivedBody {
   std::unique_ptr<Segment> segment;  ///< sealed, read-only
   std::uint64_t offset = 0;          ///< where the body starts in it
-  std::optional<ReceivedFile> file;  ///< with a data directory: the file the segment maps
+  std::unique_ptr<ReceivedFile> file;  ///< with a data directory: the file the segment maps
 };
 
 class SubmitUpload {
