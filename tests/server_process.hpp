@@ -2,6 +2,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -19,6 +20,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -122,6 +124,13 @@ class ServerProcess {
 
   ~ServerProcess() {
     if (pid_ > 0) stop();
+    if (::testing::Test::HasFailure()) {
+      // What the server said is often the quickest way to why the test failed: its last lines.
+      const auto said = log();
+      const std::size_t tail = 16 << 10;
+      std::fprintf(stderr, "--- the end of mrd's log ---\n%s--- end ---\n",
+                   said.substr(said.size() > tail ? said.size() - tail : 0).c_str());
+    }
   }
 
   std::uint16_t port() const { return port_; }
@@ -334,9 +343,10 @@ inline InputFiles input_files_of(pid_t pid, const std::string& name = "memfd:mrd
   return files;
 }
 
-/// The sizes of the job input memory files a process holds open.
+/// The sizes of the job input memory files a process holds open (each file once, however many
+/// descriptors it has open on it: an input whose maps start while it arrives has two).
 inline std::vector<std::uint64_t> input_file_sizes(pid_t pid) {
-  std::vector<std::uint64_t> sizes;
+  std::map<ino_t, std::uint64_t> sizes_by_file;
   const auto fds = std::filesystem::path("/proc") / std::to_string(pid) / "fd";
   std::error_code error;
   for (const auto& fd : std::filesystem::directory_iterator(fds, error)) {
@@ -344,9 +354,12 @@ inline std::vector<std::uint64_t> input_file_sizes(pid_t pid) {
     struct stat info {};
     if (!error && target.string().find("memfd:mrd-input") != std::string::npos &&
         ::stat(fd.path().c_str(), &info) == 0) {
-      sizes.push_back(static_cast<std::uint64_t>(info.st_size));
+      sizes_by_file[info.st_ino] = static_cast<std::uint64_t>(info.st_size);
     }
   }
+  std::vector<std::uint64_t> sizes;
+  for (const auto& [file, size] : sizes_by_file)
+    sizes.push_back(size);
   return sizes;
 }
 

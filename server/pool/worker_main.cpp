@@ -107,7 +107,7 @@ int run_worker(int fd) {
   }
 
   for (;;) {
-    const auto message = read_task_message(fd);
+    auto message = read_task_message(fd);
     if (!message) return 0;  // the server closed the pipe: orderly exit
     TaskMessageType answer_type = TaskMessageType::kDone;
     std::string answer;
@@ -123,6 +123,9 @@ int run_worker(int fd) {
     // Lift the limit before anything else is allocated: the next message belongs to another job,
     // and reading it must not fail under this job's limit.
     limit_memory(0);
+    // The files that came with the task are closed before the answer goes: once the server has
+    // the answer, this worker holds nothing of the job.
+    message.reset();
     if (!write_task_message(fd, answer_type, answer)) return 0;
   }
 }
