@@ -111,20 +111,79 @@ void read_request_head(Cursor& c, SubmitLayout& m) {
 
 }  // namespace
 
-std::optional<std::uint64_t> values_offset_from_prefix(std::string_view prefix) {
+std::optional<SubmitHead> submit_head_from_prefix(std::string_view prefix) {
   try {
     Cursor c(prefix.substr(0, kSubmitPrefixBytes));
-    SubmitLayout m;
-    read_request_head(c, m);
-    switch (c.value<std::uint8_t>()) {
-      case 0: return 0;                                         // text: nothing to align
-      case 1: return c.position() + sizeof(std::uint64_t);      // after the count
-      case 2: return c.position() + 3 * sizeof(std::uint64_t);  // after rows, cols and count
-      default: return std::nullopt;
-    }
+    SubmitHead head;
+    read_request_head(c, head.layout);
+    head.layout.input.kind = c.value<std::uint8_t>();
+    if (head.layout.input.kind > 2) return std::nullopt;
+    head.input_offset = c.position();
+    return head;
   } catch (const DecodeError&) {
     return std::nullopt;
   }
+}
+
+std::optional<std::uint64_t> values_offset_from_prefix(std::string_view prefix) {
+  const auto head = submit_head_from_prefix(prefix);
+  if (!head) return std::nullopt;
+  switch (head->layout.input.kind) {
+    case 0: return 0;                                                // text: nothing to align
+    case 1: return head->input_offset + sizeof(std::uint64_t);       // after the count
+    default: return head->input_offset + 3 * sizeof(std::uint64_t);  // after rows, cols, count
+  }
+}
+
+bool ArrivingDocuments::read(std::string_view arrived, std::vector<DocumentLayout>& out) {
+  constexpr std::uint64_t kLength = sizeof(std::uint64_t);
+  const auto u64_at = [&](std::uint64_t at) {
+    std::uint64_t value = 0;
+    std::memcpy(&value, arrived.data() + at, sizeof value);  // little-endian, as body_io.hpp checks
+    return value;
+  };
+  // The same checks as Cursor::count, against the bytes the whole body leaves after each field.
+  while (!invalid_ && !complete()) {
+    const auto left = body_bytes_ - std::min(body_bytes_, position_ + kLength);
+    if (position_ + kLength > body_bytes_) {
+      invalid_ = true;  // the body ends inside the field
+      break;
+    }
+    if (!count_) {
+      if (position_ + kLength > arrived.size()) break;
+      const auto n = u64_at(position_);
+      if (n > left / (2 * kLength)) {
+        invalid_ = true;  // more documents than the body can hold
+        break;
+      }
+      count_ = n;
+      position_ += kLength;
+      continue;
+    }
+    // A document: its name's length and name, then its text's length.
+    if (position_ + kLength > arrived.size()) break;
+    const auto name_bytes = u64_at(position_);
+    if (name_bytes > kMaxDocumentNameBytes || name_bytes > left) {
+      invalid_ = true;
+      break;
+    }
+    const auto text_length_at = position_ + kLength + name_bytes;
+    if (text_length_at + kLength > body_bytes_) {
+      invalid_ = true;
+      break;
+    }
+    if (text_length_at + kLength > arrived.size()) break;
+    const auto text_bytes = u64_at(text_length_at);
+    if (text_bytes > body_bytes_ - (text_length_at + kLength)) {
+      invalid_ = true;
+      break;
+    }
+    out.push_back(
+        DocumentLayout{{position_ + kLength, name_bytes}, {text_length_at + kLength, text_bytes}});
+    position_ = text_length_at + kLength + text_bytes;
+    ++read_;
+  }
+  return !invalid_;
 }
 
 Decoded<SubmitLayout> decode_submit_layout(std::string_view body) {

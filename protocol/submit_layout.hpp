@@ -85,6 +85,40 @@ inline constexpr std::uint64_t kSubmitPrefixBytes =
 /// shorter); nullopt if they are not a valid start (the whole body's decode says why).
 std::optional<std::uint64_t> values_offset_from_prefix(std::string_view prefix);
 
+/// Everything before the input of a SUBMIT body still arriving (names, options, idempotency key,
+/// input kind; SubmitLayout::input holds only the kind), read from its first kSubmitPrefixBytes
+/// (or the whole body if it is shorter), and where the input's first field starts: for
+/// documents, their count. nullopt if they are not a valid start.
+struct SubmitHead {
+  SubmitLayout layout;
+  std::uint64_t input_offset = 0;
+};
+std::optional<SubmitHead> submit_head_from_prefix(std::string_view prefix);
+
+/// The documents of a SUBMIT body that is still arriving, read as their bytes come: a document is
+/// known once its name and its text's length are in, while its text may still be arriving. The
+/// checks are decode_submit_layout's, against the size the body will have.
+class ArrivingDocuments {
+ public:
+  /// For a body of `body_bytes` whose document count starts at `offset` (SubmitHead).
+  ArrivingDocuments(std::uint64_t offset, std::uint64_t body_bytes)
+      : position_(offset), body_bytes_(body_bytes) {}
+
+  /// Reads on in `arrived`, the body's first bytes (more of them at each call), and appends to
+  /// `out` every document now known. False once those bytes cannot start a valid body: nothing
+  /// more is read (the whole body's decode says what is wrong).
+  bool read(std::string_view arrived, std::vector<DocumentLayout>& out);
+  /// Every document is known.
+  bool complete() const { return count_ && read_ == *count_; }
+
+ private:
+  std::uint64_t position_;  ///< where the next field starts
+  std::uint64_t body_bytes_;
+  std::optional<std::uint64_t> count_;  ///< of documents, once read
+  std::uint64_t read_ = 0;              ///< documents known
+  bool invalid_ = false;
+};
+
 /// Decodes a whole SUBMIT body into offsets; the same checks and messages as decode().
 Decoded<SubmitLayout> decode_submit_layout(std::string_view body);
 

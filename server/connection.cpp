@@ -114,12 +114,13 @@ class Connection {
   MemoryCharge pending_charge_;  ///< pending_.capacity(), on budget_
   /// The big SUBMIT being received straight into its segment, if any (pending_ is then empty).
   std::unique_ptr<SubmitUpload> upload_;
-  MemoryCharge reply_charge_;        ///< the bytes copied into replies_, on budget_
-  std::size_t next_frame_ = 0;       ///< size of the incomplete request, once its header is in
-  Clock::time_point request_start_;  ///< when the first byte of the incomplete request came
-  std::size_t write_progress_ = 0;   ///< bytes of the reply being written that went out
-  ReplyQueue replies_;               ///< replies not yet written
-  bool close_ = false;               ///< framing can no longer be trusted: close after the replies
+  std::unique_ptr<EarlyStart> early_;  ///< the upload's maps, if they started while it arrives
+  MemoryCharge reply_charge_;          ///< the bytes copied into replies_, on budget_
+  std::size_t next_frame_ = 0;         ///< size of the incomplete request, once its header is in
+  Clock::time_point request_start_;    ///< when the first byte of the incomplete request came
+  std::size_t write_progress_ = 0;     ///< bytes of the reply being written that went out
+  ReplyQueue replies_;                 ///< replies not yet written
+  bool close_ = false;  ///< framing can no longer be trusted: close after the replies
 };
 
 bool Connection::hold(std::string_view bytes) {
@@ -163,6 +164,7 @@ void Connection::refuse_for_memory(std::size_t wanted) {
   std::vector<char>().swap(pending_);
   pending_charge_.reset();
   upload_.reset();
+  early_.reset();
   close_ = true;
 }
 
@@ -180,6 +182,7 @@ void Connection::maybe_start_upload() {
       {pending_.data() + kHeaderBytes, have}, body_bytes, *budget_,
       config_.data_dir.empty() ? std::string() : inputs_directory(config_.data_dir));
   if (!upload_) return;  // it stays in pending_, the way small requests go
+  early_ = handler_.start_early({pending_.data() + kHeaderBytes, have}, *upload_);
   std::vector<char>().swap(pending_);
   pending_charge_.reset();
 }
@@ -198,10 +201,12 @@ std::size_t Connection::continue_upload(std::string_view received) {
           "cannot keep the job's input: " + upload_->error() + "; closing the connection",
           replies_.bytes());
       upload_.reset();
+      early_.reset();
       close_ = true;
     }
     return received.size();
   }
+  if (early_) early_->arrived(upload_->received());
   if (upload_->missing()) return used;
   ReceivedBody body;
   try {
@@ -215,7 +220,11 @@ std::size_t Connection::continue_upload(std::string_view received) {
   }
   upload_.reset();
   next_frame_ = 0;
-  if (body.segment) handler_.submit_received(std::move(body), replies_);
+  if (body.segment) {
+    body.early = std::move(early_);
+    handler_.submit_received(std::move(body), replies_);
+  }
+  early_.reset();
   reply_charge_ = MemoryCharge::force_take(*budget_, replies_.owned_bytes());
   return used;
 }

@@ -44,8 +44,27 @@ struct Dispatcher::RunningJob {
   bool joinable = false;
   /// A big matrix product: the file its map tasks write C into, which becomes its result.
   std::unique_ptr<MatrixResult> matrix_result;
+  /// While its SUBMIT is still arriving (its ticket is then a placeholder): the input so far, and
+  /// what cuts it. `input` is null until the job is submitted whole.
+  std::shared_ptr<ArrivingInput> arriving;
+  std::unique_ptr<ArrivalCutter> cutter;  ///< null once the bytes arrived cannot be cut
+  std::uint64_t cut_to = 0;               ///< body bytes cut so far
+  /// How it failed before it had an id: reported once it has one (never, if the SUBMIT is not
+  /// accepted).
+  std::optional<std::pair<protocol::Status, std::string>> early_failure;
 
   std::uint32_t id() const { return ticket->id; }
+  /// The bytes its map tasks' ranges are offsets into, and the file workers map them from (-1:
+  /// the ranges' bytes travel in the task messages).
+  std::string_view input_bytes() const {
+    if (input) return input->bytes();
+    return arriving ? std::string_view(arriving->mapping->data(), arriving->mapping->size())
+                    : std::string_view();
+  }
+  int input_fd() const {
+    if (input) return input->fd();
+    return arriving ? arriving->mapping->fd() : -1;
+  }
   std::uint32_t task_count() const {
     return static_cast<std::uint32_t>(phase == Phase::kMap ? chunks.size() : task.partitions);
   }
@@ -107,12 +126,11 @@ void Dispatcher::admit_waiting() {
   std::erase_if(waiting_, [this](Submission& submission) { return admit(submission); });
 }
 
-bool Dispatcher::admit(Submission& submission) {
-  if (submission.ticket->cancelled) return true;
-  const auto& layout = submission.input->layout();
-  const auto& input = submission.input->view();
+/// A new job running `layout`'s pair with its options, under `ticket`.
+std::shared_ptr<Dispatcher::RunningJob> Dispatcher::new_job(std::shared_ptr<JobTicket> ticket,
+                                                            const protocol::SubmitLayout& layout) {
   auto job = std::make_shared<RunningJob>();
-  job->ticket = submission.ticket;
+  job->ticket = std::move(ticket);
   job->task.mapper = layout.mapper;
   job->task.reducer = layout.reducer;
   job->kind = engine::find_job_kind(layout.mapper, layout.reducer);
@@ -125,6 +143,22 @@ bool Dispatcher::admit(Submission& submission) {
        layout.options.memory_limit_mib < config_.memory_limit_mib)) {
     job->task.memory_limit_mib = layout.options.memory_limit_mib;
   }
+  return job;
+}
+
+bool Dispatcher::admit(Submission& submission) {
+  if (submission.ticket->cancelled) {
+    // Cancelled before it was admitted: maps it started while it arrived stop too.
+    if (submission.arriving) {
+      submission.arriving->placeholder->cancelled = true;
+      early_cancelled_ = true;
+    }
+    return true;
+  }
+  if (submission.arriving && adopt(submission)) return true;
+  const auto& layout = submission.input->layout();
+  const auto& input = submission.input->view();
+  auto job = new_job(submission.ticket, layout);
   try {
     if (!job->kind) {
       throw engine::JobError("no job '" + layout.mapper + "' + '" + layout.reducer + "'");
@@ -189,9 +223,141 @@ bool Dispatcher::admit(Submission& submission) {
   log(Level::kDebug, "job ", job->id(), ": ", job->task.mapper, "+", job->task.reducer, ", ",
       chunks, " chunks, ", job->task.partitions, " partitions, input ",
       job->input->fd() >= 0 ? "shared" : "inline");
-  jobs_.emplace(job->id(), job);
+  jobs_.emplace(job->ticket.get(), job);
   ready_.push_back(std::move(job));
   return true;
+}
+
+void Dispatcher::start_early(std::shared_ptr<ArrivingInput> input) {
+  if (input->placeholder->cancelled) return;
+  const auto& head = input->head;
+  auto job = new_job(input->placeholder, head);
+  if (!job->kind || !job->kind->text_overlap()) return;  // the request handler checked it
+  const auto chunk_bytes =
+      plan_arriving_chunk_bytes(head.options.chunk_bytes, input->body_bytes, config_.limits);
+  const auto estimated_tasks = (input->body_bytes + chunk_bytes - 1) / chunk_bytes;
+  if (config_.budget) {
+    // Only with room to spare for the rest of the body and the margin kept for requests being
+    // received (request_handler.cpp): an early start must not cost the upload its bytes.
+    const auto working =
+        planned_arriving_working_bytes(input->body_bytes, head.options, config_.limits);
+    const auto rest = input->body_bytes - input->arrived.load(std::memory_order_acquire);
+    const auto limit = config_.budget->limit();
+    if (config_.budget->used() + working + rest > limit - limit / 8) return;
+    job->chunks_charge = MemoryCharge::try_take(*config_.budget, working);
+    if (!job->chunks_charge) return;  // it starts once whole, as any job
+  }
+  // The partitions are planned from the size the SUBMIT declared: the map tasks that run before
+  // the rest arrives already cut their outputs into them.
+  job->task.partitions = plan_partitions(head.options.partitions, estimated_tasks, config_.limits);
+  job->cutter = std::make_unique<ArrivalCutter>(*input, chunk_bytes, *job->kind->text_overlap());
+  job->arriving = std::move(input);
+  job->joinable = head.options.chunk_bytes == 0;
+  job->ticket->state = JobState::kMapping;
+  log(Level::kDebug, "an arriving SUBMIT of ", job->arriving->body_bytes,
+      " bytes: ", job->task.mapper, "+", job->task.reducer,
+      " starts its maps as the input arrives, ", job->task.partitions, " partitions");
+  jobs_.emplace(job->ticket.get(), job);
+  arriving_.push_back(std::move(job));
+}
+
+bool Dispatcher::adopt(Submission& submission) {
+  const auto found = jobs_.find(submission.arriving->placeholder.get());
+  if (found == jobs_.end()) return false;  // it never started, or was dropped
+  auto job = found->second;
+  jobs_.erase(found);
+  std::erase(arriving_, job);
+  const auto placeholder = job->ticket;
+  if (!job->early_failure &&
+      (!job->cutter || submission.input->bytes().data() != job->input_bytes().data())) {
+    // Nothing to go on from (its bytes could not be cut, or the input is not where they were
+    // cut from): the early maps are forgotten and the job runs as any other.
+    job->dropped = true;
+    stop_dropped_tasks();
+    return false;
+  }
+  // From now on the job has its id: its progress so far moves to its own ticket.
+  job->ticket = submission.ticket;
+  job->ticket->map_done = placeholder->map_done.load();
+  jobs_.emplace(job->ticket.get(), job);
+  if (job->early_failure) {
+    job->arriving.reset();
+    auto [status, reason] = std::move(*job->early_failure);
+    finish(*job, status, std::move(reason));
+    return true;
+  }
+  job->input = std::move(submission.input);
+  job->input_charge = std::move(submission.input_charge);
+  try {
+    job->kind->validate(job->input->view());
+    // The charge made from the declared size grows to the input's real plan.
+    const auto working =
+        planned_working_bytes(job->input->view(), job->input->layout().options, config_.limits);
+    if (config_.budget && working > job->chunks_charge.bytes() &&
+        !job->chunks_charge.resize(working)) {
+      job->chunks_charge.absorb(
+          MemoryCharge::force_take(*config_.budget, working - job->chunks_charge.bytes()));
+    }
+    cut(job, job->arriving->body_bytes);
+    if (!job->cutter || !job->cutter->done()) {
+      throw std::logic_error("an input that decoded whole could not be cut as it arrived");
+    }
+  } catch (const std::bad_alloc&) {
+    job->arriving.reset();
+    finish_out_of_memory(*job, "splitting its input");
+    return true;
+  } catch (const std::exception& e) {
+    job->arriving.reset();
+    finish(*job, Status::kJobFailed, e.what());
+    return true;
+  }
+  const auto chunks = static_cast<std::uint32_t>(job->chunks.size());
+  const auto started = chunks - static_cast<std::uint32_t>(job->todo.size());
+  job->arriving.reset();
+  job->cutter.reset();
+  job->ticket->map_total = chunks;
+  job->ticket->reduce_total = job->kind->has_reduce() ? job->task.partitions : 0;
+  job->ticket->state = JobState::kMapping;
+  log(Level::kInfo, "job ", job->id(), ": ", started, " of its ", chunks,
+      " map tasks started while its input arrived");
+  if (job->todo.empty() && job->outstanding == 0) on_phase_complete(*job);
+  return true;
+}
+
+void Dispatcher::cut_arrived() {
+  for (std::size_t i = 0; i < arriving_.size(); ++i) {
+    const auto job = arriving_[i];  // a copy: cut() may finish the job
+    if (job->dropped || !job->cutter) continue;
+    const auto arrived = job->arriving->arrived.load(std::memory_order_acquire);
+    if (arrived != job->cut_to) cut(job, arrived);
+  }
+}
+
+void Dispatcher::cut(const std::shared_ptr<RunningJob>& job, std::uint64_t arrived) {
+  const auto before = job->chunks.size();
+  job->cut_to = arrived;
+  try {
+    if (!job->cutter->cut(arrived, job->chunks)) {
+      // Not the start of a valid body: its SUBMIT will be refused, and the job dropped then.
+      job->cutter.reset();
+      return;
+    }
+    job->map_outputs.resize(job->chunks.size());
+    job->attempts.resize(job->chunks.size(), 0);
+  } catch (const std::bad_alloc&) {
+    // The early maps are an optimisation: without memory for them the job waits to be whole.
+    job->cutter.reset();
+    return;
+  }
+  if (job->chunks.size() == before) return;
+  if (job->todo.empty()) ready_.push_back(job);
+  for (auto i = before; i < job->chunks.size(); ++i)
+    job->todo.push_back(static_cast<std::uint32_t>(i));
+  job->ticket->map_total = static_cast<std::uint32_t>(job->chunks.size());
+  if (before == 0) {
+    log(Level::kInfo, "an arriving SUBMIT's first map task is ready with ", arrived, " of its ",
+        job->arriving->body_bytes, " bytes in");
+  }
 }
 
 void Dispatcher::release_input(RunningJob& job) {
@@ -201,16 +367,38 @@ void Dispatcher::release_input(RunningJob& job) {
 }
 
 void Dispatcher::drop_cancelled() {
-  std::erase_if(waiting_, [](const Submission& s) { return s.ticket->cancelled.load(); });
+  std::erase_if(waiting_, [](const Submission& s) {
+    if (!s.ticket->cancelled) return false;
+    // Maps it started while it arrived stop too (below: its placeholder is cancelled now).
+    if (s.arriving) s.arriving->placeholder->cancelled = true;
+    return true;
+  });
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     if (it->second->ticket->cancelled) {
-      it->second->dropped = true;
-      log(Level::kDebug, "job ", it->first, ": cancelled");
+      auto& job = *it->second;
+      if (job.arriving) {
+        log(Level::kInfo, "an arriving SUBMIT will not be a job: its early maps stop");
+      } else {
+        log(Level::kDebug, "job ", job.id(), ": cancelled");
+      }
+      // Its memory goes now, whatever still holds the job (a task in a worker's hands).
+      job.dropped = true;
+      release_input(job);
+      job.arriving.reset();
+      job.cutter.reset();
+      job.map_outputs = {};
       it = jobs_.erase(it);
     } else {
       ++it;
     }
   }
+  std::erase_if(arriving_, [](const auto& job) { return job->ticket->cancelled.load(); });
+  // A dropped job waiting for its turn holds its input until its turn comes: it goes now.
+  std::erase_if(ready_, [](const auto& job) { return job->dropped; });
+  stop_dropped_tasks();
+}
+
+void Dispatcher::stop_dropped_tasks() {
   // Work already in a worker's hands stops too: the worker is killed and replaced, which is
   // quicker than letting a long task finish for nothing.
   for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
@@ -223,7 +411,12 @@ void Dispatcher::drop_cancelled() {
 }
 
 void Dispatcher::dispatch() {
+  cut_arrived();
   admit_waiting();
+  if (early_cancelled_) {
+    early_cancelled_ = false;
+    drop_cancelled();
+  }
   // Other jobs are about while more than one runs or waits, and for a moment after: a client
   // that sends tiny jobs one after the other leaves gaps between them.
   const auto now = Clock::now();
@@ -268,7 +461,7 @@ void Dispatcher::start_next_task(unsigned slot) {
     MemoryCharge charge;
     if (config_.budget) charge = MemoryCharge::force_take(*config_.budget, body.size());
     // A map task of a shared input sends the input's memory file along; the worker maps it.
-    const int attached = job->phase == Phase::kMap && job->input ? job->input->fd() : -1;
+    const int attached = job->phase == Phase::kMap ? job->input_fd() : -1;
     // And a product's map task the result's file, which it writes its rows of C into.
     const int result =
         job->phase == Phase::kMap && job->matrix_result ? job->matrix_result->segment->fd() : -1;
@@ -297,7 +490,7 @@ std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index,
     if (count > 1 && !joined) throw std::logic_error("chunks that cannot be joined were joined");
     // Ranges of the input, not its bytes, when the worker can map the input's memory file.
     return encode_map_task(
-        job.task, joined ? *joined : job.chunks[index], job.input->bytes(), job.input->fd() >= 0,
+        job.task, joined ? *joined : job.chunks[index], job.input_bytes(), job.input_fd() >= 0,
         job.matrix_result ? std::optional(job.matrix_result->rows.at(index)) : std::nullopt);
   }
   std::vector<const std::string*> pieces;
@@ -384,7 +577,8 @@ void Dispatcher::on_answer(unsigned slot, TaskMessage answer, MemoryCharge charg
     finish(job, Status::kJobFailed, std::string("worker answered garbage: ") + e.what());
     return;
   }
-  if (job.todo.empty() && job.outstanding == 0) on_phase_complete(job);
+  // A job whose input is still arriving has more maps to come.
+  if (job.todo.empty() && job.outstanding == 0 && !job.arriving) on_phase_complete(job);
 }
 
 void Dispatcher::on_task_lost(unsigned slot, Loss loss, const std::string& how) {
@@ -443,7 +637,7 @@ void Dispatcher::on_phase_complete(RunningJob& job) {
       for (std::uint32_t p = 0; p < job.task.partitions; ++p)
         job.todo.push_back(p);
       job.ticket->state = JobState::kReducing;
-      ready_.push_back(jobs_.at(job.id()));
+      ready_.push_back(jobs_.at(job.ticket.get()));
       return;
     }
     if (job.matrix_result) {
@@ -502,7 +696,7 @@ void Dispatcher::assemble_elsewhere(RunningJob& job, std::vector<std::string> pa
   });
   job.dropped = true;
   release_input(job);
-  jobs_.erase(job.id());  // may destroy `job`: nothing touches it after this line
+  jobs_.erase(job.ticket.get());  // may destroy `job`: nothing touches it after this line
 }
 
 void Dispatcher::finish_out_of_memory(RunningJob& job, const std::string& what) {
@@ -517,6 +711,14 @@ void Dispatcher::finish(RunningJob& job, Status status, std::string body,
                         std::shared_ptr<const ResultSegment> segment) {
   job.dropped = true;
   release_input(job);
+  if (job.arriving) {
+    // No id to report it under yet: it waits for its SUBMIT, and goes if that never comes.
+    log(Level::kInfo, "an arriving SUBMIT's job failed (", protocol::to_string(status),
+        "): ", body);
+    job.map_outputs = {};
+    job.early_failure.emplace(status, std::move(body));
+    return;
+  }
   const auto id = job.id();
   if (status != Status::kOk) {
     log(Level::kInfo, "job ", id, " failed (", protocol::to_string(status), "): ", body);
@@ -524,7 +726,7 @@ void Dispatcher::finish(RunningJob& job, Status status, std::string body,
   if (!job.ticket->cancelled) {
     on_finish_(JobOutcome{id, status, std::move(body), std::move(segment)});
   }
-  jobs_.erase(id);  // may destroy `job`: nothing touches it after this line
+  jobs_.erase(job.ticket.get());  // may destroy `job`: nothing touches it after this line
 }
 
 }  // namespace mrd::server

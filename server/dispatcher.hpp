@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "protocol/messages.hpp"
+#include "server/early_start.hpp"
 #include "server/job_planner.hpp"
 #include "server/job_ticket.hpp"
 #include "server/memory_budget.hpp"
@@ -49,6 +50,8 @@ struct Submission {
   std::shared_ptr<JobTicket> ticket;
   std::unique_ptr<SubmittedInput> input;
   MemoryCharge input_charge;  ///< pays for `input` until the job no longer holds it
+  /// The input as it arrived, if the job's maps started early (early_start.hpp).
+  std::shared_ptr<ArrivingInput> arriving{};
 };
 
 struct DispatcherConfig {
@@ -70,8 +73,13 @@ class Dispatcher {
   Dispatcher(DispatcherConfig config, TaskPool& pool, FinishCallback on_finish);
   ~Dispatcher();
 
-  /// Queues a job for admission; it is admitted as soon as its memory fits in the budget.
+  /// Queues a job for admission; it is admitted as soon as its memory fits in the budget. A job
+  /// whose maps started early goes on from them.
   void submit(Submission submission);
+
+  /// Starts the maps of a SUBMIT still arriving (early_start.hpp), under its placeholder ticket:
+  /// chunks are cut as their bytes arrive. Nothing starts if its working memory does not fit now.
+  void start_early(std::shared_ptr<ArrivingInput> input);
 
   /// Drops every job whose ticket was cancelled; kills the workers running their tasks.
   void drop_cancelled();
@@ -93,10 +101,22 @@ class Dispatcher {
   struct InFlight;
   enum class Loss { kDied, kTimedOut };
 
+  /// A new job running `layout`'s pair with its options, under `ticket`.
+  std::shared_ptr<RunningJob> new_job(std::shared_ptr<JobTicket> ticket,
+                                      const protocol::SubmitLayout& layout);
   /// Admits the oldest waiting jobs while their working memory fits.
   void admit_waiting();
   /// Plans, charges and splits one job; false if it must wait for memory.
   bool admit(Submission& submission);
+  /// Admits a job whose maps started early, going on from them; false if there are none to go on
+  /// from (the job is then admitted as any other).
+  bool adopt(Submission& submission);
+  /// Cuts the chunks whose bytes arrived for every job whose input is still arriving.
+  void cut_arrived();
+  /// Cuts `job`'s input up to `arrived` body bytes and queues the new chunks' map tasks.
+  void cut(const std::shared_ptr<RunningJob>& job, std::uint64_t arrived);
+  /// Kills the workers running tasks of dropped jobs (they are replaced).
+  void stop_dropped_tasks();
   void start_next_task(unsigned slot);
   /// The message of task `index` of the job's phase; a map task may run `count` chunks.
   std::string encode_task(const RunningJob& job, std::uint32_t index, std::uint32_t count) const;
@@ -117,7 +137,10 @@ class Dispatcher {
   TaskPool& pool_;
   FinishCallback on_finish_;
   std::deque<Submission> waiting_;  ///< submitted, not admitted yet (in order)
-  std::unordered_map<std::uint32_t, std::shared_ptr<RunningJob>> jobs_;
+  /// Running jobs, by ticket (a job whose input is still arriving has a placeholder, without id).
+  std::unordered_map<const JobTicket*, std::shared_ptr<RunningJob>> jobs_;
+  std::vector<std::shared_ptr<RunningJob>> arriving_;  ///< jobs whose input is still arriving
+  bool early_cancelled_ = false;  ///< a job cancelled before admission had started early maps
   std::deque<std::shared_ptr<RunningJob>> ready_;   ///< jobs with a task to send, in turn order
   std::vector<std::optional<InFlight>> in_flight_;  ///< per pool slot
   /// How long a job must have run alone before its map tasks take several chunks each.

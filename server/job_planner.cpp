@@ -97,12 +97,29 @@ std::uint64_t planned_working_bytes(const engine::InputView& input, std::uint64_
   return working_bytes_for(size_of(input), map_tasks, partitions);
 }
 
-std::uint64_t planned_working_bytes(const engine::InputView& input,
-                                    const protocol::JobOptions& options, const PlanLimits& limits) {
-  const InputSize size = size_of(input);
+std::uint64_t plan_arriving_chunk_bytes(std::uint64_t requested, std::uint64_t text_bytes,
+                                        const PlanLimits& limits) {
+  return chunk_bytes_for(requested, InputSize{text_bytes}, limits);
+}
+
+namespace {
+std::uint64_t working_bytes_with_options(const InputSize& size, const protocol::JobOptions& options,
+                                         const PlanLimits& limits) {
   const auto chunk_bytes = chunk_bytes_for(options.chunk_bytes, size, limits);
   const auto tasks = std::max<std::uint64_t>(ceil_div(size.bytes, chunk_bytes), 1);
   return working_bytes_for(size, tasks, plan_partitions(options.partitions, tasks, limits));
+}
+}  // namespace
+
+std::uint64_t planned_arriving_working_bytes(std::uint64_t text_bytes,
+                                             const protocol::JobOptions& options,
+                                             const PlanLimits& limits) {
+  return working_bytes_with_options(InputSize{text_bytes}, options, limits);
+}
+
+std::uint64_t planned_working_bytes(const engine::InputView& input,
+                                    const protocol::JobOptions& options, const PlanLimits& limits) {
+  return working_bytes_with_options(size_of(input), options, limits);
 }
 
 }  // namespace mrd::server

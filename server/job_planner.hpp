@@ -51,6 +51,17 @@ std::uint32_t plan_partitions(std::uint32_t requested, std::uint64_t map_tasks,
 std::uint64_t planned_working_bytes(const engine::InputView& input, std::uint64_t map_tasks,
                                     std::uint32_t partitions);
 
+/// plan_chunk_bytes for a text input of `text_bytes` that is still arriving: its documents are not
+/// known yet, only the size its SUBMIT declared (early_start.hpp).
+std::uint64_t plan_arriving_chunk_bytes(std::uint64_t requested, std::uint64_t text_bytes,
+                                        const PlanLimits& limits);
+
+/// planned_working_bytes for such an input, with its documents not counted yet (its job's charge
+/// grows to planned_working_bytes once the input is whole).
+std::uint64_t planned_arriving_working_bytes(std::uint64_t text_bytes,
+                                             const protocol::JobOptions& options,
+                                             const PlanLimits& limits);
+
 /// planned_working_bytes for an input cut as plan_chunk_bytes and plan_partitions would cut it
 /// with these options (text is cut between words, so its task count is estimated from the chunk
 /// size).

@@ -2,6 +2,7 @@
 
 #include "protocol/codec.hpp"
 #include "protocol/submit_layout.hpp"
+#include "server/engine/input_kinds.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/log.hpp"
 #include "server/request_digest.hpp"
@@ -87,13 +88,46 @@ void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies)
         return std::make_unique<SubmittedInput>(std::move(received.segment), received.offset,
                                                 std::move(layout));
       },
-      std::move(received.file));
+      std::move(received.file), std::move(received.early));
+}
+
+std::unique_ptr<EarlyStart> RequestHandler::start_early(std::string_view prefix,
+                                                        SubmitUpload& upload) {
+  if (!EarlyStart::available() || !accepting_jobs_ ||
+      store_.unfinished() >= config_.max_queued_jobs) {
+    return nullptr;
+  }
+  auto head = protocol::submit_head_from_prefix(prefix);
+  if (!head || head->layout.input.kind != engine::input_kind_of<engine::DocumentsView>() ||
+      head->layout.options.partitions > kMaxPartitions ||
+      !engine::check_submit(head->layout.mapper, head->layout.reducer, head->layout.input.kind,
+                            config_.enable_test_jobs)
+           .empty()) {
+    return nullptr;
+  }
+  const auto* kind = engine::find_job_kind(head->layout.mapper, head->layout.reducer);
+  if (!kind || !kind->text_overlap()) return nullptr;
+  auto input = std::make_shared<ArrivingInput>();
+  try {
+    input->mapping = upload.map_ahead();
+  } catch (const std::system_error& e) {
+    log(Level::kDebug, "no early maps for a SUBMIT (", e.what(), ")");
+    return nullptr;
+  }
+  input->head = std::move(head->layout);
+  input->input_offset = head->input_offset;
+  input->body_bytes = upload.received() + upload.missing();
+  input->body_offset = upload.offset();
+  auto early = std::make_unique<EarlyStart>(std::move(input), scheduler_);
+  early->arrived(upload.received());
+  return early;
 }
 
 template <class MakeInput>
 void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& layout,
                                 ReplyQueue& replies, MakeInput make_input,
-                                std::unique_ptr<ReceivedFile> file) {
+                                std::unique_ptr<ReceivedFile> file,
+                                std::unique_ptr<EarlyStart> early) {
   std::string& out = replies.bytes();
   if (auto problem = engine::check_submit(layout.mapper, layout.reducer, layout.input.kind,
                                           config_.enable_test_jobs);
@@ -178,13 +212,16 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
   }
   // With a data directory the job is answered once its row is committed, by the database
   // writer's thread: until then this connection waits, and every other goes on.
+  // A SUBMIT whose maps started early hands them to its job; every other way out of here drops
+  // `early`, which stops them.
   struct Accepted {
     std::shared_ptr<MemoryBudget> budget;  ///< outlives `charge`, however late this goes
     std::unique_ptr<SubmittedInput> input;
     MemoryCharge charge;
+    std::unique_ptr<EarlyStart> early;
   };
-  auto accepted =
-      std::make_shared<Accepted>(Accepted{budget_, std::move(input), std::move(input_charge)});
+  auto accepted = std::make_shared<Accepted>(
+      Accepted{budget_, std::move(input), std::move(input_charge), std::move(early)});
   const auto deferred = store_.durable() ? replies.defer() : nullptr;
   const auto& key = accepted->input->layout().idempotency_key;
   // The bytes written are the input's own (the segment), alive as long as `accepted` is; or,
@@ -199,7 +236,8 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
                     const auto id = ticket->id;
                     if (!ticket->cancelled) {  // a cancel may come first (LIST shows the job)
                       scheduler_.enqueue(std::move(ticket), std::move(accepted->input),
-                                         std::move(accepted->charge));
+                                         std::move(accepted->charge),
+                                         accepted->early ? accepted->early->release() : nullptr);
                     }
                     protocol::append_message(reply, code(Status::kOk), protocol::JobId{id});
                   }

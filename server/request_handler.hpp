@@ -34,6 +34,11 @@ class RequestHandler {
   /// submit_upload.hpp), appending its reply to `replies`.
   void submit_received(ReceivedBody received, ReplyQueue& replies);
 
+  /// Starts the maps of a big SUBMIT whose body is arriving into `upload` and starts with `prefix`
+  /// (kSubmitPrefixBytes of it), if its job's chunks can be cut as text arrives and it could be
+  /// accepted as things stand (early_start.hpp); null otherwise, and it runs once whole.
+  std::unique_ptr<EarlyStart> start_early(std::string_view prefix, SubmitUpload& upload);
+
   /// Appends an error reply (status + message) to `out` and counts it as a rejected request
   /// (STATS `requests_rejected`: the request was not carried out; docs/protocol.md lists the
   /// statuses). FRAME_TOO_LARGE, answered without handle(), is counted as a request here too.
@@ -49,7 +54,8 @@ class RequestHandler {
   /// `file`: the file in the data directory the body was received into, if it was.
   template <class MakeInput>
   void accept_job(std::string_view body, protocol::SubmitLayout& layout, ReplyQueue& replies,
-                  MakeInput make_input, std::unique_ptr<ReceivedFile> file = nullptr);
+                  MakeInput make_input, std::unique_ptr<ReceivedFile> file = nullptr,
+                  std::unique_ptr<EarlyStart> early = nullptr);
   void fetch(std::string_view body, ReplyQueue& replies);
   void status(std::string_view body, std::string& out);
   void cancel(std::string_view body, ReplyQueue& replies);

@@ -57,11 +57,16 @@ void Scheduler::start() {
 void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
   for (;;) {
     std::deque<Submission> submitted;
+    std::vector<std::shared_ptr<ArrivingInput>> arriving;
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
       submitted.swap(incoming_);
+      arriving.swap(arriving_);
     }
+    // Early starts first: a job submitted in the same turn finds the maps its input started.
+    for (auto& input : arriving)
+      dispatcher.start_early(std::move(input));
     for (auto& submission : submitted)
       dispatcher.submit(std::move(submission));
     if (cancels_pending_.exchange(false)) dispatcher.drop_cancelled();
@@ -86,10 +91,19 @@ void Scheduler::stop() {
 }
 
 void Scheduler::enqueue(std::shared_ptr<JobTicket> ticket, std::unique_ptr<SubmittedInput> input,
-                        MemoryCharge input_charge) {
+                        MemoryCharge input_charge, std::shared_ptr<ArrivingInput> arriving) {
   {
     std::lock_guard lock(mutex_);
-    incoming_.push_back({std::move(ticket), std::move(input), std::move(input_charge)});
+    incoming_.push_back(
+        {std::move(ticket), std::move(input), std::move(input_charge), std::move(arriving)});
+  }
+  wake();
+}
+
+void Scheduler::start_early(std::shared_ptr<ArrivingInput> input) {
+  {
+    std::lock_guard lock(mutex_);
+    arriving_.push_back(std::move(input));
   }
   wake();
 }

@@ -63,8 +63,14 @@ class Scheduler {
 
   /// Queues a job (any thread). Its ticket's progress moves as it runs. `input_charge` pays for
   /// the input and is released once the job no longer holds it.
+  /// `arriving`: the input as it arrived, if its maps started early (early_start.hpp).
   void enqueue(std::shared_ptr<JobTicket> ticket, std::unique_ptr<SubmittedInput> input,
-               MemoryCharge input_charge = {});
+               MemoryCharge input_charge = {}, std::shared_ptr<ArrivingInput> arriving = {});
+
+  /// Starts the maps of a SUBMIT still arriving (any thread; early_start.hpp).
+  void start_early(std::shared_ptr<ArrivingInput> input);
+  /// More of an arriving input is in (any thread).
+  void wake_for_arrival() { wake(); }
 
   /// Tells the scheduler that some ticket was cancelled (any thread).
   void notify_cancelled();
@@ -84,8 +90,9 @@ class Scheduler {
   std::thread thread_;
   int wake_fd_ = -1;  ///< eventfd: the thread's poll() wakes when it is written
 
-  std::mutex mutex_;                 ///< guards the two fields below
-  std::deque<Submission> incoming_;  ///< enqueued, not yet taken by the thread
+  std::mutex mutex_;                                      ///< guards the three fields below
+  std::deque<Submission> incoming_;                       ///< enqueued, not yet taken by the thread
+  std::vector<std::shared_ptr<ArrivingInput>> arriving_;  ///< started early, not yet taken
   bool stopping_ = false;
 
   std::atomic<bool> cancels_pending_{false};

@@ -50,10 +50,10 @@ bool SubmitUpload::add(std::string_view bytes) {
 }
 
 ReceivedBody SubmitUpload::finish() {
-  ReceivedBody received{segment_.seal(), offset_, nullptr};
+  ReceivedBody received{segment_.seal(), offset_, nullptr, nullptr};
   if (file_)
-    received.file = std::make_unique<ReceivedFile>(
-        ReceivedFile{std::move(file_), offset_, digest_->finish()});
+    received.file =
+        std::make_unique<ReceivedFile>(ReceivedFile{std::move(file_), offset_, digest_->finish()});
   charge_.reset();
   return received;
 }

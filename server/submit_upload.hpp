@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "server/early_start.hpp"
 #include "server/input_file.hpp"
 #include "server/memory_budget.hpp"
 #include "server/pool/segment.hpp"
@@ -28,9 +29,10 @@ namespace mrd::server {
 
 /// A SUBMIT body received whole.
 struct ReceivedBody {
-  std::unique_ptr<Segment> segment;  ///< sealed, read-only
-  std::uint64_t offset = 0;          ///< where the body starts in it
+  std::unique_ptr<Segment> segment;    ///< sealed, read-only
+  std::uint64_t offset = 0;            ///< where the body starts in it
   std::unique_ptr<ReceivedFile> file;  ///< with a data directory: the file the segment maps
+  std::unique_ptr<EarlyStart> early;   ///< if its maps started while it arrived
 };
 
 class SubmitUpload {
@@ -52,8 +54,15 @@ class SubmitUpload {
   const std::string& error() const { return error_; }
   /// Body bytes still to come.
   std::uint64_t missing() const { return body_bytes_ - (segment_.size() - offset_); }
+  /// Body bytes received so far.
+  std::uint64_t received() const { return segment_.size() - offset_; }
   /// Where the body starts in the segment (SubmittedInput::body_offset of its values).
   std::uint64_t offset() const { return offset_; }
+  /// The file mapped as it will be when the body is whole, to read what has arrived while the rest
+  /// comes (early_start.hpp). Throws std::system_error.
+  std::shared_ptr<const ArrivingMapping> map_ahead() {
+    return segment_.map_ahead(offset_ + body_bytes_);
+  }
   /// Once nothing is missing: the sealed segment, its charge released (the job that keeps it is
   /// charged anew). Throws std::system_error if it cannot be sealed or mapped.
   ReceivedBody finish();

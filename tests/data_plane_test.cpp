@@ -133,6 +133,50 @@ TEST(SubmitLayout, TheValuesOffsetIsKnownFromTheFirstBytes) {
   EXPECT_FALSE(protocol::values_offset_from_prefix(body));
 }
 
+TEST(SubmitLayout, DocumentsAreKnownAsTheirBytesArriveAndLiesAreCaught) {
+  const auto body = body_of(
+      SubmitRequest{"words",
+                    "sum",
+                    {},
+                    Documents{{{"a", "one two"}, {"", ""}, {"long", std::string(5000, 'w')}}}});
+  const auto whole = protocol::decode_submit_layout(body);
+  ASSERT_TRUE(whole) << whole.error;
+  const auto head = protocol::submit_head_from_prefix(body);
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->layout.mapper, "words");
+  EXPECT_EQ(head->layout.input.kind, 0);
+  // Byte by byte: a document is known exactly once its text's length has arrived.
+  protocol::ArrivingDocuments arriving(head->input_offset, body.size());
+  std::vector<protocol::DocumentLayout> known;
+  for (std::size_t n = 0; n <= body.size(); ++n) {
+    ASSERT_TRUE(arriving.read(std::string_view(body).substr(0, n), known)) << n;
+    for (const auto& document : known)
+      EXPECT_LE(document.text.offset, n);
+  }
+  EXPECT_TRUE(arriving.complete());
+  EXPECT_EQ(known, whole.value->input.documents);
+
+  // Counts and lengths that lie are caught as their bytes arrive, as the whole decode catches
+  // them; so is a body that ends inside a field.
+  const auto lying = [&](std::size_t at, std::uint64_t value) {
+    auto bad = body;
+    std::memcpy(bad.data() + at, &value, sizeof value);
+    EXPECT_FALSE(protocol::decode_submit_layout(bad));
+    protocol::ArrivingDocuments reader(head->input_offset, bad.size());
+    std::vector<protocol::DocumentLayout> out;
+    return reader.read(bad, out);
+  };
+  const auto count_at = head->input_offset;
+  const auto first_name_at = count_at + 8;
+  const auto first_text_at = first_name_at + 8 + 1;
+  EXPECT_FALSE(lying(count_at, 1000000));
+  EXPECT_FALSE(lying(first_name_at, protocol::kMaxDocumentNameBytes + 1));
+  EXPECT_FALSE(lying(first_text_at, body.size()));
+  protocol::ArrivingDocuments cut_short(head->input_offset, body.size() - 4000);
+  std::vector<protocol::DocumentLayout> out;
+  EXPECT_FALSE(cut_short.read(std::string_view(body).substr(0, body.size() - 4000), out));
+}
+
 TEST(GrowingSegment, HoldsWhatWasAppendedAndSealsLikeCreate) {
   const std::string bytes = random_bytes(200000);
   const auto before = Segment::live_shared();

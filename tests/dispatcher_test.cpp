@@ -425,5 +425,133 @@ TEST(Dispatcher, AJobsMemoryFileGoesWhenItsMapsAreDone) {
   EXPECT_EQ(Segment::live_shared(), before);
 }
 
+/// A big SUBMIT arriving as a connection receives it (submit_upload.hpp): its body goes into a
+/// growing memory file, and the dispatcher may start its maps early (early_start.hpp).
+struct ArrivingSubmit {
+  explicit ArrivingSubmit(const protocol::SubmitRequest& request)
+      : body(protocol::encode(request)), segment(SubmittedInput::body_offset(0)) {
+    const auto head = protocol::submit_head_from_prefix(body);
+    EXPECT_TRUE(head);
+    input = std::make_shared<ArrivingInput>();
+    input->head = head->layout;
+    input->input_offset = head->input_offset;
+    input->body_bytes = body.size();
+    input->body_offset = SubmittedInput::body_offset(0);
+    input->mapping = segment.map_ahead(input->body_offset + body.size());
+  }
+  /// The next `bytes` of the body arrive.
+  void arrive(std::size_t bytes) {
+    bytes = std::min(bytes, body.size() - arrived);
+    segment.append(std::string_view(body).substr(arrived, bytes));
+    arrived += bytes;
+    input->arrived.store(arrived, std::memory_order_release);
+  }
+  /// The whole body arrived and was accepted as job `id`.
+  std::shared_ptr<JobTicket> submit(Harness& h, std::uint32_t id) {
+    arrive(body.size());
+    auto layout = protocol::decode_submit_layout(body);
+    EXPECT_TRUE(layout) << layout.error;
+    auto ticket = std::make_shared<JobTicket>(id);
+    auto submitted = std::make_unique<SubmittedInput>(segment.seal(), input->body_offset,
+                                                      std::move(*layout.value));
+    auto charge = MemoryCharge::force_take(h.budget, submitted->held_bytes());
+    h.dispatcher.submit({ticket, std::move(submitted), std::move(charge), input});
+    return ticket;
+  }
+
+  std::string body;
+  GrowingSegment segment;
+  std::shared_ptr<ArrivingInput> input;
+  std::size_t arrived = 0;
+};
+
+TEST(Dispatcher, MapsStartWhileTheInputArrivesAndTheJobGoesOnFromThem) {
+  const auto request = word_count({words(3000, 40), words(10, 2), words(4000, 20)}, 64 << 10);
+  Harness whole(2);
+  whole.submit(1, request);
+  whole.run();
+  const auto expected = counts_of(whole.outcomes.at(1));
+
+  Harness h(2);
+  ArrivingSubmit upload(request);
+  h.dispatcher.start_early(upload.input);
+  upload.arrive(upload.body.size() / 2);
+  h.dispatcher.dispatch();
+  // Half the body is in: both workers already map chunks of it, with no job id yet.
+  EXPECT_EQ(h.pool.sent_of(TaskMessageType::kMap), 2u);
+  ASSERT_TRUE(h.pool.task(0));
+  h.handle(h.pool.answer(0));
+  upload.submit(h, 7);
+  h.run();
+  EXPECT_EQ(counts_of(h.outcomes.at(7)), expected);
+  // Every chunk was mapped once: the early ones were not run again.
+  EXPECT_EQ(h.pool.sent_of(TaskMessageType::kMap), whole.pool.sent_of(TaskMessageType::kMap));
+  EXPECT_EQ(h.outcomes.size(), 1u);
+}
+
+TEST(Dispatcher, ASubmitThatNeverBecomesAJobStopsItsEarlyMapsAndLeavesNothing) {
+  Harness h(2);
+  const auto used_before = h.budget.used();
+  {
+    ArrivingSubmit upload(word_count({words(3000, 40)}, 64 << 10));
+    h.dispatcher.start_early(upload.input);
+    upload.arrive(upload.body.size() / 2);
+    h.dispatcher.dispatch();
+    ASSERT_EQ(h.pool.sent_of(TaskMessageType::kMap), 2u);
+    // The connection went (or the SUBMIT was refused): its EarlyStart cancels the placeholder.
+    upload.input->placeholder->cancelled = true;
+    h.dispatcher.drop_cancelled();
+  }
+  EXPECT_EQ(h.pool.replaced, 2) << "the workers mapping its chunks are replaced";
+  h.run();
+  EXPECT_TRUE(h.outcomes.empty());
+  EXPECT_EQ(h.budget.used(), used_before) << "its charges are released";
+  // The pool serves the next job as ever.
+  h.submit(1, word_count({"next job next"}));
+  h.run();
+  EXPECT_EQ(counts_of(h.outcomes.at(1)).at("next"), 2u);
+}
+
+TEST(Dispatcher, AJobCancelledBeforeItIsAdmittedStopsItsEarlyMapsToo) {
+  // The cancel is seen first by admission, or by drop_cancelled (which the scheduler calls
+  // before it dispatches when a cancel was notified).
+  for (const bool cancel_notified : {false, true}) {
+    Harness h(2);
+    ArrivingSubmit upload(word_count({words(3000, 40)}, 64 << 10));
+    h.dispatcher.start_early(upload.input);
+    upload.arrive(upload.body.size() / 2);
+    h.dispatcher.dispatch();
+    ASSERT_EQ(h.pool.sent_of(TaskMessageType::kMap), 2u);
+    // Accepted, and cancelled by its client before the dispatcher took it in.
+    upload.submit(h, 5)->cancelled = true;
+    if (cancel_notified) h.dispatcher.drop_cancelled();
+    h.dispatcher.dispatch();
+    EXPECT_EQ(h.pool.replaced, 2) << "the workers mapping its early chunks are replaced";
+    h.run();
+    EXPECT_TRUE(h.outcomes.empty());
+    // The pool serves the next job as ever.
+    h.submit(1, word_count({"next job next"}));
+    h.run();
+    EXPECT_EQ(counts_of(h.outcomes.at(1)).at("next"), 2u);
+  }
+}
+
+TEST(Dispatcher, AnEarlyMapsFailureIsReportedUnderTheJobsIdOnceItIsAccepted) {
+  Harness h(1);
+  auto request = word_count({words(3000, 40)}, 64 << 10);
+  ArrivingSubmit upload(request);
+  h.dispatcher.start_early(upload.input);
+  upload.arrive(upload.body.size() / 2);
+  h.dispatcher.dispatch();
+  ASSERT_TRUE(h.pool.task(0));
+  h.handle(h.pool.reply(0, TaskMessageType::kError, "the mapper refused its input"));
+  EXPECT_TRUE(h.outcomes.empty()) << "no id to report it under yet";
+  upload.submit(h, 3);
+  h.run();
+  ASSERT_EQ(h.outcomes.count(3), 1u);
+  EXPECT_EQ(h.outcomes[3].status, Status::kJobFailed);
+  EXPECT_EQ(h.outcomes[3].body, "the mapper refused its input");
+}
+
 }  // namespace
 }  // namespace mrd::server

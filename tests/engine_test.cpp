@@ -475,6 +475,57 @@ TEST(TextSplit, BigDocumentGetsSeveralChunksThatKeepItsName) {
   EXPECT_GE(chunks.size(), 3u);
 }
 
+TEST(TextSplit, CuttingAsTheBytesArriveGivesTheChunksOfTheWholeInput) {
+  // Small and big documents, texts arriving a few bytes at a time: the chunks are those of the
+  // whole input, in order, and each is cut only once every byte it holds has arrived.
+  std::mt19937 rng(5);
+  for (int round = 0; round < 40; ++round) {
+    Documents input;
+    for (int d = 0, n = 1 + static_cast<int>(rng() % 6); d < n; ++d) {
+      const auto words = rng() % 3 == 0 ? rng() % 400 : rng() % 20;
+      input.documents.push_back({"d" + std::to_string(d), random_text(rng, words)});
+    }
+    const auto whole = view_of(input);
+    for (const auto overlap : {Overlap::kNone, Overlap::kLastWord}) {
+      for (const std::uint64_t chunk_bytes : {1ull, 9ull, 64ull, 300ull, 1ull << 20}) {
+        const auto expected = split_documents(whole, chunk_bytes, overlap);
+        std::vector<InputView> cut;
+        DocumentSplitter splitter(chunk_bytes, overlap);
+        for (const auto& document : whole.documents) {
+          splitter.start_document(document, cut);
+          for (std::uint64_t in = 0;;) {
+            const auto before = cut.size();
+            splitter.text_arrived(in, cut);
+            for (auto i = before; i < cut.size(); ++i) {
+              for (const auto& piece : std::get<DocumentsView>(cut[i]).documents) {
+                if (piece.text.data() >= document.text.data() &&
+                    piece.text.data() <= document.text.data() + document.text.size()) {
+                  EXPECT_LE(piece.text.data() + piece.text.size(), document.text.data() + in)
+                      << "a chunk was cut before its bytes arrived";
+                }
+              }
+            }
+            if (in == document.text.size()) break;
+            in = std::min<std::uint64_t>(document.text.size(), in + 1 + rng() % 40);
+          }
+        }
+        splitter.finish(cut);
+        ASSERT_EQ(cut.size(), expected.size()) << "chunk_bytes " << chunk_bytes;
+        for (std::size_t i = 0; i < cut.size(); ++i) {
+          const auto& got = std::get<DocumentsView>(cut[i]).documents;
+          const auto& want = std::get<DocumentsView>(expected[i]).documents;
+          ASSERT_EQ(got.size(), want.size()) << "chunk " << i;
+          for (std::size_t d = 0; d < got.size(); ++d) {
+            EXPECT_EQ(got[d].name.data(), want[d].name.data());
+            EXPECT_EQ(got[d].text.data(), want[d].text.data());
+            EXPECT_EQ(got[d].text.size(), want[d].text.size());
+          }
+        }
+      }
+    }
+  }
+}
+
 // --- words + sum ---
 
 TEST(WordCount, OrdersByCountThenKeyBytes) {

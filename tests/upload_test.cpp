@@ -137,6 +137,74 @@ TEST(Upload, ABadBodyIsRefusedAndTheConnectionGoesOn) {
   EXPECT_EQ(as_map(result_of(wait_for(client, id))).size(), 2u);
 }
 
+/// Waits until the server's log holds `text`; false after 30 s.
+bool logged(const ServerProcess& server, const std::string& text) {
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (server.log().find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+/// How many map tasks of job `id` the log says started while its input arrived (-1: no line).
+int early_maps_of(const ServerProcess& server, std::uint32_t id) {
+  const auto log = server.log();
+  const auto line = log.find("job " + std::to_string(id) + ": ");
+  const std::string tail = " map tasks started while its input arrived";
+  if (line == std::string::npos || log.find(tail, line) == std::string::npos) return -1;
+  return std::stoi(log.substr(line + 5 + std::to_string(id).size() + 1));
+}
+
+TEST(Upload, MapsStartWhileTheSubmitArrivesAndTheResultIsTheSame) {
+  ServerProcess server({"--workers", "2"}, kCapped);
+  RawClient client(server.port());
+  const std::vector<std::string> texts = {random_text(400000, 21), random_text(1000, 22)};
+  const auto frame = submit_frame(word_count_request(texts));
+  // Three quarters of it: chunks of those bytes are handed to the workers before the rest comes.
+  const auto part = frame.size() * 3 / 4;
+  client.send(std::string_view(frame).substr(0, part));
+  ASSERT_TRUE(logged(server, "an arriving SUBMIT's first map task is ready")) << server.log();
+  client.send(std::string_view(frame).substr(part));
+  const auto reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  ASSERT_EQ(status_name(reply->status), "ok") << error_text(*reply);
+  const auto id = protocol::decode<protocol::JobId>(reply->body).value->id;
+  EXPECT_EQ(as_map(result_of(wait_for(client, id))), reference_word_count(texts));
+  EXPECT_GE(early_maps_of(server, id), 1) << server.log();
+  EXPECT_TRUE(holds_no_input_file(server.pid()));
+}
+
+TEST(Upload, ASubmitThatNeverBecomesAJobStopsTheMapsItStarted) {
+  ServerProcess server({"--workers", "2", "--enable-test-jobs"}, kCapped);
+  RawClient other(server.port());
+  // Maps that would never end (test-hang) start while the body arrives; then the sender goes.
+  auto hanging = word_count_request({random_text(300000, 23)});
+  hanging.mapper = "test-hang";
+  const auto frame = submit_frame(hanging);
+  {
+    RawClient sender(server.port());
+    sender.send(std::string_view(frame).substr(0, frame.size() / 2));
+    ASSERT_TRUE(logged(server, "an arriving SUBMIT's first map task is ready")) << server.log();
+  }
+  EXPECT_TRUE(logged(server, "an arriving SUBMIT will not be a job: its early maps stop"));
+  EXPECT_TRUE(holds_no_input_file(server.pid()));
+  // A body that arrives whole but does not decode stops them too: BAD_REQUEST, no job.
+  auto body = protocol::encode(word_count_request({random_text(300000, 24)}));
+  body += "trailing";
+  other.send(lying_frame(body, static_cast<std::uint32_t>(body.size())));
+  const auto reply = other.read_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(status_name(reply->status), "bad-request");
+  EXPECT_EQ(server_stats(other).jobs_submitted, 0u);
+  // Their workers were replaced and serve the next job.
+  const std::vector<std::string> texts = {random_text(30000, 25)};
+  EXPECT_EQ(as_map(result_of(wait_for(other, submit(other, word_count_request(texts))))),
+            reference_word_count(texts));
+  EXPECT_EQ(server.worker_pids().size(), 2u);
+  EXPECT_TRUE(holds_no_input_file(server.pid()));
+}
+
 TEST(Upload, NumbersAndMatricesLineUpWhateverComesBeforeThem) {
   ServerProcess server({"--workers", "2"}, kCapped);
   RawClient client(server.port());

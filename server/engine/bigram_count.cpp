@@ -15,10 +15,7 @@ class BigramCount final : public CountsJob {
  public:
   std::string_view mapper() const override { return "bigrams"; }
 
-  std::vector<InputView> split(const InputView& input, std::uint64_t chunk_bytes) const override {
-    return split_documents(input_as<DocumentsView>(input, mapper()), chunk_bytes,
-                           Overlap::kLastWord);
-  }
+  std::optional<Overlap> text_overlap() const override { return Overlap::kLastWord; }
 
  protected:
   void count_keys(const DocumentsView& chunk, CountTable& counts) const override {

@@ -126,7 +126,7 @@ std::size_t CountsJob::input_kind() const {
 }
 
 std::vector<InputView> CountsJob::split(const InputView& input, std::uint64_t chunk_bytes) const {
-  return split_documents(input_as<DocumentsView>(input, mapper()), chunk_bytes, Overlap::kNone);
+  return split_documents(input_as<DocumentsView>(input, mapper()), chunk_bytes, *text_overlap());
 }
 
 void CountsJob::validate(const InputView& input) const {

@@ -28,6 +28,7 @@ class CountsJob : public JobKind {
   std::size_t input_kind() const override;
   /// Cuts the documents between words, every word in exactly one chunk (bigrams override this).
   std::vector<InputView> split(const InputView& input, std::uint64_t chunk_bytes) const override;
+  std::optional<Overlap> text_overlap() const override { return Overlap::kNone; }
   void validate(const InputView& input) const override;
   std::vector<std::string> map(const InputView& chunk, std::uint32_t partitions) const override;
   std::string reduce(const std::vector<std::string>& pieces) const override;

@@ -65,8 +65,9 @@ class InvertedIndex final : public JobKind {
   }
 
   std::vector<InputView> split(const InputView& input, std::uint64_t chunk_bytes) const override {
-    return split_documents(input_as<DocumentsView>(input, mapper()), chunk_bytes, Overlap::kNone);
+    return split_documents(input_as<DocumentsView>(input, mapper()), chunk_bytes, *text_overlap());
   }
+  std::optional<Overlap> text_overlap() const override { return Overlap::kNone; }
 
   std::vector<std::string> map(const InputView& chunk, std::uint32_t partitions) const override {
     check_partitions(partitions);

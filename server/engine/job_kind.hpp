@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -20,6 +21,7 @@
 #include "protocol/codec.hpp"
 #include "protocol/messages.hpp"
 #include "server/engine/input_view.hpp"
+#include "server/engine/text_split.hpp"
 
 namespace mrd::engine {
 
@@ -53,6 +55,11 @@ class JobKind {
   /// the same bytes as `input`: texts, numbers and matrix values are never copied (a chunk of a
   /// product is a block of A's rows and the whole of B).
   virtual std::vector<InputView> split(const InputView& input, std::uint64_t chunk_bytes) const = 0;
+
+  /// For a job whose split() is split_documents with this overlap: its chunks can be cut while
+  /// its input is still arriving (DocumentSplitter), so its maps may start before the SUBMIT is
+  /// complete. nullopt for any other split.
+  virtual std::optional<Overlap> text_overlap() const { return std::nullopt; }
 
   /// Maps (and combines) one chunk; returns one encoded piece per partition (`partitions` >= 1),
   /// or a single piece, whatever `partitions` is, when has_reduce() is false.

@@ -66,34 +66,77 @@ std::vector<std::string_view> cut_text(std::string_view text, std::uint64_t chun
   return pieces;
 }
 
+void DocumentSplitter::close_current(std::vector<InputView>& out) {
+  out.emplace_back(std::move(current_));
+  current_ = {};
+  current_bytes_ = 0;
+  ++chunks_;
+}
+
+void DocumentSplitter::start_document(const DocumentView& document, std::vector<InputView>& out) {
+  if (document.text.size() > chunk_bytes_) {
+    // Too big for one chunk: text_arrived() cuts it into pieces, each in a chunk of its own.
+    document_ = document;
+    cutting_ = true;
+    start_ = 0;
+    return;
+  }
+  cutting_ = false;
+  // A small document joins the chunk being filled, or starts the next one. Everything before it
+  // has arrived, so the chunk it closes is complete.
+  const std::uint64_t bytes = document.name.size() + document.text.size();
+  if (!current_.documents.empty() && current_bytes_ + bytes > chunk_bytes_) close_current(out);
+  current_.documents.push_back(document);
+  current_bytes_ += bytes;
+}
+
+void DocumentSplitter::text_arrived(std::uint64_t bytes, std::vector<InputView>& out) {
+  if (!cutting_) return;
+  const std::string_view text = document_.text;
+  const std::string_view readable = text.substr(0, bytes);
+  const bool whole = readable.size() == text.size();
+  // cut_text's loop, which stops where it would read past the readable bytes: a position found
+  // at their end may move once more bytes are in.
+  const auto unsettled = [&](std::size_t at) { return at == readable.size() && !whole; };
+  while (text.size() - start_ > chunk_bytes_) {
+    std::size_t target = start_ + chunk_bytes_;
+    if (overlap_ == Overlap::kLastWord) {
+      const auto second = second_word_start(readable, start_);
+      if (unsettled(second)) return;
+      target = std::max(target, second + 1);
+    }
+    const std::size_t cut = next_separator(readable, target);
+    if (unsettled(cut)) return;
+    // Each piece starts a chunk of its own, closing the one before.
+    if (!current_.documents.empty()) close_current(out);
+    current_.documents.push_back(DocumentView{document_.name, text.substr(start_, cut - start_)});
+    current_bytes_ = document_.name.size() + cut - start_;
+    if (cut == text.size()) {
+      cutting_ = false;
+      return;
+    }
+    start_ = overlap_ == Overlap::kLastWord ? last_word_start(readable, start_, cut) : cut;
+  }
+  // The last piece stays open for the small documents that follow.
+  if (!current_.documents.empty()) close_current(out);
+  current_.documents.push_back(DocumentView{document_.name, text.substr(start_)});
+  current_bytes_ = document_.name.size() + text.size() - start_;
+  cutting_ = false;
+}
+
+void DocumentSplitter::finish(std::vector<InputView>& out) {
+  if (!current_.documents.empty() || chunks_ == 0) close_current(out);
+}
+
 std::vector<InputView> split_documents(const DocumentsView& input, std::uint64_t chunk_bytes,
                                        Overlap overlap) {
   std::vector<InputView> chunks;
-  DocumentsView current;
-  std::uint64_t current_bytes = 0;  // names and texts in `current`: what a worker receives
-  const auto close_current = [&] {
-    chunks.emplace_back(std::move(current));
-    current = {};
-    current_bytes = 0;
-  };
-
+  DocumentSplitter splitter(chunk_bytes, overlap);
   for (const auto& document : input.documents) {
-    if (document.text.size() <= chunk_bytes) {
-      const std::uint64_t bytes = document.name.size() + document.text.size();
-      if (!current.documents.empty() && current_bytes + bytes > chunk_bytes) close_current();
-      current.documents.push_back(document);
-      current_bytes += bytes;
-      continue;
-    }
-    // Too big for one chunk: each piece gets a chunk of its own, and the last one stays open for
-    // the small documents that follow.
-    for (const std::string_view piece : cut_text(document.text, chunk_bytes, overlap)) {
-      if (!current.documents.empty()) close_current();
-      current.documents.push_back(DocumentView{document.name, piece});
-      current_bytes = document.name.size() + piece.size();
-    }
+    splitter.start_document(document, chunks);
+    splitter.text_arrived(document.text.size(), chunks);
   }
-  if (!current.documents.empty() || chunks.empty()) close_current();
+  splitter.finish(chunks);
   return chunks;
 }
 

@@ -80,15 +80,52 @@ void GrowingSegment::append(std::string_view bytes) {
   segment_->size_ += bytes.size();
 }
 
+ArrivingMapping::ArrivingMapping(int fd, std::uint64_t size) : size_(size) {
+  // A descriptor of its own, opened read-only: a shared mapping through a writable one would keep
+  // the memory file from being sealed against writes once whole.
+  const auto path = "/proc/self/fd/" + std::to_string(fd);
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) fail("reopening the input read-only");
+  mapped_ = std::max<std::uint64_t>(size, 1);
+  void* mapping = ::mmap(nullptr, mapped_, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd_, 0);
+  if (mapping == MAP_FAILED) {
+    const int error = errno;
+    ::close(fd_);
+    throw std::system_error(error, std::generic_category(), "mapping the arriving input");
+  }
+  data_ = static_cast<const char*>(mapping);
+}
+
+ArrivingMapping::~ArrivingMapping() {
+  ::munmap(const_cast<char*>(data_), mapped_);
+  ::close(fd_);
+}
+
+std::shared_ptr<const ArrivingMapping> GrowingSegment::map_ahead(std::uint64_t size) {
+  if (!segment_->ahead_) segment_->ahead_ = std::make_shared<ArrivingMapping>(segment_->fd_, size);
+  return segment_->ahead_;
+}
+
 std::unique_ptr<Segment> GrowingSegment::seal() {
   // No one may write, grow or shrink it again: a worker that maps it could otherwise see bytes
   // change under it, or fault past a shrunk end.
   const int fd = segment_->fd_;
   if (memory_file_ &&
       ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    fail("sealing the input");
+    // A file whose maps started while it arrived may have a page in a worker's hands right now
+    // (a fault being served), which refuses the write seal. Sealed against resizing, nobody can
+    // fault past its end; and no writable descriptor of it ever left this process.
+    if (errno != EBUSY || !segment_->ahead_ ||
+        ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+      fail("sealing the input");
+    }
   }
-  segment_->map_read_only();
+  if (segment_->ahead_ && segment_->ahead_->size() == segment_->size_) {
+    segment_->data_ = segment_->ahead_->data();  // the same addresses the early views point at
+  } else {
+    segment_->ahead_.reset();
+    segment_->map_read_only();
+  }
   return std::move(segment_);
 }
 

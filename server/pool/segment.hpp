@@ -32,6 +32,29 @@ inline constexpr std::uint64_t kSharedSegmentBytes = 64 << 10;
 /// travel inside their task messages, as small ones do: slower, never refused.
 inline constexpr std::uint64_t kMaxSharedSegments = 256;
 
+/// A read-only mapping of the first `size` bytes of a file that is still being written, with a
+/// descriptor of its own: what the scheduler reads a job's input through while it is arriving, and
+/// sends its workers, whatever becomes of the connection receiving it. Only bytes already written
+/// may be read (past the file's end a read faults).
+class ArrivingMapping {
+ public:
+  /// Maps the first `size` bytes of `fd` (which it duplicates). Throws std::system_error.
+  ArrivingMapping(int fd, std::uint64_t size);
+  ~ArrivingMapping();
+  ArrivingMapping(const ArrivingMapping&) = delete;
+  ArrivingMapping& operator=(const ArrivingMapping&) = delete;
+
+  const char* data() const { return data_; }
+  std::uint64_t size() const { return size_; }
+  int fd() const { return fd_; }
+
+ private:
+  const char* data_ = nullptr;
+  std::uint64_t size_ = 0;
+  std::uint64_t mapped_ = 0;
+  int fd_ = -1;
+};
+
 class Segment {
  public:
   /// A read-only segment of `padding` zero bytes followed by a copy of `bytes`: in a sealed memory
@@ -65,9 +88,12 @@ class Segment {
   void map_read_only();
   const char* data_ = nullptr;
   std::uint64_t size_ = 0;
-  std::uint64_t mapped_ = 0;  ///< bytes mapped (at least one page for a shared segment)
+  std::uint64_t mapped_ = 0;  ///< bytes this maps itself (at least one page for a shared segment)
   int fd_ = -1;
   std::unique_ptr<unsigned char[]> heap_;
+  /// The mapping made while it was growing, which it reads through once sealed (GrowingSegment::
+  /// map_ahead): views into it stay valid.
+  std::shared_ptr<const ArrivingMapping> ahead_;
   static inline std::atomic<std::uint64_t> live_shared_{0};
   friend class ResultSegment;
 };
@@ -151,6 +177,10 @@ class GrowingSegment {
 
   /// Writes `bytes` after what is there. Throws std::system_error (no memory for the file).
   void append(std::string_view bytes);
+  /// Maps the file as it will be once `size` bytes (padding included) are in, for reading what
+  /// has arrived while the rest comes; once sealed, the segment reads through the same mapping.
+  /// Throws std::system_error.
+  std::shared_ptr<const ArrivingMapping> map_ahead(std::uint64_t size);
   /// Bytes in the file so far, padding included.
   std::uint64_t size() const { return segment_->size_; }
   /// Seals the file against every change and maps it read-only. Throws std::system_error.
