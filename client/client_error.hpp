@@ -18,10 +18,11 @@ enum class ErrorKind {
   kUsage,  ///< a malformed argument, such as a server address without a valid port
   kInput,  ///< a local file is missing, unreadable or malformed; or an output cannot be written
   kConnection,  ///< cannot connect, or the connection broke or stalled
-  kProtocol,    ///< the server sent something this client cannot understand, or speaks another
-                ///< version
-  kRejected,    ///< the server refused the request (queue full, bad job, unknown job, too large...)
-  kJobFailed,   ///< the job itself failed, was cancelled, or its result has expired
+  kTls,  ///< TLS failed: a certificate not trusted or for another name, a TLS alert, no TLS there
+  kProtocol,   ///< the server sent something this client cannot understand, or speaks another
+               ///< version
+  kRejected,   ///< the server refused the request (queue full, bad job, unknown job, too large...)
+  kJobFailed,  ///< the job itself failed, was cancelled, or its result has expired
 };
 
 /// "usage", "input", "connection", ... for messages and tests.

@@ -87,8 +87,9 @@ T expect_ok(Status status, std::string_view body, const std::string& what) {
 
 }  // namespace
 
-Connection Connection::connect(const ServerAddress& address, std::chrono::milliseconds io_timeout) {
-  return Connection(address, TcpStream::connect(address, io_timeout));
+Connection Connection::connect(const ServerAddress& address, std::chrono::milliseconds io_timeout,
+                               const TlsOptions& tls) {
+  return Connection(address, TcpStream::connect(address, io_timeout, tls));
 }
 
 template <class T>

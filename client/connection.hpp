@@ -40,9 +40,11 @@ using ProgressCallback = std::function<void(const protocol::JobProgress&)>;
 
 class Connection {
  public:
-  /// Connects; see TcpStream::connect for `io_timeout`. Sends nothing: call hello() next.
+  /// Connects (over TLS if `tls.enabled`); see TcpStream::connect for `io_timeout`. Sends
+  /// nothing: call hello() next.
   static Connection connect(const ServerAddress& address,
-                            std::chrono::milliseconds io_timeout = kDefaultIoTimeout);
+                            std::chrono::milliseconds io_timeout = kDefaultIoTimeout,
+                            const TlsOptions& tls = {});
 
   /// HELLO: checks the server speaks this client's protocol version and returns its software
   /// name ("mrd 0.1.0"). Throws ClientError (kProtocol) on a version mismatch.

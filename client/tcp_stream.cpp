@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "client/client_error.hpp"
+#include "client/socket_io.hpp"
 
 namespace mrd::client {
 namespace {
@@ -41,7 +42,8 @@ void set_timeouts(int fd, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-TcpStream TcpStream::connect(const ServerAddress& address, std::chrono::milliseconds io_timeout) {
+TcpStream TcpStream::connect(const ServerAddress& address, std::chrono::milliseconds io_timeout,
+                             const TlsOptions& tls) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -65,7 +67,9 @@ TcpStream TcpStream::connect(const ServerAddress& address, std::chrono::millisec
       // Each request goes out in one send(); don't let Nagle hold back the tail of a large one.
       const int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      return TcpStream(fd);
+      TcpStream stream(fd);
+      if (tls.enabled) stream.tls_ = TlsSession::handshake(fd, address, tls);
+      return stream;
     }
     error = timeout_or(last_error());
     ::close(fd);
@@ -76,24 +80,28 @@ TcpStream TcpStream::connect(const ServerAddress& address, std::chrono::millisec
   throw ClientError(ErrorKind::kConnection, message);
 }
 
-TcpStream::TcpStream(TcpStream&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+TcpStream::TcpStream(TcpStream&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), tls_(std::move(other.tls_)) {}
 
 TcpStream& TcpStream::operator=(TcpStream&& other) noexcept {
   if (this != &other) {
+    tls_.reset();
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(other.fd_, -1);
+    tls_ = std::move(other.tls_);
   }
   return *this;
 }
 
 TcpStream::~TcpStream() {
+  tls_.reset();  // says close_notify first, while the socket is open
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::error_code TcpStream::send_all(std::string_view bytes) {
+std::error_code socket_send_all(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
     // MSG_NOSIGNAL: a server that has closed gives EPIPE here instead of killing us with SIGPIPE.
-    const ssize_t sent = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    const ssize_t sent = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (sent < 0) {
       if (errno == EINTR) continue;
       return timeout_or(last_error());
@@ -103,15 +111,23 @@ std::error_code TcpStream::send_all(std::string_view bytes) {
   return {};
 }
 
-std::size_t TcpStream::receive_some(std::span<char> into, std::error_code& error) {
+std::size_t socket_receive_some(int fd, std::span<char> into, std::error_code& error) {
   error.clear();
   for (;;) {
-    const ssize_t received = ::recv(fd_, into.data(), into.size(), 0);
+    const ssize_t received = ::recv(fd, into.data(), into.size(), 0);
     if (received >= 0) return static_cast<std::size_t>(received);
     if (errno == EINTR) continue;
     error = timeout_or(last_error());
     return 0;
   }
+}
+
+std::error_code TcpStream::send_all(std::string_view bytes) {
+  return tls_ ? tls_->send_all(bytes) : socket_send_all(fd_, bytes);
+}
+
+std::size_t TcpStream::receive_some(std::span<char> into, std::error_code& error) {
+  return tls_ ? tls_->receive_some(into, error) : socket_receive_some(fd_, into, error);
 }
 
 }  // namespace mrd::client

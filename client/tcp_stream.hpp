@@ -1,4 +1,5 @@
-// TcpStream: one connected, blocking TCP socket, with a stall timeout on every call.
+// TcpStream: one connected, blocking TCP socket, with a stall timeout on every call, and TLS over
+// it if asked for (tls_session.hpp).
 //
 // Why plain POSIX sockets rather than Asio: the client is blocking and single-threaded, so it
 // needs nothing from an event loop. Asio's synchronous calls wait in their own poll() and ignore
@@ -8,21 +9,25 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
 
 #include "client/server_address.hpp"
+#include "client/tls_session.hpp"
 
 namespace mrd::client {
 
 class TcpStream {
  public:
-  /// Connects to the first address `address.host` resolves to that accepts. `io_timeout` bounds
-  /// the connect and each later send or receive that makes no progress; zero waits forever.
-  /// Throws ClientError (kConnection) naming the address and the reason.
-  static TcpStream connect(const ServerAddress& address, std::chrono::milliseconds io_timeout);
+  /// Connects to the first address `address.host` resolves to that accepts, then (if
+  /// `tls.enabled`) makes the TLS handshake. `io_timeout` bounds the connect and each later send
+  /// or receive that makes no progress; zero waits forever. Throws ClientError (kConnection)
+  /// naming the address and the reason.
+  static TcpStream connect(const ServerAddress& address, std::chrono::milliseconds io_timeout,
+                           const TlsOptions& tls = {});
 
   TcpStream(TcpStream&& other) noexcept;
   TcpStream& operator=(TcpStream&& other) noexcept;
@@ -41,7 +46,8 @@ class TcpStream {
  private:
   explicit TcpStream(int fd) : fd_(fd) {}
 
-  int fd_ = -1;  ///< owned socket, -1 once moved from
+  int fd_ = -1;                      ///< owned socket, -1 once moved from
+  std::unique_ptr<TlsSession> tls_;  ///< TLS over fd_, if asked for
 };
 
 }  // namespace mrd::client

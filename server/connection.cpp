@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <asio/basic_waitable_timer.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/write.hpp>
 #include <chrono>
 #include <string>
@@ -53,9 +54,20 @@ class Connection {
   /// Sets the deadline for waiting for the client's next bytes: the idle timeout, or sooner the
   /// end of the request timeout if a request has started.
   void await_input();
-  /// Reads what the socket holds and answers every whole request in it. False if the client
-  /// left (EOF or reset); `why` then says how.
+  /// Closes the connection once `timeout` has passed (a TLS handshake, or the close that ends
+  /// one), whatever it is waiting for.
+  void expire_after(Clock::duration timeout);
+  /// Answers a client that speaks plain mrd on the TLS port, in plain mrd bytes, and marks the
+  /// connection for closing.
+  void refuse_plain_on_tls();
+  /// How many bytes to read next: no further than the end of an incomplete request (at least
+  /// 4 KiB), so that its reply goes out before the requests behind it are read; at most `room`.
+  std::size_t read_size(std::size_t room) const;
+  /// Reads what the socket holds (plain TCP, without blocking) and takes it in. False if the
+  /// client left (EOF or reset); `why` then says how.
   bool receive(asio::error_code& why);
+  /// Answers every whole request in `bytes` (just received), and keeps the incomplete one.
+  void take(std::string_view received);
   /// Sets the deadline for a reply being written: the idle timeout from now, moved on by every
   /// byte the client takes (see write_progress).
   void await_write();
@@ -277,28 +289,44 @@ void Connection::await_input() {
   deadline_.expire_at(next_deadline());
 }
 
-bool Connection::receive(asio::error_code& why) {
-  // While a request is incomplete, read no further than its end (at least 4 KiB): its reply
-  // then goes out before the requests behind it are read.
+void Connection::expire_after(Clock::duration timeout) {
+  deadline_.expire_at(Clock::now() + timeout);
+}
+
+void Connection::refuse_plain_on_tls() {
+  handler_.reject(protocol::Status::kBadRequest,
+                  "this port speaks TLS: connect with TLS (mrctl --tls); closing the connection",
+                  replies_.bytes());
+  log(Level::kInfo, "closing ", peer_, ": plain bytes on the TLS port");
+  close_ = true;
+}
+
+std::size_t Connection::read_size(std::size_t room) const {
   const auto have = pending_.size();
   const auto missing = upload_              ? upload_->missing()
                        : next_frame_ > have ? next_frame_ - have
-                                            : sizeof scratch;
-  const auto n = socket_.read_some(
-      asio::buffer(scratch, std::clamp<std::size_t>(missing, 4096, sizeof scratch)), why);
+                                            : room;
+  return std::clamp<std::size_t>(missing, 4096, room);
+}
+
+bool Connection::receive(asio::error_code& why) {
+  const auto n = socket_.read_some(asio::buffer(scratch, read_size(sizeof scratch)), why);
   if (why == asio::error::would_block) {
     why.clear();
     return true;
   }
   if (why) return false;  // EOF or reset: the client left
-  std::string_view received(scratch, n);
+  take({scratch, n});
+  return true;
+}
 
+void Connection::take(std::string_view received) {
   if (upload_) {
     received.remove_prefix(continue_upload(received));
-    if (received.empty()) return true;  // the requests behind the upload, if any, come next
+    if (received.empty()) return;  // the requests behind the upload, if any, come next
   }
   if (pending_.empty()) {
-    // Whole requests are answered straight from the scratch buffer; only the incomplete one at
+    // Whole requests are answered straight from the read buffer; only the incomplete one at
     // its end, if any, is kept.
     request_start_ = Clock::now();
     const auto consumed = answer_requests(received);
@@ -311,7 +339,6 @@ bool Connection::receive(asio::error_code& why) {
     drop_pending(answer_requests({pending_.data(), pending_.size()}));
   }
   maybe_start_upload();
-  return true;
 }
 
 void Connection::await_write() {
@@ -372,25 +399,83 @@ class ResolvedWakes {
 // Release build holding 10000 idle connections). Keep this part from growing unnoticed.
 static_assert(sizeof(Connection) <= 272, "an idle connection holds all of Connection");
 
-}  // namespace
+/// A TLS connection decrypts into a buffer of its own, a TLS record's worth: the shared scratch
+/// buffer could be overwritten by another connection's read before this one has looked at it.
+constexpr std::size_t kTlsReadBytes = 16 * 1024;
+/// How long closing a TLS connection waits for the client's close_notify after sending its own.
+constexpr auto kTlsCloseTimeout = std::chrono::seconds(2);
+/// The first byte of every TLS ClientHello: a TLS record of type handshake.
+constexpr char kTlsHandshakeRecord = 0x16;
 
-ConnectionAwaitable<void> serve_connection(ConnectionSocket accepted, const ServerConfig& config,
-                                           RequestHandler& handler,
-                                           std::shared_ptr<MemoryBudget> budget,
-                                           DeadlineSweeper& sweeper) {
+using TlsStream = asio::ssl::stream<ConnectionSocket&>;
+
+/// What a connection reads and writes through: the socket itself, or TLS over it.
+template <bool kTls>
+using Stream = std::conditional_t<kTls, TlsStream, ConnectionSocket&>;
+
+template <bool kTls>
+Stream<kTls> open_stream(ConnectionSocket& socket, asio::ssl::context* tls_context) {
+  if constexpr (kTls) {
+    return TlsStream(socket, *tls_context);
+  } else {
+    return socket;
+  }
+}
+
+/// Serves one connection, plain (kTls false) or TLS, from accept to close; see serve_connection.
+///
+/// Plain TCP waits until the socket is readable, then reads without blocking into the shared
+/// scratch buffer, so an idle connection holds no read buffer. TLS cannot: OpenSSL may hold
+/// decrypted bytes the socket no longer shows, so a TLS connection waits in a read, into a buffer
+/// of its own. Everything else (answering, writing, deadlines) is the same code.
+// GCC 12 mistakes asio's recycling allocator for coroutine frames (its own operator new and
+// delete) for a mismatched pair in the TLS instantiation; it is not one.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+template <bool kTls>
+ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* tls_context,
+                                const ServerConfig& config, RequestHandler& handler,
+                                std::shared_ptr<MemoryBudget> budget, DeadlineSweeper& sweeper) {
   // The connection lives in this coroutine's frame: one frame per connection, no other.
   Connection connection(std::move(accepted), config, handler, std::move(budget), sweeper);
   const auto as_tuple = asio::experimental::as_tuple(connection_awaitable);
   // Why the connection ended, for the debug log; expected endings are values, not exceptions.
   asio::error_code ended;
   try {
-    log(Level::kDebug, "connection from ", connection.peer());
+    log(Level::kDebug, kTls ? "TLS connection from " : "connection from ", connection.peer());
     auto& socket = connection.socket();
     socket.non_blocking(true, ended);
-    // Wait until readable, read and answer, write the replies (and answer what the full reply
-    // queue held back) until nothing complete is left; repeat. The sweeper closes the socket
-    // when the deadline set before each wait passes, which fails the wait.
-    while (!ended) {
+    Stream<kTls> stream = open_stream<kTls>(socket, tls_context);
+    std::unique_ptr<char[]> tls_buffer;
+    bool ready = !kTls;  // a TLS connection is, once its handshake succeeded
+    if constexpr (kTls) {
+      // The handshake, like a request, must be over within the request timeout. A client that
+      // speaks plain mrd here is told so in plain mrd, rather than left to guess at TLS alerts.
+      connection.expire_after(std::chrono::seconds(config.request_timeout_seconds));
+      std::tie(ended) = co_await socket.async_wait(tcp::socket::wait_read, as_tuple);
+      char first = 0;
+      if (!ended) socket.receive(asio::buffer(&first, 1), tcp::socket::message_peek, ended);
+      if (!ended && first != kTlsHandshakeRecord) {
+        connection.refuse_plain_on_tls();
+        std::tie(ended, std::ignore) =
+            co_await asio::async_write(socket, connection.reply_buffers(), as_tuple);
+        asio::error_code ignored;
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+      } else if (!ended) {
+        std::tie(ended) = co_await stream.async_handshake(asio::ssl::stream_base::server, as_tuple);
+        if (ended && !connection.timed_out()) {
+          log(Level::kInfo, "TLS handshake with ", connection.peer(), " failed: ", ended.message());
+        }
+        ready = !ended;
+        if (ready) tls_buffer = std::make_unique<char[]>(kTlsReadBytes);
+      }
+    }
+    // Wait for bytes, read and answer, write the replies (and answer what the full reply queue
+    // held back) until nothing complete is left; repeat. The sweeper closes the socket when the
+    // deadline set before each wait passes, which fails the wait.
+    while (ready && !ended) {
       if (connection.waiting()) {
         // A reply waits for the database: this connection reads and answers nothing more until
         // it is resolved (by the database writer's outcome, posted to this thread), the others
@@ -399,6 +484,13 @@ ConnectionAwaitable<void> serve_connection(ConnectionSocket accepted, const Serv
         const ResolvedWakes resolved(connection.deferred(), [&wake] { wake.cancel(); });
         std::tie(std::ignore) = co_await wake.async_wait(as_tuple);
         connection.resume();
+      } else if constexpr (kTls) {
+        connection.await_input();
+        std::size_t n = 0;
+        std::tie(ended, n) = co_await stream.async_read_some(
+            asio::buffer(tls_buffer.get(), connection.read_size(kTlsReadBytes)), as_tuple);
+        if (ended || connection.timed_out()) break;
+        connection.take({tls_buffer.get(), n});
       } else {
         connection.await_input();
         std::tie(ended) = co_await socket.async_wait(tcp::socket::wait_read, as_tuple);
@@ -408,7 +500,7 @@ ConnectionAwaitable<void> serve_connection(ConnectionSocket accepted, const Serv
       while (written && connection.has_replies()) {
         connection.await_write();
         std::tie(ended, std::ignore) = co_await asio::async_write(
-            socket, connection.reply_buffers(),
+            stream, connection.reply_buffers(),
             [&connection](const asio::error_code& error, std::size_t bytes) {
               connection.write_progress(bytes);
               return asio::transfer_all()(error, bytes);
@@ -418,9 +510,18 @@ ConnectionAwaitable<void> serve_connection(ConnectionSocket accepted, const Serv
       }
       if (!written || connection.closing()) break;
     }
-    if (connection.closing() && !connection.timed_out()) {
+    // The server closes (framing lost, memory), or a TLS client said close_notify: say goodbye
+    // the way the transport expects. A TLS close waits for the client's close_notify at most
+    // kTlsCloseTimeout, so it cannot hang.
+    const bool tls_said_goodbye = kTls && ended == asio::error::eof;
+    if (ready && (connection.closing() || tls_said_goodbye) && !connection.timed_out()) {
       asio::error_code ignored;
-      socket.shutdown(tcp::socket::shutdown_both, ignored);
+      if constexpr (kTls) {
+        connection.expire_after(kTlsCloseTimeout);
+        std::tie(ignored) = co_await stream.async_shutdown(as_tuple);
+      } else {
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+      }
     }
     if (connection.timed_out()) {
       log(Level::kDebug, "connection ", connection.peer(), " timed out");
@@ -431,6 +532,26 @@ ConnectionAwaitable<void> serve_connection(ConnectionSocket accepted, const Serv
     log(Level::kError, "connection ", connection.peer(), " failed: ", e.what());
   }
   log(Level::kDebug, "connection ", connection.peer(), " closed");
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace
+
+ConnectionAwaitable<void> serve_connection(ConnectionSocket socket, const ServerConfig& config,
+                                           RequestHandler& handler,
+                                           std::shared_ptr<MemoryBudget> budget,
+                                           DeadlineSweeper& sweeper) {
+  return serve<false>(std::move(socket), nullptr, config, handler, std::move(budget), sweeper);
+}
+
+ConnectionAwaitable<void> serve_tls_connection(ConnectionSocket socket,
+                                               asio::ssl::context& tls_context,
+                                               const ServerConfig& config, RequestHandler& handler,
+                                               std::shared_ptr<MemoryBudget> budget,
+                                               DeadlineSweeper& sweeper) {
+  return serve<true>(std::move(socket), &tls_context, config, handler, std::move(budget), sweeper);
 }
 
 }  // namespace mrd::server

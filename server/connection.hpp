@@ -26,6 +26,7 @@
 // (docs/architecture.md).
 #pragma once
 
+#include <asio/ssl/context.hpp>
 #include <memory>
 
 #include "server/connection_socket.hpp"
@@ -43,5 +44,14 @@ ConnectionAwaitable<void> serve_connection(ConnectionSocket socket, const Server
                                            RequestHandler& handler,
                                            std::shared_ptr<MemoryBudget> budget,
                                            DeadlineSweeper& sweeper);
+
+/// The same over TLS: the handshake must finish within the request timeout, a client whose first
+/// byte is not a TLS handshake is answered BAD_REQUEST in plain bytes and closed, and closing
+/// sends close_notify and waits a bounded time for the client's.
+ConnectionAwaitable<void> serve_tls_connection(ConnectionSocket socket,
+                                               asio::ssl::context& tls_context,
+                                               const ServerConfig& config, RequestHandler& handler,
+                                               std::shared_ptr<MemoryBudget> budget,
+                                               DeadlineSweeper& sweeper);
 
 }  // namespace mrd::server

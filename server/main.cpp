@@ -26,6 +26,7 @@
 #include "server/log.hpp"
 #include "server/pool/worker_process.hpp"
 #include "server/server.hpp"
+#include "server/tls_context.hpp"
 
 namespace {
 
@@ -40,6 +41,7 @@ enum ExitCode : int {
   kExitWorkers = 4,  ///< cannot start the worker processes
   kExitDataDir = 5,  ///< cannot open the data directory
   kExitPlugin = 6,   ///< cannot load a plugin
+  kExitTls = 7,      ///< cannot use the TLS certificate, key or CA file
 };
 
 /// Splits "HOST:PORT" (or "[v6]:PORT"); false if it is not that shape.
@@ -107,6 +109,40 @@ std::string own_executable() {
   return std::string(path, static_cast<std::size_t>(n));
 }
 
+/// Fills config.tls from the TLS options; the problem, for the user, if they do not go together.
+std::optional<std::string> check_tls_options(const std::string& tls_listen,
+                                             const std::string& auth_clients,
+                                             ServerConfig& config) {
+  auto& tls = config.tls;
+  const bool any_file = !tls.cert_file.empty() || !tls.key_file.empty() || !tls.ca_file.empty();
+  if (tls_listen.empty()) {
+    if (config.listen_host.empty())
+      return "--listen none leaves nothing to listen on: add --tls-listen";
+    if (any_file || !auth_clients.empty() || !tls.port_file.empty()) {
+      return "the --tls-* options need --tls-listen HOST:PORT";
+    }
+    return std::nullopt;
+  }
+  if (!parse_listen(tls_listen, tls.listen_host, tls.listen_port)) {
+    return "--tls-listen wants HOST:PORT, got '" + tls_listen + "'";
+  }
+  if (tls.cert_file.empty() || tls.key_file.empty()) {
+    return "--tls-listen needs --tls-cert-file and --tls-key-file";
+  }
+  const auto mode = auth_clients.empty() ? (tls.ca_file.empty() ? "no" : "yes") : auth_clients;
+  tls.client_certificates = mode == "yes"        ? ClientCertificates::kRequired
+                            : mode == "optional" ? ClientCertificates::kOptional
+                                                 : ClientCertificates::kNotAsked;
+  if (tls.client_certificates != ClientCertificates::kNotAsked && tls.ca_file.empty()) {
+    return "--tls-auth-clients " + mode + " needs --tls-ca-cert-file to check certificates with";
+  }
+  if (!config.listen_host.empty() && config.listen_host == tls.listen_host &&
+      config.listen_port == tls.listen_port && config.listen_port != 0) {
+    return "--listen and --tls-listen name the same address";
+  }
+  return std::nullopt;
+}
+
 std::string job_list_for_help() {
   std::string text = "Built-in jobs (mapper + reducer):";
   for (const auto* kind : mrd::engine::all_job_kinds()) {
@@ -141,6 +177,8 @@ int main(int argc, char** argv) {
 
   ServerConfig config;
   std::string listen = config.listen_host + ":" + std::to_string(config.listen_port);
+  std::string tls_listen;
+  std::string tls_auth_clients;
   std::string log_level = "info";
   std::uint64_t max_frame_mib = config.max_frame_bytes >> 20;
   std::uint64_t max_retained_mib = config.max_retained_bytes >> 20;
@@ -151,16 +189,43 @@ int main(int argc, char** argv) {
   CLI::App app{"mrd " MRD_VERSION
                ": a MapReduce job server. Clients submit jobs over TCP (see docs/protocol.md);\n"
                "each job runs as chunked MapReduce on a pool of worker processes."};
-  app.footer(job_list_for_help() +
-             "\n\nExit codes: 0 stopped (SIGINT/SIGTERM, see --drain-seconds), 1 runtime error, 2 "
-             "bad command"
-             " line,\n3 cannot listen, 4 cannot start worker processes, 5 cannot open the data "
-             "directory\n(or it is damaged: see docs/reliability.md), 6 cannot load a plugin.");
+  app.footer(
+      job_list_for_help() +
+      "\n\nExit codes: 0 stopped (SIGINT/SIGTERM, see --drain-seconds), 1 runtime error, 2 "
+      "bad command"
+      " line,\n3 cannot listen, 4 cannot start worker processes, 5 cannot open the data "
+      "directory\n(or it is damaged: see docs/reliability.md), 6 cannot load a plugin, 7 cannot "
+      "use a TLS file.");
   app.set_version_flag("--version", "mrd " MRD_VERSION);
-  app.add_option("--listen", listen, "Address to listen on, HOST:PORT; port 0 picks a free one")
+  app.add_option("--listen", listen,
+                 "Address to listen on for plain TCP, HOST:PORT (port 0 picks a free one), or "
+                 "none (with --tls-listen: TLS only)")
       ->capture_default_str();
   app.add_option("--port-file", config.port_file,
                  "Write the bound port to this file once listening (for scripts and tests)");
+  auto* tls_group = app.add_option_group(
+      "TLS",
+      "A TLS listener, beside or instead of plain TCP (TLS 1.2 and later; docs/security.md)");
+  tls_group->add_option("--tls-listen", tls_listen,
+                        "Address to listen on for TLS, HOST:PORT (port 0 picks a free one)");
+  tls_group->add_option("--tls-port-file", config.tls.port_file,
+                        "Write the bound TLS port to this file once listening");
+  tls_group
+      ->add_option("--tls-cert-file", config.tls.cert_file,
+                   "The server's certificate (with its chain), PEM")
+      ->check(CLI::ExistingFile);
+  tls_group->add_option("--tls-key-file", config.tls.key_file, "The certificate's private key, PEM")
+      ->check(CLI::ExistingFile);
+  tls_group
+      ->add_option("--tls-ca-cert-file", config.tls.ca_file,
+                   "CA certificates that sign client certificates, PEM")
+      ->check(CLI::ExistingFile);
+  tls_group
+      ->add_option("--tls-auth-clients", tls_auth_clients,
+                   "Client certificates: yes (required, signed by --tls-ca-cert-file), optional "
+                   "(checked if sent) or no (not asked for). Default: yes with "
+                   "--tls-ca-cert-file, no without")
+      ->check(CLI::IsMember({"yes", "no", "optional"}));
   app.add_option("--workers", config.workers, "Worker processes (0 = one per core)")
       ->capture_default_str();
   app.add_option("--max-frame-mib", max_frame_mib, "Largest SUBMIT body accepted, in MiB")
@@ -233,9 +298,24 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  if (!parse_listen(listen, config.listen_host, config.listen_port)) {
-    std::fprintf(stderr, "mrd: --listen wants HOST:PORT, got '%s'\n", listen.c_str());
+  if (listen == "none") {
+    config.listen_host.clear();
+  } else if (!parse_listen(listen, config.listen_host, config.listen_port)) {
+    std::fprintf(stderr, "mrd: --listen wants HOST:PORT or none, got '%s'\n", listen.c_str());
     return kExitUsage;
+  }
+  if (const auto problem = check_tls_options(tls_listen, tls_auth_clients, config)) {
+    std::fprintf(stderr, "mrd: %s\n", problem->c_str());
+    return kExitUsage;
+  }
+  std::unique_ptr<asio::ssl::context> tls_context;
+  if (config.tls.enabled()) {
+    try {
+      tls_context = std::make_unique<asio::ssl::context>(make_server_tls_context(config.tls));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mrd: %s\n", e.what());
+      return kExitTls;
+    }
   }
   Level level = Level::kInfo;
   parse_log_level(log_level, level);
@@ -299,7 +379,7 @@ int main(int argc, char** argv) {
   asio::signal_set signals(io, SIGINT, SIGTERM);
   std::unique_ptr<Server> server_holder;
   try {
-    server_holder = std::make_unique<Server>(io, config);
+    server_holder = std::make_unique<Server>(io, config, std::move(tls_context));
   } catch (const DatabaseError& e) {
     log(Level::kError, "refusing to start: ", e.what());
     return kExitDataDir;

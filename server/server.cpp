@@ -59,7 +59,8 @@ bool out_of_fds(const asio::error_code& error) {
 
 }  // namespace
 
-Server::Server(asio::io_context& io, ServerConfig config)
+Server::Server(asio::io_context& io, ServerConfig config,
+               std::unique_ptr<asio::ssl::context> tls_context)
     : io_(io),
       config_(std::move(config)),
       budget_(std::make_shared<MemoryBudget>(config_.max_memory_bytes
@@ -88,40 +89,68 @@ Server::Server(asio::io_context& io, ServerConfig config)
                  }),
       handler_(config_, store_, scheduler_, counters_, budget_),
       acceptor_(io),
+      tls_acceptor_(io),
+      tls_context_(std::move(tls_context)),
       sweeper_(io) {}
 
-void Server::start() {
-  const tcp::endpoint endpoint(asio::ip::make_address(config_.listen_host), config_.listen_port);
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(tcp::acceptor::reuse_address(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen(asio::socket_base::max_listen_connections);
-  port_ = acceptor_.local_endpoint().port();
-
+std::uint16_t Server::listen(tcp::acceptor& acceptor, const std::string& host, std::uint16_t port) {
+  const tcp::endpoint endpoint(asio::ip::make_address(host), port);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(tcp::acceptor::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(asio::socket_base::max_listen_connections);
   // Accepting with the reserve descriptor must not block when the waiting client has gone.
-  acceptor_.non_blocking(true);
+  acceptor.non_blocking(true);
+  return acceptor.local_endpoint().port();
+}
+
+/// Writes `port` to `file` (if named) through a rename, so that a reader sees all of it or none.
+static void write_port_file(const std::string& file, std::uint16_t port) {
+  if (file.empty()) return;
+  const auto temporary = file + ".tmp";
+  std::ofstream(temporary) << port << "\n";
+  std::rename(temporary.c_str(), file.c_str());
+}
+
+void Server::start() {
+  if (!config_.listen_host.empty()) {
+    port_ = listen(acceptor_, config_.listen_host, config_.listen_port);
+  }
+  if (config_.tls.enabled()) {
+    if (!tls_context_) throw std::logic_error("a TLS listener needs a TLS context");
+    tls_port_ = listen(tls_acceptor_, config_.tls.listen_host, config_.tls.listen_port);
+  }
 
   scheduler_.start();
   restore_jobs();
   connection_limit_ = limit_connections_to_fds();
   sweeper_.start();
-  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr error) {
+  const auto on_accept_loop_end = [](std::exception_ptr error) {
     if (!error) return;
     try {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {
       log(Level::kError, "no longer accepting connections: ", e.what());
     }
-  });
-
-  log(Level::kInfo, "listening on ", config_.listen_host, ":", port_, " with ",
-      scheduler_.workers(), " worker processes, up to ", connection_limit_, " connections");
-  if (!config_.port_file.empty()) {
-    // Written last, so a test that sees the file can connect at once.
-    const auto temporary = config_.port_file + ".tmp";
-    std::ofstream(temporary) << port_ << "\n";
-    std::rename(temporary.c_str(), config_.port_file.c_str());
+  };
+  if (acceptor_.is_open()) {
+    asio::co_spawn(io_, accept_loop(acceptor_, false), on_accept_loop_end);
+    log(Level::kInfo, "listening on ", config_.listen_host, ":", port_);
   }
+  if (tls_acceptor_.is_open()) {
+    asio::co_spawn(io_, accept_loop(tls_acceptor_, true), on_accept_loop_end);
+    log(Level::kInfo, "listening for TLS on ", config_.tls.listen_host, ":", tls_port_,
+        config_.tls.client_certificates == ClientCertificates::kRequired
+            ? " (client certificates required)"
+        : config_.tls.client_certificates == ClientCertificates::kOptional
+            ? " (client certificates checked if sent)"
+            : "");
+  }
+  log(Level::kInfo, scheduler_.workers(), " worker processes, up to ", connection_limit_,
+      " connections");
+  // Written last, so a test that sees the file can connect at once.
+  write_port_file(config_.tls.port_file, tls_port_);
+  write_port_file(config_.port_file, port_);
 }
 
 void Server::restore_jobs() {
@@ -178,6 +207,7 @@ void Server::stop() {
   stopped_ = true;
   asio::error_code ignored;
   acceptor_.close(ignored);
+  tls_acceptor_.close(ignored);
   handler_.stop_accepting_jobs();
   scheduler_.stop();
   if (store_.unfinished() == 0) return;
@@ -240,25 +270,30 @@ std::uint32_t Server::limit_connections_to_fds() const {
   return lowered;
 }
 
-void Server::refuse_busy(ConnectionSocket& socket) {
+void Server::refuse_busy(ConnectionSocket& socket, bool tls) {
+  asio::error_code ignored;
+  if (tls) {
+    // No handshake just to say no: the client sees the connection close.
+    socket.close(ignored);
+    return;
+  }
   std::string reply;
   protocol::append_message(
       reply, static_cast<std::uint8_t>(protocol::Status::kServerBusy),
       protocol::ErrorMessage{"too many connections (" + std::to_string(connection_limit_) +
                              "); try again later"});
-  asio::error_code ignored;
   socket.non_blocking(true, ignored);
   socket.write_some(asio::buffer(reply), ignored);  // best effort: never wait for this client
   socket.close(ignored);
 }
 
-Server::Refusal Server::refuse_with_reserve_fd() {
+Server::Refusal Server::refuse_with_reserve_fd(tcp::acceptor& acceptor, bool tls) {
   if (!reserve_fd_.held() && !reserve_fd_.restore()) return Refusal::kNoReserve;
   reserve_fd_.release();
   asio::error_code error;
   ConnectionSocket socket(io_);
-  acceptor_.accept(socket, error);  // non-blocking: would_block if no client is waiting
-  if (!error) refuse_busy(socket);
+  acceptor.accept(socket, error);  // non-blocking: would_block if no client is waiting
+  if (!error) refuse_busy(socket, tls);
   // Taking the reserve back fails only if another thread took the descriptor meanwhile.
   if (!reserve_fd_.restore()) return Refusal::kNoReserve;
   return error ? Refusal::kNoneWaiting : Refusal::kRefusedOne;
@@ -278,40 +313,41 @@ void Server::warn_accept_failed(const asio::error_code& error) {
   accept_failures_since_warning_ = 0;
 }
 
-asio::awaitable<void> Server::accept_loop() {
+asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, bool tls) {
   // Waiting for the listener to be readable, then accepting without blocking, rather than
   // async_accept: accept() fails with EMFILE even when no client is waiting, so retrying it until
   // it succeeds would spin for as long as descriptors are short.
   asio::steady_timer pause(io_);
-  while (acceptor_.is_open()) {
-    auto [wait_error] = co_await acceptor_.async_wait(
+  while (acceptor.is_open()) {
+    auto [wait_error] = co_await acceptor.async_wait(
         tcp::acceptor::wait_read, asio::experimental::as_tuple(asio::use_awaitable));
     if (wait_error == asio::error::operation_aborted) co_return;  // stop()
     bool back_off = static_cast<bool>(wait_error);
     if (wait_error) warn_accept_failed(wait_error);
     // Take the clients waiting, a batch at a time so that the connections being served get turns.
-    for (int n = 0; n < kAcceptBatch && !back_off && acceptor_.is_open(); ++n) {
+    for (int n = 0; n < kAcceptBatch && !back_off && acceptor.is_open(); ++n) {
       asio::error_code error;
       ConnectionSocket socket(io_);
-      acceptor_.accept(socket, error);
+      acceptor.accept(socket, error);
       if (error == asio::error::would_block || error == asio::error::try_again) break;
       if (error == asio::error::connection_aborted) continue;  // the client left first
       if (error) {
         warn_accept_failed(error);
         // The client waits in the listen queue for an answer: give it one with the reserve
         // descriptor. Without one (or on any other error) pause, not to spin.
-        const auto refusal = out_of_fds(error) ? refuse_with_reserve_fd() : Refusal::kNoReserve;
+        const auto refusal =
+            out_of_fds(error) ? refuse_with_reserve_fd(acceptor, tls) : Refusal::kNoReserve;
         if (refusal == Refusal::kRefusedOne) continue;
         back_off = refusal == Refusal::kNoReserve;
         break;
       }
       if (counters_.open >= connection_limit_) {
-        refuse_busy(socket);
+        refuse_busy(socket, tls);
         continue;
       }
       asio::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);  // fails only if the client already left
-      serve(std::move(socket));
+      serve(std::move(socket), tls);
     }
     if (back_off) {
       pause.expires_after(kAcceptBackOff);
@@ -320,16 +356,24 @@ asio::awaitable<void> Server::accept_loop() {
   }
 }
 
-void Server::serve(ConnectionSocket socket) {
+void Server::serve(ConnectionSocket socket, bool tls) {
   ++counters_.open;
   ++counters_.total;
   // serve_connection is the connection's only coroutine (no wrapper here: each would be one more
   // frame per connection); it lets no exception out, so the handler has only to count.
-  asio::co_spawn(io_, serve_connection(std::move(socket), config_, handler_, budget_, sweeper_),
-                 [this](std::exception_ptr error) {
-                   --counters_.open;
-                   if (error) log(Level::kError, "a connection ended by an unknown exception");
-                 });
+  const auto on_end = [this](std::exception_ptr error) {
+    --counters_.open;
+    if (error) log(Level::kError, "a connection ended by an unknown exception");
+  };
+  if (tls) {
+    asio::co_spawn(io_,
+                   serve_tls_connection(std::move(socket), *tls_context_, config_, handler_,
+                                        budget_, sweeper_),
+                   on_end);
+  } else {
+    asio::co_spawn(io_, serve_connection(std::move(socket), config_, handler_, budget_, sweeper_),
+                   on_end);
+  }
 }
 
 }  // namespace mrd::server

@@ -7,6 +7,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/ssl/context.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -23,7 +24,10 @@ namespace mrd::server {
 
 class Server {
  public:
-  Server(asio::io_context& io, ServerConfig config);
+  /// `tls_context` is for the TLS listener (config.tls), made by make_server_tls_context; null
+  /// without one.
+  Server(asio::io_context& io, ServerConfig config,
+         std::unique_ptr<asio::ssl::context> tls_context = nullptr);
 
   /// Binds, starts the worker processes, runs again the jobs a previous run left unfinished (with
   /// a data directory) and starts accepting. Throws on failure to do any of it.
@@ -37,28 +41,34 @@ class Server {
   /// --drain-seconds, stop() runs and then `on_stopped`. Only the first call counts.
   void drain(std::function<void()> on_stopped);
 
-  /// The port actually bound (useful with port 0).
+  /// The ports actually bound (useful with port 0); 0 for a listener that is off.
   std::uint16_t port() const { return port_; }
+  std::uint16_t tls_port() const { return tls_port_; }
 
   /// Connections served at once: --max-connections, or fewer if the open-files limit is lower.
   std::uint32_t connection_limit() const { return connection_limit_; }
 
  private:
   void restore_jobs();
-  asio::awaitable<void> accept_loop();
+  /// Opens, binds and listens; returns the port bound.
+  static std::uint16_t listen(asio::ip::tcp::acceptor& acceptor, const std::string& host,
+                              std::uint16_t port);
+  /// Accepts connections on `acceptor` (the plain one, or the TLS one if `tls`) until stop().
+  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, bool tls);
   asio::awaitable<void> wait_for_drain(std::function<void()> on_stopped);
   /// --max-connections, lowered to what the open-files limit leaves after the server's own needs.
   std::uint32_t limit_connections_to_fds() const;
   /// Writes SERVER_BUSY to a connection over the limit (best effort, never waiting) and drops it.
-  void refuse_busy(ConnectionSocket& socket);
+  void refuse_busy(ConnectionSocket& socket, bool tls);
   enum class Refusal { kRefusedOne, kNoneWaiting, kNoReserve };
   /// Out of descriptors: answers one waiting client SERVER_BUSY with the reserve descriptor.
   /// kNoReserve if no descriptor could be had even so (the caller then backs off).
-  Refusal refuse_with_reserve_fd();
+  Refusal refuse_with_reserve_fd(asio::ip::tcp::acceptor& acceptor, bool tls);
   /// Logs a failed accept, at most once per kAcceptWarningInterval (it may fail for every client).
   void warn_accept_failed(const asio::error_code& error);
-  /// Spawns the coroutine that serves `socket`, counted in counters_.open until it ends.
-  void serve(ConnectionSocket socket);
+  /// Spawns the coroutine that serves `socket` (over TLS if `tls`), counted in counters_.open
+  /// until it ends.
+  void serve(ConnectionSocket socket, bool tls);
 
   asio::io_context& io_;
   ServerConfig config_;
@@ -71,9 +81,12 @@ class Server {
   JobStore store_;
   Scheduler scheduler_;
   RequestHandler handler_;
-  asio::ip::tcp::acceptor acceptor_;
+  asio::ip::tcp::acceptor acceptor_;                 ///< plain TCP; closed if --listen none
+  asio::ip::tcp::acceptor tls_acceptor_;             ///< TLS; closed without --tls-listen
+  std::unique_ptr<asio::ssl::context> tls_context_;  ///< set with --tls-listen
   DeadlineSweeper sweeper_;  ///< closes connections past their idle, request or write deadline
   std::uint16_t port_ = 0;
+  std::uint16_t tls_port_ = 0;
   std::uint32_t connection_limit_ = 0;  ///< set by start()
   ReserveFd reserve_fd_;                ///< spent to answer a client when descriptors run out
   std::chrono::steady_clock::time_point last_accept_warning_{};

@@ -10,10 +10,27 @@
 
 namespace mrd::server {
 
+/// Whether a TLS client must show a certificate signed by the CA file (--tls-auth-clients).
+enum class ClientCertificates { kNotAsked, kOptional, kRequired };
+
+/// The TLS listener (--tls-listen) and the files it needs.
+struct TlsConfig {
+  std::string listen_host;  ///< empty: no TLS listener
+  std::uint16_t listen_port = 0;
+  std::string port_file;  ///< if set, the bound TLS port is written here once listening
+  std::string cert_file;  ///< the server's certificate chain, PEM
+  std::string key_file;   ///< its private key, PEM
+  std::string ca_file;    ///< CAs that sign client certificates, PEM; needed to ask for them
+  ClientCertificates client_certificates = ClientCertificates::kNotAsked;
+
+  bool enabled() const { return !listen_host.empty(); }
+};
+
 struct ServerConfig {
-  std::string listen_host = "127.0.0.1";
+  std::string listen_host = "127.0.0.1";  ///< empty: no plain TCP listener (--listen none)
   std::uint16_t listen_port = protocol::kDefaultPort;  ///< 0: any free port (see port_file)
   std::string port_file;  ///< if set, the bound port is written here once listening
+  TlsConfig tls;          ///< the TLS listener, if any
   unsigned workers = 0;   ///< worker processes; 0 = one per core
   std::uint64_t max_frame_bytes = protocol::kDefaultMaxFrameBytes;
   /// Connections served at once; lowered at start if the open-files limit cannot hold them all.

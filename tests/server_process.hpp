@@ -81,8 +81,18 @@ class ServerProcess {
   explicit ServerProcess(std::vector<std::string> extra_args = {}, ProcessLimits limits = {},
                          std::string binary = MRD_BINARY) {
     const auto port_file = (dir_.path() / "port").string();
+    const auto tls_port_file = (dir_.path() / "tls-port").string();
     log_file_ = (dir_.path() / "mrd.log").string();
-    std::vector<std::string> args{binary, "--listen", "127.0.0.1:0", "--port-file", port_file};
+    const auto given = [&](std::string_view option) {
+      return std::find(extra_args.begin(), extra_args.end(), option) != extra_args.end();
+    };
+    // The plain listener on a free port unless the test chose its own --listen; the TLS one's
+    // port (with --tls-listen) is read from its own file, written before the plain one's.
+    const bool own_listen = given("--listen");
+    const bool tls = given("--tls-listen");
+    std::vector<std::string> args{binary};
+    if (!own_listen) args.insert(args.end(), {"--listen", "127.0.0.1:0", "--port-file", port_file});
+    if (tls) args.insert(args.end(), {"--tls-port-file", tls_port_file});
     if (std::find(extra_args.begin(), extra_args.end(), "--drain-seconds") == extra_args.end()) {
       args.insert(args.end(), {"--drain-seconds", kTestDrainSeconds});
     }
@@ -110,8 +120,11 @@ class ServerProcess {
     }
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (std::chrono::steady_clock::now() < deadline) {
-      std::ifstream in(port_file);
-      if (in >> port_) return;
+      std::ifstream in(own_listen ? tls_port_file : port_file);
+      if (own_listen ? bool(in >> tls_port_) : bool(in >> port_)) {
+        if (tls && !own_listen) std::ifstream(tls_port_file) >> tls_port_;
+        return;
+      }
       int status = 0;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = 0;
@@ -133,7 +146,10 @@ class ServerProcess {
     }
   }
 
+  /// The plain TCP port (0 if the test gave its own --listen), and the TLS one (0 without
+  /// --tls-listen).
   std::uint16_t port() const { return port_; }
+  std::uint16_t tls_port() const { return tls_port_; }
   pid_t pid() const { return pid_; }
 
   /// Sends SIGTERM and waits; returns the exit status (as waitpid reports it).
@@ -218,6 +234,7 @@ class ServerProcess {
   std::string log_file_;
   pid_t pid_ = 0;
   int exit_status_ = 0;
+  std::uint16_t tls_port_ = 0;
   std::uint16_t port_ = 0;
 };
 

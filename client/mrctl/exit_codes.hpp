@@ -22,7 +22,8 @@ inline ExitCode exit_code_for(client::ErrorKind kind) {
   switch (kind) {
     case client::ErrorKind::kUsage: return kExitUsage;
     case client::ErrorKind::kInput: return kExitInput;
-    case client::ErrorKind::kConnection: return kExitConnection;
+    case client::ErrorKind::kConnection:
+    case client::ErrorKind::kTls: return kExitConnection;
     case client::ErrorKind::kProtocol: return kExitProtocol;
     case client::ErrorKind::kRejected: return kExitRejected;
     case client::ErrorKind::kJobFailed: return kExitJobFailed;
@@ -36,7 +37,7 @@ inline constexpr const char* kExitCodesHelp =
     "  0  success\n"
     "  1  the job failed, was cancelled, or its result expired\n"
     "  2  usage error\n"
-    "  3  cannot connect to the server, or the connection was lost\n"
+    "  3  cannot connect to the server, the connection was lost, or TLS failed\n"
     "  4  protocol error or protocol version mismatch\n"
     "  5  request rejected by the server (queue full, bad job, request too large, unknown job)\n"
     "  6  `result`: the job has not finished yet (and --wait was not given)\n"

@@ -32,6 +32,29 @@ void add_global_options(CLI::App& app, GlobalOptions& options) {
                "the decoded fields")
       ->envname("MRD_TRACE");
 
+  auto* tls = app.add_option_group(
+      "TLS",
+      "For a server's TLS port (mrd --tls-listen). SSLKEYLOGFILE=FILE appends the session "
+      "keys to FILE, for Wireshark");
+  tls->add_flag("--tls", options.tls.enabled,
+                "Speak TLS, checking the server's certificate and that it names the host in "
+                "--server")
+      ->envname("MRD_TLS");
+  tls->add_option("--cacert", options.tls.ca_file,
+                  "CA certificates (PEM) that sign the server's certificate (default: the "
+                  "system's)")
+      ->envname("MRD_CACERT")
+      ->check(CLI::ExistingFile);
+  tls->add_option("--cert", options.tls.cert_file,
+                  "Client certificate (PEM), for servers that ask for one; needs --key")
+      ->check(CLI::ExistingFile);
+  tls->add_option("--key", options.tls.key_file, "The client certificate's private key (PEM)")
+      ->check(CLI::ExistingFile);
+  tls->add_flag(
+      "--insecure-skip-verify", [&options](std::int64_t) { options.tls.verify = false; },
+      "INSECURE: accept any certificate for any name; anyone in the middle can read "
+      "and change the traffic");
+
   // Also accepted here, before the command name; the job commands list them as well.
   auto* group = app.add_option_group("Job options",
                                      "For wordcount, bigrams, index, stats, matmul and submit");

@@ -10,6 +10,7 @@
 
 #include "client/server_address.hpp"
 #include "client/text_output.hpp"
+#include "client/tls_session.hpp"
 
 namespace mrd::mrctl {
 
@@ -32,6 +33,7 @@ struct GlobalOptions {
   double timeout_seconds = 60;  ///< stall timeout per send/receive; 0 waits forever
   bool quiet = false;           ///< no progress display
   bool trace = false;           ///< describe every frame sent and received on stderr
+  client::TlsOptions tls;       ///< --tls and its files; keylog_file from SSLKEYLOGFILE
   SubmitOptions submit;         ///< for the job commands only
 };
 
@@ -44,7 +46,8 @@ struct OutputOptions {
   std::size_t entries() const { return all ? client::kAllEntries : top; }
 };
 
-/// --server, --timeout, --quiet, --trace, and the submit options in a group of their own.
+/// --server, --timeout, --quiet, --trace, the TLS options, and the submit options in groups of
+/// their own.
 void add_global_options(CLI::App& app, GlobalOptions& options);
 
 /// --no-wait, --chunk-bytes, --partitions.

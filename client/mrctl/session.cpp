@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <random>
 #include <thread>
@@ -24,8 +25,22 @@ void print_frame(client::Direction direction, std::string_view frame, protocol::
 client::Connection open_connection(const GlobalOptions& global) {
   const auto timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(global.timeout_seconds * 1000));
+  auto tls = global.tls;
+  const bool tls_asked = tls.enabled || !tls.ca_file.empty() || !tls.cert_file.empty() ||
+                         !tls.key_file.empty() || !tls.verify;
+  if (tls_asked && !tls.enabled) {
+    throw client::ClientError(client::ErrorKind::kUsage,
+                              "--cacert, --cert, --key and --insecure-skip-verify need --tls");
+  }
+  if (!tls.verify) {
+    std::fputs("mrctl: warning: --insecure-skip-verify: the server's certificate is not checked\n",
+               stderr);
+  }
+  // As curl does: the session keys for Wireshark, if asked for in the environment.
+  if (const char* keylog = std::getenv("SSLKEYLOGFILE"); keylog && *keylog)
+    tls.keylog_file = keylog;
   auto connection =
-      client::Connection::connect(client::parse_server_address(global.server), timeout);
+      client::Connection::connect(client::parse_server_address(global.server), timeout, tls);
   if (global.trace) connection.set_frame_observer(print_frame);
   connection.hello();
   return connection;
