@@ -2,7 +2,8 @@
 # The Wireshark dissector (protocol/wireshark/mrd.lua) against a real capture: a server on an
 # ephemeral port, a capture of that port on loopback, a session with mrctl and a few hand-made
 # requests (one split over four TCP segments, ten pipelined in one segment, malformed ones); then
-# tshark with the dissector must decode every field checked below.
+# tshark with the dissector must decode every field checked below. Then the same over TLS: a job
+# run by mrctl on the server's TLS port with SSLKEYLOGFILE, decrypted by tshark with that key log.
 # Usage: dissector_test.sh MRD_BINARY MRCTL_BINARY SOURCE_DIR   (KEEP_WORK=1 keeps the capture)
 set -uo pipefail
 export LC_ALL=C
@@ -12,35 +13,60 @@ dissector=$3/protocol/wireshark/mrd.lua
 work=$(mktemp -d)
 server=
 capture=
+tls_capture=
 
 cleanup() {
   [[ -n $capture ]] && kill "$capture" 2>/dev/null && wait "$capture" 2>/dev/null
+  [[ -n $tls_capture ]] && kill "$tls_capture" 2>/dev/null && wait "$tls_capture" 2>/dev/null
   [[ -n $server ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
   if [[ -n ${KEEP_WORK:-} ]]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 fail() { echo "dissector_test: $*" >&2; exit 1; }
 
-for tool in tshark dumpcap nc; do
+for tool in tshark dumpcap nc openssl; do
   command -v "$tool" >/dev/null || fail "$tool is not installed"
 done
 [[ -f $dissector ]] || fail "no dissector at $dissector"
 
-# --- a server, and a capture of its port that is really running before anything is sent ---
+# --- a CA and a certificate for 127.0.0.1, for the TLS port ---
+(
+  cd "$work" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key \
+      -out ca.pem -days 2 -subj /CN=ca &&
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout server.key -out server.csr -subj /CN=server &&
+    printf 'subjectAltName=IP:127.0.0.1\n' > server.ext &&
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile server.ext -out server.pem
+) >"$work/openssl.log" 2>&1 || fail "openssl: $(cat "$work/openssl.log")"
+
+# --- a server, and captures of its ports that are really running before anything is sent ---
 "$mrd" --listen 127.0.0.1:0 --port-file "$work/port" --workers 2 --enable-test-jobs \
-  --drain-seconds 0 2>"$work/mrd.log" &
+  --tls-listen 127.0.0.1:0 --tls-port-file "$work/tls-port" --tls-cert-file "$work/server.pem" \
+  --tls-key-file "$work/server.key" --drain-seconds 0 2>"$work/mrd.log" &
 server=$!
 for _ in $(seq 200); do [[ -s $work/port ]] && break; sleep 0.05; done
 [[ -s $work/port ]] || fail "mrd did not start: $(cat "$work/mrd.log")"
 port=$(cat "$work/port")
+tls_port=$(cat "$work/tls-port")
 
-dumpcap -q -i lo -f "tcp port $port" -w "$work/capture.pcapng" 2>"$work/dumpcap.log" &
-capture=$!
-# dumpcap says "Capturing on" once its filter is installed; a little more for good measure.
-for _ in $(seq 100); do grep -q '^Capturing on' "$work/dumpcap.log" && break; sleep 0.05; done
-grep -q '^Capturing on' "$work/dumpcap.log" ||
-  fail "cannot capture on lo (root or the capture capability is needed): $(cat "$work/dumpcap.log")"
-sleep 0.3
+# start_capture PORT NAME: dumpcap on lo for PORT into NAME.pcapng; prints its pid.
+start_capture() {
+  # (Its stdout is not ours: the caller waits for that to close.)
+  dumpcap -q -i lo -f "tcp port $1" -w "$work/$2.pcapng" >/dev/null 2>"$work/$2.dumpcap.log" &
+  local pid=$!
+  # dumpcap says "Capturing on" once its filter is installed.
+  for _ in $(seq 100); do grep -q '^Capturing on' "$work/$2.dumpcap.log" && break; sleep 0.05; done
+  grep -q '^Capturing on' "$work/$2.dumpcap.log" || {
+    kill "$pid"
+    fail "cannot capture on lo (root or the capture capability is needed): $(cat "$work/$2.dumpcap.log")"
+  }
+  echo "$pid"
+}
+capture=$(start_capture "$port" capture) || exit 1
+tls_capture=$(start_capture "$tls_port" tls-capture) || exit 1
+sleep 0.3  # a little more for good measure
 
 # --- a session with mrctl: jobs 1 (words), 2 (numbers), 3 (matmul), 4 (index) ---
 ctl() { "$mrctl" -q --server "127.0.0.1:$port" "$@" >>"$work/mrctl.log" 2>&1; }
@@ -119,8 +145,13 @@ send "$work/liar"
 { u8 0; u32 4294967295; } > "$work/huge"
 send "$work/huge"
 
-sleep 0.5  # the last replies reach the capture
-kill "$capture"; wait "$capture" 2>/dev/null; capture=
+# (f) job 8, over TLS, with the session keys logged for tshark.
+SSLKEYLOGFILE="$work/keys.log" "$mrctl" -q --server "127.0.0.1:$tls_port" --tls \
+  --cacert "$work/ca.pem" wordcount "$work/hamlet.txt" >>"$work/mrctl.log" 2>&1 ||
+  fail "mrctl --tls wordcount failed: $(tail -3 "$work/mrctl.log")"
+
+sleep 0.5  # the last replies reach the captures
+kill "$capture" "$tls_capture"; wait "$capture" "$tls_capture" 2>/dev/null; capture= tls_capture=
 
 # --- decode ---
 # shark ARGS...: tshark with the dissector, on the capture, mrd on the server's port. Two passes
@@ -258,6 +289,22 @@ expect "the heuristic finds every stream that starts well" \
   "$(count_pdus -o mrd.heuristic:TRUE)"
 expect "two passes find as many PDUs as one" "$with_decode_as" \
   "$(shark -T fields -e mrd.body_length | tr ',' '\n' | grep -c .)"
+
+# (f) TLS: decrypted with the key log, the same frames decode
+tls_fields() {
+  tshark -n -X "lua_script:$dissector" -r "$work/tls-capture.pcapng" -2 \
+    -o "tls.keylog_file:$work/keys.log" -d "tcp.port==$tls_port,tls" -d "tls.port==$tls_port,mrd" \
+    -Y "$1" -T fields -E separator='|' $(printf -- '-e %s ' "${@:2}") 2>>"$work/tshark.err"
+}
+expect "over TLS: SUBMIT words+sum with its document" "words|sum|$work/hamlet.txt" \
+  "$(tls_fields 'mrd.opcode == 0' mrd.submit.mapper mrd.submit.reducer mrd.document.name)"
+expect "over TLS: the OK with job id 8, and the counts" "8|be,to,not,or|2,2,1,1" \
+  "$(tls_fields 'mrd.status == 0 && mrd.request_opcode == 0' mrd.job_id)|$(
+     tls_fields 'mrd.result.kind == 0' mrd.counts.key mrd.counts.occurrences | sort -u)"
+expect "without the key log, nothing decodes as mrd" "0" \
+  "$(tshark -n -X "lua_script:$dissector" -r "$work/tls-capture.pcapng" \
+     -d "tcp.port==$tls_port,tls" -d "tls.port==$tls_port,mrd" -Y mrd 2>>"$work/tshark.err" |
+     grep -c .)"
 
 # no Lua error anywhere, in the tree or on stderr
 shark -V > "$work/verbose.txt"

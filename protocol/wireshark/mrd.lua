@@ -867,3 +867,6 @@ end
 register_port(DEFAULT_PORT)
 tcp_ports:add_for_decode_as(mrd)  -- lists mrd in "Decode As" even when the port preference is 0
 mrd:register_heuristic("tcp", heuristic)
+-- Over TLS (mrd --tls-listen): once TLS has decrypted a stream (with a key log), "Decode As" on
+-- the TLS port (tshark -d tls.port==PORT,mrd) hands its application data to this dissector.
+DissectorTable.get("tls.port"):add_for_decode_as(mrd)
