@@ -96,6 +96,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1000));
   app.add_option("--chunk-bytes", chunk_bytes, "SUBMIT chunk_bytes (0: the server chooses)");
   app.add_option("--partitions", partitions, "SUBMIT partitions (0: the server chooses)");
+  mrd::client::TlsOptions tls;
+  app.add_flag("--tls", tls.enabled, "Connect with TLS (the server's --tls-listen port)");
+  app.add_option("--cacert", tls.ca_file, "With --tls: the CA of the server's certificate");
 
   std::string file;
   auto* wordcount = app.add_subcommand("wordcount", "words+sum over one file as one document");
@@ -110,7 +113,8 @@ int main(int argc, char** argv) {
   const auto poll = std::chrono::milliseconds(poll_ms);
   try {
     auto connection =
-        Connection::connect(mrd::client::parse_server_address(server), std::chrono::seconds(600));
+        Connection::connect(mrd::client::parse_server_address(server), std::chrono::seconds(600),
+                            tls);
     connection.hello();
     Timing timing;
     if (*wordcount) {
@@ -123,7 +127,8 @@ int main(int argc, char** argv) {
       mrd::bench::CountsDigest digest;
       for (const auto& entry : std::get<protocol::Counts>(result).entries)
         digest.add(entry.key, entry.count);
-      std::cout << "{\"tool\": \"e2e\", \"job\": \"wordcount\", \"bytes\": " << bytes
+      std::cout << "{\"tool\": \"e2e\", \"job\": \"wordcount\", \"tls\": "
+                << (tls.enabled ? "true" : "false") << ", \"bytes\": " << bytes
                 << ", \"chunk_bytes\": " << chunk_bytes << ", " << timing_json(timing)
                 << ", \"digest\": \"" << digest.line() << "\"}" << std::endl;
     } else {

@@ -2,7 +2,8 @@
 //
 //   loadgen roundtrip --server HOST:PORT --connections 32 [--seconds 5] [--warmup 0.5]
 //   loadgen submit    --server HOST:PORT --connections 32 [--seconds 5]
-//   loadgen idle      --server HOST:PORT --connections 10000 [--hold 60]
+//   loadgen blocking  --server HOST:PORT --connections 32 [--tls --cacert F] [--seconds 5]
+//   loadgen idle      --server HOST:PORT --connections 10000 [--hold 60] [--tls --cacert F]
 //   loadgen stats     --server HOST:PORT
 //
 // roundtrip: every connection loops SUBMIT (a one-line word count) -> read the id -> FETCH until
@@ -13,8 +14,11 @@
 //   the server count (head-of-line blocking).
 // submit: every connection loops SUBMIT -> read the id, one request in flight per connection
 //   (like redis-benchmark -P 1). Reports accepted SUBMITs per second and their latency.
+// blocking: roundtrip's loop from one thread per connection, each a client-library Connection,
+//   so that it can speak TLS (--tls): the same figures over plain TCP and over TLS, for a ratio.
 // idle: opens the connections (blocking, each answers a HELLO first, so the server holds it),
-//   prints {"ready": N} and holds them until stdin closes or --hold seconds pass.
+//   prints {"ready": N} and holds them until stdin closes or --hold seconds pass; with --tls,
+//   TLS connections.
 // stats: prints the server's STATS counters.
 //
 // Everything is bounded: --seconds of measurement after --warmup, at most --max-jobs jobs. The
@@ -61,6 +65,7 @@ struct Options {
   std::string background_file;
   int background_runs = 3;
   double hold = 60;
+  mrd::client::TlsOptions tls;  ///< blocking and idle: --tls, --cacert
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -416,7 +421,82 @@ int run_load(const Options& o, bool roundtrip) {
   return 0;
 }
 
+/// When measuring starts (after the warm-up) and ends, from now.
+std::pair<Clock::time_point, Clock::time_point> measured_window(const Options& o) {
+  const auto from = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(o.warmup));
+  return {from, from + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double>(o.seconds))};
+}
+
+int run_blocking(const Options& o) {
+  raise_file_limit(static_cast<rlim_t>(o.connections) + 64);
+  protocol::SubmitRequest request{"words", "sum", {}, protocol::Documents{{{"line", o.text}}}};
+  std::vector<mrd::client::Connection> connections;
+  for (int i = 0; i < o.connections; ++i) {
+    connections.push_back(
+        mrd::client::Connection::connect({o.host, o.port}, std::chrono::seconds(60), o.tls));
+    connections.back().hello();
+  }
+  const auto [measure_from, end] = measured_window(o);
+  std::vector<std::vector<double>> latencies(connections.size());
+  std::atomic<std::uint64_t> finished{0};
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < connections.size(); ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        while (Clock::now() < end && finished < o.max_jobs) {
+          const auto submitted = Clock::now();
+          const auto id = connections[i].submit(request);
+          while (!connections[i].fetch(id).finished()) {
+          }
+          ++finished;
+          if (submitted >= measure_from) {
+            latencies[i].push_back(seconds_between(submitted, Clock::now()));
+          }
+        }
+      } catch (const std::exception& e) {
+        std::cerr << "loadgen: connection " << i << ": " << e.what() << "\n";
+      }
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  std::vector<double> all;
+  for (const auto& l : latencies)
+    all.insert(all.end(), l.begin(), l.end());
+  std::cout << "{\"tool\": \"loadgen\", \"mode\": \"blocking\", \"tls\": "
+            << (o.tls.enabled ? "true" : "false") << ", \"connections\": " << o.connections
+            << ", " << summary_json(std::move(all), seconds_between(measure_from, Clock::now()))
+            << "}" << std::endl;
+  return 0;
+}
+
+/// idle with --tls: TLS connections through the client library, each past its HELLO.
+int run_idle_tls(const Options& o) {
+  raise_file_limit(static_cast<rlim_t>(o.connections) + 64);
+  std::vector<mrd::client::Connection> connections;
+  connections.reserve(o.connections);
+  const auto start = Clock::now();
+  for (int i = 0; i < o.connections; ++i) {
+    connections.push_back(
+        mrd::client::Connection::connect({o.host, o.port}, std::chrono::seconds(60), o.tls));
+    connections.back().hello();
+  }
+  std::cout << "{\"ready\": " << connections.size()
+            << ", \"connect_s\": " << seconds_between(start, Clock::now()) << "}" << std::endl;
+  pollfd in{0, POLLIN, 0};
+  const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(o.hold));
+  char sink[256];
+  while (Clock::now() < until) {
+    if (poll(&in, 1, 100) > 0 && read(0, sink, sizeof sink) <= 0) break;
+  }
+  return 0;
+}
+
 int run_idle(const Options& o) {
+  if (o.tls.enabled) return run_idle_tls(o);
   raise_file_limit(static_cast<rlim_t>(o.connections) + 64);
   std::string hello;
   protocol::append_message(hello, static_cast<std::uint8_t>(protocol::Opcode::kHello),
@@ -491,7 +571,11 @@ int main(int argc, char** argv) {
                  "roundtrip only: run word counts of this file meanwhile; measure during them");
   app.add_option("--background-runs", o.background_runs, "How many big jobs, one after another");
   app.add_option("--hold", o.hold, "idle only: longest time to hold the connections");
+  app.add_flag("--tls", o.tls.enabled, "blocking and idle: connect with TLS");
+  app.add_option("--cacert", o.tls.ca_file, "With --tls: the CA of the server's certificate");
   auto* roundtrip = app.add_subcommand("roundtrip", "SUBMIT, FETCH until done, repeat");
+  auto* blocking = app.add_subcommand(
+      "blocking", "roundtrip from one thread per connection, through the client library (--tls)");
   auto* submit = app.add_subcommand("submit", "SUBMIT and read the id, repeat");
   auto* idle = app.add_subcommand("idle", "Open connections and hold them");
   auto* stats = app.add_subcommand("stats", "Print the server's counters");
@@ -501,6 +585,7 @@ int main(int argc, char** argv) {
   o.port = static_cast<std::uint16_t>(std::stoi(server.substr(colon + 1)));
   try {
     if (*roundtrip) return run_load(o, true);
+    if (*blocking) return run_blocking(o);
     if (*submit) return run_load(o, false);
     if (*idle) return run_idle(o);
     if (*stats) return run_stats(o);

@@ -143,6 +143,20 @@ class Report:
                 t.append(("Memory per retained finished tiny job (server RSS, 20,000 jobs)",
                           "<= 1 KiB", "%.0f B" % b, "1 KiB", "%.2fx" % (b / 1024), b <= 1024))
 
+        if "tls" in s:
+            x = s["tls"]
+            plain = med([o["rate"] for o in x["roundtrip"]["plain"]])
+            over = med([o["rate"] for o in x["roundtrip"]["tls"]])
+            t.append(("Tiny round trips over TLS, 32 connections (`loadgen blocking`)",
+                      ">= 0.7x plain TCP", "%.0f jobs/s" % over, "%.0f jobs/s plain" % plain,
+                      "%.2fx" % (over / plain), over / plain >= 0.7))
+            b = x["corpus"]["bytes"]
+            plain = med(rates(b, x["wordcount"]["plain"]))
+            over = med(rates(b, x["wordcount"]["tls"]))
+            t.append(("64 MiB word count end to end over TLS, client library",
+                      ">= 0.8x plain TCP", "%.0f MiB/s" % over, "%.0f MiB/s plain" % plain,
+                      "%.2fx" % (over / plain), over / plain >= 0.8))
+
     # ---------- sections ----------
 
     def header(self):
@@ -438,6 +452,37 @@ class Report:
                        r["rss_before_kib"] / 1024, r["rss_after_kib"] / 1024, r["bytes_per_job"],
                        r["result_bytes_per_job"]), "")
 
+    def tls(self):
+        if "tls" not in self.s:
+            return
+        x = self.s["tls"]
+        rt, wc = x["roundtrip"], x["wordcount"]
+        b = x["corpus"]["bytes"]
+        self.w("## 7. TLS", "",
+               "The same server, plain TCP and TLS (`--tls-listen`, TLS 1.3, an ECDSA P-256 "
+               "certificate made by openssl) measured alternately in one run. Round trips: "
+               "`loadgen blocking -c 32`, 32 threads each with a client-library connection "
+               "looping SUBMIT and FETCH until done (the client library speaks TLS; the "
+               "one-thread epoll `loadgen roundtrip` of section 3 does not). Word count: `e2e "
+               "wordcount` of %s as in section 1." % x["corpus"]["name"], "",
+               "| | plain TCP | TLS | TLS / plain |", "|---|---|---|---|")
+        p, q = [o["rate"] for o in rt["plain"]], [o["rate"] for o in rt["tls"]]
+        self.w("| round trips, jobs/s | %s | %s | %.2fx |" % (
+            rng(p, "%.0f"), rng(q, "%.0f"), med(q) / med(p)))
+        p99p, p99q = [o["p99_ms"] for o in rt["plain"]], [o["p99_ms"] for o in rt["tls"]]
+        self.w("| round trip p99, ms | %s | %s | |" % (rng(p99p, "%.2f"), rng(p99q, "%.2f")))
+        p, q = rates(b, wc["plain"]), rates(b, wc["tls"])
+        self.w("| word count, MiB/s | %s | %s | %.2fx |" % (
+            rng(p, "%.0f"), rng(q, "%.0f"), med(q) / med(p)), "")
+        if "idle" in x:
+            i = x["idle"]
+            self.w("**Idle TLS connections**: %d held by `loadgen idle --tls` (each past its "
+                   "handshake and a HELLO): %.1f MiB before, %.1f MiB with them, **%.1f KiB per "
+                   "connection** (OpenSSL's session state, asio's TLS buffers and the "
+                   "connection's 16 KiB read buffer; a plain idle connection is in section 5)." % (
+                       i["connections"], i["rss_before_kib"] / 1024, i["rss_with_kib"] / 1024,
+                       i["bytes_per_connection"] / 1024), "")
+
     def scaling(self):
         if "scaling" not in self.s:
             return
@@ -574,6 +619,7 @@ class Report:
         self.hol()
         self.memory()
         self.scaling()
+        self.tls()
         self.caveats()
         self.profiling()
         self.howto()

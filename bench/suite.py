@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 
-SECTIONS = ["wordcount", "matmul", "tiny", "hol", "memory", "scaling"]
+SECTIONS = ["wordcount", "matmul", "tiny", "hol", "memory", "scaling", "tls"]
 
 
 def log(*parts):
@@ -644,6 +644,89 @@ class Suite:
             "baseline2_cores": base_cores}
 
     # ---------- the whole run ----------
+
+    # ---------- 7. TLS ----------
+
+    def tls_files(self):
+        """A CA and a certificate for 127.0.0.1 it signs, made with openssl (docs/security.md)."""
+        d = os.path.join(self.work, "tls")
+        os.makedirs(d, exist_ok=True)
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        steps = [
+            ["openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=bench CA"],
+            ["openssl", "req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
+             "-subj", "/CN=bench"],
+            ["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.pem"]]
+        with open(os.path.join(d, "server.ext"), "w") as fh:
+            fh.write("subjectAltName=IP:127.0.0.1\n")
+        for step in steps:
+            subprocess.run(step, cwd=d, check=True, capture_output=True)
+        return {name: os.path.join(d, name) for name in ["ca.pem", "server.pem", "server.key"]}
+
+    def start_mrd_tls(self, files):
+        """mrd with a plain and a TLS listener; returns (process, plain port, TLS port)."""
+        tls_port_file = os.path.join(self.work, "mrd.tls-port")
+        if os.path.exists(tls_port_file):
+            os.remove(tls_port_file)
+        proc, port = self.start_mrd(workers=2, extra=[
+            "--tls-listen", "127.0.0.1:0", "--tls-port-file", tls_port_file,
+            "--tls-cert-file", files["server.pem"], "--tls-key-file", files["server.key"]])
+        with open(tls_port_file) as fh:  # written before the plain port's file
+            return proc, port, int(fh.read().strip())
+
+    def section_tls(self):
+        files = self.tls_files()
+        tls = ["--tls", "--cacert", files["ca.pem"]]
+        out = {"roundtrip": {"plain": [], "tls": []}, "wordcount": {"plain": [], "tls": []}}
+        lg = ["-c", "32", "--seconds", str(self.tiny_seconds), "--warmup", str(self.tiny_warmup)]
+        for rep in range(self.reps):
+            log("tls: round trips, round %d of %d" % (rep + 1, self.reps))
+            proc, port, tls_port = self.start_mrd_tls(files)
+            try:
+                # Alternating, each against the same server: the ratio is what counts.
+                out["roundtrip"]["plain"].append(self.run_json("tls", [
+                    self.tool("loadgen"), "blocking", "--server", "127.0.0.1:%d" % port, *lg])[0])
+                out["roundtrip"]["tls"].append(self.run_json("tls", [
+                    self.tool("loadgen"), "blocking", "--server", "127.0.0.1:%d" % tls_port,
+                    *lg, *tls])[0])
+            finally:
+                stop(proc)
+        corpus = self.real_corpus(64)
+        out["corpus"] = corpus
+        proc, port, tls_port = self.start_mrd_tls(files)
+        try:
+            for rep in range(2 if self.quick else 4):
+                log("tls: 64 MiB word count, round %d" % (rep + 1))
+                for how, where, more in [("plain", port, []), ("tls", tls_port, tls)]:
+                    o = self.run_json("tls", [
+                        self.tool("e2e"), "wordcount", "--server", "127.0.0.1:%d" % where,
+                        "--file", corpus["path"], "--runs", "2", "--warmup", "1", *more])[0]
+                    out["wordcount"][how].extend(o["total_s"])
+            n = 2000
+            log("tls: %d idle TLS connections" % n)
+            self.run_json("tls", [self.tool("loadgen"), "idle", "--server",
+                                  "127.0.0.1:%d" % tls_port, "-c", "100", "--hold", "0", *tls])
+            time.sleep(0.5)
+            before = rss_kib(proc.pid)
+            holder = subprocess.Popen(
+                [self.tool("loadgen"), "idle", "--server", "127.0.0.1:%d" % tls_port, "-c",
+                 str(n), "--hold", "120", *tls],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            try:
+                ready = json.loads(holder.stdout.readline())
+                time.sleep(1.0)
+                with_conns = rss_kib(proc.pid)
+            finally:
+                holder.stdin.close()
+                holder.wait(timeout=60)
+            out["idle"] = {"connections": n, "ready": ready, "rss_before_kib": before,
+                           "rss_with_kib": with_conns,
+                           "bytes_per_connection": (with_conns - before) * 1024 / n}
+        finally:
+            stop(proc)
+        self.sections["tls"] = out
 
     def machine(self):
         def out(cmd):
