@@ -1,5 +1,7 @@
 // soak: the real server under a bounded storm of real jobs, bad frames, cancels, worker kills and
-// one SIGKILL + restart, then every acknowledged job checked against a reference.
+// one SIGKILL + restart, then every acknowledged job checked against a reference. The server
+// requires tokens (--auth-file): every client says AUTH first, and the bad frames include wrong
+// tokens and requests before AUTH.
 //
 //   soak --mrd build/server/mrd [--seconds 180] [--clients 16]
 //
@@ -14,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -21,6 +24,8 @@
 #include <random>
 #include <span>
 #include <thread>
+
+#include <openssl/sha.h>
 
 #include "client/client_error.hpp"
 #include "client/connection.hpp"
@@ -31,6 +36,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+/// The token every soak client presents.
+constexpr const char* kToken = "soak-token-5e1d";
 using mrd::client::ClientError;
 using mrd::client::Connection;
 namespace protocol = mrd::protocol;
@@ -49,13 +56,15 @@ class Server {
     const auto log = (dir_ / "mrd.log").string();
     const auto data = (dir_ / "data").string();
     const auto pf = port_file.string();
+    const auto tokens = write_auth_file();
     const std::string listen = port_ ? "127.0.0.1:" + std::to_string(port_) : "127.0.0.1:0";
     pid_ = fork();
     if (pid_ == 0) {
       const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (fd >= 0) dup2(fd, STDERR_FILENO);
       execl(binary_.c_str(), binary_.c_str(), "--listen", listen.c_str(), "--port-file", pf.c_str(),
-            "--data-dir", data.c_str(), "--workers", "2", "--log-level", "warn", nullptr);
+            "--data-dir", data.c_str(), "--workers", "2", "--log-level", "warn", "--auth-file",
+            tokens.c_str(), nullptr);
       _exit(127);
     }
     for (int i = 0; i < 400; ++i) {
@@ -64,6 +73,20 @@ class Server {
       std::this_thread::sleep_for(25ms);
     }
     throw std::runtime_error("mrd did not start; see " + (dir_ / "mrd.log").string());
+  }
+
+  /// The auth file: one admin line for kToken, by its SHA-256.
+  std::string write_auth_file() const {
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(kToken), std::strlen(kToken), digest);
+    std::string hex;
+    for (const unsigned char byte : digest) {
+      hex += "0123456789abcdef"[byte >> 4];
+      hex += "0123456789abcdef"[byte & 15];
+    }
+    const auto path = (dir_ / "tokens").string();
+    std::ofstream(path) << "soak admin " << hex << "\n";
+    return path;
   }
 
   void kill_hard() {
@@ -207,6 +230,7 @@ struct Ledger {
 Connection connect(std::uint16_t port) {
   auto c = Connection::connect({"127.0.0.1", port}, 10s);
   c.hello();
+  c.auth(kToken);
   return c;
 }
 
@@ -236,11 +260,13 @@ std::uint32_t submit_until_acknowledged(std::uint16_t port, protocol::SubmitRequ
 /// Sends one kind of bad frame on its own connection and checks the error reply.
 void send_bad_frame(std::uint16_t port, std::mt19937& rng, Ledger& ledger) {
   static const std::vector<std::string> kFrames = {
-      std::string("\x2a\x00\x00\x00\x00", 5),              // unknown opcode
-      std::string("\x01\x03\x00\x00\x00\x01\x02\x03", 8),  // undecodable FETCH body
-      std::string("\x00\xff\xff\xff\x7f", 5),              // too large
-      std::string("\x00\x04\x00\x00\x00garb", 9),          // undecodable SUBMIT
-      std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),    // another protocol
+      std::string("\x2a\x00\x00\x00\x00", 5),                          // unknown opcode
+      std::string("\x01\x03\x00\x00\x00\x01\x02\x03", 8),              // undecodable FETCH body
+      std::string("\x00\xff\xff\xff\x7f", 5),                          // too large
+      std::string("\x00\x04\x00\x00\x00garb", 9),                      // undecodable SUBMIT
+      std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),                // another protocol
+      std::string("\x07\x0d\x00\x00\x00\x05\0\0\0\0\0\0\0wrong", 18),  // AUTH, wrong token
+      std::string("\x04\x00\x00\x00\x00", 5),                          // LIST before AUTH
   };
   try {
     auto stream = mrd::client::TcpStream::connect({"127.0.0.1", port}, 5s);

@@ -110,13 +110,20 @@ std::string Connection::hello() {
             ", the one this client speaks (server says: " + error_text(reply.body) + ")",
         reply.status);
   }
-  const auto hello = expect_ok<protocol::Hello>(reply.status, reply.body, what);
+  const auto hello = expect_ok<protocol::HelloReply>(reply.status, reply.body, what);
+  auth_required_ = (hello.flags & protocol::kHelloAuthRequired) != 0;
   if (hello.protocol_version != protocol::kProtocolVersion) {
     throw ClientError(ErrorKind::kProtocol,
                       "server speaks protocol version " + std::to_string(hello.protocol_version) +
                           ", this client speaks " + std::to_string(protocol::kProtocolVersion));
   }
   return hello.software;
+}
+
+protocol::AuthReply Connection::auth(std::string_view token) {
+  std::string frame;
+  protocol::append_message(frame, code(Opcode::kAuth), protocol::AuthRequest{std::string(token)});
+  return ask<protocol::AuthReply>(frame, "auth");
 }
 
 std::uint32_t Connection::submit(const protocol::SubmitRequest& request) {

@@ -50,6 +50,13 @@ class Connection {
   /// name ("mrd 0.1.0"). Throws ClientError (kProtocol) on a version mismatch.
   std::string hello();
 
+  /// True if the server said (in HELLO's reply) that requests need AUTH first.
+  bool auth_required() const { return auth_required_; }
+
+  /// AUTH: presents `token`; returns the tenant and role it names. Throws ClientError (kRejected)
+  /// for AUTH_FAILED, with the server's message.
+  protocol::AuthReply auth(std::string_view token);
+
   /// SUBMIT: queues a job and returns its id. Throws ClientError (kRejected) for QUEUE_FULL,
   /// BAD_JOB, SHUTTING_DOWN and FRAME_TOO_LARGE, with the server's message.
   std::uint32_t submit(const protocol::SubmitRequest& request);
@@ -111,6 +118,7 @@ class Connection {
   std::vector<char> inbox_;
   std::size_t inbox_filled_ = 0;
   FrameObserver frame_observer_;  ///< empty unless someone is watching
+  bool auth_required_ = false;    ///< from HELLO's reply
 };
 
 /// The result of an outcome with status kOk. Otherwise throws ClientError: kJobFailed for a

@@ -129,6 +129,22 @@ void add_fields(std::string& out, const protocol::Hello& m) {
   add_line(out, "software: " + shown(m.software));
 }
 
+void add_fields(std::string& out, const protocol::HelloReply& m) {
+  add_fields(out, protocol::Hello{m.protocol_version, m.software});
+  add_line(out, std::string("auth required: ") +
+                    ((m.flags & protocol::kHelloAuthRequired) ? "yes" : "no"));
+}
+
+void add_fields(std::string& out, const protocol::AuthRequest& m) {
+  // A trace may be pasted anywhere: the token is a secret, so only its size is shown.
+  add_line(out, "token: " + count_of(m.token.size(), "byte") + " (not shown)");
+}
+
+void add_fields(std::string& out, const protocol::AuthReply& m) {
+  add_line(out, "tenant: " + shown(m.tenant));
+  add_line(out, std::string("role: ") + (m.role == protocol::Role::kAdmin ? "admin" : "user"));
+}
+
 void add_input_fields(std::string& out, const protocol::JobInput& input) {
   if (const auto* docs = std::get_if<protocol::Documents>(&input)) {
     std::uint64_t text_bytes = 0;
@@ -256,6 +272,7 @@ void add_request_fields(std::string& out, Opcode opcode, std::string_view body) 
     case Opcode::kList:
     case Opcode::kStats: add_no_body(out, body); return;
     case Opcode::kHello: add_decoded<protocol::Hello>(out, body); return;
+    case Opcode::kAuth: add_decoded<protocol::AuthRequest>(out, body); return;
   }
 }
 
@@ -268,7 +285,15 @@ void add_ok_fields(std::string& out, Opcode request, std::string_view body) {
     case Opcode::kCancel: add_no_body(out, body); return;
     case Opcode::kList: add_decoded<protocol::JobList>(out, body); return;
     case Opcode::kStats: add_decoded<protocol::ServerStats>(out, body); return;
-    case Opcode::kHello: add_decoded<protocol::Hello>(out, body); return;
+    case Opcode::kHello:
+      // Version 2's layout, or version 1's (a reply to a version 1 HELLO).
+      if (protocol::decode<protocol::HelloReply>(body)) {
+        add_decoded<protocol::HelloReply>(out, body);
+      } else {
+        add_decoded<protocol::Hello>(out, body);
+      }
+      return;
+    case Opcode::kAuth: add_decoded<protocol::AuthReply>(out, body); return;
   }
 }
 
@@ -311,7 +336,11 @@ std::string describe_frame(Direction direction, std::string_view frame,
     return out;
   }
   out += code_name(direction, header.code) + " body " + count_of(header.body_bytes, "byte") + "\n";
-  add_hex(out, frame);
+  // An AUTH request's body is a secret: its header, and the token's length, but not its bytes.
+  const bool secret =
+      direction == Direction::kSent && header.code == static_cast<std::uint8_t>(Opcode::kAuth);
+  add_hex(out,
+          secret ? frame.substr(0, std::min(frame.size(), protocol::kHeaderBytes + 8)) : frame);
 
   // What is here of the body; a cut-off frame still shows what decoding it says.
   const std::string_view body = frame.substr(protocol::kHeaderBytes, header.body_bytes);

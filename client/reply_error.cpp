@@ -29,6 +29,9 @@ std::string_view explain(protocol::Status status) {
     case Status::kJobTimedOut: return "the job ran past its deadline";
     case Status::kJobOutOfMemory: return "the job ran out of memory";
     case Status::kServerError: return "the server failed to do it (see its log)";
+    case Status::kAuthFailed: return "the server does not accept this token";
+    case Status::kNotAuthenticated: return "the server needs a token first";
+    case Status::kForbidden: return "this token's role may not do that";
   }
   return "unknown reply status";
 }
@@ -50,7 +53,10 @@ ErrorKind error_kind_of(protocol::Status status) {
     case Status::kUnknownJob:
     case Status::kFrameTooLarge: return ErrorKind::kRejected;
     case Status::kServerBusy: return ErrorKind::kConnection;
-    case Status::kServerError: return ErrorKind::kRejected;
+    case Status::kServerError:
+    case Status::kAuthFailed:
+    case Status::kNotAuthenticated:
+    case Status::kForbidden: return ErrorKind::kRejected;
     case Status::kOk:
     case Status::kPending:
     case Status::kBadRequest:

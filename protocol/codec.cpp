@@ -33,6 +33,21 @@ void write(BodyWriter& w, const Hello& m) {
   w.bytes(m.software);
 }
 
+void write(BodyWriter& w, const HelloReply& m) {
+  w.value(m.protocol_version);
+  w.bytes(m.software);
+  w.value(m.flags);
+}
+
+void write(BodyWriter& w, const AuthRequest& m) {
+  w.bytes(m.token);
+}
+
+void write(BodyWriter& w, const AuthReply& m) {
+  w.bytes(m.tenant);
+  w.value(static_cast<std::uint8_t>(m.role));
+}
+
 void write_input(BodyWriter& w, const JobInput& input) {
   w.value(static_cast<std::uint8_t>(input.index()));
   if (const auto* docs = std::get_if<Documents>(&input)) {
@@ -120,6 +135,21 @@ void read(BodyReader& r, ErrorMessage& m) {
 void read(BodyReader& r, Hello& m) {
   m.protocol_version = r.value<std::uint16_t>();
   m.software = r.bytes(256, "software name");
+}
+
+void read(BodyReader& r, HelloReply& m) {
+  m.protocol_version = r.value<std::uint16_t>();
+  m.software = r.bytes(256, "software name");
+  m.flags = r.value<std::uint8_t>();
+}
+
+void read(BodyReader& r, AuthRequest& m) {
+  m.token = r.bytes(kMaxAuthBodyBytes, "token");
+}
+
+void read(BodyReader& r, AuthReply& m) {
+  m.tenant = r.bytes(kMaxTenantBytes, "tenant");
+  m.role = read_enum(r, Role::kAdmin, "role");
 }
 
 void read(BodyReader& r, JobResult& m) {
@@ -275,6 +305,9 @@ Decoded<JobProgress> decode<JobProgress>(std::string_view body) {
 
 MRD_BODY(ErrorMessage)
 MRD_BODY(Hello)
+MRD_BODY(HelloReply)
+MRD_BODY(AuthRequest)
+MRD_BODY(AuthReply)
 
 void encode_to(std::string& out, const SubmitRequest& body) {
   BodyWriter writer(out);

@@ -37,6 +37,9 @@ struct ErrorMessage {
 void encode_to(std::string& out, const JobId& body);
 void encode_to(std::string& out, const ErrorMessage& body);
 void encode_to(std::string& out, const Hello& body);
+void encode_to(std::string& out, const HelloReply& body);
+void encode_to(std::string& out, const AuthRequest& body);
+void encode_to(std::string& out, const AuthReply& body);
 void encode_to(std::string& out, const SubmitRequest& body);
 void encode_to(std::string& out, const JobResult& body);
 void encode_to(std::string& out, const JobProgress& body);
@@ -74,6 +77,12 @@ template <>
 Decoded<ErrorMessage> decode<ErrorMessage>(std::string_view body);
 template <>
 Decoded<Hello> decode<Hello>(std::string_view body);
+template <>
+Decoded<HelloReply> decode<HelloReply>(std::string_view body);
+template <>
+Decoded<AuthRequest> decode<AuthRequest>(std::string_view body);
+template <>
+Decoded<AuthReply> decode<AuthReply>(std::string_view body);
 template <>
 Decoded<SubmitRequest> decode<SubmitRequest>(std::string_view body);
 template <>

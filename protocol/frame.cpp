@@ -6,8 +6,9 @@
 namespace mrd::protocol {
 
 std::uint64_t request_body_limit(std::uint8_t opcode, std::uint64_t max_frame_bytes) {
-  return opcode == static_cast<std::uint8_t>(Opcode::kSubmit) ? max_frame_bytes
-                                                              : kMaxSmallBodyBytes;
+  if (opcode == static_cast<std::uint8_t>(Opcode::kSubmit)) return max_frame_bytes;
+  if (opcode == static_cast<std::uint8_t>(Opcode::kAuth)) return kMaxAuthBodyBytes;
+  return kMaxSmallBodyBytes;
 }
 
 ParsedFrame parse_frame(std::string_view input, std::uint64_t max_body_bytes) {

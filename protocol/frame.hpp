@@ -32,7 +32,8 @@ struct ParsedFrame {
 /// Largest body allowed for a frame that starts with `code`. A parser gets one of these.
 using BodyLimit = std::uint64_t (*)(std::uint8_t code, std::uint64_t max_frame_bytes);
 
-/// Request limit: SUBMIT bodies up to `max_frame_bytes`, every other opcode kMaxSmallBodyBytes.
+/// Request limit: SUBMIT bodies up to `max_frame_bytes`, AUTH kMaxAuthBodyBytes, every other
+/// opcode kMaxSmallBodyBytes.
 std::uint64_t request_body_limit(std::uint8_t opcode, std::uint64_t max_frame_bytes);
 
 /// Parses the frame at the start of `input`. The length is checked against the limit as soon as

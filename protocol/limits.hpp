@@ -20,6 +20,12 @@ inline constexpr std::uint64_t kDefaultMaxFrameBytes = 384ull << 20;
 /// not a client of this protocol, so the server answers FRAME_TOO_LARGE and closes.
 inline constexpr std::uint32_t kMaxSmallBodyBytes = 64;
 
+/// Largest AUTH body: a token up to 1016 bytes (its 8-byte length first). Longer is not a token.
+inline constexpr std::uint32_t kMaxAuthBodyBytes = 1024;
+
+/// Longest tenant name (mrd --auth-file).
+inline constexpr std::size_t kMaxTenantBytes = 64;
+
 /// Longest mapper or reducer name in a SUBMIT.
 inline constexpr std::uint64_t kMaxNameBytes = 64;
 

@@ -71,11 +71,33 @@ struct SubmitRequest {
   bool operator==(const SubmitRequest&) const = default;
 };
 
-/// HELLO body, both ways; the reply adds the server's name and version.
+/// HELLO body, both ways; the reply adds the server's name and version. (A version 2 reply is a
+/// HelloReply.)
 struct Hello {
   std::uint16_t protocol_version = kProtocolVersion;
   std::string software;  ///< empty in requests; "mrd 0.1.0" in replies
   bool operator==(const Hello&) const = default;
+};
+
+/// HELLO's OK body in version 2: version 1's, then flags.
+struct HelloReply {
+  std::uint16_t protocol_version = kProtocolVersion;
+  std::string software;
+  std::uint8_t flags = 0;  ///< kHelloAuthRequired, ...; other bits are 0
+  bool operator==(const HelloReply&) const = default;
+};
+
+/// AUTH body: the token, as the operator handed it out.
+struct AuthRequest {
+  std::string token;
+  bool operator==(const AuthRequest&) const = default;
+};
+
+/// AUTH's OK body: who the token says the connection is.
+struct AuthReply {
+  std::string tenant;
+  Role role = Role::kUser;
+  bool operator==(const AuthReply&) const = default;
 };
 
 /// A key and how often it occurred (word count, bigram count).

@@ -11,6 +11,7 @@ std::string_view to_string(Opcode opcode) {
     case Opcode::kList: return "list";
     case Opcode::kStats: return "stats";
     case Opcode::kHello: return "hello";
+    case Opcode::kAuth: return "auth";
   }
   return "unknown-opcode";
 }
@@ -35,6 +36,9 @@ std::string_view to_string(Status status) {
     case Status::kJobTimedOut: return "job-timed-out";
     case Status::kJobOutOfMemory: return "job-out-of-memory";
     case Status::kServerError: return "server-error";
+    case Status::kAuthFailed: return "auth-failed";
+    case Status::kNotAuthenticated: return "not-authenticated";
+    case Status::kForbidden: return "forbidden";
   }
   return "unknown-status";
 }
@@ -52,11 +56,11 @@ std::string_view to_string(JobState state) {
 }
 
 bool is_known_opcode(std::uint8_t byte) {
-  return byte <= static_cast<std::uint8_t>(Opcode::kHello);
+  return byte <= static_cast<std::uint8_t>(Opcode::kAuth);
 }
 
 bool is_known_status(std::uint8_t byte) {
-  return byte <= static_cast<std::uint8_t>(Status::kServerError);
+  return byte <= static_cast<std::uint8_t>(Status::kForbidden);
 }
 
 bool is_job_failure(Status status) {

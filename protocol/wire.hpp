@@ -9,8 +9,12 @@
 
 namespace mrd::protocol {
 
-/// Version of the wire format, exchanged by HELLO.
-inline constexpr std::uint16_t kProtocolVersion = 1;
+/// Version of the wire format this code speaks, exchanged by HELLO. Version 2 added AUTH, its
+/// statuses (AUTH_FAILED, NOT_AUTHENTICATED, FORBIDDEN) and the flags of HELLO's reply; a server
+/// answers a version 1 HELLO in version 1's layout, so version 1 clients go on working.
+inline constexpr std::uint16_t kProtocolVersion = 2;
+/// The oldest version a server still answers.
+inline constexpr std::uint16_t kOldestProtocolVersion = 1;
 
 /// Default TCP port.
 inline constexpr std::uint16_t kDefaultPort = 1936;
@@ -24,29 +28,42 @@ enum class Opcode : std::uint8_t {
   kList = 4,    ///< every job the server remembers, with its state
   kStats = 5,   ///< server counters
   kHello = 6,   ///< exchange protocol versions
+  kAuth = 7,    ///< present a token (version 2)
 };
 
 /// First byte of every reply.
 enum class Status : std::uint8_t {
-  kOk = 0,                ///< the request succeeded; the body is its answer
-  kPending = 1,           ///< FETCH of a job not finished yet; the body is its progress
-  kUnknownJob = 2,        ///< no such job id was ever handed out
-  kJobFailed = 3,         ///< the job's own code or input refused it; the body says why
-  kJobCancelled = 4,      ///< the job was cancelled
-  kJobExpired = 5,        ///< the job finished but its result was evicted
-  kQueueFull = 6,         ///< too many unfinished jobs; try again later
-  kBadRequest = 7,        ///< the body did not decode; the connection stays usable
-  kUnknownOpcode = 8,     ///< the opcode is not one of the above
-  kFrameTooLarge = 9,     ///< the declared body length exceeds the limit; the server closes
-  kVersionMismatch = 10,  ///< HELLO named a protocol version this server does not speak
-  kBadJob = 11,           ///< SUBMIT named an unknown or incompatible mapper/reducer/input
-  kServerBusy = 12,       ///< too many connections; the server closes
-  kShuttingDown = 13,     ///< the server is stopping and accepts no new jobs
-  kJobCrashed = 14,       ///< a task's worker process died on every attempt; the body says how
-  kJobTimedOut = 15,      ///< a task ran past its deadline on every attempt
-  kJobOutOfMemory = 16,   ///< a task ran out of memory in its worker
-  kServerError = 17,      ///< the server could not do what was asked (its database failed)
+  kOk = 0,                 ///< the request succeeded; the body is its answer
+  kPending = 1,            ///< FETCH of a job not finished yet; the body is its progress
+  kUnknownJob = 2,         ///< no such job id was ever handed out
+  kJobFailed = 3,          ///< the job's own code or input refused it; the body says why
+  kJobCancelled = 4,       ///< the job was cancelled
+  kJobExpired = 5,         ///< the job finished but its result was evicted
+  kQueueFull = 6,          ///< too many unfinished jobs; try again later
+  kBadRequest = 7,         ///< the body did not decode; the connection stays usable
+  kUnknownOpcode = 8,      ///< the opcode is not one of the above
+  kFrameTooLarge = 9,      ///< the declared body length exceeds the limit; the server closes
+  kVersionMismatch = 10,   ///< HELLO named a protocol version this server does not speak
+  kBadJob = 11,            ///< SUBMIT named an unknown or incompatible mapper/reducer/input
+  kServerBusy = 12,        ///< too many connections; the server closes
+  kShuttingDown = 13,      ///< the server is stopping and accepts no new jobs
+  kJobCrashed = 14,        ///< a task's worker process died on every attempt; the body says how
+  kJobTimedOut = 15,       ///< a task ran past its deadline on every attempt
+  kJobOutOfMemory = 16,    ///< a task ran out of memory in its worker
+  kServerError = 17,       ///< the server could not do what was asked (its database failed)
+  kAuthFailed = 18,        ///< AUTH with a token the server does not know
+  kNotAuthenticated = 19,  ///< the server requires AUTH before this request
+  kForbidden = 20,         ///< the token's role may not make this request (STATS needs admin)
 };
+
+/// What an authenticated connection may do (AUTH's reply says which).
+enum class Role : std::uint8_t {
+  kUser = 0,   ///< its own jobs
+  kAdmin = 1,  ///< every job, and STATS
+};
+
+/// Bits of HELLO's reply `flags` (version 2).
+inline constexpr std::uint8_t kHelloAuthRequired = 1;  ///< requests need AUTH first
 
 /// Where a job is in its life.
 enum class JobState : std::uint8_t {

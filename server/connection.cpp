@@ -90,6 +90,9 @@ class Connection {
   bool closing() const { return close_; }
   /// True once the sweeper closed the socket: a deadline passed.
   bool timed_out() const { return deadline_.expired(); }
+  /// How long to hold the replies back before writing them: a failed AUTH is answered slowly, so
+  /// that guessing tokens is slow. Zero otherwise; cleared by asking.
+  Clock::duration take_pause();
 
  private:
   /// Answers the whole requests at the start of `data`, in order, until the reply queue is full;
@@ -132,7 +135,9 @@ class Connection {
   Clock::time_point request_start_;    ///< when the first byte of the incomplete request came
   std::size_t write_progress_ = 0;     ///< bytes of the reply being written that went out
   ReplyQueue replies_;                 ///< replies not yet written
+  Session session_;                    ///< who the client is (AUTH)
   bool close_ = false;  ///< framing can no longer be trusted: close after the replies
+  bool pause_ = false;  ///< an AUTH failed since the last write: see take_pause
 };
 
 bool Connection::hold(std::string_view bytes) {
@@ -249,14 +254,29 @@ std::size_t Connection::answer_requests(std::string_view data) {
   replies_.take_resolved();
   while (!close_ && !replies_.waiting() && replies_.owned_bytes() < kMaxQueuedReplyBytes &&
          replies_.pieces() < kMaxQueuedReplyPieces) {
-    const auto frame = protocol::parse_request(data.substr(consumed), config_.max_frame_bytes);
+    // Before AUTH (with --auth-file) no SUBMIT body is accepted at all: a client without a token
+    // cannot make the server hold its upload.
+    const bool trusted = !handler_.auth_required() || session_.identity;
+    const auto frame =
+        protocol::parse_request(data.substr(consumed), trusted ? config_.max_frame_bytes : 0);
+    if (frame.outcome == protocol::ParsedFrame::Outcome::kTooLarge && !trusted &&
+        frame.code == static_cast<std::uint8_t>(protocol::Opcode::kSubmit)) {
+      handler_.refuse_unread(
+          protocol::Status::kNotAuthenticated,
+          "submit: this server needs AUTH with a token first (mrctl --token-file "
+          "FILE, or MRD_TOKEN); closing the connection",
+          replies_.bytes());
+      log(Level::kInfo, "closing ", peer_, ": a SUBMIT before AUTH");
+      close_ = true;
+      break;
+    }
     if (frame.outcome == protocol::ParsedFrame::Outcome::kNeedMore) {
       next_frame_ = frame.frame_bytes;
       break;
     }
     if (frame.outcome == protocol::ParsedFrame::Outcome::kTooLarge) {
       // The body is not read: skipping gigabytes to stay in sync would cost more than a reconnect.
-      handler_.reject(
+      handler_.refuse_unread(
           protocol::Status::kFrameTooLarge,
           "a body of " + std::to_string(frame.body_bytes) + " bytes for opcode " +
               std::to_string(frame.code) + " exceeds the limit of " +
@@ -268,7 +288,14 @@ std::size_t Connection::answer_requests(std::string_view data) {
       close_ = true;
       break;
     }
-    handler_.handle(frame.code, frame.body, replies_);
+    const auto failed_auths = session_.failed_auths;
+    handler_.handle(frame.code, frame.body, replies_, session_);
+    if (session_.failed_auths != failed_auths) {
+      log(Level::kWarn, "AUTH from ", peer_, " failed (", int(session_.failed_auths), " of ",
+          int(RequestHandler::kMaxFailedAuths), " on this connection)");
+      pause_ = true;
+      if (session_.close) close_ = true;
+    }
     replies_.take_resolved();  // if its reply was known at once after all
     consumed += frame.frame_bytes;
   }
@@ -294,9 +321,10 @@ void Connection::expire_after(Clock::duration timeout) {
 }
 
 void Connection::refuse_plain_on_tls() {
-  handler_.reject(protocol::Status::kBadRequest,
-                  "this port speaks TLS: connect with TLS (mrctl --tls); closing the connection",
-                  replies_.bytes());
+  handler_.refuse_unread(
+      protocol::Status::kBadRequest,
+      "this port speaks TLS: connect with TLS (mrctl --tls); closing the connection",
+      replies_.bytes());
   log(Level::kInfo, "closing ", peer_, ": plain bytes on the TLS port");
   close_ = true;
 }
@@ -339,6 +367,13 @@ void Connection::take(std::string_view received) {
     drop_pending(answer_requests({pending_.data(), pending_.size()}));
   }
   maybe_start_upload();
+}
+
+Clock::duration Connection::take_pause() {
+  if (!pause_) return {};
+  pause_ = false;
+  // 100 ms for the first failure, 200 ms for the second...: a few guesses a second at most.
+  return std::chrono::milliseconds(100) * session_.failed_auths;
 }
 
 void Connection::await_write() {
@@ -397,7 +432,7 @@ class ResolvedWakes {
 // An idle connection costs its coroutine frame (this, plus the loop's locals), the operation
 // waiting on its socket and the reactor's state for that socket: about 1.7 KiB in all (RSS of a
 // Release build holding 10000 idle connections). Keep this part from growing unnoticed.
-static_assert(sizeof(Connection) <= 272, "an idle connection holds all of Connection");
+static_assert(sizeof(Connection) <= 296, "an idle connection holds all of Connection");
 
 /// A TLS connection decrypts into a buffer of its own, a TLS record's worth: the shared scratch
 /// buffer could be overwritten by another connection's read before this one has looked at it.
@@ -495,6 +530,10 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
         connection.await_input();
         std::tie(ended) = co_await socket.async_wait(tcp::socket::wait_read, as_tuple);
         if (ended || connection.timed_out() || !connection.receive(ended)) break;
+      }
+      if (const auto pause = connection.take_pause(); pause.count() > 0) {
+        WakeTimer wait(socket.get_executor(), Clock::now() + pause);
+        std::tie(std::ignore) = co_await wait.async_wait(as_tuple);
       }
       bool written = true;
       while (written && connection.has_replies()) {

@@ -19,6 +19,7 @@
 #include <optional>
 #include <thread>
 
+#include "server/auth_tokens.hpp"
 #include "server/engine/hash_key.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/engine/plugin_jobs.hpp"
@@ -42,6 +43,7 @@ enum ExitCode : int {
   kExitDataDir = 5,  ///< cannot open the data directory
   kExitPlugin = 6,   ///< cannot load a plugin
   kExitTls = 7,      ///< cannot use the TLS certificate, key or CA file
+  kExitAuth = 8,     ///< cannot read the auth file, or protected mode refused to start
 };
 
 /// Splits "HOST:PORT" (or "[v6]:PORT"); false if it is not that shape.
@@ -143,6 +145,39 @@ std::optional<std::string> check_tls_options(const std::string& tls_listen,
   return std::nullopt;
 }
 
+/// True for 127.0.0.0/8 and ::1 (and "localhost"): addresses only this machine can reach.
+bool is_loopback(const std::string& host) {
+  if (host == "localhost") return true;
+  asio::error_code error;
+  const auto address = asio::ip::make_address(host, error);
+  return !error && address.is_loopback();
+}
+
+/// Protected mode, as Redis has it: a server that others can reach must know who they are.
+std::optional<std::string> protected_mode_refusal(const ServerConfig& config) {
+  if (!config.auth_file.empty() || config.insecure) return std::nullopt;
+  for (const auto& host : {config.listen_host, config.tls.listen_host}) {
+    if (host.empty() || is_loopback(host)) continue;
+    return "refusing to listen on " + host +
+           " without --auth-file: anyone who reaches it could read and cancel every job.\n"
+           "  Give it tokens (--auth-file FILE; docs/security.md says how to write one),\n"
+           "  or listen on 127.0.0.1 only, or accept the risk with --insecure.";
+  }
+  return std::nullopt;
+}
+
+/// Reads --auth-file; logs why not (and returns null) if it cannot.
+std::shared_ptr<const AuthTokens> load_tokens(const std::string& path) {
+  try {
+    auto tokens = std::make_shared<const AuthTokens>(AuthTokens::load(path));
+    log(Level::kInfo, "auth: ", tokens->size(), " tokens from ", path);
+    return tokens;
+  } catch (const std::exception& e) {
+    log(Level::kError, "auth: ", e.what());
+    return nullptr;
+  }
+}
+
 std::string job_list_for_help() {
   std::string text = "Built-in jobs (mapper + reducer):";
   for (const auto* kind : mrd::engine::all_job_kinds()) {
@@ -195,7 +230,8 @@ int main(int argc, char** argv) {
       "bad command"
       " line,\n3 cannot listen, 4 cannot start worker processes, 5 cannot open the data "
       "directory\n(or it is damaged: see docs/reliability.md), 6 cannot load a plugin, 7 cannot "
-      "use a TLS file.");
+      "use a TLS file, 8 cannot read the auth file\n(or protected mode: see --auth-file, "
+      "--insecure).");
   app.set_version_flag("--version", "mrd " MRD_VERSION);
   app.add_option("--listen", listen,
                  "Address to listen on for plain TCP, HOST:PORT (port 0 picks a free one), or "
@@ -289,6 +325,15 @@ int main(int argc, char** argv) {
                  "Load the jobs of a plugin (a shared library built with server/sdk/mrd_plugin.h;"
                  " see docs/plugins.md). Repeat for several")
       ->type_name("FILE.so");
+  auto* auth_group = app.add_option_group("Access", "Who may use the server (docs/security.md)");
+  auth_group
+      ->add_option("--auth-file", config.auth_file,
+                   "Tokens, one per line: 'tenant role sha256-of-token' (role user or admin). "
+                   "Every request but HELLO and AUTH then needs AUTH first; re-read on SIGHUP")
+      ->check(CLI::ExistingFile);
+  auth_group->add_flag("--insecure", config.insecure,
+                       "Listen on addresses other than loopback without --auth-file (anyone "
+                       "who reaches the port can read and cancel every job)");
   app.add_option("--log-level", log_level, "error, warn, info or debug")
       ->capture_default_str()
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
@@ -308,6 +353,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mrd: %s\n", problem->c_str());
     return kExitUsage;
   }
+  if (const auto refusal = protected_mode_refusal(config)) {
+    std::fprintf(stderr, "mrd: %s\n", refusal->c_str());
+    return kExitAuth;
+  }
+  std::shared_ptr<const AuthTokens> tokens;
+  if (!config.auth_file.empty() && !(tokens = load_tokens(config.auth_file))) return kExitAuth;
   std::unique_ptr<asio::ssl::context> tls_context;
   if (config.tls.enabled()) {
     try {
@@ -377,6 +428,7 @@ int main(int argc, char** argv) {
   // Caught from here on: a signal that arrives while the server starts (it may already be
   // listening) waits in the set for the handler below instead of killing the process.
   asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::signal_set hangups(io, SIGHUP);
   std::unique_ptr<Server> server_holder;
   try {
     server_holder = std::make_unique<Server>(io, config, std::move(tls_context));
@@ -388,6 +440,12 @@ int main(int argc, char** argv) {
     return kExitDataDir;
   }
   Server& server = *server_holder;
+  if (tokens) server.set_tokens(tokens);
+  if (config.insecure) {
+    log(Level::kWarn, "--insecure: no tokens are asked for; anyone who reaches ",
+        config.listen_host.empty() ? config.tls.listen_host : config.listen_host,
+        " can read and cancel every job");
+  }
   try {
     server.start();
   } catch (const DatabaseError& e) {
@@ -424,6 +482,22 @@ int main(int argc, char** argv) {
     io.stop();
   };
   signals.async_wait(on_signal);
+
+  // SIGHUP re-reads --auth-file. A file that no longer reads keeps the tokens in force (a typo
+  // must not lock everyone out); connections already authenticated stay as they are.
+  std::function<void(const asio::error_code&, int)> on_hangup = [&](const asio::error_code& error,
+                                                                    int) {
+    if (error) return;
+    if (config.auth_file.empty()) {
+      log(Level::kInfo, "SIGHUP: nothing to re-read (no --auth-file)");
+    } else if (auto reloaded = load_tokens(config.auth_file)) {
+      server.set_tokens(std::move(reloaded));
+    } else {
+      log(Level::kWarn, "SIGHUP: keeping the tokens read before");
+    }
+    hangups.async_wait(on_hangup);
+  };
+  hangups.async_wait(on_hangup);
 
   try {
     io.run();

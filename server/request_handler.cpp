@@ -27,8 +27,18 @@ RequestHandler::RequestHandler(const ServerConfig& config, JobStore& store, Sche
       counters_(counters),
       budget_(std::move(budget)) {}
 
-void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies) {
+void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies,
+                            Session& session) {
   ++counters_.requests;
+  const auto op = static_cast<Opcode>(opcode);
+  if (auth_required() && !session.identity && op != Opcode::kHello && op != Opcode::kAuth &&
+      protocol::is_known_opcode(opcode)) {
+    return reject(Status::kNotAuthenticated,
+                  std::string(protocol::to_string(op)) +
+                      ": this server needs AUTH with a token first (mrctl --token-file FILE, or "
+                      "MRD_TOKEN)",
+                  replies.bytes());
+  }
   if (opcode == static_cast<std::uint8_t>(Opcode::kFetch)) return fetch(body, replies);
   std::string& out = replies.bytes();
   switch (static_cast<Opcode>(opcode)) {
@@ -45,16 +55,22 @@ void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQue
                           ": the body must be empty",
                       out);
       }
-      return opcode == static_cast<std::uint8_t>(Opcode::kList) ? list(out) : stats(out);
+      if (op == Opcode::kStats && auth_required() &&
+          session.identity->role != protocol::Role::kAdmin) {
+        return reject(Status::kForbidden,
+                      "stats: the server's counters are for admin tokens; tenant '" +
+                          session.identity->tenant + "' is a user",
+                      out);
+      }
+      return op == Opcode::kList ? list(out) : stats(out);
     case Opcode::kHello: return hello(body, out);
+    case Opcode::kAuth: return auth(body, out, session);
   }
   reject(Status::kUnknownOpcode,
-         "unknown opcode " + std::to_string(opcode) + "; this server knows 0 to 6", out);
+         "unknown opcode " + std::to_string(opcode) + "; this server knows 0 to 7", out);
 }
 
 void RequestHandler::reject(Status status, const std::string& message, std::string& out) {
-  // A frame too large is refused by the connection from its header, before handle() counts it.
-  if (status == Status::kFrameTooLarge) ++counters_.requests;
   ++counters_.rejected;
   log(Level::kDebug, "rejected: ", protocol::to_string(status), ": ", message);
   protocol::append_message(out, code(status), protocol::ErrorMessage{message});
@@ -350,15 +366,45 @@ void RequestHandler::stats(std::string& out) {
 void RequestHandler::hello(std::string_view body, std::string& out) {
   auto decoded = protocol::decode<protocol::Hello>(body);
   if (!decoded) return reject(Status::kBadRequest, "hello: " + decoded.error, out);
-  if (decoded.value->protocol_version != protocol::kProtocolVersion) {
+  const auto version = decoded.value->protocol_version;
+  if (version < protocol::kOldestProtocolVersion || version > protocol::kProtocolVersion) {
     return reject(Status::kVersionMismatch,
-                  "this server speaks protocol version " +
+                  "this server speaks protocol versions " +
+                      std::to_string(protocol::kOldestProtocolVersion) + " to " +
                       std::to_string(protocol::kProtocolVersion) + ", the client " +
-                      std::to_string(decoded.value->protocol_version),
+                      std::to_string(version),
                   out);
   }
+  // Each version gets its own layout: version 1's reply has no flags.
+  if (version == 1) {
+    return protocol::append_message(out, code(Status::kOk), protocol::Hello{1, "mrd " MRD_VERSION});
+  }
+  protocol::append_message(
+      out, code(Status::kOk),
+      protocol::HelloReply{version, "mrd " MRD_VERSION,
+                           auth_required() ? protocol::kHelloAuthRequired : std::uint8_t{0}});
+}
+
+void RequestHandler::auth(std::string_view body, std::string& out, Session& session) {
+  auto decoded = protocol::decode<protocol::AuthRequest>(body);
+  if (!decoded) return reject(Status::kBadRequest, "auth: " + decoded.error, out);
+  // The token itself is never logged, kept or echoed: only the tenant it names.
+  if (!tokens_) {
+    return reject(Status::kAuthFailed,
+                  "auth: this server takes no tokens (it was started without --auth-file)", out);
+  }
+  auto identity = tokens_->find(decoded.value->token);
+  if (!identity) {
+    ++session.failed_auths;
+    session.close = session.failed_auths >= kMaxFailedAuths;
+    return reject(Status::kAuthFailed,
+                  session.close ? "auth: the token is not valid; closing the connection"
+                                : "auth: the token is not valid",
+                  out);
+  }
+  session.identity = std::move(identity);
   protocol::append_message(out, code(Status::kOk),
-                           protocol::Hello{protocol::kProtocolVersion, "mrd " MRD_VERSION});
+                           protocol::AuthReply{session.identity->tenant, session.identity->role});
 }
 
 }  // namespace mrd::server

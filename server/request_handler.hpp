@@ -18,6 +18,7 @@
 #include "server/reply_queue.hpp"
 #include "server/scheduler.hpp"
 #include "server/server_config.hpp"
+#include "server/session.hpp"
 #include "server/submit_upload.hpp"
 
 namespace mrd::server {
@@ -27,8 +28,19 @@ class RequestHandler {
   RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
                  ConnectionCounters& counters, std::shared_ptr<MemoryBudget> budget);
 
-  /// Answers the request `opcode` + `body`, appending one reply frame to `replies`.
-  void handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies);
+  /// AUTHs a connection may fail; the last one's reply closes it.
+  static constexpr std::uint8_t kMaxFailedAuths = 3;
+
+  /// Answers the request `opcode` + `body` from the connection of `session`, appending one reply
+  /// frame to `replies`. With --auth-file, requests other than HELLO and AUTH need an identity.
+  void handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies, Session& session);
+
+  /// True if requests need AUTH first (--auth-file).
+  bool auth_required() const { return tokens_ != nullptr; }
+
+  /// The tokens AUTH accepts from now on (at start, and after SIGHUP re-read --auth-file).
+  /// Connections already authenticated keep their identity.
+  void set_tokens(std::shared_ptr<const AuthTokens> tokens) { tokens_ = std::move(tokens); }
 
   /// Answers a SUBMIT whose body was received straight into its segment (connection.cpp,
   /// submit_upload.hpp), appending its reply to `replies`.
@@ -41,8 +53,15 @@ class RequestHandler {
 
   /// Appends an error reply (status + message) to `out` and counts it as a rejected request
   /// (STATS `requests_rejected`: the request was not carried out; docs/protocol.md lists the
-  /// statuses). FRAME_TOO_LARGE, answered without handle(), is counted as a request here too.
+  /// statuses).
   void reject(protocol::Status status, const std::string& message, std::string& out);
+
+  /// The same for a request refused from its header alone, its body unread (FRAME_TOO_LARGE, a
+  /// SUBMIT before AUTH): handle() never saw it, so it is counted as a request here.
+  void refuse_unread(protocol::Status status, const std::string& message, std::string& out) {
+    ++counters_.requests;
+    reject(status, message, out);
+  }
 
   /// After this, SUBMIT answers SHUTTING_DOWN (except a resent one, whose job already exists).
   void stop_accepting_jobs() { accepting_jobs_ = false; }
@@ -62,6 +81,7 @@ class RequestHandler {
   void list(std::string& out);
   void stats(std::string& out);
   void hello(std::string_view body, std::string& out);
+  void auth(std::string_view body, std::string& out, Session& session);
 
   /// Decodes a 4-byte job id body, or appends BAD_REQUEST and returns false.
   bool read_job_id(std::string_view body, std::uint32_t& id, std::string& out);
@@ -76,6 +96,7 @@ class RequestHandler {
   /// and the io_context may destroy that wait after the Server.
   std::shared_ptr<MemoryBudget> budget_;
   bool accepting_jobs_ = true;
+  std::shared_ptr<const AuthTokens> tokens_;  ///< null: no --auth-file, AUTH not needed
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

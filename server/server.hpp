@@ -41,6 +41,11 @@ class Server {
   /// --drain-seconds, stop() runs and then `on_stopped`. Only the first call counts.
   void drain(std::function<void()> on_stopped);
 
+  /// The tokens AUTH accepts from now on (see RequestHandler::set_tokens).
+  void set_tokens(std::shared_ptr<const AuthTokens> tokens) {
+    handler_.set_tokens(std::move(tokens));
+  }
+
   /// The ports actually bound (useful with port 0); 0 for a listener that is off.
   std::uint16_t port() const { return port_; }
   std::uint16_t tls_port() const { return tls_port_; }

@@ -31,6 +31,8 @@ struct ServerConfig {
   std::uint16_t listen_port = protocol::kDefaultPort;  ///< 0: any free port (see port_file)
   std::string port_file;  ///< if set, the bound port is written here once listening
   TlsConfig tls;          ///< the TLS listener, if any
+  std::string auth_file;  ///< tokens (auth_tokens.hpp); empty: no AUTH, every client trusted
+  bool insecure = false;  ///< listen beyond loopback without --auth-file (protected mode off)
   unsigned workers = 0;   ///< worker processes; 0 = one per core
   std::uint64_t max_frame_bytes = protocol::kDefaultMaxFrameBytes;
   /// Connections served at once; lowered at start if the open-files limit cannot hold them all.

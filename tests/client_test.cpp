@@ -588,9 +588,11 @@ std::string error_reply(Status status, const std::string& text) {
 }
 
 TEST(Connection, HelloSendsOurVersionAndReturnsTheServerName) {
-  ScriptedServer server({reply(Status::kOk, protocol::Hello{protocol::kProtocolVersion, "mrd 9"})});
+  ScriptedServer server(
+      {reply(Status::kOk, protocol::HelloReply{protocol::kProtocolVersion, "mrd 9", 0})});
   auto connection = Connection::connect(server.address());
   EXPECT_EQ(connection.hello(), "mrd 9");
+  EXPECT_FALSE(connection.auth_required());
   std::string expected;
   protocol::append_message(expected, static_cast<std::uint8_t>(protocol::Opcode::kHello),
                            protocol::Hello{});
@@ -598,11 +600,32 @@ TEST(Connection, HelloSendsOurVersionAndReturnsTheServerName) {
 }
 
 TEST(Connection, HelloWithAnotherVersionIsAProtocolError) {
-  ScriptedServer server({reply(Status::kOk, protocol::Hello{7, "mrd 9"})});
+  ScriptedServer server({reply(Status::kOk, protocol::HelloReply{7, "mrd 9", 0})});
   auto connection = Connection::connect(server.address());
   expect_client_error([&] { connection.hello(); }, ErrorKind::kProtocol,
                       "server speaks protocol version 7, this client speaks " +
                           std::to_string(protocol::kProtocolVersion));
+}
+
+TEST(Connection, HelloTellsWhetherAuthIsRequiredAndAuthReturnsTheIdentity) {
+  ScriptedServer server(
+      {reply(Status::kOk, protocol::HelloReply{protocol::kProtocolVersion, "mrd 9",
+                                               protocol::kHelloAuthRequired}),
+       error_reply(Status::kAuthFailed, "auth: the token is not valid"),
+       reply(Status::kOk, protocol::AuthReply{"alice", protocol::Role::kUser})});
+  auto connection = Connection::connect(server.address());
+  connection.hello();
+  EXPECT_TRUE(connection.auth_required());
+  expect_client_error([&] { connection.auth("wrong"); }, ErrorKind::kRejected,
+                      "auth: the server does not accept this token (server says: auth: the token "
+                      "is not valid)");
+  const auto identity = connection.auth("right");
+  EXPECT_EQ(identity.tenant, "alice");
+  EXPECT_EQ(identity.role, protocol::Role::kUser);
+  std::string expected;
+  protocol::append_message(expected, static_cast<std::uint8_t>(protocol::Opcode::kAuth),
+                           protocol::AuthRequest{"right"});
+  EXPECT_EQ(server.requests().back(), expected);
 }
 
 TEST(Connection, VersionMismatchReplyIsAProtocolError) {

@@ -257,8 +257,12 @@ TEST(Wire, NamesAreStable) {
   EXPECT_EQ(to_string(Opcode::kSubmit), "submit");
   EXPECT_EQ(to_string(Status::kFrameTooLarge), "frame-too-large");
   EXPECT_EQ(to_string(JobState::kReducing), "reducing");
-  EXPECT_TRUE(is_known_opcode(6));
-  EXPECT_FALSE(is_known_opcode(7));
+  EXPECT_EQ(to_string(Opcode::kAuth), "auth");
+  EXPECT_EQ(to_string(Status::kNotAuthenticated), "not-authenticated");
+  EXPECT_TRUE(is_known_opcode(7));
+  EXPECT_FALSE(is_known_opcode(8));
+  EXPECT_TRUE(is_known_status(20));
+  EXPECT_FALSE(is_known_status(21));
 }
 
 }  // namespace

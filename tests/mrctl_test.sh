@@ -127,7 +127,7 @@ check "the server ran it once" test "$after" -eq $((before + 1))
 check "--trace leaves stdout as it was" cmp -s "$work/plain" "$work/got"
 check "--trace shows HELLO sent" grep -qx '>> HELLO (6) body 10 bytes' "$work/trace"
 check "... its bytes in hex, header first" \
-  grep -qx '   06 0a 00 00 00 01 00 00 00 00 00 00 00 00 00' "$work/trace"
+  grep -qx '   06 0a 00 00 00 02 00 00 00 00 00 00 00 00 00' "$work/trace"
 check "... the SUBMIT sent" grep -q '^>> SUBMIT (0) body [0-9]* bytes$' "$work/trace"
 check "... decoded" grep -qx '   mapper: words' "$work/trace"
 check "... OK replies" grep -q '^<< OK (0) body ' "$work/trace"

@@ -37,6 +37,12 @@ inline std::vector<Example> all_examples() {
   return {
       {"hello-request", message(op(Opcode::kHello), Hello{1, ""})},
       {"hello-reply", message(st(Status::kOk), Hello{1, "mrd 0.1.0"})},
+      {"hello-v2-request", message(op(Opcode::kHello), Hello{2, ""})},
+      {"hello-v2-reply", message(st(Status::kOk), HelloReply{2, "mrd 0.1.0", kHelloAuthRequired})},
+      {"auth-request", message(op(Opcode::kAuth), AuthRequest{"s3cret"})},
+      {"auth-reply", message(st(Status::kOk), AuthReply{"alice", Role::kUser})},
+      {"auth-failed-reply",
+       message(st(Status::kAuthFailed), ErrorMessage{"auth: the token is not valid"})},
       {"submit-words-request", message(op(Opcode::kSubmit), words)},
       {"submit-stats-request", message(op(Opcode::kSubmit), stats)},
       {"submit-matmul-request", message(op(Opcode::kSubmit), matmul)},

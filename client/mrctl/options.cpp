@@ -55,6 +55,11 @@ void add_global_options(CLI::App& app, GlobalOptions& options) {
       "INSECURE: accept any certificate for any name; anyone in the middle can read "
       "and change the traffic");
 
+  app.add_option("--token-file", options.token_file,
+                 "File whose first line is the token for a server that asks for one (mrd "
+                 "--auth-file); MRD_TOKEN=TOKEN in the environment does the same")
+      ->check(CLI::ExistingFile);
+
   // Also accepted here, before the command name; the job commands list them as well.
   auto* group = app.add_option_group("Job options",
                                      "For wordcount, bigrams, index, stats, matmul and submit");

@@ -34,6 +34,7 @@ struct GlobalOptions {
   bool quiet = false;           ///< no progress display
   bool trace = false;           ///< describe every frame sent and received on stderr
   client::TlsOptions tls;       ///< --tls and its files; keylog_file from SSLKEYLOGFILE
+  std::string token_file;       ///< --token-file; MRD_TOKEN when empty
   SubmitOptions submit;         ///< for the job commands only
 };
 

@@ -1,8 +1,10 @@
 #include "client/mrctl/session.hpp"
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <optional>
 #include <random>
 #include <thread>
@@ -18,6 +20,31 @@ namespace {
 /// --trace: each frame described on stderr, as the connection sends or receives it.
 void print_frame(client::Direction direction, std::string_view frame, protocol::Opcode request) {
   std::fputs(client::describe_frame(direction, frame, request).c_str(), stderr);
+}
+
+}  // namespace
+
+namespace {
+
+/// The token for a server that asks for one: the first line of --token-file, or MRD_TOKEN.
+std::string token(const GlobalOptions& global, const client::ServerAddress& server) {
+  if (!global.token_file.empty()) {
+    std::ifstream file(global.token_file);
+    std::string line;
+    std::getline(file, line);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back())))
+      line.pop_back();
+    if (line.empty()) {
+      throw client::ClientError(client::ErrorKind::kUsage, "--token-file " + global.token_file +
+                                                               ": no token on its first line");
+    }
+    return line;
+  }
+  if (const char* token = std::getenv("MRD_TOKEN"); token && *token) return token;
+  throw client::ClientError(client::ErrorKind::kRejected,
+                            "the server at " + client::to_string(server) +
+                                " needs a token: give it with --token-file FILE or MRD_TOKEN",
+                            protocol::Status::kNotAuthenticated);
 }
 
 }  // namespace
@@ -43,6 +70,7 @@ client::Connection open_connection(const GlobalOptions& global) {
       client::Connection::connect(client::parse_server_address(global.server), timeout, tls);
   if (global.trace) connection.set_frame_observer(print_frame);
   connection.hello();
+  if (connection.auth_required()) connection.auth(token(global, connection.address()));
   return connection;
 }
 

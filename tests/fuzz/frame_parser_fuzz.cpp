@@ -100,6 +100,7 @@ void decode_body(const Parser& parser, std::uint8_t code, std::string_view body)
       case protocol::Opcode::kStatus:
       case protocol::Opcode::kCancel: check_round_trip<protocol::JobId>(body); return;
       case protocol::Opcode::kHello: check_round_trip<protocol::Hello>(body); return;
+      case protocol::Opcode::kAuth: check_round_trip<protocol::AuthRequest>(body); return;
       case protocol::Opcode::kList:
       case protocol::Opcode::kStats: return;  // no body to decode
     }
@@ -110,6 +111,8 @@ void decode_body(const Parser& parser, std::uint8_t code, std::string_view body)
     case protocol::Status::kOk:
       // What an OK body holds depends on the request, which a reply does not repeat.
       check_round_trip<protocol::Hello>(body);
+      check_round_trip<protocol::HelloReply>(body);
+      check_round_trip<protocol::AuthReply>(body);
       check_round_trip<protocol::JobId>(body);
       check_round_trip<protocol::JobResult>(body);
       check_round_trip<protocol::JobProgress>(body);

@@ -83,6 +83,7 @@ void request_body_corpus() {
     write("request_body_fuzz", "submit-" + name, byte(0) + encode(request));
   write("request_body_fuzz", "job-id", byte(1) + encode(JobId{7}));
   write("request_body_fuzz", "hello", byte(2) + encode(Hello{1, ""}));
+  write("request_body_fuzz", "auth", byte(3) + encode(AuthRequest{"s3cret"}));
 }
 
 void reply_body_corpus() {
@@ -102,6 +103,8 @@ void reply_body_corpus() {
   write("reply_body_fuzz", "error", byte(4) + encode(ErrorMessage{"no job 9"}));
   write("reply_body_fuzz", "hello", byte(5) + encode(Hello{1, "mrd 0.1.0"}));
   write("reply_body_fuzz", "job-id", byte(6) + encode(JobId{7}));
+  write("reply_body_fuzz", "hello-v2", byte(7) + encode(HelloReply{2, "mrd 0.1.0", 1}));
+  write("reply_body_fuzz", "auth", byte(8) + encode(AuthReply{"alice", Role::kAdmin}));
 }
 
 /// What write_task_message puts on a pipe, read back from a memfd.

@@ -24,6 +24,8 @@ constexpr bool (*kDecoders[])(std::string_view) = {
     check_round_trip<ErrorMessage>,  // 4: every error status
     check_round_trip<Hello>,         // 5: HELLO
     check_round_trip<JobId>,         // 6: SUBMIT
+    check_round_trip<HelloReply>,    // 7: HELLO of version 2
+    check_round_trip<AuthReply>,     // 8: AUTH
 };
 
 }  // namespace

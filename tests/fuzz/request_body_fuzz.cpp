@@ -20,6 +20,7 @@ constexpr bool (*kDecoders[])(std::string_view) = {
     check_round_trip<SubmitRequest>,  // 0: SUBMIT
     check_round_trip<JobId>,          // 1: FETCH, STATUS, CANCEL
     check_round_trip<Hello>,          // 2: HELLO
+    check_round_trip<AuthRequest>,    // 3: AUTH
 };
 
 }  // namespace
