@@ -112,9 +112,8 @@ int main(int argc, char** argv) {
 
   const auto poll = std::chrono::milliseconds(poll_ms);
   try {
-    auto connection =
-        Connection::connect(mrd::client::parse_server_address(server), std::chrono::seconds(600),
-                            tls);
+    auto connection = Connection::connect(mrd::client::parse_server_address(server),
+                                          std::chrono::seconds(600), tls);
     connection.hello();
     Timing timing;
     if (*wordcount) {

@@ -466,9 +466,9 @@ int run_blocking(const Options& o) {
   for (const auto& l : latencies)
     all.insert(all.end(), l.begin(), l.end());
   std::cout << "{\"tool\": \"loadgen\", \"mode\": \"blocking\", \"tls\": "
-            << (o.tls.enabled ? "true" : "false") << ", \"connections\": " << o.connections
-            << ", " << summary_json(std::move(all), seconds_between(measure_from, Clock::now()))
-            << "}" << std::endl;
+            << (o.tls.enabled ? "true" : "false") << ", \"connections\": " << o.connections << ", "
+            << summary_json(std::move(all), seconds_between(measure_from, Clock::now())) << "}"
+            << std::endl;
   return 0;
 }
 
