@@ -472,6 +472,19 @@ int run_blocking(const Options& o) {
   return 0;
 }
 
+/// idle: prints {"ready": N}, then holds until the parent closes our stdin, or --hold passes.
+void report_ready_and_hold(std::size_t ready, Clock::time_point started, const Options& o) {
+  std::cout << "{\"ready\": " << ready
+            << ", \"connect_s\": " << seconds_between(started, Clock::now()) << "}" << std::endl;
+  pollfd in{0, POLLIN, 0};
+  const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(o.hold));
+  char sink[256];
+  while (Clock::now() < until) {
+    if (poll(&in, 1, 100) > 0 && read(0, sink, sizeof sink) <= 0) break;
+  }
+}
+
 /// idle with --tls: TLS connections through the client library, each past its HELLO.
 int run_idle_tls(const Options& o) {
   raise_file_limit(static_cast<rlim_t>(o.connections) + 64);
@@ -483,15 +496,7 @@ int run_idle_tls(const Options& o) {
         mrd::client::Connection::connect({o.host, o.port}, std::chrono::seconds(60), o.tls));
     connections.back().hello();
   }
-  std::cout << "{\"ready\": " << connections.size()
-            << ", \"connect_s\": " << seconds_between(start, Clock::now()) << "}" << std::endl;
-  pollfd in{0, POLLIN, 0};
-  const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(o.hold));
-  char sink[256];
-  while (Clock::now() < until) {
-    if (poll(&in, 1, 100) > 0 && read(0, sink, sizeof sink) <= 0) break;
-  }
+  report_ready_and_hold(connections.size(), start, o);
   return 0;
 }
 
@@ -526,16 +531,7 @@ int run_idle(const Options& o) {
     }
     fds.push_back(fd);
   }
-  std::cout << "{\"ready\": " << fds.size()
-            << ", \"connect_s\": " << seconds_between(start, Clock::now()) << "}" << std::endl;
-  // Hold until the parent closes our stdin, or --hold passes.
-  pollfd in{0, POLLIN, 0};
-  const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(o.hold));
-  char sink[256];
-  while (Clock::now() < until) {
-    if (poll(&in, 1, 100) > 0 && read(0, sink, sizeof sink) <= 0) break;
-  }
+  report_ready_and_hold(fds.size(), start, o);
   for (int fd : fds)
     close(fd);
   return 0;
