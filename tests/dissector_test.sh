@@ -4,6 +4,8 @@
 # requests (one split over four TCP segments, ten pipelined in one segment, malformed ones); then
 # tshark with the dissector must decode every field checked below. Then the same over TLS: a job
 # run by mrctl on the server's TLS port with SSLKEYLOGFILE, decrypted by tshark with that key log.
+# Last, protocol version 2's tokens: a second server with --auth-file, mrctl with MRD_TOKEN and
+# hand-made AUTHs; the AUTH requests must show their token's length and never its bytes.
 # Usage: dissector_test.sh MRD_BINARY MRCTL_BINARY SOURCE_DIR   (KEEP_WORK=1 keeps the capture)
 set -uo pipefail
 export LC_ALL=C
@@ -12,13 +14,17 @@ mrctl=$2
 dissector=$3/protocol/wireshark/mrd.lua
 work=$(mktemp -d)
 server=
+auth_server=
 capture=
 tls_capture=
+auth_capture=
 
 cleanup() {
   [[ -n $capture ]] && kill "$capture" 2>/dev/null && wait "$capture" 2>/dev/null
   [[ -n $tls_capture ]] && kill "$tls_capture" 2>/dev/null && wait "$tls_capture" 2>/dev/null
+  [[ -n $auth_capture ]] && kill "$auth_capture" 2>/dev/null && wait "$auth_capture" 2>/dev/null
   [[ -n $server ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  [[ -n $auth_server ]] && kill "$auth_server" 2>/dev/null && wait "$auth_server" 2>/dev/null
   if [[ -n ${KEEP_WORK:-} ]]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -51,9 +57,25 @@ for _ in $(seq 200); do [[ -s $work/port ]] && break; sleep 0.05; done
 port=$(cat "$work/port")
 tls_port=$(cat "$work/tls-port")
 
+# A second server, which requires tokens (protocol version 2): alice's token is a user's, ops's
+# an admin's. The auth file holds their SHA-256 digests; the tokens themselves are only here.
+user_token=dissector-user-s3cret-Zq81
+admin_token=dissector-admin-s3cret-Kp27
+wrong_token=dissector-wrong-s3cret-Xv55
+sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+printf '# tenant role sha256-of-token\nalice user %s\nops admin %s\n' "$(sha256 "$user_token")" \
+  "$(sha256 "$admin_token")" > "$work/tokens"
+"$mrd" --listen 127.0.0.1:0 --port-file "$work/auth-port" --workers 1 --auth-file "$work/tokens" \
+  --drain-seconds 0 2>"$work/mrd-auth.log" &
+auth_server=$!
+for _ in $(seq 200); do [[ -s $work/auth-port ]] && break; sleep 0.05; done
+[[ -s $work/auth-port ]] || fail "mrd --auth-file did not start: $(cat "$work/mrd-auth.log")"
+auth_port=$(cat "$work/auth-port")
+
 # start_capture PORT NAME: dumpcap on lo for PORT into NAME.pcapng; prints its pid.
 start_capture() {
   # (Its stdout is not ours: the caller waits for that to close.)
+  : > "$work/$2.dumpcap.log"  # there for grep below, even before dumpcap's shell makes it
   dumpcap -q -i lo -f "tcp port $1" -w "$work/$2.pcapng" >/dev/null 2>"$work/$2.dumpcap.log" &
   local pid=$!
   # dumpcap says "Capturing on" once its filter is installed.
@@ -66,6 +88,7 @@ start_capture() {
 }
 capture=$(start_capture "$port" capture) || exit 1
 tls_capture=$(start_capture "$tls_port" tls-capture) || exit 1
+auth_capture=$(start_capture "$auth_port" auth-capture) || exit 1
 sleep 0.3  # a little more for good measure
 
 # --- a session with mrctl: jobs 1 (words), 2 (numbers), 3 (matmul), 4 (index) ---
@@ -109,7 +132,8 @@ frame 0 "$work/split.body" > "$work/split"
 } | timeout 10 nc -N 127.0.0.1 "$port" >/dev/null
 
 # (b) ten requests in one write: STATUS 1, FETCH 1, LIST, STATS, FETCH 99, CANCEL 2, FETCH 2,
-# HELLO, HELLO of version 2, and the undefined opcode 42. Replies must pair with them in order.
+# HELLO, HELLO of version 2, and the undefined opcode 42. Replies must pair with them in order
+# (the two HELLOs' replies have two layouts: version 2's ends with a flags byte).
 : > "$work/empty"
 u32 1 > "$work/id1"; u32 2 > "$work/id2"; u32 99 > "$work/id99"
 { u8 1; u8 0; str ""; } > "$work/hello"  # u16 version 1, empty software
@@ -150,8 +174,26 @@ SSLKEYLOGFILE="$work/keys.log" "$mrctl" -q --server "127.0.0.1:$tls_port" --tls 
   --cacert "$work/ca.pem" wordcount "$work/hamlet.txt" >>"$work/mrctl.log" 2>&1 ||
   fail "mrctl --tls wordcount failed: $(tail -3 "$work/mrctl.log")"
 
+# (g) the server with tokens. mrctl: a user's LIST (HELLO v2 says auth is required, then AUTH),
+# an admin's STATS, and a user's STATS (FORBIDDEN: mrctl exits 5). By hand, in one write: HELLO
+# v1, an AUTH with a wrong token, a LIST before any good AUTH, and a HELLO of version 3.
+actl() { "$mrctl" -q --server "127.0.0.1:$auth_port" "$@" >>"$work/mrctl.log" 2>&1; }
+MRD_TOKEN=$user_token actl list ||
+  fail "mrctl list with MRD_TOKEN failed: $(tail -3 "$work/mrctl.log")"
+printf '%s\n' "$admin_token" > "$work/admin.token"
+actl --token-file "$work/admin.token" server-stats ||
+  fail "mrctl server-stats with --token-file failed: $(tail -3 "$work/mrctl.log")"
+MRD_TOKEN=$user_token actl server-stats
+str "$wrong_token" > "$work/wrong-auth"
+{ u8 3; u8 0; str ""; } > "$work/hello3"
+{
+  frame 6 "$work/hello"; frame 7 "$work/wrong-auth"; frame 4 "$work/empty"; frame 6 "$work/hello3"
+} > "$work/unauthenticated"
+timeout 10 nc -N 127.0.0.1 "$auth_port" < "$work/unauthenticated" >/dev/null
+
 sleep 0.5  # the last replies reach the captures
-kill "$capture" "$tls_capture"; wait "$capture" "$tls_capture" 2>/dev/null; capture= tls_capture=
+kill "$capture" "$tls_capture" "$auth_capture"
+wait "$capture" "$tls_capture" "$auth_capture" 2>/dev/null; capture= tls_capture= auth_capture=
 
 # --- decode ---
 # shark ARGS...: tshark with the dissector, on the capture, mrd on the server's port. Two passes
@@ -244,7 +286,7 @@ expect "split SUBMIT: its text" "split me into segments split me" \
 pipelined='mrd.opcode == 3 && mrd.opcode == 42'  # the only frame with these two
 expect "ten pipelined requests decoded from one segment" "2,1,4,5,1,3,1,6,6,42" \
   "$(fields "$pipelined" mrd.opcode)"
-expect "their replies, paired with them in order" "2,1,4,5,1,3,1,6,6,42|0,0,0,0,2,0,4,0,10,8" \
+expect "their replies, paired with them in order" "2,1,4,5,1,3,1,6,6,42|0,0,0,0,2,0,4,0,0,8" \
   "$(fields "tcp.stream == $(fields "$pipelined" tcp.stream) && tcp.srcport == $port && mrd" \
     mrd.request_opcode mrd.status |
     awk -F'|' '{ o = o s $1; t = t s $2; s = "," } END { print o "|" t }')"
@@ -253,6 +295,13 @@ expect "the request frame links to its replies" "10" \
 expect "Info column of the pipelined frame" "STATUS job 1 | FETCH job 1 | LIST | STATS | \
 FETCH job 99 | CANCEL job 2 | FETCH job 2 | HELLO v1 | HELLO v2 | opcode 42" \
   "$(fields "$pipelined" _ws.col.Info)"
+
+expect "HELLO v1's reply without flags, HELLO v2's with them (auth not required)" \
+  "1,2|0x00|0" \
+  "$(fields "tcp.stream == $(fields "$pipelined" tcp.stream) && tcp.srcport == $port && \
+     mrd.hello.version" mrd.hello.version mrd.hello.flags mrd.hello.auth_required |
+    awk -F'|' '{ for (i = 1; i <= 3; i++) if ($i != "") f[i] = f[i] (f[i] == "" ? "" : ",") $i }
+               END { print f[1] "|" f[2] "|" f[3] }')"
 
 # (c) the options, the key, and PENDING with its state's name
 expect "SUBMIT options and idempotency key" "65536|2|30000|512|retry-42|big.txt|240000" \
@@ -306,11 +355,66 @@ expect "without the key log, nothing decodes as mrd" "0" \
      -d "tcp.port==$tls_port,tls" -d "tls.port==$tls_port,mrd" -Y mrd 2>>"$work/tshark.err" |
      grep -c .)"
 
+# (g) tokens: the capture of the server started with --auth-file
+auth_shark() {
+  tshark -n -X "lua_script:$dissector" -r "$work/auth-capture.pcapng" \
+    -d "tcp.port==$auth_port,mrd" -2 "$@" 2>>"$work/tshark.err"
+}
+auth_fields() {
+  auth_shark -Y "$1" -T fields -E separator='|' $(printf -- '-e %s ' "${@:2}")
+}
+expect "HELLO v2's replies say auth is required" "2|0x01|1|3" \
+  "$(auth_fields 'mrd.request_opcode == 6 && mrd.hello.flags' mrd.hello.version mrd.hello.flags \
+     mrd.hello.auth_required | sort -u)|$(auth_fields 'mrd.hello.auth_required' mrd.hello.version |
+     grep -c .)"
+unauthenticated='mrd.opcode == 7 && mrd.opcode == 4'  # the hand-made write, in one frame
+user_auth="${#user_token}|AUTH token of ${#user_token} bytes"
+expect "AUTH requests: their tokens' lengths, and the Info column" \
+  "$user_auth/${#admin_token}|AUTH token of ${#admin_token} bytes/$user_auth/\
+${#wrong_token}|HELLO v1 | AUTH token of ${#wrong_token} bytes | LIST | HELLO v3" \
+  "$(auth_fields 'mrd.opcode == 7' mrd.auth.token_length _ws.col.Info | paste -sd/)"
+auth_shark -V > "$work/auth-verbose.txt"
+expect "the tree shows a token's length, not the token" "4|0|0|0" \
+  "$(grep -c "Token: [0-9]* bytes (not shown)" "$work/auth-verbose.txt")|$(
+     grep -c -- "$user_token" "$work/auth-verbose.txt")|$(
+     grep -c -- "$admin_token" "$work/auth-verbose.txt")|$(
+     grep -c -- "$wrong_token" "$work/auth-verbose.txt")"
+expect "AUTH's OKs: tenant and role (user, admin, user)" "alice|0 ops|1 alice|0" \
+  "$(auth_fields 'mrd.auth.tenant' mrd.auth.tenant mrd.auth.role | paste -sd' ')"
+expect "AUTH's OK and role by name in the tree, and in the Info column" \
+  "Tenant: alice|Role: admin (1)|OK: tenant alice, user" \
+  "$(grep -m1 -o 'Tenant: alice' "$work/auth-verbose.txt")|$(grep -m1 -o 'Role: admin (1)' \
+     "$work/auth-verbose.txt")|$(auth_fields 'mrd.auth.tenant == "alice"' _ws.col.Info |
+     sort -u)"
+expect "its replies: OK to HELLO v1 (no flags), AUTH_FAILED, NOT_AUTHENTICATED, VERSION_MISMATCH" \
+  "6,7,4,6|0,18,19,10|1|" \
+  "$(auth_fields "tcp.stream == $(auth_fields "$unauthenticated" tcp.stream) && \
+     tcp.srcport == $auth_port && mrd" mrd.request_opcode mrd.status mrd.hello.version \
+     mrd.hello.flags |
+    awk -F'|' '{ o = o s $1; t = t s $2; s = ","; v = v $3; f = f $4 }
+               END { print o "|" t "|" v "|" f }')"
+expect "AUTH_FAILED, NOT_AUTHENTICATED, FORBIDDEN by name, with their messages" \
+  "Status: AUTH_FAILED (18)|Status: NOT_AUTHENTICATED (19)|Status: FORBIDDEN (20)|1|1|1" \
+  "$(for status in 'AUTH_FAILED (18)' 'NOT_AUTHENTICATED (19)' 'FORBIDDEN (20)'; do
+       grep -m1 -o "Status: $status" "$work/auth-verbose.txt"
+     done | paste -sd'|')|$(for code in 18 19 20; do
+       auth_fields "mrd.status == $code && mrd.error.message" mrd.error.message | grep -c .
+     done | paste -sd'|')"
+expect "STATS: OK to the admin, FORBIDDEN to the user" "0,20" \
+  "$(auth_fields 'mrd.request_opcode == 5' mrd.status | paste -sd,)"
+# auth_pdus TSHARK_ARGS...: how many AUTH requests one pass over the auth capture finds
+auth_pdus() {
+  tshark -n -X "lua_script:$dissector" -r "$work/auth-capture.pcapng" "$@" -T fields \
+    -e mrd.opcode 2>>"$work/tshark.err" | tr ',' '\n' | grep -cx 7
+}
+expect "the heuristic finds the AUTH requests too" "4|4" \
+  "$(auth_pdus -d "tcp.port==$auth_port,mrd")|$(auth_pdus -o mrd.heuristic:TRUE)"
+
 # no Lua error anywhere, in the tree or on stderr
 shark -V > "$work/verbose.txt"
 expect "no Lua errors" "0" \
-  "$(cat "$work/verbose.txt" "$work/tshark.err" | grep -v 'Running as user "root"' |
-     grep -ci 'lua error\|dissector_bug\|Internal error in the mrd')"
+  "$(cat "$work/verbose.txt" "$work/auth-verbose.txt" "$work/tshark.err" |
+     grep -v 'Running as user "root"' | grep -ci 'lua error\|dissector_bug\|Internal error in the mrd')"
 
 echo "dissector: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -273,15 +273,46 @@ class ProgressReporter:
 # --------------------------------------------------------------------------------------------
 
 
+def format_address(host: str, port: int) -> str:
+    """``HOST:PORT``, with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def read_token(args, host: str, port: int) -> bytes:
+    """The token for a server that asks for one: the first line of --token-file (without its
+    trailing whitespace), or MRD_TOKEN. Read only when the server asks, as the C++ mrctl does.
+    """
+    if args.token_file:
+        try:
+            with open(args.token_file, "rb") as stream:
+                token = stream.readline().rstrip()
+        except OSError as error:
+            raise UsageError(f"--token-file {args.token_file}: {error.strerror}") from error
+        if not token:
+            raise UsageError(f"--token-file {args.token_file}: no token on its first line")
+        return token
+    token = os.environ.get("MRD_TOKEN", "")
+    if token:
+        return os.fsencode(token)  # the environment's bytes, as they are
+    raise MissingToken(f"the server at {format_address(host, port)} needs a token: give it "
+                       f"with --token-file FILE or MRD_TOKEN")
+
+
 def open_connection(args) -> mrd.Connection:
-    """Connect and say HELLO, so a server of another version fails clearly (exit 4)."""
+    """Connect and say HELLO, so a server of another version fails clearly (exit 4); then AUTH
+    if the server requires it (protocol version 2)."""
     try:
         host, port = mrd.parse_server_address(args.server)
     except ValueError as error:
         raise UsageError(str(error)) from None
     timeout = args.timeout if args.timeout > 0 else None
     connection = mrd.Connection.connect(host, port, timeout)
-    connection.hello()
+    try:
+        if connection.hello().auth_required:
+            connection.auth(read_token(args, host, port))
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
@@ -350,6 +381,9 @@ STATUS_DESCRIPTIONS = {
     mrd.Status.JOB_TIMED_OUT: "the job failed: a task timed out",
     mrd.Status.JOB_OUT_OF_MEMORY: "the job failed: a task ran out of memory",
     mrd.Status.SERVER_ERROR: "the server could not do it (nothing changed)",
+    mrd.Status.AUTH_FAILED: "the server does not accept this token",
+    mrd.Status.NOT_AUTHENTICATED: "the server needs a token first",
+    mrd.Status.FORBIDDEN: "this token's role may not do that",
 }
 
 
@@ -364,6 +398,10 @@ class JobError(Exception):
 
 class UsageError(Exception):
     """A bad command line that argparse could not see (exit 2)."""
+
+
+class MissingToken(Exception):
+    """The server requires AUTH and no token was given (exit 5, as NOT_AUTHENTICATED would)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,7 +582,7 @@ def non_negative_int(text: str) -> int:
 
 
 def add_global_options(parser: argparse.ArgumentParser, suppress_defaults: bool) -> None:
-    """--server, --timeout, --quiet: accepted before and after the command name.
+    """--server, --timeout, --quiet, --token-file: accepted before and after the command name.
 
     After it, the defaults are suppressed so they do not overwrite what came before.
     """
@@ -558,6 +596,10 @@ def add_global_options(parser: argparse.ArgumentParser, suppress_defaults: bool)
                         help="seconds a connect, send or receive may take (0: forever)")
     parser.add_argument("-q", "--quiet", action="store_true", default=default(False),
                         help="show no progress while waiting for a job")
+    parser.add_argument("--token-file", metavar="FILE", default=default(None),
+                        help="file whose first line is the token for a server that asks for "
+                             "one (mrd --auth-file); MRD_TOKEN=TOKEN in the environment does "
+                             "the same")
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
@@ -654,6 +696,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)  # exits 2 on a usage error
     if getattr(args, "random", None) is not None and args.random < 1:
         return fail("--random N needs N >= 1", EXIT_USAGE)
+    if args.token_file is not None and not os.path.isfile(args.token_file):
+        return fail(f"--token-file {args.token_file}: no such file", EXIT_USAGE)
     try:
         return args.handler(args)
     except UsageError as error:
@@ -664,6 +708,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fail(str(error), exit_code_for_server_error(error.server_error))
     except JobCheckFailed as error:
         return fail(str(error), EXIT_JOB_FAILED)
+    except MissingToken as error:
+        return fail(str(error), EXIT_REJECTED)
     except mrd.ServerError as error:
         description = STATUS_DESCRIPTIONS.get(error.status, error.status.name)
         return fail(f"{description} (server says: {error.message})",

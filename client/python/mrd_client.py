@@ -8,6 +8,10 @@ Standard library only. The module has three layers, each usable on its own:
 3. ``Connection``: one TCP connection, with one method per opcode, pipelining, and
    ``wait_for_result`` which polls FETCH with an exponential back-off.
 
+Protocol version 2 (section 11) added AUTH: a server started with ``--auth-file`` says so in
+HELLO's reply (``HelloReply.auth_required``), and wants ``Connection.auth(token)`` before any
+other request. ``Connection.hello(1)`` still speaks version 1 (its reply has no flags).
+
 Strings on the wire are "any bytes" (protocol section 1), so keys, words and document names
 come back as ``bytes``. The encoders accept ``str`` too and send it as UTF-8. Human-readable
 texts (error messages, the server's software name) come back as ``str``.
@@ -25,7 +29,7 @@ from array import array
 from dataclasses import dataclass, fields
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DEFAULT_PORT = 1936
 
 HEADER = struct.Struct("<BI")  # u8 code, u32 body_length
@@ -33,6 +37,10 @@ HEADER_SIZE = HEADER.size
 
 MAX_MATRIX_DIMENSION = 1_048_576
 MAX_NAME_BYTES = 64  # mapper, reducer, idempotency key
+MAX_AUTH_BODY = 1024  # an AUTH body over it: FRAME_TOO_LARGE, then close (section 2)
+MAX_TOKEN_BYTES = MAX_AUTH_BODY - 8  # the token's string length takes a u64
+
+HELLO_AUTH_REQUIRED = 0x01  # bit 0 of the flags of HELLO's version 2 reply
 
 
 # --------------------------------------------------------------------------------------------
@@ -50,6 +58,7 @@ class Opcode(enum.IntEnum):
     LIST = 4
     STATS = 5
     HELLO = 6
+    AUTH = 7  # version 2
 
 
 class Status(enum.IntEnum):
@@ -73,6 +82,9 @@ class Status(enum.IntEnum):
     JOB_TIMED_OUT = 15
     JOB_OUT_OF_MEMORY = 16
     SERVER_ERROR = 17
+    AUTH_FAILED = 18  # version 2 from here on
+    NOT_AUTHENTICATED = 19
+    FORBIDDEN = 20
 
 
 # The four ways a job fails (section 4), and every status that says "this job has no result".
@@ -105,6 +117,18 @@ class JobState(enum.IntEnum):
     @property
     def finished(self) -> bool:
         return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+class Role(enum.IntEnum):
+    """The ``role`` byte of AUTH's reply: what the token may do (STATS needs ``ADMIN``)."""
+
+    USER = 0
+    ADMIN = 1
+
+    @property
+    def label(self) -> str:
+        """The lower-case name the document and the auth file use ("user", "admin")."""
+        return self.name.lower()
 
 
 class InputKind(enum.IntEnum):
@@ -475,10 +499,34 @@ _STATS_LAYOUT = struct.Struct("<14Q")
 
 @dataclass
 class Hello:
-    """The body of HELLO, request or OK reply: a protocol version and a software name."""
+    """The body of a HELLO request: a protocol version and a software name (the server ignores
+    the name; send it empty)."""
 
     version: int = PROTOCOL_VERSION
     software: str = ""
+
+
+@dataclass
+class HelloReply:
+    """HELLO's OK reply: the version the server speaks with us, its software name, and from
+    version 2 on a flags byte (a reply to a version 1 HELLO has none: ``flags`` is then 0)."""
+
+    version: int = PROTOCOL_VERSION
+    software: str = ""
+    flags: int = 0
+
+    @property
+    def auth_required(self) -> bool:
+        """The server wants AUTH before any request but HELLO and AUTH (bit 0 of ``flags``)."""
+        return bool(self.flags & HELLO_AUTH_REQUIRED)
+
+
+@dataclass
+class AuthReply:
+    """AUTH's OK reply: who the token names (1 to 64 of ``A-Z a-z 0-9 . _ -``) and its role."""
+
+    tenant: str
+    role: Role
 
 
 @dataclass
@@ -507,7 +555,7 @@ class FetchOutcome:
 
 
 def encode_hello(hello: Hello) -> bytes:
-    """HELLO request body, and HELLO's OK reply body (same layout)."""
+    """HELLO request body: ``u16 version``, ``string software``."""
     return BodyWriter().u16(hello.version).string(hello.software).getvalue()
 
 
@@ -517,6 +565,61 @@ def decode_hello(body: bytes) -> Hello:
     software = reader.string().decode("utf-8", errors="replace")
     reader.finish()
     return Hello(version, software)
+
+
+def encode_hello_reply(reply: HelloReply) -> bytes:
+    """HELLO's OK body: version 1's layout (version, software) for version 1, then ``u8 flags``
+    from version 2 on."""
+    writer = BodyWriter().u16(reply.version).string(reply.software)
+    if reply.version >= 2:
+        writer.u8(reply.flags)
+    elif reply.flags:
+        raise ValueError("a version 1 HELLO reply has no flags")
+    return writer.getvalue()
+
+
+def decode_hello_reply(body: bytes) -> HelloReply:
+    """HELLO's OK body. Its layout follows the version it states, which is the version the
+    HELLO asked for (section 6): version 1 without flags, version 2 with them."""
+    reader = BodyReader(body, "HELLO reply")
+    version = reader.u16()
+    software = reader.string().decode("utf-8", errors="replace")
+    flags = 0
+    if version == 2:
+        flags = reader.u8()
+    elif version != 1:
+        raise ProtocolError(f"HELLO reply of protocol version {version}, which this client "
+                            f"does not speak")
+    reader.finish()
+    return HelloReply(version, software, flags)
+
+
+# AUTH (version 2) -----------------------------------------------------------------------------
+
+
+def encode_auth(token: Text) -> bytes:
+    """AUTH request body: ``string token`` (at most MAX_TOKEN_BYTES; the server checks)."""
+    return BodyWriter().string(token).getvalue()
+
+
+def decode_auth(body: bytes) -> bytes:
+    reader = BodyReader(body, "AUTH body")
+    token = reader.string()
+    reader.finish()
+    return token
+
+
+def encode_auth_reply(reply: AuthReply) -> bytes:
+    """AUTH's OK body: ``string tenant``, ``u8 role``."""
+    return BodyWriter().string(reply.tenant).u8(reply.role).getvalue()
+
+
+def decode_auth_reply(body: bytes) -> AuthReply:
+    reader = BodyReader(body, "AUTH reply")
+    tenant = reader.string().decode("utf-8", errors="replace")
+    role = _enum_value(Role, reader.u8(), "role")
+    reader.finish()
+    return AuthReply(tenant, role)
 
 
 # Error bodies -------------------------------------------------------------------------------
@@ -800,6 +903,10 @@ def hello_frame(hello: Hello = Hello()) -> bytes:
     return encode_frame(Opcode.HELLO, encode_hello(hello))
 
 
+def auth_frame(token: Text) -> bytes:
+    return encode_frame(Opcode.AUTH, encode_auth(token))
+
+
 def submit_frame(request: SubmitRequest) -> bytes:
     return encode_frame(Opcode.SUBMIT, encode_submit(request))
 
@@ -955,11 +1062,24 @@ class Connection:
 
     # One method per opcode ----------------------------------------------------------------
 
-    def hello(self, version: int = PROTOCOL_VERSION) -> Hello:
-        """Exchange protocol versions; returns the server's (version, software)."""
+    def hello(self, version: int = PROTOCOL_VERSION) -> HelloReply:
+        """Exchange protocol versions; returns the server's version, software and (version 2)
+        flags: ``auth_required`` says to call ``auth`` next. A server that does not speak
+        ``version`` raises ServerError (VERSION_MISMATCH) and the connection stays usable."""
         reply = self.request(hello_frame(Hello(version, "")))
         reply.raise_unless(Status.OK)
-        return decode_hello(reply.body)
+        hello = decode_hello_reply(reply.body)
+        if hello.version != version:
+            raise ProtocolError(f"HELLO of version {version} answered with version "
+                                f"{hello.version}")
+        return hello
+
+    def auth(self, token: Text) -> AuthReply:
+        """Present a token (version 2); returns the tenant and role it names. An unknown token
+        raises ServerError (AUTH_FAILED); the third on one connection closes it."""
+        reply = self.request(auth_frame(token))
+        reply.raise_unless(Status.OK)
+        return decode_auth_reply(reply.body)
 
     def submit(self, mapper: Text, reducer: Text, input: JobInput, chunk_bytes: int = 0,
                partitions: int = 0, task_timeout_ms: int = 0, memory_limit_mib: int = 0,

@@ -11,6 +11,7 @@ Run: python3 -m unittest -v test_mrd_client
 from __future__ import annotations
 
 import collections
+import hashlib
 import math
 import os
 import random
@@ -28,8 +29,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import mrd_client as mrd
-from mrd_client import (Document, Hello, JobEntry, JobState, Matrix, MatrixPair, Numbers,
-                        Opcode, Progress, Status, SubmitRequest)
+from mrd_client import (AuthReply, Document, Hello, HelloReply, JobEntry, JobState, Matrix,
+                        MatrixPair, Numbers, Opcode, Progress, Role, Status, SubmitRequest)
 
 HERE = Path(__file__).resolve().parent
 PROTOCOL_DOC = Path(os.environ.get("MRD_PROTOCOL_DOC", HERE / ".." / ".." / "docs" / "protocol.md"))
@@ -229,9 +230,43 @@ def shared_server() -> ServerProcess:
     return _server
 
 
+# The tokens of the server started with --auth-file: (token, tenant, role).
+USER_TOKEN = "py-user-token-4b1e"
+ADMIN_TOKEN = "py-admin-token-90c7"
+AUTH_FILE_ENTRIES = ((USER_TOKEN, "alice", Role.USER), (ADMIN_TOKEN, "ops.team-1", Role.ADMIN))
+
+_auth_server: Optional[ServerProcess] = None
+_auth_directory: Optional[tempfile.TemporaryDirectory] = None
+
+
+def write_auth_file(path: Path, entries) -> None:
+    """mrd's --auth-file: ``tenant role sha256-of-token`` per line; the tokens stay here."""
+    lines = ["# tenant  role  SHA-256 of the token"]
+    for token, tenant, role in entries:
+        lines.append(f"{tenant} {role.label} {hashlib.sha256(token.encode()).hexdigest()}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def shared_auth_server() -> ServerProcess:
+    """A second mrd, started with --auth-file holding AUTH_FILE_ENTRIES (protocol version 2)."""
+    global _auth_server, _auth_directory
+    if not MRD_BINARY:
+        raise unittest.SkipTest("MRD_BINARY is not set")
+    if _auth_server is None:
+        _auth_directory = tempfile.TemporaryDirectory(prefix="mrd-auth-pytest-")
+        auth_file = Path(_auth_directory.name) / "tokens"
+        write_auth_file(auth_file, AUTH_FILE_ENTRIES)
+        _auth_server = ServerProcess(MRD_BINARY, "--auth-file", str(auth_file))
+    return _auth_server
+
+
 def tearDownModule() -> None:
     if _server is not None:
         _server.stop()
+    if _auth_server is not None:
+        _auth_server.stop()
+    if _auth_directory is not None:
+        _auth_directory.cleanup()
 
 
 class ServerTestCase(unittest.TestCase):
@@ -284,8 +319,15 @@ def expected_example_frames() -> Dict[str, bytes]:
     """Each example of the document, built from values with this client's encoders."""
     ok, pending = Status.OK, Status.PENDING
     return {
+        "hello-v2-request": mrd.hello_frame(),
+        "hello-v2-reply": mrd.encode_frame(ok, mrd.encode_hello_reply(
+            HelloReply(2, "mrd 0.1.0", mrd.HELLO_AUTH_REQUIRED))),
         "hello-request": mrd.hello_frame(Hello(1, "")),
-        "hello-reply": mrd.encode_frame(ok, mrd.encode_hello(Hello(1, "mrd 0.1.0"))),
+        "hello-reply": mrd.encode_frame(ok, mrd.encode_hello_reply(HelloReply(1, "mrd 0.1.0"))),
+        "auth-request": mrd.auth_frame("s3cret"),
+        "auth-reply": mrd.encode_frame(ok, mrd.encode_auth_reply(AuthReply("alice", Role.USER))),
+        "auth-failed-reply": mrd.encode_frame(
+            Status.AUTH_FAILED, mrd.encode_error("auth: the token is not valid")),
         "submit-words-request": mrd.submit_frame(
             SubmitRequest("words", "sum", [Document("a.txt", "to be or not to be")])),
         "submit-stats-request": mrd.submit_frame(
@@ -318,7 +360,8 @@ def expected_example_frames() -> Dict[str, bytes]:
 
 # How to decode (and re-encode) the body of a frame, by what it answers or asks.
 OK_BODY_CODECS = {
-    Opcode.HELLO: (mrd.decode_hello, mrd.encode_hello),
+    Opcode.HELLO: (mrd.decode_hello_reply, mrd.encode_hello_reply),
+    Opcode.AUTH: (mrd.decode_auth_reply, mrd.encode_auth_reply),
     Opcode.SUBMIT: (mrd.decode_job_id, mrd.encode_job_id),
     Opcode.FETCH: (mrd.decode_result, mrd.encode_result),
     Opcode.STATUS: (mrd.decode_progress, mrd.encode_progress),
@@ -328,6 +371,7 @@ OK_BODY_CODECS = {
 }
 REQUEST_BODY_CODECS = {
     Opcode.HELLO: (mrd.decode_hello, mrd.encode_hello),
+    Opcode.AUTH: (mrd.decode_auth, mrd.encode_auth),
     Opcode.SUBMIT: (mrd.decode_submit, mrd.encode_submit),
     Opcode.FETCH: (mrd.decode_job_id, mrd.encode_job_id),
     Opcode.STATUS: (mrd.decode_job_id, mrd.encode_job_id),
@@ -388,6 +432,19 @@ class TestDocumentExamples(unittest.TestCase):
                          mrd.StatisticsResult(2, 2.0, 2.0, 1.5, 1.5, 2.5))
         self.assertEqual(mrd.decode_job_list(decoded["list-reply"][0][0][1]),
                          [JobEntry(7, JobState.DONE), JobEntry(8, JobState.QUEUED)])
+        # Version 2: HELLO's reply with its flags, version 1's without, and AUTH both ways.
+        self.assertEqual(mrd.decode_hello(decoded["hello-v2-request"][0][0][1]), Hello(2, ""))
+        hello = mrd.decode_hello_reply(decoded["hello-v2-reply"][0][0][1])
+        self.assertEqual((hello.version, hello.software, hello.auth_required),
+                         (2, "mrd 0.1.0", True))
+        hello = mrd.decode_hello_reply(decoded["hello-reply"][0][0][1])
+        self.assertEqual((hello.version, hello.flags, hello.auth_required), (1, 0, False))
+        self.assertEqual(mrd.decode_auth(decoded["auth-request"][0][0][1]), b"s3cret")
+        self.assertEqual(mrd.decode_auth_reply(decoded["auth-reply"][0][0][1]),
+                         AuthReply("alice", Role.USER))
+        status, body = decoded["auth-failed-reply"][0][0]
+        self.assertEqual((status, mrd.decode_error(body)),
+                         (Status.AUTH_FAILED, "auth: the token is not valid"))
 
     def test_progress_is_21_bytes_and_stats_112(self) -> None:
         self.assertEqual(len(mrd.encode_progress(Progress(1, JobState.QUEUED, 0, 0, 0, 0))), 21)
@@ -422,7 +479,7 @@ class TestDocumentRecipes(unittest.TestCase):
         requests = {request for request, _ in doc_recipes()}
         words = mrd.submit_frame(
             SubmitRequest("words", "sum", [Document("a.txt", "to be or not to be")]))
-        for frame in (mrd.hello_frame(), mrd.fetch_frame(9), words, mrd.fetch_frame(1),
+        for frame in (mrd.hello_frame(Hello(1, "")), mrd.fetch_frame(9), words, mrd.fetch_frame(1),
                       mrd.status_frame(1), mrd.list_frame(), mrd.stats_frame(),
                       mrd.cancel_frame(1) + mrd.fetch_frame(1)):
             self.assertIn(frame, requests)
@@ -493,6 +550,34 @@ class TestCodec(unittest.TestCase):
             mrd.decode_result(body)
         with self.assertRaises(ValueError):
             Matrix(2, 2, [1.0])
+
+    def test_hello_replies_of_both_versions(self) -> None:
+        for reply in (HelloReply(1, "mrd x"), HelloReply(2, "mrd x", 0), HelloReply(2, "", 1)):
+            with self.subTest(reply=reply):
+                body = mrd.encode_hello_reply(reply)
+                self.assertEqual(len(body), 2 + 8 + len(reply.software) + (reply.version >= 2))
+                self.assertEqual(mrd.decode_hello_reply(body), reply)
+        with self.assertRaises(mrd.ProtocolError):  # version 2 without its flags byte
+            mrd.decode_hello_reply(struct.pack("<HQ", 2, 0))
+        with self.assertRaises(mrd.ProtocolError):  # version 1 with a flags byte
+            mrd.decode_hello_reply(struct.pack("<HQB", 1, 0, 1))
+        with self.assertRaises(mrd.ProtocolError):  # a version this client does not speak
+            mrd.decode_hello_reply(struct.pack("<HQB", 3, 0, 0))
+        with self.assertRaises(ValueError):
+            mrd.encode_hello_reply(HelloReply(1, "", mrd.HELLO_AUTH_REQUIRED))
+
+    def test_auth_bodies(self) -> None:
+        self.assertEqual(mrd.encode_auth(b"\x00\xff"), struct.pack("<Q", 2) + b"\x00\xff")
+        self.assertEqual(mrd.decode_auth(mrd.encode_auth("t" * mrd.MAX_TOKEN_BYTES)),
+                         b"t" * mrd.MAX_TOKEN_BYTES)
+        self.assertEqual(len(mrd.encode_auth("t" * mrd.MAX_TOKEN_BYTES)), mrd.MAX_AUTH_BODY)
+        admin = AuthReply("ops.team-1", Role.ADMIN)
+        self.assertEqual(mrd.decode_auth_reply(mrd.encode_auth_reply(admin)), admin)
+        self.assertEqual(Role.ADMIN.label, "admin")
+        with self.assertRaises(mrd.ProtocolError):  # an undefined role
+            mrd.decode_auth_reply(struct.pack("<Q", 1) + b"a" + b"\x02")
+        with self.assertRaises(mrd.ProtocolError):  # no role at all
+            mrd.decode_auth_reply(struct.pack("<Q", 1) + b"a")
 
     def test_server_addresses(self) -> None:
         self.assertEqual(mrd.parse_server_address("example.org:99"), ("example.org", 99))
@@ -568,10 +653,24 @@ class TestOpcodes(ServerTestCase):
         hello = self.connection.hello()
         self.assertEqual(hello.version, mrd.PROTOCOL_VERSION)
         self.assertTrue(hello.software.startswith("mrd "), hello.software)
+        self.assertFalse(hello.auth_required)  # started without --auth-file
 
     def test_hello_with_another_version_keeps_the_connection(self) -> None:
-        self.assert_refused(Status.VERSION_MISMATCH, self.connection.hello, 2)
-        self.assertEqual(self.connection.hello().version, 1)
+        self.assert_refused(Status.VERSION_MISMATCH, self.connection.hello, 99)
+        self.assertEqual(self.connection.hello().version, mrd.PROTOCOL_VERSION)
+
+    def test_hello_of_version_1_gets_version_1s_layout(self) -> None:
+        reply = self.connection.request(mrd.hello_frame(Hello(1, "")))
+        self.assertEqual(reply.status, Status.OK)
+        hello = mrd.decode_hello_reply(reply.body)
+        self.assertEqual((hello.version, hello.flags), (1, 0))
+        self.assertEqual(len(reply.body), 2 + 8 + len(hello.software.encode()))  # no flags
+        self.assertEqual(self.connection.hello(1).version, 1)
+
+    def test_auth_on_a_server_without_tokens(self) -> None:
+        # A server that takes no tokens fails every AUTH, and goes on answering.
+        self.assert_refused(Status.AUTH_FAILED, self.connection.auth, "anything")
+        self.assertIsInstance(self.connection.list(), list)
 
     def test_submit_fetch_status(self) -> None:
         job_id = self.connection.submit("words", "sum", [Document("a.txt", "to be or not to be")])
@@ -760,7 +859,7 @@ class TestErrors(ServerTestCase):
         self.bad_request(mrd.encode_frame(Opcode.FETCH, b"\x01\x00\x00"))    # short id
         self.bad_request(mrd.encode_frame(Opcode.FETCH, b"\x01\x00\x00\x00\x00"))
         self.bad_request(mrd.encode_frame(Opcode.HELLO, b""))
-        self.assertEqual(self.connection.hello().version, 1)
+        self.assertEqual(self.connection.hello().version, mrd.PROTOCOL_VERSION)
 
     def test_bad_request_limits(self) -> None:
         documents = [Document("a", "x")]
@@ -856,7 +955,7 @@ class TestPipelining(ServerTestCase):
                 stream += chunk
         frames, rest = mrd.split_frames(stream)
         self.assertEqual((len(frames), rest), (3, b""))
-        self.assertEqual(mrd.decode_hello(frames[1][1]).version, 1)
+        self.assertEqual(mrd.decode_hello_reply(frames[1][1]).version, mrd.PROTOCOL_VERSION)
 
 
 class TestServerLimits(unittest.TestCase):
@@ -942,13 +1041,102 @@ class TestServerLimits(unittest.TestCase):
             self.assertEqual(over.status, Status.FRAME_TOO_LARGE)
 
 
+class TestAuthentication(ServerTestCase):
+    """Protocol version 2's tokens, against a server started with --auth-file."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = shared_auth_server()
+
+    def test_hello_says_auth_is_required(self) -> None:
+        hello = self.connection.hello()
+        self.assertEqual((hello.version, hello.flags, hello.auth_required),
+                         (2, mrd.HELLO_AUTH_REQUIRED, True))
+        old = self.connection.hello(1)  # version 1's layout: no flags to tell
+        self.assertEqual((old.version, old.flags), (1, 0))
+
+    def test_good_tokens_name_their_tenant_and_role(self) -> None:
+        self.assertEqual(self.connection.auth(USER_TOKEN), AuthReply("alice", Role.USER))
+        self.assertIsInstance(self.connection.list(), list)
+        job_id = self.connection.submit("words", "sum", [Document("a", "to be or not to be")])
+        self.assertEqual(self.connection.wait_for_result(job_id).entries[:2],
+                         [(b"be", 2), (b"to", 2)])
+        with self.server.connect() as admin:
+            self.assertEqual(admin.auth(ADMIN_TOKEN), AuthReply("ops.team-1", Role.ADMIN))
+            self.assertGreaterEqual(admin.stats().connections_open, 2)
+
+    def test_wrong_token(self) -> None:
+        error = self.assert_refused(Status.AUTH_FAILED, self.connection.auth, "not-a-token")
+        self.assertIn("not valid", error.message)
+        # The connection stays usable, and still unauthenticated, until a good AUTH.
+        self.assert_refused(Status.NOT_AUTHENTICATED, self.connection.list)
+        self.assertEqual(self.connection.auth(USER_TOKEN).tenant, "alice")
+        self.assertIsInstance(self.connection.list(), list)
+
+    def test_the_third_failed_auth_closes_the_connection(self) -> None:
+        for attempt in range(3):
+            error = self.assert_refused(Status.AUTH_FAILED, self.connection.auth, f"bad{attempt}")
+        self.assertTrue(error.message.endswith("closing the connection"), error.message)
+        with self.assertRaises(mrd.ConnectionLost):
+            self.connection.list()
+
+    def test_requests_before_auth(self) -> None:
+        for call, args in ((self.connection.list, ()), (self.connection.stats, ()),
+                           (self.connection.status, (1,)), (self.connection.fetch, (1,)),
+                           (self.connection.cancel, (1,))):
+            with self.subTest(request=call.__name__):
+                self.assert_refused(Status.NOT_AUTHENTICATED, call, *args)
+        self.assertTrue(self.connection.hello().auth_required)  # HELLO is always answered
+        self.connection.auth(USER_TOKEN)
+        self.assertIsInstance(self.connection.list(), list)
+
+    def test_submit_before_auth_is_refused_from_its_header_and_closes(self) -> None:
+        with self.server.raw_socket() as sock:
+            # A header announcing a body that never comes: the server does not wait for it.
+            sock.sendall(struct.pack("<BI", Opcode.SUBMIT, 100))
+            stream = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                stream += chunk
+        frames, rest = mrd.split_frames(stream)
+        self.assertEqual((len(frames), rest), (1, b""), "NOT_AUTHENTICATED, then close")
+        self.assertEqual(frames[0][0], Status.NOT_AUTHENTICATED)
+        self.assertTrue(mrd.decode_error(frames[0][1]))
+
+    def test_stats_needs_an_admin_token(self) -> None:
+        self.connection.auth(USER_TOKEN)
+        self.assert_refused(Status.FORBIDDEN, self.connection.stats)
+        self.assertIsInstance(self.connection.list(), list)  # FORBIDDEN keeps the connection
+
+    def test_a_later_auth_changes_the_identity_a_failed_one_does_not(self) -> None:
+        self.connection.auth(ADMIN_TOKEN)
+        self.assert_refused(Status.AUTH_FAILED, self.connection.auth, "wrong")
+        self.assertGreaterEqual(self.connection.stats().connections_open, 1)  # still admin
+        self.connection.auth(USER_TOKEN)
+        self.assert_refused(Status.FORBIDDEN, self.connection.stats)
+
+    def test_hello_auth_and_a_request_pipelined(self) -> None:
+        replies = self.connection.pipeline(
+            [mrd.hello_frame(), mrd.auth_frame(USER_TOKEN), mrd.list_frame()])
+        self.assertEqual([reply.status for reply in replies], [Status.OK] * 3)
+        self.assertTrue(mrd.decode_hello_reply(replies[0].body).auth_required)
+        self.assertEqual(mrd.decode_auth_reply(replies[1].body).role, Role.USER)
+
+
 # --------------------------------------------------------------------------------------------
 # 4. The command line
 # --------------------------------------------------------------------------------------------
 
 
-def run_program(command: List[str], server: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_program(command: List[str], server: str, cwd: Path,
+                token: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run a client against ``server``; ``token`` goes in MRD_TOKEN (else none is set)."""
     environment = dict(os.environ, MRD_SERVER=server)
+    environment.pop("MRD_TOKEN", None)
+    if token is not None:
+        environment["MRD_TOKEN"] = token
     return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, timeout=60)
 
 
@@ -1054,6 +1242,89 @@ class TestCommandLine(ServerTestCase):
             [sys.executable, str(MRCTL_PY), "--server", "127.0.0.1:1", "list"],
             self.server.address, self.files)
         self.assertEqual(unreachable.returncode, 3)
+
+
+
+class TestCommandLineWithTokens(ServerTestCase):
+    """mrctl.py against the --auth-file server: --token-file, MRD_TOKEN, and their errors."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = shared_auth_server()
+        cls.directory = tempfile.TemporaryDirectory(prefix="mrctl-auth-pytest-")
+        cls.files = Path(cls.directory.name)
+        (cls.files / "user.token").write_text(USER_TOKEN + "\n")
+        (cls.files / "admin.token").write_text(ADMIN_TOKEN + "  \r\nsecond line ignored\n")
+        (cls.files / "empty.token").write_text("\nnot the first line\n")
+        (cls.files / "hamlet.txt").write_text("to be or not to be\n")
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.directory.cleanup()
+
+    def python_mrctl(self, *arguments: str, token: Optional[str] = None):
+        return run_program([sys.executable, str(MRCTL_PY), *arguments], self.server.address,
+                           self.files, token)
+
+    def cpp_mrctl(self, *arguments: str, token: Optional[str] = None):
+        if not MRCTL_BINARY:
+            self.skipTest("MRCTL_BINARY is not set")
+        return run_program([MRCTL_BINARY, *arguments], self.server.address, self.files, token)
+
+    def test_token_file(self) -> None:
+        for arguments in (("--token-file", "user.token", "-q", "wordcount", "hamlet.txt"),
+                          ("-q", "wordcount", "hamlet.txt", "--token-file", "user.token")):
+            with self.subTest(arguments=arguments):
+                finished = self.python_mrctl(*arguments)
+                self.assertEqual(finished.returncode, 0, finished.stderr)
+                self.assertEqual(finished.stdout, b"2  be\n2  to\n1  not\n1  or\n")
+
+    def test_mrd_token_environment(self) -> None:
+        finished = self.python_mrctl("list", token=USER_TOKEN)
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertTrue(finished.stdout.startswith(b"ID  STATE\n"), finished.stdout)
+        # --token-file comes first, as in the C++ mrctl.
+        finished = self.python_mrctl("--token-file", "user.token", "list", token="wrong")
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+
+    def test_no_token(self) -> None:
+        finished = self.python_mrctl("list")
+        self.assertEqual(finished.returncode, 5)
+        self.assertEqual(finished.stderr.decode(),
+                         f"mrctl.py: the server at {self.server.address} needs a token: give it "
+                         f"with --token-file FILE or MRD_TOKEN\n")
+        theirs = self.cpp_mrctl("list")
+        self.assertEqual(theirs.returncode, finished.returncode)
+        self.assertEqual(theirs.stderr.decode().replace("mrctl:", "mrctl.py:", 1),
+                         finished.stderr.decode())
+
+    def test_wrong_token(self) -> None:
+        finished = self.python_mrctl("list", token="not-a-token")
+        self.assertEqual(finished.returncode, 5)
+        self.assertIn(b"does not accept this token", finished.stderr)
+
+    def test_server_stats_needs_an_admin_token(self) -> None:
+        refused = self.python_mrctl("server-stats", token=USER_TOKEN)
+        self.assertEqual(refused.returncode, 5)
+        self.assertIn(b"role may not do that", refused.stderr)
+        stats = self.python_mrctl("server-stats", "--token-file", "admin.token")
+        self.assertEqual(stats.returncode, 0, stats.stderr)
+        self.assertEqual(len(stats.stdout.decode().splitlines()), 14)
+
+    def test_bad_token_files_are_usage_errors(self) -> None:
+        for token_file in ("empty.token", "missing.token"):
+            with self.subTest(token_file=token_file):
+                finished = self.python_mrctl("--token-file", token_file, "list")
+                self.assertEqual(finished.returncode, 2, finished.stderr)
+                self.assertIn(token_file.encode(), finished.stderr)
+                self.assertEqual(self.cpp_mrctl("--token-file", token_file, "list").returncode, 2)
+
+    def test_same_output_as_the_cpp_client(self) -> None:
+        for arguments in (("wordcount", "--top", "2", "hamlet.txt"), ("index", "hamlet.txt")):
+            with self.subTest(arguments=arguments):
+                ours = self.python_mrctl("-q", *arguments, token=USER_TOKEN)
+                theirs = self.cpp_mrctl("-q", *arguments, token=USER_TOKEN)
+                self.assertEqual((ours.returncode, ours.stdout), (theirs.returncode, theirs.stdout))
 
 
 if __name__ == "__main__":

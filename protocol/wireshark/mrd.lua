@@ -1,4 +1,5 @@
--- Wireshark dissector for the protocol of mrd, the MapReduce job server (protocol version 1).
+-- Wireshark dissector for the protocol of mrd, the MapReduce job server (protocol version 2,
+-- and version 1: a HELLO's reply is decoded in the layout of the version that HELLO asked for).
 --
 -- docs/protocol.md is the specification; "section N" below refers to it. Load with
 --   wireshark -X lua_script:protocol/wireshark/mrd.lua
@@ -20,7 +21,8 @@ local mrd = Proto("mrd", "mrd MapReduce job protocol")
 ------------------------------------------------------------------------------------------------
 
 local HEADER_SIZE = 5          -- u8 code, u32 body_length
-local MAX_SMALL_BODY = 64      -- section 2: any request but SUBMIT
+local MAX_SMALL_BODY = 64      -- section 2: any request but SUBMIT and AUTH
+local MAX_AUTH_BODY = 1024     -- section 2: AUTH (one string: the token)
 local MAX_NAME = 64            -- section 2: mapper, reducer, idempotency key
 local MAX_DOCUMENT_NAME = 4096 -- section 2
 local MAX_MATRIX_SIDE = 1048576
@@ -28,15 +30,22 @@ local MAX_MATRIX_SIDE = 1048576
 -- default, and buffering gigabytes in Wireshark for one frame helps nobody.
 local MAX_REASSEMBLED_BODY = 1024 * 1024 * 1024
 
-local OP = { SUBMIT = 0, FETCH = 1, STATUS = 2, CANCEL = 3, LIST = 4, STATS = 5, HELLO = 6 }
-local OPCODE_NAMES = { [0] = "SUBMIT", "FETCH", "STATUS", "CANCEL", "LIST", "STATS", "HELLO" }
+local OP = { SUBMIT = 0, FETCH = 1, STATUS = 2, CANCEL = 3, LIST = 4, STATS = 5, HELLO = 6,
+             AUTH = 7 }
+local OPCODE_NAMES = { [0] = "SUBMIT", "FETCH", "STATUS", "CANCEL", "LIST", "STATS", "HELLO",
+                       "AUTH" }
 
 local ST = { OK = 0, PENDING = 1 }
 local STATUS_NAMES = {
   [0] = "OK", "PENDING", "UNKNOWN_JOB", "JOB_FAILED", "JOB_CANCELLED", "JOB_EXPIRED",
   "QUEUE_FULL", "BAD_REQUEST", "UNKNOWN_OPCODE", "FRAME_TOO_LARGE", "VERSION_MISMATCH",
   "BAD_JOB", "SERVER_BUSY", "SHUTTING_DOWN", "JOB_CRASHED", "JOB_TIMED_OUT", "JOB_OUT_OF_MEMORY",
+  "SERVER_ERROR", "AUTH_FAILED", "NOT_AUTHENTICATED", "FORBIDDEN",  -- the last three: version 2
 }
+
+-- AUTH's OK (version 2): the token's role. HELLO's reply to a version 2 HELLO: a flags byte.
+local ROLE_NAMES = { [0] = "user", "admin" }
+local HELLO_AUTH_REQUIRED = 0x01
 
 local STATE_NAMES = { [0] = "queued", "mapping", "reducing", "done", "failed", "cancelled" }
 local STATE = { MAPPING = 1, REDUCING = 2 }
@@ -67,9 +76,18 @@ local F = {
   body = ProtoField.bytes("mrd.body", "Body (not decoded)"),
   job_id = ProtoField.uint32("mrd.job_id", "Job id", base.DEC),
 
-  -- HELLO, both ways
+  -- HELLO, both ways; its flags only in the reply to a version 2 HELLO
   hello_version = ProtoField.uint16("mrd.hello.version", "Protocol version", base.DEC),
   hello_software = ProtoField.string("mrd.hello.software", "Software"),
+  hello_flags = ProtoField.uint8("mrd.hello.flags", "Flags", base.HEX),
+  hello_auth_required = ProtoField.bool("mrd.hello.auth_required", "Auth required", 8,
+                                        { "Yes (AUTH before any other request)", "No" },
+                                        HELLO_AUTH_REQUIRED),
+
+  -- AUTH (version 2). The token is a secret: only its length is a field, never its bytes.
+  auth_token_length = ProtoField.uint64("mrd.auth.token_length", "Token length", base.DEC),
+  auth_tenant = ProtoField.string("mrd.auth.tenant", "Tenant"),
+  auth_role = ProtoField.uint8("mrd.auth.role", "Role", base.DEC, ROLE_NAMES),
 
   -- SUBMIT
   mapper = ProtoField.string("mrd.submit.mapper", "Mapper"),
@@ -333,12 +351,52 @@ local function read_job_id(r, tree)
   return "job " .. r:uint(tree, F.job_id, 4, "job id")
 end
 
--- HELLO: u16 version, string software (empty in a request)
+-- HELLO: u16 version, string software (empty in a request). Returns the summary and the version.
 local function read_hello(r, tree)
   local version = r:uint(tree, F.hello_version, 2, "version")
   local software = r:string(tree, F.hello_software, "software", nil, 256)
-  if software == "" then return "v" .. version end
-  return software .. ", v" .. version
+  if software == "" then return "v" .. version, version end
+  return software .. ", v" .. version, version
+end
+
+-- HELLO's OK: version 1's layout, then (in the reply to a version 2 HELLO) u8 flags, whose bit 0
+-- says the server requires AUTH. The request tells the layout; without it, the reply's version.
+local function read_hello_ok(r, tree, record)
+  local summary, version = read_hello(r, tree)
+  local asked = record.request and record.request.hello_version
+  if (asked or version) < 2 then return summary end
+  local range = r:take(1, "flags")
+  local flags = range:uint()
+  if tree then
+    local item = tree:add(F.hello_flags, range)
+    item:add(F.hello_auth_required, range)
+    if flags >= 2 then  -- bits 1 to 7 are 0 in version 2 (Lua 5.2 has no bit operators)
+      item:add_proto_expert_info(E.unknown_code, "undefined flag bits set")
+    end
+  end
+  if flags % 2 == HELLO_AUTH_REQUIRED then summary = summary .. ", auth required" end  -- bit 0
+  return summary
+end
+
+-- AUTH: string token. The token is a secret: the tree shows how long it is and nothing of its
+-- bytes, and neither does the Info column.
+local function read_auth(r, tree)
+  local start = r.pos
+  local length = r:u64(nil, nil, "token length")
+  r:take(length, "token")
+  if tree then
+    tree:add(F.auth_token_length, r.tvb(start, 8 + length), UInt64(length))
+        :set_text(string.format("Token: %s bytes (not shown)", length))
+  end
+  return string.format("token of %s bytes", length)
+end
+
+-- AUTH's OK: string tenant, u8 role.
+local function read_auth_ok(r, tree)
+  local tenant = r:string(tree, F.auth_tenant, "tenant", MAX_NAME)
+  local role, role_item = r:uint(tree, F.auth_role, 1, "role")
+  check_defined(role_item, ROLE_NAMES, role, "role")
+  return string.format("tenant %s, %s", tenant, name_or_number(ROLE_NAMES, role, "role"))
 end
 
 -- A u32 option where 0 means "the server chooses"; saying so spares the reader a trip to the doc.
@@ -541,14 +599,14 @@ end
 local REQUEST_READERS = {
   [OP.SUBMIT] = read_submit, [OP.FETCH] = read_job_id, [OP.STATUS] = read_job_id,
   [OP.CANCEL] = read_job_id, [OP.LIST] = read_empty, [OP.STATS] = read_empty,
-  [OP.HELLO] = read_hello,
+  [OP.HELLO] = read_hello, [OP.AUTH] = read_auth,
 }
 
 -- The body of an OK depends on what it answers.
 local OK_READERS = {
   [OP.SUBMIT] = read_job_id, [OP.FETCH] = read_result, [OP.STATUS] = read_status_ok,
   [OP.CANCEL] = read_cancel_ok, [OP.LIST] = read_job_list, [OP.STATS] = read_server_stats,
-  [OP.HELLO] = read_hello,
+  [OP.HELLO] = read_hello_ok, [OP.AUTH] = read_auth_ok,
 }
 
 ------------------------------------------------------------------------------------------------
@@ -561,8 +619,10 @@ local OK_READERS = {
 -- frame number and the PDU's rank in the frame, and later passes look it up.
 ------------------------------------------------------------------------------------------------
 
-local streams = {}      -- TCP stream key -> { server_port, queue, head, tail, lost_from }
-local pdu_records = {}  -- "frame:rank" -> { frame, code, is_request, job_id, request, reply_frame }
+local streams = {}      -- TCP stream key -> { server_port, queue, head, tail, lost_from,
+                       --                   first_frame, found_by_heuristic }
+local pdu_records = {}  -- "frame:rank" -> { frame, code, is_request, job_id, hello_version,
+                       --                  request, reply_frame }
 
 function mrd.init()  -- a new capture file: forget the old one
   streams = {}
@@ -607,6 +667,11 @@ local function request_job_id(tvb, code)
   if names_job and tvb:len() == HEADER_SIZE + 4 then return tvb(HEADER_SIZE, 4):le_uint() end
 end
 
+-- A HELLO asks for a protocol version; the layout of its OK depends on it (flags from 2 on).
+local function request_hello_version(tvb, code)
+  if code == OP.HELLO and tvb:len() >= HEADER_SIZE + 2 then return tvb(HEADER_SIZE, 2):le_uint() end
+end
+
 -- The record of this PDU: made (and the queue updated) on the first visit, looked up afterwards.
 local function pdu_record(tvb, pinfo, stream, rank, is_request)
   local key = pinfo.number .. ":" .. rank
@@ -616,6 +681,7 @@ local function pdu_record(tvb, pinfo, stream, rank, is_request)
   record = { frame = pinfo.number, code = code, is_request = is_request }
   if is_request then
     record.job_id = request_job_id(tvb, code)
+    record.hello_version = request_hello_version(tvb, code)
     stream.tail = stream.tail + 1
     stream.queue[stream.tail] = record
   elseif stream.head <= stream.tail then
@@ -742,6 +808,7 @@ local function dissect_oversized(tvb, pinfo, root, stream, is_request, limit)
 end
 
 local function body_limit(is_request, code)
+  if is_request and code == OP.AUTH then return MAX_AUTH_BODY end
   if is_request and code ~= OP.SUBMIT then return MAX_SMALL_BODY end
   return MAX_REASSEMBLED_BODY
 end
@@ -825,21 +892,30 @@ local function looks_like_request(tvb)
     return length >= 10 and length <= MAX_SMALL_BODY
            and (tvb:len() < 7 or tvb(5, 2):le_uint() >= 1)
   end
+  if opcode == OP.AUTH then  -- one string, the token: its length is all the rest of the body
+    return length >= 8 and length <= MAX_AUTH_BODY
+           and (tvb:len() < 13 or tvb(5, 8):le_uint64():tonumber() == length - 8)
+  end
   return length >= MIN_SUBMIT_BODY and length <= MAX_REASSEMBLED_BODY  -- a SUBMIT
          and (tvb:len() < 13 or tvb(5, 8):le_uint64():tonumber() <= MAX_NAME)
 end
 
 local tcp_seq_field = Field.new("tcp.seq")  -- relative: 1 is the first byte of the stream
 
--- Only a stream's first bytes are judged: in the middle of a stream, any byte below 7 followed
--- by a small number would pass for a header. Once a stream is recognised, all of it is ours.
+-- Only a stream's first bytes are judged: in the middle of a stream, any byte below 8 followed
+-- by a small number would pass for a header. And only the first bytes of the stream as a whole,
+-- which are its client's (clients speak first), not those of the server's direction: an error
+-- reply (status 7, one string) is laid out exactly as an AUTH request (opcode 7, one string).
+-- Once a stream is recognised, all of it is ours.
 local function heuristic(tvb, pinfo, root)
   if not mrd.prefs.heuristic then return false end
   local stream = stream_of(pinfo, false)
   if not (stream and stream.found_by_heuristic) then
     local seq = tcp_seq_field()
-    if not (seq and seq.value == 1 and looks_like_request(tvb)) then return false end
+    if not (seq and seq.value == 1) then return false end
     stream = stream_of(pinfo, true)
+    stream.first_frame = stream.first_frame or pinfo.number  -- kept for the later passes
+    if stream.first_frame ~= pinfo.number or not looks_like_request(tvb) then return false end
     stream.found_by_heuristic = true
     stream.server_port = stream.server_port or pinfo.dst_port
   end
