@@ -26,7 +26,6 @@
 // (docs/architecture.md).
 #pragma once
 
-#include <asio/ssl/context.hpp>
 #include <memory>
 
 #include "server/connection_socket.hpp"
@@ -34,6 +33,10 @@
 #include "server/memory_budget.hpp"
 #include "server/request_handler.hpp"
 #include "server/server_config.hpp"
+
+namespace asio::ssl {
+class context;  // asio/ssl/context.hpp: only the TLS path needs all of it
+}  // namespace asio::ssl
 
 namespace mrd::server {
 

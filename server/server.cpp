@@ -6,6 +6,7 @@
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
+#include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -92,6 +93,8 @@ Server::Server(asio::io_context& io, ServerConfig config,
       tls_acceptor_(io),
       tls_context_(std::move(tls_context)),
       sweeper_(io) {}
+
+Server::~Server() = default;
 
 std::uint16_t Server::listen(tcp::acceptor& acceptor, const std::string& host, std::uint16_t port) {
   const tcp::endpoint endpoint(asio::ip::make_address(host), port);

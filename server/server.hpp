@@ -7,7 +7,6 @@
 #include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/ssl/context.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -20,6 +19,10 @@
 #include "server/scheduler.hpp"
 #include "server/server_config.hpp"
 
+namespace asio::ssl {
+class context;  // asio/ssl/context.hpp, included where it is used
+}  // namespace asio::ssl
+
 namespace mrd::server {
 
 class Server {
@@ -28,6 +31,7 @@ class Server {
   /// without one.
   Server(asio::io_context& io, ServerConfig config,
          std::unique_ptr<asio::ssl::context> tls_context = nullptr);
+  ~Server();  // in server.cpp, where asio::ssl::context is complete
 
   /// Binds, starts the worker processes, runs again the jobs a previous run left unfinished (with
   /// a data directory) and starts accepting. Throws on failure to do any of it.
