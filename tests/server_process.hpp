@@ -238,6 +238,20 @@ class ServerProcess {
   std::uint16_t port_ = 0;
 };
 
+/// Runs `command` in sh; returns its exit code (-1 if it did not exit), with its stdout and stderr
+/// in `output` if given.
+inline int run_command(const std::string& command, std::string* output = nullptr) {
+  std::FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) throw std::runtime_error("cannot run " + command);
+  std::string text;
+  char chunk[4096];
+  while (const auto n = std::fread(chunk, 1, sizeof chunk, pipe))
+    text.append(chunk, n);
+  const int status = ::pclose(pipe);
+  if (output) *output = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 /// A reply as it came off the wire.
 struct RawReply {
   std::uint8_t status = 0;

@@ -21,20 +21,6 @@ using mrd::client::ErrorKind;
 using mrd::client::TlsOptions;
 using mrd::protocol::Status;
 
-/// Runs `command` in sh; returns its exit code (-1 if it did not exit) and its stdout and stderr
-/// in `output`.
-int run(const std::string& command, std::string* output = nullptr) {
-  std::FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) throw std::runtime_error("cannot run " + command);
-  std::string text;
-  char chunk[4096];
-  while (const auto n = std::fread(chunk, 1, sizeof chunk, pipe))
-    text.append(chunk, n);
-  const int status = ::pclose(pipe);
-  if (output) *output = text;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /// Two CAs, and certificates they sign, made with the openssl command in a temporary directory:
 ///   ca.pem         the CA the server and clients trust
 ///   other-ca.pem   a CA nobody here trusts
@@ -61,7 +47,7 @@ class Certificates {
  private:
   void sh(const std::string& command) {
     std::string output;
-    if (run("cd '" + dir_.path().string() + "' && " + command, &output) != 0) {
+    if (run_command("cd '" + dir_.path().string() + "' && " + command, &output) != 0) {
       throw std::runtime_error("openssl failed: " + command + "\n" + output);
     }
   }
@@ -336,7 +322,7 @@ TEST(Tls, TlsOnlyWithListenNone) {
 
 /// mrd's exit code and output for a command line that must not start.
 int start_fails(const std::string& arguments, std::string& output) {
-  return run(std::string(MRD_BINARY) + " --listen 127.0.0.1:0 " + arguments, &output);
+  return run_command(std::string(MRD_BINARY) + " --listen 127.0.0.1:0 " + arguments, &output);
 }
 
 TEST(Tls, OptionsThatDoNotGoTogetherAreRefusedAtStart) {
@@ -350,7 +336,7 @@ TEST(Tls, OptionsThatDoNotGoTogetherAreRefusedAtStart) {
   EXPECT_NE(output.find("need --tls-listen"), std::string::npos) << output;
   EXPECT_EQ(start_fails("--tls-listen 127.0.0.1:0 --tls-auth-clients yes" + pair, output), 2);
   EXPECT_NE(output.find("needs --tls-ca-cert-file"), std::string::npos) << output;
-  EXPECT_EQ(run(std::string(MRD_BINARY) + " --listen none", &output), 2);
+  EXPECT_EQ(run_command(std::string(MRD_BINARY) + " --listen none", &output), 2);
   EXPECT_NE(output.find("nothing to listen on"), std::string::npos) << output;
   // A key that is not the certificate's, and a file that is not a certificate: exit 7.
   EXPECT_EQ(start_fails("--tls-listen 127.0.0.1:0 --tls-cert-file " + c["server.pem"] +
@@ -368,7 +354,7 @@ TEST(Tls, OptionsThatDoNotGoTogetherAreRefusedAtStart) {
 
 /// The real mrctl, with `arguments` after its --server; its exit code, and its output.
 int mrctl(const std::string& arguments, std::string& output) {
-  return run(std::string(MRCTL_BINARY) + " " + arguments, &output);
+  return run_command(std::string(MRCTL_BINARY) + " " + arguments, &output);
 }
 
 TEST(Tls, MrctlRunsAJobOverTlsAndSaysClearlyWhyItCannot) {
@@ -398,9 +384,9 @@ TEST(Tls, MrctlRunsAJobOverTlsAndSaysClearlyWhyItCannot) {
   EXPECT_NE(output.find("warning: --insecure-skip-verify"), std::string::npos) << output;
   // SSLKEYLOGFILE: the session's secrets, in the NSS key log format Wireshark reads.
   const auto keylog = (dir.path() / "keys.log").string();
-  EXPECT_EQ(run("SSLKEYLOGFILE=" + keylog + " " + std::string(MRCTL_BINARY) + at +
-                    " --tls --cacert " + c["ca.pem"] + " server-stats",
-                &output),
+  EXPECT_EQ(run_command("SSLKEYLOGFILE=" + keylog + " " + std::string(MRCTL_BINARY) + at +
+                            " --tls --cacert " + c["ca.pem"] + " server-stats",
+                        &output),
             0)
       << output;
   std::ifstream keys(keylog);

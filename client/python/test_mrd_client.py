@@ -171,6 +171,17 @@ def sample_documents() -> List[Document]:
 # --------------------------------------------------------------------------------------------
 
 
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends on `sock` until it closes the connection."""
+    stream = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return stream
+        stream += chunk
+
+
 class ServerProcess:
     """An mrd on an ephemeral port, started once and stopped at the end by its PID."""
 
@@ -893,12 +904,7 @@ class TestErrors(ServerTestCase):
     def assert_too_large_then_closed(self, frame: bytes) -> None:
         with self.server.raw_socket() as sock:
             sock.sendall(frame)
-            stream = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                stream += chunk
+            stream = read_until_closed(sock)
         frames, rest = mrd.split_frames(stream)
         self.assertEqual(rest, b"")
         self.assertEqual(len(frames), 1, "FRAME_TOO_LARGE, then the connection is closed")
@@ -947,12 +953,7 @@ class TestPipelining(ServerTestCase):
         with self.server.raw_socket() as sock:
             sock.sendall(mrd.list_frame() + mrd.hello_frame() + mrd.stats_frame())
             sock.shutdown(socket.SHUT_WR)
-            stream = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                stream += chunk
+            stream = read_until_closed(sock)
         frames, rest = mrd.split_frames(stream)
         self.assertEqual((len(frames), rest), (3, b""))
         self.assertEqual(mrd.decode_hello_reply(frames[1][1]).version, mrd.PROTOCOL_VERSION)
@@ -1094,12 +1095,7 @@ class TestAuthentication(ServerTestCase):
         with self.server.raw_socket() as sock:
             # A header announcing a body that never comes: the server does not wait for it.
             sock.sendall(struct.pack("<BI", Opcode.SUBMIT, 100))
-            stream = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                stream += chunk
+            stream = read_until_closed(sock)
         frames, rest = mrd.split_frames(stream)
         self.assertEqual((len(frames), rest), (1, b""), "NOT_AUTHENTICATED, then close")
         self.assertEqual(frames[0][0], Status.NOT_AUTHENTICATED)
