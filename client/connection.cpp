@@ -176,8 +176,10 @@ void Connection::cancel(std::uint32_t job_id) {
   }
 }
 
-protocol::JobList Connection::list() {
-  return ask<protocol::JobList>(empty_frame(Opcode::kList), "list");
+protocol::TenantJobList Connection::list() {
+  std::string frame;
+  protocol::append_message(frame, code(Opcode::kList), protocol::ListRequest{});
+  return ask<protocol::TenantJobList>(frame, "list");
 }
 
 protocol::ServerStats Connection::stats() {

@@ -70,8 +70,9 @@ class Connection {
   /// CANCEL: stops a job and makes the server forget it.
   void cancel(std::uint32_t job_id);
 
-  /// LIST: every job the server remembers.
-  protocol::JobList list();
+  /// LIST: the jobs the server remembers that this connection may see (with tokens: its tenant's,
+  /// or every job for an admin), each with its tenant.
+  protocol::TenantJobList list();
 
   /// STATS: the server's counters.
   protocol::ServerStats stats();

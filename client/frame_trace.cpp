@@ -238,6 +238,21 @@ void add_fields(std::string& out, const protocol::JobList& list) {
   add_more(out, list.jobs.size(), "more job");
 }
 
+void add_fields(std::string& out, const protocol::TenantJobList& list) {
+  add_line(out, "jobs: " + std::to_string(list.jobs.size()));
+  for (std::size_t i = 0; i < std::min(list.jobs.size(), kShownEntries); ++i) {
+    add_line(out, "job " + std::to_string(list.jobs[i].id) + ": " +
+                      std::string(protocol::to_string(list.jobs[i].state)) + ", tenant " +
+                      quoted(list.jobs[i].tenant));
+  }
+  add_more(out, list.jobs.size(), "more job");
+}
+
+void add_fields(std::string& out, const protocol::ListRequest& request) {
+  add_line(out, "options: " + std::to_string(request.options) +
+                    (request.options & protocol::kListWithTenants ? " (with tenants)" : ""));
+}
+
 void add_fields(std::string& out, const protocol::ServerStats& stats) {
   for (const auto& [name, value] : server_stats_fields(stats)) {
     add_line(out, std::string(name) + ": " + std::to_string(value));
@@ -255,7 +270,7 @@ void add_decoded(std::string& out, std::string_view body) {
   add_fields(out, *decoded.value);
 }
 
-/// For the messages whose body is empty (LIST and STATS requests, CANCEL's OK).
+/// For the messages whose body is empty (a STATS request, CANCEL's OK).
 void add_no_body(std::string& out, std::string_view body) {
   if (!body.empty()) {
     add_line(out,
@@ -270,6 +285,10 @@ void add_request_fields(std::string& out, Opcode opcode, std::string_view body) 
     case Opcode::kStatus:
     case Opcode::kCancel: add_decoded<protocol::JobId>(out, body); return;
     case Opcode::kList:
+      // Empty (version 1), or its options (version 3).
+      if (body.empty()) return;
+      add_decoded<protocol::ListRequest>(out, body);
+      return;
     case Opcode::kStats: add_no_body(out, body); return;
     case Opcode::kHello: add_decoded<protocol::Hello>(out, body); return;
     case Opcode::kAuth: add_decoded<protocol::AuthRequest>(out, body); return;
@@ -283,7 +302,15 @@ void add_ok_fields(std::string& out, Opcode request, std::string_view body) {
     case Opcode::kFetch: add_decoded<protocol::JobResult>(out, body); return;
     case Opcode::kStatus: add_decoded<protocol::JobProgress>(out, body); return;
     case Opcode::kCancel: add_no_body(out, body); return;
-    case Opcode::kList: add_decoded<protocol::JobList>(out, body); return;
+    case Opcode::kList:
+      // With tenants, or without (a reply to an empty LIST). Neither layout ever decodes as the
+      // other, but for an empty list, which reads the same either way.
+      if (protocol::decode<protocol::TenantJobList>(body)) {
+        add_decoded<protocol::TenantJobList>(out, body);
+      } else {
+        add_decoded<protocol::JobList>(out, body);
+      }
+      return;
     case Opcode::kStats: add_decoded<protocol::ServerStats>(out, body); return;
     case Opcode::kHello:
       // Version 2's layout, or version 1's (a reply to a version 1 HELLO).

@@ -77,12 +77,13 @@ std::string job_status_json(const protocol::JobProgress& p) {
          ", \"reduce_total\": " + std::to_string(p.reduce_total) + "}\n";
 }
 
-std::string job_list_json(const protocol::JobList& list) {
+std::string job_list_json(const protocol::TenantJobList& list) {
   std::string out = "[";
   for (std::size_t i = 0; i < list.jobs.size(); ++i) {
     out += i == 0 ? "\n  " : ",\n  ";
     out += "{\"id\": " + std::to_string(list.jobs[i].id) +
-           ", \"state\": " + json_string(protocol::to_string(list.jobs[i].state)) + "}";
+           ", \"state\": " + json_string(protocol::to_string(list.jobs[i].state)) +
+           ", \"tenant\": " + json_string(list.jobs[i].tenant) + "}";
   }
   out += list.jobs.empty() ? "]\n" : "\n]\n";
   return out;

@@ -30,7 +30,7 @@ std::string result_json(const protocol::JobResult& result, std::size_t top);
 std::string job_status_json(const protocol::JobProgress& progress);
 
 /// [{"id": 7, "state": "done"}, ...]
-std::string job_list_json(const protocol::JobList& list);
+std::string job_list_json(const protocol::TenantJobList& list);
 
 /// {"uptime_ms": 1234, ...}
 std::string server_stats_json(const protocol::ServerStats& stats);

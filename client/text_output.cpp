@@ -76,16 +76,21 @@ std::string job_status_text(const protocol::JobProgress& p) {
          std::to_string(p.reduce_done) + "/" + std::to_string(p.reduce_total) + '\n';
 }
 
-std::string job_list_text(const protocol::JobList& list) {
+std::string job_list_text(const protocol::TenantJobList& list) {
   std::size_t width = 2;  // "ID"
-  for (const auto& j : list.jobs)
+  bool tenants = false;   // a server without tokens has none: no column for them
+  for (const auto& j : list.jobs) {
     width = std::max(width, std::to_string(j.id).size());
+    tenants = tenants || !j.tenant.empty();
+  }
   std::string out;
   if (list.jobs.empty()) return out;
-  out += pad_left("ID", width) + "  STATE\n";
+  out += pad_left("ID", width) + (tenants ? "  STATE      TENANT\n" : "  STATE\n");
   for (const auto& j : list.jobs) {
+    const std::string state(protocol::to_string(j.state));
     out += pad_left(std::to_string(j.id), width) + "  " +
-           std::string(protocol::to_string(j.state)) + '\n';
+           (tenants ? pad_right(state, 9) + "  " + (j.tenant.empty() ? "-" : j.tenant) : state) +
+           '\n';
   }
   return out;
 }

@@ -33,7 +33,7 @@ std::string result_text(const protocol::JobResult& result, std::size_t top);
 std::string job_status_text(const protocol::JobProgress& progress);
 
 /// "ID  STATE" per job; nothing for an empty list.
-std::string job_list_text(const protocol::JobList& list);
+std::string job_list_text(const protocol::TenantJobList& list);
 
 /// "name  value" per counter.
 std::string server_stats_text(const protocol::ServerStats& stats);

@@ -113,6 +113,19 @@ void write(BodyWriter& w, const JobList& m) {
   }
 }
 
+void write(BodyWriter& w, const ListRequest& m) {
+  w.value(m.options);
+}
+
+void write(BodyWriter& w, const TenantJobList& m) {
+  w.count(m.jobs.size());
+  for (const auto& j : m.jobs) {
+    w.value(j.id);
+    w.value(j.state);
+    w.bytes(j.tenant);
+  }
+}
+
 void write(BodyWriter& w, const ServerStats& m) {
   for (auto v :
        {m.uptime_ms, m.connections_open, m.connections_total, m.requests_total, m.requests_rejected,
@@ -216,6 +229,21 @@ void read(BodyReader& r, JobList& m) {
   for (auto& j : m.jobs) {
     j.id = r.value<std::uint32_t>();
     j.state = read_enum(r, JobState::kCancelled, "job state");
+  }
+}
+
+void read(BodyReader& r, ListRequest& m) {
+  m.options = r.value<std::uint8_t>();
+}
+
+void read(BodyReader& r, TenantJobList& m) {
+  // Each row is at least 13 bytes: id, state and the tenant's length.
+  const auto n = r.count(13, kNoCountLimit, "job count");
+  m.jobs.resize(static_cast<std::size_t>(n));
+  for (auto& j : m.jobs) {
+    j.id = r.value<std::uint32_t>();
+    j.state = read_enum(r, JobState::kCancelled, "job state");
+    j.tenant = r.bytes(kMaxTenantBytes, "tenant");
   }
 }
 
@@ -324,6 +352,8 @@ Decoded<SubmitRequest> decode<SubmitRequest>(std::string_view body) {
 }
 MRD_BODY(JobResult)
 MRD_BODY(JobList)
+MRD_BODY(ListRequest)
+MRD_BODY(TenantJobList)
 MRD_BODY(ServerStats)
 
 #undef MRD_BODY

@@ -44,6 +44,8 @@ void encode_to(std::string& out, const SubmitRequest& body);
 void encode_to(std::string& out, const JobResult& body);
 void encode_to(std::string& out, const JobProgress& body);
 void encode_to(std::string& out, const JobList& body);
+void encode_to(std::string& out, const ListRequest& body);
+void encode_to(std::string& out, const TenantJobList& body);
 void encode_to(std::string& out, const ServerStats& body);
 
 /// The encoding of a body on its own.
@@ -91,6 +93,10 @@ template <>
 Decoded<JobProgress> decode<JobProgress>(std::string_view body);
 template <>
 Decoded<JobList> decode<JobList>(std::string_view body);
+template <>
+Decoded<ListRequest> decode<ListRequest>(std::string_view body);
+template <>
+Decoded<TenantJobList> decode<TenantJobList>(std::string_view body);
 template <>
 Decoded<ServerStats> decode<ServerStats>(std::string_view body);
 

@@ -160,6 +160,26 @@ struct JobList {
   bool operator==(const JobList&) const = default;
 };
 
+/// LIST body in version 3 (an empty body asks for a JobList, as in version 1).
+struct ListRequest {
+  std::uint8_t options = kListWithTenants;  ///< kListWithTenants; other bits are 0
+  bool operator==(const ListRequest&) const = default;
+};
+
+/// One row of a LIST reply to a ListRequest with kListWithTenants.
+struct TenantJobSummary {
+  std::uint32_t id = 0;
+  JobState state = JobState::kQueued;
+  std::string tenant;  ///< who submitted it; empty for a job submitted without a token
+  bool operator==(const TenantJobSummary&) const = default;
+};
+
+/// LIST reply with kListWithTenants: the jobs the caller may see, by id, with their tenants.
+struct TenantJobList {
+  std::vector<TenantJobSummary> jobs;
+  bool operator==(const TenantJobList&) const = default;
+};
+
 /// STATS reply: the server's counters since it started.
 struct ServerStats {
   std::uint64_t uptime_ms = 0;

@@ -10,9 +10,11 @@
 namespace mrd::protocol {
 
 /// Version of the wire format this code speaks, exchanged by HELLO. Version 2 added AUTH, its
-/// statuses (AUTH_FAILED, NOT_AUTHENTICATED, FORBIDDEN) and the flags of HELLO's reply; a server
-/// answers a version 1 HELLO in version 1's layout, so version 1 clients go on working.
-inline constexpr std::uint16_t kProtocolVersion = 2;
+/// statuses (AUTH_FAILED, NOT_AUTHENTICATED, FORBIDDEN) and the flags of HELLO's reply; version 3
+/// LIST's options (a LIST that asks for each job's tenant). A server answers an older client's
+/// HELLO in that client's layout, and an empty LIST as version 1 did, so older clients go on
+/// working.
+inline constexpr std::uint16_t kProtocolVersion = 3;
 /// The oldest version a server still answers.
 inline constexpr std::uint16_t kOldestProtocolVersion = 1;
 
@@ -64,6 +66,9 @@ enum class Role : std::uint8_t {
 
 /// Bits of HELLO's reply `flags` (version 2).
 inline constexpr std::uint8_t kHelloAuthRequired = 1;  ///< requests need AUTH first
+
+/// Bits of LIST's `options` (version 3).
+inline constexpr std::uint8_t kListWithTenants = 1;  ///< each job with the tenant that submitted it
 
 /// Where a job is in its life.
 enum class JobState : std::uint8_t {

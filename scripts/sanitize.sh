@@ -39,5 +39,5 @@ if [[ $which == tsan || $which == all ]]; then
     durability_test hostile_test upload_test tls_test auth_test
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:handle_segv=0 \
     ctest --test-dir build-tsan --output-on-failure -j 2 \
-    -R '^(Server|Faults|Durability|BadInput|Timeouts|Upload|Tls|Auth)\.' -E "$excluded"
+    -R '^(Server|Faults|Durability|BadInput|Timeouts|Upload|Tls|Auth|Tenants)\.' -E "$excluded"
 fi

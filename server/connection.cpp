@@ -199,7 +199,7 @@ void Connection::maybe_start_upload() {
       {pending_.data() + kHeaderBytes, have}, body_bytes, *budget_,
       config_.data_dir.empty() ? std::string() : inputs_directory(config_.data_dir));
   if (!upload_) return;  // it stays in pending_, the way small requests go
-  early_ = handler_.start_early({pending_.data() + kHeaderBytes, have}, *upload_);
+  early_ = handler_.start_early({pending_.data() + kHeaderBytes, have}, *upload_, session_);
   std::vector<char>().swap(pending_);
   pending_charge_.reset();
 }
@@ -239,7 +239,7 @@ std::size_t Connection::continue_upload(std::string_view received) {
   next_frame_ = 0;
   if (body.segment) {
     body.early = std::move(early_);
-    handler_.submit_received(std::move(body), replies_);
+    handler_.submit_received(std::move(body), replies_, session_);
   }
   early_.reset();
   reply_charge_ = MemoryCharge::force_take(*budget_, replies_.owned_bytes());

@@ -224,7 +224,7 @@ bool Dispatcher::admit(Submission& submission) {
       chunks, " chunks, ", job->task.partitions, " partitions, input ",
       job->input->fd() >= 0 ? "shared" : "inline");
   jobs_.emplace(job->ticket.get(), job);
-  ready_.push_back(std::move(job));
+  ready_.push_back(job->ticket->tenant, job);
   return true;
 }
 
@@ -350,7 +350,7 @@ void Dispatcher::cut(const std::shared_ptr<RunningJob>& job, std::uint64_t arriv
     return;
   }
   if (job->chunks.size() == before) return;
-  if (job->todo.empty()) ready_.push_back(job);
+  if (job->todo.empty()) ready_.push_back(job->ticket->tenant, job);
   for (auto i = before; i < job->chunks.size(); ++i)
     job->todo.push_back(static_cast<std::uint32_t>(i));
   job->ticket->map_total = static_cast<std::uint32_t>(job->chunks.size());
@@ -394,7 +394,7 @@ void Dispatcher::drop_cancelled() {
   }
   std::erase_if(arriving_, [](const auto& job) { return job->ticket->cancelled.load(); });
   // A dropped job waiting for its turn holds its input until its turn comes: it goes now.
-  std::erase_if(ready_, [](const auto& job) { return job->dropped; });
+  ready_.erase_if([](const auto& job) { return job->dropped; });
   stop_dropped_tasks();
 }
 
@@ -429,8 +429,7 @@ void Dispatcher::dispatch() {
 
 void Dispatcher::start_next_task(unsigned slot) {
   while (!ready_.empty()) {
-    auto job = std::move(ready_.front());
-    ready_.pop_front();
+    auto job = ready_.pop_front();
     if (job->dropped || job->todo.empty()) continue;
     const auto index = job->todo.front();
     job->todo.pop_front();
@@ -445,7 +444,8 @@ void Dispatcher::start_next_task(unsigned slot) {
         ++count;
       }
     }
-    if (!job->todo.empty()) ready_.push_back(job);  // its next task waits for its next turn
+    // Its next task waits for its next turn.
+    if (!job->todo.empty()) ready_.push_back(job->ticket->tenant, job);
     const auto type = job->fused                  ? TaskMessageType::kMapReduce
                       : job->phase == Phase::kMap ? TaskMessageType::kMap
                                                   : TaskMessageType::kReduce;
@@ -622,7 +622,8 @@ void Dispatcher::on_over_budget(unsigned slot, const std::string& what) {
 
 void Dispatcher::requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index,
                          std::uint32_t count) {
-  if (job->todo.empty()) ready_.push_front(job);  // it lost its turn through no fault of its own
+  // It lost its turn through no fault of its own.
+  if (job->todo.empty()) ready_.push_front(job->ticket->tenant, job);
   for (auto i = index + count; i-- > index;)
     job->todo.push_front(i);
 }
@@ -637,7 +638,7 @@ void Dispatcher::on_phase_complete(RunningJob& job) {
       for (std::uint32_t p = 0; p < job.task.partitions; ++p)
         job.todo.push_back(p);
       job.ticket->state = JobState::kReducing;
-      ready_.push_back(jobs_.at(job.ticket.get()));
+      ready_.push_back(job.ticket->tenant, jobs_.at(job.ticket.get()));
       return;
     }
     if (job.matrix_result) {

@@ -3,7 +3,8 @@
 // Life of a job here: admitted (planned, paid for, split into chunks), its map tasks handed to
 // idle workers, their outputs grouped by partition, its reduce tasks handed out the same way, the
 // result assembled and encoded, then given to the finish callback. Tasks of all running jobs take
-// turns (round robin), so a small job is not stuck behind a big one. A task whose worker dies, at
+// turns, tenants first and then their jobs (tenant_turns.hpp), so that a small job is not stuck
+// behind a big one, nor one tenant's job behind another's thousand. A task whose worker dies, at
 // any moment, runs again up to kMaxTaskAttempts times; one past its deadline has its worker
 // killed and counts as an attempt too. A job that cannot get the memory it needs fails with
 // JOB_OUT_OF_MEMORY; the dispatcher itself never fails because of one job.
@@ -28,6 +29,7 @@
 #include "server/memory_budget.hpp"
 #include "server/pool/task_pool.hpp"
 #include "server/submitted_input.hpp"
+#include "server/tenant_turns.hpp"
 
 namespace mrd::engine {
 class JobKind;
@@ -141,7 +143,8 @@ class Dispatcher {
   std::unordered_map<const JobTicket*, std::shared_ptr<RunningJob>> jobs_;
   std::vector<std::shared_ptr<RunningJob>> arriving_;  ///< jobs whose input is still arriving
   bool early_cancelled_ = false;  ///< a job cancelled before admission had started early maps
-  std::deque<std::shared_ptr<RunningJob>> ready_;   ///< jobs with a task to send, in turn order
+  /// Jobs with a task to send, in turn order: tenants take turns, then their jobs.
+  TenantTurns<std::shared_ptr<RunningJob>> ready_;
   std::vector<std::optional<InFlight>> in_flight_;  ///< per pool slot
   /// How long a job must have run alone before its map tasks take several chunks each.
   static constexpr std::chrono::milliseconds kQuietBeforeJoining{100};

@@ -22,13 +22,16 @@ namespace {
 constexpr int kApplicationId = 0x4d524431;
 
 /// PRAGMA user_version of the schema below. Version 0 (no application_id either) had no
-/// request_digest column, version 1 no input_* columns; open() migrates both.
-constexpr int kSchemaVersion = 2;
+/// request_digest column, version 1 no input_* columns, version 2 no tenant (and its keys were
+/// unique across tenants); open() migrates each.
+constexpr int kSchemaVersion = 3;
 
-constexpr const char* kSchema = R"sql(
-  CREATE TABLE jobs (
+/// The jobs table, created as `name` (a migration builds it beside the old one).
+std::string jobs_table(const std::string& name) {
+  return "CREATE TABLE " + name + R"sql( (
     id              INTEGER PRIMARY KEY,
-    idempotency_key BLOB UNIQUE,          -- NULL when the client gave none
+    tenant          TEXT NOT NULL DEFAULT '', -- who submitted it; '' without --auth-file
+    idempotency_key BLOB,                 -- NULL when the client gave none
     state           INTEGER NOT NULL,     -- protocol::JobState: 0 unfinished, 3, 4 or 5
     failure         INTEGER NOT NULL DEFAULT 0,
     request         BLOB,                 -- the SUBMIT body, until the job finishes
@@ -36,11 +39,14 @@ constexpr const char* kSchema = R"sql(
     request_digest  BLOB,                 -- SHA-256 of the SUBMIT body, with a key
     input_file      TEXT,                 -- or, instead of request: the file in inputs/ that
     input_offset    INTEGER,              --   holds the body from this byte on,
-    input_digest    BLOB                  --   whose SHA-256 is this
-  );
-  -- Ids are never reused, even after the highest row is evicted: the highest one lives here.
-  CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-)sql";
+    input_digest    BLOB,                 --   whose SHA-256 is this
+    UNIQUE (tenant, idempotency_key)      -- each tenant's keys are its own
+  );)sql";
+}
+
+/// Ids are never reused, even after the highest row is evicted: the highest one lives here.
+constexpr const char* kCountersTable =
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
 constexpr const char* kMarkerText =
     "This directory holds the jobs of an mrd server (mrd.sqlite3).\n"
@@ -137,7 +143,7 @@ void JobDatabase::open(const std::string& directory, Sync sync) {
 
   insert_ = prepare(
       "INSERT INTO jobs (id, idempotency_key, state, request, request_digest, input_file, "
-      "input_offset, input_digest) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7)");
+      "input_offset, input_digest, tenant) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8)");
   remember_id_ = prepare(
       "INSERT INTO counters (name, value) VALUES ('highest_id', ?1) "
       "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)");
@@ -233,12 +239,14 @@ bool JobDatabase::check_existing(bool had_jobs) {
   }
   if (version == 0) migrate_from_version_0();
   if (version <= 1) migrate_from_version_1();
+  if (version <= 2) migrate_from_version_2();
   return true;
 }
 
 void JobDatabase::create_schema() {
   execute("BEGIN");
-  execute(kSchema);
+  execute(jobs_table("jobs").c_str());
+  execute(kCountersTable);
   execute(("PRAGMA application_id = " + std::to_string(kApplicationId)).c_str());
   execute(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
   execute("COMMIT");
@@ -275,10 +283,29 @@ void JobDatabase::migrate_from_version_1() {
   execute("ALTER TABLE jobs ADD COLUMN input_file TEXT");
   execute("ALTER TABLE jobs ADD COLUMN input_offset INTEGER");
   execute("ALTER TABLE jobs ADD COLUMN input_digest BLOB");
+  execute("PRAGMA user_version = 2");
+  execute("COMMIT");
+  log(Level::kInfo, "database ", path_,
+      ": migrated to schema version 2 (big inputs kept as files)");
+}
+
+void JobDatabase::migrate_from_version_2() {
+  // SQLite cannot change a column's constraints in place: the table is built anew beside the
+  // old one and takes its place. Every job it held was submitted without a tenant.
+  constexpr const char* kColumns =
+      "id, idempotency_key, state, failure, request, body, request_digest, input_file, "
+      "input_offset, input_digest";
+  execute("BEGIN");
+  execute(jobs_table("jobs_with_tenants").c_str());
+  execute((std::string("INSERT INTO jobs_with_tenants (") + kColumns + ") SELECT " + kColumns +
+           " FROM jobs")
+              .c_str());
+  execute("DROP TABLE jobs");
+  execute("ALTER TABLE jobs_with_tenants RENAME TO jobs");
   execute(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
   execute("COMMIT");
   log(Level::kInfo, "database ", path_, ": migrated to schema version ", kSchemaVersion,
-      " (big inputs kept as files)");
+      " (jobs belong to tenants)");
 }
 
 void JobDatabase::execute(const char* sql) {
@@ -324,7 +351,7 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
   std::vector<StoredJob> jobs;
   auto* rows = prepare(
       "SELECT id, idempotency_key, state, failure, request, body, request_digest, input_file, "
-      "input_offset, input_digest FROM jobs ORDER BY id");
+      "input_offset, input_digest, tenant FROM jobs ORDER BY id");
   while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
     StoredJob job;
     job.id = static_cast<std::uint32_t>(sqlite3_column_int64(rows, 0));
@@ -348,6 +375,7 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
         std::copy(input_digest.begin(), input_digest.end(), job.input_digest.begin());
       }
     }
+    job.tenant = column_blob(rows, 10);
     highest_id = std::max(highest_id, job.id);
     jobs.push_back(std::move(job));
   }
@@ -358,7 +386,8 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
   return jobs;
 }
 
-void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotency_key,
+void JobDatabase::record_submitted(std::uint32_t id, std::string_view tenant,
+                                   std::string_view idempotency_key,
                                    const RequestDigest* request_digest, std::string_view request,
                                    ReceivedFile* input_file) {
   if (input_file) {
@@ -377,6 +406,7 @@ void JobDatabase::record_submitted(std::uint32_t id, std::string_view idempotenc
   if (own_transaction) execute("BEGIN IMMEDIATE");
   try {
     sqlite3_bind_int64(insert_, 1, id);
+    sqlite3_bind_text(insert_, 8, tenant.data(), static_cast<int>(tenant.size()), SQLITE_TRANSIENT);
     if (idempotency_key.empty()) {
       sqlite3_bind_null(insert_, 2);
     } else {

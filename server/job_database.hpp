@@ -48,7 +48,8 @@ class DatabaseError : public std::runtime_error {
 /// One job as stored.
 struct StoredJob {
   std::uint32_t id = 0;
-  std::string idempotency_key;                             ///< empty if none
+  std::string tenant;                                      ///< who submitted it ("" if no one)
+  std::string idempotency_key;                             ///< empty if none (the tenant's own)
   std::optional<RequestDigest> request_digest;             ///< with a key; none if stored before
                                                            ///< digests were (finished jobs only)
   protocol::JobState state = protocol::JobState::kQueued;  ///< kQueued (unfinished) or final
@@ -90,7 +91,7 @@ class JobDatabase {
   /// `input_file` (the body was received into it) the row names that file, renamed to the job's
   /// (synced first with Sync::kFull), instead of holding `request`. Throws std::runtime_error
   /// saying what failed ("the disk ... is full" for SQLITE_FULL); no row was written then.
-  void record_submitted(std::uint32_t id, std::string_view idempotency_key,
+  void record_submitted(std::uint32_t id, std::string_view tenant, std::string_view idempotency_key,
                         const RequestDigest* request_digest, std::string_view request,
                         ReceivedFile* input_file = nullptr);
   void record_finished(std::uint32_t id, protocol::JobState state, protocol::Status failure,
@@ -126,6 +127,7 @@ class JobDatabase {
   void create_schema();
   void migrate_from_version_0();
   void migrate_from_version_1();
+  void migrate_from_version_2();
   void close();
 
   void execute(const char* sql);

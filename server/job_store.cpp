@@ -16,6 +16,15 @@ constexpr std::uint64_t kRecordOverhead = 400;
 /// pointer), the shared pointer's control block with its deleter, and their allocator headers.
 constexpr std::uint64_t kBodyOverhead = 128;
 
+/// A tenant's idempotency key, as the index holds it. Tenant names have no spaces
+/// (auth_tokens.hpp), so the first space ends the tenant and no two pairs make the same string.
+std::string key_of(std::string_view tenant, std::string_view idempotency_key) {
+  std::string key;
+  key.reserve(tenant.size() + 1 + idempotency_key.size());
+  key.append(tenant).append(1, ' ').append(idempotency_key);
+  return key;
+}
+
 /// Gives a body's bytes back to the retention total and the budget when its last holder is gone.
 struct BodyRelease {
   std::shared_ptr<std::atomic<std::uint64_t>> body_bytes;
@@ -72,20 +81,22 @@ std::vector<JobStore::Restored> JobStore::restore() {
   std::uint32_t highest_id = 0;
   std::set<std::string> inputs_in_use;
   for (auto& stored : database_->load(highest_id)) {
-    auto ticket = std::make_shared<JobTicket>(stored.id);
+    auto ticket = std::make_shared<JobTicket>(stored.id, stored.tenant);
     JobRecord record;
     record.ticket = ticket;
     record.idempotency_key = std::move(stored.idempotency_key);
     if (!record.idempotency_key.empty()) {
-      ids_by_key_[record.idempotency_key] = {stored.id, stored.request_digest};
+      ids_by_key_[key_of(stored.tenant, record.idempotency_key)] = {stored.id,
+                                                                    stored.request_digest};
     }
     if (stored.state == protocol::JobState::kQueued) {
       if (!stored.input_file.empty()) {
         inputs_in_use.insert(std::filesystem::path(stored.input_file).filename().string());
       }
+      count_unfinished(ticket->tenant, +1);
+      const auto id = stored.id;
       to_run.push_back({ticket, std::move(stored)});
-      ++unfinished_;
-      jobs_.emplace(stored.id, std::move(record));
+      jobs_.emplace(id, std::move(record));
       continue;
     }
     record.finished = true;
@@ -104,35 +115,36 @@ std::vector<JobStore::Restored> JobStore::restore() {
   return to_run;
 }
 
-std::optional<JobStore::KeyedJob> JobStore::find_by_key(std::string_view idempotency_key,
+std::optional<JobStore::KeyedJob> JobStore::find_by_key(std::string_view tenant,
+                                                        std::string_view idempotency_key,
                                                         const RequestDigest& request_digest) const {
   if (idempotency_key.empty()) return std::nullopt;
-  auto it = ids_by_key_.find(std::string(idempotency_key));
+  auto it = ids_by_key_.find(key_of(tenant, idempotency_key));
   if (it == ids_by_key_.end()) return std::nullopt;
   const auto& [id, digest] = it->second;
   return KeyedJob{id, !digest || *digest == request_digest};
 }
 
-void JobStore::create(std::string_view idempotency_key, const RequestDigest* request_digest,
-                      std::string_view request, std::unique_ptr<ReceivedFile> input_file,
-                      Created recorded) {
+void JobStore::create(const std::string& tenant, std::string_view idempotency_key,
+                      const RequestDigest* request_digest, std::string_view request,
+                      std::unique_ptr<ReceivedFile> input_file, Created recorded) {
   const auto id = next_id_++;
-  auto ticket = std::make_shared<JobTicket>(id);
+  auto ticket = std::make_shared<JobTicket>(id, tenant);
   JobRecord record;
   record.ticket = ticket;
   record.idempotency_key = idempotency_key;
   const auto digest = request_digest ? std::optional(*request_digest) : std::nullopt;
-  if (!idempotency_key.empty()) ids_by_key_[record.idempotency_key] = {id, digest};
+  if (!idempotency_key.empty()) ids_by_key_[key_of(tenant, idempotency_key)] = {id, digest};
   jobs_.emplace(id, std::move(record));
-  ++unfinished_;
+  count_unfinished(tenant, +1);
   ++submitted_;
   if (!writer_) return recorded(std::move(ticket), "");
   // Shared by the write (which renames the file) and its outcome (which removes it if the row was
   // not written): the writer's thread is done with it before the outcome runs.
   std::shared_ptr<ReceivedFile> file = std::move(input_file);
   writer_->enqueue(
-      [id, key = std::string(idempotency_key), digest, request, file](JobDatabase& db) {
-        db.record_submitted(id, key, digest ? &*digest : nullptr, request, file.get());
+      [id, tenant, key = std::string(idempotency_key), digest, request, file](JobDatabase& db) {
+        db.record_submitted(id, tenant, key, digest ? &*digest : nullptr, request, file.get());
       },
       [this, ticket = std::move(ticket), recorded = std::move(recorded),
        file](const std::string& error) mutable {
@@ -145,8 +157,8 @@ void JobStore::create(std::string_view idempotency_key, const RequestDigest* req
         auto it = jobs_.find(ticket->id);
         if (it != jobs_.end() && !it->second.finished) {
           forget_key(it->second);
+          count_unfinished(it->second.ticket->tenant, -1);
           jobs_.erase(it);
-          --unfinished_;
           --submitted_;
           if (next_id_ == ticket->id + 1) next_id_ = ticket->id;
         }
@@ -155,7 +167,25 @@ void JobStore::create(std::string_view idempotency_key, const RequestDigest* req
 }
 
 void JobStore::forget_key(const JobRecord& record) {
-  if (!record.idempotency_key.empty()) ids_by_key_.erase(record.idempotency_key);
+  if (!record.idempotency_key.empty()) {
+    ids_by_key_.erase(key_of(record.ticket->tenant, record.idempotency_key));
+  }
+}
+
+void JobStore::count_unfinished(const std::string& tenant, int change) {
+  if (change > 0) {
+    ++unfinished_;
+    ++unfinished_by_tenant_[tenant];
+    return;
+  }
+  --unfinished_;
+  const auto it = unfinished_by_tenant_.find(tenant);
+  if (--it->second == 0) unfinished_by_tenant_.erase(it);  // a tenant gone quiet costs nothing
+}
+
+std::uint64_t JobStore::unfinished(const std::string& tenant) const {
+  const auto it = unfinished_by_tenant_.find(tenant);
+  return it == unfinished_by_tenant_.end() ? 0 : it->second;
 }
 
 void JobStore::finish(JobOutcome outcome) {
@@ -187,15 +217,17 @@ void JobStore::apply_finish(std::uint32_t id, protocol::Status status,
   record.final_state = done ? protocol::JobState::kDone : protocol::JobState::kFailed;
   record.failure = status;
   record.body = std::move(body);
-  --unfinished_;
+  count_unfinished(record.ticket->tenant, -1);
   ++(done ? done_ : failed_);
   retain(id, record);
 }
 
 void JobStore::retain(std::uint32_t id, JobRecord& record) {
-  // A key is held twice (in the record and in the index by key), the index with its own node.
-  const auto key = record.idempotency_key.capacity();
-  record.retained = kRecordOverhead + (record.idempotency_key.empty() ? 0 : 2 * key + 64);
+  // A key is held twice (in the record and in the index by key), the index with its own node;
+  // the tenant's name is in the ticket, and in the key.
+  const auto tenant = record.ticket->tenant.capacity();
+  const auto key = record.idempotency_key.capacity() + tenant;
+  record.retained = kRecordOverhead + tenant + (record.idempotency_key.empty() ? 0 : 2 * key + 64);
   record_bytes_ += record.retained;
   finished_order_.push_back(id);
   evict_over_cap();
@@ -217,20 +249,22 @@ void JobStore::evict_over_cap() {
   }
 }
 
-JobStore::Lookup JobStore::find(std::uint32_t id, const JobRecord*& record) const {
+JobStore::Lookup JobStore::find(std::uint32_t id, const JobScope& scope,
+                                const JobRecord*& record) const {
   auto it = jobs_.find(id);
-  if (it != jobs_.end()) {
+  if (it != jobs_.end() && scope.includes(it->second.ticket->tenant)) {
     record = &it->second;
     return Lookup::kFound;
   }
   record = nullptr;
-  return (id != 0 && id < next_id_) ? Lookup::kExpired : Lookup::kUnknown;
+  return missing(id);
 }
 
-JobStore::Lookup JobStore::cancel(std::uint32_t id, bool& was_running, Recorded recorded) {
+JobStore::Lookup JobStore::cancel(std::uint32_t id, const JobScope& scope, bool& was_running,
+                                  Recorded recorded) {
   was_running = false;
   auto it = jobs_.find(id);
-  if (it == jobs_.end()) return (id != 0 && id < next_id_) ? Lookup::kExpired : Lookup::kUnknown;
+  if (it == jobs_.end() || !scope.includes(it->second.ticket->tenant)) return missing(id);
   auto& record = it->second;
   if (record.finished && record.final_state == protocol::JobState::kCancelled) {
     recorded("");
@@ -245,7 +279,7 @@ JobStore::Lookup JobStore::cancel(std::uint32_t id, bool& was_running, Recorded 
       std::move(recorded));
   if (!record.finished) {
     was_running = true;
-    --unfinished_;
+    count_unfinished(record.ticket->tenant, -1);
     record.finished = true;
     record.final_state = protocol::JobState::kCancelled;
     retain(id, record);
@@ -257,11 +291,13 @@ JobStore::Lookup JobStore::cancel(std::uint32_t id, bool& was_running, Recorded 
   return Lookup::kFound;
 }
 
-protocol::JobList JobStore::list() const {
-  protocol::JobList list;
-  list.jobs.reserve(jobs_.size());
-  for (const auto& [id, record] : jobs_)
-    list.jobs.push_back({id, record.progress().state});
+protocol::TenantJobList JobStore::list(const JobScope& scope) const {
+  protocol::TenantJobList list;
+  for (const auto& [id, record] : jobs_) {
+    if (scope.includes(record.ticket->tenant)) {
+      list.jobs.push_back({id, record.progress().state, record.ticket->tenant});
+    }
+  }
   std::sort(list.jobs.begin(), list.jobs.end(),
             [](const auto& a, const auto& b) { return a.id < b.id; });
   return list;

@@ -6,6 +6,10 @@
 // the oldest finished ones are evicted first, though never the newest: a result larger than the
 // cap is kept until the next job finishes, so that its client can fetch it.
 //
+// Every job belongs to the tenant that submitted it (its ticket says which). Lookups take the
+// caller's scope (job_scope.hpp): a job out of it is answered as missing, with the same answer a
+// job that does not exist would get. Idempotency keys are each tenant's own.
+//
 // Retention counts what the records really cost: the table's entries and each result's bytes for
 // as long as anything holds them. A result that replies being written still share stays counted
 // after its eviction or cancellation (in the retention total and in the memory budget) until the
@@ -33,6 +37,7 @@
 #include "protocol/messages.hpp"
 #include "server/database_writer.hpp"
 #include "server/job_database.hpp"
+#include "server/job_scope.hpp"
 #include "server/job_ticket.hpp"
 #include "server/memory_budget.hpp"
 #include "server/result_bytes.hpp"
@@ -85,23 +90,24 @@ class JobStore {
     bool same_request = true;  ///< false: the key came with a different SUBMIT body then
   };
 
-  /// The job a client submitted with this idempotency key, if it is still remembered, and
+  /// The job `tenant` submitted with this idempotency key, if it is still remembered, and
   /// whether it was the request whose digest is given.
-  std::optional<KeyedJob> find_by_key(std::string_view idempotency_key,
+  std::optional<KeyedJob> find_by_key(std::string_view tenant, std::string_view idempotency_key,
                                       const RequestDigest& request_digest) const;
 
   /// Called once a new job's row is committed (at once without a database): its ticket, or null
   /// and what failed.
   using Created = std::function<void(std::shared_ptr<JobTicket> ticket, const std::string& error)>;
 
-  /// A new queued job with the next id. `recorded` is called once its row is committed (at once
-  /// without a database): only then may the caller acknowledge the id and run the job. If the
-  /// write failed, the job is forgotten before `recorded` hears why. `request` must stay valid
+  /// A new queued job of `tenant` with the next id. `recorded` is called once its row is committed
+  /// (at once without a database): only then may the caller acknowledge the id and run the job. If
+  /// the write failed, the job is forgotten before `recorded` hears why. `request` must stay valid
   /// until then (`recorded` may own it). `request_digest` comes with a key (null without).
   /// `input_file`, if the body was received into one, is what the row keeps instead of `request`;
   /// it stays on disk while the job's row names it, and is removed if that row is not written.
-  void create(std::string_view idempotency_key, const RequestDigest* request_digest,
-              std::string_view request, std::unique_ptr<ReceivedFile> input_file, Created recorded);
+  void create(const std::string& tenant, std::string_view idempotency_key,
+              const RequestDigest* request_digest, std::string_view request,
+              std::unique_ptr<ReceivedFile> input_file, Created recorded);
 
   /// Records how a job ended (called with the scheduler's outcome, on the network thread). With
   /// a database the job shows as finished once that is committed.
@@ -109,17 +115,21 @@ class JobStore {
 
   enum class Lookup { kFound, kUnknown, kExpired };
 
-  /// The job's record, or why there is none.
-  Lookup find(std::uint32_t id, const JobRecord*& record) const;
+  /// The job's record, or why there is none; a job out of `scope` is missing too.
+  Lookup find(std::uint32_t id, const JobScope& scope, const JobRecord*& record) const;
 
   /// Cancels a job: an unfinished one stops (the caller tells the scheduler), a finished one's
   /// result is released. Either way it is remembered as cancelled. kFound if it was there; then
-  /// `recorded` is called once that is committed (at once without a database).
-  Lookup cancel(std::uint32_t id, bool& was_running, Recorded recorded);
+  /// `recorded` is called once that is committed (at once without a database). A job out of
+  /// `scope` is missing, and stays as it was.
+  Lookup cancel(std::uint32_t id, const JobScope& scope, bool& was_running, Recorded recorded);
 
-  protocol::JobList list() const;
+  /// The jobs in `scope`, by id, with their tenants.
+  protocol::TenantJobList list(const JobScope& scope) const;
 
   std::uint64_t unfinished() const { return unfinished_; }
+  /// Jobs of `tenant` queued or running.
+  std::uint64_t unfinished(const std::string& tenant) const;
 
   /// True if changes are written to a database (and requests wait for their commit).
   bool durable() const { return writer_ != nullptr; }
@@ -135,6 +145,12 @@ class JobStore {
   /// Bytes retained: the records in the table and every result body still alive.
   std::uint64_t retained_bytes() const { return record_bytes_ + body_bytes_->load(); }
   void evict_over_cap();
+  /// What an id that is not in the table (or not in scope) is: evicted or never handed out.
+  Lookup missing(std::uint32_t id) const {
+    return (id != 0 && id < next_id_) ? Lookup::kExpired : Lookup::kUnknown;
+  }
+  /// One more (+1) or one fewer (-1) unfinished job, of `tenant`.
+  void count_unfinished(const std::string& tenant, int change);
   void forget_key(const JobRecord& record);
   /// Queues a database write; a failure is logged, not thrown: the job's state in memory is right,
   /// and at worst the job runs again after a restart. `recorded`, if given, is called after it.
@@ -148,8 +164,9 @@ class JobStore {
   JobDatabase* database_;
   DatabaseWriter* writer_;
   std::shared_ptr<MemoryBudget> budget_;
-  /// Per idempotency key: the job's id and the digest of its request (none for a job stored by a
-  /// version that kept no digest: such a key matches any request, the rule it was accepted under).
+  /// Per tenant and idempotency key (key_of in job_store.cpp): the job's id and the digest of its
+  /// request (none for a job stored by a version that kept no digest: such a key matches any
+  /// request, the rule it was accepted under).
   std::unordered_map<std::string, std::pair<std::uint32_t, std::optional<RequestDigest>>>
       ids_by_key_;
   std::uint32_t next_id_ = 1;
@@ -161,6 +178,7 @@ class JobStore {
   std::shared_ptr<std::atomic<std::uint64_t>> body_bytes_ =
       std::make_shared<std::atomic<std::uint64_t>>(0);
   std::uint64_t unfinished_ = 0;
+  std::unordered_map<std::string, std::uint64_t> unfinished_by_tenant_;  ///< tenants with some
   std::uint64_t submitted_ = 0, done_ = 0, failed_ = 0, cancelled_ = 0, expired_ = 0;
 };
 

@@ -18,9 +18,11 @@ namespace mrd::server {
 class ResultSegment;
 
 struct JobTicket {
-  explicit JobTicket(std::uint32_t job_id) : id(job_id) {}
+  explicit JobTicket(std::uint32_t job_id, std::string owner = {})
+      : id(job_id), tenant(std::move(owner)) {}
 
   const std::uint32_t id;
+  const std::string tenant;  ///< who submitted it ("" without --auth-file); it sees and runs it
   std::atomic<protocol::JobState> state{protocol::JobState::kQueued};
   std::atomic<std::uint32_t> map_done{0};
   std::atomic<std::uint32_t> map_total{0};

@@ -276,6 +276,12 @@ int main(int argc, char** argv) {
                  "Unfinished jobs accepted at once; more get QUEUE_FULL")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1u << 24));
+  app.add_option("--max-queued-jobs-per-tenant", config.max_queued_jobs_per_tenant,
+                 "Unfinished jobs one tenant (--auth-file) may have at once; more get "
+                 "QUEUE_FULL, and other tenants are still served (0 = no limit but "
+                 "--max-queued-jobs)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1u << 24));
   app.add_option("--idle-timeout", config.idle_timeout_seconds,
                  "Seconds a connection may stay silent (or not read replies) before it is closed")
       ->capture_default_str()

@@ -39,30 +39,24 @@ void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQue
                       "MRD_TOKEN)",
                   replies.bytes());
   }
-  if (opcode == static_cast<std::uint8_t>(Opcode::kFetch)) return fetch(body, replies);
+  if (op == Opcode::kFetch) return fetch(body, replies, session.scope());
   std::string& out = replies.bytes();
-  switch (static_cast<Opcode>(opcode)) {
-    case Opcode::kSubmit: return submit(body, replies);
+  switch (op) {
+    case Opcode::kSubmit: return submit(body, replies, session);
     case Opcode::kFetch: break;  // answered above
-    case Opcode::kStatus: return status(body, out);
-    case Opcode::kCancel: return cancel(body, replies);
-    case Opcode::kList:
+    case Opcode::kStatus: return status(body, out, session.scope());
+    case Opcode::kCancel: return cancel(body, replies, session.scope());
+    case Opcode::kList: return list(body, out, session.scope());
     case Opcode::kStats:
-      // Their body is empty: anything else is a request this version does not understand.
-      if (!body.empty()) {
-        return reject(Status::kBadRequest,
-                      std::string(protocol::to_string(static_cast<Opcode>(opcode))) +
-                          ": the body must be empty",
-                      out);
-      }
-      if (op == Opcode::kStats && auth_required() &&
-          session.identity->role != protocol::Role::kAdmin) {
+      // Its body is empty: anything else is a request this version does not understand.
+      if (!body.empty()) return reject(Status::kBadRequest, "stats: the body must be empty", out);
+      if (auth_required() && session.identity->role != protocol::Role::kAdmin) {
         return reject(Status::kForbidden,
                       "stats: the server's counters are for admin tokens; tenant '" +
                           session.identity->tenant + "' is a user",
                       out);
       }
-      return op == Opcode::kList ? list(out) : stats(out);
+      return stats(out);
     case Opcode::kHello: return hello(body, out);
     case Opcode::kAuth: return auth(body, out, session);
   }
@@ -76,12 +70,12 @@ void RequestHandler::reject(Status status, const std::string& message, std::stri
   protocol::append_message(out, code(status), protocol::ErrorMessage{message});
 }
 
-void RequestHandler::submit(std::string_view body, ReplyQueue& replies) {
+void RequestHandler::submit(std::string_view body, ReplyQueue& replies, const Session& session) {
   std::string& out = replies.bytes();
   // Offsets, not copies: the body is copied once, into the segment the job keeps.
   auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
-  accept_job(body, *decoded.value, replies, [&](protocol::SubmitLayout layout) {
+  accept_job(body, *decoded.value, replies, session, [&](protocol::SubmitLayout layout) {
     // A big input goes where workers can map it; a small one travels in its task messages.
     const bool shared =
         body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments;
@@ -89,7 +83,8 @@ void RequestHandler::submit(std::string_view body, ReplyQueue& replies) {
   });
 }
 
-void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies) {
+void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies,
+                                     const Session& session) {
   ++counters_.requests;
   std::string& out = replies.bytes();
   const auto& segment = *received.segment;
@@ -98,7 +93,7 @@ void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies)
   auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
   accept_job(
-      body, *decoded.value, replies,
+      body, *decoded.value, replies, session,
       [&](protocol::SubmitLayout layout) {
         // The segment was padded from the same bytes the whole decode read: the values line up.
         return std::make_unique<SubmittedInput>(std::move(received.segment), received.offset,
@@ -108,9 +103,9 @@ void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies)
 }
 
 std::unique_ptr<EarlyStart> RequestHandler::start_early(std::string_view prefix,
-                                                        SubmitUpload& upload) {
-  if (!EarlyStart::available() || !accepting_jobs_ ||
-      store_.unfinished() >= config_.max_queued_jobs) {
+                                                        SubmitUpload& upload,
+                                                        const Session& session) {
+  if (!EarlyStart::available() || !accepting_jobs_ || !queue_full(session.tenant()).empty()) {
     return nullptr;
   }
   auto head = protocol::submit_head_from_prefix(prefix);
@@ -124,6 +119,8 @@ std::unique_ptr<EarlyStart> RequestHandler::start_early(std::string_view prefix,
   const auto* kind = engine::find_job_kind(head->layout.mapper, head->layout.reducer);
   if (!kind || !kind->text_overlap()) return nullptr;
   auto input = std::make_shared<ArrivingInput>();
+  input->placeholder =
+      std::make_shared<JobTicket>(0, session.tenant());  // its turns are its tenant's
   try {
     input->mapping = upload.map_ahead();
   } catch (const std::system_error& e) {
@@ -139,9 +136,23 @@ std::unique_ptr<EarlyStart> RequestHandler::start_early(std::string_view prefix,
   return early;
 }
 
+std::string RequestHandler::queue_full(const std::string& tenant) const {
+  if (store_.unfinished() >= config_.max_queued_jobs) {
+    return "queue full: " + std::to_string(store_.unfinished()) +
+           " jobs are waiting or running; try again later";
+  }
+  const auto limit = config_.max_queued_jobs_per_tenant;
+  if (limit != 0 && auth_required() && store_.unfinished(tenant) >= limit) {
+    return "queue full: tenant '" + tenant + "' has " + std::to_string(store_.unfinished(tenant)) +
+           " jobs waiting or running, its most (mrd --max-queued-jobs-per-tenant); try again "
+           "once some have finished";
+  }
+  return {};
+}
+
 template <class MakeInput>
 void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& layout,
-                                ReplyQueue& replies, MakeInput make_input,
+                                ReplyQueue& replies, const Session& session, MakeInput make_input,
                                 std::unique_ptr<ReceivedFile> file,
                                 std::unique_ptr<EarlyStart> early) {
   std::string& out = replies.bytes();
@@ -159,8 +170,9 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
   // came with, so another request cannot learn or take that job.
   std::optional<RequestDigest> digest;
   if (!layout.idempotency_key.empty()) digest = file ? file->digest : digest_of(body);
+  const auto& tenant = session.tenant();
   if (const auto existing =
-          digest ? store_.find_by_key(layout.idempotency_key, *digest) : std::nullopt) {
+          digest ? store_.find_by_key(tenant, layout.idempotency_key, *digest) : std::nullopt) {
     if (!existing->same_request) {
       return reject(Status::kBadRequest,
                     "submit: this idempotency key was already used with a different request; "
@@ -175,11 +187,8 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
                   "back",
                   out);
   }
-  if (store_.unfinished() >= config_.max_queued_jobs) {
-    return reject(Status::kQueueFull,
-                  "queue full: " + std::to_string(store_.unfinished()) +
-                      " jobs are waiting or running; try again later",
-                  out);
+  if (auto full = queue_full(tenant); !full.empty()) {
+    return reject(Status::kQueueFull, full, out);
   }
   const auto input_bytes = SubmittedInput::held_bytes(body.size(), layout.input.documents.size());
   const auto never_fits = [&](std::uint64_t working) {
@@ -242,7 +251,7 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
   const auto& key = accepted->input->layout().idempotency_key;
   // The bytes written are the input's own (the segment), alive as long as `accepted` is; or,
   // for a body received into a file, the file's name and the body's digest.
-  store_.create(key, digest ? &*digest : nullptr, accepted->input->body(), std::move(file),
+  store_.create(tenant, key, digest ? &*digest : nullptr, accepted->input->body(), std::move(file),
                 [this, accepted, deferred, &out](std::shared_ptr<JobTicket> ticket,
                                                  const std::string& error) {
                   std::string reply;
@@ -274,22 +283,24 @@ bool RequestHandler::read_job_id(std::string_view body, std::uint32_t& id, std::
 }
 
 void RequestHandler::reply_missing(JobStore::Lookup lookup, std::uint32_t id, std::string& out) {
+  // Another tenant's job gets these very bytes too (job_scope.hpp): with tokens, the words say so.
   if (lookup == JobStore::Lookup::kExpired) {
     protocol::append_message(
         out, code(Status::kJobExpired),
-        protocol::ErrorMessage{"job " + std::to_string(id) + " expired: its result was evicted"});
+        protocol::ErrorMessage{"job " + std::to_string(id) + " expired: its result was evicted" +
+                               (auth_required() ? " (or it is not yours)" : "")});
   } else {
     protocol::append_message(out, code(Status::kUnknownJob),
                              protocol::ErrorMessage{"no job " + std::to_string(id)});
   }
 }
 
-void RequestHandler::fetch(std::string_view body, ReplyQueue& replies) {
+void RequestHandler::fetch(std::string_view body, ReplyQueue& replies, const JobScope& scope) {
   std::string& out = replies.bytes();
   std::uint32_t id = 0;
   if (!read_job_id(body, id, out)) return;
   const JobRecord* record = nullptr;
-  if (auto lookup = store_.find(id, record); lookup != JobStore::Lookup::kFound) {
+  if (auto lookup = store_.find(id, scope, record); lookup != JobStore::Lookup::kFound) {
     return reply_missing(lookup, id, out);
   }
   if (!record->finished) {
@@ -312,17 +323,17 @@ void RequestHandler::fetch(std::string_view body, ReplyQueue& replies) {
   }
 }
 
-void RequestHandler::status(std::string_view body, std::string& out) {
+void RequestHandler::status(std::string_view body, std::string& out, const JobScope& scope) {
   std::uint32_t id = 0;
   if (!read_job_id(body, id, out)) return;
   const JobRecord* record = nullptr;
-  if (auto lookup = store_.find(id, record); lookup != JobStore::Lookup::kFound) {
+  if (auto lookup = store_.find(id, scope, record); lookup != JobStore::Lookup::kFound) {
     return reply_missing(lookup, id, out);
   }
   protocol::append_message(out, code(Status::kOk), record->progress());
 }
 
-void RequestHandler::cancel(std::string_view body, ReplyQueue& replies) {
+void RequestHandler::cancel(std::string_view body, ReplyQueue& replies, const JobScope& scope) {
   std::string& out = replies.bytes();
   std::uint32_t id = 0;
   if (!read_job_id(body, id, out)) return;
@@ -330,7 +341,7 @@ void RequestHandler::cancel(std::string_view body, ReplyQueue& replies) {
   // job never comes back after a restart.
   auto deferred = store_.durable() ? replies.defer() : nullptr;
   bool was_running = false;
-  const auto lookup = store_.cancel(id, was_running, [deferred, &out](const std::string&) {
+  const auto lookup = store_.cancel(id, scope, was_running, [deferred, &out](const std::string&) {
     std::string reply;
     protocol::append_frame(reply, code(Status::kOk), {});
     if (deferred) return deferred->resolve(std::move(reply));
@@ -343,8 +354,29 @@ void RequestHandler::cancel(std::string_view body, ReplyQueue& replies) {
   if (was_running) scheduler_.notify_cancelled();
 }
 
-void RequestHandler::list(std::string& out) {
-  protocol::append_message(out, code(Status::kOk), store_.list());
+void RequestHandler::list(std::string_view body, std::string& out, const JobScope& scope) {
+  // Version 1's LIST has an empty body and gets ids and states; version 3's may ask for tenants.
+  protocol::ListRequest request{.options = 0};
+  if (!body.empty()) {
+    auto decoded = protocol::decode<protocol::ListRequest>(body);
+    if (!decoded) return reject(Status::kBadRequest, "list: " + decoded.error, out);
+    request = *decoded.value;
+    if ((request.options & ~protocol::kListWithTenants) != 0) {
+      return reject(Status::kBadRequest,
+                    "list: unknown option bits " + std::to_string(request.options) +
+                        "; this server knows 1 (with tenants)",
+                    out);
+    }
+  }
+  auto jobs = store_.list(scope);
+  if (request.options & protocol::kListWithTenants) {
+    return protocol::append_message(out, code(Status::kOk), jobs);
+  }
+  protocol::JobList list;
+  list.jobs.reserve(jobs.jobs.size());
+  for (const auto& job : jobs.jobs)
+    list.jobs.push_back({job.id, job.state});
+  protocol::append_message(out, code(Status::kOk), list);
 }
 
 void RequestHandler::stats(std::string& out) {

@@ -44,12 +44,13 @@ class RequestHandler {
 
   /// Answers a SUBMIT whose body was received straight into its segment (connection.cpp,
   /// submit_upload.hpp), appending its reply to `replies`.
-  void submit_received(ReceivedBody received, ReplyQueue& replies);
+  void submit_received(ReceivedBody received, ReplyQueue& replies, const Session& session);
 
   /// Starts the maps of a big SUBMIT whose body is arriving into `upload` and starts with `prefix`
   /// (kSubmitPrefixBytes of it), if its job's chunks can be cut as text arrives and it could be
   /// accepted as things stand (early_start.hpp); null otherwise, and it runs once whole.
-  std::unique_ptr<EarlyStart> start_early(std::string_view prefix, SubmitUpload& upload);
+  std::unique_ptr<EarlyStart> start_early(std::string_view prefix, SubmitUpload& upload,
+                                          const Session& session);
 
   /// Appends an error reply (status + message) to `out` and counts it as a rejected request
   /// (STATS `requests_rejected`: the request was not carried out; docs/protocol.md lists the
@@ -67,18 +68,21 @@ class RequestHandler {
   void stop_accepting_jobs() { accepting_jobs_ = false; }
 
  private:
-  void submit(std::string_view body, ReplyQueue& replies);
-  /// Checks and records the job of a decoded SUBMIT `body`; `make_input(layout)` makes the
+  void submit(std::string_view body, ReplyQueue& replies, const Session& session);
+  /// Checks and records `session`'s job of a decoded SUBMIT `body`; `make_input(layout)` makes the
   /// input the job keeps, once everything that can refuse the job without it has been checked.
   /// `file`: the file in the data directory the body was received into, if it was.
   template <class MakeInput>
   void accept_job(std::string_view body, protocol::SubmitLayout& layout, ReplyQueue& replies,
-                  MakeInput make_input, std::unique_ptr<ReceivedFile> file = nullptr,
+                  const Session& session, MakeInput make_input,
+                  std::unique_ptr<ReceivedFile> file = nullptr,
                   std::unique_ptr<EarlyStart> early = nullptr);
-  void fetch(std::string_view body, ReplyQueue& replies);
-  void status(std::string_view body, std::string& out);
-  void cancel(std::string_view body, ReplyQueue& replies);
-  void list(std::string& out);
+  /// Why `tenant` may not queue another job now (QUEUE_FULL's message), or empty if it may.
+  std::string queue_full(const std::string& tenant) const;
+  void fetch(std::string_view body, ReplyQueue& replies, const JobScope& scope);
+  void status(std::string_view body, std::string& out, const JobScope& scope);
+  void cancel(std::string_view body, ReplyQueue& replies, const JobScope& scope);
+  void list(std::string_view body, std::string& out, const JobScope& scope);
   void stats(std::string& out);
   void hello(std::string_view body, std::string& out);
   void auth(std::string_view body, std::string& out, Session& session);

@@ -217,7 +217,7 @@ void Server::stop() {
   // Say which jobs were given up, and what becomes of them.
   std::string ids;
   std::size_t listed = 0;
-  for (const auto& job : store_.list().jobs) {
+  for (const auto& job : store_.list(JobScope{}).jobs) {
     if (job.state >= protocol::JobState::kDone) continue;
     if (++listed > 20) {
       ids += ", ...";

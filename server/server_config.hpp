@@ -38,6 +38,8 @@ struct ServerConfig {
   /// Connections served at once; lowered at start if the open-files limit cannot hold them all.
   std::uint32_t max_connections = protocol::kDefaultMaxConnections;
   std::uint32_t max_queued_jobs = protocol::kDefaultMaxQueuedJobs;
+  /// Unfinished jobs one tenant may have at once (with --auth-file); 0: only max_queued_jobs.
+  std::uint32_t max_queued_jobs_per_tenant = 0;
   std::uint32_t idle_timeout_seconds = protocol::kDefaultIdleTimeoutSeconds;
   std::uint32_t request_timeout_seconds = protocol::kDefaultRequestTimeoutSeconds;
   std::uint64_t max_retained_bytes = protocol::kDefaultMaxRetainedBytes;

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "server/auth_tokens.hpp"
+#include "server/job_scope.hpp"
 
 namespace mrd::server {
 
@@ -15,6 +16,18 @@ struct Session {
   std::shared_ptr<const Identity> identity;
   std::uint8_t failed_auths = 0;  ///< AUTHs refused on this connection
   bool close = false;             ///< close once this reply is written (too many failed AUTHs)
+
+  /// The tenant the connection's jobs belong to: "" before AUTH (a server without tokens).
+  const std::string& tenant() const {
+    static const std::string kNobody;
+    return identity ? identity->tenant : kNobody;
+  }
+
+  /// The jobs its requests may see and change.
+  JobScope scope() const {
+    if (!identity || identity->role == protocol::Role::kAdmin) return {};
+    return {.everyone = false, .tenant = identity->tenant};
+  }
 };
 
 }  // namespace mrd::server

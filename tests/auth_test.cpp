@@ -4,10 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <fstream>
 
-#include "tests/raw_jobs.hpp"
-#include "tests/server_process.hpp"
+#include "tests/auth_file.hpp"
 
 namespace {
 
@@ -16,54 +14,9 @@ using mrd::protocol::Opcode;
 using mrd::protocol::Status;
 namespace protocol = mrd::protocol;
 
-constexpr const char* kAliceToken = "alice-0f3c9a1d-token";
-constexpr const char* kOpsToken = "ops-77e2b5c4-token";
-
 /// Runs `command` in sh; its exit code, with its stdout and stderr in `output`.
 int run(const std::string& command, std::string& output) {
   return run_command(command, &output);
-}
-
-/// The SHA-256 of `text` in hex, as sha256sum prints it.
-std::string sha256_hex(const std::string& text) {
-  std::string output;
-  if (run("printf '%s' '" + text + "' | sha256sum", output) != 0) throw std::runtime_error(output);
-  return output.substr(0, 64);
-}
-
-/// An auth file in its own directory: alice (user) and ops (admin) unless told otherwise.
-class AuthFile {
- public:
-  AuthFile() { write({{"alice", "user", kAliceToken}, {"ops", "admin", kOpsToken}}); }
-
-  struct Line {
-    std::string tenant, role, token;
-  };
-  void write(const std::vector<Line>& lines) {
-    std::ofstream file(path());
-    file << "# tenant role sha256-of-token\n\n";
-    for (const auto& l : lines)
-      file << l.tenant << "  " << l.role << "  " << sha256_hex(l.token) << "  # a comment\n";
-  }
-  std::string path() const { return (dir_.path() / "tokens").string(); }
-
- private:
-  TempDir dir_;
-};
-
-std::string auth_frame(const std::string& token) {
-  std::string frame;
-  protocol::append_message(frame, static_cast<std::uint8_t>(Opcode::kAuth),
-                           protocol::AuthRequest{token});
-  return frame;
-}
-
-/// Sends AUTH with `token` and returns the reply.
-RawReply authenticate(RawClient& client, const std::string& token) {
-  client.send(auth_frame(token));
-  auto reply = client.read_reply();
-  if (!reply) throw std::runtime_error("no reply to AUTH");
-  return *reply;
 }
 
 /// Sends a request with an empty body (LIST, STATS) and returns the reply.

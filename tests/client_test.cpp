@@ -429,10 +429,16 @@ TEST(TextOutput, PostingsAndStatistics) {
 TEST(TextOutput, JobsAndServer) {
   const protocol::JobProgress p{7, protocol::JobState::kMapping, 3, 10, 0, 4};
   EXPECT_EQ(job_status_text(p), "job 7: mapping, map 3/10, reduce 0/4\n");
-  EXPECT_EQ(job_list_text(protocol::JobList{
-                {{1, protocol::JobState::kDone}, {123, protocol::JobState::kQueued}}}),
+  // Without tokens every job's tenant is empty: no column for them.
+  EXPECT_EQ(job_list_text(protocol::TenantJobList{
+                {{1, protocol::JobState::kDone, ""}, {123, protocol::JobState::kQueued, ""}}}),
             " ID  STATE\n  1  done\n123  queued\n");
-  EXPECT_EQ(job_list_text(protocol::JobList{}), "");
+  EXPECT_EQ(job_list_text(protocol::TenantJobList{{{1, protocol::JobState::kCancelled, "alice"},
+                                                   {2, protocol::JobState::kDone, ""}}}),
+            "ID  STATE      TENANT\n 1  cancelled  alice\n 2  done       -\n");
+  EXPECT_EQ(job_list_text(protocol::TenantJobList{}), "");
+  EXPECT_EQ(job_list_json(protocol::TenantJobList{{{4, protocol::JobState::kFailed, "bob"}}}),
+            "[\n  {\"id\": 4, \"state\": \"failed\", \"tenant\": \"bob\"}\n]\n");
   protocol::ServerStats stats;
   stats.workers = 4;
   const auto text = server_stats_text(stats);
@@ -687,9 +693,10 @@ TEST(Connection, FetchOfAFailedJobIsAnOutcomeNotAnException) {
 
 TEST(Connection, TwoRepliesInOneSegmentAreReadOneAtATime) {
   const protocol::ServerStats stats{.uptime_ms = 1234, .workers = 3};
-  ScriptedServer server({reply(Status::kOk, protocol::JobList{{{1, protocol::JobState::kDone}}}) +
-                             reply(Status::kOk, stats),
-                         ""});
+  ScriptedServer server(
+      {reply(Status::kOk, protocol::TenantJobList{{{1, protocol::JobState::kDone, "alice"}}}) +
+           reply(Status::kOk, stats),
+       ""});
   auto connection = Connection::connect(server.address());
   EXPECT_EQ(connection.list().jobs.size(), 1u);
   EXPECT_EQ(connection.stats(), stats);

@@ -119,11 +119,12 @@ struct Harness {
                 [this](std::function<void()> work) { assemblies.push_back(std::move(work)); }},
             pool, [this](JobOutcome outcome) { outcomes[outcome.id] = outcome; }) {}
 
-  std::shared_ptr<JobTicket> submit(std::uint32_t id, const protocol::SubmitRequest& request) {
+  std::shared_ptr<JobTicket> submit(std::uint32_t id, const protocol::SubmitRequest& request,
+                                    const std::string& tenant = "") {
     const auto body = protocol::encode(request);
     auto layout = protocol::decode_submit_layout(body);
     EXPECT_TRUE(layout) << layout.error;
-    auto ticket = std::make_shared<JobTicket>(id);
+    auto ticket = std::make_shared<JobTicket>(id, tenant);
     auto input = std::make_unique<SubmittedInput>(body, std::move(*layout.value),
                                                   body.size() >= kSharedSegmentBytes);
     auto charge = MemoryCharge::force_take(budget, input->held_bytes());
@@ -281,6 +282,24 @@ TEST(Dispatcher, ASmallJobWaitsForOneTaskOfABigOneNotForAllOfThem) {
   EXPECT_EQ(h.outcomes.count(1), 0u);
   h.run();
   EXPECT_EQ(counts_of(h.outcomes.at(1)).at("w5"), 10u);
+}
+
+TEST(Dispatcher, TenantsTakeTurnsBeforeTheirJobsDo) {
+  Harness h(1);
+  // Alice's three one-task jobs come first, then Bob's one.
+  for (std::uint32_t id = 1; id <= 3; ++id)
+    h.submit(id, word_count({"alice " + std::to_string(id)}), "alice");
+  h.submit(4, word_count({"bob"}), "bob");
+  std::vector<std::uint32_t> order;
+  for (int task = 0; task < 4; ++task) {
+    h.dispatcher.dispatch();
+    ASSERT_TRUE(h.pool.task(0));
+    h.handle(h.pool.answer(0));
+    for (const auto& [id, outcome] : h.outcomes)
+      if (std::find(order.begin(), order.end(), id) == order.end()) order.push_back(id);
+  }
+  // Bob's job has the second turn, not the fourth.
+  EXPECT_EQ(order, (std::vector<std::uint32_t>{1, 4, 2, 3}));
 }
 
 TEST(Dispatcher, ALostTaskRunsAgainAndTheThirdLossFailsTheJob) {

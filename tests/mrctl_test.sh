@@ -127,14 +127,15 @@ check "the server ran it once" test "$after" -eq $((before + 1))
 check "--trace leaves stdout as it was" cmp -s "$work/plain" "$work/got"
 check "--trace shows HELLO sent" grep -qx '>> HELLO (6) body 10 bytes' "$work/trace"
 check "... its bytes in hex, header first" \
-  grep -qx '   06 0a 00 00 00 02 00 00 00 00 00 00 00 00 00' "$work/trace"
+  grep -qx '   06 0a 00 00 00 03 00 00 00 00 00 00 00 00 00' "$work/trace"
 check "... the SUBMIT sent" grep -q '^>> SUBMIT (0) body [0-9]* bytes$' "$work/trace"
 check "... decoded" grep -qx '   mapper: words' "$work/trace"
 check "... OK replies" grep -q '^<< OK (0) body ' "$work/trace"
 check "... the job id" grep -qx '   job id: [0-9]*' "$work/trace"
 check "... the result" grep -qx '   entry 1: "b" 3' "$work/trace"
 MRD_TRACE=1 "$mrctl" list >/dev/null 2>"$work/trace"
-check "MRD_TRACE=1 traces too" grep -qx '>> LIST (4) body 0 bytes' "$work/trace"
+check "MRD_TRACE=1 traces too" grep -qx '>> LIST (4) body 1 byte' "$work/trace"
+check "... LIST asks for tenants" grep -qx '   options: 1 (with tenants)' "$work/trace"
 
 # --- exit codes ---
 expect_exit 5 "result of an unknown job" result 99999

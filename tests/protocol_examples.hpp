@@ -37,8 +37,8 @@ inline std::vector<Example> all_examples() {
   return {
       {"hello-request", message(op(Opcode::kHello), Hello{1, ""})},
       {"hello-reply", message(st(Status::kOk), Hello{1, "mrd 0.1.0"})},
-      {"hello-v2-request", message(op(Opcode::kHello), Hello{2, ""})},
-      {"hello-v2-reply", message(st(Status::kOk), HelloReply{2, "mrd 0.1.0", kHelloAuthRequired})},
+      {"hello-v3-request", message(op(Opcode::kHello), Hello{3, ""})},
+      {"hello-v3-reply", message(st(Status::kOk), HelloReply{3, "mrd 0.1.0", kHelloAuthRequired})},
       {"auth-request", message(op(Opcode::kAuth), AuthRequest{"s3cret"})},
       {"auth-reply", message(st(Status::kOk), AuthReply{"alice", Role::kUser})},
       {"auth-failed-reply",
@@ -65,6 +65,10 @@ inline std::vector<Example> all_examples() {
       {"list-request", frame(op(Opcode::kList), "")},
       {"list-reply",
        message(st(Status::kOk), JobList{{{7, JobState::kDone}, {8, JobState::kQueued}}})},
+      {"list-tenants-request", message(op(Opcode::kList), ListRequest{kListWithTenants})},
+      {"list-tenants-reply",
+       message(st(Status::kOk),
+               TenantJobList{{{7, JobState::kDone, "alice"}, {8, JobState::kQueued, "bob"}}})},
       {"stats-request", frame(op(Opcode::kStats), "")},
   };
 }

@@ -43,7 +43,7 @@ TEST(Server, HelloWithAnotherVersionIsAClearMismatch) {
   const auto reply = client.read_reply();
   ASSERT_TRUE(reply);
   EXPECT_EQ(status_name(reply->status), "version-mismatch");
-  EXPECT_EQ(error_text(*reply), "this server speaks protocol versions 1 to 2, the client 99");
+  EXPECT_EQ(error_text(*reply), "this server speaks protocol versions 1 to 3, the client 99");
 }
 
 TEST(Server, FetchOfAnUnknownJobIsExactlyTheDocumentedBytes) {
@@ -151,14 +151,26 @@ TEST(Server, ARequestSentOneByteAtATimeIsAnswered) {
   EXPECT_EQ(status_name(reply->status), "ok");
 }
 
-TEST(Server, ListAndStatsWithABodyAreBadRequests) {
+TEST(Server, ListAndStatsWithABodyTheyDoNotTakeAreBadRequests) {
   ServerProcess server;
   RawClient client(server.port());
-  client.send(bytes({0x04, 0x01, 0, 0, 0, 0x00}));
+  // LIST takes one byte of options (version 3): not two, and not bits it does not know.
+  client.send(bytes({0x04, 0x02, 0, 0, 0, 0x01, 0x00}));
   auto reply = client.read_reply();
   ASSERT_TRUE(reply);
   EXPECT_EQ(status_name(reply->status), "bad-request");
-  EXPECT_EQ(error_text(*reply), "list: the body must be empty");
+  EXPECT_EQ(error_text(*reply), "list: unexpected bytes after the end of the body");
+  client.send(bytes({0x04, 0x01, 0, 0, 0, 0x02}));
+  reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(status_name(reply->status), "bad-request");
+  EXPECT_EQ(error_text(*reply), "list: unknown option bits 2; this server knows 1 (with tenants)");
+  // Options 0 is an empty LIST's answer: ids and states.
+  client.send(bytes({0x04, 0x01, 0, 0, 0, 0x00}));
+  reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(status_name(reply->status), "ok");
+  EXPECT_EQ(reply->body, std::string(8, '\0'));
   client.send(bytes({0x05, 0x02, 0, 0, 0, 0x00, 0x00}));
   reply = client.read_reply();
   ASSERT_TRUE(reply);

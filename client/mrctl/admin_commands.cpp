@@ -80,7 +80,9 @@ void add_cancel_command(CLI::App& app, const GlobalOptions& global, Runner& run)
 void add_list_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   auto options = std::make_shared<OutputOptions>();
   auto* command =
-      app.add_subcommand("list", "List the jobs the server remembers, with their state");
+      app.add_subcommand("list",
+                         "List the jobs the server remembers, with their state; with tokens, "
+                         "your tenant's jobs (an admin token: everyone's, with their tenant)");
   add_output_options(*command, *options, false);
   command->callback([&global, &run, options] {
     run = [&global, options] {
