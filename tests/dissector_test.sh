@@ -4,8 +4,9 @@
 # requests (one split over four TCP segments, ten pipelined in one segment, malformed ones); then
 # tshark with the dissector must decode every field checked below. Then the same over TLS: a job
 # run by mrctl on the server's TLS port with SSLKEYLOGFILE, decrypted by tshark with that key log.
-# Last, protocol version 2's tokens: a second server with --auth-file, mrctl with MRD_TOKEN and
-# hand-made AUTHs; the AUTH requests must show their token's length and never its bytes.
+# Last, protocol versions 2 and 3's tokens and tenants: a second server with --auth-file, mrctl
+# with MRD_TOKEN and hand-made AUTHs; the AUTH requests must show their token's length and never
+# its bytes, and LIST's replies each job's tenant when the LIST asked for them.
 # Usage: dissector_test.sh MRD_BINARY MRCTL_BINARY SOURCE_DIR   (KEEP_WORK=1 keeps the capture)
 set -uo pipefail
 export LC_ALL=C
@@ -57,14 +58,16 @@ for _ in $(seq 200); do [[ -s $work/port ]] && break; sleep 0.05; done
 port=$(cat "$work/port")
 tls_port=$(cat "$work/tls-port")
 
-# A second server, which requires tokens (protocol version 2): alice's token is a user's, ops's
-# an admin's. The auth file holds their SHA-256 digests; the tokens themselves are only here.
+# A second server, which requires tokens (protocol version 2): alice's and bob's tokens are
+# users', ops's an admin's. The auth file holds their SHA-256 digests; the tokens themselves are
+# only here.
 user_token=dissector-user-s3cret-Zq81
+bob_token=dissector-bob-s3cret-Wm4
 admin_token=dissector-admin-s3cret-Kp27
 wrong_token=dissector-wrong-s3cret-Xv55
 sha256() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-printf '# tenant role sha256-of-token\nalice user %s\nops admin %s\n' "$(sha256 "$user_token")" \
-  "$(sha256 "$admin_token")" > "$work/tokens"
+printf '# tenant role sha256-of-token\nalice user %s\nbob user %s\nops admin %s\n' \
+  "$(sha256 "$user_token")" "$(sha256 "$bob_token")" "$(sha256 "$admin_token")" > "$work/tokens"
 "$mrd" --listen 127.0.0.1:0 --port-file "$work/auth-port" --workers 1 --auth-file "$work/tokens" \
   --drain-seconds 0 2>"$work/mrd-auth.log" &
 auth_server=$!
@@ -174,9 +177,9 @@ SSLKEYLOGFILE="$work/keys.log" "$mrctl" -q --server "127.0.0.1:$tls_port" --tls 
   --cacert "$work/ca.pem" wordcount "$work/hamlet.txt" >>"$work/mrctl.log" 2>&1 ||
   fail "mrctl --tls wordcount failed: $(tail -3 "$work/mrctl.log")"
 
-# (g) the server with tokens. mrctl: a user's LIST (HELLO v2 says auth is required, then AUTH),
+# (g) the server with tokens. mrctl: a user's LIST (HELLO v3 says auth is required, then AUTH),
 # an admin's STATS, and a user's STATS (FORBIDDEN: mrctl exits 5). By hand, in one write: HELLO
-# v1, an AUTH with a wrong token, a LIST before any good AUTH, and a HELLO of version 3.
+# v1, an AUTH with a wrong token, a LIST before any good AUTH, and a HELLO of version 4.
 actl() { "$mrctl" -q --server "127.0.0.1:$auth_port" "$@" >>"$work/mrctl.log" 2>&1; }
 MRD_TOKEN=$user_token actl list ||
   fail "mrctl list with MRD_TOKEN failed: $(tail -3 "$work/mrctl.log")"
@@ -185,11 +188,29 @@ actl --token-file "$work/admin.token" server-stats ||
   fail "mrctl server-stats with --token-file failed: $(tail -3 "$work/mrctl.log")"
 MRD_TOKEN=$user_token actl server-stats
 str "$wrong_token" > "$work/wrong-auth"
-{ u8 3; u8 0; str ""; } > "$work/hello3"
+{ u8 4; u8 0; str ""; } > "$work/hello4"
 {
-  frame 6 "$work/hello"; frame 7 "$work/wrong-auth"; frame 4 "$work/empty"; frame 6 "$work/hello3"
+  frame 6 "$work/hello"; frame 7 "$work/wrong-auth"; frame 4 "$work/empty"; frame 6 "$work/hello4"
 } > "$work/unauthenticated"
 timeout 10 nc -N 127.0.0.1 "$auth_port" < "$work/unauthenticated" >/dev/null
+# Tenants (version 3): job 1 is alice's, job 2 bob's. mrctl's LISTs ask for tenants: alice's
+# shows job 1, the admin's both. By hand, in one write, as the admin: HELLO v2, AUTH, then LIST
+# with an empty body, with options 0, 1 (with tenants) and 2 (undefined), and with 2 bytes.
+MRD_TOKEN=$user_token actl wordcount "$work/hamlet.txt" ||
+  fail "mrctl wordcount as alice failed: $(tail -3 "$work/mrctl.log")"
+MRD_TOKEN=$bob_token actl wordcount "$work/pie.txt" ||
+  fail "mrctl wordcount as bob failed: $(tail -3 "$work/mrctl.log")"
+MRD_TOKEN=$user_token actl list
+MRD_TOKEN=$admin_token actl list
+str "$admin_token" > "$work/admin-auth"
+u8 0 > "$work/options0"; u8 1 > "$work/options1"; u8 2 > "$work/options2"
+{ u8 1; u8 0; } > "$work/options-too-long"
+{
+  frame 6 "$work/hello2"; frame 7 "$work/admin-auth"; frame 4 "$work/empty"
+  frame 4 "$work/options0"; frame 4 "$work/options1"; frame 4 "$work/options2"
+  frame 4 "$work/options-too-long"
+} > "$work/lists"
+timeout 10 nc -N 127.0.0.1 "$auth_port" < "$work/lists" >/dev/null
 
 sleep 0.5  # the last replies reach the captures
 kill "$capture" "$tls_capture" "$auth_capture"
@@ -258,6 +279,13 @@ expect "FETCH of job 4: postings" \
     mrd.postings.document)"
 expect "LIST: jobs 1 to 4, all done" "1,2,3,4|3,3,3,3" \
   "$(fields 'mrd.request_opcode == 4' mrd.job_id mrd.state | head -1)"
+expect "mrctl's LIST asks for tenants (options 0x01)" "0x01|1|LIST with tenants" \
+  "$(fields 'mrd.opcode == 4 && mrd.list.options' mrd.list.options mrd.list.with_tenants \
+    _ws.col.Info | head -1)"
+# mrctl's LIST asked for tenants, (b)'s has an empty body: two layouts, each told by its bytes.
+expect_match "LIST's OKs: mrctl's with (empty) tenants, the pipelined one without" \
+  '^OK: 4 jobs, with tenants/(.* \| )?OK: 5 jobs( \| .*)?$' \
+  "$(fields 'mrd.request_opcode == 4' _ws.col.Info | paste -sd/)"
 shark -O mrd > "$work/tree.txt"
 expect "state and error message by name in the tree" "State: done (3)|Message: no job 99" \
   "$(grep -m1 -o 'State: done (3)' "$work/tree.txt")|$(grep -m1 -o 'Message: no job 99' \
@@ -363,23 +391,29 @@ auth_shark() {
 auth_fields() {
   auth_shark -Y "$1" -T fields -E separator='|' $(printf -- '-e %s ' "${@:2}")
 }
-expect "HELLO v2's replies say auth is required" "2|0x01|1|3" \
+# (mrctl's HELLOs are version 3's, and the hand-made write's of (g) version 2's: one layout.)
+expect "HELLO v2's and v3's replies say auth is required" "2|0x01|1 3|0x01|1|8" \
   "$(auth_fields 'mrd.request_opcode == 6 && mrd.hello.flags' mrd.hello.version mrd.hello.flags \
-     mrd.hello.auth_required | sort -u)|$(auth_fields 'mrd.hello.auth_required' mrd.hello.version |
-     grep -c .)"
-unauthenticated='mrd.opcode == 7 && mrd.opcode == 4'  # the hand-made write, in one frame
+     mrd.hello.auth_required | sort -u | paste -sd' ')|$(auth_fields 'mrd.hello.auth_required' \
+     mrd.hello.version | grep -c .)"
+unauthenticated='mrd.opcode == 7 && mrd.opcode == 4'  # the hand-made writes, one frame each
 user_auth="${#user_token}|AUTH token of ${#user_token} bytes"
+admin_auth="${#admin_token}|AUTH token of ${#admin_token} bytes"
 expect "AUTH requests: their tokens' lengths, and the Info column" \
-  "$user_auth/${#admin_token}|AUTH token of ${#admin_token} bytes/$user_auth/\
-${#wrong_token}|HELLO v1 | AUTH token of ${#wrong_token} bytes | LIST | HELLO v3" \
+  "$user_auth/$admin_auth/$user_auth/\
+${#wrong_token}|HELLO v1 | AUTH token of ${#wrong_token} bytes | LIST | HELLO v4/\
+$user_auth/${#bob_token}|AUTH token of ${#bob_token} bytes/$user_auth/$admin_auth/\
+${#admin_token}|HELLO v2 | AUTH token of ${#admin_token} bytes | LIST | LIST options 0x00 | \
+LIST with tenants | LIST options 0x02 | LIST with tenants" \
   "$(auth_fields 'mrd.opcode == 7' mrd.auth.token_length _ws.col.Info | paste -sd/)"
 auth_shark -V > "$work/auth-verbose.txt"
-expect "the tree shows a token's length, not the token" "4|0|0|0" \
+expect "the tree shows a token's length, not the token" "9|0|0|0|0" \
   "$(grep -c "Token: [0-9]* bytes (not shown)" "$work/auth-verbose.txt")|$(
      grep -c -- "$user_token" "$work/auth-verbose.txt")|$(
+     grep -c -- "$bob_token" "$work/auth-verbose.txt")|$(
      grep -c -- "$admin_token" "$work/auth-verbose.txt")|$(
      grep -c -- "$wrong_token" "$work/auth-verbose.txt")"
-expect "AUTH's OKs: tenant and role (user, admin, user)" "alice|0 ops|1 alice|0" \
+expect "AUTH's OKs: tenant and role" "alice|0 ops|1 alice|0 alice|0 bob|0 alice|0 ops|1 ops|1" \
   "$(auth_fields 'mrd.auth.tenant' mrd.auth.tenant mrd.auth.role | paste -sd' ')"
 expect "AUTH's OK and role by name in the tree, and in the Info column" \
   "Tenant: alice|Role: admin (1)|OK: tenant alice, user" \
@@ -388,7 +422,7 @@ expect "AUTH's OK and role by name in the tree, and in the Info column" \
      sort -u)"
 expect "its replies: OK to HELLO v1 (no flags), AUTH_FAILED, NOT_AUTHENTICATED, VERSION_MISMATCH" \
   "6,7,4,6|0,18,19,10|1|" \
-  "$(auth_fields "tcp.stream == $(auth_fields "$unauthenticated" tcp.stream) && \
+  "$(auth_fields "tcp.stream == $(auth_fields "$unauthenticated" tcp.stream | head -1) && \
      tcp.srcport == $auth_port && mrd" mrd.request_opcode mrd.status mrd.hello.version \
      mrd.hello.flags |
     awk -F'|' '{ o = o s $1; t = t s $2; s = ","; v = v $3; f = f $4 }
@@ -407,8 +441,44 @@ auth_pdus() {
   tshark -n -X "lua_script:$dissector" -r "$work/auth-capture.pcapng" "$@" -T fields \
     -e mrd.opcode 2>>"$work/tshark.err" | tr ',' '\n' | grep -cx 7
 }
-expect "the heuristic finds the AUTH requests too" "4|4" \
+expect "the heuristic finds the AUTH requests too" "9|9" \
   "$(auth_pdus -d "tcp.port==$auth_port,mrd")|$(auth_pdus -o mrd.heuristic:TRUE)"
+
+# Tenants (version 3): LIST's options, and its OKs with and without each job's tenant
+expect "mrctl's LISTs as alice and as the admin: her job 1; jobs 1 and 2 with their tenants" \
+  "1|3|alice 1,2|3,3|alice,bob" \
+  "$(auth_fields 'mrd.request_opcode == 4 && mrd.list.tenant' mrd.job_id mrd.state \
+     mrd.list.tenant | head -2 | paste -sd' ')"
+lists="tcp.stream == $(auth_fields "$unauthenticated" tcp.stream | tail -1)"
+# server_fields FILTER FIELD...: FIELDs of the server's frames matching FILTER, joined over the
+# frames (the replies of one write may come in one frame or several), one line per FIELD.
+server_fields() {
+  auth_fields "$1 && tcp.srcport == $auth_port && mrd" "${@:2}" |
+    awk -F'|' '{ for (i = 1; i <= NF; i++) if ($i != "") f[i] = f[i] (f[i] == "" ? "" : ",") $i }
+               END { for (i = 1; i <= '$(($# - 1))'; i++) print f[i] }'
+}
+expect "the admin's LISTs: replies paired in order, the last two BAD_REQUEST" \
+  "6,7,4,4,4,4,4|0,0,0,0,0,7,7" \
+  "$(server_fields "$lists" mrd.request_opcode mrd.status | paste -sd'|')"
+expect "empty body and options 0: jobs without tenants; options 1: with them" \
+  "2,2,2|1,2,1,2,1,2|alice,bob" \
+  "$(server_fields "$lists" mrd.list.count mrd.job_id mrd.list.tenant | paste -sd'|')"
+# (The software's version, and the message about the 2-byte body, are cut out.)
+expect "... and their Info column" \
+  "OK: mrd, v2, auth required | OK: tenant ops, admin | OK: 2 jobs | OK: 2 jobs | \
+OK: 2 jobs, with tenants | BAD_REQUEST: list: unknown option bits 2; this server knows 1 \
+(with tenants) | BAD_REQUEST: list: ..." \
+  "$(auth_fields "$lists && tcp.srcport == $auth_port && mrd" _ws.col.Info |
+     awk '{ printf "%s%s", (NR > 1 ? " | " : ""), $0 } END { print "" }' |
+     sed 's/^OK: mrd [^,]*,/OK: mrd,/; s/\(BAD_REQUEST: list: \)[^|]*$/\1.../')"
+expect "LIST's options: bit names, the undefined bit 1 and the extra byte flagged" \
+  "With tenants: Yes (each job with its tenant)|1|1" \
+  "$(grep -m1 -o 'With tenants: Yes (each job with its tenant)' "$work/auth-verbose.txt")|$(
+     auth_fields "$lists && mrd.list.options == 0x02 && mrd.unknown_code" mrd.list.options |
+     grep -c .)|$(auth_fields "$lists && mrd.trailing_bytes" mrd.opcode | grep -c .)"
+expect "a job's tenant in the tree" "Job: 1 done alice|Job: 2 done bob" \
+  "$(grep -m1 -o 'Job: 1 done alice' "$work/auth-verbose.txt")|$(
+     grep -m1 -o 'Job: 2 done bob' "$work/auth-verbose.txt")"
 
 # no Lua error anywhere, in the tree or on stderr
 shark -V > "$work/verbose.txt"

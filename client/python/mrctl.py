@@ -545,13 +545,20 @@ def command_list(args) -> int:
         if not jobs:
             print("[]")
             return EXIT_OK
-        lines = [f'  {{"id": {job.id}, "state": "{job.state.label}"}}' for job in jobs]
+        lines = [f'  {{"id": {job.id}, "state": "{job.state.label}", '
+                 f'"tenant": {json.dumps(job.tenant, ensure_ascii=False)}}}' for job in jobs]
         print("[\n" + ",\n".join(lines) + "\n]")
         return EXIT_OK
     width = max([len("ID")] + [len(str(job.id)) for job in jobs])
-    print(f"{'ID':>{width}}  STATE")
+    # A server without tokens has no tenants: then there is no column for them.
+    if not any(job.tenant for job in jobs):
+        print(f"{'ID':>{width}}  STATE")
+        for job in jobs:
+            print(f"{job.id:>{width}}  {job.state.label}")
+        return EXIT_OK
+    print(f"{'ID':>{width}}  STATE      TENANT")
     for job in jobs:
-        print(f"{job.id:>{width}}  {job.state.label}")
+        print(f"{job.id:>{width}}  {job.state.label:<9}  {job.tenant or '-'}")
     return EXIT_OK
 
 

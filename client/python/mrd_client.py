@@ -11,6 +11,8 @@ Standard library only. The module has three layers, each usable on its own:
 Protocol version 2 (section 11) added AUTH: a server started with ``--auth-file`` says so in
 HELLO's reply (``HelloReply.auth_required``), and wants ``Connection.auth(token)`` before any
 other request. ``Connection.hello(1)`` still speaks version 1 (its reply has no flags).
+Version 3 added LIST's options byte: ``Connection.list()`` asks for each job's tenant (the
+token that submitted it), ``Connection.list(with_tenants=False)`` sends version 1's empty LIST.
 
 Strings on the wire are "any bytes" (protocol section 1), so keys, words and document names
 come back as ``bytes``. The encoders accept ``str`` too and send it as UTF-8. Human-readable
@@ -29,7 +31,7 @@ from array import array
 from dataclasses import dataclass, fields
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 DEFAULT_PORT = 1936
 
 HEADER = struct.Struct("<BI")  # u8 code, u32 body_length
@@ -40,7 +42,9 @@ MAX_NAME_BYTES = 64  # mapper, reducer, idempotency key
 MAX_AUTH_BODY = 1024  # an AUTH body over it: FRAME_TOO_LARGE, then close (section 2)
 MAX_TOKEN_BYTES = MAX_AUTH_BODY - 8  # the token's string length takes a u64
 
-HELLO_AUTH_REQUIRED = 0x01  # bit 0 of the flags of HELLO's version 2 reply
+HELLO_AUTH_REQUIRED = 0x01  # bit 0 of the flags of HELLO's reply (versions 2 and 3)
+LIST_WITH_TENANTS = 0x01  # bit 0 of LIST's options (version 3): each job with its tenant
+MAX_TENANT_BYTES = 64
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,10 +468,12 @@ Result = Union[CountsResult, PostingsResult, Matrix, StatisticsResult]
 
 @dataclass
 class JobEntry:
-    """One row of LIST's reply."""
+    """One row of LIST's reply. ``tenant`` is who submitted the job; it is empty for a job
+    submitted without a token, and in a reply to a LIST that did not ask for tenants."""
 
     id: int
     state: JobState
+    tenant: str = ""
 
 
 @dataclass
@@ -509,7 +515,8 @@ class Hello:
 @dataclass
 class HelloReply:
     """HELLO's OK reply: the version the server speaks with us, its software name, and from
-    version 2 on a flags byte (a reply to a version 1 HELLO has none: ``flags`` is then 0)."""
+    version 2 on a flags byte (a reply to a version 1 HELLO has none: ``flags`` is then 0).
+    Versions 2 and 3 share one layout."""
 
     version: int = PROTOCOL_VERSION
     software: str = ""
@@ -580,12 +587,12 @@ def encode_hello_reply(reply: HelloReply) -> bytes:
 
 def decode_hello_reply(body: bytes) -> HelloReply:
     """HELLO's OK body. Its layout follows the version it states, which is the version the
-    HELLO asked for (section 6): version 1 without flags, version 2 with them."""
+    HELLO asked for (section 6): version 1 without flags, versions 2 and 3 with them."""
     reader = BodyReader(body, "HELLO reply")
     version = reader.u16()
     software = reader.string().decode("utf-8", errors="replace")
     flags = 0
-    if version == 2:
+    if version in (2, 3):
         flags = reader.u8()
     elif version != 1:
         raise ProtocolError(f"HELLO reply of protocol version {version}, which this client "
@@ -653,7 +660,7 @@ def decode_job_id(body: bytes) -> int:
 
 
 def decode_empty(body: bytes, what: str = "empty body") -> None:
-    """CANCEL's OK reply, and LIST and STATS requests: no bytes at all."""
+    """CANCEL's OK reply, STATS requests and version 1's LIST requests: no bytes at all."""
     BodyReader(body, what).finish()
 
 
@@ -842,20 +849,54 @@ def decode_result(body: bytes) -> Result:
 # LIST and STATS -------------------------------------------------------------------------------
 
 
-def encode_job_list(jobs: Sequence[JobEntry]) -> bytes:
-    """LIST's OK body: ``list`` of ``(u32 id, u8 state)``."""
+def encode_list_request(options: Optional[int] = LIST_WITH_TENANTS) -> bytes:
+    """LIST request body: ``u8 options`` (version 3), or, for ``None``, version 1's empty body,
+    which every server version answers without tenants."""
+    return b"" if options is None else _U8.pack(options)
+
+
+def decode_list_request(body: bytes) -> Optional[int]:
+    """The options of a LIST request, or ``None`` for an empty (version 1) body."""
+    reader = BodyReader(body, "LIST body")
+    options = reader.u8() if reader.remaining else None
+    reader.finish()
+    return options
+
+
+def list_reply_has_tenants(options: Optional[int]) -> bool:
+    """Whether the OK to a LIST with these options (None: an empty body) lists tenants."""
+    return options is not None and bool(options & LIST_WITH_TENANTS)
+
+
+def encode_job_list(jobs: Sequence[JobEntry], with_tenants: bool = True) -> bytes:
+    """LIST's OK body: ``list`` of ``(u32 id, u8 state, string tenant)`` for a LIST that asked
+    for tenants, else version 1's ``list`` of ``(u32 id, u8 state)``."""
     writer = BodyWriter().u64(len(jobs))
     for job in jobs:
         writer.u32(job.id).u8(job.state)
+        if with_tenants:
+            writer.string(job.tenant)
+        elif job.tenant:
+            raise ValueError("a job list without tenants cannot carry one")
     return writer.getvalue()
 
 
-def decode_job_list(body: bytes) -> List[JobEntry]:
+def decode_job_list(body: bytes, with_tenants: bool = True) -> List[JobEntry]:
+    """LIST's OK body in the layout the request asked for (``list_reply_has_tenants``): the
+    two layouts cannot be told apart by length alone when the list is empty."""
     reader = BodyReader(body, "job list")
     jobs = []
-    for _ in range(reader.count(5, "jobs")):
+    # A row is at least 5 bytes, or 13 with the tenant's u64 length.
+    for _ in range(reader.count(13 if with_tenants else 5, "jobs")):
         job_id = reader.u32()
-        jobs.append(JobEntry(job_id, _enum_value(JobState, reader.u8(), "job state")))
+        state = _enum_value(JobState, reader.u8(), "job state")
+        tenant = ""
+        if with_tenants:
+            raw = reader.string()
+            if len(raw) > MAX_TENANT_BYTES:
+                raise ProtocolError(f"a tenant of {len(raw)} bytes, over {MAX_TENANT_BYTES}")
+            tenant = raw.decode("utf-8", errors="replace")
+        jobs.append(JobEntry(job_id, state, tenant))
     reader.finish()
     return jobs
 
@@ -923,8 +964,9 @@ def cancel_frame(job_id: int) -> bytes:
     return encode_frame(Opcode.CANCEL, encode_job_id(job_id))
 
 
-def list_frame() -> bytes:
-    return encode_frame(Opcode.LIST)
+def list_frame(options: Optional[int] = LIST_WITH_TENANTS) -> bytes:
+    """LIST asking for tenants by default; ``list_frame(None)`` is version 1's empty LIST."""
+    return encode_frame(Opcode.LIST, encode_list_request(options))
 
 
 def stats_frame() -> bytes:
@@ -1063,8 +1105,8 @@ class Connection:
     # One method per opcode ----------------------------------------------------------------
 
     def hello(self, version: int = PROTOCOL_VERSION) -> HelloReply:
-        """Exchange protocol versions; returns the server's version, software and (version 2)
-        flags: ``auth_required`` says to call ``auth`` next. A server that does not speak
+        """Exchange protocol versions; returns the server's version, software and (from version
+        2 on) flags: ``auth_required`` says to call ``auth`` next. A server that does not speak
         ``version`` raises ServerError (VERSION_MISMATCH) and the connection stays usable."""
         reply = self.request(hello_frame(Hello(version, "")))
         reply.raise_unless(Status.OK)
@@ -1108,11 +1150,14 @@ class Connection:
         reply.raise_unless(Status.OK)
         decode_empty(reply.body, "CANCEL reply")
 
-    def list(self) -> List[JobEntry]:
-        """Every job the server remembers, by increasing id."""
-        reply = self.request(list_frame())
+    def list(self, with_tenants: bool = True) -> List[JobEntry]:
+        """The jobs the server remembers, by increasing id: with tokens, a user's token sees
+        its tenant's jobs, an admin's every job. ``with_tenants`` asks for each job's tenant
+        (version 3); without it the request is version 1's, and every tenant is empty."""
+        options = LIST_WITH_TENANTS if with_tenants else None
+        reply = self.request(list_frame(options))
         reply.raise_unless(Status.OK)
-        return decode_job_list(reply.body)
+        return decode_job_list(reply.body, list_reply_has_tenants(options))
 
     def stats(self) -> ServerStats:
         """The server's counters."""

@@ -243,8 +243,10 @@ def shared_server() -> ServerProcess:
 
 # The tokens of the server started with --auth-file: (token, tenant, role).
 USER_TOKEN = "py-user-token-4b1e"
+OTHER_USER_TOKEN = "py-other-user-token-d52a"
 ADMIN_TOKEN = "py-admin-token-90c7"
-AUTH_FILE_ENTRIES = ((USER_TOKEN, "alice", Role.USER), (ADMIN_TOKEN, "ops.team-1", Role.ADMIN))
+AUTH_FILE_ENTRIES = ((USER_TOKEN, "alice", Role.USER), (OTHER_USER_TOKEN, "bob", Role.USER),
+                     (ADMIN_TOKEN, "ops.team-1", Role.ADMIN))
 
 _auth_server: Optional[ServerProcess] = None
 _auth_directory: Optional[tempfile.TemporaryDirectory] = None
@@ -259,7 +261,8 @@ def write_auth_file(path: Path, entries) -> None:
 
 
 def shared_auth_server() -> ServerProcess:
-    """A second mrd, started with --auth-file holding AUTH_FILE_ENTRIES (protocol version 2)."""
+    """A second mrd, started with --auth-file holding AUTH_FILE_ENTRIES (protocol versions 2
+    and 3: tokens, and the tenants they make)."""
     global _auth_server, _auth_directory
     if not MRD_BINARY:
         raise unittest.SkipTest("MRD_BINARY is not set")
@@ -330,9 +333,9 @@ def expected_example_frames() -> Dict[str, bytes]:
     """Each example of the document, built from values with this client's encoders."""
     ok, pending = Status.OK, Status.PENDING
     return {
-        "hello-v2-request": mrd.hello_frame(),
-        "hello-v2-reply": mrd.encode_frame(ok, mrd.encode_hello_reply(
-            HelloReply(2, "mrd 0.1.0", mrd.HELLO_AUTH_REQUIRED))),
+        "hello-v3-request": mrd.hello_frame(),
+        "hello-v3-reply": mrd.encode_frame(ok, mrd.encode_hello_reply(
+            HelloReply(3, "mrd 0.1.0", mrd.HELLO_AUTH_REQUIRED))),
         "hello-request": mrd.hello_frame(Hello(1, "")),
         "hello-reply": mrd.encode_frame(ok, mrd.encode_hello_reply(HelloReply(1, "mrd 0.1.0"))),
         "auth-request": mrd.auth_frame("s3cret"),
@@ -355,9 +358,12 @@ def expected_example_frames() -> Dict[str, bytes]:
             ok, mrd.encode_progress(Progress(7, JobState.DONE, 4, 4, 2, 2))),
         "cancel-request": mrd.cancel_frame(7),
         "cancel-reply": mrd.encode_frame(ok),
-        "list-request": mrd.list_frame(),
+        "list-request": mrd.list_frame(None),
         "list-reply": mrd.encode_frame(ok, mrd.encode_job_list(
-            [JobEntry(7, JobState.DONE), JobEntry(8, JobState.QUEUED)])),
+            [JobEntry(7, JobState.DONE), JobEntry(8, JobState.QUEUED)], with_tenants=False)),
+        "list-tenants-request": mrd.list_frame(mrd.LIST_WITH_TENANTS),
+        "list-tenants-reply": mrd.encode_frame(ok, mrd.encode_job_list(
+            [JobEntry(7, JobState.DONE, "alice"), JobEntry(8, JobState.QUEUED, "bob")])),
         "stats-request": mrd.stats_frame(),
         "fetch-words-reply": mrd.encode_frame(ok, mrd.encode_result(mrd.CountsResult(
             [(b"be", 2), (b"to", 2), (b"not", 1), (b"or", 1)]))),
@@ -369,7 +375,8 @@ def expected_example_frames() -> Dict[str, bytes]:
     }
 
 
-# How to decode (and re-encode) the body of a frame, by what it answers or asks.
+# How to decode (and re-encode) the body of a frame, by what it answers or asks. (LIST's OK
+# also depends on the request's options: see reply_round_trip.)
 OK_BODY_CODECS = {
     Opcode.HELLO: (mrd.decode_hello_reply, mrd.encode_hello_reply),
     Opcode.AUTH: (mrd.decode_auth_reply, mrd.encode_auth_reply),
@@ -387,13 +394,17 @@ REQUEST_BODY_CODECS = {
     Opcode.FETCH: (mrd.decode_job_id, mrd.encode_job_id),
     Opcode.STATUS: (mrd.decode_job_id, mrd.encode_job_id),
     Opcode.CANCEL: (mrd.decode_job_id, mrd.encode_job_id),
-    Opcode.LIST: (lambda body: mrd.decode_empty(body), lambda _: b""),
+    Opcode.LIST: (mrd.decode_list_request, mrd.encode_list_request),
     Opcode.STATS: (lambda body: mrd.decode_empty(body), lambda _: b""),
 }
 
 
-def reply_round_trip(opcode: int, status: int, body: bytes) -> bytes:
-    """Decode a reply body as what ``opcode`` gets with ``status``, and encode it again."""
+def reply_round_trip(opcode: int, request_body: bytes, status: int, body: bytes) -> bytes:
+    """Decode a reply body as what the request ``opcode``, ``request_body`` gets with
+    ``status``, and encode it again."""
+    if status == Status.OK and opcode == Opcode.LIST:
+        with_tenants = mrd.list_reply_has_tenants(mrd.decode_list_request(request_body))
+        return mrd.encode_job_list(mrd.decode_job_list(body, with_tenants), with_tenants)
     if status == Status.OK:
         decode, encode = OK_BODY_CODECS[Opcode(opcode)]
         return encode(decode(body))
@@ -441,13 +452,18 @@ class TestDocumentExamples(unittest.TestCase):
         self.assertEqual(mrd.decode_error(decoded["unknown-job-reply"][0][0][1]), "no job 9")
         self.assertEqual(mrd.decode_result(decoded["fetch-stats-reply"][0][0][1]),
                          mrd.StatisticsResult(2, 2.0, 2.0, 1.5, 1.5, 2.5))
-        self.assertEqual(mrd.decode_job_list(decoded["list-reply"][0][0][1]),
+        self.assertEqual(mrd.decode_job_list(decoded["list-reply"][0][0][1], with_tenants=False),
                          [JobEntry(7, JobState.DONE), JobEntry(8, JobState.QUEUED)])
-        # Version 2: HELLO's reply with its flags, version 1's without, and AUTH both ways.
-        self.assertEqual(mrd.decode_hello(decoded["hello-v2-request"][0][0][1]), Hello(2, ""))
-        hello = mrd.decode_hello_reply(decoded["hello-v2-reply"][0][0][1])
+        # Version 3: LIST with tenants.
+        self.assertEqual(mrd.decode_list_request(decoded["list-tenants-request"][0][0][1]),
+                         mrd.LIST_WITH_TENANTS)
+        self.assertEqual(mrd.decode_job_list(decoded["list-tenants-reply"][0][0][1]),
+                         [JobEntry(7, JobState.DONE, "alice"), JobEntry(8, JobState.QUEUED, "bob")])
+        # Versions 2 and 3: HELLO's reply with its flags, version 1's without; AUTH both ways.
+        self.assertEqual(mrd.decode_hello(decoded["hello-v3-request"][0][0][1]), Hello(3, ""))
+        hello = mrd.decode_hello_reply(decoded["hello-v3-reply"][0][0][1])
         self.assertEqual((hello.version, hello.software, hello.auth_required),
-                         (2, "mrd 0.1.0", True))
+                         (3, "mrd 0.1.0", True))
         hello = mrd.decode_hello_reply(decoded["hello-reply"][0][0][1])
         self.assertEqual((hello.version, hello.flags, hello.auth_required), (1, 0, False))
         self.assertEqual(mrd.decode_auth(decoded["auth-request"][0][0][1]), b"s3cret")
@@ -479,10 +495,10 @@ class TestDocumentRecipes(unittest.TestCase):
                         decode, encode = REQUEST_BODY_CODECS[Opcode(opcode)]
                         self.assertEqual(encode(decode(body)), body)
                 # A request without a complete frame (4 GiB header) still gets its reply.
-                opcodes = [opcode for opcode, _ in requests] or [request[0]]
-                for opcode, (status, body) in zip(opcodes, replies):
+                for (opcode, request_body), (status, body) in zip(
+                        requests or [(request[0], b"")], replies):
                     self.assertIn(status, set(Status))
-                    self.assertEqual(reply_round_trip(opcode, status, body), body)
+                    self.assertEqual(reply_round_trip(opcode, request_body, status, body), body)
                 if reply_rest:  # only the STATS recipe cuts its reply (head -c 5)
                     self.assertEqual(reply_rest[:1], b"\x00")
 
@@ -491,7 +507,7 @@ class TestDocumentRecipes(unittest.TestCase):
         words = mrd.submit_frame(
             SubmitRequest("words", "sum", [Document("a.txt", "to be or not to be")]))
         for frame in (mrd.hello_frame(Hello(1, "")), mrd.fetch_frame(9), words, mrd.fetch_frame(1),
-                      mrd.status_frame(1), mrd.list_frame(), mrd.stats_frame(),
+                      mrd.status_frame(1), mrd.list_frame(None), mrd.stats_frame(),
                       mrd.cancel_frame(1) + mrd.fetch_frame(1)):
             self.assertIn(frame, requests)
 
@@ -562,8 +578,9 @@ class TestCodec(unittest.TestCase):
         with self.assertRaises(ValueError):
             Matrix(2, 2, [1.0])
 
-    def test_hello_replies_of_both_versions(self) -> None:
-        for reply in (HelloReply(1, "mrd x"), HelloReply(2, "mrd x", 0), HelloReply(2, "", 1)):
+    def test_hello_replies_of_every_version(self) -> None:
+        for reply in (HelloReply(1, "mrd x"), HelloReply(2, "mrd x", 0), HelloReply(2, "", 1),
+                      HelloReply(3, "mrd x", 1)):
             with self.subTest(reply=reply):
                 body = mrd.encode_hello_reply(reply)
                 self.assertEqual(len(body), 2 + 8 + len(reply.software) + (reply.version >= 2))
@@ -572,10 +589,63 @@ class TestCodec(unittest.TestCase):
             mrd.decode_hello_reply(struct.pack("<HQ", 2, 0))
         with self.assertRaises(mrd.ProtocolError):  # version 1 with a flags byte
             mrd.decode_hello_reply(struct.pack("<HQB", 1, 0, 1))
+        with self.assertRaises(mrd.ProtocolError):  # version 3 shares version 2's layout
+            mrd.decode_hello_reply(struct.pack("<HQ", 3, 0))
         with self.assertRaises(mrd.ProtocolError):  # a version this client does not speak
-            mrd.decode_hello_reply(struct.pack("<HQB", 3, 0, 0))
+            mrd.decode_hello_reply(struct.pack("<HQB", 4, 0, 0))
+        self.assertEqual(mrd.hello_frame().hex(" "), "06 0a 00 00 00 03 00" + " 00" * 8)
         with self.assertRaises(ValueError):
             mrd.encode_hello_reply(HelloReply(1, "", mrd.HELLO_AUTH_REQUIRED))
+
+    def test_list_requests(self) -> None:
+        # Version 3: one options byte, bit 0 asking for tenants; version 1: no body at all.
+        self.assertEqual(mrd.list_frame().hex(" "), "04 01 00 00 00 01")
+        self.assertEqual(mrd.list_frame(0).hex(" "), "04 01 00 00 00 00")
+        self.assertEqual(mrd.list_frame(None).hex(" "), "04 00 00 00 00")
+        self.assertEqual(mrd.decode_list_request(b"\x01"), mrd.LIST_WITH_TENANTS)
+        self.assertEqual(mrd.decode_list_request(b"\x00"), 0)
+        self.assertIsNone(mrd.decode_list_request(b""))
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_list_request(b"\x01\x00")
+        self.assertEqual([mrd.list_reply_has_tenants(options) for options in (None, 0, 1, 3)],
+                         [False, False, True, True])
+
+    def test_list_reply_with_tenants(self) -> None:
+        jobs = [JobEntry(7, JobState.DONE, "alice"), JobEntry(300, JobState.QUEUED, "")]
+        body = mrd.encode_job_list(jobs)
+        self.assertEqual(body.hex(" "),
+                         "02 00 00 00 00 00 00 00"                        # two jobs
+                         " 07 00 00 00 03 05 00 00 00 00 00 00 00 61 6c 69 63 65"  # 7 done alice
+                         " 2c 01 00 00 00 00 00 00 00 00 00 00 00")       # 300 queued, no tenant
+        self.assertEqual(mrd.decode_job_list(body), jobs)
+        self.assertEqual(mrd.decode_job_list(body, with_tenants=True), jobs)
+        # Version 1's layout: no tenant after the state.
+        plain = mrd.encode_job_list([JobEntry(7, JobState.DONE)], with_tenants=False)
+        self.assertEqual(plain.hex(" "), "01 00 00 00 00 00 00 00 07 00 00 00 03")
+        self.assertEqual(mrd.decode_job_list(plain, with_tenants=False),
+                         [JobEntry(7, JobState.DONE)])
+        # A body of one layout does not decode as the other, except the empty list.
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_job_list(plain)
+        with self.assertRaises(mrd.ProtocolError):
+            mrd.decode_job_list(body, with_tenants=False)
+        empty = mrd.encode_job_list([])
+        self.assertEqual(empty, mrd.encode_job_list([], with_tenants=False))
+        self.assertEqual(mrd.decode_job_list(empty), [])
+        with self.assertRaises(ValueError):  # a tenant the layout has no room for
+            mrd.encode_job_list(jobs, with_tenants=False)
+
+    def test_list_reply_limits(self) -> None:
+        def row(tenant: bytes) -> bytes:
+            return struct.pack("<QIB", 1, 1, 3) + mrd.BodyWriter().string(tenant).getvalue()
+        self.assertEqual(mrd.decode_job_list(row(b"t" * mrd.MAX_TENANT_BYTES))[0].tenant,
+                         "t" * mrd.MAX_TENANT_BYTES)
+        with self.assertRaises(mrd.ProtocolError):  # a tenant over 64 bytes
+            mrd.decode_job_list(row(b"t" * (mrd.MAX_TENANT_BYTES + 1)))
+        with self.assertRaises(mrd.ProtocolError):  # 5 bytes per job fit, 13 do not
+            mrd.decode_job_list(struct.pack("<Q", 2) + bytes(10))
+        with self.assertRaises(mrd.ProtocolError):  # the tenant cut short
+            mrd.decode_job_list(row(b"alice")[:-1])
 
     def test_auth_bodies(self) -> None:
         self.assertEqual(mrd.encode_auth(b"\x00\xff"), struct.pack("<Q", 2) + b"\x00\xff")
@@ -601,18 +671,24 @@ class TestCodec(unittest.TestCase):
 
 
 class ScriptedServer:
-    """A one-shot listener that sends fixed bytes to whoever connects, then closes."""
+    """A one-shot listener that reads one request frame (kept in ``request``), sends fixed bytes
+    to whoever connects, then closes."""
 
     def __init__(self, reply: bytes):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
+        self.request = b""
         self.thread = threading.Thread(target=self._serve, args=(reply,), daemon=True)
         self.thread.start()
 
     def _serve(self, reply: bytes) -> None:
         peer, _ = self.listener.accept()
         with peer:
-            peer.recv(65536)
+            while not mrd.split_frames(self.request)[0]:  # the frame may come in pieces
+                chunk = peer.recv(65536)
+                if not chunk:
+                    break
+                self.request += chunk
             peer.sendall(reply)
         self.listener.close()
 
@@ -646,6 +722,28 @@ class TestConnectionAgainstBadReplies(unittest.TestCase):
         with self.assertRaises(mrd.ProtocolError):
             self.exchange(mrd.encode_frame(Status.PENDING, body), "status", 1)
 
+    def test_list_asks_for_tenants_and_reads_them(self) -> None:
+        jobs = [JobEntry(3, JobState.MAPPING, "alice"), JobEntry(4, JobState.DONE, "")]
+        scripted = ScriptedServer(mrd.encode_frame(Status.OK, mrd.encode_job_list(jobs)))
+        with scripted.connect() as connection:
+            self.assertEqual(connection.list(), jobs)
+        scripted.thread.join()
+        self.assertEqual(scripted.request.hex(" "), "04 01 00 00 00 01")
+
+    def test_list_without_tenants_sends_version_1s_request(self) -> None:
+        jobs = [JobEntry(3, JobState.MAPPING)]
+        scripted = ScriptedServer(
+            mrd.encode_frame(Status.OK, mrd.encode_job_list(jobs, with_tenants=False)))
+        with scripted.connect() as connection:
+            self.assertEqual(connection.list(with_tenants=False), jobs)
+        scripted.thread.join()
+        self.assertEqual(scripted.request.hex(" "), "04 00 00 00 00")
+
+    def test_a_list_reply_in_the_layout_not_asked_for(self) -> None:
+        plain = mrd.encode_job_list([JobEntry(3, JobState.DONE)], with_tenants=False)
+        with self.assertRaises(mrd.ProtocolError):
+            self.exchange(mrd.encode_frame(Status.OK, plain), "list")
+
     def test_an_error_reply_raises_with_its_status(self) -> None:
         with self.assertRaises(mrd.ServerError) as caught:
             self.exchange(mrd.encode_frame(Status.QUEUE_FULL, mrd.encode_error("full")),
@@ -667,8 +765,22 @@ class TestOpcodes(ServerTestCase):
         self.assertFalse(hello.auth_required)  # started without --auth-file
 
     def test_hello_with_another_version_keeps_the_connection(self) -> None:
-        self.assert_refused(Status.VERSION_MISMATCH, self.connection.hello, 99)
+        for version in (0, 4, 99):
+            with self.subTest(version=version):
+                error = self.assert_refused(Status.VERSION_MISMATCH, self.connection.hello,
+                                            version)
+                self.assertEqual(error.message, f"this server speaks protocol versions 1 to 3, "
+                                                f"the client {version}")
         self.assertEqual(self.connection.hello().version, mrd.PROTOCOL_VERSION)
+
+    def test_hello_of_version_2_gets_the_same_layout_as_version_3(self) -> None:
+        replies = [self.connection.request(mrd.hello_frame(Hello(version, "")))
+                   for version in (2, 3)]
+        self.assertEqual([reply.status for reply in replies], [Status.OK] * 2)
+        two, three = (mrd.decode_hello_reply(reply.body) for reply in replies)
+        self.assertEqual((two.version, three.version), (2, 3))  # each echoes what it was asked
+        self.assertEqual(replies[0].body[2:], replies[1].body[2:])  # the rest: the same bytes
+        self.assertEqual((two.flags, two.software), (0, three.software))
 
     def test_hello_of_version_1_gets_version_1s_layout(self) -> None:
         reply = self.connection.request(mrd.hello_frame(Hello(1, "")))
@@ -722,7 +834,34 @@ class TestOpcodes(ServerTestCase):
         jobs = self.connection.list()
         ids = [job.id for job in jobs]
         self.assertEqual(ids, sorted(ids))
-        self.assertIn(JobEntry(job_id, JobState.DONE), jobs)
+        self.assertIn(JobEntry(job_id, JobState.DONE), jobs)  # without tokens: no tenant
+        self.assertEqual({job.tenant for job in jobs}, {""})
+        self.assertIn(JobEntry(job_id, JobState.DONE), self.connection.list(with_tenants=False))
+
+    def test_list_options(self) -> None:
+        job_id = self.connection.submit("words", "sum", [Document("a", "x")])
+        self.connection.wait_for_result(job_id)
+        # Options 0 and an empty body: version 1's layout; options 1: with (empty) tenants.
+        for options, with_tenants in ((None, False), (0, False), (1, True)):
+            with self.subTest(options=options):
+                reply = self.connection.request(mrd.list_frame(options))
+                self.assertEqual(reply.status, Status.OK)
+                jobs = mrd.decode_job_list(reply.body, with_tenants)
+                self.assertIn(JobEntry(job_id, JobState.DONE), jobs)
+
+    def test_list_refuses_unknown_options(self) -> None:
+        for options in (0x02, 0x03, 0x80):
+            with self.subTest(options=options):
+                reply = self.connection.request(mrd.list_frame(options))
+                self.assertEqual((reply.status, reply.error_message()),
+                                 (Status.BAD_REQUEST, f"list: unknown option bits {options}; "
+                                                      f"this server knows 1 (with tenants)"))
+        for size in (2, 64):  # more than the options byte
+            with self.subTest(body_bytes=size):
+                reply = self.connection.request(mrd.encode_frame(Opcode.LIST, b"\x01" * size))
+                self.assertEqual(reply.status, Status.BAD_REQUEST)
+                self.assertTrue(reply.error_message().startswith("list: "))
+        self.assertIsInstance(self.connection.list(), list)  # the connection stays usable
 
     def test_stats(self) -> None:
         before = self.connection.stats()
@@ -1052,9 +1191,20 @@ class TestAuthentication(ServerTestCase):
     def test_hello_says_auth_is_required(self) -> None:
         hello = self.connection.hello()
         self.assertEqual((hello.version, hello.flags, hello.auth_required),
+                         (3, mrd.HELLO_AUTH_REQUIRED, True))
+        older = self.connection.hello(2)  # version 2 gets the same layout
+        self.assertEqual((older.version, older.flags, older.auth_required),
                          (2, mrd.HELLO_AUTH_REQUIRED, True))
         old = self.connection.hello(1)  # version 1's layout: no flags to tell
         self.assertEqual((old.version, old.flags), (1, 0))
+
+    def test_a_version_2_client_still_works(self) -> None:
+        # What a version 2 client sends: HELLO 2, AUTH, and LIST with an empty body.
+        self.assertTrue(self.connection.hello(2).auth_required)
+        self.assertEqual(self.connection.auth(USER_TOKEN).tenant, "alice")
+        job_id = self.connection.submit("words", "sum", [Document("v2", "version two")])
+        self.connection.wait_for_result(job_id)
+        self.assertIn(JobEntry(job_id, JobState.DONE), self.connection.list(with_tenants=False))
 
     def test_good_tokens_name_their_tenant_and_role(self) -> None:
         self.assertEqual(self.connection.auth(USER_TOKEN), AuthReply("alice", Role.USER))
@@ -1119,6 +1269,79 @@ class TestAuthentication(ServerTestCase):
         self.assertEqual([reply.status for reply in replies], [Status.OK] * 3)
         self.assertTrue(mrd.decode_hello_reply(replies[0].body).auth_required)
         self.assertEqual(mrd.decode_auth_reply(replies[1].body).role, Role.USER)
+
+
+class TestTenants(ServerTestCase):
+    """Protocol version 3's tenants: a job belongs to the tenant whose token submitted it."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = shared_auth_server()
+
+    def connect_as(self, token: str) -> mrd.Connection:
+        connection = self.server.connect()
+        self.addCleanup(connection.close)
+        connection.auth(token)
+        return connection
+
+    def finished_job(self, connection: mrd.Connection, text: str) -> int:
+        job_id = connection.submit("words", "sum", [Document("t", text)])
+        connection.wait_for_result(job_id)
+        return job_id
+
+    def test_a_user_lists_its_own_jobs_an_admin_every_job(self) -> None:
+        alice, bob = self.connect_as(USER_TOKEN), self.connect_as(OTHER_USER_TOKEN)
+        admin = self.connect_as(ADMIN_TOKEN)
+        alices, bobs = self.finished_job(alice, "alice's job"), self.finished_job(bob, "bob's job")
+        for connection, tenant, own, other in ((alice, "alice", alices, bobs),
+                                               (bob, "bob", bobs, alices)):
+            with self.subTest(tenant=tenant):
+                jobs = connection.list()
+                self.assertIn(JobEntry(own, JobState.DONE, tenant), jobs)
+                self.assertNotIn(other, [job.id for job in jobs])
+                self.assertEqual({job.tenant for job in jobs}, {tenant})
+                # Version 1's LIST sees the same jobs, without their tenants.
+                plain = connection.list(with_tenants=False)
+                self.assertEqual([job.id for job in plain], [job.id for job in jobs])
+        everything = admin.list()
+        self.assertIn(JobEntry(alices, JobState.DONE, "alice"), everything)
+        self.assertIn(JobEntry(bobs, JobState.DONE, "bob"), everything)
+        ids = [job.id for job in everything]
+        self.assertEqual(ids, sorted(ids))
+
+    def test_another_tenants_job_looks_expired_and_is_left_alone(self) -> None:
+        alice, bob = self.connect_as(USER_TOKEN), self.connect_as(OTHER_USER_TOKEN)
+        job_id = alice.submit("words", "sum", [Document("a", "to be or not to be")])
+        result = alice.wait_for_result(job_id)
+        expired = mrd.encode_frame(Status.JOB_EXPIRED, mrd.encode_error(
+            f"job {job_id} expired: its result was evicted (or it is not yours)"))
+        for frame in (mrd.fetch_frame(job_id), mrd.status_frame(job_id),
+                      mrd.cancel_frame(job_id)):
+            with self.subTest(opcode=Opcode(frame[0]).name):
+                reply = bob.request(frame)
+                self.assertEqual(mrd.encode_frame(reply.status, reply.body), expired)
+        # Had bob's CANCEL counted, alice's result would now be released (JOB_CANCELLED).
+        self.assertEqual(alice.fetch(job_id).result, result)
+        self.assertEqual(alice.status(job_id).state, JobState.DONE)
+
+    def test_another_tenant_cannot_cancel_an_unfinished_job(self) -> None:
+        alice, bob = self.connect_as(USER_TOKEN), self.connect_as(OTHER_USER_TOKEN)
+        job_id = alice.submit("words", "sum", big_documents(1), chunk_bytes=4096)
+        self.assert_refused(Status.JOB_EXPIRED, bob.cancel, job_id)
+        # Running or finished by now, either way it was not cancelled: its result comes.
+        self.assertEqual(alice.wait_for_result(job_id).entries[0][1], 50_000)
+
+    def test_idempotency_keys_are_per_tenant(self) -> None:
+        alice, bob = self.connect_as(USER_TOKEN), self.connect_as(OTHER_USER_TOKEN)
+        key = "py-tenants-" + os.urandom(8).hex()
+        documents = [Document("k", "one key, two tenants")]
+        alices = alice.submit("words", "sum", documents, idempotency_key=key)
+        bobs = bob.submit("words", "sum", documents, idempotency_key=key)
+        self.assertNotEqual(alices, bobs, "the same key from two tenants makes two jobs")
+        self.assertEqual(alice.submit("words", "sum", documents, idempotency_key=key), alices)
+        self.assertEqual(bob.submit("words", "sum", documents, idempotency_key=key), bobs)
+        tenants = {job.id: job.tenant for job in self.connect_as(ADMIN_TOKEN).list()}
+        self.assertEqual((tenants[alices], tenants[bobs]), ("alice", "bob"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1223,7 +1446,10 @@ class TestCommandLine(ServerTestCase):
         self.assertRegex(status.stdout.decode(),
                          rf"^job {job_id}: done, map \d+/\d+, reduce \d+/\d+\n$")
         listed = self.python_mrctl("list")
-        self.assertRegex(listed.stdout.decode(), rf"\n *{job_id}  done\n")
+        self.assertRegex(listed.stdout.decode(), rf"^ *ID  STATE\n(.*\n)* *{job_id}  done\n")
+        listed = self.python_mrctl("list", "--json")  # without tokens every tenant is empty
+        self.assertIn(f'{{"id": {job_id}, "state": "done", "tenant": ""}}'.encode(),
+                      listed.stdout)
         self.assertEqual(self.python_mrctl("cancel", job_id).returncode, 0)
         self.assertEqual(self.python_mrctl("result", job_id).returncode, 1)
         stats = self.python_mrctl("server-stats")
@@ -1278,7 +1504,7 @@ class TestCommandLineWithTokens(ServerTestCase):
     def test_mrd_token_environment(self) -> None:
         finished = self.python_mrctl("list", token=USER_TOKEN)
         self.assertEqual(finished.returncode, 0, finished.stderr)
-        self.assertTrue(finished.stdout.startswith(b"ID  STATE\n"), finished.stdout)
+        self.assertRegex(finished.stdout.decode(), r"^ *ID  STATE")
         # --token-file comes first, as in the C++ mrctl.
         finished = self.python_mrctl("--token-file", "user.token", "list", token="wrong")
         self.assertEqual(finished.returncode, 0, finished.stderr)
@@ -1314,6 +1540,28 @@ class TestCommandLineWithTokens(ServerTestCase):
                 self.assertEqual(finished.returncode, 2, finished.stderr)
                 self.assertIn(token_file.encode(), finished.stderr)
                 self.assertEqual(self.cpp_mrctl("--token-file", token_file, "list").returncode, 2)
+
+    def test_list_shows_each_jobs_tenant(self) -> None:
+        for token in (USER_TOKEN, OTHER_USER_TOKEN):
+            submitted = self.python_mrctl("-q", "wordcount", "hamlet.txt", token=token)
+            self.assertEqual(submitted.returncode, 0, submitted.stderr)
+        mine = self.python_mrctl("list", token=USER_TOKEN).stdout.decode().splitlines()
+        self.assertRegex(mine[0], r"^ *ID  STATE      TENANT$")
+        for line in mine[1:]:
+            self.assertRegex(line, r"^ *\d+  (queued|mapping|reducing|done|failed|cancelled) *"
+                                   r"  alice$")
+        everything = self.python_mrctl("list", token=ADMIN_TOKEN).stdout.decode()
+        self.assertRegex(everything, r"\n *\d+  done       alice\n")
+        self.assertRegex(everything, r"\n *\d+  done       bob\n")
+        # The same table, and the same JSON, as the C++ mrctl's (every job here is finished).
+        for arguments in (("list",), ("list", "--json")):
+            with self.subTest(arguments=arguments):
+                ours = self.python_mrctl(*arguments, token=ADMIN_TOKEN)
+                theirs = self.cpp_mrctl(*arguments, token=ADMIN_TOKEN)
+                self.assertEqual((ours.returncode, ours.stdout), (theirs.returncode, theirs.stdout))
+        listed = self.python_mrctl("list", "--json", token=OTHER_USER_TOKEN)
+        self.assertIn(b'"state": "done", "tenant": "bob"}', listed.stdout)
+        self.assertNotIn(b'"tenant": "alice"', listed.stdout)
 
     def test_same_output_as_the_cpp_client(self) -> None:
         for arguments in (("wordcount", "--top", "2", "hamlet.txt"), ("index", "hamlet.txt")):

@@ -1,5 +1,6 @@
--- Wireshark dissector for the protocol of mrd, the MapReduce job server (protocol version 2,
--- and version 1: a HELLO's reply is decoded in the layout of the version that HELLO asked for).
+-- Wireshark dissector for the protocol of mrd, the MapReduce job server (protocol version 3, and
+-- versions 2 and 1: a HELLO's reply is decoded in the layout of the version that HELLO asked for,
+-- a LIST's reply with or without each job's tenant).
 --
 -- docs/protocol.md is the specification; "section N" below refers to it. Load with
 --   wireshark -X lua_script:protocol/wireshark/mrd.lua
@@ -43,9 +44,13 @@ local STATUS_NAMES = {
   "SERVER_ERROR", "AUTH_FAILED", "NOT_AUTHENTICATED", "FORBIDDEN",  -- the last three: version 2
 }
 
--- AUTH's OK (version 2): the token's role. HELLO's reply to a version 2 HELLO: a flags byte.
+-- AUTH's OK (version 2): the token's role. HELLO's reply to a version 2 or 3 HELLO: a flags byte.
 local ROLE_NAMES = { [0] = "user", "admin" }
 local HELLO_AUTH_REQUIRED = 0x01
+
+-- LIST's options byte (version 3): bit 0 asks for each job's tenant. An empty LIST body (version
+-- 1) and options 0 get the jobs without tenants.
+local LIST_WITH_TENANTS = 0x01
 
 local STATE_NAMES = { [0] = "queued", "mapping", "reducing", "done", "failed", "cancelled" }
 local STATE = { MAPPING = 1, REDUCING = 2 }
@@ -76,7 +81,7 @@ local F = {
   body = ProtoField.bytes("mrd.body", "Body (not decoded)"),
   job_id = ProtoField.uint32("mrd.job_id", "Job id", base.DEC),
 
-  -- HELLO, both ways; its flags only in the reply to a version 2 HELLO
+  -- HELLO, both ways; its flags only in the reply to a version 2 or 3 HELLO
   hello_version = ProtoField.uint16("mrd.hello.version", "Protocol version", base.DEC),
   hello_software = ProtoField.string("mrd.hello.software", "Software"),
   hello_flags = ProtoField.uint8("mrd.hello.flags", "Flags", base.HEX),
@@ -119,6 +124,11 @@ local F = {
   reduce_done = ProtoField.uint32("mrd.progress.reduce_done", "Reduce partitions done", base.DEC),
   reduce_total = ProtoField.uint32("mrd.progress.reduce_total", "Reduce partitions", base.DEC),
   job_count = ProtoField.uint64("mrd.list.count", "Jobs", base.DEC),
+  list_options = ProtoField.uint8("mrd.list.options", "Options", base.HEX),
+  list_with_tenants = ProtoField.bool("mrd.list.with_tenants", "With tenants", 8,
+                                      { "Yes (each job with its tenant)", "No" },
+                                      LIST_WITH_TENANTS),
+  list_tenant = ProtoField.string("mrd.list.tenant", "Tenant"),
 
   -- Results (FETCH's OK)
   result_kind = ProtoField.uint8("mrd.result.kind", "Result kind", base.DEC, RESULT_KIND_NAMES),
@@ -359,8 +369,9 @@ local function read_hello(r, tree)
   return software .. ", v" .. version, version
 end
 
--- HELLO's OK: version 1's layout, then (in the reply to a version 2 HELLO) u8 flags, whose bit 0
--- says the server requires AUTH. The request tells the layout; without it, the reply's version.
+-- HELLO's OK: version 1's layout, then (in the reply to a version 2 or 3 HELLO) u8 flags, whose
+-- bit 0 says the server requires AUTH. The request tells the layout; without it, the reply's
+-- version.
 local function read_hello_ok(r, tree, record)
   local summary, version = read_hello(r, tree)
   local asked = record.request and record.request.hello_version
@@ -370,7 +381,7 @@ local function read_hello_ok(r, tree, record)
   if tree then
     local item = tree:add(F.hello_flags, range)
     item:add(F.hello_auth_required, range)
-    if flags >= 2 then  -- bits 1 to 7 are 0 in version 2 (Lua 5.2 has no bit operators)
+    if flags >= 2 then  -- bits 1 to 7 are 0 in versions 2 and 3 (Lua 5.2 has no bit operators)
       item:add_proto_expert_info(E.unknown_code, "undefined flag bits set")
     end
   end
@@ -501,18 +512,63 @@ local function read_status_ok(r, tree)
   return "job " .. id .. " " .. text
 end
 
--- LIST's OK: list of (u32 id, u8 state).
+-- LIST: an empty body (version 1), or u8 options (version 3). A body longer than one byte is
+-- refused by the server; its extra bytes are flagged as trailing.
+local function read_list(r, tree)
+  if r:remaining() == 0 then return "" end
+  local options, item = r:uint(tree, F.list_options, 1, "options")
+  if item then
+    item:add(F.list_with_tenants, r.tvb(r.pos - 1, 1))
+    if options >= 2 then  -- only bit 0 is defined (Lua 5.2 has no bit operators)
+      item:add_proto_expert_info(E.unknown_code, "undefined option bits set")
+    end
+  end
+  if options == LIST_WITH_TENANTS then return "with tenants" end
+  return string.format("options 0x%02x", options)
+end
+
+-- Whether the rest of the body is exactly a list of (u32 id, u8 state, string tenant). Reads
+-- nothing into the tree and moves nothing: it only measures.
+local function is_tenant_list(r)
+  local tvb, pos, size = r.tvb, r.pos, r.size
+  if size - pos < 8 then return false end
+  local count = tvb(pos, 8):le_uint64():tonumber()
+  pos = pos + 8
+  if count * 13 > size - pos then return false end  -- each row takes at least 13 bytes
+  for _ = 1, count do
+    if size - pos < 13 then return false end
+    local length = tvb(pos + 5, 8):le_uint64():tonumber()
+    pos = pos + 13
+    if length > size - pos then return false end
+    pos = pos + length
+  end
+  return pos == size
+end
+
+-- LIST's OK: list of (u32 id, u8 state), or, when the LIST asked for tenants (version 3), list
+-- of (u32 id, u8 state, string tenant). The body itself tells which: a list of n > 0 rows
+-- without tenants is 8 + 5n bytes, and can never be read exactly as n rows of 13 bytes or more,
+-- so the tenant layout is tried first. (The two layouts of an empty list are the same 8 bytes.)
 local function read_job_list(r, tree)
-  local count = r:count(tree, F.job_count, 5, "job count")
+  local with_tenants = is_tenant_list(r)
+  local count, count_item = r:count(tree, F.job_count, with_tenants and 13 or 5, "job count")
+  if count_item and with_tenants then count_item:append_text(" (with tenants)") end
   r:list(tree, count, function(i, list_tree)
     r:subtree(list_tree, "Job", function(job)
       local id = r:uint(job, F.job_id, 4, "job id")
       local state, state_item = r:uint(job, F.state, 1, "state")
       check_defined(state_item, STATE_NAMES, state, "job state")
-      return id .. " " .. name_or_number(STATE_NAMES, state, "state")
+      local text = id .. " " .. name_or_number(STATE_NAMES, state, "state")
+      if not with_tenants then return text end
+      local tenant, _, tenant_item = r:string(job, F.list_tenant, "tenant", MAX_NAME)
+      if tenant == "" then
+        if tenant_item then tenant_item:append_text("(none: submitted without a token)") end
+        return text
+      end
+      return text .. " " .. tenant
     end)
   end)
-  return count .. (count == 1 and " job" or " jobs")
+  return count .. (count == 1 and " job" or " jobs") .. (with_tenants and ", with tenants" or "")
 end
 
 -- STATS's OK: fourteen u64 counters.
@@ -598,7 +654,7 @@ end
 
 local REQUEST_READERS = {
   [OP.SUBMIT] = read_submit, [OP.FETCH] = read_job_id, [OP.STATUS] = read_job_id,
-  [OP.CANCEL] = read_job_id, [OP.LIST] = read_empty, [OP.STATS] = read_empty,
+  [OP.CANCEL] = read_job_id, [OP.LIST] = read_list, [OP.STATS] = read_empty,
   [OP.HELLO] = read_hello, [OP.AUTH] = read_auth,
 }
 
@@ -668,6 +724,8 @@ local function request_job_id(tvb, code)
 end
 
 -- A HELLO asks for a protocol version; the layout of its OK depends on it (flags from 2 on).
+-- (A LIST's options tell its OK's layout too, but that OK's own bytes tell it as well: see
+-- read_job_list.)
 local function request_hello_version(tvb, code)
   if code == OP.HELLO and tvb:len() >= HEADER_SIZE + 2 then return tvb(HEADER_SIZE, 2):le_uint() end
 end
@@ -874,9 +932,8 @@ end
 -- Heuristic: recognise a stream by its first request (off unless the preference is set)
 ------------------------------------------------------------------------------------------------
 
--- Exact body lengths of the fixed-size requests.
-local FIXED_BODY_LENGTH = { [OP.FETCH] = 4, [OP.STATUS] = 4, [OP.CANCEL] = 4, [OP.LIST] = 0,
-                            [OP.STATS] = 0 }
+-- Exact body lengths of the fixed-size requests. (LIST's is 0, or 1 from version 3 on.)
+local FIXED_BODY_LENGTH = { [OP.FETCH] = 4, [OP.STATUS] = 4, [OP.CANCEL] = 4, [OP.STATS] = 0 }
 -- Smallest SUBMIT body: two empty names, the options, an empty key, a kind, an empty list.
 local MIN_SUBMIT_BODY = 8 + 8 + 8 + 4 + 4 + 4 + 8 + 1 + 8
 
@@ -888,6 +945,7 @@ local function looks_like_request(tvb)
   local opcode = tvb(0, 1):uint()
   local length = tvb(1, 4):le_uint()
   if FIXED_BODY_LENGTH[opcode] then return length == FIXED_BODY_LENGTH[opcode] end
+  if opcode == OP.LIST then return length <= 1 end
   if opcode == OP.HELLO then
     return length >= 10 and length <= MAX_SMALL_BODY
            and (tvb:len() < 7 or tvb(5, 2):le_uint() >= 1)
