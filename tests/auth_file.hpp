@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,36 @@ inline RawReply authenticate(RawClient& client, const std::string& token) {
   auto reply = client.read_reply();
   if (!reply) throw std::runtime_error("no reply to AUTH");
   return *reply;
+}
+
+/// A connection authenticated with `token`.
+inline std::unique_ptr<RawClient> connect_as(const ServerProcess& server,
+                                             const std::string& token) {
+  auto client = std::make_unique<RawClient>(server.port());
+  const auto reply = authenticate(*client, token);
+  if (reply.status != kOk) throw std::runtime_error("AUTH refused: " + error_text(reply));
+  return client;
+}
+
+/// Sends a request about job `id` (FETCH, STATUS, CANCEL) and returns the whole reply frame.
+inline std::string ask_about(RawClient& client, Opcode opcode, std::uint32_t id) {
+  client.send_message(opcode, protocol::JobId{id});
+  const auto reply = client.read_reply();
+  if (!reply) throw std::runtime_error("no reply");
+  std::string frame;
+  protocol::append_frame(frame, reply->status, reply->body);
+  return frame;
+}
+
+/// The reply, byte for byte, to a request about a job that is no longer kept, on a server with
+/// tokens (docs/protocol.md, section 5, "Whose job it is").
+inline std::string not_kept(std::uint32_t id) {
+  std::string frame;
+  protocol::append_message(
+      frame, static_cast<std::uint8_t>(Status::kJobExpired),
+      protocol::ErrorMessage{"job " + std::to_string(id) +
+                             " expired: its result was evicted (or it is not yours)"});
+  return frame;
 }
 
 }  // namespace mrd::testing

@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 
+#include "auth_file.hpp"
 #include "raw_jobs.hpp"
 
 namespace mrd::testing {
@@ -454,6 +455,41 @@ TEST(Durability, ADatabaseOfThePreviousVersionIsMigratedAndItsKeysBound) {
   EXPECT_EQ(jobs_submitted(client), 0u);
   EXPECT_EQ(submit(client, word_count_request({"new"})), 3u);
   EXPECT_TRUE(std::filesystem::exists(data / "mrd.marker"));
+}
+
+TEST(Durability, JobsOfADatabaseWithoutTenantsBelongToNoTenant) {
+  TempDir dir;
+  const auto data = dir.path() / "data";
+  std::filesystem::create_directories(data);
+  const auto result = protocol::encode(protocol::JobResult{protocol::Counts{{{"old", 1}}}});
+  {
+    // As schema version 2 left it: keys unique across the whole table, no tenant column.
+    Sqlite old(data / "mrd.sqlite3");
+    old.exec("PRAGMA journal_mode=WAL");
+    old.exec(kPreviousSchema);
+    old.exec(
+        "ALTER TABLE jobs ADD COLUMN request_digest BLOB; ALTER TABLE jobs ADD COLUMN input_file "
+        "TEXT; ALTER TABLE jobs ADD COLUMN input_offset INTEGER; ALTER TABLE jobs ADD COLUMN "
+        "input_digest BLOB; PRAGMA application_id = 1297237041; PRAGMA user_version = 2");
+    old.exec_with_blob(
+        "INSERT INTO jobs (id, idempotency_key, state, body) VALUES (1, 'nightly', 3, ?1)", result);
+    old.exec("INSERT INTO counters (name, value) VALUES ('highest_id', 1)");
+  }
+  AuthFile tokens;
+  ServerProcess server(with_data_dir(dir, {"--auth-file", tokens.path()}));
+  auto ops = connect_as(server, kOpsToken);
+  auto alice = connect_as(server, kAliceToken);
+  // Submitted without a token: nobody's, so an admin's only.
+  EXPECT_EQ(result_of(wait_for(*ops, 1)), protocol::decode<protocol::JobResult>(result).value);
+  EXPECT_EQ(ask_about(*alice, Opcode::kFetch, 1), not_kept(1));
+  // Its key is no tenant's key: Alice's "nightly" is a job of her own, beside it in the table.
+  EXPECT_EQ(submit(*alice, keyed(word_count_request({"alice"}), "nightly")), 2u);
+  EXPECT_EQ(submit(*alice, keyed(word_count_request({"alice"}), "nightly")), 2u);
+  Sqlite now(data / "mrd.sqlite3");
+  EXPECT_EQ(now.integers("PRAGMA user_version"), std::vector<std::int64_t>{3});
+  EXPECT_EQ(now.integers(
+                "SELECT id FROM jobs WHERE CAST(idempotency_key AS TEXT) = 'nightly' ORDER BY id"),
+            (std::vector<std::int64_t>{1, 2}));
 }
 
 TEST(Durability, IdsAreNeverReusedEvenWhenEveryRowWasEvicted) {

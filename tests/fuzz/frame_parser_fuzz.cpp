@@ -102,6 +102,8 @@ void decode_body(const Parser& parser, std::uint8_t code, std::string_view body)
       case protocol::Opcode::kHello: check_round_trip<protocol::Hello>(body); return;
       case protocol::Opcode::kAuth: check_round_trip<protocol::AuthRequest>(body); return;
       case protocol::Opcode::kList:
+        if (!body.empty()) check_round_trip<protocol::ListRequest>(body);  // version 3's options
+        return;
       case protocol::Opcode::kStats: return;  // no body to decode
     }
     return;
@@ -117,6 +119,7 @@ void decode_body(const Parser& parser, std::uint8_t code, std::string_view body)
       check_round_trip<protocol::JobResult>(body);
       check_round_trip<protocol::JobProgress>(body);
       check_round_trip<protocol::JobList>(body);
+      check_round_trip<protocol::TenantJobList>(body);
       check_round_trip<protocol::ServerStats>(body);
       return;
     case protocol::Status::kPending: check_round_trip<protocol::JobProgress>(body); return;

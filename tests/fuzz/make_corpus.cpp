@@ -84,6 +84,7 @@ void request_body_corpus() {
   write("request_body_fuzz", "job-id", byte(1) + encode(JobId{7}));
   write("request_body_fuzz", "hello", byte(2) + encode(Hello{1, ""}));
   write("request_body_fuzz", "auth", byte(3) + encode(AuthRequest{"s3cret"}));
+  write("request_body_fuzz", "list-options", byte(4) + encode(ListRequest{kListWithTenants}));
 }
 
 void reply_body_corpus() {
@@ -105,6 +106,9 @@ void reply_body_corpus() {
   write("reply_body_fuzz", "job-id", byte(6) + encode(JobId{7}));
   write("reply_body_fuzz", "hello-v2", byte(7) + encode(HelloReply{2, "mrd 0.1.0", 1}));
   write("reply_body_fuzz", "auth", byte(8) + encode(AuthReply{"alice", Role::kAdmin}));
+  write(
+      "reply_body_fuzz", "list-tenants",
+      byte(9) + encode(TenantJobList{{{7, JobState::kDone, "alice"}, {8, JobState::kQueued, ""}}}));
 }
 
 /// What write_task_message puts on a pipe, read back from a memfd.

@@ -17,15 +17,16 @@ using mrd::fuzz::check_round_trip;
 /// The reply bodies, in the order byte 0 picks them (tests/fuzz/make_corpus.cpp writes seeds in
 /// the same order: keep the two in step).
 constexpr bool (*kDecoders[])(std::string_view) = {
-    check_round_trip<JobResult>,     // 0: FETCH, OK
-    check_round_trip<JobProgress>,   // 1: STATUS, and FETCH's PENDING
-    check_round_trip<JobList>,       // 2: LIST
-    check_round_trip<ServerStats>,   // 3: STATS
-    check_round_trip<ErrorMessage>,  // 4: every error status
-    check_round_trip<Hello>,         // 5: HELLO
-    check_round_trip<JobId>,         // 6: SUBMIT
-    check_round_trip<HelloReply>,    // 7: HELLO of version 2
-    check_round_trip<AuthReply>,     // 8: AUTH
+    check_round_trip<JobResult>,      // 0: FETCH, OK
+    check_round_trip<JobProgress>,    // 1: STATUS, and FETCH's PENDING
+    check_round_trip<JobList>,        // 2: LIST
+    check_round_trip<ServerStats>,    // 3: STATS
+    check_round_trip<ErrorMessage>,   // 4: every error status
+    check_round_trip<Hello>,          // 5: HELLO
+    check_round_trip<JobId>,          // 6: SUBMIT
+    check_round_trip<HelloReply>,     // 7: HELLO of version 2
+    check_round_trip<AuthReply>,      // 8: AUTH
+    check_round_trip<TenantJobList>,  // 9: LIST with tenants (version 3)
 };
 
 }  // namespace

@@ -21,6 +21,7 @@ constexpr bool (*kDecoders[])(std::string_view) = {
     check_round_trip<JobId>,          // 1: FETCH, STATUS, CANCEL
     check_round_trip<Hello>,          // 2: HELLO
     check_round_trip<AuthRequest>,    // 3: AUTH
+    check_round_trip<ListRequest>,    // 4: LIST with options (version 3)
 };
 
 }  // namespace
