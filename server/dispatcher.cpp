@@ -4,6 +4,7 @@
 #include <limits>
 #include <new>
 #include <stdexcept>
+#include <string_view>
 
 #include "protocol/codec.hpp"
 #include "server/engine/builtin_jobs.hpp"
@@ -122,8 +123,36 @@ void Dispatcher::submit(Submission submission) {
 }
 
 void Dispatcher::admit_waiting() {
-  // In order; a job that must wait for memory lets smaller ones behind it through.
-  std::erase_if(waiting_, [this](Submission& submission) { return admit(submission); });
+  // Tenants take turns here as they do for tasks: each tenant's first waiting job, then each one's
+  // second, and so on, the tenant admitted longest ago first; so that when memory is short, one
+  // tenant's queue of jobs waiting for it does not take all that comes back. A job that must wait
+  // for memory lets smaller ones behind it through.
+  struct Turn {
+    std::size_t rank;             ///< among its tenant's waiting jobs
+    std::uint64_t last_admitted;  ///< when its tenant last had a job admitted (0: never)
+    std::size_t index;            ///< in waiting_
+    auto operator<=>(const Turn&) const = default;
+  };
+  std::vector<Turn> turns;
+  turns.reserve(waiting_.size());
+  std::unordered_map<std::string_view, std::size_t> waiting_of;
+  for (std::size_t i = 0; i < waiting_.size(); ++i) {
+    const auto& tenant = waiting_[i].ticket->tenant;
+    const auto last = last_admitted_.find(tenant);
+    turns.push_back({waiting_of[tenant]++, last == last_admitted_.end() ? 0 : last->second, i});
+  }
+  if (waiting_of.size() > 1) std::sort(turns.begin(), turns.end());
+  std::vector<bool> admitted(waiting_.size());
+  for (const auto& turn : turns) {
+    auto& submission = waiting_[turn.index];
+    const auto ticket = submission.ticket;  // the job may be gone once admitted
+    admitted[turn.index] = admit(submission);
+    if (admitted[turn.index]) last_admitted_[ticket->tenant] = ++admissions_;
+  }
+  std::deque<Submission> still_waiting;
+  for (std::size_t i = 0; i < waiting_.size(); ++i)
+    if (!admitted[i]) still_waiting.push_back(std::move(waiting_[i]));
+  waiting_.swap(still_waiting);
 }
 
 /// A new job running `layout`'s pair with its options, under `ticket`.

@@ -139,6 +139,9 @@ class Dispatcher {
   TaskPool& pool_;
   FinishCallback on_finish_;
   std::deque<Submission> waiting_;  ///< submitted, not admitted yet (in order)
+  /// Per tenant, when it last had a job admitted (a count of admissions): whose turn is next.
+  std::unordered_map<std::string, std::uint64_t> last_admitted_;
+  std::uint64_t admissions_ = 0;
   /// Running jobs, by ticket (a job whose input is still arriving has a placeholder, without id).
   std::unordered_map<const JobTicket*, std::shared_ptr<RunningJob>> jobs_;
   std::vector<std::shared_ptr<RunningJob>> arriving_;  ///< jobs whose input is still arriving

@@ -422,6 +422,31 @@ TEST(Dispatcher, AJobWaitsForMemoryWhileOthersRunAndFailsIfNothingRunsToFreeIt) 
   EXPECT_NE(h.outcomes[3].body.find("mrd --max-memory-mib"), std::string::npos);
 }
 
+TEST(Dispatcher, TenantsTakeTurnsForMemoryToo) {
+  // The budget holds one job at a time (as above): Alice's three wait for it, and Bob's one,
+  // submitted last, is admitted second.
+  const auto request = word_count({words(4096, 1)}, 256, 64);
+  const auto body = protocol::encode(request);
+  const auto layout = protocol::decode_submit_layout(body);
+  const SubmittedInput probe(body, *layout.value, false);
+  const auto working =
+      planned_working_bytes(probe.view(), request.options, PlanLimits{.workers = 1});
+  Harness h(1, probe.held_bytes() * 4 + working * 3 / 2);
+  for (std::uint32_t id = 1; id <= 3; ++id)
+    h.submit(id, request, "alice");
+  h.submit(4, request, "bob");
+  std::vector<std::uint32_t> order;
+  for (int round = 0; round < 100000 && h.outcomes.size() < 4; ++round) {
+    h.dispatcher.dispatch();
+    if (h.pool.task(0)) h.handle(h.pool.answer(0));
+    h.run_assemblies();
+    for (const auto& [id, outcome] : h.outcomes)
+      if (std::find(order.begin(), order.end(), id) == order.end()) order.push_back(id);
+  }
+  ASSERT_EQ(order, (std::vector<std::uint32_t>{1, 4, 2, 3}));
+  EXPECT_EQ(h.outcomes.at(4).status, Status::kOk);
+}
+
 TEST(Dispatcher, AJobsMemoryFileGoesWhenItsMapsAreDone) {
   Harness h(2);
   const auto before = Segment::live_shared();
