@@ -110,7 +110,7 @@ check "progress lines" grep -qE '^in-progress - (queued|mapping|reducing)' "$wor
 # --- a lost SUBMIT reply: mrctl resends with the same idempotency key, the server runs one job ---
 before=$("$mrctl" server-stats | awk '$1 == "jobs_submitted" {print $2}')
 python3 "$(dirname "$0")/flaky_proxy.py" --target "$MRD_SERVER" --port-file "$work/proxy-port" \
-  --lifetime 30 &
+  --count-file "$work/proxy-submits" --lifetime 30 &
 proxy=$!
 for _ in $(seq 200); do [[ -s $work/proxy-port ]] && break; sleep 0.05; done
 "$mrctl" -q --server "127.0.0.1:$(cat "$work/proxy-port")" wordcount --top 1 "$work/small.txt" \
@@ -119,7 +119,8 @@ kill "$proxy" 2>/dev/null
 check "the resent job gives the result" grep -qx '3 b' "$work/got"
 check "mrctl said it sent the job again" grep -q 'sending the job again (attempt 2 of 3)' "$work/err"
 after=$("$mrctl" server-stats | awk '$1 == "jobs_submitted" {print $2}')
-check "the server ran it once" test "$after" -eq $((before + 1))
+check "the server was sent the SUBMIT twice" test "$(cat "$work/proxy-submits")" -eq 2
+check "... and ran it once" test "$after" -eq $((before + 1))
 
 # --- --trace: every frame on stderr, decoded by the codec; stdout as without it ---
 "$mrctl" wordcount "$work/small.txt" >"$work/plain" 2>/dev/null
