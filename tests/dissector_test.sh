@@ -32,7 +32,7 @@ trap cleanup EXIT
 fail() { echo "dissector_test: $*" >&2; exit 1; }
 
 for tool in tshark dumpcap nc openssl; do
-  command -v "$tool" >/dev/null || fail "$tool is not installed"
+  command -v "$tool" >/dev/null || fail "$tool is not installed (bash scripts/setup.sh installs it)"
 done
 [[ -f $dissector ]] || fail "no dissector at $dissector"
 
