@@ -17,17 +17,34 @@ awk -v dir="$work" '
   /^<!-- recipe -->$/ { n++; state = "want-cmd"; next }
   state == "want-cmd" && /^```sh$/ { state = "cmd"; next }
   state == "cmd" && /^```$/ { state = "want-out"; next }
-  state == "cmd" { print > (dir "/" n ".cmd"); next }
-  state == "want-out" && /^```$/ { state = "out"; printf "" > (dir "/" n ".want"); next }
+  state == "cmd" { print > (dir "/" sprintf("%03d", n) ".cmd"); next }
+  state == "want-out" && /^```$/ { state = "out"; printf "" > (dir "/" sprintf("%03d", n) ".want"); next }
   state == "out" && /^```$/ { state = ""; next }
-  state == "out" { print > (dir "/" n ".want"); next }
+  state == "out" { print > (dir "/" sprintf("%03d", n) ".want"); next }
 ' "$doc"
+
+# The server's count of unfinished jobs (STATS, the 11th counter: 5 + 10 x 8 bytes in).
+unfinished_jobs() {
+  python3 - "$port" <<'PY'
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"\x05\x00\x00\x00\x00")
+reply = b""
+while len(reply) < 117:
+    chunk = s.recv(117 - len(reply))
+    if not chunk:
+        sys.exit("the server closed before its STATS reply")
+    reply += chunk
+print(struct.unpack_from("<Q", reply, 5 + 10 * 8)[0])
+PY
+}
 
 count=0
 failed=0
-for cmd in $(ls "$work"/*.cmd | sort -t/ -k4 -n); do
+for cmd in "$work"/*.cmd; do  # numbered with leading zeros: in the document's order
   want=${cmd%.cmd}.want
-  sleep 0.3  # a job submitted by the previous recipe has finished by now
+  # A recipe may FETCH the job of the one before: wait until every job has finished.
+  for _ in $(seq 1200); do [[ $(unfinished_jobs) == 0 ]] && break; sleep 0.05; done
   sed "s/127\.0\.0\.1 1936/127.0.0.1 $port/" "$cmd" > "$cmd.run"
   if diff -u "$want" <(bash "$cmd.run") > "$cmd.diff"; then
     count=$((count + 1))
