@@ -258,6 +258,35 @@ TEST(Durability, FailedAndCancelledJobsStaySoAfterARestart) {
   EXPECT_EQ(status_name(wait_for(client, cancelled).status), "job-cancelled");
 }
 
+TEST(Durability, ARunningJobCancelledBeforeASigkillStaysCancelled) {
+  TempDir dir;
+  const auto args = with_data_dir(dir, {"--enable-test-jobs"});
+  std::uint32_t id = 0;
+  {
+    ServerProcess server(args);
+    RawClient client(server.port());
+    // A job of one minute, provably running (a worker has its task) when it is cancelled.
+    id = submit(client, {"test-slow", "sum", {}, protocol::Documents{{{"60000", "slow"}}}});
+    for (auto state = JobState::kQueued; state != JobState::kMapping;) {
+      client.send_message(Opcode::kStatus, protocol::JobId{id});
+      const auto reply = client.read_reply();
+      ASSERT_TRUE(reply && reply->status == kOk);
+      state = protocol::decode<protocol::JobProgress>(reply->body).value->state;
+    }
+    client.send_message(Opcode::kCancel, protocol::JobId{id});
+    ASSERT_EQ(client.read_reply()->status, kOk);
+    server.stop(SIGKILL);  // right after the OK: the cancellation was committed before it
+  }
+  ServerProcess server(args);
+  RawClient client(server.port());
+  // Known as cancelled from the start, not run again.
+  client.send_message(Opcode::kFetch, protocol::JobId{id});
+  const auto reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(status_name(reply->status), "job-cancelled");
+  EXPECT_EQ(server_stats(client).jobs_unfinished, 0u) << "the cancelled job runs again";
+}
+
 /// A SUBMIT or a CANCEL is answered once what it changed is committed, by the database writer's
 /// thread: while the database cannot be written (here another process holds its write lock), that
 /// request waits and every other connection is served.
