@@ -71,6 +71,9 @@ void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
       dispatcher.submit(std::move(submission));
     if (cancels_pending_.exchange(false)) dispatcher.drop_cancelled();
     dispatcher.dispatch();
+    // Published before the wait too: a worker replaced for a cancel shows in STATS at once, not
+    // after whatever wakes this thread next.
+    worker_restarts_ = pool.restarts();
     auto events = pool.wait(wake_fd_, dispatcher.next_deadline());
     dispatcher.handle(std::move(events));
     dispatcher.enforce_deadlines();

@@ -80,6 +80,23 @@ inline RawReply wait_for(RawClient& client, std::uint32_t id, std::chrono::secon
   }
 }
 
+/// Polls STATUS until the job has left the queue: its first tasks are then in workers' hands
+/// (the scheduler hands them out as it admits the job, before it looks at anything else).
+inline void wait_until_running(RawClient& client, std::uint32_t id,
+                               std::chrono::seconds limit = 60s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    client.send_message(Opcode::kStatus, protocol::JobId{id});
+    const auto reply = client.read_reply();
+    if (!reply || reply->status != kOk) throw std::runtime_error("no STATUS of the job");
+    if (protocol::decode<protocol::JobProgress>(reply->body).value->state != JobState::kQueued) {
+      return;
+    }
+    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("job never started");
+    std::this_thread::sleep_for(2ms);
+  }
+}
+
 /// The server's STATS counters.
 inline protocol::ServerStats server_stats(RawClient& client) {
   client.send(std::string("\x05\0\0\0\0", 5));

@@ -286,16 +286,25 @@ TEST(Server, StatusReportsStateAndProgress) {
   EXPECT_EQ(progress.value->reduce_done, progress.value->reduce_total);
 }
 
-TEST(Server, CancelStopsAJobAndFetchSaysSo) {
-  ServerProcess server({"--workers", "1"});
+TEST(Server, CancelStopsARunningJobAndFetchSaysSo) {
+  ServerProcess server({"--workers", "1", "--enable-test-jobs"});
   RawClient client(server.port());
-  const auto big = submit(client, word_count_request({random_text(400000, 4)}, 4096));
+  // A job of one minute, running: cancelling it must stop it, not release a result.
+  const auto big =
+      submit(client, {"test-slow", "sum", {}, protocol::Documents{{{"60000", "one minute"}}}});
+  wait_until_running(client, big);
   client.send_message(Opcode::kCancel, protocol::JobId{big});
   auto reply = client.read_reply();
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->status, kOk);
   EXPECT_TRUE(reply->body.empty());
   EXPECT_EQ(status_name(wait_for(client, big).status), "job-cancelled");
+  // The worker busy with its task is stopped (and replaced), not left to finish it: the
+  // scheduler does that once it hears of the cancel, just after the reply.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (server_stats(client).worker_restarts == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(server_stats(client).worker_restarts, 1u);
   client.send_message(Opcode::kCancel, protocol::JobId{999});
   reply = client.read_reply();
   ASSERT_TRUE(reply);
