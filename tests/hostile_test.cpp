@@ -38,6 +38,18 @@ class BadInput : public ::testing::Test {
   ServerProcess server{{"--enable-test-jobs", "--idle-timeout", "2", "--request-timeout", "2",
                         "--max-frame-mib", "16"}};
   void TearDown() override { expect_server_still_works(server); }
+
+  /// Checks the rows that promise "nothing queued": no job was accepted since the last call,
+  /// by the server's own count.
+  void expect_nothing_queued() {
+    RawClient stats(server.port());
+    const auto now = server_stats(stats).jobs_submitted;
+    EXPECT_EQ(now, submitted_) << "a bad request was accepted as a job";
+    submitted_ = now;
+  }
+
+ private:
+  std::uint64_t submitted_ = 0;
 };
 
 TEST_F(BadInput, TruncatedHeaderThenCloseCostsNothing) {
@@ -103,6 +115,7 @@ TEST_F(BadInput, UndecodableBodyIsABadRequest) {
   std::string frame;
   protocol::append_frame(frame, 0, "this is not a submit body");
   EXPECT_EQ(status_name(ask(client, frame).status), "bad-request");
+  expect_nothing_queued();
 }
 
 TEST_F(BadInput, UnknownMapperReducerPairOrInputIsABadJob) {
@@ -115,6 +128,7 @@ TEST_F(BadInput, UnknownMapperReducerPairOrInputIsABadJob) {
                                             {"\xff\xfe", "sum", {}, protocol::Documents{}}}) {
     EXPECT_EQ(status_name(ask(client, submit_frame(request)).status), "bad-job") << request.mapper;
   }
+  expect_nothing_queued();
 }
 
 TEST_F(BadInput, MismatchedMatrixShapesFailTheJob) {
@@ -134,6 +148,7 @@ TEST_F(BadInput, AMatrixWhoseValuesDoNotMatchItsShapeIsABadRequest) {
   const auto reply = ask(
       client, submit_frame({"matmul", "rows", {}, protocol::MatrixPair{{2, 2, {1, 2, 3}}, {}}}));
   EXPECT_EQ(status_name(reply.status), "bad-request");
+  expect_nothing_queued();
 }
 
 TEST_F(BadInput, HugeDimensionsAreABadRequest) {
@@ -150,6 +165,7 @@ TEST_F(BadInput, HugeDimensionsAreABadRequest) {
                                   {"matmul", "rows", {}, protocol::MatrixPair{{big, big, {}}, {}}}))
                       .status),
       "bad-request");
+  expect_nothing_queued();
 }
 
 TEST_F(BadInput, AProductFarLargerThanItsFactorsFailsBeforeAllocating) {
