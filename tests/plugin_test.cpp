@@ -69,8 +69,17 @@ TEST(Plugins, WorkersLoadThePluginsToo) {
   // A replacement worker must load the plugin again, or plugin jobs would fail after a crash.
   ServerProcess server({"--plugin", MRD_EXAMPLE_PLUGIN, "--workers", "1"});
   RawClient client(server.port());
-  for (const auto pid : server.worker_pids())
-    ::kill(pid, SIGKILL);
+  const auto before = server.worker_pids();
+  ASSERT_EQ(before.size(), 1u);
+  ::kill(before[0], SIGKILL);
+  // The job below must run on the replacement: wait until the server has replaced the worker.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (server_stats(client).worker_restarts == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(server_stats(client).worker_restarts, 1u);
+  const auto after = server.worker_pids();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(after[0], before[0]);
   const auto id = submit(client, {"char-classes", "sum", {}, documents({"ab1"})});
   EXPECT_EQ(as_map(result_of(wait_for(client, id))),
             (std::map<std::string, std::uint64_t>{{"digit", 1}, {"letter", 2}}));
