@@ -390,16 +390,27 @@ TEST(Dispatcher, WhatAWorkerAnswersDecidesTheJobsFate) {
   EXPECT_EQ(counts_of(h.outcomes.at(5)).at("serving"), 1u);
 }
 
+/// A job whose planned working memory (views of 64 one-word chunks, 64 x 64 pieces) is a few
+/// hundred KiB, and a budget that holds the inputs of `queued` such jobs but the working memory of
+/// one at a time, never two.
+struct OneJobAtATime {
+  explicit OneJobAtATime(std::uint64_t queued) {
+    const auto body = protocol::encode(request);
+    const auto layout = protocol::decode_submit_layout(body);
+    const SubmittedInput probe(body, *layout.value, false);
+    working = planned_working_bytes(probe.view(), request.options, PlanLimits{.workers = 1});
+    budget = probe.held_bytes() * queued + working * 3 / 2;
+  }
+  protocol::SubmitRequest request = word_count({words(4096, 1)}, 256, 64);
+  std::uint64_t working = 0;
+  std::uint64_t budget = 0;
+};
+
 TEST(Dispatcher, AJobWaitsForMemoryWhileOthersRunAndFailsIfNothingRunsToFreeIt) {
-  // Job 1's planned working memory (views of 64 one-word chunks, 64 x 64 pieces) is a few hundred
-  // KiB: the budget holds one such job at a time, never two.
-  const auto request = word_count({words(4096, 1)}, 256, 64);
-  const auto body = protocol::encode(request);
-  const auto layout = protocol::decode_submit_layout(body);
-  const SubmittedInput probe(body, *layout.value, false);
-  const auto working =
-      planned_working_bytes(probe.view(), request.options, PlanLimits{.workers = 1});
-  Harness h(1, probe.held_bytes() * 2 + working * 3 / 2);
+  const OneJobAtATime jobs(2);
+  const auto& request = jobs.request;
+  const auto working = jobs.working;
+  Harness h(1, jobs.budget);
 
   const auto first = h.submit(1, request);
   const auto second = h.submit(2, request);
@@ -423,18 +434,13 @@ TEST(Dispatcher, AJobWaitsForMemoryWhileOthersRunAndFailsIfNothingRunsToFreeIt) 
 }
 
 TEST(Dispatcher, TenantsTakeTurnsForMemoryToo) {
-  // The budget holds one job at a time (as above): Alice's three wait for it, and Bob's one,
-  // submitted last, is admitted second.
-  const auto request = word_count({words(4096, 1)}, 256, 64);
-  const auto body = protocol::encode(request);
-  const auto layout = protocol::decode_submit_layout(body);
-  const SubmittedInput probe(body, *layout.value, false);
-  const auto working =
-      planned_working_bytes(probe.view(), request.options, PlanLimits{.workers = 1});
-  Harness h(1, probe.held_bytes() * 4 + working * 3 / 2);
+  // The budget runs one job at a time: Alice's three wait for it, and Bob's one, submitted last,
+  // is admitted second.
+  const OneJobAtATime jobs(4);
+  Harness h(1, jobs.budget);
   for (std::uint32_t id = 1; id <= 3; ++id)
-    h.submit(id, request, "alice");
-  h.submit(4, request, "bob");
+    h.submit(id, jobs.request, "alice");
+  h.submit(4, jobs.request, "bob");
   std::vector<std::uint32_t> order;
   for (int round = 0; round < 100000 && h.outcomes.size() < 4; ++round) {
     h.dispatcher.dispatch();
