@@ -433,15 +433,27 @@ TEST(Server, OldResultsExpireOverTheRetentionCap) {
 }
 
 TEST(Server, AKilledWorkerIsReplacedAndTheJobStillSucceeds) {
-  ServerProcess server({"--workers", "2"});
+  ServerProcess server({"--workers", "2", "--enable-test-jobs"});
   RawClient client(server.port());
   const auto before = server.worker_pids();
   ASSERT_EQ(before.size(), 2u);
-  const std::string corpus = random_text(1500000, 7);
-  const auto id = submit(client, word_count_request({corpus}, 64 << 10));
-  std::this_thread::sleep_for(50ms);
+  // Four map tasks of 1.5 s each (test-slow counts words too, after sleeping as long as each
+  // document's name says; one word a document, and chunks of one byte, make a task a document):
+  // once the job runs, both workers are busy with one for a while.
+  protocol::Documents slow;
+  std::vector<std::string> texts;
+  for (int i = 0; i < 4; ++i) {
+    texts.push_back("word" + std::to_string(i % 2));
+    slow.documents.push_back({"1500", texts.back()});
+  }
+  const auto id = submit(client, {"test-slow", "sum", {1, 0}, slow});
+  wait_until_running(client, id);
   ::kill(before[0], SIGKILL);
-  EXPECT_EQ(as_map(result_of(wait_for(client, id))), reference_word_count({corpus}));
+  EXPECT_EQ(as_map(result_of(wait_for(client, id))), reference_word_count(texts));
+  // The worker was killed in the middle of a task, which ran again.
+  EXPECT_NE(server.log().find("killed by signal 9 (Killed) running job " + std::to_string(id)),
+            std::string::npos)
+      << server.log();
   client.send(bytes({0x05, 0, 0, 0, 0}));
   const auto reply = client.read_reply();
   ASSERT_TRUE(reply);
