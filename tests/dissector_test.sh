@@ -75,15 +75,39 @@ for _ in $(seq 200); do [[ -s $work/auth-port ]] && break; sleep 0.05; done
 [[ -s $work/auth-port ]] || fail "mrd --auth-file did not start: $(cat "$work/mrd-auth.log")"
 auth_port=$(cat "$work/auth-port")
 
-# start_capture PORT NAME: dumpcap on lo for PORT into NAME.pcapng; prints its pid.
+# probe PORT ADDRESS: a connection attempt to PORT on ADDRESS, 127.0.0.2 or 127.0.0.3, where
+# nothing listens (the servers listen on 127.0.0.1): its SYN and RST match a capture's filter
+# "tcp port PORT", yet reach no server.
+probe() { (exec 3<>"/dev/tcp/$2/$1") 2>/dev/null; }
+# in_capture NAME FILTER: whether NAME.pcapng already holds a packet matching FILTER. (dumpcap
+# writes as it captures: a file still being written reads up to its last whole packet.)
+in_capture() {
+  tshark -n -r "$work/$1.pcapng" -Y "$2" 2>/dev/null | grep -q .
+}
+# wait_for_packet NAME FILTER [PORT ADDRESS]: wait (30 s at most) until capture NAME holds a
+# packet matching FILTER; with PORT and ADDRESS, probe them before each look.
+wait_for_packet() {
+  local _
+  for _ in $(seq 150); do
+    [[ -n ${3:-} ]] && probe "$3" "$4"
+    in_capture "$1" "$2" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+# wait_for_probe NAME PORT ADDRESS: probe until capture NAME holds a probe to ADDRESS. Packets
+# reach a capture in the order they were sent, so once a probe is in it, so is every packet sent
+# before the probe; and a capture holding one has its filter installed, and is running.
+wait_for_probe() { wait_for_packet "$1" "ip.dst == $3 && tcp.dstport == $2" "$2" "$3"; }
+
+# start_capture PORT NAME: dumpcap on lo for PORT into NAME.pcapng, running once this returns;
+# prints its pid.
 start_capture() {
   # (Its stdout is not ours: the caller waits for that to close.)
-  : > "$work/$2.dumpcap.log"  # there for grep below, even before dumpcap's shell makes it
   dumpcap -q -i lo -f "tcp port $1" -w "$work/$2.pcapng" >/dev/null 2>"$work/$2.dumpcap.log" &
   local pid=$!
-  # dumpcap says "Capturing on" once its filter is installed.
-  for _ in $(seq 100); do grep -q '^Capturing on' "$work/$2.dumpcap.log" && break; sleep 0.05; done
-  grep -q '^Capturing on' "$work/$2.dumpcap.log" || {
+  # Not its "Capturing on" line: dumpcap prints that before its filter is installed.
+  wait_for_probe "$2" "$1" 127.0.0.2 || {
     kill "$pid"
     fail "cannot capture on lo (root or the capture capability is needed): $(cat "$work/$2.dumpcap.log")"
   }
@@ -92,7 +116,6 @@ start_capture() {
 capture=$(start_capture "$port" capture) || exit 1
 tls_capture=$(start_capture "$tls_port" tls-capture) || exit 1
 auth_capture=$(start_capture "$auth_port" auth-capture) || exit 1
-sleep 0.3  # a little more for good measure
 
 # --- a session with mrctl: jobs 1 (words), 2 (numbers), 3 (matmul), 4 (index) ---
 ctl() { "$mrctl" -q --server "127.0.0.1:$port" "$@" >>"$work/mrctl.log" 2>&1; }
@@ -120,19 +143,30 @@ frame() { u8 "$1"; u32 "$(stat -c %s "$2")"; cat "$2"; }  # frame CODE BODY_FILE
 # bytes at a time, as nc happens to read them.)
 send() { timeout 10 nc -N 127.0.0.1 "$port" < "$1" >/dev/null; }
 
-# (a) job 5: a SUBMIT in four segments, the header itself cut in two. A pause between writes
-# makes each its own segment (nc writes what it reads; the pause outlasts a delayed ACK).
+# (a) job 5: a SUBMIT in four segments, the header itself cut in two. Each piece goes to nc only
+# once the one before is in the capture: as nothing else waits to be sent with it, it makes a
+# segment of its own (Nagle may hold it until the one before is acknowledged, no more).
 {
   str bigrams; str sum; u64 0; u32 0; u32 0; u32 0; str ""; u8 0
   u64 1; str split.txt; str 'split me into segments split me'
 } > "$work/split.body"
 frame 0 "$work/split.body" > "$work/split"
-{
-  head -c 2 "$work/split"; sleep 0.2
-  tail -c +3 "$work/split" | head -c 3; sleep 0.2
-  tail -c +6 "$work/split" | head -c 20; sleep 0.2
-  tail -c +26 "$work/split"
-} | timeout 10 nc -N 127.0.0.1 "$port" >/dev/null
+# piece FROM COUNT: COUNT bytes of the frame from byte FROM (1 is the first)
+piece() { tail -c +"$1" "$work/split" | head -c "$2"; }
+mkfifo "$work/split.fifo"
+timeout 60 nc -N 127.0.0.1 "$port" < "$work/split.fifo" >/dev/null &
+split_nc=$!
+exec 3>"$work/split.fifo"
+for cut in 1:2 3:3 6:20; do
+  from=${cut%:*} count=${cut#*:}
+  piece "$from" "$count" >&3
+  payload=$(piece "$from" "$count" | od -An -tx1 -v | tr -s ' \n' ':' | sed 's/^://; s/:$//')
+  wait_for_packet capture "tcp.dstport == $port && tcp.payload == $payload" ||
+    fail "bytes $from to $((from + count - 1)) of the split SUBMIT never reached the capture"
+done
+piece 26 "$(stat -c %s "$work/split")" >&3
+exec 3>&-
+wait "$split_nc"
 
 # (b) ten requests in one write: STATUS 1, FETCH 1, LIST, STATS, FETCH 99, CANCEL 2, FETCH 2,
 # HELLO, HELLO of version 2, and the undefined opcode 42. Replies must pair with them in order
@@ -212,7 +246,10 @@ u8 0 > "$work/options0"; u8 1 > "$work/options1"; u8 2 > "$work/options2"
 } > "$work/lists"
 timeout 10 nc -N 127.0.0.1 "$auth_port" < "$work/lists" >/dev/null
 
-sleep 0.5  # the last replies reach the captures
+# Every reply has been read by its client: once a probe sent now is in each capture, so are they.
+wait_for_probe capture "$port" 127.0.0.3 || fail "the capture of port $port stopped"
+wait_for_probe tls-capture "$tls_port" 127.0.0.3 || fail "the capture of port $tls_port stopped"
+wait_for_probe auth-capture "$auth_port" 127.0.0.3 || fail "the capture of port $auth_port stopped"
 kill "$capture" "$tls_capture" "$auth_capture"
 wait "$capture" "$tls_capture" "$auth_capture" 2>/dev/null; capture= tls_capture= auth_capture=
 
@@ -229,10 +266,16 @@ fields() {
   shift
   shark -Y "$filter" -T fields -E separator='|' $(printf -- '-e %s ' "$@")
 }
-# count_pdus TSHARK_ARGS...: how many mrd PDUs one pass over the capture finds
+# stream_pdus: from lines "STREAM|LENGTHS" (LENGTHS: a frame's mrd.body_length values, joined
+# by ','), how many PDUs each stream holds: "STREAM:COUNT ...", by stream
+stream_pdus() {
+  awk -F'|' '$2 != "" { n[$1] += split($2, lengths, ",") }
+             END { for (s in n) print s ":" n[s] }' | sort -n | paste -sd' '
+}
+# count_pdus TSHARK_ARGS...: how many mrd PDUs one pass over the capture finds in each stream
 count_pdus() {
   tshark -n -X "lua_script:$dissector" -r "$work/capture.pcapng" "$@" -T fields \
-    -e mrd.body_length 2>>"$work/tshark.err" | tr ',' '\n' | grep -c .
+    -E separator='|' -e tcp.stream -e mrd.body_length 2>>"$work/tshark.err" | stream_pdus
 }
 
 passed=0
@@ -354,18 +397,25 @@ expect "oversized header flagged, and paired with FRAME_TOO_LARGE" "4294967295|0
   "$(fields 'mrd.too_large' mrd.body_length)|$(fields 'mrd.status == 9' mrd.request_opcode \
     mrd.status)"
 
-# the other ways to find the server: the port preference, and the heuristic; and one pass
+# the other ways to find the server: the port preference, and the heuristic; and one pass.
+# Each compares the PDUs found in each stream (a total could hide a miss here by a gain there).
 with_decode_as=$(count_pdus -d "tcp.port==$port,mrd")
+expect "Decode As finds PDUs in every stream that carries data" \
+  "$(tshark -n -r "$work/capture.pcapng" -Y "tcp.len > 0" -T fields -e tcp.stream \
+     2>>"$work/tshark.err" | sort -nu | paste -sd' ')" \
+  "$(tr ' ' '\n' <<<"$with_decode_as" | cut -d: -f1 | paste -sd' ')"
 expect "the port preference finds as many PDUs as Decode As" "$with_decode_as" \
   "$(count_pdus -o "mrd.port:$port")"
 # The heuristic judges a stream by its first request: it misses the two that start with a
-# malformed one, (d)'s short FETCH and (e)'s 4 GiB header, and finds everything else.
+# malformed one, (d)'s short FETCH and (e)'s 4 GiB header, and finds everything else. TCP tries
+# heuristics first here: else a client's ephemeral port that Wireshark gives another protocol
+# (44818 is EtherNet/IP's, 57000 IRC's) would take its stream before any heuristic saw it.
 odd_streams=$(fields 'mrd.body_length == 3 || mrd.too_large' tcp.stream | sort -u | paste -sd,)
 expect "the heuristic finds every stream that starts well" \
   "$(count_pdus -d "tcp.port==$port,mrd" -Y "!(tcp.stream in {$odd_streams})")" \
-  "$(count_pdus -o mrd.heuristic:TRUE)"
+  "$(count_pdus -o mrd.heuristic:TRUE -o tcp.try_heuristic_first:TRUE)"
 expect "two passes find as many PDUs as one" "$with_decode_as" \
-  "$(shark -T fields -e mrd.body_length | tr ',' '\n' | grep -c .)"
+  "$(shark -T fields -E separator='|' -e tcp.stream -e mrd.body_length | stream_pdus)"
 
 # (f) TLS: decrypted with the key log, the same frames decode
 tls_fields() {
@@ -442,7 +492,8 @@ auth_pdus() {
     -e mrd.opcode 2>>"$work/tshark.err" | tr ',' '\n' | grep -cx 7
 }
 expect "the heuristic finds the AUTH requests too" "9|9" \
-  "$(auth_pdus -d "tcp.port==$auth_port,mrd")|$(auth_pdus -o mrd.heuristic:TRUE)"
+  "$(auth_pdus -d "tcp.port==$auth_port,mrd")|$(auth_pdus -o mrd.heuristic:TRUE \
+     -o tcp.try_heuristic_first:TRUE)"  # (first, as above)
 
 # Tenants (version 3): LIST's options, and its OKs with and without each job's tenant
 expect "mrctl's LISTs as alice and as the admin: her job 1; jobs 1 and 2 with their tenants" \
