@@ -1,0 +1,1 @@
+// Empty: the test_pch target exists for its precompiled header (see CMakeLists.txt).
