@@ -40,7 +40,13 @@ void Scheduler::start() {
   dispatcher_config.assemble_elsewhere = [assembler](std::function<void()> work) {
     assembler->post(std::move(work));
   };
-  auto dispatcher = std::make_shared<Dispatcher>(dispatcher_config, *pool, on_finish_);
+  auto dispatcher =
+      std::make_shared<Dispatcher>(dispatcher_config, *pool, [this, pool](JobOutcome outcome) {
+        // Counted before the outcome goes out: a client that sees a job crash sees its workers'
+        // replacements in STATS too.
+        worker_restarts_ = pool->restarts();
+        on_finish_(std::move(outcome));
+      });
   thread_ = std::thread([this, pool, dispatcher] {
     try {
       run(*pool, *dispatcher);

@@ -99,6 +99,9 @@ TEST(Tenants, ListShowsTheCallersJobsAndAnAdminEveryonesWithTheirTenant) {
   const auto a1 = submit(*alice, word_count_request({"a"}));
   const auto b1 = submit(*bob, word_count_request({"b"}));
   const auto a2 = submit(*alice, word_count_request({"c"}));
+  for (const auto id : {a1, a2})
+    ASSERT_EQ(wait_for(*alice, id).status, kOk);
+  ASSERT_EQ(wait_for(*bob, b1).status, kOk);
 
   EXPECT_EQ(ids_of(list_jobs(*alice)), (std::vector<std::uint32_t>{a1, a2}));
   EXPECT_EQ(ids_of(list_jobs(*bob)), (std::vector<std::uint32_t>{b1}));

@@ -10,6 +10,7 @@
 // all or nothing, so that a missing executable is a start-up error.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -50,7 +51,8 @@ class WorkerPool final : public TaskPool {
   std::vector<PoolEvent> wait(int wake_fd, std::optional<Clock::time_point> until);
 
   /// Worker processes started to replace others since the pool started.
-  std::uint64_t restarts() const { return restarts_; }
+  /// Any thread may ask (a big result's outcome is reported from the thread that assembles it).
+  std::uint64_t restarts() const { return restarts_.load(); }
 
  private:
   struct Slot {
@@ -69,7 +71,7 @@ class WorkerPool final : public TaskPool {
 
   PoolConfig config_;
   std::vector<Slot> slots_;
-  std::uint64_t restarts_ = 0;
+  std::atomic<std::uint64_t> restarts_{0};
 };
 
 }  // namespace mrd::server
