@@ -126,7 +126,9 @@ void Dispatcher::admit_waiting() {
   // Tenants take turns here as they do for tasks: each tenant's first waiting job, then each one's
   // second, and so on, the tenant admitted longest ago first; so that when memory is short, one
   // tenant's queue of jobs waiting for it does not take all that comes back. A job that must wait
-  // for memory lets smaller ones behind it through.
+  // for memory lets smaller ones behind it through. (Called at every turn of the scheduler's
+  // loop: with nothing waiting, it costs nothing.)
+  if (waiting_.empty()) return;
   struct Turn {
     std::size_t rank;             ///< among its tenant's waiting jobs
     std::uint64_t last_admitted;  ///< when its tenant last had a job admitted (0: never)
