@@ -234,16 +234,16 @@ Connection connect(std::uint16_t port) {
   return c;
 }
 
-/// Submits with an idempotency key, resending through broken connections (the server may be
-/// down for a restart) until the job is acknowledged. The key makes the resends safe.
-std::uint32_t submit_until_acknowledged(std::uint16_t port, protocol::SubmitRequest request,
-                                        std::string key, Ledger& ledger) {
-  request.idempotency_key = std::move(key);
+/// Runs `request` on a fresh connection, again and again through broken connections (the server
+/// may be down for a restart) until the server answers it. Only for requests that are safe to
+/// resend: a SUBMIT with an idempotency key, a CANCEL (cancelling a cancelled job is OK).
+template <typename Request>
+auto until_acknowledged(std::uint16_t port, Ledger& ledger, Request request) {
   const auto give_up = Clock::now() + 60s;
   for (;;) {
     try {
       auto c = connect(port);
-      return c.submit(request);
+      return request(c);
     } catch (const ClientError& e) {
       const bool queue_full = e.server_status() == protocol::Status::kQueueFull;
       if ((e.kind() != mrd::client::ErrorKind::kConnection && !queue_full) ||
@@ -295,7 +295,9 @@ void client_loop(std::uint16_t port, int index, Clock::time_point stop, Ledger& 
       if (dice < 70) {
         auto [request, expected] = random_job(rng);
         const auto key = "soak-" + std::to_string(index) + "-" + std::to_string(serial++);
-        const auto id = submit_until_acknowledged(port, request, key, ledger);
+        request.idempotency_key = key;
+        const auto id =
+            until_acknowledged(port, ledger, [&](Connection& c) { return c.submit(request); });
         std::lock_guard lock(ledger.mutex);
         auto [it, fresh] = ledger.jobs.try_emplace(id, Promise{expected, false});
         if (!fresh && !(it->second.expected == expected)) {
@@ -307,8 +309,9 @@ void client_loop(std::uint16_t port, int index, Clock::time_point stop, Ledger& 
         send_bad_frame(port, rng, ledger);
       } else if (dice < 90 && !mine.empty()) {
         const auto id = mine[rng() % mine.size()];
-        auto c = connect(port);
-        c.cancel(id);
+        // A CANCEL whose reply a server SIGKILL swallowed may have happened: resend it until it
+        // is answered, so that the ledger knows.
+        until_acknowledged(port, ledger, [&](Connection& c) { c.cancel(id); });
         std::lock_guard lock(ledger.mutex);
         ledger.jobs[id].cancelled = true;
         ++ledger.cancels;
