@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -221,7 +222,7 @@ TEST(Durability, AcknowledgedUnfinishedJobsRunAgainAfterSigkill) {
     for (int i = 0; i < 5; ++i) {
       queued.push_back(submit(client, word_count_request({"queued " + std::to_string(i)})));
     }
-    std::this_thread::sleep_for(200ms);
+    wait_until_running(client, slow);
     client.send_message(Opcode::kStatus, protocol::JobId{queued.back()});
     const auto progress = protocol::decode<protocol::JobProgress>(client.read_reply()->body);
     ASSERT_FALSE(protocol::is_finished(progress.value->state)) << "too late to test anything";
@@ -765,6 +766,63 @@ TEST(Durability, TheLogIsCheckpointedIntoTheDatabaseWhileTheServerRuns) {
   RawClient after(again.port());
   for (const auto id : ids)
     EXPECT_EQ(wait_for(after, id).status, kOk) << "job " << id;
+}
+
+/// An environment variable set for the processes a test starts, until the end of its scope.
+class ScopedEnvironment {
+ public:
+  ScopedEnvironment(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnvironment() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+  ScopedEnvironment(const ScopedEnvironment&) = delete;
+  ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+/// How many fsync and fdatasync calls mrd, started with `extra_args` and a data directory, makes
+/// while `jobs` tiny jobs are submitted one after the other (each SUBMIT is its own commit).
+/// Counted by tests/fsync_counter.cpp, preloaded into the server.
+std::uint64_t syncs_while_submitting(const std::vector<std::string>& extra_args, int jobs) {
+  TempDir dir;
+  const auto log = dir.path() / "syncs";
+  const auto syncs = [&] {
+    return std::filesystem::exists(log) ? std::filesystem::file_size(log) : 0;
+  };
+  ScopedEnvironment preload("LD_PRELOAD", MRD_FSYNC_COUNTER);
+  ScopedEnvironment counted_into("MRD_TEST_FSYNC_LOG", log.string());
+  // A sanitizer's runtime wants to be loaded first; here the counter is.
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  ScopedEnvironment asan_options("ASAN_OPTIONS", std::string(asan ? asan : "") +
+                                                     ":verify_asan_link_order=0");
+  ServerProcess server(with_data_dir(dir, extra_args));
+  RawClient client(server.port());
+  // The start-up's syncs (creating the database) are not what is measured.
+  EXPECT_EQ(wait_for(client, submit(client, word_count_request({"warm up"}))).status, kOk);
+  const auto before = syncs();
+  for (int i = 0; i < jobs; ++i)
+    submit(client, word_count_request({"job " + std::to_string(i)}));
+  return syncs() - before;
+}
+
+TEST(Durability, WithFsyncEveryCommitIsSyncedAndWithoutItNone) {
+  // synchronous=FULL syncs the write-ahead log at every commit; NORMAL only at checkpoints,
+  // which twenty tiny jobs do not reach.
+  constexpr int kJobs = 20;
+  const auto with_fsync = syncs_while_submitting({"--fsync"}, kJobs);
+  const auto without = syncs_while_submitting({}, kJobs);
+  EXPECT_GE(with_fsync, static_cast<std::uint64_t>(kJobs));
+  EXPECT_EQ(without, 0u);
 }
 
 /// The names of the files in the data directory's inputs/ (where big inputs are kept).
