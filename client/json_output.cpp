@@ -44,9 +44,8 @@ std::string statistics_json(const protocol::Statistics& s) {
          ", \"min\": " + json_number(s.min) + ", \"max\": " + json_number(s.max) + "}\n";
 }
 
-std::string matrix_json(const protocol::Matrix& m) {
-  std::string out = "{\"rows\": " + std::to_string(m.rows) +
-                    ", \"cols\": " + std::to_string(m.cols) + ", \"values\": [";
+std::string matrix_rows_json(const protocol::Matrix& m) {
+  std::string out = "[";
   for (std::uint64_t r = 0; r < m.rows; ++r) {
     out += r == 0 ? "\n  [" : ",\n  [";
     for (std::uint64_t c = 0; c < m.cols; ++c) {
@@ -55,8 +54,13 @@ std::string matrix_json(const protocol::Matrix& m) {
     }
     out += "]";
   }
-  out += m.rows == 0 ? "]}\n" : "\n]}\n";
+  out += m.rows == 0 ? "]" : "\n]";
   return out;
+}
+
+std::string matrix_json(const protocol::Matrix& m) {
+  return "{\"rows\": " + std::to_string(m.rows) + ", \"cols\": " + std::to_string(m.cols) +
+         ", \"values\": " + matrix_rows_json(m) + "}\n";
 }
 
 std::string result_json(const protocol::JobResult& result, std::size_t top) {

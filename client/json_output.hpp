@@ -23,6 +23,9 @@ std::string statistics_json(const protocol::Statistics& statistics);
 /// {"rows": 2, "cols": 2, "values": [[1, 2], [3, 4]]}
 std::string matrix_json(const protocol::Matrix& matrix);
 
+/// [[1, 2], [3, 4]]: the values of matrix_json, rows as lists, without a final '\n'.
+std::string matrix_rows_json(const protocol::Matrix& matrix);
+
 /// Whichever of the above fits the result; `top` applies to counts only.
 std::string result_json(const protocol::JobResult& result, std::size_t top);
 

@@ -16,17 +16,33 @@ packages=(
   python3                     # the second client (client/python) and its tests
   tshark                      # the Wireshark dissector's test
   clang libclang-rt-14-dev    # libFuzzer targets (tests/fuzz)
+  pkg-config libcpp-httplib-dev nlohmann-json3-dev  # mrd-web: HTTP server, JSON bodies
+  curl                        # mrd-web's test (and docs/http.md's examples)
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+command -v promtool >/dev/null || missing_promtool=1
+[[ ${#missing[@]} -eq 0 && -z ${missing_promtool:-} ]] && exit 0
 
-echo "setup: installing ${missing[*]}"
 sudo=""
 [[ $(id -u) -eq 0 ]] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# promtool checks mrd-web's /metrics. It comes in Debian's prometheus package, whose installation
+# would also start a Prometheus server as a service: only the one program is taken from it.
+if [[ -n ${missing_promtool:-} ]]; then
+  echo "setup: installing promtool (from Debian's prometheus package) in /usr/local/bin"
+  work=$(mktemp -d)
+  chmod a+rwx "$work"  # apt downloads as its own user, _apt
+  (cd "$work" && apt-get download -qq prometheus && dpkg-deb -x prometheus_*.deb root)
+  $sudo install -m 755 "$work/root/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$work"
+fi

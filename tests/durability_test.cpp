@@ -803,8 +803,8 @@ std::uint64_t syncs_while_submitting(const std::vector<std::string>& extra_args,
   ScopedEnvironment counted_into("MRD_TEST_FSYNC_LOG", log.string());
   // A sanitizer's runtime wants to be loaded first; here the counter is.
   const char* asan = std::getenv("ASAN_OPTIONS");
-  ScopedEnvironment asan_options("ASAN_OPTIONS", std::string(asan ? asan : "") +
-                                                     ":verify_asan_link_order=0");
+  ScopedEnvironment asan_options("ASAN_OPTIONS",
+                                 std::string(asan ? asan : "") + ":verify_asan_link_order=0");
   ServerProcess server(with_data_dir(dir, extra_args));
   RawClient client(server.port());
   // The start-up's syncs (creating the database) are not what is measured.

@@ -100,9 +100,8 @@ TEST_F(BadInput, ACountThatLiesIsABadRequestWithoutAllocating) {
   // words/sum, default options, no key, then the document count: 2^60 (more than any machine
   // has), then 2^28 (8 GiB of document entries: what overcommit would grant, and the cap not).
   for (const std::uint64_t lie : {std::uint64_t{1} << 60, std::uint64_t{1} << 28}) {
-    std::string body = bytes({5, 0, 0, 0, 0, 0, 0, 0}) + "words" +
-                       bytes({3, 0, 0, 0, 0, 0, 0, 0}) + "sum" + std::string(28, '\0') +
-                       bytes({0});
+    std::string body = bytes({5, 0, 0, 0, 0, 0, 0, 0}) + "words" + bytes({3, 0, 0, 0, 0, 0, 0, 0}) +
+                       "sum" + std::string(28, '\0') + bytes({0});
     for (int i = 0; i < 8; ++i)
       body.push_back(static_cast<char>((lie >> (8 * i)) & 0xff));
     std::string frame;
@@ -171,7 +170,8 @@ TEST_F(BadInput, HugeDimensionsAreABadRequest) {
   EXPECT_NE(error_text(reply).find("matrix side"), std::string::npos);
   // Within the side limit, declared with no values: refused by the value count. 2^15 x 2^15 is
   // 8 GiB of doubles, which the address-space cap would refuse had the server reserved it.
-  for (const std::uint64_t big : {std::uint64_t{protocol::kMaxMatrixSide}, std::uint64_t{1} << 15}) {
+  for (const std::uint64_t big :
+       {std::uint64_t{protocol::kMaxMatrixSide}, std::uint64_t{1} << 15}) {
     const auto refused =
         ask(client, submit_frame({"matmul", "rows", {}, protocol::MatrixPair{{big, big, {}}, {}}}));
     EXPECT_EQ(status_name(refused.status), "bad-request") << big << "x" << big;

@@ -12,6 +12,7 @@
 #include "client/client_error.hpp"
 #include "client/frame_trace.hpp"
 #include "client/mrctl/progress_display.hpp"
+#include "client/token_file.hpp"
 
 namespace mrd::mrctl {
 
@@ -28,18 +29,7 @@ namespace {
 
 /// The token for a server that asks for one: the first line of --token-file, or MRD_TOKEN.
 std::string token(const GlobalOptions& global, const client::ServerAddress& server) {
-  if (!global.token_file.empty()) {
-    std::ifstream file(global.token_file);
-    std::string line;
-    std::getline(file, line);
-    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back())))
-      line.pop_back();
-    if (line.empty()) {
-      throw client::ClientError(client::ErrorKind::kUsage, "--token-file " + global.token_file +
-                                                               ": no token on its first line");
-    }
-    return line;
-  }
+  if (!global.token_file.empty()) return client::read_token_file(global.token_file);
   if (const char* token = std::getenv("MRD_TOKEN"); token && *token) return token;
   throw client::ClientError(client::ErrorKind::kRejected,
                             "the server at " + client::to_string(server) +

@@ -1,0 +1,323 @@
+#include "client/web/http_routes.hpp"
+
+#include <httplib.h>
+
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "client/client_error.hpp"
+#include "client/json.hpp"
+#include "client/json_output.hpp"
+#include "client/text_output.hpp"
+#include "client/web/json_requests.hpp"
+#include "client/web/mrd_servers.hpp"
+#include "client/web/prometheus_metrics.hpp"
+
+namespace mrd::web {
+
+namespace {
+
+using client::json_string;
+using httplib::Request;
+using httplib::Response;
+using protocol::Status;
+
+/// The field names of a job in a reply: the /api routes say "id" and "state", the course
+/// routes "task_id" and "status". Everything else is the same.
+struct JobNames {
+  const char* id;
+  const char* state;
+};
+constexpr JobNames kApiNames{"id", "state"};
+constexpr JobNames kCourseNames{"task_id", "status"};
+
+void reply_json(Response& response, int http_status, std::string body) {
+  if (body.empty() || body.back() != '\n') body += '\n';
+  response.status = http_status;
+  response.set_content(body, "application/json");
+}
+
+void reply_error(Response& response, int http_status, std::string_view message) {
+  reply_json(response, http_status, "{\"error\": " + json_string(message) + "}");
+}
+
+/// json_output's values end with '\n'; inside another object they must not.
+std::string inner(std::string json) {
+  while (!json.empty() && json.back() == '\n')
+    json.pop_back();
+  return json;
+}
+
+/// {"id": 7, "state": "done" plus `more` (", ..." fields), closed.
+std::string job_json(JobNames names, std::uint32_t id, std::string_view state,
+                     const std::string& more = "") {
+  return std::string("{\"") + names.id + "\": " + std::to_string(id) + ", \"" + names.state +
+         "\": " + json_string(state) + more + "}";
+}
+
+/// The HTTP status for what mrd answered, or for what went wrong reaching it.
+int http_status_of(const client::ClientError& error) {
+  if (const auto status = error.server_status()) {
+    switch (*status) {
+      case Status::kBadRequest:
+      case Status::kBadJob: return 400;
+      case Status::kAuthFailed:
+      case Status::kNotAuthenticated: return 401;
+      case Status::kForbidden: return 403;
+      case Status::kUnknownJob: return 404;
+      case Status::kJobExpired: return 410;
+      case Status::kFrameTooLarge: return 413;
+      case Status::kQueueFull:
+      case Status::kServerBusy: return 429;
+      case Status::kServerError: return 500;
+      case Status::kShuttingDown: return 503;
+      default: return 502;
+    }
+  }
+  switch (error.kind()) {
+    case client::ErrorKind::kConnection: return 503;
+    case client::ErrorKind::kUsage:
+    case client::ErrorKind::kInput: return 400;
+    default: return 502;  // kTls, kProtocol: mrd said something we cannot use
+  }
+}
+
+/// A route's handler with every failure turned into its HTTP error (docs/http.md, "Errors").
+template <class Handler>
+httplib::Server::Handler guarded(Handler handler) {
+  return [handler](const Request& request, Response& response) {
+    try {
+      handler(request, response);
+    } catch (const BadBody& e) {
+      reply_error(response, 400, e.what());
+    } catch (const client::ClientError& e) {
+      const int status = http_status_of(e);
+      if (status == 401) response.set_header("WWW-Authenticate", "Bearer");
+      if (status == 429) response.set_header("Retry-After", "1");
+      reply_error(response, status, e.what());
+    } catch (const std::exception& e) {
+      reply_error(response, 500, std::string("mrd-web: ") + e.what());
+    }
+  };
+}
+
+/// The token of "Authorization: Bearer TOKEN", if the request has one.
+std::optional<std::string> bearer_of(const Request& request) {
+  if (!request.has_header("Authorization")) return std::nullopt;
+  const auto value = request.get_header_value("Authorization");
+  constexpr std::string_view kScheme = "Bearer ";
+  if (value.size() <= kScheme.size() ||
+      !std::equal(kScheme.begin(), kScheme.end(), value.begin(),
+                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+    throw client::ClientError(client::ErrorKind::kRejected,
+                              "Authorization: only \"Bearer TOKEN\" is understood",
+                              Status::kNotAuthenticated);
+  }
+  return value.substr(kScheme.size());
+}
+
+/// The job id in the route's path (its first capture).
+std::uint32_t job_id_of(const Request& request) {
+  const std::string text = request.matches[1];
+  std::uint32_t id = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (error != std::errc() || end != text.data() + text.size()) {
+    throw BadBody("job id \"" + text + "\": not a job id (a number from 1 to 4294967295)");
+  }
+  return id;
+}
+
+std::string progress_fields(const protocol::JobProgress& p) {
+  return "\"map_done\": " + std::to_string(p.map_done) +
+         ", \"map_total\": " + std::to_string(p.map_total) +
+         ", \"reduce_done\": " + std::to_string(p.reduce_done) +
+         ", \"reduce_total\": " + std::to_string(p.reduce_total);
+}
+
+/// SUBMIT, then 202 with the id and where to ask about it.
+void submit(const MrdServers& servers, const Request& request, Response& response,
+            const protocol::SubmitRequest& job, JobNames names, const std::string& location) {
+  auto mrd = servers.for_caller(bearer_of(request));
+  const auto id = mrd.submit(job);
+  response.set_header("Location", location + std::to_string(id));
+  reply_json(response, 202, job_json(names, id, "queued"));
+}
+
+/// FETCH as a reply: the result when done, the progress (202) when not, or why there is none.
+/// The course routes give a matrix as its rows alone.
+void result(const MrdServers& servers, const Request& request, Response& response, JobNames names) {
+  const auto id = job_id_of(request);
+  auto mrd = servers.for_caller(bearer_of(request));
+  const auto outcome = mrd.fetch(id);
+  const bool course = names.id == kCourseNames.id;
+  switch (outcome.status) {
+    case Status::kOk: {
+      const auto* matrix = std::get_if<protocol::Matrix>(&*outcome.result);
+      const auto value = course && matrix
+                             ? client::matrix_rows_json(*matrix)
+                             : inner(client::result_json(*outcome.result, client::kAllEntries));
+      return reply_json(response, 200, job_json(names, id, "done", ", \"result\": " + value));
+    }
+    case Status::kPending: {
+      const auto& p = *outcome.progress;
+      const auto state = protocol::to_string(p.state);
+      return reply_json(response, 202,
+                        job_json(names, id, state, course ? "" : ", " + progress_fields(p)));
+    }
+    case Status::kJobCancelled: return reply_json(response, 200, job_json(names, id, "cancelled"));
+    case Status::kUnknownJob:
+    case Status::kJobExpired:
+      throw client::ClientError(client::ErrorKind::kJobFailed, outcome.message, outcome.status);
+    default:  // the job failed: say how and why
+      return reply_json(
+          response, 200,
+          job_json(names, id, "failed",
+                   ", \"reason\": " + json_string(protocol::to_string(outcome.status)) +
+                       ", \"error\": " + json_string(outcome.message)));
+  }
+}
+
+void cancel(const MrdServers& servers, const Request& request, Response& response, JobNames names) {
+  const auto id = job_id_of(request);
+  servers.for_caller(bearer_of(request)).cancel(id);
+  reply_json(response, 200, job_json(names, id, "cancelled"));
+}
+
+void add_api_routes(httplib::Server& http, const MrdServers& servers) {
+  http.Post("/api/jobs", guarded([&servers](const Request& request, Response& response) {
+              submit(servers, request, response, job_request_from_json(request.body), kApiNames,
+                     "/api/jobs/");
+            }));
+  http.Get("/api/jobs", guarded([&servers](const Request& request, Response& response) {
+             reply_json(response, 200,
+                        client::job_list_json(servers.for_caller(bearer_of(request)).list()));
+           }));
+  http.Get(R"(/api/jobs/([^/]+))", guarded([&servers](const Request& request, Response& response) {
+             const auto id = job_id_of(request);
+             reply_json(response, 200,
+                        client::job_status_json(servers.for_caller(bearer_of(request)).status(id)));
+           }));
+  http.Get(R"(/api/jobs/([^/]+)/result)",
+           guarded([&servers](const Request& request, Response& response) {
+             result(servers, request, response, kApiNames);
+           }));
+  http.Delete(R"(/api/jobs/([^/]+))",
+              guarded([&servers](const Request& request, Response& response) {
+                cancel(servers, request, response, kApiNames);
+              }));
+}
+
+/// The routes of the classic course interface (docs/http.md, "The course routes").
+void add_course_routes(httplib::Server& http, const MrdServers& servers) {
+  http.Post("/multiply", guarded([&servers](const Request& request, Response& response) {
+              submit(servers, request, response, multiply_request_from_json(request.body),
+                     kCourseNames, "/status/");
+            }));
+  http.Get(R"(/status/([^/]+))", guarded([&servers](const Request& request, Response& response) {
+             const auto id = job_id_of(request);
+             const auto p = servers.for_caller(bearer_of(request)).status(id);
+             reply_json(response, 200,
+                        job_json(kCourseNames, id, protocol::to_string(p.state),
+                                 ", \"progress\": {" + progress_fields(p) + "}"));
+           }));
+  http.Get("/tasks", guarded([&servers](const Request& request, Response& response) {
+             const auto list = servers.for_caller(bearer_of(request)).list();
+             std::string out = "{\"tasks\": [";
+             for (std::size_t i = 0; i < list.jobs.size(); ++i) {
+               out +=
+                   (i == 0 ? "\n  " : ",\n  ") +
+                   job_json(kCourseNames, list.jobs[i].id, protocol::to_string(list.jobs[i].state));
+             }
+             out += list.jobs.empty() ? "]}" : "\n]}";
+             reply_json(response, 200, out);
+           }));
+  http.Get(R"(/result/([^/]+))", guarded([&servers](const Request& request, Response& response) {
+             result(servers, request, response, kCourseNames);
+           }));
+  http.Delete(R"(/remove/([^/]+))", guarded([&servers](const Request& request, Response& response) {
+                cancel(servers, request, response, kCourseNames);
+              }));
+}
+
+/// STATS and LIST of server `index`, with mrd-web's own token; nullopt stats if it did not answer.
+ServerScrape scrape(const MrdServers& servers, std::size_t index) {
+  const auto start = std::chrono::steady_clock::now();
+  ServerScrape out;
+  out.server = client::to_string(servers.addresses()[index]);
+  try {
+    auto mrd = servers.for_self(index);
+    const auto stats = mrd.stats();
+    for (const auto& job : mrd.list().jobs)
+      ++out.jobs_by_state.at(static_cast<std::size_t>(job.state));
+    out.stats = stats;
+  } catch (const std::exception&) {
+    out.stats.reset();  // mrd_up 0 says it; /healthz says why
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+void add_operator_routes(httplib::Server& http, const MrdServers& servers) {
+  http.Get("/metrics", guarded([&servers](const Request&, Response& response) {
+             std::vector<ServerScrape> scrapes;
+             for (std::size_t i = 0; i < servers.addresses().size(); ++i)
+               scrapes.push_back(scrape(servers, i));
+             response.set_content(prometheus_metrics(scrapes), "text/plain; version=0.0.4");
+           }));
+  http.Get("/healthz", guarded([&servers](const Request&, Response& response) {
+             std::string down;
+             for (std::size_t i = 0; i < servers.addresses().size(); ++i) {
+               try {
+                 servers.hello(i);
+               } catch (const std::exception& e) {
+                 down += client::to_string(servers.addresses()[i]) + ": " + e.what() + "\n";
+               }
+             }
+             response.status = down.empty() ? 200 : 503;
+             response.set_content(down.empty() ? "ok\n" : down, "text/plain");
+           }));
+  http.Get("/api/stats", guarded([&servers](const Request&, Response& response) {
+             std::string out = "{\"servers\": [";
+             for (std::size_t i = 0; i < servers.addresses().size(); ++i) {
+               out += (i == 0 ? "\n  {\"server\": " : ",\n  {\"server\": ") +
+                      json_string(client::to_string(servers.addresses()[i]));
+               try {
+                 const auto stats = servers.for_self(i).stats();
+                 out += ", \"up\": true, \"stats\": " + inner(client::server_stats_json(stats));
+               } catch (const std::exception& e) {
+                 out += ", \"up\": false, \"error\": " + json_string(e.what());
+               }
+               out += "}";
+             }
+             out += "\n]}";
+             reply_json(response, 200, out);
+           }));
+}
+
+}  // namespace
+
+void add_routes(httplib::Server& http, const MrdServers& servers, std::uint64_t max_body_bytes) {
+  add_api_routes(http, servers);
+  add_course_routes(http, servers);
+  add_operator_routes(http, servers);
+  // cpp-httplib answers these itself (no route; a body over the limit, refused before it is
+  // read): with a JSON error, like every other.
+  http.set_error_handler([max_body_bytes](const Request& request, Response& response) {
+    if (!response.body.empty()) return;  // a route's own error, already JSON
+    if (response.status == 404) {
+      reply_error(response, 404, "no such route: " + request.method + " " + request.path);
+    } else if (response.status == 413) {
+      reply_error(response, 413,
+                  "the body is larger than " + std::to_string(max_body_bytes >> 20) +
+                      " MiB (--max-body-mib)");
+    } else {
+      reply_error(response, response.status, "HTTP " + std::to_string(response.status));
+    }
+  });
+}
+
+}  // namespace mrd::web
