@@ -54,9 +54,13 @@ class Connection {
   /// Sets the deadline for waiting for the client's next bytes: the idle timeout, or sooner the
   /// end of the request timeout if a request has started.
   void await_input();
+  /// Which deadline a connection waits under, so that the log can say which one closed it.
+  enum class Deadline : std::uint8_t { kIdle, kRequest, kReplyUnread, kTlsHandshake, kTlsClose };
   /// Closes the connection once `timeout` has passed (a TLS handshake, or the close that ends
   /// one), whatever it is waiting for.
-  void expire_after(Clock::duration timeout);
+  void expire_after(Clock::duration timeout, Deadline which);
+  /// Why the connection ended, once it has: "idle timeout", "request timeout", ...
+  const char* deadline_passed() const;
   /// Answers a client that speaks plain mrd on the TLS port, in plain mrd bytes, and marks the
   /// connection for closing.
   void refuse_plain_on_tls();
@@ -88,6 +92,8 @@ class Connection {
   void resume();
   /// True if the connection must close once its replies are written (framing lost, or memory).
   bool closing() const { return close_; }
+  /// Requests handed to the handler so far, for the log line that says the connection closed.
+  std::uint32_t requests() const { return requests_; }
   /// True once the sweeper closed the socket: a deadline passed.
   bool timed_out() const { return deadline_.expired(); }
   /// How long to hold the replies back before writing them: a failed AUTH is answered slowly, so
@@ -98,8 +104,6 @@ class Connection {
   /// Answers the whole requests at the start of `data`, in order, until the reply queue is full;
   /// returns the bytes consumed.
   std::size_t answer_requests(std::string_view data);
-  /// When the connection must be closed if nothing more happens.
-  Clock::time_point next_deadline() const;
   /// Appends received bytes to pending_, its growth charged to the budget first; false (nothing
   /// appended) if the budget cannot hold it.
   bool hold(std::string_view bytes);
@@ -138,6 +142,9 @@ class Connection {
   Session session_;                    ///< who the client is (AUTH)
   bool close_ = false;  ///< framing can no longer be trusted: close after the replies
   bool pause_ = false;  ///< an AUTH failed since the last write: see take_pause
+  Deadline deadline_kind_ = Deadline::kIdle;  ///< which deadline deadline_ is
+  /// Requests handed to the handler (32 bits fit beside the flags: the log's figure, not a limit).
+  std::uint32_t requests_ = 0;
 };
 
 bool Connection::hold(std::string_view bytes) {
@@ -239,6 +246,7 @@ std::size_t Connection::continue_upload(std::string_view received) {
   next_frame_ = 0;
   if (body.segment) {
     body.early = std::move(early_);
+    ++requests_;
     handler_.submit_received(std::move(body), replies_, session_);
   }
   early_.reset();
@@ -289,6 +297,7 @@ std::size_t Connection::answer_requests(std::string_view data) {
       break;
     }
     const auto failed_auths = session_.failed_auths;
+    ++requests_;
     handler_.handle(frame.code, frame.body, replies_, session_);
     if (session_.failed_auths != failed_auths) {
       log(Level::kWarn, "AUTH from ", peer_, " failed (", int(session_.failed_auths), " of ",
@@ -304,20 +313,33 @@ std::size_t Connection::answer_requests(std::string_view data) {
   return consumed;
 }
 
-Clock::time_point Connection::next_deadline() const {
-  const auto now = Clock::now();
-  const auto idle = now + std::chrono::seconds(config_.idle_timeout_seconds);
-  if (pending_.empty() && !upload_) return idle;
-  // A request that has started must be complete in time, however slowly its bytes trickle in.
-  return std::min(idle, request_start_ + std::chrono::seconds(config_.request_timeout_seconds));
-}
-
 void Connection::await_input() {
-  deadline_.expire_at(next_deadline());
+  const auto idle = Clock::now() + std::chrono::seconds(config_.idle_timeout_seconds);
+  deadline_kind_ = Deadline::kIdle;
+  deadline_.expire_at(idle);
+  if (pending_.empty() && !upload_) return;
+  // A request that has started must be complete in time, however slowly its bytes trickle in.
+  const auto request = request_start_ + std::chrono::seconds(config_.request_timeout_seconds);
+  if (request < idle) {
+    deadline_kind_ = Deadline::kRequest;
+    deadline_.expire_at(request);
+  }
 }
 
-void Connection::expire_after(Clock::duration timeout) {
+void Connection::expire_after(Clock::duration timeout, Deadline which) {
+  deadline_kind_ = which;
   deadline_.expire_at(Clock::now() + timeout);
+}
+
+const char* Connection::deadline_passed() const {
+  switch (deadline_kind_) {
+    case Deadline::kIdle: return "idle timeout";
+    case Deadline::kRequest: return "request timeout";
+    case Deadline::kReplyUnread: return "replies not read within the idle timeout";
+    case Deadline::kTlsHandshake: return "TLS handshake timeout";
+    case Deadline::kTlsClose: return "TLS close timeout";
+  }
+  return "timeout";
 }
 
 void Connection::refuse_plain_on_tls() {
@@ -380,7 +402,7 @@ void Connection::await_write() {
   // A client that stops reading is closed once its reply has made no progress for the idle
   // timeout: that bounds how long it can keep a result alive that the store has let go.
   write_progress_ = 0;
-  deadline_.expire_at(Clock::now() + std::chrono::seconds(config_.idle_timeout_seconds));
+  expire_after(std::chrono::seconds(config_.idle_timeout_seconds), Deadline::kReplyUnread);
 }
 
 void Connection::write_progress(std::size_t written) {
@@ -478,6 +500,7 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
   const auto as_tuple = asio::experimental::as_tuple(connection_awaitable);
   // Why the connection ended, for the debug log; expected endings are values, not exceptions.
   asio::error_code ended;
+  std::string why = "closed by the client";
   try {
     log(Level::kDebug, kTls ? "TLS connection from " : "connection from ", connection.peer());
     auto& socket = connection.socket();
@@ -488,7 +511,8 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
     if constexpr (kTls) {
       // The handshake, like a request, must be over within the request timeout. A client that
       // speaks plain mrd here is told so in plain mrd, rather than left to guess at TLS alerts.
-      connection.expire_after(std::chrono::seconds(config.request_timeout_seconds));
+      connection.expire_after(std::chrono::seconds(config.request_timeout_seconds),
+                              Connection::Deadline::kTlsHandshake);
       std::tie(ended) = co_await socket.async_wait(tcp::socket::wait_read, as_tuple);
       char first = 0;
       if (!ended) socket.receive(asio::buffer(&first, 1), tcp::socket::message_peek, ended);
@@ -556,21 +580,25 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
     if (ready && (connection.closing() || tls_said_goodbye) && !connection.timed_out()) {
       asio::error_code ignored;
       if constexpr (kTls) {
-        connection.expire_after(kTlsCloseTimeout);
+        connection.expire_after(kTlsCloseTimeout, Connection::Deadline::kTlsClose);
         std::tie(ignored) = co_await stream.async_shutdown(as_tuple);
       } else {
         socket.shutdown(tcp::socket::shutdown_both, ignored);
       }
     }
     if (connection.timed_out()) {
-      log(Level::kDebug, "connection ", connection.peer(), " timed out");
-    } else if (ended) {
-      log(Level::kDebug, "connection ", connection.peer(), " ended: ", ended.message());
+      why = connection.deadline_passed();
+    } else if (connection.closing()) {
+      why = "closed by the server";  // its reason was logged when it decided
+    } else if (ended && ended != asio::error::eof) {
+      why = ended.message();
     }
   } catch (const std::exception& e) {
     log(Level::kError, "connection ", connection.peer(), " failed: ", e.what());
+    why = std::string("failed: ") + e.what();
   }
-  log(Level::kDebug, "connection ", connection.peer(), " closed");
+  log(Level::kDebug, "connection ", connection.peer(), " closed (", why, ") after ",
+      connection.requests(), connection.requests() == 1 ? " request" : " requests");
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop

@@ -10,6 +10,7 @@
 namespace mrd::server {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
+std::atomic<LogFormat> g_format{LogFormat::kText};
 
 const char* level_name(Level level) {
   switch (level) {
@@ -20,7 +21,32 @@ const char* level_name(Level level) {
   }
   return "?";
 }
+/// `text` as the contents of a JSON string: quote, backslash and control bytes escaped. Other
+/// bytes are copied (a peer's bytes in a message may not be UTF-8; collectors cope).
+void append_json_escaped(std::string& out, std::string_view text) {
+  for (const char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
+          out += escaped;
+        } else {
+          out += c;
+        }
+    }
+  }
+}
+
 }  // namespace
+
+void set_log_format(LogFormat format) {
+  g_format = format;
+}
 
 void set_log_level(Level level) {
   g_level = static_cast<int>(level);
@@ -49,10 +75,20 @@ void write_log_line(Level level, const std::string& message) {
   gmtime_r(&seconds, &utc);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
-  char prefix[64];
-  std::snprintf(prefix, sizeof prefix, "%s.%03dZ mrd[%d] %s: ", stamp, static_cast<int>(millis),
-                static_cast<int>(getpid()), level_name(level));
-  std::string line = prefix + message + "\n";
+  char prefix[96];
+  std::string line;
+  if (g_format == LogFormat::kJson) {
+    std::snprintf(prefix, sizeof prefix,
+                  "{\"time\": \"%s.%03dZ\", \"pid\": %d, \"level\": \"%s\", \"message\": \"", stamp,
+                  static_cast<int>(millis), static_cast<int>(getpid()), level_name(level));
+    line = prefix;
+    append_json_escaped(line, message);
+    line += "\"}\n";
+  } else {
+    std::snprintf(prefix, sizeof prefix, "%s.%03dZ mrd[%d] %s: ", stamp, static_cast<int>(millis),
+                  static_cast<int>(getpid()), level_name(level));
+    line = prefix + message + "\n";
+  }
   // One write per line: atomic for pipes up to PIPE_BUF, and never interleaved within a process.
   [[maybe_unused]] auto written = ::write(STDERR_FILENO, line.data(), line.size());
 }

@@ -21,6 +21,11 @@ bool log_enabled(Level level);
 /// Parses "error", "warn", "info" or "debug".
 bool parse_log_level(std::string_view text, Level& level);
 
+/// kText: "2026-12-01T08:15:46.828Z mrd[26872] info: message". kJson: one object per line, for
+/// log collectors: {"time": "...", "pid": 26872, "level": "info", "message": "..."}.
+enum class LogFormat { kText, kJson };
+void set_log_format(LogFormat format);
+
 void write_log_line(Level level, const std::string& message);
 
 template <class... Parts>

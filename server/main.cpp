@@ -340,9 +340,17 @@ int main(int argc, char** argv) {
   auth_group->add_flag("--insecure", config.insecure,
                        "Listen on addresses other than loopback without --auth-file (anyone "
                        "who reaches the port can read and cancel every job)");
-  app.add_option("--log-level", log_level, "error, warn, info or debug")
+  app.add_option("--log-level", log_level,
+                 "error, warn, info or debug (debug adds a line per connection closed: its peer, "
+                 "why, and how many requests it made)")
       ->capture_default_str()
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "text, or json: one JSON object per line (time, pid, level, message) for log "
+                 "collectors")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -377,6 +385,7 @@ int main(int argc, char** argv) {
   Level level = Level::kInfo;
   parse_log_level(log_level, level);
   set_log_level(level);
+  set_log_format(log_format == "json" ? LogFormat::kJson : LogFormat::kText);
   config.max_frame_bytes = max_frame_mib << 20;
   config.max_retained_bytes = max_retained_mib << 20;
   config.max_memory_bytes = max_memory_mib << 20;

@@ -1,10 +1,11 @@
 // The server's life at its edges, against the real binary: running out of file descriptors, worker
-// replacements that must not hold clients' sockets, and the graceful stop (SIGTERM, SIGINT,
-// --drain-seconds).
+// replacements that must not hold clients' sockets, the graceful stop (SIGTERM, SIGINT,
+// --drain-seconds), and what the log says about it all.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "raw_jobs.hpp"
@@ -375,6 +376,71 @@ TEST(Stopping, WithADataDirectoryAnAbandonedJobRunsAgainAtTheNextStart) {
   RawClient client(server.port());
   const auto done = wait_for(client, slow, 60s);
   EXPECT_EQ(as_map(result_of(done)), reference_word_count({"slow but fine"}));
+}
+
+/// Waits (20 s at most) until the server's log holds `text`; the log.
+std::string wait_for_log(const ServerProcess& server, const std::string& text) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  auto log = server.log();
+  while (log.find(text) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+    log = server.log();
+  }
+  return log;
+}
+
+TEST(Logs, EveryClosedConnectionIsLoggedWithItsReasonAndRequestCount) {
+  ServerProcess server({"--log-level", "debug", "--idle-timeout", "2", "--request-timeout", "1"});
+  {
+    RawClient client(server.port());
+    stats_of(client);
+    stats_of(client);
+  }
+  auto log = wait_for_log(server, " closed (closed by the client) after 2 requests");
+  EXPECT_NE(log.find(" closed (closed by the client) after 2 requests"), std::string::npos) << log;
+  // One that says nothing is closed by the idle timeout, one that starts a request and never
+  // finishes it by the request timeout, and one that breaks framing by the server.
+  RawClient silent(server.port());
+  log = wait_for_log(server, " closed (idle timeout) after 0 requests");
+  EXPECT_NE(log.find(" closed (idle timeout) after 0 requests"), std::string::npos) << log;
+  RawClient trickler(server.port());
+  trickler.send(bytes({0x04, 0x00}));
+  log = wait_for_log(server, " closed (request timeout) after 0 requests");
+  EXPECT_NE(log.find(" closed (request timeout) after 0 requests"), std::string::npos) << log;
+  RawClient liar(server.port());
+  stats_of(liar);
+  liar.send(bytes({0x00, 0xff, 0xff, 0xff, 0x7f}));  // too large: answered, then closed
+  log = wait_for_log(server, " closed (closed by the server) after 1 request\n");
+  EXPECT_NE(log.find(" closed (closed by the server) after 1 request\n"), std::string::npos) << log;
+}
+
+TEST(Logs, JsonLogsAreOneObjectPerLine) {
+  ServerProcess server({"--log-format", "json", "--log-level", "debug"});
+  {
+    RawClient client(server.port());
+    stats_of(client);
+    // A message with bytes JSON must escape: a bad frame's hex, and a quote in an AUTH error.
+    client.send(bytes({0x2a, 0, 0, 0, 0}));
+    ASSERT_TRUE(client.read_reply());
+  }
+  const auto log = wait_for_log(server, "after 2 requests");
+  std::istringstream lines(log);
+  int parsed = 0;
+  bool closed_line = false;
+  for (std::string line; std::getline(lines, line);) {
+    SCOPED_TRACE(line);
+    const auto entry = nlohmann::json::parse(line);  // throws (and fails the test) if not JSON
+    ASSERT_TRUE(entry.is_object());
+    EXPECT_EQ(entry.size(), 4u);
+    EXPECT_TRUE(entry.at("time").is_string());
+    EXPECT_EQ(entry.at("pid").get<int>(), server.pid());
+    EXPECT_TRUE(entry.at("level").is_string());
+    closed_line = closed_line || entry.at("message").get<std::string>().ends_with(
+                                     "closed (closed by the client) after 2 requests");
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 3) << "start-up lines and the connection's";
+  EXPECT_TRUE(closed_line) << log;
 }
 
 }  // namespace
