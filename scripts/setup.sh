@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what mrd needs to build and test, from Debian's packages. Safe to run again: it installs
-# only what is missing. Needs root (or sudo) the first time.
+# only what is missing. Needs root (or sudo) the first time. Arguments name more packages to
+# install with them (scripts/package.sh: the packaging tools).
 set -euo pipefail
 
 packages=(
@@ -14,10 +15,12 @@ packages=(
   libgtest-dev                # tests
   netcat-openbsd xxd          # the protocol recipes in docs/protocol.md
   python3                     # the second client (client/python) and its tests
+  python3-venv python3-wheel  # pip install client/python, tried in a venv without network
   tshark                      # the Wireshark dissector's test
   clang libclang-rt-14-dev    # libFuzzer targets (tests/fuzz)
   pkg-config libcpp-httplib-dev nlohmann-json3-dev  # mrd-web: HTTP server, JSON bodies
   curl                        # mrd-web's test (and docs/http.md's examples)
+  "$@"
 )
 
 missing=()

@@ -137,9 +137,11 @@ void add_matmul_command(CLI::App& app, GlobalOptions& global, Runner& run) {
   command->add_flag("--verify", options->verify,
                     "Also multiply locally and compare (relative tolerance 1e-9 * N); exit 1 on "
                     "a mismatch");
-  command->add_option("--out", options->out,
-                      "Write the product to this file (.npy: NumPy binary, else text) instead of "
-                      "printing it");
+  command
+      ->add_option("--out", options->out,
+                   "Write the product to this file (.npy: NumPy binary, else text) instead of "
+                   "printing it")
+      ->type_name("FILE");
   add_submit_options(*command, global.submit);
   command->callback([&global, &run, options] {
     run = [&global, options]() -> int {
@@ -206,12 +208,15 @@ void add_submit_command(CLI::App& app, GlobalOptions& global, Runner& run) {
   auto* documents =
       command
           ->add_option("--documents", options->documents, "Document files (input kind: documents)")
+          ->type_name("FILE")
           ->default_str("");
   auto* numbers =
-      command->add_option("--numbers", options->numbers, "A numbers file (input kind: numbers)");
+      command->add_option("--numbers", options->numbers, "A numbers file (input kind: numbers)")
+          ->type_name("FILE");
   auto* matrices = command
                        ->add_option("--matrices", options->matrices,
                                     "Matrix files A B (input kind: matrix pair)")
+                       ->type_name("FILE")
                        ->expected(2)
                        ->default_str("");
   documents->excludes(numbers)->excludes(matrices);
