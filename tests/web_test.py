@@ -26,6 +26,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -34,6 +35,7 @@ import unittest
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+import http.client as http_client
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -1311,6 +1313,59 @@ class TestStopping(WebTestCase):
                 self.assertEqual(web.stop(signal_number), 0, web.log_tail())
                 with self.assertRaises(OSError, msg="it no longer listens"):
                     socket.create_connection(("127.0.0.1", web.port), timeout=5).close()
+
+
+class TestHttps(WebTestCase):
+    """HTTPS with a certificate made here by openssl, and plain HTTP refused off loopback."""
+
+    def test_https_serves_with_the_certificate_given(self) -> None:
+        openssl = shutil.which("openssl")
+        self.assertIsNotNone(openssl, "openssl is needed to make the test's certificate")
+        directory = Path(tempfile.mkdtemp(dir=work))
+        cert, key = directory / "cert.pem", directory / "key.pem"
+        subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1",
+                        "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True)
+        web = start_web(work, "https-web", [main_mrd.address], "--https-cert-file", str(cert),
+                        "--https-key-file", str(key))
+        self.addCleanup(web.stop, signal.SIGKILL)
+        url = f"https://127.0.0.1:{web.port}"
+        # urllib, trusting only the test's certificate: a product through the course routes.
+        context = ssl.create_default_context(cafile=str(cert))
+        request = urllib.request.Request(
+            url + "/multiply", method="POST",
+            data=json.dumps({"matrix_a": [[1, 2]], "matrix_b": [[3], [4]]}).encode())
+        with urllib.request.urlopen(request, context=context, timeout=HTTP_SECONDS) as reply:
+            self.assertEqual(reply.status, 202)
+            task = json.loads(reply.read())["task_id"]
+
+        def result() -> Optional[Any]:
+            with urllib.request.urlopen(f"{url}/result/{task}", context=context,
+                                        timeout=HTTP_SECONDS) as reply:
+                body = json.loads(reply.read())
+                return body if body["status"] == "done" else None
+
+        self.assertEqual(wait_for("the product over HTTPS", result)["result"], [[11]])
+        # curl agrees, and refuses a server it cannot check.
+        ok = subprocess.run(["curl", "-sS", "--cacert", str(cert), url + "/healthz"],
+                            capture_output=True, timeout=HTTP_SECONDS)
+        self.assertEqual(ok.stdout, b"ok\n", ok.stderr)
+        unchecked = subprocess.run(["curl", "-sS", url + "/healthz"], capture_output=True,
+                                   timeout=HTTP_SECONDS)
+        self.assertNotEqual(unchecked.returncode, 0, "curl trusted a certificate it was not given")
+        # Plain HTTP on the HTTPS port gets no answer in the clear.
+        with self.assertRaises((OSError, http_client.HTTPException)):
+            http(web.port, "GET", "/healthz")
+
+    def test_plain_http_off_loopback_is_refused(self) -> None:
+        refused = subprocess.run([WEB_BINARY, "--server", main_mrd.address,
+                                  "--listen", "0.0.0.0:0"],
+                                 capture_output=True, timeout=HTTP_SECONDS, env=clean_environment())
+        self.assertEqual(refused.returncode, 2, refused.stderr)
+        self.assertIn(b"refusing to serve plain HTTP on 0.0.0.0", refused.stderr)
+        self.assertIn(b"--insecure", refused.stderr)
 
 
 if __name__ == "__main__":

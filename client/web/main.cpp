@@ -1,5 +1,6 @@
 // mrd-web: HTTP, JSON and Prometheus metrics in front of one or more mrd servers (docs/http.md).
 // A client of mrd like mrctl: the server keeps one protocol, and this program translates.
+#include <arpa/inet.h>
 #include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -30,7 +32,49 @@ struct Options {
   std::uint64_t max_body_mib = 16;
   std::size_t threads = 8;
   bool access_log = false;
+  std::string https_cert_file;  ///< with https_key_file: serve HTTPS
+  std::string https_key_file;
+  bool insecure = false;  ///< plain HTTP on an address other machines can reach
 };
+
+/// True for 127.0.0.0/8, ::1 and "localhost": addresses only this machine can reach.
+bool is_loopback(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+/// The HTTP server: HTTPS with a certificate, plain HTTP without. As mrd does for its port,
+/// plain HTTP is refused on an address others can reach unless --insecure says so: tokens and
+/// results would cross the network in the clear.
+std::unique_ptr<httplib::Server> make_http_server(const Options& options,
+                                                  const mrd::client::ServerAddress& listen) {
+  using mrd::client::ClientError;
+  using mrd::client::ErrorKind;
+  if (options.https_cert_file.empty() != options.https_key_file.empty()) {
+    throw ClientError(ErrorKind::kUsage, "--https-cert-file and --https-key-file go together");
+  }
+  if (!options.https_cert_file.empty()) {
+    auto https = std::make_unique<httplib::SSLServer>(options.https_cert_file.c_str(),
+                                                      options.https_key_file.c_str());
+    if (!https->is_valid()) {
+      throw ClientError(ErrorKind::kUsage, "cannot use --https-cert-file " +
+                                               options.https_cert_file + " with --https-key-file " +
+                                               options.https_key_file);
+    }
+    return https;
+  }
+  if (!is_loopback(listen.host) && !options.insecure) {
+    throw ClientError(ErrorKind::kUsage,
+                      "refusing to serve plain HTTP on " + listen.host +
+                          ": tokens and results would cross the network in the clear.\n"
+                          "  Give --https-cert-file and --https-key-file, or listen on 127.0.0.1 "
+                          "(behind a TLS proxy), or accept the risk with --insecure.");
+  }
+  return std::make_unique<httplib::Server>();
+}
 
 std::vector<mrd::client::ServerAddress> parse_servers(const std::string& list) {
   std::vector<mrd::client::ServerAddress> out;
@@ -115,6 +159,17 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   app.add_flag("--access-log", options.access_log,
                "Print one line per HTTP request on stderr: method, path, status");
+  auto* https = app.add_option_group("HTTPS", "For serving other machines (docs/http.md)");
+  https
+      ->add_option("--https-cert-file", options.https_cert_file,
+                   "Serve HTTPS with this certificate (with its chain), PEM")
+      ->check(CLI::ExistingFile);
+  https
+      ->add_option("--https-key-file", options.https_key_file, "The certificate's private key, PEM")
+      ->check(CLI::ExistingFile);
+  https->add_flag("--insecure", options.insecure,
+                  "Serve plain HTTP on an address other than loopback (tokens and results cross "
+                  "the network in the clear)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -136,7 +191,8 @@ int main(int argc, char** argv) {
     sigaddset(&signals, SIGINT);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    httplib::Server http;
+    const auto server = make_http_server(options, listen);
+    httplib::Server& http = *server;
     const auto threads = options.threads;
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     http.set_payload_max_length(options.max_body_mib << 20);
@@ -155,8 +211,9 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (!options.port_file.empty()) std::ofstream(options.port_file) << port << "\n";
-    std::fprintf(stderr, "mrd-web: serving http://%s:%d/ for mrd at %s\n", listen.host.c_str(),
-                 port, options.servers.c_str());
+    std::fprintf(stderr, "mrd-web: serving %s://%s:%d/ for mrd at %s\n",
+                 options.https_cert_file.empty() ? "http" : "https", listen.host.c_str(), port,
+                 options.servers.c_str());
     auto stopper = stop_on_signals(http, signals);
     stopper.detach();
     const bool clean = http.listen_after_bind();
