@@ -186,6 +186,18 @@ protocol::ServerStats Connection::stats() {
   return ask<protocol::ServerStats>(empty_frame(Opcode::kStats), "stats");
 }
 
+protocol::JobDetails Connection::details(std::uint32_t job_id) {
+  std::string frame;
+  protocol::append_message(frame, code(Opcode::kStatus), protocol::StatusRequest{job_id});
+  return ask<protocol::JobDetails>(frame, job_what("status of", job_id));
+}
+
+protocol::DetailedStats Connection::detailed_stats() {
+  std::string frame;
+  protocol::append_message(frame, code(Opcode::kStats), protocol::StatsRequest{});
+  return ask<protocol::DetailedStats>(frame, "stats");
+}
+
 FetchOutcome Connection::wait_for_result(std::uint32_t job_id,
                                          const ProgressCallback& on_progress) {
   PollBackoff backoff;

@@ -77,6 +77,12 @@ class Connection {
   /// STATS: the server's counters.
   protocol::ServerStats stats();
 
+  /// STATUS with details (version 4): what the job is, whose, and when each step happened.
+  protocol::JobDetails details(std::uint32_t job_id);
+
+  /// STATS with details (version 4): the counters, busy workers, task and job latencies.
+  protocol::DetailedStats detailed_stats();
+
   /// Polls FETCH until the job has finished, pausing 1 ms, 2 ms, 4 ms ... up to 200 ms between
   /// polls, and calls `on_progress` (if set) with every PENDING report. Returns the final outcome.
   FetchOutcome wait_for_result(std::uint32_t job_id, const ProgressCallback& on_progress = {});

@@ -259,6 +259,39 @@ void add_fields(std::string& out, const protocol::ServerStats& stats) {
   }
 }
 
+void add_fields(std::string& out, const protocol::StatusRequest& request) {
+  add_line(out, "job id: " + std::to_string(request.id));
+  add_line(out, "options: " + std::to_string(request.options) +
+                    (request.options & protocol::kStatusWithDetails ? " (with details)" : ""));
+}
+
+void add_fields(std::string& out, const protocol::StatsRequest& request) {
+  add_line(out, "options: " + std::to_string(request.options) +
+                    (request.options & protocol::kStatsWithDetails ? " (with details)" : ""));
+}
+
+/// Each line of `text` (as text_output.hpp writes it) as a field line.
+void add_text_lines(std::string& out, const std::string& text) {
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const auto end = text.find('\n', start);
+    auto line = text.substr(start, end - start);
+    while (!line.empty() && line.front() == ' ')
+      line.erase(0, 1);
+    add_line(out, line);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+}
+
+void add_fields(std::string& out, const protocol::JobDetails& details) {
+  add_text_lines(out, job_details_text(details));
+}
+
+void add_fields(std::string& out, const protocol::DetailedStats& stats) {
+  add_text_lines(out, detailed_stats_text(stats));
+}
+
 /// The fields of `body` decoded as a T by the protocol codec, or why it does not decode.
 template <class T>
 void add_decoded(std::string& out, std::string_view body) {
@@ -281,15 +314,26 @@ void add_no_body(std::string& out, std::string_view body) {
 void add_request_fields(std::string& out, Opcode opcode, std::string_view body) {
   switch (opcode) {
     case Opcode::kSubmit: add_decoded<protocol::SubmitRequest>(out, body); return;
-    case Opcode::kFetch:
     case Opcode::kStatus:
+      // An id (version 1), or an id and options (version 4).
+      if (body.size() == sizeof(std::uint32_t) + 1) {
+        add_decoded<protocol::StatusRequest>(out, body);
+        return;
+      }
+      add_decoded<protocol::JobId>(out, body);
+      return;
+    case Opcode::kFetch:
     case Opcode::kCancel: add_decoded<protocol::JobId>(out, body); return;
     case Opcode::kList:
       // Empty (version 1), or its options (version 3).
       if (body.empty()) return;
       add_decoded<protocol::ListRequest>(out, body);
       return;
-    case Opcode::kStats: add_no_body(out, body); return;
+    case Opcode::kStats:
+      // Empty (version 1), or its options (version 4).
+      if (body.empty()) return;
+      add_decoded<protocol::StatsRequest>(out, body);
+      return;
     case Opcode::kHello: add_decoded<protocol::Hello>(out, body); return;
     case Opcode::kAuth: add_decoded<protocol::AuthRequest>(out, body); return;
   }
@@ -300,7 +344,14 @@ void add_ok_fields(std::string& out, Opcode request, std::string_view body) {
   switch (request) {
     case Opcode::kSubmit: add_decoded<protocol::JobId>(out, body); return;
     case Opcode::kFetch: add_decoded<protocol::JobResult>(out, body); return;
-    case Opcode::kStatus: add_decoded<protocol::JobProgress>(out, body); return;
+    case Opcode::kStatus:
+      // The progress, or (to a version 4 STATUS with details) the details, which start with it.
+      if (protocol::decode<protocol::JobProgress>(body)) {
+        add_decoded<protocol::JobProgress>(out, body);
+      } else {
+        add_decoded<protocol::JobDetails>(out, body);
+      }
+      return;
     case Opcode::kCancel: add_no_body(out, body); return;
     case Opcode::kList:
       // With tenants, or without (a reply to an empty LIST). Neither layout ever decodes as the
@@ -311,7 +362,14 @@ void add_ok_fields(std::string& out, Opcode request, std::string_view body) {
         add_decoded<protocol::JobList>(out, body);
       }
       return;
-    case Opcode::kStats: add_decoded<protocol::ServerStats>(out, body); return;
+    case Opcode::kStats:
+      // The fourteen counters, or (version 4, with details) more after them.
+      if (protocol::decode<protocol::ServerStats>(body)) {
+        add_decoded<protocol::ServerStats>(out, body);
+      } else {
+        add_decoded<protocol::DetailedStats>(out, body);
+      }
+      return;
     case Opcode::kHello:
       // Version 2's layout, or version 1's (a reply to a version 1 HELLO).
       if (protocol::decode<protocol::HelloReply>(body)) {

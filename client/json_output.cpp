@@ -106,4 +106,49 @@ std::string server_stats_json(const protocol::ServerStats& stats) {
   return out;
 }
 
+namespace {
+
+/// `object` (a JSON object and '\n', as the functions above write them) with `fields` (", ..."
+/// pairs) added before its closing brace.
+std::string with_fields(std::string object, const std::string& fields) {
+  while (!object.empty() && (object.back() == '\n' || object.back() == '}'))
+    object.pop_back();
+  return object + fields + "}\n";
+}
+
+std::string histogram_json(const protocol::Histogram& h) {
+  std::string out = "{\"buckets\": [";
+  for (std::size_t i = 0; i < h.buckets.size(); ++i) {
+    const auto& b = h.buckets[i];
+    if (i > 0) out += ", ";
+    out += "{\"le\": " +
+           (b.upper_us == UINT64_MAX ? std::string("null") : std::to_string(b.upper_us)) +
+           ", \"count\": " + std::to_string(b.count) + "}";
+  }
+  return out + "], \"sum\": " + std::to_string(h.sum_us) + "}";
+}
+
+}  // namespace
+
+std::string job_details_json(const protocol::JobDetails& d) {
+  return with_fields(
+      job_status_json(d.progress),
+      ", \"mapper\": " + json_string(d.mapper) + ", \"reducer\": " + json_string(d.reducer) +
+          ", \"tenant\": " + json_string(d.tenant) + ", \"input_bytes\": " +
+          std::to_string(d.input_bytes) + ", \"submitted_ms\": " + std::to_string(d.submitted_ms) +
+          ", \"started_ms\": " + std::to_string(d.started_ms) + ", \"finished_ms\": " +
+          std::to_string(d.finished_ms) + ", \"failure\": " + json_string(d.failure));
+}
+
+std::string detailed_stats_json(const protocol::DetailedStats& stats) {
+  auto out = server_stats_json(stats.counters);
+  // server_stats_json ends with "\n}\n": one field per line, as there.
+  while (!out.empty() && (out.back() == '\n' || out.back() == '}'))
+    out.pop_back();
+  return out + ",\n  \"workers_busy\": " + std::to_string(stats.workers_busy) +
+         ",\n  \"tasks_done\": " + std::to_string(stats.tasks_done) +
+         ",\n  \"task_us\": " + histogram_json(stats.task_us) +
+         ",\n  \"job_us\": " + histogram_json(stats.job_us) + "\n}\n";
+}
+
 }  // namespace mrd::client

@@ -38,4 +38,13 @@ std::string job_list_json(const protocol::TenantJobList& list);
 /// {"uptime_ms": 1234, ...}
 std::string server_stats_json(const protocol::ServerStats& stats);
 
+/// job_status_json's fields, then "mapper", "reducer", "tenant", "input_bytes",
+/// "submitted_ms", "started_ms", "finished_ms" and "failure".
+std::string job_details_json(const protocol::JobDetails& details);
+
+/// server_stats_json's fields, then "workers_busy", "tasks_done", and "task_us" and "job_us" as
+/// {"buckets": [{"le": 1, "count": 0}, ..., {"le": null, "count": 3}], "sum": 46} (le null: +Inf;
+/// counts cumulative).
+std::string detailed_stats_json(const protocol::DetailedStats& stats);
+
 }  // namespace mrd::client

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <variant>
 
 #include "client/server_stats_fields.hpp"
@@ -104,6 +105,64 @@ std::string server_stats_text(const protocol::ServerStats& stats) {
   for (const auto& [name, value] : fields) {
     out += pad_right(name, width) + "  " + std::to_string(value) + '\n';
   }
+  return out;
+}
+
+namespace {
+
+/// "2025-12-01 08:00:00.000 UTC" for a Unix time in milliseconds.
+std::string utc_time(std::uint64_t unix_ms) {
+  const auto seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[48];
+  const auto n = std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &utc);
+  std::snprintf(text + n, sizeof text - n, ".%03u UTC", static_cast<unsigned>(unix_ms % 1000));
+  return text;
+}
+
+/// "after 12 ms" from `from` to `to`, or `otherwise` when `to` has not happened.
+std::string after(std::uint64_t from, std::uint64_t to, const char* otherwise) {
+  if (to == 0) return otherwise;
+  if (from == 0 || to < from) return "at " + utc_time(to);
+  return "after " + std::to_string(to - from) + " ms";
+}
+
+}  // namespace
+
+std::string job_details_text(const protocol::JobDetails& d) {
+  std::string out = job_status_text(d.progress);
+  out += "  " + (d.mapper.empty() ? std::string("(a job from before the server's restart)")
+                                  : d.mapper + " + " + d.reducer + ", " +
+                                        std::to_string(d.input_bytes) + " bytes");
+  if (!d.tenant.empty()) out += ", tenant " + d.tenant;
+  out += '\n';
+  out += "  " + (d.submitted_ms ? "submitted " + utc_time(d.submitted_ms)
+                                : std::string("submitted before the server's restart"));
+  out += ", started " + after(d.submitted_ms, d.started_ms, "not yet");
+  out += ", finished " + after(d.submitted_ms, d.finished_ms, "not yet") + '\n';
+  if (!d.failure.empty()) out += "  failed: " + d.failure + '\n';
+  return out;
+}
+
+std::string detailed_stats_text(const protocol::DetailedStats& stats) {
+  const auto count_of = [](const protocol::Histogram& h) {
+    return h.buckets.empty() ? std::uint64_t{0} : h.buckets.back().count;
+  };
+  const std::pair<std::string_view, std::uint64_t> more[] = {
+      {"workers_busy", stats.workers_busy},       {"tasks_done", stats.tasks_done},
+      {"task_us_count", count_of(stats.task_us)}, {"task_us_sum", stats.task_us.sum_us},
+      {"job_us_count", count_of(stats.job_us)},   {"job_us_sum", stats.job_us.sum_us},
+  };
+  const auto fields = server_stats_fields(stats.counters);
+  std::size_t width = 0;
+  for (const auto& [name, value] : fields)
+    width = std::max(width, name.size());
+  std::string out;
+  for (const auto& [name, value] : fields)
+    out += pad_right(name, width) + "  " + std::to_string(value) + '\n';
+  for (const auto& [name, value] : more)
+    out += pad_right(name, width) + "  " + std::to_string(value) + '\n';
   return out;
 }
 

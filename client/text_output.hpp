@@ -38,4 +38,13 @@ std::string job_list_text(const protocol::TenantJobList& list);
 /// "name  value" per counter.
 std::string server_stats_text(const protocol::ServerStats& stats);
 
+/// job_status_text, then what the job is and when each step happened:
+///   job 7: done, map 4/4, reduce 2/2
+///     words + sum, 66 bytes, tenant alice
+///     submitted 2025-12-01 08:00:00.000 UTC, started after 12 ms, finished after 250 ms
+std::string job_details_text(const protocol::JobDetails& details);
+
+/// server_stats_text, then the busy workers, the tasks done and the latencies' counts and sums.
+std::string detailed_stats_text(const protocol::DetailedStats& stats);
+
 }  // namespace mrd::client

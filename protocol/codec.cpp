@@ -135,6 +135,49 @@ void write(BodyWriter& w, const ServerStats& m) {
   }
 }
 
+void write(BodyWriter& w, const JobProgress& m) {
+  w.value(m.id);
+  w.value(m.state);
+  for (const auto v : {m.map_done, m.map_total, m.reduce_done, m.reduce_total})
+    w.value(v);
+}
+
+void write(BodyWriter& w, const StatusRequest& m) {
+  w.value(m.id);
+  w.value(m.options);
+}
+
+void write(BodyWriter& w, const JobDetails& m) {
+  write(w, m.progress);
+  w.bytes(m.mapper);
+  w.bytes(m.reducer);
+  w.bytes(m.tenant);
+  for (auto v : {m.input_bytes, m.submitted_ms, m.started_ms, m.finished_ms})
+    w.value(v);
+  w.bytes(m.failure);
+}
+
+void write(BodyWriter& w, const StatsRequest& m) {
+  w.value(m.options);
+}
+
+void write(BodyWriter& w, const Histogram& m) {
+  w.count(m.buckets.size());
+  for (const auto& b : m.buckets) {
+    w.value(b.upper_us);
+    w.value(b.count);
+  }
+  w.value(m.sum_us);
+}
+
+void write(BodyWriter& w, const DetailedStats& m) {
+  write(w, m.counters);
+  w.value(m.workers_busy);
+  w.value(m.tasks_done);
+  write(w, m.task_us);
+  write(w, m.job_us);
+}
+
 // --- readers ---
 
 void read(BodyReader& r, JobId& m) {
@@ -256,6 +299,44 @@ void read(BodyReader& r, ServerStats& m) {
   }
 }
 
+void read(BodyReader& r, StatusRequest& m) {
+  m.id = r.value<std::uint32_t>();
+  m.options = r.value<std::uint8_t>();
+}
+
+void read(BodyReader& r, JobDetails& m) {
+  read(r, m.progress);
+  m.mapper = r.bytes(kMaxNameBytes, "mapper name");
+  m.reducer = r.bytes(kMaxNameBytes, "reducer name");
+  m.tenant = r.bytes(kMaxTenantBytes, "tenant");
+  for (auto* field : {&m.input_bytes, &m.submitted_ms, &m.started_ms, &m.finished_ms})
+    *field = r.value<std::uint64_t>();
+  m.failure = r.bytes(kNoCountLimit, "failure");
+}
+
+void read(BodyReader& r, StatsRequest& m) {
+  m.options = r.value<std::uint8_t>();
+}
+
+void read(BodyReader& r, Histogram& m) {
+  // Each bucket is two u64s.
+  const auto n = r.count(16, kMaxHistogramBuckets, "histogram bucket count");
+  m.buckets.resize(static_cast<std::size_t>(n));
+  for (auto& b : m.buckets) {
+    b.upper_us = r.value<std::uint64_t>();
+    b.count = r.value<std::uint64_t>();
+  }
+  m.sum_us = r.value<std::uint64_t>();
+}
+
+void read(BodyReader& r, DetailedStats& m) {
+  read(r, m.counters);
+  m.workers_busy = r.value<std::uint64_t>();
+  m.tasks_done = r.value<std::uint64_t>();
+  read(r, m.task_us);
+  read(r, m.job_us);
+}
+
 template <class T>
 Decoded<T> decode_whole(std::string_view body) {
   Decoded<T> out;
@@ -355,6 +436,10 @@ MRD_BODY(JobList)
 MRD_BODY(ListRequest)
 MRD_BODY(TenantJobList)
 MRD_BODY(ServerStats)
+MRD_BODY(StatusRequest)
+MRD_BODY(JobDetails)
+MRD_BODY(StatsRequest)
+MRD_BODY(DetailedStats)
 
 #undef MRD_BODY
 

@@ -47,6 +47,10 @@ void encode_to(std::string& out, const JobList& body);
 void encode_to(std::string& out, const ListRequest& body);
 void encode_to(std::string& out, const TenantJobList& body);
 void encode_to(std::string& out, const ServerStats& body);
+void encode_to(std::string& out, const StatusRequest& body);
+void encode_to(std::string& out, const JobDetails& body);
+void encode_to(std::string& out, const StatsRequest& body);
+void encode_to(std::string& out, const DetailedStats& body);
 
 /// The encoding of a body on its own.
 template <class T>
@@ -99,6 +103,14 @@ template <>
 Decoded<TenantJobList> decode<TenantJobList>(std::string_view body);
 template <>
 Decoded<ServerStats> decode<ServerStats>(std::string_view body);
+template <>
+Decoded<StatusRequest> decode<StatusRequest>(std::string_view body);
+template <>
+Decoded<JobDetails> decode<JobDetails>(std::string_view body);
+template <>
+Decoded<StatsRequest> decode<StatsRequest>(std::string_view body);
+template <>
+Decoded<DetailedStats> decode<DetailedStats>(std::string_view body);
 
 /// Matrix and counts helpers shared with the engine's intermediate formats.
 class BodyWriter;

@@ -53,4 +53,7 @@ inline constexpr std::uint32_t kDefaultRequestTimeoutSeconds = 120;
 /// Default bytes of finished results kept before the oldest are evicted (mrd --max-retained-mib).
 inline constexpr std::uint64_t kDefaultMaxRetainedBytes = 1024ull << 20;
 
+/// Most buckets a histogram of STATS's details may have (the server sends 17).
+inline constexpr std::uint64_t kMaxHistogramBuckets = 64;
+
 }  // namespace mrd::protocol

@@ -147,6 +147,29 @@ struct JobProgress {
   bool operator==(const JobProgress&) const = default;
 };
 
+/// STATUS body in version 4 (a bare u32 id asks for a JobProgress, as in version 1).
+struct StatusRequest {
+  std::uint32_t id = 0;
+  std::uint8_t options = kStatusWithDetails;  ///< kStatusWithDetails; other bits are 0
+  bool operator==(const StatusRequest&) const = default;
+};
+
+/// STATUS reply to a StatusRequest with kStatusWithDetails: where a job is, what it is, whose,
+/// and when each step of its life happened. Times are Unix time in milliseconds; 0 means "not
+/// yet", or unknown for a job the server restored from its data directory (docs/protocol.md).
+struct JobDetails {
+  JobProgress progress;
+  std::string mapper;
+  std::string reducer;
+  std::string tenant;              ///< who submitted it; empty without a token
+  std::uint64_t input_bytes = 0;   ///< the length of the SUBMIT body that carried it
+  std::uint64_t submitted_ms = 0;  ///< when the server accepted it
+  std::uint64_t started_ms = 0;    ///< when its first task went to a worker
+  std::uint64_t finished_ms = 0;   ///< when it was done, failed or cancelled
+  std::string failure;             ///< why it failed (as FETCH says); empty otherwise
+  bool operator==(const JobDetails&) const = default;
+};
+
 /// One row of a LIST reply.
 struct JobSummary {
   std::uint32_t id = 0;
@@ -197,6 +220,36 @@ struct ServerStats {
   std::uint64_t worker_restarts = 0;
   std::uint64_t retained_result_bytes = 0;
   bool operator==(const ServerStats&) const = default;
+};
+
+/// STATS body in version 4 (an empty body asks for ServerStats, as in version 1).
+struct StatsRequest {
+  std::uint8_t options = kStatsWithDetails;  ///< kStatsWithDetails; other bits are 0
+  bool operator==(const StatsRequest&) const = default;
+};
+
+/// A histogram of durations: for each bucket its upper bound in microseconds (the last one
+/// UINT64_MAX, "+Inf") and how many durations were at most that (cumulative, as Prometheus
+/// counts them), then the sum of every duration in microseconds.
+struct Histogram {
+  struct Bucket {
+    std::uint64_t upper_us = 0;
+    std::uint64_t count = 0;
+    bool operator==(const Bucket&) const = default;
+  };
+  std::vector<Bucket> buckets;
+  std::uint64_t sum_us = 0;
+  bool operator==(const Histogram&) const = default;
+};
+
+/// STATS reply to a StatsRequest with kStatsWithDetails.
+struct DetailedStats {
+  ServerStats counters;
+  std::uint64_t workers_busy = 0;  ///< worker processes running a task now
+  std::uint64_t tasks_done = 0;    ///< map and reduce tasks whose output was taken in
+  Histogram task_us;               ///< how long those tasks took, from handed out to taken in
+  Histogram job_us;                ///< how long finished jobs took, from accepted to finished
+  bool operator==(const DetailedStats&) const = default;
 };
 
 }  // namespace mrd::protocol

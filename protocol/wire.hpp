@@ -11,10 +11,11 @@ namespace mrd::protocol {
 
 /// Version of the wire format this code speaks, exchanged by HELLO. Version 2 added AUTH, its
 /// statuses (AUTH_FAILED, NOT_AUTHENTICATED, FORBIDDEN) and the flags of HELLO's reply; version 3
-/// LIST's options (a LIST that asks for each job's tenant). A server answers an older client's
-/// HELLO in that client's layout, and an empty LIST as version 1 did, so older clients go on
-/// working.
-inline constexpr std::uint16_t kProtocolVersion = 3;
+/// LIST's options (a LIST that asks for each job's tenant); version 4 STATUS's and STATS's
+/// options (a job's details; the pool's and the latencies'). A server answers an older client's
+/// HELLO in that client's layout, and a request without options as version 1 did, so older
+/// clients go on working.
+inline constexpr std::uint16_t kProtocolVersion = 4;
 /// The oldest version a server still answers.
 inline constexpr std::uint16_t kOldestProtocolVersion = 1;
 
@@ -69,6 +70,12 @@ inline constexpr std::uint8_t kHelloAuthRequired = 1;  ///< requests need AUTH f
 
 /// Bits of LIST's `options` (version 3).
 inline constexpr std::uint8_t kListWithTenants = 1;  ///< each job with the tenant that submitted it
+
+/// Bits of STATUS's `options` (version 4).
+inline constexpr std::uint8_t kStatusWithDetails = 1;  ///< the job's names, sizes and times
+
+/// Bits of STATS's `options` (version 4).
+inline constexpr std::uint8_t kStatsWithDetails = 1;  ///< busy workers, task and job latencies
 
 /// Where a job is in its life.
 enum class JobState : std::uint8_t {

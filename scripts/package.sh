@@ -15,6 +15,13 @@ echo "package: $deb"
 echo "package: lintian"
 lintian --fail-on error "$deb"
 
+# It installs the package and purges it after: on a machine where mrd is installed already,
+# that would take away the administrator's installation and settings.
+if dpkg-query -W -f='${Status}' mrd 2>/dev/null | grep -q "install ok installed"; then
+  echo "package: mrd is installed on this machine; remove it first (this script installs and" \
+    "purges its own)" >&2
+  exit 1
+fi
 echo "package: installing it"
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -qq "$deb" >/dev/null
@@ -55,8 +62,13 @@ web_pid=$!
 web_port=$(port_of "$work/web-port")
 [[ $(curl -s "http://127.0.0.1:$web_port/healthz") == ok ]] ||
   { echo "package: mrd-web's /healthz is not ok" >&2; exit 1; }
-kill -TERM "$web_pid" && wait "$web_pid" && web_pid=""
-kill -TERM "$mrd_pid" && wait "$mrd_pid" && mrd_pid=""
+# Both stop cleanly on SIGTERM: exit status 0.
+kill -TERM "$web_pid"
+wait "$web_pid"
+web_pid=""
+kill -TERM "$mrd_pid"
+wait "$mrd_pid"
+mrd_pid=""
 
 echo "package: the Python client, man pages, completion, units"
 [[ $(cd "$work" && /usr/bin/python3 -c 'import mrd_client; print(mrd_client.__file__)') == \
@@ -65,7 +77,10 @@ for program in mrd mrctl mrd-web; do
   man -w "$program" >/dev/null
   # help2man's page: a title naming the program, and its options (dashes escaped as \-).
   page=$(zcat "/usr/share/man/man1/$program.1.gz")
-  grep -q "^\.TH ${program^^} " <<<"$page" && grep -q 'version' <<<"$page"
+  if ! grep -q "^\.TH ${program^^} " <<<"$page" || ! grep -q 'version' <<<"$page"; then
+    echo "package: the man page of $program is not help2man's" >&2
+    exit 1
+  fi
 done
 bash -c 'source /usr/share/bash-completion/completions/mrctl && complete -p mrctl' >/dev/null
 systemd-analyze verify /lib/systemd/system/mrd.service /lib/systemd/system/mrd-web.service

@@ -43,9 +43,10 @@ fi
 # would also start a Prometheus server as a service: only the one program is taken from it.
 if [[ -n ${missing_promtool:-} ]]; then
   echo "setup: installing promtool (from Debian's prometheus package) in /usr/local/bin"
+  # Our own directory, writable by no one else: what is installed from it is what apt fetched.
+  # (apt warns that it downloads as root rather than as _apt into it; the file is the same.)
   work=$(mktemp -d)
-  chmod a+rwx "$work"  # apt downloads as its own user, _apt
-  (cd "$work" && apt-get download -qq prometheus && dpkg-deb -x prometheus_*.deb root)
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && apt-get download -qq prometheus 2>/dev/null && dpkg-deb -x prometheus_*.deb root)
   $sudo install -m 755 "$work/root/usr/bin/promtool" /usr/local/bin/promtool
-  rm -rf "$work"
 fi

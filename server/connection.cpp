@@ -573,6 +573,14 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
       }
       if (!written || connection.closing()) break;
     }
+    // Why it ends, named before the goodbye below, whose own timeout must not hide the reason.
+    if (connection.timed_out()) {
+      why = connection.deadline_passed();
+    } else if (connection.closing()) {
+      why = "closed by the server";  // its reason was logged when it decided
+    } else if (ended && ended != asio::error::eof) {
+      why = ended.message();
+    }
     // The server closes (framing lost, memory), or a TLS client said close_notify: say goodbye
     // the way the transport expects. A TLS close waits for the client's close_notify at most
     // kTlsCloseTimeout, so it cannot hang.
@@ -585,13 +593,6 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
       } else {
         socket.shutdown(tcp::socket::shutdown_both, ignored);
       }
-    }
-    if (connection.timed_out()) {
-      why = connection.deadline_passed();
-    } else if (connection.closing()) {
-      why = "closed by the server";  // its reason was logged when it decided
-    } else if (ended && ended != asio::error::eof) {
-      why = ended.message();
     }
   } catch (const std::exception& e) {
     log(Level::kError, "connection ", connection.peer(), " failed: ", e.what());

@@ -82,6 +82,7 @@ struct Dispatcher::InFlight {
   std::uint32_t index = 0;
   std::uint32_t count = 1;     ///< map tasks: the chunks index, index + 1, ... it runs together
   Clock::time_point deadline;  ///< the worker is killed if the task is still running then
+  Clock::time_point started;   ///< when it was handed out (for the task durations of STATS)
 };
 
 namespace {
@@ -310,6 +311,7 @@ bool Dispatcher::adopt(Submission& submission) {
   // From now on the job has its id: its progress so far moves to its own ticket.
   job->ticket = submission.ticket;
   job->ticket->map_done = placeholder->map_done.load();
+  job->ticket->started_ms = placeholder->started_ms.load();
   jobs_.emplace(job->ticket.get(), job);
   if (job->early_failure) {
     job->arriving.reset();
@@ -456,6 +458,13 @@ void Dispatcher::dispatch() {
   for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
     if (!in_flight_[slot] && pool_.idle(slot)) start_next_task(slot);
   }
+  publish_busy_workers();
+}
+
+void Dispatcher::publish_busy_workers() {
+  if (!config_.activity) return;
+  config_.activity->workers_busy = static_cast<std::uint64_t>(std::count_if(
+      in_flight_.begin(), in_flight_.end(), [](const auto& t) { return t.has_value(); }));
 }
 
 void Dispatcher::start_next_task(unsigned slot) {
@@ -506,9 +515,11 @@ void Dispatcher::start_next_task(unsigned slot) {
       return;
     }
     ++job->outstanding;
+    if (job->ticket->started_ms == 0) job->ticket->started_ms = unix_ms_now();
     // A task of several chunks has the deadline of each of them, one after the other.
+    const auto now = Clock::now();
     in_flight_[slot] =
-        InFlight{job, job->phase, index, count, Clock::now() + count * job->task_timeout};
+        InFlight{job, job->phase, index, count, now + count * job->task_timeout, now};
     return;
   }
 }
@@ -543,6 +554,7 @@ void Dispatcher::handle(std::vector<PoolEvent> events) {
       case PoolEvent::Kind::kOverBudget: on_over_budget(event.slot, event.how); break;
     }
   }
+  publish_busy_workers();
 }
 
 void Dispatcher::enforce_deadlines() {
@@ -601,6 +613,10 @@ void Dispatcher::on_answer(unsigned slot, TaskMessage answer, MemoryCharge charg
       ++job.ticket->reduce_done;
     }
     job.outputs_charge.absorb(std::move(charge));
+    if (config_.activity) {
+      config_.activity->task_us.add(Clock::now() - task.started);
+      ++config_.activity->tasks_done;
+    }
   } catch (const std::bad_alloc&) {
     finish_out_of_memory(job, "keeping the output of " + job.task_name(task.phase, task.index));
     return;

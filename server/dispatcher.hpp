@@ -26,6 +26,7 @@
 #include "server/early_start.hpp"
 #include "server/job_planner.hpp"
 #include "server/job_ticket.hpp"
+#include "server/latency_histogram.hpp"
 #include "server/memory_budget.hpp"
 #include "server/pool/task_pool.hpp"
 #include "server/submitted_input.hpp"
@@ -65,6 +66,8 @@ struct DispatcherConfig {
   /// reports the job's outcome itself; null: every result is assembled in place, on the caller's
   /// thread.
   std::function<void(std::function<void()>)> assemble_elsewhere;
+  /// Where busy workers, tasks done and task durations are published for STATS; may be null.
+  PoolActivity* activity = nullptr;
 };
 
 class Dispatcher {
@@ -134,6 +137,8 @@ class Dispatcher {
   void finish_out_of_memory(RunningJob& job, const std::string& what);
   /// Hands the parts of `job`'s result to config_.assemble_elsewhere, and forgets the job.
   void assemble_elsewhere(RunningJob& job, std::vector<std::string> parts);
+  /// Publishes how many workers run a task (config_.activity).
+  void publish_busy_workers();
 
   DispatcherConfig config_;
   TaskPool& pool_;

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <set>
 
+#include "protocol/submit_layout.hpp"
 #include "server/log.hpp"
 
 namespace mrd::server {
@@ -81,7 +82,15 @@ std::vector<JobStore::Restored> JobStore::restore() {
   std::uint32_t highest_id = 0;
   std::set<std::string> inputs_in_use;
   for (auto& stored : database_->load(highest_id)) {
-    auto ticket = std::make_shared<JobTicket>(stored.id, stored.tenant);
+    // What an unfinished job is can be read from its request; its times before the restart are
+    // gone (they are not kept), and a finished job keeps its result, not these.
+    JobFacts facts;
+    if (const auto head = protocol::submit_head_from_prefix(stored.request)) {
+      facts.mapper = head->layout.mapper;
+      facts.reducer = head->layout.reducer;
+      facts.input_bytes = stored.request.size();
+    }
+    auto ticket = std::make_shared<JobTicket>(stored.id, stored.tenant, std::move(facts));
     JobRecord record;
     record.ticket = ticket;
     record.idempotency_key = std::move(stored.idempotency_key);
@@ -125,11 +134,13 @@ std::optional<JobStore::KeyedJob> JobStore::find_by_key(std::string_view tenant,
   return KeyedJob{id, !digest || *digest == request_digest};
 }
 
-void JobStore::create(const std::string& tenant, std::string_view idempotency_key,
+void JobStore::create(const std::string& tenant, JobFacts facts, std::string_view idempotency_key,
                       const RequestDigest* request_digest, std::string_view request,
                       std::unique_ptr<ReceivedFile> input_file, Created recorded) {
   const auto id = next_id_++;
-  auto ticket = std::make_shared<JobTicket>(id, tenant);
+  facts.submitted_ms = unix_ms_now();
+  facts.accepted_at = std::chrono::steady_clock::now();
+  auto ticket = std::make_shared<JobTicket>(id, tenant, std::move(facts));
   JobRecord record;
   record.ticket = ticket;
   record.idempotency_key = idempotency_key;
@@ -219,7 +230,33 @@ void JobStore::apply_finish(std::uint32_t id, protocol::Status status,
   record.body = std::move(body);
   count_unfinished(record.ticket->tenant, -1);
   ++(done ? done_ : failed_);
+  finished_now(*record.ticket);
   retain(id, record);
+}
+
+void JobStore::finished_now(JobTicket& ticket) {
+  ticket.finished_ms = unix_ms_now();
+  // A job from before a restart has no start to count from.
+  if (ticket.facts.accepted_at && !ticket.cancelled) {
+    job_us_.add(std::chrono::steady_clock::now() - *ticket.facts.accepted_at);
+  }
+}
+
+protocol::JobDetails JobStore::details(const JobRecord& record) {
+  const auto& ticket = *record.ticket;
+  protocol::JobDetails out;
+  out.progress = record.progress();
+  out.mapper = ticket.facts.mapper;
+  out.reducer = ticket.facts.reducer;
+  out.tenant = ticket.tenant;
+  out.input_bytes = ticket.facts.input_bytes;
+  out.submitted_ms = ticket.facts.submitted_ms;
+  out.started_ms = ticket.started_ms;
+  out.finished_ms = ticket.finished_ms;
+  if (out.progress.state == protocol::JobState::kFailed && record.body) {
+    out.failure = std::string(record.body->bytes());
+  }
+  return out;
 }
 
 void JobStore::retain(std::uint32_t id, JobRecord& record) {
@@ -282,6 +319,7 @@ JobStore::Lookup JobStore::cancel(std::uint32_t id, const JobScope& scope, bool&
     count_unfinished(record.ticket->tenant, -1);
     record.finished = true;
     record.final_state = protocol::JobState::kCancelled;
+    finished_now(*record.ticket);
     retain(id, record);
     return Lookup::kFound;
   }

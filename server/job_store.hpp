@@ -39,6 +39,7 @@
 #include "server/job_database.hpp"
 #include "server/job_scope.hpp"
 #include "server/job_ticket.hpp"
+#include "server/latency_histogram.hpp"
 #include "server/memory_budget.hpp"
 #include "server/result_bytes.hpp"
 #include "server/scheduler.hpp"
@@ -105,7 +106,8 @@ class JobStore {
   /// until then (`recorded` may own it). `request_digest` comes with a key (null without).
   /// `input_file`, if the body was received into one, is what the row keeps instead of `request`;
   /// it stays on disk while the job's row names it, and is removed if that row is not written.
-  void create(const std::string& tenant, std::string_view idempotency_key,
+  /// `facts` say what the job is, for STATUS's details.
+  void create(const std::string& tenant, JobFacts facts, std::string_view idempotency_key,
               const RequestDigest* request_digest, std::string_view request,
               std::unique_ptr<ReceivedFile> input_file, Created recorded);
 
@@ -131,6 +133,12 @@ class JobStore {
   /// Jobs of `tenant` queued or running.
   std::uint64_t unfinished(const std::string& tenant) const;
 
+  /// How long finished jobs took, accepted to done or failed (STATS's details).
+  const LatencyHistogram& job_latencies() const { return job_us_; }
+
+  /// STATUS's details of a job `find` found.
+  static protocol::JobDetails details(const JobRecord& record);
+
   /// True if changes are written to a database (and requests wait for their commit).
   bool durable() const { return writer_ != nullptr; }
 
@@ -151,6 +159,8 @@ class JobStore {
   }
   /// One more (+1) or one fewer (-1) unfinished job, of `tenant`.
   void count_unfinished(const std::string& tenant, int change);
+  /// Stamps the job's finishing time, and counts its duration unless it was cancelled.
+  void finished_now(JobTicket& ticket);
   void forget_key(const JobRecord& record);
   /// Queues a database write; a failure is logged, not thrown: the job's state in memory is right,
   /// and at worst the job runs again after a restart. `recorded`, if given, is called after it.
@@ -180,6 +190,7 @@ class JobStore {
   std::uint64_t unfinished_ = 0;
   std::unordered_map<std::string, std::uint64_t> unfinished_by_tenant_;  ///< tenants with some
   std::uint64_t submitted_ = 0, done_ = 0, failed_ = 0, cancelled_ = 0, expired_ = 0;
+  LatencyHistogram job_us_;
 };
 
 }  // namespace mrd::server

@@ -7,8 +7,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "protocol/messages.hpp"
@@ -17,12 +19,35 @@ namespace mrd::server {
 
 class ResultSegment;
 
+/// Milliseconds since the Unix epoch, as STATUS's details give times.
+inline std::uint64_t unix_ms_now() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+/// What a job is, fixed when it is accepted (STATUS's details). Empty and 0 where unknown: a
+/// finished job restored from the data directory keeps its result, not these.
+struct JobFacts {
+  std::string mapper;
+  std::string reducer;
+  std::uint64_t input_bytes = 0;   ///< the SUBMIT body's length
+  std::uint64_t submitted_ms = 0;  ///< Unix time it was accepted; 0 for a job from before a restart
+  /// The same moment on the steady clock, for its duration; unset for a job from before a restart.
+  std::optional<std::chrono::steady_clock::time_point> accepted_at{};
+};
+
 struct JobTicket {
-  explicit JobTicket(std::uint32_t job_id, std::string owner = {})
-      : id(job_id), tenant(std::move(owner)) {}
+  explicit JobTicket(std::uint32_t job_id, std::string owner = {}, JobFacts what = {})
+      : id(job_id), tenant(std::move(owner)), facts(std::move(what)) {}
 
   const std::uint32_t id;
   const std::string tenant;  ///< who submitted it ("" without --auth-file); it sees and runs it
+  const JobFacts facts;
+  /// Unix times in ms, 0 until they happen: the first task handed to a worker (scheduler
+  /// thread), the job done, failed or cancelled (network thread).
+  std::atomic<std::uint64_t> started_ms{0};
+  std::atomic<std::uint64_t> finished_ms{0};
   std::atomic<protocol::JobState> state{protocol::JobState::kQueued};
   std::atomic<std::uint32_t> map_done{0};
   std::atomic<std::uint32_t> map_total{0};

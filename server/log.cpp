@@ -21,24 +21,58 @@ const char* level_name(Level level) {
   }
   return "?";
 }
-/// `text` as the contents of a JSON string: quote, backslash and control bytes escaped. Other
-/// bytes are copied (a peer's bytes in a message may not be UTF-8; collectors cope).
+/// The length of the valid UTF-8 sequence at the start of `text`, or 0 if it is not one (RFC
+/// 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
+std::size_t utf8_sequence(std::string_view text) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const auto lead = byte(0);
+  if (lead < 0x80) return 1;
+  const std::size_t n = lead >= 0xc2 && lead <= 0xdf   ? 2
+                        : lead >= 0xe0 && lead <= 0xef ? 3
+                        : lead >= 0xf0 && lead <= 0xf4 ? 4
+                                                       : 0;
+  if (n == 0 || n > text.size()) return 0;
+  for (std::size_t i = 1; i < n; ++i) {
+    if ((byte(i) >> 6) != 0x2) return 0;
+  }
+  const auto second = byte(1);
+  if ((lead == 0xe0 && second < 0xa0) || (lead == 0xed && second > 0x9f) ||
+      (lead == 0xf0 && second < 0x90) || (lead == 0xf4 && second > 0x8f)) {
+    return 0;
+  }
+  return n;
+}
+
+/// `text` as the contents of a JSON string: quote, backslash and control bytes escaped, and
+/// bytes that are not UTF-8 (a client's mapper name may be anything) replaced by U+FFFD, so
+/// that every line parses.
 void append_json_escaped(std::string& out, std::string_view text) {
-  for (const char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
-          out += escaped;
-        } else {
-          out += c;
-        }
+  while (!text.empty()) {
+    const char c = text.front();
+    const auto n = utf8_sequence(text);
+    if (n == 0) {
+      out += "\\ufffd";
+      text.remove_prefix(1);
+      continue;
     }
+    if (n > 1) {
+      out.append(text.substr(0, n));
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
+      out += escaped;
+    } else {
+      out += c;
+    }
+    text.remove_prefix(n);
   }
 }
 

@@ -357,6 +357,11 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
+  // Before anything is logged: every line in the format asked for.
+  Level level = Level::kInfo;
+  parse_log_level(log_level, level);
+  set_log_level(level);
+  set_log_format(log_format == "json" ? LogFormat::kJson : LogFormat::kText);
   if (listen == "none") {
     config.listen_host.clear();
   } else if (!parse_listen(listen, config.listen_host, config.listen_port)) {
@@ -382,10 +387,6 @@ int main(int argc, char** argv) {
       return kExitTls;
     }
   }
-  Level level = Level::kInfo;
-  parse_log_level(log_level, level);
-  set_log_level(level);
-  set_log_format(log_format == "json" ? LogFormat::kJson : LogFormat::kText);
   config.max_frame_bytes = max_frame_mib << 20;
   config.max_retained_bytes = max_retained_mib << 20;
   config.max_memory_bytes = max_memory_mib << 20;

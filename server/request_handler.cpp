@@ -1,5 +1,7 @@
 #include "server/request_handler.hpp"
 
+#include <optional>
+
 #include "protocol/codec.hpp"
 #include "protocol/submit_layout.hpp"
 #include "server/engine/input_kinds.hpp"
@@ -47,16 +49,7 @@ void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQue
     case Opcode::kStatus: return status(body, out, session.scope());
     case Opcode::kCancel: return cancel(body, replies, session.scope());
     case Opcode::kList: return list(body, out, session.scope());
-    case Opcode::kStats:
-      // Its body is empty: anything else is a request this version does not understand.
-      if (!body.empty()) return reject(Status::kBadRequest, "stats: the body must be empty", out);
-      if (auth_required() && session.identity->role != protocol::Role::kAdmin) {
-        return reject(Status::kForbidden,
-                      "stats: the server's counters are for admin tokens; tenant '" +
-                          session.identity->tenant + "' is a user",
-                      out);
-      }
-      return stats(out);
+    case Opcode::kStats: return stats(body, out, session);
     case Opcode::kHello: return hello(body, out);
     case Opcode::kAuth: return auth(body, out, session);
   }
@@ -251,7 +244,10 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
   const auto& key = accepted->input->layout().idempotency_key;
   // The bytes written are the input's own (the segment), alive as long as `accepted` is; or,
   // for a body received into a file, the file's name and the body's digest.
-  store_.create(tenant, key, digest ? &*digest : nullptr, accepted->input->body(), std::move(file),
+  const auto& layout_kept = accepted->input->layout();
+  JobFacts facts{layout_kept.mapper, layout_kept.reducer, accepted->input->body().size()};
+  store_.create(tenant, std::move(facts), key, digest ? &*digest : nullptr, accepted->input->body(),
+                std::move(file),
                 [this, accepted, deferred, &out](std::shared_ptr<JobTicket> ticket,
                                                  const std::string& error) {
                   std::string reply;
@@ -323,12 +319,39 @@ void RequestHandler::fetch(std::string_view body, ReplyQueue& replies, const Job
   }
 }
 
+namespace {
+
+/// A request's `u8 options` (version 3's LIST, version 4's STATUS and STATS): the bits this
+/// server knows, or a message saying which it does not.
+std::optional<std::string> unknown_options(const char* what, std::uint8_t options,
+                                           std::uint8_t known, const char* meaning) {
+  if ((options & ~known) == 0) return std::nullopt;
+  return std::string(what) + ": unknown option bits " + std::to_string(options) +
+         "; this server knows " + std::to_string(known) + " (" + meaning + ")";
+}
+
+}  // namespace
+
 void RequestHandler::status(std::string_view body, std::string& out, const JobScope& scope) {
-  std::uint32_t id = 0;
-  if (!read_job_id(body, id, out)) return;
+  // Version 1's STATUS is a bare id and gets the progress; version 4's may ask for details.
+  protocol::StatusRequest request{.options = 0};
+  if (body.size() == sizeof(std::uint32_t) + 1) {
+    auto decoded = protocol::decode<protocol::StatusRequest>(body);
+    if (!decoded) return reject(Status::kBadRequest, "status: " + decoded.error, out);
+    request = *decoded.value;
+    if (auto problem = unknown_options("status", request.options, protocol::kStatusWithDetails,
+                                       "with details")) {
+      return reject(Status::kBadRequest, *problem, out);
+    }
+  } else if (!read_job_id(body, request.id, out)) {
+    return;
+  }
   const JobRecord* record = nullptr;
-  if (auto lookup = store_.find(id, scope, record); lookup != JobStore::Lookup::kFound) {
-    return reply_missing(lookup, id, out);
+  if (auto lookup = store_.find(request.id, scope, record); lookup != JobStore::Lookup::kFound) {
+    return reply_missing(lookup, request.id, out);
+  }
+  if (request.options & protocol::kStatusWithDetails) {
+    return protocol::append_message(out, code(Status::kOk), JobStore::details(*record));
   }
   protocol::append_message(out, code(Status::kOk), record->progress());
 }
@@ -361,11 +384,9 @@ void RequestHandler::list(std::string_view body, std::string& out, const JobScop
     auto decoded = protocol::decode<protocol::ListRequest>(body);
     if (!decoded) return reject(Status::kBadRequest, "list: " + decoded.error, out);
     request = *decoded.value;
-    if ((request.options & ~protocol::kListWithTenants) != 0) {
-      return reject(Status::kBadRequest,
-                    "list: unknown option bits " + std::to_string(request.options) +
-                        "; this server knows 1 (with tenants)",
-                    out);
+    if (auto problem =
+            unknown_options("list", request.options, protocol::kListWithTenants, "with tenants")) {
+      return reject(Status::kBadRequest, *problem, out);
     }
   }
   auto jobs = store_.list(scope);
@@ -379,7 +400,36 @@ void RequestHandler::list(std::string_view body, std::string& out, const JobScop
   protocol::append_message(out, code(Status::kOk), list);
 }
 
-void RequestHandler::stats(std::string& out) {
+void RequestHandler::stats(std::string_view body, std::string& out, const Session& session) {
+  // Version 1's STATS has an empty body; version 4's may ask for the details.
+  protocol::StatsRequest request{.options = 0};
+  if (!body.empty()) {
+    auto decoded = protocol::decode<protocol::StatsRequest>(body);
+    if (!decoded) return reject(Status::kBadRequest, "stats: " + decoded.error, out);
+    request = *decoded.value;
+    if (auto problem = unknown_options("stats", request.options, protocol::kStatsWithDetails,
+                                       "with details")) {
+      return reject(Status::kBadRequest, *problem, out);
+    }
+  }
+  if (auth_required() && session.identity->role != protocol::Role::kAdmin) {
+    return reject(Status::kForbidden,
+                  "stats: the server's counters are for admin tokens; tenant '" +
+                      session.identity->tenant + "' is a user",
+                  out);
+  }
+  const auto counters = server_stats();
+  if (!(request.options & protocol::kStatsWithDetails)) {
+    return protocol::append_message(out, code(Status::kOk), counters);
+  }
+  const auto& activity = scheduler_.activity();
+  protocol::DetailedStats details{counters, activity.workers_busy.load(),
+                                  activity.tasks_done.load(), activity.task_us.snapshot(),
+                                  store_.job_latencies().snapshot()};
+  protocol::append_message(out, code(Status::kOk), details);
+}
+
+protocol::ServerStats RequestHandler::server_stats() const {
   protocol::ServerStats stats;
   stats.uptime_ms =
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -392,7 +442,7 @@ void RequestHandler::stats(std::string& out) {
   store_.fill_stats(stats);
   stats.workers = scheduler_.workers();
   stats.worker_restarts = scheduler_.worker_restarts();
-  protocol::append_message(out, code(Status::kOk), stats);
+  return stats;
 }
 
 void RequestHandler::hello(std::string_view body, std::string& out) {

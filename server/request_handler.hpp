@@ -83,7 +83,9 @@ class RequestHandler {
   void status(std::string_view body, std::string& out, const JobScope& scope);
   void cancel(std::string_view body, ReplyQueue& replies, const JobScope& scope);
   void list(std::string_view body, std::string& out, const JobScope& scope);
-  void stats(std::string& out);
+  void stats(std::string_view body, std::string& out, const Session& session);
+  /// The fourteen counters of STATS.
+  protocol::ServerStats server_stats() const;
   void hello(std::string_view body, std::string& out);
   void auth(std::string_view body, std::string& out, Session& session);
 

@@ -35,6 +35,7 @@ void Scheduler::start() {
   dispatcher_config.task_timeout_ms = config_.task_timeout_ms;
   dispatcher_config.memory_limit_mib = config_.memory_limit_mib;
   dispatcher_config.budget = config_.budget;
+  dispatcher_config.activity = &activity_;
   // Big results are assembled on a thread of their own: this one goes on handing out tasks.
   auto assembler = std::make_shared<BackgroundThread>();
   dispatcher_config.assemble_elsewhere = [assembler](std::function<void()> work) {

@@ -26,6 +26,7 @@
 #include "server/dispatcher.hpp"
 #include "server/job_planner.hpp"
 #include "server/job_ticket.hpp"
+#include "server/latency_histogram.hpp"
 #include "server/memory_budget.hpp"
 #include "server/pool/worker_pool.hpp"
 
@@ -79,6 +80,8 @@ class Scheduler {
   PlanLimits plan_limits() const { return PlanLimits{.workers = config_.workers}; }
 
   std::uint64_t worker_restarts() const { return worker_restarts_.load(); }
+  /// Busy workers, tasks done and their durations, as the scheduler thread publishes them.
+  const PoolActivity& activity() const { return activity_; }
   unsigned workers() const { return config_.workers; }
 
  private:
@@ -97,6 +100,7 @@ class Scheduler {
 
   std::atomic<bool> cancels_pending_{false};
   std::atomic<std::uint64_t> worker_restarts_{0};
+  PoolActivity activity_;
 };
 
 }  // namespace mrd::server

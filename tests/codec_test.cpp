@@ -165,6 +165,39 @@ TEST(Codec, EveryMessageRoundTrips) {
   EXPECT_EQ(*decode<Hello>(encode(hello)).value, hello);
 }
 
+TEST(Codec, VersionFourDetailsRoundTripAndAreRefusedWhenTruncated) {
+  const JobDetails details{{7, JobState::kFailed, 3, 4, 0, 2},
+                           "words",
+                           "sum",
+                           "alice",
+                           66,
+                           1764576000000,
+                           1764576000012,
+                           1764576000250,
+                           "a task crashed"};
+  const DetailedStats stats{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
+                            2,
+                            30,
+                            {{{1, 0}, {10, 25}, {UINT64_MAX, 30}}, 123},
+                            {{{UINT64_MAX, 6}}, 4000}};
+  EXPECT_EQ(*decode<JobDetails>(encode(details)).value, details);
+  EXPECT_EQ(*decode<DetailedStats>(encode(stats)).value, stats);
+  EXPECT_EQ(*decode<StatusRequest>(encode(StatusRequest{9, 1})).value, (StatusRequest{9, 1}));
+  EXPECT_EQ(encode(StatusRequest{9, 1}), bytes({9, 0, 0, 0, 1}));
+  EXPECT_EQ(encode(StatsRequest{1}), bytes({1}));
+  const auto details_body = encode(details), stats_body = encode(stats);
+  for (std::size_t n = 0; n < details_body.size(); ++n)
+    EXPECT_FALSE(decode<JobDetails>(std::string_view(details_body).substr(0, n))) << n;
+  for (std::size_t n = 0; n < stats_body.size(); ++n)
+    EXPECT_FALSE(decode<DetailedStats>(std::string_view(stats_body).substr(0, n))) << n;
+  // A bucket count that lies is refused by arithmetic (each bucket is 16 bytes).
+  auto lying = encode(ServerStats{}) + std::string(16, '\0') + bytes({0, 0, 0, 0, 0, 0, 0, 0x10}) +
+               std::string(8, '\0');
+  const auto decoded = decode<DetailedStats>(lying);
+  ASSERT_FALSE(decoded);
+  EXPECT_NE(decoded.error.find("histogram bucket count"), std::string::npos) << decoded.error;
+}
+
 TEST(Codec, StringsUseCerealsOwnLayout) {
   // BodyWriter::bytes must match what cereal itself writes for a std::string.
   std::string ours;

@@ -97,6 +97,7 @@ TEST_F(BadInput, ALengthShorterThanTheBodyIsABadRequest) {
 
 TEST_F(BadInput, ACountThatLiesIsABadRequestWithoutAllocating) {
   RawClient client(server.port());
+  const auto rss_before = server.rss_kib();
   // words/sum, default options, no key, then the document count: 2^60 (more than any machine
   // has), then 2^28 (8 GiB of document entries: what overcommit would grant, and the cap not).
   for (const std::uint64_t lie : {std::uint64_t{1} << 60, std::uint64_t{1} << 28}) {
@@ -112,6 +113,10 @@ TEST_F(BadInput, ACountThatLiesIsABadRequestWithoutAllocating) {
         << error_text(reply);
   }
   expect_nothing_queued();
+  // The cap catches memory reserved for a lie; resident memory, memory touched for it.
+  if (!kSanitized) {
+    EXPECT_LT(server.rss_kib(), rss_before + 10 * 1024);
+  }
 }
 
 TEST_F(BadInput, UnknownOpcodeIsAnErrorAndTheConnectionGoesOn) {
@@ -183,6 +188,7 @@ TEST_F(BadInput, HugeDimensionsAreABadRequest) {
 
 TEST_F(BadInput, AProductFarLargerThanItsFactorsFailsBeforeAllocating) {
   RawClient client(server.port());
+  const auto rss_before = server.rss_kib();
   const auto side = protocol::kMaxMatrixSide;
   auto id =
       submit(client, {"matmul", "rows", {}, protocol::MatrixPair{{side, 0, {}}, {0, side, {}}}});
@@ -201,6 +207,9 @@ TEST_F(BadInput, AProductFarLargerThanItsFactorsFailsBeforeAllocating) {
   EXPECT_EQ(error_text(wait_for(client, id)),
             "the product of 32768x1 by 1x32768 would hold 1073741824 values; at most 33554432 "
             "(256 MiB) are allowed");
+  if (!kSanitized) {
+    EXPECT_LT(server.rss_kib(), rss_before + 64 * 1024);
+  }
 }
 
 TEST_F(BadInput, EmptyInputsGiveEmptyResults) {

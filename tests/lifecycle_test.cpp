@@ -419,11 +419,14 @@ TEST(Logs, JsonLogsAreOneObjectPerLine) {
   {
     RawClient client(server.port());
     stats_of(client);
-    // A message with bytes JSON must escape: a bad frame's hex, and a quote in an AUTH error.
-    client.send(bytes({0x2a, 0, 0, 0, 0}));
+    // Messages with bytes JSON must escape: a mapper named with a quote, a backslash, a control
+    // byte and a byte that is not UTF-8, which the debug log quotes when it refuses the job.
+    client.send_message(Opcode::kSubmit,
+                        protocol::SubmitRequest{"a\"\\\x01\xff", "sum", {}, protocol::Documents{}});
     ASSERT_TRUE(client.read_reply());
   }
   const auto log = wait_for_log(server, "after 2 requests");
+  EXPECT_NE(log.find("a\\\"\\\\\\u0001\\ufffd"), std::string::npos) << log;
   std::istringstream lines(log);
   int parsed = 0;
   bool closed_line = false;

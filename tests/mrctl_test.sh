@@ -128,7 +128,7 @@ check "... and ran it once" test "$after" -eq $((before + 1))
 check "--trace leaves stdout as it was" cmp -s "$work/plain" "$work/got"
 check "--trace shows HELLO sent" grep -qx '>> HELLO (6) body 10 bytes' "$work/trace"
 check "... its bytes in hex, header first" \
-  grep -qx '   06 0a 00 00 00 03 00 00 00 00 00 00 00 00 00' "$work/trace"
+  grep -qx '   06 0a 00 00 00 04 00 00 00 00 00 00 00 00 00' "$work/trace"
 check "... the SUBMIT sent" grep -q '^>> SUBMIT (0) body [0-9]* bytes$' "$work/trace"
 check "... decoded" grep -qx '   mapper: words' "$work/trace"
 check "... OK replies" grep -q '^<< OK (0) body ' "$work/trace"
@@ -137,6 +137,17 @@ check "... the result" grep -qx '   entry 1: "b" 3' "$work/trace"
 MRD_TRACE=1 "$mrctl" list >/dev/null 2>"$work/trace"
 check "MRD_TRACE=1 traces too" grep -qx '>> LIST (4) body 1 byte' "$work/trace"
 check "... LIST asks for tenants" grep -qx '   options: 1 (with tenants)' "$work/trace"
+MRD_TRACE=1 "$mrctl" status "$id" >/dev/null 2>"$work/trace"
+check "STATUS asks for details" grep -qx '   options: 1 (with details)' "$work/trace"
+check "... and they are decoded" grep -qx '   words + sum, [0-9]* bytes' "$work/trace"
+"$mrctl" status "$id" >"$work/got"
+check "status says what the job is" grep -qE '^  words \+ sum, [0-9]+ bytes$' "$work/got"
+check "... and when it was submitted, started and finished" \
+  grep -qE '^  submitted [0-9-]+ [0-9:.]+ UTC, started after [0-9]+ ms, finished after [0-9]+ ms$' \
+  "$work/got"
+"$mrctl" server-stats >"$work/got"
+check "server-stats says how many tasks were done" \
+  bash -c "awk '\$1 == \"tasks_done\" && \$2 > 0' '$work/got' | grep -q ."
 
 # --- exit codes ---
 expect_exit 5 "result of an unknown job" result 99999

@@ -43,7 +43,7 @@ TEST(Server, HelloWithAnotherVersionIsAClearMismatch) {
   const auto reply = client.read_reply();
   ASSERT_TRUE(reply);
   EXPECT_EQ(status_name(reply->status), "version-mismatch");
-  EXPECT_EQ(error_text(*reply), "this server speaks protocol versions 1 to 3, the client 99");
+  EXPECT_EQ(error_text(*reply), "this server speaks protocol versions 1 to 4, the client 99");
 }
 
 TEST(Server, FetchOfAnUnknownJobIsExactlyTheDocumentedBytes) {

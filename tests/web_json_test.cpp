@@ -93,16 +93,29 @@ TEST(WebJson, BadBodiesNameTheFieldAndWhy) {
   EXPECT_EQ(refusal(R"({"mapper": "words", "text": "", "idempotency_key": ")" +
                     std::string(65, 'k') + "\"}"),
             "idempotency_key: at most 64 bytes");
+  // What would cost more than it says: too deep, a number no double holds, bytes not UTF-8.
+  EXPECT_EQ(refusal(std::string(17, '[') + std::string(17, ']')),
+            "the body nests deeper than 16 levels");
+  EXPECT_EQ(refusal(std::string(16, '[') + std::string(16, ']')), "the body must be a JSON object");
+  EXPECT_EQ(refusal(R"({"mapper": "numbers", "numbers": [1e400]})"),
+            "the body is not JSON: number overflow parsing '1e400'");
+  EXPECT_EQ(refusal("{\"mapper\": \"words\", \"text\": \"\xff\"}").substr(0, 42),
+            "the body is not JSON: parse error at line ");
+  const auto long_number =
+      refusal(R"({"mapper": "numbers", "numbers": [1)" + std::string(400, '0') + "]}");
+  EXPECT_LT(long_number.size(), 260u) << "the message does not echo the whole number";
   // /multiply takes the two matrices and nothing else.
   EXPECT_THROW(multiply_request_from_json(R"({"matrix_a": [[1]], "matrix_b": [[1]], "x": 1})"),
                BadBody);
 }
 
 TEST(WebMetrics, EachMetricOnceWithItsSamplesPerServer) {
-  protocol::ServerStats stats;
-  stats.uptime_ms = 1500;
-  stats.jobs_done = 7;
-  stats.workers = 2;
+  protocol::DetailedStats stats;
+  stats.counters.uptime_ms = 1500;
+  stats.counters.jobs_done = 7;
+  stats.counters.workers = 2;
+  stats.workers_busy = 1;
+  stats.task_us = {{{100, 1}, {2500000, 3}, {UINT64_MAX, 4}}, 4500250};
   ServerScrape up{"127.0.0.1:1936", stats, {1, 0, 2, 7, 0, 0}, 0.25};
   ServerScrape down{"db\"1\":1936", std::nullopt, {}, 0.5};
   const auto text = prometheus_metrics({up, down});
@@ -123,17 +136,44 @@ TEST(WebMetrics, EachMetricOnceWithItsSamplesPerServer) {
             std::string::npos);
   EXPECT_NE(text.find("mrd_scrape_duration_seconds{server=\"db\\\"1\\\":1936\"} 0.5\n"),
             std::string::npos);
+  // Histograms in seconds, cumulative buckets with "le", then _sum and _count.
+  EXPECT_NE(
+      text.find("# TYPE mrd_task_duration_seconds histogram\n"
+                "mrd_task_duration_seconds_bucket{server=\"127.0.0.1:1936\",le=\"0.0001\"} 1\n"
+                "mrd_task_duration_seconds_bucket{server=\"127.0.0.1:1936\",le=\"2.5\"} 3\n"
+                "mrd_task_duration_seconds_bucket{server=\"127.0.0.1:1936\",le=\"+Inf\"} 4\n"
+                "mrd_task_duration_seconds_sum{server=\"127.0.0.1:1936\"} 4.50025\n"
+                "mrd_task_duration_seconds_count{server=\"127.0.0.1:1936\"} 4\n"),
+      std::string::npos)
+      << text;
+  EXPECT_NE(text.find("mrd_workers_busy{server=\"127.0.0.1:1936\"} 1\n"), std::string::npos);
   // Every STATS counter is there, each HELP and TYPE exactly once.
-  for (const auto* name :
-       {"mrd_uptime_seconds", "mrd_connections_open", "mrd_connections_total", "mrd_requests_total",
-        "mrd_requests_rejected_total", "mrd_jobs_submitted_total", "mrd_jobs_done_total",
-        "mrd_jobs_failed_total", "mrd_jobs_cancelled_total", "mrd_jobs_expired_total",
-        "mrd_jobs_unfinished", "mrd_workers", "mrd_worker_restarts_total",
-        "mrd_retained_result_bytes", "mrd_jobs", "mrd_scrape_duration_seconds"}) {
-    const auto type = std::string("# TYPE ") + name + " ";
-    const auto first = text.find(type);
-    EXPECT_NE(first, std::string::npos) << name;
-    EXPECT_EQ(text.find(type, first + 1), std::string::npos) << name;
+  for (const auto* name : {"mrd_uptime_seconds",
+                           "mrd_connections_open",
+                           "mrd_connections_total",
+                           "mrd_requests_total",
+                           "mrd_requests_rejected_total",
+                           "mrd_jobs_submitted_total",
+                           "mrd_jobs_done_total",
+                           "mrd_jobs_failed_total",
+                           "mrd_jobs_cancelled_total",
+                           "mrd_jobs_expired_total",
+                           "mrd_jobs_unfinished",
+                           "mrd_workers",
+                           "mrd_worker_restarts_total",
+                           "mrd_retained_result_bytes",
+                           "mrd_workers_busy",
+                           "mrd_tasks_done_total",
+                           "mrd_task_duration_seconds",
+                           "mrd_job_duration_seconds",
+                           "mrd_jobs",
+                           "mrd_scrape_duration_seconds"}) {
+    for (const auto* line : {"# TYPE ", "# HELP "}) {
+      const auto start = std::string(line) + name + " ";
+      const auto first = text.find(start);
+      EXPECT_NE(first, std::string::npos) << line << name;
+      EXPECT_EQ(text.find(start, first + 1), std::string::npos) << line << name;
+    }
   }
   EXPECT_EQ(escape_label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
 }

@@ -47,7 +47,11 @@ HTTP_SECONDS = 30    # for one HTTP exchange
 UNFINISHED = ("queued", "mapping", "reducing")
 STATES = UNFINISHED + ("done", "failed", "cancelled")
 PROGRESS_KEYS = {"id", "state", "map_done", "map_total", "reduce_done", "reduce_total"}
-STATS_KEYS = {"uptime_ms", "connections_open", "connections_total", "requests_total",
+# GET /api/jobs/ID: the progress, and the details of protocol version 4.
+DETAILS_KEYS = PROGRESS_KEYS | {"mapper", "reducer", "tenant", "input_bytes", "submitted_ms",
+                                "started_ms", "finished_ms", "failure"}
+HISTOGRAM_KEYS = {"task_us", "job_us"}
+STATS_KEYS = {"workers_busy", "tasks_done", "uptime_ms", "connections_open", "connections_total", "requests_total",
               "requests_rejected", "jobs_submitted", "jobs_done", "jobs_failed", "jobs_cancelled",
               "jobs_expired", "jobs_unfinished", "workers", "worker_restarts",
               "retained_result_bytes"}
@@ -70,6 +74,8 @@ METRIC_TYPES = {
     "mrd_workers": "gauge",
     "mrd_worker_restarts_total": "counter",
     "mrd_retained_result_bytes": "gauge",
+    "mrd_workers_busy": "gauge",
+    "mrd_tasks_done_total": "counter",
     "mrd_jobs": "gauge",
     "mrd_scrape_duration_seconds": "gauge",
 }
@@ -450,6 +456,25 @@ class WebTestCase(unittest.TestCase):
 
     def check_progress(self, progress: Dict[str, Any], job_id: int) -> None:
         self.assertEqual(set(progress), PROGRESS_KEYS, progress)
+        self.check_progress_fields(progress, job_id)
+
+    def check_details(self, details: Dict[str, Any], job_id: int) -> None:
+        """GET /api/jobs/ID: its progress, then what it is and when each step happened."""
+        self.assertEqual(set(details), DETAILS_KEYS, details)
+        self.check_progress_fields(details, job_id)
+        submitted, started, finished = (details["submitted_ms"], details["started_ms"],
+                                        details["finished_ms"])
+        now_ms = time.time() * 1000
+        self.assertTrue(now_ms - 600_000 < submitted <= now_ms + 1000, details)
+        if started:
+            self.assertLessEqual(submitted, started, details)
+        if finished:
+            self.assertLessEqual(max(submitted, started), finished, details)
+        self.assertEqual(details["state"] in ("done", "failed", "cancelled"), finished > 0, details)
+        self.assertGreater(details["input_bytes"], 0, details)
+        self.assertEqual(bool(details["failure"]), details["state"] == "failed", details)
+
+    def check_progress_fields(self, progress: Dict[str, Any], job_id: int) -> None:
         self.assertEqual(progress["id"], job_id, progress)
         self.assertIn(progress["state"], STATES, progress)
         self.assertLessEqual(progress["map_done"], progress["map_total"], progress)
@@ -477,9 +502,9 @@ class WebTestCase(unittest.TestCase):
         return answer["result"]
 
     def state(self, job_id: int, token: Optional[str] = None) -> str:
-        progress = self.call("GET", f"/api/jobs/{job_id}", expect=200, token=token)
-        self.check_progress(progress, job_id)
-        return progress["state"]
+        details = self.call("GET", f"/api/jobs/{job_id}", expect=200, token=token)
+        self.check_details(details, job_id)
+        return details["state"]
 
     def wait_for_state(self, job_id: int, state: str, token: Optional[str] = None) -> None:
         wait_for(f"job {job_id} to be {state}", lambda: self.state(job_id, token) == state)
@@ -625,7 +650,7 @@ class TestJobsApi(WebTestCase):
         answer = self.wait_until_finished(job_id)
         self.assertEqual(answer["result"], reference_word_counts([text]))
         progress = self.call("GET", f"/api/jobs/{job_id}", expect=200)
-        self.check_progress(progress, job_id)
+        self.check_details(progress, job_id)
         self.assertEqual(progress["state"], "done")
         self.assertGreater(progress["map_total"], 1, "16-byte chunks of 180 bytes")
         self.assertEqual(progress["reduce_total"], 3, progress)
@@ -634,8 +659,11 @@ class TestJobsApi(WebTestCase):
         words = self.submit({"mapper": "words", "text": "one two two"})
         self.wait_until_finished(words)
         progress = self.call("GET", f"/api/jobs/{words}", expect=200)
-        self.check_progress(progress, words)
+        self.check_details(progress, words)
         self.assertEqual(progress["state"], "done")
+        self.assertEqual((progress["mapper"], progress["reducer"], progress["tenant"]),
+                         ("words", "sum", ""), progress)
+        self.assertGreater(progress["started_ms"], 0, progress)
         self.assertGreaterEqual(progress["map_total"], 1)
         self.assertEqual(progress["map_done"], progress["map_total"])
         self.assertGreaterEqual(progress["reduce_total"], 1)
@@ -862,6 +890,30 @@ class TestErrors(WebTestCase):
         cls.small_web = start_web(work, "small-web", [main_mrd.address], "--max-body-mib", "1")
         cls.addClassCleanup(cls.small_web.stop)
 
+    def test_a_chunked_body_is_411_and_a_big_form_413_saying_why(self) -> None:
+        connection = HTTPConnection("127.0.0.1", self.web.port, timeout=HTTP_SECONDS)
+        try:
+            body = json.dumps({"mapper": "words", "text": "never parsed"}).encode()
+            connection.request("POST", "/api/jobs", body=iter([body]),
+                               headers={"Content-Type": "application/json"},
+                               encode_chunked=True)
+            response = connection.getresponse()
+            reply = Reply(response.status, response.headers, response.read())
+        finally:
+            connection.close()
+        error = self.check_json(reply, 411, "a chunked POST /api/jobs")
+        self.assertIn("Content-Length", error["error"])
+        # curl -d and urllib send a form unless told otherwise: past 8 KiB, the 413 says so.
+        form = urllib.request.Request(
+            f"http://127.0.0.1:{self.web.port}/api/jobs", method="POST",
+            data=json.dumps({"mapper": "words", "text": "x " * 5000}).encode())
+        with self.assertRaises(urllib.error.HTTPError) as refused:
+            OPENER.open(form, timeout=HTTP_SECONDS)
+        with refused.exception as response:
+            reply = Reply(response.code, response.headers, response.read())
+        error = self.check_json(reply, 413, "a 10 KB form-encoded POST")
+        self.assertIn("Content-Type: application/json", error["error"])
+
     def test_body_not_json(self) -> None:
         for body in (b"", b"not json", b'{"mapper": "words", "text": ', b"{'mapper': 'words'}"):
             with self.subTest(body=body):
@@ -1054,6 +1106,24 @@ class TestMetrics(WebTestCase):
         self.assertLess(uptime, time.monotonic() - MODULE_START + 5, "mrd started with the module")
         duration = metrics.value("mrd_scrape_duration_seconds", server=server)
         self.assertTrue(0 <= duration < HTTP_SECONDS, duration)
+        # The latency histograms: cumulative buckets in seconds, +Inf last and equal to _count.
+        for name in ("mrd_task_duration_seconds", "mrd_job_duration_seconds"):
+            with self.subTest(histogram=name):
+                self.assertEqual(metrics.types.get(name), "histogram")
+                buckets = [(labels["le"], value) for sample_name, labels, value in metrics.samples
+                           if sample_name == name + "_bucket"]
+                self.assertEqual(buckets[-1][0], "+Inf", buckets)
+                bounds = [float(le) for le, _ in buckets[:-1]]
+                self.assertEqual(bounds, sorted(bounds), buckets)
+                counts = [value for _, value in buckets]
+                self.assertEqual(counts, sorted(counts), "cumulative")
+                self.assertEqual(counts[-1], metrics.value(name + "_count", server=server))
+                self.assertGreaterEqual(metrics.value(name + "_sum", server=server), 0)
+        self.assertGreaterEqual(metrics.value("mrd_job_duration_seconds_count", server=server),
+                                metrics.value("mrd_jobs_done_total", server=server))
+        self.assertEqual(metrics.value("mrd_task_duration_seconds_count", server=server),
+                         metrics.value("mrd_tasks_done_total", server=server))
+        self.assertEqual(metrics.value("mrd_workers_busy", server=server), 0, "nothing runs")
 
         # Each scrape asks mrd afresh, on a new connection.
         again = self.metrics_with_urllib()
@@ -1087,8 +1157,13 @@ class TestMetrics(WebTestCase):
         entry = answer["servers"][0]
         self.assertEqual(set(entry), {"server", "up", "stats"}, entry)
         self.assertEqual((entry["server"], entry["up"]), (main_mrd.address, True))
-        self.assertEqual(set(entry["stats"]), STATS_KEYS)
+        self.assertEqual(set(entry["stats"]), STATS_KEYS | HISTOGRAM_KEYS)
         for key, value in entry["stats"].items():
+            if key in HISTOGRAM_KEYS:
+                counts = [bucket["count"] for bucket in value["buckets"]]
+                self.assertEqual(counts, sorted(counts), f"{key}: cumulative")
+                self.assertIsNone(value["buckets"][-1]["le"], f"{key}: +Inf last")
+                continue
             self.assertIsInstance(value, int, key)
             self.assertGreaterEqual(value, 0, key)
         self.assertEqual(entry["stats"]["workers"], WORKERS)
@@ -1169,7 +1244,7 @@ class TestServerDownAndBack(WebTestCase):
         self.assertIsInstance(servers[0].get("error"), str, servers[0])
         self.assertNotIn("stats", servers[0])
         self.assertIs(servers[1]["up"], True)
-        self.assertEqual(set(servers[1]["stats"]), STATS_KEYS)
+        self.assertEqual(set(servers[1]["stats"]), STATS_KEYS | HISTOGRAM_KEYS)
 
         # Back on the same port: mrd-web carries on without a restart of its own.
         type(self).mrd = start_mrd(work, "restarted-mrd", *self.options, listen=down)

@@ -27,13 +27,15 @@ CLI::App* add_job_command(CLI::App& app, const std::string& name, const std::str
 
 void add_status_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   auto options = std::make_shared<JobCommand>();
-  auto* command = add_job_command(app, "status", "Print a job's state and progress", *options);
+  auto* command = add_job_command(
+      app, "status", "Print a job's state, progress, what it is and when each step happened",
+      *options);
   add_output_options(*command, options->output, false);
   command->callback([&global, &run, options] {
     run = [&global, options] {
-      const auto progress = open_connection(global).status(options->job_id);
-      print(options->output.json ? client::job_status_json(progress)
-                                 : client::job_status_text(progress));
+      const auto details = open_connection(global).details(options->job_id);
+      print(options->output.json ? client::job_details_json(details)
+                                 : client::job_details_text(details));
       return kExitSuccess;
     };
   });
@@ -99,8 +101,9 @@ void add_server_stats_command(CLI::App& app, const GlobalOptions& global, Runner
   add_output_options(*command, *options, false);
   command->callback([&global, &run, options] {
     run = [&global, options] {
-      const auto stats = open_connection(global).stats();
-      print(options->json ? client::server_stats_json(stats) : client::server_stats_text(stats));
+      const auto stats = open_connection(global).detailed_stats();
+      print(options->json ? client::detailed_stats_json(stats)
+                          : client::detailed_stats_text(stats));
       return kExitSuccess;
     };
   });

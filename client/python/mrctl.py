@@ -8,6 +8,7 @@ commands, output and exit codes follow the C++ ``mrctl``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
@@ -225,6 +226,76 @@ def progress_json(progress: mrd.Progress) -> str:
     return (f'{{"id": {progress.id}, "state": "{progress.state.label}", '
             f'"map_done": {progress.map_done}, "map_total": {progress.map_total}, '
             f'"reduce_done": {progress.reduce_done}, "reduce_total": {progress.reduce_total}}}')
+
+
+def iso_utc(unix_ms: int) -> str:
+    """``2025-12-01T08:00:00.012Z`` for Unix milliseconds."""
+    seconds, millis = divmod(unix_ms, 1000)
+    try:
+        moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):  # past year 9999: say it as it came
+        return f"{unix_ms} ms after 1970-01-01T00:00:00Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+
+
+def format_duration(ms: int) -> str:
+    """``250 ms``, ``12.500 s``, ``3 min 5.000 s``, ``2 h 0 min 1.000 s``."""
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.3f} s"
+    minutes, millis = divmod(ms, 60_000)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{minutes} min {millis / 1000:.3f} s"
+    return f"{hours} h {text}" if hours else text
+
+
+def format_size(size: int) -> str:
+    """``66 bytes``, or ``1.5 MiB (1572864 bytes)``."""
+    if size < 1024:
+        return plural(size, "byte")
+    value, unit = float(size), "bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024:
+            break
+    return f"{value:.1f} {unit} ({size} bytes)"
+
+
+def details_lines(details: mrd.JobDetails) -> List[str]:
+    """STATUS with details, readably: the progress line, then one ``name  value`` line each,
+    times in UTC with the durations between them."""
+    finished = details.progress.state.finished
+
+    def moment(ms: int, note: str = "") -> str:
+        if not ms:
+            return "-" if finished else "- (not yet)"
+        return iso_utc(ms) + (f"  ({note})" if note else "")
+
+    submitted, started, done = details.submitted_ms, details.started_ms, details.finished_ms
+    waited = f"waited {format_duration(started - submitted)}" if submitted and started else ""
+    ran = []
+    if started and done:
+        ran.append(f"ran {format_duration(done - started)}")
+    if submitted and done:
+        ran.append(f"{format_duration(done - submitted)} in all")
+    rows = [("mapper", details.mapper), ("reducer", details.reducer),
+            ("tenant", details.tenant or "-"), ("input", format_size(details.input_bytes)),
+            ("submitted", moment(submitted)), ("started", moment(started, waited)),
+            ("finished", moment(done, ", ".join(ran)))]
+    if details.failure:
+        rows.append(("failure", details.failure))
+    return [progress_line(details.progress)] + [f"{name:<11}{value}" for name, value in rows]
+
+
+def details_json(details: mrd.JobDetails) -> str:
+    """One JSON object: the progress's fields, then the details' (times in Unix ms, 0: none)."""
+    progress = json.loads(progress_json(details.progress))
+    fields = {"mapper": details.mapper, "reducer": details.reducer, "tenant": details.tenant,
+              "input_bytes": details.input_bytes, "submitted_ms": details.submitted_ms,
+              "started_ms": details.started_ms, "finished_ms": details.finished_ms,
+              "failure": details.failure}
+    return json.dumps({**progress, **fields}, ensure_ascii=False)
 
 
 class ProgressReporter:
@@ -509,6 +580,11 @@ def about_job(context: str, request: Callable, job_id: int):
 
 def command_status(args) -> int:
     with open_connection(args) as connection:
+        if args.details:
+            details = about_job(f"status of job {args.id}",
+                                lambda job_id: connection.status(job_id, details=True), args.id)
+            print(details_json(details) if args.json else "\n".join(details_lines(details)))
+            return EXIT_OK
         progress = about_job(f"status of job {args.id}", connection.status, args.id)
     print(progress_json(progress) if args.json else progress_line(progress))
     return EXIT_OK
@@ -562,17 +638,71 @@ def command_list(args) -> int:
     return EXIT_OK
 
 
+HISTOGRAM_NOUNS = (("task_us", "task"), ("job_us", "job"))
+
+
+def format_micros(micros: float) -> str:
+    """A duration in microseconds, in the largest unit it reaches: ``46 us``, ``15.3 us``,
+    ``2.5 ms``, ``300.533 ms``, ``60 s``."""
+    for unit, size, decimals in (("s", 1e6, 3), ("ms", 1e3, 3), ("us", 1, 1)):
+        if round(micros, 1) >= size or unit == "us":
+            text = f"{micros / size:.{decimals}f}"
+            return (text.rstrip("0").rstrip(".") if "." in text else text) + f" {unit}"
+    raise AssertionError("unreachable")
+
+
+def format_bound(bound: mrd.Bound) -> str:
+    return "+Inf" if bound == math.inf else format_micros(bound)
+
+
+def histogram_lines(name: str, noun: str, histogram: mrd.Histogram) -> List[str]:
+    """A title with the count, sum and mean, then one row per bucket: its bound, the durations
+    in it, and the cumulative count (durations at most that bound)."""
+    title = f"{name}: {plural(histogram.count, noun)}, {format_micros(histogram.sum_us)} in all"
+    if histogram.count:
+        title += f", mean {format_micros(histogram.sum_us / histogram.count)}"
+    rows = [(format_bound(bound), str(count), str(cumulative))
+            for (bound, count), (_, cumulative) in zip(histogram.per_bucket(), histogram.buckets)]
+    header = ("at most", "count", "cumulative")
+    widths = [max(len(row[column]) for row in rows + [header]) for column in range(3)]
+    return [title] + ["  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths))
+                      for row in [header] + rows]
+
+
+def histogram_json(histogram: mrd.Histogram) -> str:
+    """``{"buckets": [{"le_us": 10, "count": 2}, ..., {"le_us": null, ...}], "sum_us": 46}``:
+    microseconds and cumulative counts as on the wire; null is the +Inf bound (JSON has no
+    infinity)."""
+    buckets = [{"le_us": None if bound == math.inf else bound, "count": count}
+               for bound, count in histogram.buckets]
+    return json.dumps({"buckets": buckets, "sum_us": histogram.sum_us})
+
+
+def server_stats_lines(stats: mrd.ServerStats, as_json: bool) -> List[str]:
+    """The fourteen counters as ``name  value`` lines (or a JSON object); a DetailedStats adds
+    busy workers, tasks done, and its two histograms."""
+    names = mrd.ServerStats.field_names()
+    detailed = isinstance(stats, mrd.DetailedStats)
+    if detailed:
+        names = names + ["workers_busy", "tasks_done"]
+    if as_json:
+        entries = [f'  "{name}": {getattr(stats, name)}' for name in names]
+        if detailed:
+            entries += [f'  "{name}": {histogram_json(getattr(stats, name))}'
+                        for name, _ in HISTOGRAM_NOUNS]
+        return ["{\n" + ",\n".join(entries) + "\n}"]
+    width = max(len(name) for name in mrd.ServerStats.field_names()) + 2
+    lines = [f"{name:<{width}}{getattr(stats, name)}" for name in names]
+    if detailed:
+        for name, noun in HISTOGRAM_NOUNS:
+            lines += [""] + histogram_lines(name, noun, getattr(stats, name))
+    return lines
+
+
 def command_server_stats(args) -> int:
     with open_connection(args) as connection:
-        stats = connection.stats()
-    names = mrd.ServerStats.field_names()
-    if args.json:
-        lines = [f'  "{name}": {getattr(stats, name)}' for name in names]
-        print("{\n" + ",\n".join(lines) + "\n}")
-        return EXIT_OK
-    width = max(len(name) for name in names) + 2
-    for name in names:
-        print(f"{name:<{width}}{getattr(stats, name)}")
+        stats = connection.stats(details=args.details)
+    print("\n".join(server_stats_lines(stats, args.json)))
     return EXIT_OK
 
 
@@ -667,6 +797,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("status", command_status, "print a job's state and progress")
     sub.add_argument("id", type=non_negative_int, metavar="ID")
+    sub.add_argument("--details", action="store_true",
+                     help="also its mapper, reducer, tenant, input size and times (protocol 4)")
     sub.add_argument("--json", action="store_true")
 
     sub = command("result", command_result, "print a job's result (exit 6 if not finished)")
@@ -682,6 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true")
 
     sub = command("server-stats", command_server_stats, "print the server's counters")
+    sub.add_argument("--details", action="store_true",
+                     help="also busy workers, tasks done, and task and job latency histograms "
+                          "(protocol 4)")
     sub.add_argument("--json", action="store_true")
     return parser
 

@@ -13,15 +13,21 @@ HELLO's reply (``HelloReply.auth_required``), and wants ``Connection.auth(token)
 other request. ``Connection.hello(1)`` still speaks version 1 (its reply has no flags).
 Version 3 added LIST's options byte: ``Connection.list()`` asks for each job's tenant (the
 token that submitted it), ``Connection.list(with_tenants=False)`` sends version 1's empty LIST.
+Version 4 added STATUS's and STATS's options bytes: ``Connection.status(job, details=True)``
+returns a ``JobDetails`` (what the job is, whose, its size and its times) and
+``Connection.stats(details=True)`` a ``DetailedStats`` (busy workers, tasks done and two latency
+``Histogram``s); without ``details`` both send version 1's request and get version 1's reply.
 
 Strings on the wire are "any bytes" (protocol section 1), so keys, words and document names
 come back as ``bytes``. The encoders accept ``str`` too and send it as UTF-8. Human-readable
-texts (error messages, the server's software name) come back as ``str``.
+texts (error messages, the server's software name, and in ``JobDetails`` the built-in mapper's
+and reducer's names, the tenant and the failure) come back as ``str``.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import socket
 import struct
 import sys
@@ -31,7 +37,7 @@ from array import array
 from dataclasses import dataclass, fields
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 DEFAULT_PORT = 1936
 
 HEADER = struct.Struct("<BI")  # u8 code, u32 body_length
@@ -42,9 +48,15 @@ MAX_NAME_BYTES = 64  # mapper, reducer, idempotency key
 MAX_AUTH_BODY = 1024  # an AUTH body over it: FRAME_TOO_LARGE, then close (section 2)
 MAX_TOKEN_BYTES = MAX_AUTH_BODY - 8  # the token's string length takes a u64
 
-HELLO_AUTH_REQUIRED = 0x01  # bit 0 of the flags of HELLO's reply (versions 2 and 3)
+HELLO_AUTH_REQUIRED = 0x01  # bit 0 of the flags of HELLO's reply (versions 2 to 4)
 LIST_WITH_TENANTS = 0x01  # bit 0 of LIST's options (version 3): each job with its tenant
+STATUS_WITH_DETAILS = 0x01  # bit 0 of STATUS's options (version 4): the job's Details
+STATS_WITH_DETAILS = 0x01  # bit 0 of STATS's options (version 4): busy workers, histograms
 MAX_TENANT_BYTES = 64
+
+# A histogram bucket's upper bound on the wire that means "no bound" (+Inf); in a ``Histogram``
+# it is ``math.inf``.
+HISTOGRAM_NO_BOUND = 0xFFFF_FFFF_FFFF_FFFF
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,6 +272,11 @@ class BodyWriter:
             self.string(text)
         return self
 
+    def raw(self, data: bytes) -> "BodyWriter":
+        """Bytes already encoded (a nested body such as a ``Progress``), as they are."""
+        self._parts.append(bytes(data))
+        return self
+
     def getvalue(self) -> bytes:
         return b"".join(self._parts)
 
@@ -438,6 +455,23 @@ class Progress:
 
 
 @dataclass
+class JobDetails:
+    """STATUS's OK body with details (version 4): a job's progress, what it is, whose, and when
+    each step of its life happened. Times are the server's clock, Unix milliseconds; 0 means
+    "not yet" (or, on a server with --data-dir, "before the server restarted")."""
+
+    progress: Progress
+    mapper: str  # a built-in mapper's name (section 7), so ASCII
+    reducer: str
+    tenant: str  # who submitted it; empty for a job submitted without a token
+    input_bytes: int  # the length of the SUBMIT body that carried the job
+    submitted_ms: int  # when the server accepted it
+    started_ms: int  # when its first task went to a worker; 0: not yet
+    finished_ms: int  # when it was done, failed or cancelled; 0: not yet
+    failure: str = ""  # why it failed, as FETCH says; empty unless it failed
+
+
+@dataclass
 class CountsResult:
     """Result kind 0: ``(key, occurrences)``, most frequent first, ties by key."""
 
@@ -502,6 +536,49 @@ class ServerStats:
 
 _STATS_LAYOUT = struct.Struct("<14Q")
 
+Bound = Union[int, float]  # a whole number of microseconds, or math.inf
+
+
+@dataclass
+class Histogram:
+    """Durations counted in buckets (STATS with details, version 4), in microseconds.
+
+    ``buckets`` are ``(upper_us, count)`` in increasing order of ``upper_us``, where ``count`` is
+    how many durations were at most ``upper_us`` (cumulative, as on the wire). The last bound is
+    always ``math.inf`` (the wire's ``ff ff ff ff ff ff ff ff``), so the last count is the total.
+    ``sum_us`` is the sum of every duration.
+    """
+
+    buckets: List[Tuple[Bound, int]]
+    sum_us: int
+
+    @property
+    def count(self) -> int:
+        """How many durations in all: the last bucket's count."""
+        return self.buckets[-1][1] if self.buckets else 0
+
+    def per_bucket(self) -> List[Tuple[Bound, int]]:
+        """``(upper_us, count)`` with each count only the durations of that bucket: above the
+        previous bound, at most this one."""
+        counts = [count for _, count in self.buckets]
+        return [(bound, count - previous)
+                for (bound, count), previous in zip(self.buckets, [0] + counts)]
+
+
+@dataclass
+class DetailedStats(ServerStats):
+    """STATS's reply with details (version 4): the fourteen counters, then these."""
+
+    workers_busy: int  # worker processes running a task now
+    tasks_done: int  # map and reduce tasks whose output the server took in
+    task_us: Histogram  # how long those tasks took, from handed to a worker to output taken in
+    job_us: Histogram  # how long finished jobs took, from accepted to done or failed (cancelled
+                       # jobs, and jobs restored at start-up, are not counted)
+
+    def counters(self) -> ServerStats:
+        """The fourteen counters alone, as a STATS without details gives them."""
+        return ServerStats(*(getattr(self, name) for name in ServerStats.field_names()))
+
 
 @dataclass
 class Hello:
@@ -516,7 +593,7 @@ class Hello:
 class HelloReply:
     """HELLO's OK reply: the version the server speaks with us, its software name, and from
     version 2 on a flags byte (a reply to a version 1 HELLO has none: ``flags`` is then 0).
-    Versions 2 and 3 share one layout."""
+    Versions 2, 3 and 4 share one layout."""
 
     version: int = PROTOCOL_VERSION
     software: str = ""
@@ -587,12 +664,12 @@ def encode_hello_reply(reply: HelloReply) -> bytes:
 
 def decode_hello_reply(body: bytes) -> HelloReply:
     """HELLO's OK body. Its layout follows the version it states, which is the version the
-    HELLO asked for (section 6): version 1 without flags, versions 2 and 3 with them."""
+    HELLO asked for (section 6): version 1 without flags, versions 2 to 4 with them."""
     reader = BodyReader(body, "HELLO reply")
     version = reader.u16()
     software = reader.string().decode("utf-8", errors="replace")
     flags = 0
-    if version in (2, 3):
+    if 2 <= version <= PROTOCOL_VERSION:
         flags = reader.u8()
     elif version != 1:
         raise ProtocolError(f"HELLO reply of protocol version {version}, which this client "
@@ -660,8 +737,34 @@ def decode_job_id(body: bytes) -> int:
 
 
 def decode_empty(body: bytes, what: str = "empty body") -> None:
-    """CANCEL's OK reply, STATS requests and version 1's LIST requests: no bytes at all."""
+    """CANCEL's OK reply, and version 1's LIST and STATS requests: no bytes at all."""
     BodyReader(body, what).finish()
+
+
+def _options_with_details(options: Optional[int], details_bit: int) -> bool:
+    return options is not None and bool(options & details_bit)
+
+
+def _encode_options(options: Optional[int]) -> bytes:
+    """A request body that is only ``u8 options`` (LIST from version 3, STATS from version 4),
+    or, for ``None``, version 1's empty body."""
+    return b"" if options is None else _U8.pack(options)
+
+
+def _decode_options(body: bytes, what: str) -> Optional[int]:
+    """The options of such a body, or ``None`` for an empty (version 1) one."""
+    reader = BodyReader(body, what)
+    options = reader.u8() if reader.remaining else None
+    reader.finish()
+    return options
+
+
+def _read_name(reader: BodyReader, what: str, limit: int) -> str:
+    """A string of at most ``limit`` bytes (section 2), as text."""
+    raw = reader.string()
+    if len(raw) > limit:
+        raise ProtocolError(f"a {what} of {len(raw)} bytes, over {limit}")
+    return raw.decode("utf-8", errors="replace")
 
 
 # SUBMIT ---------------------------------------------------------------------------------------
@@ -772,6 +875,56 @@ def decode_progress(body: bytes) -> Progress:
     return progress
 
 
+# STATUS (options and details: version 4) ------------------------------------------------------
+
+
+def encode_status_request(job_id: int, options: Optional[int] = None) -> bytes:
+    """STATUS request body: ``u32 id``, then (version 4) ``u8 options``; ``None`` leaves the
+    options out, which is version 1's request."""
+    body = _U32.pack(job_id)
+    return body if options is None else body + _U8.pack(options)
+
+
+def decode_status_request(body: bytes) -> Tuple[int, Optional[int]]:
+    """``(job id, options)`` of a STATUS request; options are ``None`` when left out."""
+    reader = BodyReader(body, "STATUS body")
+    job_id = reader.u32()
+    options = reader.u8() if reader.remaining else None
+    reader.finish()
+    return job_id, options
+
+
+def status_reply_has_details(options: Optional[int]) -> bool:
+    """Whether the OK to a STATUS with these options is ``Details`` (else ``Progress``)."""
+    return _options_with_details(options, STATUS_WITH_DETAILS)
+
+
+def encode_job_details(details: JobDetails) -> bytes:
+    """STATUS's OK body with details: ``Progress``, ``string mapper``, ``string reducer``,
+    ``string tenant``, ``u64 input_bytes``, ``u64 submitted_ms``, ``u64 started_ms``,
+    ``u64 finished_ms``, ``string failure``."""
+    writer = BodyWriter()
+    writer.raw(encode_progress(details.progress))
+    writer.string(details.mapper).string(details.reducer).string(details.tenant)
+    writer.u64(details.input_bytes).u64(details.submitted_ms)
+    writer.u64(details.started_ms).u64(details.finished_ms)
+    writer.string(details.failure)
+    return writer.getvalue()
+
+
+def decode_job_details(body: bytes) -> JobDetails:
+    reader = BodyReader(body, "job details")
+    progress = _read_progress(reader)
+    mapper = _read_name(reader, "mapper name", MAX_NAME_BYTES)
+    reducer = _read_name(reader, "reducer name", MAX_NAME_BYTES)
+    tenant = _read_name(reader, "tenant", MAX_TENANT_BYTES)
+    input_bytes, submitted_ms, started_ms, finished_ms = (reader.u64() for _ in range(4))
+    failure = reader.string().decode("utf-8", errors="replace")
+    reader.finish()
+    return JobDetails(progress, mapper, reducer, tenant, input_bytes, submitted_ms, started_ms,
+                      finished_ms, failure)
+
+
 # Results --------------------------------------------------------------------------------------
 
 
@@ -852,15 +1005,12 @@ def decode_result(body: bytes) -> Result:
 def encode_list_request(options: Optional[int] = LIST_WITH_TENANTS) -> bytes:
     """LIST request body: ``u8 options`` (version 3), or, for ``None``, version 1's empty body,
     which every server version answers without tenants."""
-    return b"" if options is None else _U8.pack(options)
+    return _encode_options(options)
 
 
 def decode_list_request(body: bytes) -> Optional[int]:
     """The options of a LIST request, or ``None`` for an empty (version 1) body."""
-    reader = BodyReader(body, "LIST body")
-    options = reader.u8() if reader.remaining else None
-    reader.finish()
-    return options
+    return _decode_options(body, "LIST body")
 
 
 def list_reply_has_tenants(options: Optional[int]) -> bool:
@@ -901,6 +1051,21 @@ def decode_job_list(body: bytes, with_tenants: bool = True) -> List[JobEntry]:
     return jobs
 
 
+def encode_stats_request(options: Optional[int] = None) -> bytes:
+    """STATS request body: empty (version 1), or (version 4) ``u8 options``."""
+    return _encode_options(options)
+
+
+def decode_stats_request(body: bytes) -> Optional[int]:
+    """The options of a STATS request, or ``None`` for an empty (version 1) body."""
+    return _decode_options(body, "STATS body")
+
+
+def stats_reply_has_details(options: Optional[int]) -> bool:
+    """Whether the OK to a STATS with these options carries the details."""
+    return _options_with_details(options, STATS_WITH_DETAILS)
+
+
 def encode_server_stats(stats: ServerStats) -> bytes:
     """STATS's OK body: fourteen u64s (112 bytes)."""
     return _STATS_LAYOUT.pack(*(getattr(stats, name) for name in ServerStats.field_names()))
@@ -910,6 +1075,60 @@ def decode_server_stats(body: bytes) -> ServerStats:
     if len(body) != _STATS_LAYOUT.size:
         raise ProtocolError(f"STATS reply of {len(body)} bytes, expected {_STATS_LAYOUT.size}")
     return ServerStats(*_STATS_LAYOUT.unpack(body))
+
+
+def _write_histogram(writer: BodyWriter, histogram: Histogram) -> None:
+    writer.u64(len(histogram.buckets))
+    for bound, count in histogram.buckets:
+        if bound == math.inf:
+            writer.u64(HISTOGRAM_NO_BOUND)
+        elif isinstance(bound, int) and 0 <= bound < HISTOGRAM_NO_BOUND:
+            writer.u64(bound)
+        else:
+            raise ValueError(f"a histogram bound must be a whole number of us or math.inf, "
+                             f"not {bound!r}")
+        writer.u64(count)
+    writer.u64(histogram.sum_us)
+
+
+def _read_histogram(reader: BodyReader, what: str) -> Histogram:
+    """``list`` of ``(u64 upper_us, u64 count)``, then ``u64 sum_us``. Checks what the document
+    says of them: bounds increasing, counts cumulative (never decreasing), the last bound +Inf
+    (so there is at least one bucket)."""
+    buckets: List[Tuple[Bound, int]] = []
+    for _ in range(reader.count(16, f"{what} buckets")):  # two u64 each
+        raw_bound, count = reader.u64(), reader.u64()
+        bound: Bound = math.inf if raw_bound == HISTOGRAM_NO_BOUND else raw_bound
+        if buckets and bound <= buckets[-1][0]:
+            raise ProtocolError(f"{what}: bucket bounds not increasing ({buckets[-1][0]} "
+                                f"then {raw_bound})")
+        if buckets and count < buckets[-1][1]:
+            raise ProtocolError(f"{what}: counts not cumulative ({buckets[-1][1]} then {count})")
+        buckets.append((bound, count))
+    if not buckets or buckets[-1][0] != math.inf:
+        raise ProtocolError(f"{what}: the last bucket is not the +Inf one")
+    return Histogram(buckets, reader.u64())
+
+
+def encode_detailed_stats(stats: DetailedStats) -> bytes:
+    """STATS's OK body with details: the fourteen counters, ``u64 workers_busy``,
+    ``u64 tasks_done``, then the ``Histogram``s ``task_us`` and ``job_us``."""
+    writer = BodyWriter()
+    writer.raw(encode_server_stats(stats))
+    writer.u64(stats.workers_busy).u64(stats.tasks_done)
+    _write_histogram(writer, stats.task_us)
+    _write_histogram(writer, stats.job_us)
+    return writer.getvalue()
+
+
+def decode_detailed_stats(body: bytes) -> DetailedStats:
+    reader = BodyReader(body, "STATS reply with details")
+    counters = [reader.u64() for _ in range(len(ServerStats.field_names()))]
+    workers_busy, tasks_done = reader.u64(), reader.u64()
+    task_us = _read_histogram(reader, "task_us")
+    job_us = _read_histogram(reader, "job_us")
+    reader.finish()
+    return DetailedStats(*counters, workers_busy, tasks_done, task_us, job_us)
 
 
 # --------------------------------------------------------------------------------------------
@@ -956,8 +1175,10 @@ def fetch_frame(job_id: int) -> bytes:
     return encode_frame(Opcode.FETCH, encode_job_id(job_id))
 
 
-def status_frame(job_id: int) -> bytes:
-    return encode_frame(Opcode.STATUS, encode_job_id(job_id))
+def status_frame(job_id: int, options: Optional[int] = None) -> bytes:
+    """STATUS of version 1 by default; ``status_frame(id, STATUS_WITH_DETAILS)`` asks for the
+    job's details (version 4)."""
+    return encode_frame(Opcode.STATUS, encode_status_request(job_id, options))
 
 
 def cancel_frame(job_id: int) -> bytes:
@@ -969,8 +1190,10 @@ def list_frame(options: Optional[int] = LIST_WITH_TENANTS) -> bytes:
     return encode_frame(Opcode.LIST, encode_list_request(options))
 
 
-def stats_frame() -> bytes:
-    return encode_frame(Opcode.STATS)
+def stats_frame(options: Optional[int] = None) -> bytes:
+    """STATS of version 1 by default; ``stats_frame(STATS_WITH_DETAILS)`` asks for the details
+    (version 4)."""
+    return encode_frame(Opcode.STATS, encode_stats_request(options))
 
 
 @dataclass
@@ -1138,11 +1361,13 @@ class Connection:
         request-level errors (BAD_REQUEST, ...) raise ServerError."""
         return fetch_outcome(self.request(fetch_frame(job_id)))
 
-    def status(self, job_id: int) -> Progress:
-        """A job's state and progress."""
-        reply = self.request(status_frame(job_id))
+    def status(self, job_id: int, details: bool = False) -> Union[Progress, JobDetails]:
+        """A job's state and progress; with ``details`` (version 4), a ``JobDetails`` holding
+        that progress, the job's mapper, reducer, tenant, input size, times and failure."""
+        options = STATUS_WITH_DETAILS if details else None
+        reply = self.request(status_frame(job_id, options))
         reply.raise_unless(Status.OK)
-        return decode_progress(reply.body)
+        return decode_job_details(reply.body) if details else decode_progress(reply.body)
 
     def cancel(self, job_id: int) -> None:
         """Cancel a job (or release its result)."""
@@ -1159,11 +1384,13 @@ class Connection:
         reply.raise_unless(Status.OK)
         return decode_job_list(reply.body, list_reply_has_tenants(options))
 
-    def stats(self) -> ServerStats:
-        """The server's counters."""
-        reply = self.request(stats_frame())
+    def stats(self, details: bool = False) -> Union[ServerStats, DetailedStats]:
+        """The server's counters; with ``details`` (version 4), a ``DetailedStats``: also busy
+        workers, tasks done, and the task and job latency histograms."""
+        options = STATS_WITH_DETAILS if details else None
+        reply = self.request(stats_frame(options))
         reply.raise_unless(Status.OK)
-        return decode_server_stats(reply.body)
+        return decode_detailed_stats(reply.body) if details else decode_server_stats(reply.body)
 
     def wait_for_result(self, job_id: int,
                         on_progress: Optional[Callable[[Progress], None]] = None) -> Result:

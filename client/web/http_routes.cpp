@@ -3,8 +3,10 @@
 #include <httplib.h>
 
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <chrono>
+#include <future>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -111,8 +113,10 @@ std::optional<std::string> bearer_of(const Request& request) {
   const auto value = request.get_header_value("Authorization");
   constexpr std::string_view kScheme = "Bearer ";
   if (value.size() <= kScheme.size() ||
-      !std::equal(kScheme.begin(), kScheme.end(), value.begin(),
-                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+      !std::equal(kScheme.begin(), kScheme.end(), value.begin(), [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) ==
+               std::tolower(static_cast<unsigned char>(b));
+      })) {
     throw client::ClientError(client::ErrorKind::kRejected,
                               "Authorization: only \"Bearer TOKEN\" is understood",
                               Status::kNotAuthenticated);
@@ -138,10 +142,48 @@ std::string progress_fields(const protocol::JobProgress& p) {
          ", \"reduce_total\": " + std::to_string(p.reduce_total);
 }
 
-/// SUBMIT, then 202 with the id and where to ask about it.
-void submit(const MrdServers& servers, const Request& request, Response& response,
-            const protocol::SubmitRequest& job, JobNames names, const std::string& location) {
+/// Bodies being parsed at once may hold this many times their size in JSON values (nlohmann
+/// keeps each value in 16 bytes or more, plus its containers): the bytes being parsed are
+/// counted, and a request past the budget is asked to come back (503) rather than parsed.
+class ParseBudget {
+ public:
+  explicit ParseBudget(std::uint64_t bytes) : limit_(bytes) {}
+
+  /// True if `bytes` more fit; then give() them back when done.
+  bool take(std::uint64_t bytes) {
+    auto used = used_.load();
+    do {
+      if (used + bytes > limit_) return false;
+    } while (!used_.compare_exchange_weak(used, used + bytes));
+    return true;
+  }
+  void give(std::uint64_t bytes) { used_ -= bytes; }
+
+ private:
+  const std::uint64_t limit_;
+  std::atomic<std::uint64_t> used_{0};
+};
+
+/// SUBMIT of the job `parse` makes of the body, then 202 with the id and where to ask about it.
+/// The caller's token is checked first: a caller mrd would refuse costs no parsing.
+template <class Parse>
+void submit(const MrdServers& servers, ParseBudget& budget, const Request& request,
+            Response& response, Parse parse, JobNames names, const std::string& location) {
   auto mrd = servers.for_caller(bearer_of(request));
+  if (!budget.take(request.body.size())) {
+    throw client::ClientError(client::ErrorKind::kRejected,
+                              "mrd-web is parsing as many request bodies as it may at once; try "
+                              "again in a moment",
+                              Status::kServerBusy);
+  }
+  protocol::SubmitRequest job;
+  try {
+    job = parse(request.body);
+  } catch (...) {
+    budget.give(request.body.size());
+    throw;
+  }
+  budget.give(request.body.size());
   const auto id = mrd.submit(job);
   response.set_header("Location", location + std::to_string(id));
   reply_json(response, 202, job_json(names, id, "queued"));
@@ -187,9 +229,9 @@ void cancel(const MrdServers& servers, const Request& request, Response& respons
   reply_json(response, 200, job_json(names, id, "cancelled"));
 }
 
-void add_api_routes(httplib::Server& http, const MrdServers& servers) {
-  http.Post("/api/jobs", guarded([&servers](const Request& request, Response& response) {
-              submit(servers, request, response, job_request_from_json(request.body), kApiNames,
+void add_api_routes(httplib::Server& http, const MrdServers& servers, ParseBudget& budget) {
+  http.Post("/api/jobs", guarded([&servers, &budget](const Request& request, Response& response) {
+              submit(servers, budget, request, response, job_request_from_json, kApiNames,
                      "/api/jobs/");
             }));
   http.Get("/api/jobs", guarded([&servers](const Request& request, Response& response) {
@@ -198,8 +240,9 @@ void add_api_routes(httplib::Server& http, const MrdServers& servers) {
            }));
   http.Get(R"(/api/jobs/([^/]+))", guarded([&servers](const Request& request, Response& response) {
              const auto id = job_id_of(request);
-             reply_json(response, 200,
-                        client::job_status_json(servers.for_caller(bearer_of(request)).status(id)));
+             reply_json(
+                 response, 200,
+                 client::job_details_json(servers.for_caller(bearer_of(request)).details(id)));
            }));
   http.Get(R"(/api/jobs/([^/]+)/result)",
            guarded([&servers](const Request& request, Response& response) {
@@ -212,10 +255,10 @@ void add_api_routes(httplib::Server& http, const MrdServers& servers) {
 }
 
 /// The routes of the classic course interface (docs/http.md, "The course routes").
-void add_course_routes(httplib::Server& http, const MrdServers& servers) {
-  http.Post("/multiply", guarded([&servers](const Request& request, Response& response) {
-              submit(servers, request, response, multiply_request_from_json(request.body),
-                     kCourseNames, "/status/");
+void add_course_routes(httplib::Server& http, const MrdServers& servers, ParseBudget& budget) {
+  http.Post("/multiply", guarded([&servers, &budget](const Request& request, Response& response) {
+              submit(servers, budget, request, response, multiply_request_from_json, kCourseNames,
+                     "/status/");
             }));
   http.Get(R"(/status/([^/]+))", guarded([&servers](const Request& request, Response& response) {
              const auto id = job_id_of(request);
@@ -250,7 +293,7 @@ ServerScrape scrape(const MrdServers& servers, std::size_t index) {
   out.server = client::to_string(servers.addresses()[index]);
   try {
     auto mrd = servers.for_self(index);
-    const auto stats = mrd.stats();
+    const auto stats = mrd.detailed_stats();
     for (const auto& job : mrd.list().jobs)
       ++out.jobs_by_state.at(static_cast<std::size_t>(job.state));
     out.stats = stats;
@@ -263,9 +306,14 @@ ServerScrape scrape(const MrdServers& servers, std::size_t index) {
 
 void add_operator_routes(httplib::Server& http, const MrdServers& servers) {
   http.Get("/metrics", guarded([&servers](const Request&, Response& response) {
-             std::vector<ServerScrape> scrapes;
+             // Every server at once: one that does not answer costs the scrape its timeout once,
+             // not once per server.
+             std::vector<std::future<ServerScrape>> asked;
              for (std::size_t i = 0; i < servers.addresses().size(); ++i)
-               scrapes.push_back(scrape(servers, i));
+               asked.push_back(std::async(std::launch::async, scrape, std::cref(servers), i));
+             std::vector<ServerScrape> scrapes;
+             for (auto& answer : asked)
+               scrapes.push_back(answer.get());
              response.set_content(prometheus_metrics(scrapes), "text/plain; version=0.0.4");
            }));
   http.Get("/healthz", guarded([&servers](const Request&, Response& response) {
@@ -286,8 +334,8 @@ void add_operator_routes(httplib::Server& http, const MrdServers& servers) {
                out += (i == 0 ? "\n  {\"server\": " : ",\n  {\"server\": ") +
                       json_string(client::to_string(servers.addresses()[i]));
                try {
-                 const auto stats = servers.for_self(i).stats();
-                 out += ", \"up\": true, \"stats\": " + inner(client::server_stats_json(stats));
+                 const auto stats = servers.for_self(i).detailed_stats();
+                 out += ", \"up\": true, \"stats\": " + inner(client::detailed_stats_json(stats));
                } catch (const std::exception& e) {
                  out += ", \"up\": false, \"error\": " + json_string(e.what());
                }
@@ -301,15 +349,34 @@ void add_operator_routes(httplib::Server& http, const MrdServers& servers) {
 }  // namespace
 
 void add_routes(httplib::Server& http, const MrdServers& servers, std::uint64_t max_body_bytes) {
-  add_api_routes(http, servers);
-  add_course_routes(http, servers);
+  // Two of the largest bodies may be parsed at once: about 30 times their size in memory each.
+  // (One budget per process: mrd-web adds its routes once.)
+  static ParseBudget budget(2 * max_body_bytes);
+  add_api_routes(http, servers, budget);
+  add_course_routes(http, servers, budget);
   add_operator_routes(http, servers);
+  // A chunked body has no length to check against the limit before it is read: refused.
+  http.set_pre_routing_handler([](const Request& request, Response& response) {
+    const auto encoding = request.get_header_value("Transfer-Encoding");
+    if (encoding.find("chunked") == std::string::npos) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    reply_error(response, 411, "send the body with a Content-Length, not chunked");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   // cpp-httplib answers these itself (no route; a body over the limit, refused before it is
   // read): with a JSON error, like every other.
   http.set_error_handler([max_body_bytes](const Request& request, Response& response) {
     if (!response.body.empty()) return;  // a route's own error, already JSON
     if (response.status == 404) {
       reply_error(response, 404, "no such route: " + request.method + " " + request.path);
+    } else if (response.status == 413 && request.get_header_value("Content-Type")
+                                             .starts_with("application/x-www-form-urlencoded")) {
+      // curl -d and urllib send this type unless told otherwise; cpp-httplib reads such a body
+      // as a form, up to 8 KiB.
+      reply_error(response, 413,
+                  "a form-encoded body is limited to 8 KiB: send the JSON with \"Content-Type: "
+                  "application/json\"");
     } else if (response.status == 413) {
       reply_error(response, 413,
                   "the body is larger than " + std::to_string(max_body_bytes >> 20) +

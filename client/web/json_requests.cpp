@@ -15,15 +15,29 @@ namespace {
 
 using nlohmann::json;
 
+/// No request of docs/http.md nests deeper than 3 levels; every level costs memory, so a body
+/// nesting deeper than this is refused while it is parsed, before it is built.
+constexpr int kMaxDepth = 16;
+
 /// The body as JSON, or BadBody with the parser's reason (line and column included).
 json parse_body(std::string_view body) {
   try {
-    return json::parse(body);
-  } catch (const json::parse_error& e) {
-    // nlohmann's messages start with "[json.exception.parse_error.101] ": drop the tag.
+    return json::parse(body, [](int depth, json::parse_event_t, json&) {
+      if (depth >= kMaxDepth) {  // depth counts from 0
+        throw BadBody("the body nests deeper than " + std::to_string(kMaxDepth) + " levels");
+      }
+      return true;
+    });
+  } catch (const BadBody&) {
+    throw;
+  } catch (const json::exception& e) {
+    // Not JSON, or a number JSON can write but a double cannot hold (1e400). nlohmann's messages
+    // start with "[json.exception.parse_error.101] ": drop the tag; and they may quote the
+    // offending text, which could be long: cut it.
     std::string what = e.what();
     if (const auto end = what.find("] "); what.starts_with("[json.") && end != std::string::npos)
       what.erase(0, end + 2);
+    if (what.size() > 200) what = what.substr(0, 200) + "...";
     throw BadBody("the body is not JSON: " + what);
   }
 }

@@ -29,7 +29,7 @@ struct Options {
   std::string token_file;
   mrd::client::TlsOptions tls;
   double timeout_seconds = 30;
-  std::uint64_t max_body_mib = 16;
+  std::uint64_t max_body_mib = 4;
   std::size_t threads = 8;
   bool access_log = false;
   std::string https_cert_file;  ///< with https_key_file: serve HTTPS
@@ -111,6 +111,9 @@ std::thread stop_on_signals(httplib::Server& http, sigset_t signals) {
     while (!http.is_running())  // a signal before listening began: wait for it to begin
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     http.stop();
+    // A second signal, as for mrd, stops at once, without waiting for the requests in hand.
+    sigwait(&signals, &signal);
+    std::_Exit(1);
   });
 }
 
@@ -210,7 +213,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "mrd-web: cannot listen on %s\n", options.listen.c_str());
       return 1;
     }
-    if (!options.port_file.empty()) std::ofstream(options.port_file) << port << "\n";
+    if (!options.port_file.empty()) {
+      std::ofstream file(options.port_file);
+      if (!(file << port << "\n" << std::flush)) {
+        std::fprintf(stderr, "mrd-web: cannot write --port-file %s\n", options.port_file.c_str());
+        return 1;
+      }
+    }
     std::fprintf(stderr, "mrd-web: serving %s://%s:%d/ for mrd at %s\n",
                  options.https_cert_file.empty() ? "http" : "https", listen.host.c_str(), port,
                  options.servers.c_str());

@@ -28,21 +28,27 @@ class MrdServers {
   /// mrd-web's own token is never used here.
   client::Connection for_caller(const std::optional<std::string>& bearer) const;
 
-  /// A connection to server `index` with mrd-web's own token: for metrics and health.
+  /// A connection to server `index` with mrd-web's own token: for metrics and health. Its
+  /// timeout is at most kScrapeTimeout.
   client::Connection for_self(std::size_t index) const;
 
-  /// HELLO to server `index` (no AUTH): its software name. For /healthz: is it there at all?
+  /// HELLO to server `index` (no AUTH; at most kScrapeTimeout): its software name. For /healthz:
+  /// is it there at all?
   std::string hello(std::size_t index) const;
 
   const std::vector<client::ServerAddress>& addresses() const { return addresses_; }
 
  private:
   client::Connection connect(std::size_t index, const std::optional<std::string>& token,
-                             const char* how_to_give_one) const;
+                             const char* how_to_give_one, std::chrono::milliseconds timeout) const;
 
   std::vector<client::ServerAddress> addresses_;
   client::TlsOptions tls_;
   std::chrono::milliseconds io_timeout_;
+  /// For metrics and health: Prometheus gives a scrape 10 s, so a server that does not answer
+  /// must not take longer than this.
+  static constexpr std::chrono::milliseconds kScrapeTimeout{5000};
+  std::chrono::milliseconds scrape_timeout_;
   std::string own_token_;
 };
 

@@ -16,7 +16,7 @@ namespace mrd::web {
 /// What one server said when asked for the scrape.
 struct ServerScrape {
   std::string server;                            ///< "host:port", the `server` label
-  std::optional<protocol::ServerStats> stats;    ///< nullopt: it did not answer (mrd_up 0)
+  std::optional<protocol::DetailedStats> stats;  ///< nullopt: it did not answer (mrd_up 0)
   std::array<std::uint64_t, 6> jobs_by_state{};  ///< indexed by protocol::JobState, from LIST
   double seconds = 0;                            ///< how long asking took
 };

@@ -1,6 +1,7 @@
--- Wireshark dissector for the protocol of mrd, the MapReduce job server (protocol version 3, and
--- versions 2 and 1: a HELLO's reply is decoded in the layout of the version that HELLO asked for,
--- a LIST's reply with or without each job's tenant).
+-- Wireshark dissector for the protocol of mrd, the MapReduce job server (protocol version 4, and
+-- versions 3, 2 and 1: a HELLO's reply is decoded in the layout of the version that HELLO asked
+-- for, a LIST's reply with or without each job's tenant, and a STATUS's or STATS's reply with or
+-- without the details their options asked for).
 --
 -- docs/protocol.md is the specification; "section N" below refers to it. Load with
 --   wireshark -X lua_script:protocol/wireshark/mrd.lua
@@ -12,7 +13,8 @@
 --      Reader raise a "malformed" error, which is caught and shown as an expert info;
 --   3. one small function per body layout, named after the document's types;
 --   4. pairing: a reply's layout depends on the request it answers (an OK to FETCH is a result,
---      an OK to STATUS is a progress), so each TCP stream keeps a queue of its requests;
+--      an OK to STATUS a progress, or the job's details if the STATUS asked for them), so each
+--      TCP stream keeps a queue of its requests;
 --   5. framing and reassembly over TCP, and the entry points (port table, "Decode As", heuristic).
 
 local mrd = Proto("mrd", "mrd MapReduce job protocol")
@@ -44,13 +46,25 @@ local STATUS_NAMES = {
   "SERVER_ERROR", "AUTH_FAILED", "NOT_AUTHENTICATED", "FORBIDDEN",  -- the last three: version 2
 }
 
--- AUTH's OK (version 2): the token's role. HELLO's reply to a version 2 or 3 HELLO: a flags byte.
+-- AUTH's OK (version 2): the token's role. HELLO's reply to a version 2 or later HELLO: a flags
+-- byte.
 local ROLE_NAMES = { [0] = "user", "admin" }
 local HELLO_AUTH_REQUIRED = 0x01
 
 -- LIST's options byte (version 3): bit 0 asks for each job's tenant. An empty LIST body (version
 -- 1) and options 0 get the jobs without tenants.
 local LIST_WITH_TENANTS = 0x01
+
+-- STATUS's and STATS's options byte (version 4): bit 0 asks for the details (a job's names,
+-- sizes and times; the busy workers and the latency histograms). Without the byte, or with 0,
+-- the reply is version 1's.
+local STATUS_WITH_DETAILS = 0x01
+local STATS_WITH_DETAILS = 0x01
+
+-- A histogram's last bucket has no bound: its upper_us is all ones, shown as "+Inf".
+local HISTOGRAM_INF = UInt64.max()
+-- Times of a job's life (STATUS's details) are shown as dates up to the end of year 9999.
+local MAX_DATE_MS = 253402300799999
 
 local STATE_NAMES = { [0] = "queued", "mapping", "reducing", "done", "failed", "cancelled" }
 local STATE = { MAPPING = 1, REDUCING = 2 }
@@ -81,7 +95,7 @@ local F = {
   body = ProtoField.bytes("mrd.body", "Body (not decoded)"),
   job_id = ProtoField.uint32("mrd.job_id", "Job id", base.DEC),
 
-  -- HELLO, both ways; its flags only in the reply to a version 2 or 3 HELLO
+  -- HELLO, both ways; its flags only in the reply to a version 2 or later HELLO
   hello_version = ProtoField.uint16("mrd.hello.version", "Protocol version", base.DEC),
   hello_software = ProtoField.string("mrd.hello.software", "Software"),
   hello_flags = ProtoField.uint8("mrd.hello.flags", "Flags", base.HEX),
@@ -130,6 +144,41 @@ local F = {
                                       LIST_WITH_TENANTS),
   list_tenant = ProtoField.string("mrd.list.tenant", "Tenant"),
 
+  -- STATUS's options and its reply with details (version 4). (Not mrd.status.*: mrd.status is
+  -- a reply's status code.) The times are u64 Unix milliseconds; each also gets a generated
+  -- absolute-time field, to filter on dates.
+  status_options = ProtoField.uint8("mrd.status_request.options", "Options", base.HEX),
+  status_with_details = ProtoField.bool("mrd.status_request.with_details", "With details", 8,
+                                        { "Yes (the job's names, sizes and times)", "No" },
+                                        STATUS_WITH_DETAILS),
+  details_mapper = ProtoField.string("mrd.details.mapper", "Mapper"),
+  details_reducer = ProtoField.string("mrd.details.reducer", "Reducer"),
+  details_tenant = ProtoField.string("mrd.details.tenant", "Tenant"),
+  details_input_bytes = ProtoField.uint64("mrd.details.input_bytes", "Input bytes", base.DEC),
+  details_submitted_ms = ProtoField.uint64("mrd.details.submitted_ms", "Submitted (ms)", base.DEC),
+  details_submitted = ProtoField.absolute_time("mrd.details.submitted", "Submitted", base.UTC),
+  details_started_ms = ProtoField.uint64("mrd.details.started_ms", "Started (ms)", base.DEC),
+  details_started = ProtoField.absolute_time("mrd.details.started", "Started", base.UTC),
+  details_finished_ms = ProtoField.uint64("mrd.details.finished_ms", "Finished (ms)", base.DEC),
+  details_finished = ProtoField.absolute_time("mrd.details.finished", "Finished", base.UTC),
+  details_failure = ProtoField.string("mrd.details.failure", "Failure"),
+
+  -- STATS's options and its reply with details (version 4); the counters are mrd.stats.*, below
+  stats_options = ProtoField.uint8("mrd.stats.options", "Options", base.HEX),
+  stats_with_details = ProtoField.bool("mrd.stats.with_details", "With details", 8,
+                                       { "Yes (busy workers, task and job latencies)", "No" },
+                                       STATS_WITH_DETAILS),
+  stats_workers_busy = ProtoField.uint64("mrd.stats.workers_busy", "workers_busy", base.DEC),
+  stats_tasks_done = ProtoField.uint64("mrd.stats.tasks_done", "tasks_done", base.DEC),
+  stats_task_us = ProtoField.none("mrd.stats.task_us", "task_us"),
+  stats_job_us = ProtoField.none("mrd.stats.job_us", "job_us"),
+  histogram_bucket_count = ProtoField.uint64("mrd.histogram.bucket_count", "Buckets", base.DEC),
+  histogram_upper_us = ProtoField.uint64("mrd.histogram.bucket.upper_us", "Upper bound (us)",
+                                         base.DEC),
+  histogram_count = ProtoField.uint64("mrd.histogram.bucket.count", "Count (cumulative)",
+                                      base.DEC),
+  histogram_sum_us = ProtoField.uint64("mrd.histogram.sum_us", "Sum (us)", base.DEC),
+
   -- Results (FETCH's OK)
   result_kind = ProtoField.uint8("mrd.result.kind", "Result kind", base.DEC, RESULT_KIND_NAMES),
   counts_count = ProtoField.uint64("mrd.counts.count", "Entries", base.DEC),
@@ -175,11 +224,13 @@ local E = {
                              expert.group.SEQUENCE, expert.severity.WARN),
   error_reply = ProtoExpert.new("mrd.error_reply", "Error reply", expert.group.RESPONSE_CODE,
                                 expert.severity.NOTE),
+  bad_histogram = ProtoExpert.new("mrd.bad_histogram", "Histogram not as specified",
+                                  expert.group.PROTOCOL, expert.severity.WARN),
   bug = ProtoExpert.new("mrd.dissector_bug", "Internal error in the mrd dissector",
                         expert.group.UNDECODED, expert.severity.ERROR),
 }
 mrd.experts = { E.malformed, E.trailing, E.too_large, E.unknown_code, E.unpaired, E.error_reply,
-                E.bug }
+                E.bad_histogram, E.bug }
 
 ------------------------------------------------------------------------------------------------
 -- Preferences
@@ -353,10 +404,6 @@ local function check_defined(item, names, value, what)
   end
 end
 
-local function read_empty(r, tree)
-  return ""
-end
-
 local function read_job_id(r, tree)
   return "job " .. r:uint(tree, F.job_id, 4, "job id")
 end
@@ -369,7 +416,7 @@ local function read_hello(r, tree)
   return software .. ", v" .. version, version
 end
 
--- HELLO's OK: version 1's layout, then (in the reply to a version 2 or 3 HELLO) u8 flags, whose
+-- HELLO's OK: version 1's layout, then (in the reply to a version 2 or later HELLO) u8 flags, whose
 -- bit 0 says the server requires AUTH. The request tells the layout; without it, the reply's
 -- version.
 local function read_hello_ok(r, tree, record)
@@ -381,7 +428,7 @@ local function read_hello_ok(r, tree, record)
   if tree then
     local item = tree:add(F.hello_flags, range)
     item:add(F.hello_auth_required, range)
-    if flags >= 2 then  -- bits 1 to 7 are 0 in versions 2 and 3 (Lua 5.2 has no bit operators)
+    if flags >= 2 then  -- bits 1 to 7 are 0 in versions 2 to 4 (Lua 5.2 has no bit operators)
       item:add_proto_expert_info(E.unknown_code, "undefined flag bits set")
     end
   end
@@ -507,24 +554,97 @@ local function read_pending(r, tree)
   return text
 end
 
-local function read_status_ok(r, tree)
+-- Whether the request a reply answers asked for details: a STATUS or STATS whose options byte
+-- has bit 0 set (their only bit; the server refuses the others).
+local function asked_for_details(record)
+  local options = record.request and record.request.options
+  return options ~= nil and options % 2 == 1
+end
+
+-- A time of a job's life: u64 Unix time in milliseconds, shown also as a UTC date (and as the
+-- generated date_field). 0 has a meaning of its own, said by zero_text.
+local function read_time(r, tree, ms_field, date_field, what, zero_text)
+  local ms, item = r:u64(tree, ms_field, what)
+  if not item then return ms end
+  if ms == 0 then
+    item:append_text(" (" .. zero_text .. ")")
+  elseif ms <= MAX_DATE_MS then
+    local seconds = math.floor(ms / 1000)
+    local millis = ms - seconds * 1000
+    item:append_text(string.format(" (%s.%03d UTC)", os.date("!%Y-%m-%d %H:%M:%S", seconds),
+                                   millis))
+    item:add(date_field, r.tvb(r.pos - 8, 8), NSTime.new(seconds, millis * 1000000))
+        :set_generated()
+  end
+  return ms
+end
+
+-- STATUS's OK to a STATUS with details (version 4), `Details`: Progress, string mapper, string
+-- reducer, string tenant, u64 input_bytes, u64 submitted_ms, started_ms, finished_ms, string
+-- failure.
+local function read_job_details(r, tree)
+  local id, text = read_progress(r, tree)
+  local mapper = r:string(tree, F.details_mapper, "mapper", MAX_NAME)
+  local reducer = r:string(tree, F.details_reducer, "reducer", MAX_NAME)
+  local tenant, _, tenant_item = r:string(tree, F.details_tenant, "tenant", MAX_NAME)
+  if tenant_item and tenant == "" then
+    tenant_item:append_text("(none: submitted without a token)")
+  end
+  r:u64(tree, F.details_input_bytes, "input_bytes")
+  -- A server with --data-dir knows no times from before its restart: 0 (section 6, STATUS).
+  read_time(r, tree, F.details_submitted_ms, F.details_submitted, "submitted_ms",
+            "unknown: restored after a restart")
+  read_time(r, tree, F.details_started_ms, F.details_started, "started_ms", "not yet")
+  read_time(r, tree, F.details_finished_ms, F.details_finished, "finished_ms", "not yet")
+  local failure, _, failure_item = r:string(tree, F.details_failure, "failure", nil, 1024)
+  if failure_item and failure == "" then failure_item:append_text("(none)") end
+  text = string.format("job %s %s, %s+%s", id, text, mapper, reducer)
+  if tenant ~= "" then text = text .. " of " .. tenant end
+  return text
+end
+
+-- STATUS's OK: Progress, or Details when the STATUS asked for them.
+local function read_status_ok(r, tree, record)
+  if asked_for_details(record) then return read_job_details(r, tree) end
   local id, text = read_progress(r, tree)
   return "job " .. id .. " " .. text
+end
+
+-- An options byte (LIST's, STATUS's, STATS's), whose only defined bit is bit 0: the byte as
+-- options_field, bit 0 under it as bit_field. Returns `meaning` ("with tenants") when the byte
+-- is exactly bit 0, else "options 0x02".
+local function read_options(r, tree, options_field, bit_field, meaning)
+  local options, item = r:uint(tree, options_field, 1, "options")
+  if item then
+    item:add(bit_field, r.tvb(r.pos - 1, 1))
+    if options >= 2 then  -- only bit 0 is defined (Lua 5.2 has no bit operators)
+      item:add_proto_expert_info(E.unknown_code, "undefined option bits set")
+    end
+  end
+  if options == 1 then return meaning end
+  return string.format("options 0x%02x", options)
 end
 
 -- LIST: an empty body (version 1), or u8 options (version 3). A body longer than one byte is
 -- refused by the server; its extra bytes are flagged as trailing.
 local function read_list(r, tree)
   if r:remaining() == 0 then return "" end
-  local options, item = r:uint(tree, F.list_options, 1, "options")
-  if item then
-    item:add(F.list_with_tenants, r.tvb(r.pos - 1, 1))
-    if options >= 2 then  -- only bit 0 is defined (Lua 5.2 has no bit operators)
-      item:add_proto_expert_info(E.unknown_code, "undefined option bits set")
-    end
-  end
-  if options == LIST_WITH_TENANTS then return "with tenants" end
-  return string.format("options 0x%02x", options)
+  return read_options(r, tree, F.list_options, F.list_with_tenants, "with tenants")
+end
+
+-- STATUS: u32 id, then (version 4) an optional u8 options. As for LIST, bytes after the options
+-- are flagged as trailing.
+local function read_status_request(r, tree)
+  local text = read_job_id(r, tree)
+  if r:remaining() == 0 then return text end
+  return text .. " " .. read_options(r, tree, F.status_options, F.status_with_details,
+                                     "with details")
+end
+
+-- STATS: an empty body (version 1), or u8 options (version 4).
+local function read_stats_request(r, tree)
+  if r:remaining() == 0 then return "" end
+  return read_options(r, tree, F.stats_options, F.stats_with_details, "with details")
 end
 
 -- Whether the rest of the body is exactly a list of (u32 id, u8 state, string tenant). Reads
@@ -571,12 +691,84 @@ local function read_job_list(r, tree)
   return count .. (count == 1 and " job" or " jobs") .. (with_tenants and ", with tenants" or "")
 end
 
--- STATS's OK: fourteen u64 counters.
-local function read_server_stats(r, tree)
+-- "250 us", "2.5 ms", "60 s": microseconds in the largest unit not above them, to at most three
+-- decimals (display only: the fields hold the exact microseconds).
+local function duration_text(us)
+  local value, unit = us, "us"
+  if us >= 1000000 then value, unit = us / 1000000, "s"
+  elseif us >= 1000 then value, unit = us / 1000, "ms" end
+  local text = string.format("%.3f", value):gsub("%.?0+$", "")
+  return text .. " " .. unit
+end
+
+-- "<= 2.5 ms", "+Inf"
+local function bound_text(raw)
+  if raw == HISTOGRAM_INF then return "+Inf" end
+  return "<= " .. duration_text(raw:tonumber())
+end
+
+-- A Histogram (STATS's details): list of (u64 upper_us, u64 count), then u64 sum_us. The bounds
+-- rise to the last one, +Inf; the counts are cumulative, so they never fall and the last is the
+-- total. A histogram that breaks these rules is flagged, and shown all the same. `noun` names
+-- what was timed ("task"). (Bounds and counts are compared as UInt64: exact up to 2^64 - 1.)
+local function read_histogram(r, tree, field, noun)
+  local start = r.pos
+  local item = tree and tree:add(field, r.tvb(start, 0))
+  local buckets = r:count(item, F.histogram_bucket_count, 16, "bucket count")
+  local last_bound, total = nil, UInt64(0)
+  r:list(item, buckets, function(i, list_tree)
+    local bound_range = r:take(8, "upper_us")
+    local count_range = r:take(8, "count")
+    local bound, count = bound_range:le_uint64(), count_range:le_uint64()
+    if list_tree then
+      local bucket = list_tree:add(r.tvb(bound_range:offset(), 16),
+        string.format("Bucket %s: %s: %s", i, bound_text(bound), tostring(count)))
+      local bound_item = bucket:add_le(F.histogram_upper_us, bound_range)
+      if bound == HISTOGRAM_INF then
+        bound_item:set_text("Upper bound (us): +Inf")
+      elseif bound >= UInt64(1000) then
+        bound_item:append_text(" (" .. duration_text(bound:tonumber()) .. ")")
+      end
+      bucket:add_le(F.histogram_count, count_range)
+      if last_bound and not (last_bound < bound) then
+        bucket:add_proto_expert_info(E.bad_histogram, "bound not above the one before")
+      end
+      if count < total then
+        bucket:add_proto_expert_info(E.bad_histogram,
+                                     "count below the one before (counts are cumulative)")
+      end
+    end
+    last_bound, total = bound, count
+  end)
+  local sum, sum_item = r:u64(item, F.histogram_sum_us, "sum_us")
+  if item then
+    if sum >= 1000 then sum_item:append_text(" (" .. duration_text(sum) .. ")") end
+    item:set_len(r.pos - start)
+    local plural = tostring(total) == "1" and "" or "s"
+    item:append_text(string.format(": %s %s%s, %s in all (%s buckets)", tostring(total), noun,
+                                   plural, duration_text(sum), buckets))
+    if buckets == 0 then
+      item:add_proto_expert_info(E.bad_histogram, "no buckets (the last one's bound is +Inf)")
+    elseif last_bound ~= HISTOGRAM_INF then
+      item:add_proto_expert_info(E.bad_histogram, "the last bucket's bound is not +Inf")
+    end
+  end
+end
+
+-- STATS's OK: fourteen u64 counters; then, when the STATS asked for details (version 4), u64
+-- workers_busy, u64 tasks_done, Histogram task_us, Histogram job_us.
+local function read_server_stats(r, tree, record)
   local values = {}
   for i, name in ipairs(STATS_COUNTERS) do values[name] = r:u64(tree, STATS_FIELDS[i], name) end
-  return string.format("up %s ms, %s jobs submitted, %s unfinished", values.uptime_ms,
-                       values.jobs_submitted, values.jobs_unfinished)
+  local text = string.format("up %s ms, %s jobs submitted, %s unfinished", values.uptime_ms,
+                             values.jobs_submitted, values.jobs_unfinished)
+  if not asked_for_details(record) then return text end
+  local busy = r:u64(tree, F.stats_workers_busy, "workers_busy")
+  local tasks_done = r:u64(tree, F.stats_tasks_done, "tasks_done")
+  read_histogram(r, tree, F.stats_task_us, "task")
+  read_histogram(r, tree, F.stats_job_us, "job")
+  return string.format("%s, %s/%s workers busy, %s tasks done", text, busy, values.workers,
+                       tasks_done)
 end
 
 -- Result kind 0: u64 count, then (string key, u64 occurrences).
@@ -653,8 +845,8 @@ local function read_error(r, tree, record)
 end
 
 local REQUEST_READERS = {
-  [OP.SUBMIT] = read_submit, [OP.FETCH] = read_job_id, [OP.STATUS] = read_job_id,
-  [OP.CANCEL] = read_job_id, [OP.LIST] = read_list, [OP.STATS] = read_empty,
+  [OP.SUBMIT] = read_submit, [OP.FETCH] = read_job_id, [OP.STATUS] = read_status_request,
+  [OP.CANCEL] = read_job_id, [OP.LIST] = read_list, [OP.STATS] = read_stats_request,
   [OP.HELLO] = read_hello, [OP.AUTH] = read_auth,
 }
 
@@ -678,7 +870,7 @@ local OK_READERS = {
 local streams = {}      -- TCP stream key -> { server_port, queue, head, tail, lost_from,
                        --                   first_frame, found_by_heuristic }
 local pdu_records = {}  -- "frame:rank" -> { frame, code, is_request, job_id, hello_version,
-                       --                  request, reply_frame }
+                       --                  options, request, reply_frame }
 
 function mrd.init()  -- a new capture file: forget the old one
   streams = {}
@@ -717,10 +909,23 @@ local function next_pdu_rank(pinfo)
   return rank
 end
 
--- A FETCH, STATUS or CANCEL names a job; its reply's summary mentions it too.
+-- A FETCH, STATUS or CANCEL names a job; its reply's summary mentions it too. (A STATUS may
+-- have an options byte after the id: version 4.)
 local function request_job_id(tvb, code)
   local names_job = code == OP.FETCH or code == OP.STATUS or code == OP.CANCEL
-  if names_job and tvb:len() == HEADER_SIZE + 4 then return tvb(HEADER_SIZE, 4):le_uint() end
+  local length = tvb:len() - HEADER_SIZE
+  if names_job and (length == 4 or (code == OP.STATUS and length == 5)) then
+    return tvb(HEADER_SIZE, 4):le_uint()
+  end
+end
+
+-- A STATUS's or STATS's options byte (version 4) tells the layout of its OK: with bit 0, the
+-- details (see asked_for_details). Nil without the byte, or for a body of the wrong length (the
+-- server answers BAD_REQUEST, whose layout does not depend on it).
+local function request_options(tvb, code)
+  local length = tvb:len() - HEADER_SIZE
+  if code == OP.STATUS and length == 5 then return tvb(HEADER_SIZE + 4, 1):uint() end
+  if code == OP.STATS and length == 1 then return tvb(HEADER_SIZE, 1):uint() end
 end
 
 -- A HELLO asks for a protocol version; the layout of its OK depends on it (flags from 2 on).
@@ -740,6 +945,7 @@ local function pdu_record(tvb, pinfo, stream, rank, is_request)
   if is_request then
     record.job_id = request_job_id(tvb, code)
     record.hello_version = request_hello_version(tvb, code)
+    record.options = request_options(tvb, code)
     stream.tail = stream.tail + 1
     stream.queue[stream.tail] = record
   elseif stream.head <= stream.tail then
@@ -932,8 +1138,10 @@ end
 -- Heuristic: recognise a stream by its first request (off unless the preference is set)
 ------------------------------------------------------------------------------------------------
 
--- Exact body lengths of the fixed-size requests. (LIST's is 0, or 1 from version 3 on.)
-local FIXED_BODY_LENGTH = { [OP.FETCH] = 4, [OP.STATUS] = 4, [OP.CANCEL] = 4, [OP.STATS] = 0 }
+-- Exact body lengths of the fixed-size requests, and the longest of those with an options byte
+-- (LIST from version 3 on, STATUS and STATS from version 4 on): 0 or 1, 4 or 5.
+local FIXED_BODY_LENGTH = { [OP.FETCH] = 4, [OP.CANCEL] = 4 }
+local OPTIONAL_BYTE_BODY_LENGTH = { [OP.LIST] = 1, [OP.STATUS] = 5, [OP.STATS] = 1 }
 -- Smallest SUBMIT body: two empty names, the options, an empty key, a kind, an empty list.
 local MIN_SUBMIT_BODY = 8 + 8 + 8 + 4 + 4 + 4 + 8 + 1 + 8
 
@@ -945,7 +1153,8 @@ local function looks_like_request(tvb)
   local opcode = tvb(0, 1):uint()
   local length = tvb(1, 4):le_uint()
   if FIXED_BODY_LENGTH[opcode] then return length == FIXED_BODY_LENGTH[opcode] end
-  if opcode == OP.LIST then return length <= 1 end
+  local longest = OPTIONAL_BYTE_BODY_LENGTH[opcode]
+  if longest then return length == longest or length == longest - 1 end
   if opcode == OP.HELLO then
     return length >= 10 and length <= MAX_SMALL_BODY
            and (tvb:len() < 7 or tvb(5, 2):le_uint() >= 1)

@@ -85,6 +85,9 @@ void request_body_corpus() {
   write("request_body_fuzz", "hello", byte(2) + encode(Hello{1, ""}));
   write("request_body_fuzz", "auth", byte(3) + encode(AuthRequest{"s3cret"}));
   write("request_body_fuzz", "list-options", byte(4) + encode(ListRequest{kListWithTenants}));
+  write("request_body_fuzz", "status-options",
+        byte(5) + encode(StatusRequest{7, kStatusWithDetails}));
+  write("request_body_fuzz", "stats-options", byte(6) + encode(StatsRequest{kStatsWithDetails}));
 }
 
 void reply_body_corpus() {
@@ -109,6 +112,22 @@ void reply_body_corpus() {
   write(
       "reply_body_fuzz", "list-tenants",
       byte(9) + encode(TenantJobList{{{7, JobState::kDone, "alice"}, {8, JobState::kQueued, ""}}}));
+  write("reply_body_fuzz", "details",
+        byte(10) + encode(JobDetails{{7, JobState::kDone, 4, 4, 2, 2},
+                                     "words",
+                                     "sum",
+                                     "alice",
+                                     66,
+                                     1764576000000,
+                                     1764576000012,
+                                     1764576000250,
+                                     ""}));
+  write("reply_body_fuzz", "detailed-stats",
+        byte(11) + encode(DetailedStats{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
+                                        1,
+                                        3,
+                                        {{{100, 2}, {UINT64_MAX, 3}}, 460},
+                                        {{{UINT64_MAX, 1}}, 600}}));
 }
 
 /// What write_task_message puts on a pipe, read back from a memfd.

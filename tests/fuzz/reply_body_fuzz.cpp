@@ -27,6 +27,8 @@ constexpr bool (*kDecoders[])(std::string_view) = {
     check_round_trip<HelloReply>,     // 7: HELLO of version 2
     check_round_trip<AuthReply>,      // 8: AUTH
     check_round_trip<TenantJobList>,  // 9: LIST with tenants (version 3)
+    check_round_trip<JobDetails>,     // 10: STATUS with details (version 4)
+    check_round_trip<DetailedStats>,  // 11: STATS with details (version 4)
 };
 
 }  // namespace

@@ -22,6 +22,8 @@ constexpr bool (*kDecoders[])(std::string_view) = {
     check_round_trip<Hello>,          // 2: HELLO
     check_round_trip<AuthRequest>,    // 3: AUTH
     check_round_trip<ListRequest>,    // 4: LIST with options (version 3)
+    check_round_trip<StatusRequest>,  // 5: STATUS with options (version 4)
+    check_round_trip<StatsRequest>,   // 6: STATS with options (version 4)
 };
 
 }  // namespace
