@@ -20,6 +20,7 @@ packages=(
   clang libclang-rt-14-dev    # libFuzzer targets (tests/fuzz)
   pkg-config libcpp-httplib-dev nlohmann-json3-dev  # mrd-web: HTTP server, JSON bodies
   curl                        # mrd-web's test (and docs/http.md's examples)
+  chromium chromium-driver python3-selenium  # mrd-web's page in a real browser (web_page_test)
   "$@"
 )
 

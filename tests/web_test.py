@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import email.message
+import email.utils
 import hashlib
 import json
 import math
@@ -748,6 +749,46 @@ class TestJobsApi(WebTestCase):
         for job in jobs:
             self.assertEqual(set(job), {"id", "state", "tenant"}, job)
             self.assertIn(job["state"], STATES)
+        # details=0, and limit without details=1, change nothing.
+        self.assertEqual(self.call("GET", "/api/jobs?details=0&limit=1", expect=200), jobs)
+        self.assertEqual(self.call("GET", "/api/jobs?limit=1", expect=200), jobs)
+
+    def test_list_with_details(self) -> None:
+        done = [self.submit({"mapper": "words", "text": f"listed with details {i}"})
+                for i in range(3)]
+        for job_id in done:
+            self.wait_until_finished(job_id)
+        hanging = self.submit(HANGING_JOB)
+        self.cancel_when_done(hanging)
+        self.wait_for_state(hanging, "mapping")
+        listed = self.call("GET", "/api/jobs?details=1", expect=200)
+        self.assertIsInstance(listed, list)
+        ids = [job["id"] for job in listed]
+        self.assertEqual(ids, sorted(ids, reverse=True), "newest first")
+        self.assertEqual(ids[0], hanging, "the newest job is the last submitted")
+        everyone = [job["id"] for job in self.call("GET", "/api/jobs", expect=200)]
+        self.assertEqual(ids, sorted(everyone, reverse=True)[:50], "the newest 50 of LIST")
+        for job in listed:  # other tests' jobs among them
+            self.assertEqual(set(job), DETAILS_KEYS, job)
+            self.check_progress_fields(job, job["id"])
+        by_id = {job["id"]: job for job in listed}
+        for job_id in done:  # finished: the same as GET /api/jobs/ID says
+            self.assertEqual(by_id[job_id], self.call("GET", f"/api/jobs/{job_id}", expect=200))
+        for job_id in done + [hanging]:
+            self.check_details(by_id[job_id], job_id)
+        self.assertIn(by_id[hanging]["state"], UNFINISHED)
+        self.assertEqual(by_id[hanging]["mapper"], "test-hang")
+
+        newest_two = self.call("GET", "/api/jobs?details=1&limit=2", expect=200)
+        self.assertEqual([job["id"] for job in newest_two], ids[:2])
+        self.assertEqual(newest_two[1], by_id[ids[1]])
+        self.assertEqual(len(self.call("GET", "/api/jobs?details=1&limit=1000", expect=200)),
+                         min(len(everyone), 1000))
+        for query, field in (("details=1&limit=0", "limit"), ("details=1&limit=1001", "limit"),
+                             ("details=1&limit=ten", "limit"), ("details=1&limit=", "limit"),
+                             ("details=1&limit=-1", "limit"), ("details=yes", "details")):
+            with self.subTest(query=query):
+                self.assertIn(field, self.error("GET", f"/api/jobs?{query}", expect=400))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1299,6 +1340,7 @@ class TestTenants(WebTestCase):
                                        ("POST", "/multiply", {"matrix_a": [[1]],
                                                               "matrix_b": [[1]]}),
                                        ("GET", "/api/jobs", None), ("GET", "/tasks", None),
+                                       ("GET", "/api/jobs?details=1", None),
                                        ("GET", f"/api/jobs/{job_id}", None),
                                        ("GET", f"/api/jobs/{job_id}/result", None),
                                        ("DELETE", f"/api/jobs/{job_id}", None)):
@@ -1337,12 +1379,20 @@ class TestTenants(WebTestCase):
                                              token=ALICE_TOKEN)["tasks"]]
         self.assertIn(alices, alice_tasks)
         self.assertNotIn(bobs, alice_tasks)
+        alice_details = self.call("GET", "/api/jobs?details=1", expect=200, token=ALICE_TOKEN)
+        self.assertEqual([job["id"] for job in alice_details],
+                         sorted((job["id"] for job in alice_list), reverse=True))
+        self.assertEqual({job["tenant"] for job in alice_details}, {"alice"})
         bob_list = self.call("GET", "/api/jobs", expect=200, token=BOB_TOKEN)
         self.assertIn({"id": bobs, "state": "done", "tenant": "bob"}, bob_list)
         self.assertNotIn(alices, [job["id"] for job in bob_list])
 
         # ops, an admin, sees everyone's; its token is the request's own here.
         every = self.call("GET", "/api/jobs", expect=200, token=OPS_TOKEN)
+        every_details = self.call("GET", "/api/jobs?details=1&limit=1000", expect=200,
+                                  token=OPS_TOKEN)
+        self.assertEqual({job["tenant"] for job in every_details} & {"alice", "bob"},
+                         {"alice", "bob"})
         self.assertIn({"id": alices, "state": "done", "tenant": "alice"}, every)
         self.assertIn({"id": bobs, "state": "done", "tenant": "bob"}, every)
         self.assertEqual(self.state(bobs, OPS_TOKEN), "done")
@@ -1441,6 +1491,46 @@ class TestHttps(WebTestCase):
         self.assertEqual(refused.returncode, 2, refused.stderr)
         self.assertIn(b"refusing to serve plain HTTP on 0.0.0.0", refused.stderr)
         self.assertIn(b"--insecure", refused.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# 8. The page's files (the page itself, in a browser: tests/web_page_test.py)
+# --------------------------------------------------------------------------------------------
+
+
+class TestPageFiles(WebTestCase):
+
+    def test_served_with_their_types_and_never_cached_unasked(self) -> None:
+        for path, content_type in (("/", "text/html; charset=utf-8"),
+                                   ("/page.js", "text/javascript; charset=utf-8"),
+                                   ("/page.css", "text/css; charset=utf-8")):
+            with self.subTest(path=path):
+                reply = http(self.web.port, "GET", path)
+                self.assertEqual(reply.status, 200, reply.body[:300])
+                self.assertEqual(reply.headers.get("Content-Type"), content_type)
+                self.assertEqual(reply.headers.get("Cache-Control"), "no-cache")
+                self.assertEqual(reply.headers.get("X-Content-Type-Options"), "nosniff")
+                self.assertIn("default-src 'self'",
+                              reply.headers.get("Content-Security-Policy") or "")
+                self.assertGreater(len(reply.body), 500)
+                # Nothing from another site: no address but the SVG namespace's name.
+                addresses = set(re.findall(rb"(?:https?:)?//[A-Za-z0-9.-]+\.[A-Za-z]+",
+                                           reply.body))
+                self.assertLessEqual(addresses, {b"http://www.w3.org"}, addresses)
+        page = http(self.web.port, "GET", "/").body
+        self.assertEqual(set(re.findall(rb'(?:src|href)="(/[^"]*)"', page)),
+                         {b"/page.js", b"/page.css"})
+        self.error("GET", "/pagexjs", expect=404)  # a name, not a pattern
+        self.error("GET", "/index.html", expect=404)
+
+    def test_every_answer_has_a_date(self) -> None:
+        """RFC 9110's Date, which the page reckons ages by: on pages, JSON and errors."""
+        for path in ("/", "/api/jobs", "/api/stats", "/no-such-route", "/api/jobs/x"):
+            with self.subTest(path=path):
+                reply = http(self.web.port, "GET", path)
+                date = email.utils.parsedate_to_datetime(reply.headers.get("Date"))
+                self.assertLess(abs(date.timestamp() - time.time()), 5, reply.headers.get("Date"))
+                self.assertTrue(reply.headers.get("Date").endswith(" GMT"))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <future>
 #include <optional>
 #include <string>
@@ -17,6 +20,7 @@
 #include "client/text_output.hpp"
 #include "client/web/json_requests.hpp"
 #include "client/web/mrd_servers.hpp"
+#include "client/web/page_assets.hpp"
 #include "client/web/prometheus_metrics.hpp"
 
 namespace mrd::web {
@@ -142,6 +146,54 @@ std::string progress_fields(const protocol::JobProgress& p) {
          ", \"reduce_total\": " + std::to_string(p.reduce_total);
 }
 
+/// GET /api/jobs?details=1&limit=N: at most this many jobs, and that many when N is not given.
+constexpr std::uint32_t kMaxDetailsLimit = 1000;
+constexpr std::uint32_t kDefaultDetailsLimit = 50;
+
+/// For GET /api/jobs: with `details=1`, how many jobs to describe (`limit`, 1 to 1000, default
+/// 50); nullopt without `details` (or with `details=0`), where `limit` is not read either and the
+/// route answers as it always has.
+std::optional<std::uint32_t> details_limit_of(const Request& request) {
+  const auto details = request.get_param_value("details");
+  if (!request.has_param("details") || details == "0") return std::nullopt;
+  if (details != "1") throw BadBody("details: 1 or 0, not \"" + details + "\"");
+  if (!request.has_param("limit")) return kDefaultDetailsLimit;
+  const auto text = request.get_param_value("limit");
+  std::uint32_t limit = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), limit);
+  if (error != std::errc() || end != text.data() + text.size() || limit < 1 ||
+      limit > kMaxDetailsLimit) {
+    throw BadBody("limit \"" + text + "\": a number from 1 to " + std::to_string(kMaxDetailsLimit));
+  }
+  return limit;
+}
+
+/// The newest `limit` jobs `mrd`'s caller may see, newest first, each as GET /api/jobs/ID
+/// describes it: LIST, then STATUS with details for each, on the one connection. A job that
+/// went between the two (its result evicted) is left out.
+std::string newest_job_details_json(client::Connection& mrd, std::uint32_t limit) {
+  auto jobs = mrd.list().jobs;
+  // Ids are handed out in increasing order: the highest are the newest.
+  std::sort(jobs.begin(), jobs.end(), [](const auto& a, const auto& b) { return a.id > b.id; });
+  if (jobs.size() > limit) jobs.resize(limit);
+  std::string out = "[";
+  bool first = true;
+  for (const auto& job : jobs) {
+    std::string details;
+    try {
+      details = inner(client::job_details_json(mrd.details(job.id)));
+    } catch (const client::ClientError& e) {
+      const auto status = e.server_status();
+      if (status == Status::kJobExpired || status == Status::kUnknownJob) continue;
+      throw;
+    }
+    out += (first ? "\n  " : ",\n  ") + details;
+    first = false;
+  }
+  out += first ? "]" : "\n]";
+  return out;
+}
+
 /// Bodies being parsed at once may hold this many times their size in JSON values (nlohmann
 /// keeps each value in 16 bytes or more, plus its containers): the bytes being parsed are
 /// counted, and a request past the budget is asked to come back (503) rather than parsed.
@@ -235,8 +287,11 @@ void add_api_routes(httplib::Server& http, const MrdServers& servers, ParseBudge
                      "/api/jobs/");
             }));
   http.Get("/api/jobs", guarded([&servers](const Request& request, Response& response) {
-             reply_json(response, 200,
-                        client::job_list_json(servers.for_caller(bearer_of(request)).list()));
+             auto mrd = servers.for_caller(bearer_of(request));
+             if (const auto limit = details_limit_of(request)) {
+               return reply_json(response, 200, newest_job_details_json(mrd, *limit));
+             }
+             reply_json(response, 200, client::job_list_json(mrd.list()));
            }));
   http.Get(R"(/api/jobs/([^/]+))", guarded([&servers](const Request& request, Response& response) {
              const auto id = job_id_of(request);
@@ -346,6 +401,20 @@ void add_operator_routes(httplib::Server& http, const MrdServers& servers) {
            }));
 }
 
+/// `time` as an HTTP date: "Sun, 06 Nov 1994 08:49:37 GMT".
+std::string http_date(std::time_t time) {
+  std::tm utc{};
+  gmtime_r(&time, &utc);
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  char text[40];
+  std::snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[utc.tm_wday],
+                utc.tm_mday, kMonths[utc.tm_mon], utc.tm_year + 1900, utc.tm_hour, utc.tm_min,
+                utc.tm_sec);
+  return text;
+}
+
 }  // namespace
 
 void add_routes(httplib::Server& http, const MrdServers& servers, std::uint64_t max_body_bytes) {
@@ -355,6 +424,12 @@ void add_routes(httplib::Server& http, const MrdServers& servers, std::uint64_t 
   add_api_routes(http, servers, budget);
   add_course_routes(http, servers, budget);
   add_operator_routes(http, servers);
+  add_page_routes(http);
+  // Every answer says when it was made (RFC 9110, section 6.6.1): the page reckons the age of
+  // jobs by the server's clock rather than the browser's.
+  http.set_post_routing_handler([](const Request&, Response& response) {
+    response.set_header("Date", http_date(std::time(nullptr)));
+  });
   // A chunked body has no length to check against the limit before it is read: refused.
   http.set_pre_routing_handler([](const Request& request, Response& response) {
     const auto encoding = request.get_header_value("Transfer-Encoding");
