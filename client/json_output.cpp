@@ -72,13 +72,17 @@ std::string result_json(const protocol::JobResult& result, std::size_t top) {
   return statistics_json(std::get<protocol::Statistics>(result));
 }
 
-std::string job_status_json(const protocol::JobProgress& p) {
-  return "{\"id\": " + std::to_string(p.id) +
-         ", \"state\": " + json_string(protocol::to_string(p.state)) +
-         ", \"map_done\": " + std::to_string(p.map_done) +
+std::string progress_counts_json(const protocol::JobProgress& p) {
+  return "\"map_done\": " + std::to_string(p.map_done) +
          ", \"map_total\": " + std::to_string(p.map_total) +
          ", \"reduce_done\": " + std::to_string(p.reduce_done) +
-         ", \"reduce_total\": " + std::to_string(p.reduce_total) + "}\n";
+         ", \"reduce_total\": " + std::to_string(p.reduce_total);
+}
+
+std::string job_status_json(const protocol::JobProgress& p) {
+  return "{\"id\": " + std::to_string(p.id) +
+         ", \"state\": " + json_string(protocol::to_string(p.state)) + ", " +
+         progress_counts_json(p) + "}\n";
 }
 
 std::string job_list_json(const protocol::TenantJobList& list) {
@@ -141,14 +145,12 @@ std::string job_details_json(const protocol::JobDetails& d) {
 }
 
 std::string detailed_stats_json(const protocol::DetailedStats& stats) {
-  auto out = server_stats_json(stats.counters);
-  // server_stats_json ends with "\n}\n": one field per line, as there.
-  while (!out.empty() && (out.back() == '\n' || out.back() == '}'))
-    out.pop_back();
-  return out + ",\n  \"workers_busy\": " + std::to_string(stats.workers_busy) +
-         ",\n  \"tasks_done\": " + std::to_string(stats.tasks_done) +
-         ",\n  \"task_us\": " + histogram_json(stats.task_us) +
-         ",\n  \"job_us\": " + histogram_json(stats.job_us) + "\n}\n";
+  // One field per line, as server_stats_json writes them.
+  return with_fields(server_stats_json(stats.counters),
+                     ",\n  \"workers_busy\": " + std::to_string(stats.workers_busy) +
+                         ",\n  \"tasks_done\": " + std::to_string(stats.tasks_done) +
+                         ",\n  \"task_us\": " + histogram_json(stats.task_us) +
+                         ",\n  \"job_us\": " + histogram_json(stats.job_us) + "\n");
 }
 
 }  // namespace mrd::client

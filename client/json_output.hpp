@@ -29,6 +29,10 @@ std::string matrix_rows_json(const protocol::Matrix& matrix);
 /// Whichever of the above fits the result; `top` applies to counts only.
 std::string result_json(const protocol::JobResult& result, std::size_t top);
 
+/// "map_done": 3, "map_total": 10, "reduce_done": 0, "reduce_total": 2: the fields alone, for
+/// an object of the caller's (mrd-web's course routes).
+std::string progress_counts_json(const protocol::JobProgress& progress);
+
 /// {"id": 7, "state": "mapping", "map_done": 3, "map_total": 10, ...}
 std::string job_status_json(const protocol::JobProgress& progress);
 

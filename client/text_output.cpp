@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <initializer_list>
 #include <variant>
 
 #include "client/server_stats_fields.hpp"
@@ -96,16 +97,30 @@ std::string job_list_text(const protocol::TenantJobList& list) {
   return out;
 }
 
-std::string server_stats_text(const protocol::ServerStats& stats) {
+namespace {
+
+/// The counters of STATS, then `more`, one per line, names padded to one width.
+std::string detailed_stats_lines(
+    const protocol::ServerStats& stats,
+    std::initializer_list<std::pair<std::string_view, std::uint64_t>> more) {
   const auto fields = server_stats_fields(stats);
   std::size_t width = 0;
   for (const auto& [name, value] : fields)
     width = std::max(width, name.size());
+  for (const auto& [name, value] : more)
+    width = std::max(width, name.size());
   std::string out;
-  for (const auto& [name, value] : fields) {
+  for (const auto& [name, value] : fields)
     out += pad_right(name, width) + "  " + std::to_string(value) + '\n';
-  }
+  for (const auto& [name, value] : more)
+    out += pad_right(name, width) + "  " + std::to_string(value) + '\n';
   return out;
+}
+
+}  // namespace
+
+std::string server_stats_text(const protocol::ServerStats& stats) {
+  return detailed_stats_lines(stats, {});
 }
 
 namespace {
@@ -146,24 +161,12 @@ std::string job_details_text(const protocol::JobDetails& d) {
 }
 
 std::string detailed_stats_text(const protocol::DetailedStats& stats) {
-  const auto count_of = [](const protocol::Histogram& h) {
-    return h.buckets.empty() ? std::uint64_t{0} : h.buckets.back().count;
-  };
-  const std::pair<std::string_view, std::uint64_t> more[] = {
-      {"workers_busy", stats.workers_busy},       {"tasks_done", stats.tasks_done},
-      {"task_us_count", count_of(stats.task_us)}, {"task_us_sum", stats.task_us.sum_us},
-      {"job_us_count", count_of(stats.job_us)},   {"job_us_sum", stats.job_us.sum_us},
-  };
-  const auto fields = server_stats_fields(stats.counters);
-  std::size_t width = 0;
-  for (const auto& [name, value] : fields)
-    width = std::max(width, name.size());
-  std::string out;
-  for (const auto& [name, value] : fields)
-    out += pad_right(name, width) + "  " + std::to_string(value) + '\n';
-  for (const auto& [name, value] : more)
-    out += pad_right(name, width) + "  " + std::to_string(value) + '\n';
-  return out;
+  return detailed_stats_lines(stats.counters, {{"workers_busy", stats.workers_busy},
+                                               {"tasks_done", stats.tasks_done},
+                                               {"task_us_count", stats.task_us.count()},
+                                               {"task_us_sum", stats.task_us.sum_us},
+                                               {"job_us_count", stats.job_us.count()},
+                                               {"job_us_sum", stats.job_us.sum_us}});
 }
 
 }  // namespace mrd::client

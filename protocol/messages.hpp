@@ -239,6 +239,8 @@ struct Histogram {
   };
   std::vector<Bucket> buckets;
   std::uint64_t sum_us = 0;
+  /// How many durations in all: the last (unbounded) bucket's cumulative count.
+  std::uint64_t count() const { return buckets.empty() ? 0 : buckets.back().count; }
   bool operator==(const Histogram&) const = default;
 };
 

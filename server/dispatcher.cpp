@@ -463,8 +463,11 @@ void Dispatcher::dispatch() {
 
 void Dispatcher::publish_busy_workers() {
   if (!config_.activity) return;
-  config_.activity->workers_busy = static_cast<std::uint64_t>(std::count_if(
-      in_flight_.begin(), in_flight_.end(), [](const auto& t) { return t.has_value(); }));
+  // A relaxed store: STATS reads a figure, nothing is ordered by it.
+  config_.activity->workers_busy.store(
+      static_cast<std::uint64_t>(std::count_if(in_flight_.begin(), in_flight_.end(),
+                                               [](const auto& t) { return t.has_value(); })),
+      std::memory_order_relaxed);
 }
 
 void Dispatcher::start_next_task(unsigned slot) {

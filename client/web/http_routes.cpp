@@ -128,22 +128,20 @@ std::optional<std::string> bearer_of(const Request& request) {
   return value.substr(kScheme.size());
 }
 
+/// `text`, all of it, as a u32; nullopt if it is anything else.
+std::optional<std::uint32_t> whole_u32(const std::string& text) {
+  std::uint32_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
 /// The job id in the route's path (its first capture).
 std::uint32_t job_id_of(const Request& request) {
   const std::string text = request.matches[1];
-  std::uint32_t id = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
-  if (error != std::errc() || end != text.data() + text.size()) {
-    throw BadBody("job id \"" + text + "\": not a job id (a number from 1 to 4294967295)");
-  }
-  return id;
-}
-
-std::string progress_fields(const protocol::JobProgress& p) {
-  return "\"map_done\": " + std::to_string(p.map_done) +
-         ", \"map_total\": " + std::to_string(p.map_total) +
-         ", \"reduce_done\": " + std::to_string(p.reduce_done) +
-         ", \"reduce_total\": " + std::to_string(p.reduce_total);
+  const auto id = whole_u32(text);
+  if (!id) throw BadBody("job id \"" + text + "\": not a job id (a number from 1 to 4294967295)");
+  return *id;
 }
 
 /// GET /api/jobs?details=1&limit=N: at most this many jobs, and that many when N is not given.
@@ -159,13 +157,11 @@ std::optional<std::uint32_t> details_limit_of(const Request& request) {
   if (details != "1") throw BadBody("details: 1 or 0, not \"" + details + "\"");
   if (!request.has_param("limit")) return kDefaultDetailsLimit;
   const auto text = request.get_param_value("limit");
-  std::uint32_t limit = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), limit);
-  if (error != std::errc() || end != text.data() + text.size() || limit < 1 ||
-      limit > kMaxDetailsLimit) {
+  const auto limit = whole_u32(text);
+  if (!limit || *limit < 1 || *limit > kMaxDetailsLimit) {
     throw BadBody("limit \"" + text + "\": a number from 1 to " + std::to_string(kMaxDetailsLimit));
   }
-  return limit;
+  return *limit;
 }
 
 /// The newest `limit` jobs `mrd`'s caller may see, newest first, each as GET /api/jobs/ID
@@ -196,7 +192,7 @@ std::string newest_job_details_json(client::Connection& mrd, std::uint32_t limit
 
 /// Bodies being parsed at once may hold this many times their size in JSON values (nlohmann
 /// keeps each value in 16 bytes or more, plus its containers): the bytes being parsed are
-/// counted, and a request past the budget is asked to come back (503) rather than parsed.
+/// counted, and a request past the budget is asked to come back (429) rather than parsed.
 class ParseBudget {
  public:
   explicit ParseBudget(std::uint64_t bytes) : limit_(bytes) {}
@@ -259,8 +255,9 @@ void result(const MrdServers& servers, const Request& request, Response& respons
     case Status::kPending: {
       const auto& p = *outcome.progress;
       const auto state = protocol::to_string(p.state);
-      return reply_json(response, 202,
-                        job_json(names, id, state, course ? "" : ", " + progress_fields(p)));
+      return reply_json(
+          response, 202,
+          job_json(names, id, state, course ? "" : ", " + client::progress_counts_json(p)));
     }
     case Status::kJobCancelled: return reply_json(response, 200, job_json(names, id, "cancelled"));
     case Status::kUnknownJob:
@@ -320,7 +317,7 @@ void add_course_routes(httplib::Server& http, const MrdServers& servers, ParseBu
              const auto p = servers.for_caller(bearer_of(request)).status(id);
              reply_json(response, 200,
                         job_json(kCourseNames, id, protocol::to_string(p.state),
-                                 ", \"progress\": {" + progress_fields(p) + "}"));
+                                 ", \"progress\": {" + client::progress_counts_json(p) + "}"));
            }));
   http.Get("/tasks", guarded([&servers](const Request& request, Response& response) {
              const auto list = servers.for_caller(bearer_of(request)).list();

@@ -102,7 +102,7 @@ void histogram(std::string& out, const std::vector<ServerScrape>& scrapes, std::
       sample(out, base + "_bucket", label + ",le=\"" + le + "\"", double(bucket.count));
     }
     sample(out, base + "_sum", label, double(h.sum_us) / 1e6);
-    sample(out, base + "_count", label, double(h.buckets.empty() ? 0 : h.buckets.back().count));
+    sample(out, base + "_count", label, double(h.count()));
   }
 }
 
