@@ -204,7 +204,7 @@ TEST(Auth, TokensAreNotStoredInTheDataDirectory) {
 
 TEST(Auth, ProtectedModeRefusesToListenBeyondLoopbackWithoutTokens) {
   std::string output;
-  const std::string mrd = MRD_BINARY;
+  const std::string mrd = mrd_binary();
   EXPECT_EQ(run(mrd + " --listen 0.0.0.0:0", output), 8);
   EXPECT_NE(output.find("refusing to listen on 0.0.0.0 without --auth-file"), std::string::npos)
       << output;
@@ -233,7 +233,7 @@ TEST(Auth, ABadAuthFileStopsTheServerWithTheLine) {
   TempDir dir;
   const auto path = (dir.path() / "tokens").string();
   std::string output;
-  const std::string mrd = std::string(MRD_BINARY) + " --listen 127.0.0.1:0 --auth-file " + path;
+  const std::string mrd = mrd_binary() + " --listen 127.0.0.1:0 --auth-file " + path;
   std::ofstream(path) << "# ok\nalice user " << sha256_hex("x") << "\nbob owner " << sha256_hex("y")
                       << "\n";
   EXPECT_EQ(run(mrd, output), 8);
@@ -252,8 +252,7 @@ TEST(Auth, MrctlSendsItsTokenFromAFileOrTheEnvironment) {
   std::ofstream(token_file) << kAliceToken << "\n";
   const auto input = (dir.path() / "in.txt").string();
   std::ofstream(input) << "to be or not to be\n";
-  const auto mrctl =
-      std::string(MRCTL_BINARY) + " --server 127.0.0.1:" + std::to_string(server.port()) + " ";
+  const auto mrctl = mrctl_binary() + " --server 127.0.0.1:" + std::to_string(server.port()) + " ";
   std::string output;
   EXPECT_EQ(run(mrctl + "wordcount " + input, output), 5);
   EXPECT_NE(output.find("needs a token: give it with --token-file FILE or MRD_TOKEN"),

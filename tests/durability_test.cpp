@@ -83,7 +83,7 @@ StartUp start_up(const std::vector<std::string>& extra_args) {
   TempDir dir;
   const auto port_file = (dir.path() / "port").string();
   const auto log_file = (dir.path() / "log").string();
-  std::vector<std::string> args{MRD_BINARY, "--listen", "127.0.0.1:0", "--port-file", port_file};
+  std::vector<std::string> args{mrd_binary(), "--listen", "127.0.0.1:0", "--port-file", port_file};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (auto& a : args)

@@ -246,11 +246,12 @@ pid_t start_worker(const std::string& server, int& fd) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
     throw std::runtime_error("socketpair");
+  const std::string mrd = mrd_binary();  // before fork: the child only execs
   const pid_t pid = fork();
   if (pid == 0) {
     dup2(pair[1], 3);  // without close-on-exec
     setenv("MRD_SERVER_PID", server.c_str(), 1);
-    execl(MRD_BINARY, MRD_BINARY, "--worker-fd", "3", static_cast<char*>(nullptr));
+    execl(mrd.c_str(), mrd.c_str(), "--worker-fd", "3", static_cast<char*>(nullptr));
     _exit(127);
   }
   ::close(pair[1]);

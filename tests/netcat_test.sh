@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs every recipe of docs/protocol.md (section 9), in order, against a fresh mrd, and checks that
-# each prints exactly what the document says. Usage: netcat_test.sh MRD_BINARY DOCS/protocol.md
+# each prints exactly what the document says.
+#   netcat_test.sh [MRD [DOCS/protocol.md]]
+# MRD defaults to $MRD_BINARY, the document to the repository's docs/protocol.md.
 set -euo pipefail
-mrd=$1
-doc=$2
+mrd=${1:-${MRD_BINARY:-}}
+doc=${2:-$(dirname "$0")/../docs/protocol.md}
+[[ -n $mrd ]] || { echo "usage: $0 MRD [DOCS/protocol.md]   (or MRD_BINARY=... $0)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
 

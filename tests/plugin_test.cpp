@@ -101,7 +101,7 @@ TEST(Plugins, MrctlSubmitRunsAPluginJobOnAFile) {
   const auto file = (dir.path() / "words.txt").string();
   std::ofstream(file) << "abc 12\n";
   const auto output =
-      run(std::string(MRCTL_BINARY) + " -q --server 127.0.0.1:" + std::to_string(server.port()) +
+      run(mrctl_binary() + " -q --server 127.0.0.1:" + std::to_string(server.port()) +
           " submit --mapper char-classes --reducer sum --documents " + file + "; echo exit=$?");
   EXPECT_EQ(output, "3  letter\n2  digit\n2  space\nexit=0\n");
 }
@@ -119,7 +119,7 @@ TEST(Plugins, AMissingFileOrAWrongSdkVersionStopsTheServerWithAClearMessage) {
   EXPECT_EQ(start_and_get_exit_status({"--plugin", "/nonexistent/libnothing.so"}), 1);
   EXPECT_EQ(start_and_get_exit_status({"--plugin", MRD_WRONG_SDK_PLUGIN}), 1);
   // The message, from the binary itself:
-  const std::string command = std::string(MRD_BINARY) + " --plugin " + MRD_WRONG_SDK_PLUGIN +
+  const std::string command = mrd_binary() + " --plugin " + MRD_WRONG_SDK_PLUGIN +
                               " --listen 127.0.0.1:0 2>&1; echo exit=$?";
   const auto output = run(command);
   EXPECT_NE(output.find("was built for SDK version 2; this mrd loads version 1"), std::string::npos)

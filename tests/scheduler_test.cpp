@@ -102,7 +102,7 @@ TEST(Scheduler, AWorkerKilledAtAnyMomentOfItsTaskIsRetried) {
 TEST(Scheduler, AReplacementThatCannotStartIsRetriedWhileTheServerServes) {
   TempDir dir;
   const auto binary = dir.path() / "mrd";
-  std::filesystem::copy_file(MRD_BINARY, binary);
+  std::filesystem::copy_file(mrd_binary(), binary);
   ServerProcess server({"--workers", "1"}, kCapped, binary.string());
   RawClient client(server.port());
   // The executable goes away: no replacement can start.

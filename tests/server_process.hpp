@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -70,6 +71,30 @@ struct ProcessLimits {
   std::uint64_t open_files = 0;
 };
 
+/// The programs the tests run: the environment's MRD_BINARY and MRCTL_BINARY when set and not
+/// empty, else the ones this build made (MRD_BUILT_BINARY and MRCTL_BUILT_BINARY, defined by
+/// tests/CMakeLists.txt). The variables run the repository's tests against another build, a
+/// student's own mrd for one (docs/solutions/README.md):
+///   MRD_BINARY=$PWD/build/server/mrd build/tests/server_test --gtest_filter='Server.Ping*'
+/// A program taken from the environment is named once on stderr, so that a variable left set
+/// does not go unnoticed.
+inline std::string binary_from_environment(const char* variable, const char* built) {
+  const char* given = std::getenv(variable);
+  if (given == nullptr || *given == '\0') return built;
+  std::fprintf(stderr, "note: %s=%s, from the environment\n", variable, given);
+  return given;
+}
+inline std::string mrd_binary() {
+  static const std::string binary = binary_from_environment("MRD_BINARY", MRD_BUILT_BINARY);
+  return binary;
+}
+#ifdef MRCTL_BUILT_BINARY
+inline std::string mrctl_binary() {
+  static const std::string binary = binary_from_environment("MRCTL_BINARY", MRCTL_BUILT_BINARY);
+  return binary;
+}
+#endif
+
 /// Drain after SIGTERM for servers whose test sets no --drain-seconds: short, so that a test
 /// that leaves a hung job behind waits for it at most this long at stop() (mrd's default is 30 s).
 inline constexpr const char* kTestDrainSeconds = "1";
@@ -79,7 +104,7 @@ class ServerProcess {
  public:
   /// `binary` is the mrd to start (a copy, for a test that must take it away later).
   explicit ServerProcess(std::vector<std::string> extra_args = {}, ProcessLimits limits = {},
-                         std::string binary = MRD_BINARY) {
+                         std::string binary = mrd_binary()) {
     const auto port_file = (dir_.path() / "port").string();
     const auto tls_port_file = (dir_.path() / "tls-port").string();
     log_file_ = (dir_.path() / "mrd.log").string();

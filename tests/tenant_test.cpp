@@ -125,7 +125,7 @@ TEST(Tenants, ListShowsTheCallersJobsAndAnAdminEveryonesWithTheirTenant) {
   // mrctl shows the tenants to an admin, and only the caller's jobs to a user.
   std::string output;
   const std::string mrctl =
-      std::string(MRCTL_BINARY) + " --server 127.0.0.1:" + std::to_string(server.port()) + " list";
+      mrctl_binary() + " --server 127.0.0.1:" + std::to_string(server.port()) + " list";
   ASSERT_EQ(run_command("MRD_TOKEN=" + std::string(kOpsToken) + " " + mrctl, &output), 0) << output;
   EXPECT_NE(output.find("TENANT"), std::string::npos) << output;
   EXPECT_NE(output.find("bob"), std::string::npos) << output;

@@ -322,7 +322,7 @@ TEST(Tls, TlsOnlyWithListenNone) {
 
 /// mrd's exit code and output for a command line that must not start.
 int start_fails(const std::string& arguments, std::string& output) {
-  return run_command(std::string(MRD_BINARY) + " --listen 127.0.0.1:0 " + arguments, &output);
+  return run_command(mrd_binary() + " --listen 127.0.0.1:0 " + arguments, &output);
 }
 
 TEST(Tls, OptionsThatDoNotGoTogetherAreRefusedAtStart) {
@@ -336,7 +336,7 @@ TEST(Tls, OptionsThatDoNotGoTogetherAreRefusedAtStart) {
   EXPECT_NE(output.find("need --tls-listen"), std::string::npos) << output;
   EXPECT_EQ(start_fails("--tls-listen 127.0.0.1:0 --tls-auth-clients yes" + pair, output), 2);
   EXPECT_NE(output.find("needs --tls-ca-cert-file"), std::string::npos) << output;
-  EXPECT_EQ(run_command(std::string(MRD_BINARY) + " --listen none", &output), 2);
+  EXPECT_EQ(run_command(mrd_binary() + " --listen none", &output), 2);
   EXPECT_NE(output.find("nothing to listen on"), std::string::npos) << output;
   // A key that is not the certificate's, and a file that is not a certificate: exit 7.
   EXPECT_EQ(start_fails("--tls-listen 127.0.0.1:0 --tls-cert-file " + c["server.pem"] +
@@ -354,7 +354,7 @@ TEST(Tls, OptionsThatDoNotGoTogetherAreRefusedAtStart) {
 
 /// The real mrctl, with `arguments` after its --server; its exit code, and its output.
 int mrctl(const std::string& arguments, std::string& output) {
-  return run_command(std::string(MRCTL_BINARY) + " " + arguments, &output);
+  return run_command(mrctl_binary() + " " + arguments, &output);
 }
 
 TEST(Tls, MrctlRunsAJobOverTlsAndSaysClearlyWhyItCannot) {
@@ -384,8 +384,8 @@ TEST(Tls, MrctlRunsAJobOverTlsAndSaysClearlyWhyItCannot) {
   EXPECT_NE(output.find("warning: --insecure-skip-verify"), std::string::npos) << output;
   // SSLKEYLOGFILE: the session's secrets, in the NSS key log format Wireshark reads.
   const auto keylog = (dir.path() / "keys.log").string();
-  EXPECT_EQ(run_command("SSLKEYLOGFILE=" + keylog + " " + std::string(MRCTL_BINARY) + at +
-                            " --tls --cacert " + c["ca.pem"] + " server-stats",
+  EXPECT_EQ(run_command("SSLKEYLOGFILE=" + keylog + " " + mrctl_binary() + at + " --tls --cacert " +
+                            c["ca.pem"] + " server-stats",
                         &output),
             0)
       << output;
