@@ -1,7 +1,8 @@
 // JobTicket: the part of a job that both threads touch.
 //
 // The network thread creates it, reads its progress for STATUS and FETCH and raises `cancelled`;
-// the scheduler thread advances its progress. Everything in it is atomic, so neither thread ever
+// the scheduler thread advances its progress. What either thread changes is atomic, and the rest
+// (id, tenant, facts) is set before the ticket is shared and never changes, so neither thread ever
 // waits for the other. A job's final state and result do not live here: the scheduler posts them
 // to the network thread, which owns the job table (job_store.hpp).
 #pragma once
