@@ -178,6 +178,18 @@ class GuidesNameRealThings(unittest.TestCase):
         matches = [f for f in code_files() if f.name == path]
         return matches[0] if len(matches) == 1 else None
 
+    def check_diagrams(self, guide):
+        """Mermaid ends a statement at `;`: one inside a message or a note breaks the diagram."""
+        text = (ROOT / guide).read_text()
+        broken = []
+        for block in re.findall(r"^```mermaid\n(.*?)^```$", text, flags=re.S | re.M):
+            broken += [line.strip() for line in block.splitlines() if ";" in line]
+        self.assertEqual(broken, [], f"{guide}: a ';' in a Mermaid diagram ends its line early")
+
+    def test_diagrams(self):
+        for guide in GUIDES:
+            self.check_diagrams(guide)
+
     def test_tutorial(self):
         self.check_guide("docs/tutorial.md")
 
