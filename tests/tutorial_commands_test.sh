@@ -48,6 +48,9 @@ fi
 driver=$work/driver.sh
 {
   echo 'cd "$1"'
+  # However the shell ends (a block that fails ends it), the background programs it started are
+  # remembered, so that cleanup stops them.
+  echo "trap 'jobs -p >> \"$work/pids\"' EXIT"
   for ((i = 1; i <= blocks; i++)); do
     echo "exec > '$work/$i.out' 2>&1"
     # As in a reader's shell, a pipeline's status is its last command's (no pipefail): the
@@ -58,8 +61,6 @@ driver=$work/driver.sh
     cat "$work/$i.cmd"
     echo "} ; echo \$? > '$work/$i.status'"
     echo "set +e"
-    # Background servers the block started: remembered so a failed run can stop them.
-    echo "jobs -p >> '$work/pids'"
   done
 } > "$driver"
 
