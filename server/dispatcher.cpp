@@ -618,7 +618,7 @@ void Dispatcher::on_answer(unsigned slot, TaskMessage answer, MemoryCharge charg
     job.outputs_charge.absorb(std::move(charge));
     if (config_.activity) {
       config_.activity->task_us.add(Clock::now() - task.started);
-      ++config_.activity->tasks_done;
+      config_.activity->tasks_done.fetch_add(1, std::memory_order_relaxed);
     }
   } catch (const std::bad_alloc&) {
     finish_out_of_memory(job, "keeping the output of " + job.task_name(task.phase, task.index));

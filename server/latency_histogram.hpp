@@ -38,6 +38,7 @@ class LatencyHistogram {
   /// As the protocol sends it: cumulative counts, the last bucket unbounded.
   protocol::Histogram snapshot() const {
     protocol::Histogram out;
+    out.buckets.reserve(counts_.size());
     std::uint64_t below = 0;
     for (std::size_t i = 0; i < counts_.size(); ++i) {
       below += counts_[i].load(std::memory_order_relaxed);

@@ -321,12 +321,18 @@ void RequestHandler::fetch(std::string_view body, ReplyQueue& replies, const Job
 
 namespace {
 
-/// A request's `u8 options` (version 3's LIST, version 4's STATUS and STATS): the bits this
-/// server knows, or a message saying which it does not.
-std::optional<std::string> unknown_options(const char* what, std::uint8_t options,
-                                           std::uint8_t known, const char* meaning) {
-  if ((options & ~known) == 0) return std::nullopt;
-  return std::string(what) + ": unknown option bits " + std::to_string(options) +
+/// Decodes a request that carries a `u8 options` (version 3's LIST, version 4's STATUS and STATS)
+/// into `request`. Returns what BAD_REQUEST says if the body does not decode or sets bits beyond
+/// `known`, the options this server has (`meaning` names them).
+template <class Request>
+std::optional<std::string> decode_options(std::string_view body, const char* what,
+                                          std::uint8_t known, const char* meaning,
+                                          Request& request) {
+  auto decoded = protocol::decode<Request>(body);
+  if (!decoded) return std::string(what) + ": " + decoded.error;
+  request = *decoded.value;
+  if ((request.options & ~known) == 0) return std::nullopt;
+  return std::string(what) + ": unknown option bits " + std::to_string(request.options) +
          "; this server knows " + std::to_string(known) + " (" + meaning + ")";
 }
 
@@ -336,11 +342,8 @@ void RequestHandler::status(std::string_view body, std::string& out, const JobSc
   // Version 1's STATUS is a bare id and gets the progress; version 4's may ask for details.
   protocol::StatusRequest request{.options = 0};
   if (body.size() == sizeof(std::uint32_t) + 1) {
-    auto decoded = protocol::decode<protocol::StatusRequest>(body);
-    if (!decoded) return reject(Status::kBadRequest, "status: " + decoded.error, out);
-    request = *decoded.value;
-    if (auto problem = unknown_options("status", request.options, protocol::kStatusWithDetails,
-                                       "with details")) {
+    if (auto problem =
+            decode_options(body, "status", protocol::kStatusWithDetails, "with details", request)) {
       return reject(Status::kBadRequest, *problem, out);
     }
   } else if (!read_job_id(body, request.id, out)) {
@@ -381,11 +384,8 @@ void RequestHandler::list(std::string_view body, std::string& out, const JobScop
   // Version 1's LIST has an empty body and gets ids and states; version 3's may ask for tenants.
   protocol::ListRequest request{.options = 0};
   if (!body.empty()) {
-    auto decoded = protocol::decode<protocol::ListRequest>(body);
-    if (!decoded) return reject(Status::kBadRequest, "list: " + decoded.error, out);
-    request = *decoded.value;
     if (auto problem =
-            unknown_options("list", request.options, protocol::kListWithTenants, "with tenants")) {
+            decode_options(body, "list", protocol::kListWithTenants, "with tenants", request)) {
       return reject(Status::kBadRequest, *problem, out);
     }
   }
@@ -404,11 +404,8 @@ void RequestHandler::stats(std::string_view body, std::string& out, const Sessio
   // Version 1's STATS has an empty body; version 4's may ask for the details.
   protocol::StatsRequest request{.options = 0};
   if (!body.empty()) {
-    auto decoded = protocol::decode<protocol::StatsRequest>(body);
-    if (!decoded) return reject(Status::kBadRequest, "stats: " + decoded.error, out);
-    request = *decoded.value;
-    if (auto problem = unknown_options("stats", request.options, protocol::kStatsWithDetails,
-                                       "with details")) {
+    if (auto problem =
+            decode_options(body, "stats", protocol::kStatsWithDetails, "with details", request)) {
       return reject(Status::kBadRequest, *problem, out);
     }
   }

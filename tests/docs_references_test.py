@@ -59,16 +59,15 @@ class Corpus:
 
     def __init__(self):
         self.words = set()
-        for path in code_files():
-            self.words.update(re.findall(r"[A-Za-z_]\w*", path.read_text(errors="replace")))
         self.options = set()
         self.targets = set()
         self.file_words = []
         for path in code_files():
             text = path.read_text(errors="replace")
+            self.file_words.append(set(re.findall(r"[A-Za-z_]\w*", text)))
+            self.words |= self.file_words[-1]
             self.options.update(re.findall(r"--[a-z][a-z0-9-]+", text))
             self.targets.update(re.findall(r"add_executable\((\w[\w-]*)", text))
-            self.file_words.append(set(re.findall(r"[A-Za-z_]\w*", text)))
         self._library_words = None
 
     def library_words(self):

@@ -27,6 +27,19 @@ std::string message(std::uint8_t code, const T& body) {
   return frame(code, protocol::encode(body));
 }
 
+/// A finished job's details (STATUS with details): the document's example and a fuzz seed.
+inline protocol::JobDetails job_details_example() {
+  return {{7, protocol::JobState::kDone, 4, 4, 2, 2},
+          "words",
+          "sum",
+          "alice",
+          66,
+          1764576000000,
+          1764576000012,
+          1764576000250,
+          ""};
+}
+
 inline std::vector<Example> all_examples() {
   using namespace protocol;
   const auto op = [](Opcode o) { return static_cast<std::uint8_t>(o); };
@@ -72,15 +85,7 @@ inline std::vector<Example> all_examples() {
       {"stats-request", frame(op(Opcode::kStats), "")},
       {"status-details-request",
        message(op(Opcode::kStatus), StatusRequest{7, kStatusWithDetails})},
-      {"status-details-reply", message(st(Status::kOk), JobDetails{{7, JobState::kDone, 4, 4, 2, 2},
-                                                                   "words",
-                                                                   "sum",
-                                                                   "alice",
-                                                                   66,
-                                                                   1764576000000,
-                                                                   1764576000012,
-                                                                   1764576000250,
-                                                                   ""})},
+      {"status-details-reply", message(st(Status::kOk), job_details_example())},
       {"stats-details-request", message(op(Opcode::kStats), StatsRequest{kStatsWithDetails})},
       {"stats-details-reply",
        message(st(Status::kOk), DetailedStats{{120000, 1, 9, 40, 2, 4, 1, 0, 0, 0, 3, 2, 0, 4096},

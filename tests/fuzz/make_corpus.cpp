@@ -112,16 +112,7 @@ void reply_body_corpus() {
   write(
       "reply_body_fuzz", "list-tenants",
       byte(9) + encode(TenantJobList{{{7, JobState::kDone, "alice"}, {8, JobState::kQueued, ""}}}));
-  write("reply_body_fuzz", "details",
-        byte(10) + encode(JobDetails{{7, JobState::kDone, 4, 4, 2, 2},
-                                     "words",
-                                     "sum",
-                                     "alice",
-                                     66,
-                                     1764576000000,
-                                     1764576000012,
-                                     1764576000250,
-                                     ""}));
+  write("reply_body_fuzz", "details", byte(10) + encode(mrd::examples::job_details_example()));
   write("reply_body_fuzz", "detailed-stats",
         byte(11) + encode(DetailedStats{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14},
                                         1,
