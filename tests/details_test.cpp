@@ -36,6 +36,19 @@ protocol::DetailedStats detailed_stats(RawClient& client) {
   return protocol::decode<protocol::DetailedStats>(reply->body).value.value();
 }
 
+/// Asks again (every 2 ms, for up to 60 s) until `holds` is true of the answer, and returns the
+/// last answer. A job's state says "mapping" from its admission; the scheduler thread records its
+/// first task's start and the busy workers a moment later, when it hands the task out.
+template <class Ask, class Holds>
+auto ask_until(Ask ask, Holds holds) {
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  for (;;) {
+    auto answer = ask();
+    if (holds(answer) || std::chrono::steady_clock::now() > deadline) return answer;
+    std::this_thread::sleep_for(2ms);
+  }
+}
+
 protocol::SubmitRequest test_job(const std::string& mapper) {
   return {mapper, "sum", {}, protocol::Documents{{{"doc", "words for a test job"}}}};
 }
@@ -72,7 +85,8 @@ TEST(Details, ARunningJobHasNotFinishedAndACancelledOneHas) {
   RawClient client(server.port());
   const auto id = submit(client, test_job("test-hang"));
   wait_until_running(client, id);
-  auto d = details_of(client, id);
+  auto d = ask_until([&] { return details_of(client, id); },
+                     [](const auto& details) { return details.started_ms > 0; });
   EXPECT_GT(d.started_ms, 0u);
   EXPECT_EQ(d.finished_ms, 0u) << "still running";
   EXPECT_EQ(d.mapper, "test-hang");
@@ -120,7 +134,9 @@ TEST(Details, StatsCountTasksAndBusyWorkersAndTimeThem) {
   EXPECT_EQ(idle.workers_busy, 0u);
   const auto hung = submit(client, test_job("test-hang"));
   wait_until_running(client, hung);
-  EXPECT_EQ(detailed_stats(client).workers_busy, 1u) << "the hung job's task";
+  const auto busy = ask_until([&] { return detailed_stats(client); },
+                              [](const auto& stats) { return stats.workers_busy == 1; });
+  EXPECT_EQ(busy.workers_busy, 1u) << "the hung job's task";
   const auto id = submit(client, word_count_request({"some words to count"}));
   ASSERT_EQ(wait_for(client, id).status, kOk);
   const auto d = details_of(client, id);
