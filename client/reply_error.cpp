@@ -32,6 +32,9 @@ std::string_view explain(protocol::Status status) {
     case Status::kAuthFailed: return "the server does not accept this token";
     case Status::kNotAuthenticated: return "the server needs a token first";
     case Status::kForbidden: return "this token's role may not do that";
+    case Status::kUnavailable:
+      return "this node cannot reach the cluster's shared store (Redis), so nothing was done; try "
+             "again, or another node";
   }
   return "unknown reply status";
 }
@@ -52,7 +55,8 @@ ErrorKind error_kind_of(protocol::Status status) {
     case Status::kShuttingDown:
     case Status::kUnknownJob:
     case Status::kFrameTooLarge: return ErrorKind::kRejected;
-    case Status::kServerBusy: return ErrorKind::kConnection;
+    case Status::kServerBusy:
+    case Status::kUnavailable: return ErrorKind::kConnection;
     case Status::kServerError:
     case Status::kAuthFailed:
     case Status::kNotAuthenticated:

@@ -12,7 +12,8 @@ namespace mrd::client {
 ///   job failed / cancelled / expired                -> kJobFailed
 ///   queue full, bad job, shutting down, unknown job,
 ///   frame too large                                 -> kRejected
-///   server busy (connections or memory: retryable)  -> kConnection
+///   server busy (connections or memory: retryable),
+///   unavailable (a cluster node without its Redis)  -> kConnection
 ///   bad request, unknown opcode, version mismatch,
 ///   and OK or PENDING where they make no sense      -> kProtocol
 ErrorKind error_kind_of(protocol::Status status);

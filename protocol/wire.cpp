@@ -39,6 +39,7 @@ std::string_view to_string(Status status) {
     case Status::kAuthFailed: return "auth-failed";
     case Status::kNotAuthenticated: return "not-authenticated";
     case Status::kForbidden: return "forbidden";
+    case Status::kUnavailable: return "unavailable";
   }
   return "unknown-status";
 }
@@ -60,7 +61,7 @@ bool is_known_opcode(std::uint8_t byte) {
 }
 
 bool is_known_status(std::uint8_t byte) {
-  return byte <= static_cast<std::uint8_t>(Status::kForbidden);
+  return byte <= static_cast<std::uint8_t>(Status::kUnavailable);
 }
 
 bool is_job_failure(Status status) {

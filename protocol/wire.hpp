@@ -57,6 +57,8 @@ enum class Status : std::uint8_t {
   kAuthFailed = 18,        ///< AUTH with a token the server does not know
   kNotAuthenticated = 19,  ///< the server requires AUTH before this request
   kForbidden = 20,         ///< the token's role may not make this request (STATS needs admin)
+  kUnavailable = 21,       ///< cluster mode: the shared store (Redis) cannot be reached; nothing
+                           ///< was done; try again, or another node
 };
 
 /// What an authenticated connection may do (AUTH's reply says which).

@@ -480,6 +480,7 @@ TEST(ReplyError, KindFollowsTheStatus) {
   EXPECT_EQ(error_kind_of(Status::kJobCancelled), ErrorKind::kJobFailed);
   EXPECT_EQ(error_kind_of(Status::kJobExpired), ErrorKind::kJobFailed);
   EXPECT_EQ(error_kind_of(Status::kServerBusy), ErrorKind::kConnection);
+  EXPECT_EQ(error_kind_of(Status::kUnavailable), ErrorKind::kConnection);
   EXPECT_EQ(error_kind_of(Status::kVersionMismatch), ErrorKind::kProtocol);
   EXPECT_EQ(error_kind_of(Status::kBadRequest), ErrorKind::kProtocol);
 

@@ -292,10 +292,13 @@ TEST(Wire, NamesAreStable) {
   EXPECT_EQ(to_string(JobState::kReducing), "reducing");
   EXPECT_EQ(to_string(Opcode::kAuth), "auth");
   EXPECT_EQ(to_string(Status::kNotAuthenticated), "not-authenticated");
+  EXPECT_EQ(to_string(Status::kUnavailable), "unavailable");
+  EXPECT_EQ(static_cast<int>(Status::kUnavailable), 21);
   EXPECT_TRUE(is_known_opcode(7));
   EXPECT_FALSE(is_known_opcode(8));
   EXPECT_TRUE(is_known_status(20));
-  EXPECT_FALSE(is_known_status(21));
+  EXPECT_TRUE(is_known_status(21));
+  EXPECT_FALSE(is_known_status(22));
 }
 
 }  // namespace

@@ -36,6 +36,9 @@ SUBMIT_ATTEMPTS = 3  # a lost connection during SUBMIT is retried with the same 
 # Statuses that mean "this client (or its protocol version) is wrong", not "the server said no".
 PROTOCOL_STATUSES = {mrd.Status.BAD_REQUEST, mrd.Status.UNKNOWN_OPCODE,
                      mrd.Status.VERSION_MISMATCH}
+# Statuses that mean "this node cannot serve you now; try again, or another node" (exit 3, as a
+# lost connection, like the C++ mrctl).
+CONNECTION_STATUSES = {mrd.Status.UNAVAILABLE}
 
 
 class LocalInputError(Exception):
@@ -455,6 +458,8 @@ STATUS_DESCRIPTIONS = {
     mrd.Status.AUTH_FAILED: "the server does not accept this token",
     mrd.Status.NOT_AUTHENTICATED: "the server needs a token first",
     mrd.Status.FORBIDDEN: "this token's role may not do that",
+    mrd.Status.UNAVAILABLE: "this node cannot reach the cluster's shared store (Redis), so "
+                            "nothing was done; try again, or another node",
 }
 
 
@@ -826,6 +831,8 @@ def exit_code_for_server_error(error: mrd.ServerError) -> int:
         return EXIT_JOB_FAILED
     if error.status in PROTOCOL_STATUSES:
         return EXIT_PROTOCOL
+    if error.status in CONNECTION_STATUSES:
+        return EXIT_CONNECTION
     return EXIT_REJECTED
 
 

@@ -101,6 +101,7 @@ class Status(enum.IntEnum):
     AUTH_FAILED = 18  # version 2 from here on
     NOT_AUTHENTICATED = 19
     FORBIDDEN = 20
+    UNAVAILABLE = 21  # a cluster node (mrd --redis) that cannot reach Redis: nothing was done
 
 
 # The four ways a job fails (section 4), and every status that says "this job has no result".

@@ -1045,6 +1045,19 @@ class TestConnectionAgainstBadReplies(unittest.TestCase):
         self.assertEqual((caught.exception.status, caught.exception.message),
                          (Status.QUEUE_FULL, "full"))
 
+    def test_unavailable_is_status_21_and_a_try_again(self) -> None:
+        # A cluster node (mrd --redis) whose Redis is down: nothing was done; mrctl.py exits 3,
+        # as for a lost connection, and says to try again or another node.
+        with self.assertRaises(mrd.ServerError) as caught:
+            self.exchange(mrd.encode_frame(21, mrd.encode_error("cannot reach Redis")),
+                          "submit", "words", "sum", [])
+        error = caught.exception
+        self.assertEqual((error.status, error.message), (Status.UNAVAILABLE, "cannot reach Redis"))
+        self.assertEqual(error.status.name, "UNAVAILABLE")
+        self.assertFalse(error.job_failed)
+        self.assertEqual(mrctl.exit_code_for_server_error(error), mrctl.EXIT_CONNECTION)
+        self.assertIn("try again, or another node", mrctl.STATUS_DESCRIPTIONS[Status.UNAVAILABLE])
+
 
 # --------------------------------------------------------------------------------------------
 # 3. Against the real server
@@ -2426,6 +2439,11 @@ class TestCommandLineOutput(unittest.TestCase):
         self.assertEqual(len({len(line) for line in lines[1:]}), 1, "aligned columns")
         self.assertEqual([mrctl.format_micros(us) for us in (0, 15.333, 999.96, 300_533, 1e10)],
                          ["0 us", "15.3 us", "1 ms", "300.533 ms", "10000 s"])
+
+    def test_every_error_status_has_a_description(self) -> None:
+        self.assertEqual(set(mrctl.STATUS_DESCRIPTIONS), set(Status) - {Status.OK, Status.PENDING})
+        self.assertEqual([(status.value, status.name) for status in Status][-4:], [
+            (18, "AUTH_FAILED"), (19, "NOT_AUTHENTICATED"), (20, "FORBIDDEN"), (21, "UNAVAILABLE")])
 
     def test_the_flags_parse(self) -> None:
         parser = mrctl.build_parser()

@@ -80,7 +80,8 @@ int http_status_of(const client::ClientError& error) {
       case Status::kQueueFull:
       case Status::kServerBusy: return 429;
       case Status::kServerError: return 500;
-      case Status::kShuttingDown: return 503;
+      case Status::kShuttingDown:
+      case Status::kUnavailable: return 503;
       default: return 502;
     }
   }

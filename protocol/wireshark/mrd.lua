@@ -43,7 +43,8 @@ local STATUS_NAMES = {
   [0] = "OK", "PENDING", "UNKNOWN_JOB", "JOB_FAILED", "JOB_CANCELLED", "JOB_EXPIRED",
   "QUEUE_FULL", "BAD_REQUEST", "UNKNOWN_OPCODE", "FRAME_TOO_LARGE", "VERSION_MISMATCH",
   "BAD_JOB", "SERVER_BUSY", "SHUTTING_DOWN", "JOB_CRASHED", "JOB_TIMED_OUT", "JOB_OUT_OF_MEMORY",
-  "SERVER_ERROR", "AUTH_FAILED", "NOT_AUTHENTICATED", "FORBIDDEN",  -- the last three: version 2
+  "SERVER_ERROR", "AUTH_FAILED", "NOT_AUTHENTICATED", "FORBIDDEN",  -- these three: version 2
+  "UNAVAILABLE",  -- a cluster node (mrd --redis) that cannot reach Redis
 }
 
 -- AUTH's OK (version 2): the token's role. HELLO's reply to a version 2 or later HELLO: a flags
