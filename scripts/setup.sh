@@ -11,6 +11,8 @@ packages=(
   libopenblas-dev             # matrix kernel
   libsqlite3-dev              # durable jobs and results (mrd --data-dir)
   libssl-dev                  # SHA-256 (libcrypto): idempotency keys bound to their request
+  libhiredis-dev              # Redis client (mrd --redis: nodes that share their jobs)
+  redis-server                # the Redis the cluster tests start (tests/cluster_test.cpp)
   sqlite3                     # the recovery path for a damaged data directory (.recover)
   libgtest-dev                # tests
   netcat-openbsd xxd          # the protocol recipes in docs/protocol.md

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "server/auth_tokens.hpp"
+#include "server/cluster/redis_address.hpp"
 #include "server/engine/hash_key.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/engine/plugin_jobs.hpp"
@@ -331,6 +332,30 @@ int main(int argc, char** argv) {
                  "Load the jobs of a plugin (a shared library built with server/sdk/mrd_plugin.h;"
                  " see docs/plugins.md). Repeat for several")
       ->type_name("FILE.so");
+  auto* cluster_group =
+      app.add_option_group("Cluster",
+                           "Nodes that share one job namespace and their work through Redis "
+                           "(docs/scale-out.md)");
+  cluster_group->add_option(
+      "--redis", config.cluster.redis_url,
+      "Run as a node of the cluster whose jobs live in this Redis, "
+      "redis://[user:password@]HOST:PORT[/DB]: any node answers for any job, and each runs the "
+      "jobs it has free workers for");
+  cluster_group->add_option("--node-name", config.cluster.node_name,
+                            "With --redis: this node's name, unique in the cluster (HELLO shows "
+                            "it). Default: HOSTNAME:PID");
+  cluster_group
+      ->add_option("--lease-ms", config.cluster.lease_ms,
+                   "With --redis: how long a node may go without renewing its hold on a job "
+                   "before another node runs the job again")
+      ->capture_default_str()
+      ->check(CLI::Range(200u, 3600000u));
+  cluster_group
+      ->add_option("--result-ttl", config.cluster.result_ttl_seconds,
+                   "With --redis: seconds a finished job's record and result stay in Redis "
+                   "(FETCH then says expired)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 31536000u));
   auto* auth_group = app.add_option_group("Access", "Who may use the server (docs/security.md)");
   auth_group
       ->add_option("--auth-file", config.auth_file,
@@ -367,6 +392,24 @@ int main(int argc, char** argv) {
   } else if (!parse_listen(listen, config.listen_host, config.listen_port)) {
     std::fprintf(stderr, "mrd: --listen wants HOST:PORT or none, got '%s'\n", listen.c_str());
     return kExitUsage;
+  }
+  if (config.cluster.enabled()) {
+    std::string error;
+    if (!mrd::server::cluster::parse_redis_url(config.cluster.redis_url, error)) {
+      std::fprintf(stderr, "mrd: --redis: %s\n", error.c_str());
+      return kExitUsage;
+    }
+    if (!config.data_dir.empty()) {
+      std::fprintf(stderr,
+                   "mrd: --redis and --data-dir do not go together: a cluster's jobs are kept in "
+                   "Redis (docs/scale-out.md says which Redis settings make them durable)\n");
+      return kExitUsage;
+    }
+    if (config.cluster.node_name.empty()) {
+      char host[256] = {};
+      gethostname(host, sizeof host - 1);
+      config.cluster.node_name = std::string(host) + ":" + std::to_string(getpid());
+    }
   }
   if (const auto problem = check_tls_options(tls_listen, tls_auth_clients, config)) {
     std::fprintf(stderr, "mrd: %s\n", problem->c_str());

@@ -22,12 +22,14 @@ constexpr auto code(Status s) {
 }  // namespace
 
 RequestHandler::RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
-                               ConnectionCounters& counters, std::shared_ptr<MemoryBudget> budget)
+                               ConnectionCounters& counters, std::shared_ptr<MemoryBudget> budget,
+                               cluster::ClusterNode* cluster)
     : config_(config),
       store_(store),
       scheduler_(scheduler),
       counters_(counters),
-      budget_(std::move(budget)) {}
+      budget_(std::move(budget)),
+      cluster_(cluster) {}
 
 void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQueue& replies,
                             Session& session) {
@@ -46,9 +48,9 @@ void RequestHandler::handle(std::uint8_t opcode, std::string_view body, ReplyQue
   switch (op) {
     case Opcode::kSubmit: return submit(body, replies, session);
     case Opcode::kFetch: break;  // answered above
-    case Opcode::kStatus: return status(body, out, session.scope());
+    case Opcode::kStatus: return status(body, replies, session.scope());
     case Opcode::kCancel: return cancel(body, replies, session.scope());
-    case Opcode::kList: return list(body, out, session.scope());
+    case Opcode::kList: return list(body, replies, session.scope());
     case Opcode::kStats: return stats(body, out, session);
     case Opcode::kHello: return hello(body, out);
     case Opcode::kAuth: return auth(body, out, session);
@@ -98,7 +100,8 @@ void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies,
 std::unique_ptr<EarlyStart> RequestHandler::start_early(std::string_view prefix,
                                                         SubmitUpload& upload,
                                                         const Session& session) {
-  if (!EarlyStart::available() || !accepting_jobs_ || !queue_full(session.tenant()).empty()) {
+  if (cluster_ || !EarlyStart::available() || !accepting_jobs_ ||
+      !queue_full(session.tenant()).empty()) {
     return nullptr;
   }
   auto head = protocol::submit_head_from_prefix(prefix);
@@ -163,6 +166,7 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
   // came with, so another request cannot learn or take that job.
   std::optional<RequestDigest> digest;
   if (!layout.idempotency_key.empty()) digest = file ? file->digest : digest_of(body);
+  if (cluster_) return submit_to_cluster(body, layout, digest, replies, session);
   const auto& tenant = session.tenant();
   if (const auto existing =
           digest ? store_.find_by_key(tenant, layout.idempotency_key, *digest) : std::nullopt) {
@@ -268,6 +272,40 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
                 });
 }
 
+cluster::ClusterNode::Reply RequestHandler::deferred_reply(ReplyQueue& replies) {
+  return [deferred = replies.defer()](std::string frame) { deferred->resolve(std::move(frame)); };
+}
+
+void RequestHandler::submit_to_cluster(std::string_view body, const protocol::SubmitLayout& layout,
+                                       std::optional<RequestDigest> digest, ReplyQueue& replies,
+                                       const Session& session) {
+  if (!accepting_jobs_) {
+    return reject(Status::kShuttingDown,
+                  "the server is shutting down and takes no new jobs; submit to another node, or "
+                  "again once it is back",
+                  replies.bytes());
+  }
+  // The body is copied once, to be sent to Redis; the copy counts against the budget until then.
+  auto charge = MemoryCharge::try_take(*budget_, body.size());
+  if (!charge) {
+    return reject(Status::kQueueFull,
+                  "queue full: this node's memory budget cannot hold the job's input while it "
+                  "goes to Redis (" +
+                      std::to_string(mebibytes(budget_->used())) + " of " +
+                      std::to_string(budget_->limit() >> 20) + " MiB in use); try again later",
+                  replies.bytes());
+  }
+  cluster::ClusterNode::Submission submission{
+      session.tenant(),
+      JobFacts{layout.mapper, layout.reducer, body.size(), unix_ms_now()},
+      digest.has_value(),
+      layout.idempotency_key,
+      digest.value_or(RequestDigest{}),
+      std::string(body),
+      std::move(charge)};
+  cluster_->submit(std::move(submission), deferred_reply(replies));
+}
+
 bool RequestHandler::read_job_id(std::string_view body, std::uint32_t& id, std::string& out) {
   auto decoded = protocol::decode<protocol::JobId>(body);
   if (!decoded) {
@@ -295,6 +333,10 @@ void RequestHandler::fetch(std::string_view body, ReplyQueue& replies, const Job
   std::string& out = replies.bytes();
   std::uint32_t id = 0;
   if (!read_job_id(body, id, out)) return;
+  if (cluster_) {
+    return cluster_->lookup(id, scope, cluster::ClusterNode::Want::kFetch, auth_required(),
+                            deferred_reply(replies));
+  }
   const JobRecord* record = nullptr;
   if (auto lookup = store_.find(id, scope, record); lookup != JobStore::Lookup::kFound) {
     return reply_missing(lookup, id, out);
@@ -338,7 +380,8 @@ std::optional<std::string> decode_options(std::string_view body, const char* wha
 
 }  // namespace
 
-void RequestHandler::status(std::string_view body, std::string& out, const JobScope& scope) {
+void RequestHandler::status(std::string_view body, ReplyQueue& replies, const JobScope& scope) {
+  std::string& out = replies.bytes();
   // Version 1's STATUS is a bare id and gets the progress; version 4's may ask for details.
   protocol::StatusRequest request{.options = 0};
   if (body.size() == sizeof(std::uint32_t) + 1) {
@@ -348,6 +391,13 @@ void RequestHandler::status(std::string_view body, std::string& out, const JobSc
     }
   } else if (!read_job_id(body, request.id, out)) {
     return;
+  }
+  if (cluster_) {
+    return cluster_->lookup(request.id, scope,
+                            (request.options & protocol::kStatusWithDetails)
+                                ? cluster::ClusterNode::Want::kDetails
+                                : cluster::ClusterNode::Want::kProgress,
+                            auth_required(), deferred_reply(replies));
   }
   const JobRecord* record = nullptr;
   if (auto lookup = store_.find(request.id, scope, record); lookup != JobStore::Lookup::kFound) {
@@ -363,6 +413,7 @@ void RequestHandler::cancel(std::string_view body, ReplyQueue& replies, const Jo
   std::string& out = replies.bytes();
   std::uint32_t id = 0;
   if (!read_job_id(body, id, out)) return;
+  if (cluster_) return cluster_->cancel(id, scope, auth_required(), deferred_reply(replies));
   // Answered once the cancellation is on disk (at once without a data directory): a cancelled
   // job never comes back after a restart.
   auto deferred = store_.durable() ? replies.defer() : nullptr;
@@ -380,7 +431,8 @@ void RequestHandler::cancel(std::string_view body, ReplyQueue& replies, const Jo
   if (was_running) scheduler_.notify_cancelled();
 }
 
-void RequestHandler::list(std::string_view body, std::string& out, const JobScope& scope) {
+void RequestHandler::list(std::string_view body, ReplyQueue& replies, const JobScope& scope) {
+  std::string& out = replies.bytes();
   // Version 1's LIST has an empty body and gets ids and states; version 3's may ask for tenants.
   protocol::ListRequest request{.options = 0};
   if (!body.empty()) {
@@ -388,6 +440,10 @@ void RequestHandler::list(std::string_view body, std::string& out, const JobScop
             decode_options(body, "list", protocol::kListWithTenants, "with tenants", request)) {
       return reject(Status::kBadRequest, *problem, out);
     }
+  }
+  if (cluster_) {
+    return cluster_->list(scope, request.options & protocol::kListWithTenants,
+                          deferred_reply(replies));
   }
   auto jobs = store_.list(scope);
   if (request.options & protocol::kListWithTenants) {
@@ -458,9 +514,12 @@ void RequestHandler::hello(std::string_view body, std::string& out) {
   if (version == 1) {
     return protocol::append_message(out, code(Status::kOk), protocol::Hello{1, "mrd " MRD_VERSION});
   }
+  // A cluster's node says which one answered (the name is unique in the cluster).
   protocol::append_message(
       out, code(Status::kOk),
-      protocol::HelloReply{version, "mrd " MRD_VERSION,
+      protocol::HelloReply{version,
+                           cluster_ ? "mrd " MRD_VERSION " node " + cluster_->name()
+                                    : std::string("mrd " MRD_VERSION),
                            auth_required() ? protocol::kHelloAuthRequired : std::uint8_t{0}});
 }
 

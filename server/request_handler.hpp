@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "protocol/submit_layout.hpp"
+#include "server/cluster/cluster_node.hpp"
 #include "server/job_store.hpp"
 #include "server/memory_budget.hpp"
 #include "server/pool/segment.hpp"
@@ -25,8 +26,11 @@ namespace mrd::server {
 
 class RequestHandler {
  public:
+  /// `cluster`, if not null, is the cluster this server is a node of (--redis): jobs are then
+  /// stored, found and changed there, and `store` only counts this node's requests.
   RequestHandler(const ServerConfig& config, JobStore& store, Scheduler& scheduler,
-                 ConnectionCounters& counters, std::shared_ptr<MemoryBudget> budget);
+                 ConnectionCounters& counters, std::shared_ptr<MemoryBudget> budget,
+                 cluster::ClusterNode* cluster = nullptr);
 
   /// AUTHs a connection may fail; the last one's reply closes it.
   static constexpr std::uint8_t kMaxFailedAuths = 3;
@@ -69,6 +73,12 @@ class RequestHandler {
 
  private:
   void submit(std::string_view body, ReplyQueue& replies, const Session& session);
+  /// A checked SUBMIT on a cluster node: stored in Redis, answered once it is.
+  void submit_to_cluster(std::string_view body, const protocol::SubmitLayout& layout,
+                         std::optional<RequestDigest> digest, ReplyQueue& replies,
+                         const Session& session);
+  /// The reply to a request the cluster answers, in its place among this connection's replies.
+  static cluster::ClusterNode::Reply deferred_reply(ReplyQueue& replies);
   /// Checks and records `session`'s job of a decoded SUBMIT `body`; `make_input(layout)` makes the
   /// input the job keeps, once everything that can refuse the job without it has been checked.
   /// `file`: the file in the data directory the body was received into, if it was.
@@ -80,9 +90,9 @@ class RequestHandler {
   /// Why `tenant` may not queue another job now (QUEUE_FULL's message), or empty if it may.
   std::string queue_full(const std::string& tenant) const;
   void fetch(std::string_view body, ReplyQueue& replies, const JobScope& scope);
-  void status(std::string_view body, std::string& out, const JobScope& scope);
+  void status(std::string_view body, ReplyQueue& replies, const JobScope& scope);
   void cancel(std::string_view body, ReplyQueue& replies, const JobScope& scope);
-  void list(std::string_view body, std::string& out, const JobScope& scope);
+  void list(std::string_view body, ReplyQueue& replies, const JobScope& scope);
   void stats(std::string_view body, std::string& out, const Session& session);
   /// The fourteen counters of STATS.
   protocol::ServerStats server_stats() const;
@@ -101,6 +111,7 @@ class RequestHandler {
   /// Charged for each accepted job's input. Shared: a job waiting for its commit holds a charge,
   /// and the io_context may destroy that wait after the Server.
   std::shared_ptr<MemoryBudget> budget_;
+  cluster::ClusterNode* cluster_;  ///< null: a single server
   bool accepting_jobs_ = true;
   std::shared_ptr<const AuthTokens> tokens_;  ///< null: no --auth-file, AUTH not needed
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

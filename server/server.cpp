@@ -85,10 +85,12 @@ Server::Server(asio::io_context& io, ServerConfig config,
                  // owns the store (progress crosses in the ticket's atomics).
                  [this](JobOutcome outcome) {
                    asio::post(io_, [this, outcome = std::move(outcome)]() mutable {
+                     if (cluster_) return cluster_->finished(std::move(outcome));
                      store_.finish(std::move(outcome));
                    });
                  }),
-      handler_(config_, store_, scheduler_, counters_, budget_),
+      cluster_(make_cluster_node()),
+      handler_(config_, store_, scheduler_, counters_, budget_, cluster_.get()),
       acceptor_(io),
       tls_acceptor_(io),
       tls_context_(std::move(tls_context)),
@@ -126,6 +128,7 @@ void Server::start() {
 
   scheduler_.start();
   restore_jobs();
+  if (cluster_) cluster_->start();
   connection_limit_ = limit_connections_to_fds();
   sweeper_.start();
   const auto on_accept_loop_end = [](std::exception_ptr error) {
@@ -154,6 +157,40 @@ void Server::start() {
   // Written last, so a test that sees the file can connect at once.
   write_port_file(config_.tls.port_file, tls_port_);
   write_port_file(config_.port_file, port_);
+}
+
+std::unique_ptr<cluster::ClusterNode> Server::make_cluster_node() {
+  if (!config_.cluster.enabled()) return nullptr;
+  std::string error;
+  auto address = cluster::parse_redis_url(config_.cluster.redis_url, error);
+  if (!address) throw std::invalid_argument("--redis: " + error);
+  return std::make_unique<cluster::ClusterNode>(
+      io_, config_.cluster, *address, scheduler_.workers(),
+      [this](std::shared_ptr<JobTicket> ticket, std::string body, std::string& why) {
+        return run_cluster_job(std::move(ticket), std::move(body), why);
+      },
+      [this] { scheduler_.notify_cancelled(); });
+}
+
+bool Server::run_cluster_job(std::shared_ptr<JobTicket> ticket, std::string body,
+                             std::string& error) {
+  auto layout = protocol::decode_submit_layout(body);
+  if (!layout) {
+    error = "the stored request could not be read back: " + layout.error;
+    return false;
+  }
+  try {
+    auto input = std::make_unique<SubmittedInput>(
+        body, std::move(*layout.value),
+        body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments);
+    // Taken because this node had a free worker: counted, whether it fits or not.
+    auto charge = MemoryCharge::force_take(*budget_, input->held_bytes());
+    scheduler_.enqueue(std::move(ticket), std::move(input), std::move(charge));
+    return true;
+  } catch (const std::exception& e) {
+    error = std::string("the stored request could not be loaded: ") + e.what();
+    return false;
+  }
 }
 
 void Server::restore_jobs() {
@@ -212,6 +249,13 @@ void Server::stop() {
   acceptor_.close(ignored);
   tls_acceptor_.close(ignored);
   handler_.stop_accepting_jobs();
+  if (cluster_) {
+    if (cluster_->running() > 0) {
+      log(Level::kWarn, "leaving ", cluster_->running(),
+          " unfinished jobs to the other nodes: they run again once this node's lease ends");
+    }
+    cluster_->stop();
+  }
   scheduler_.stop();
   if (store_.unfinished() == 0) return;
   // Say which jobs were given up, and what becomes of them.
@@ -235,18 +279,19 @@ void Server::drain(std::function<void()> on_stopped) {
   if (draining_ || stopped_) return;
   draining_ = true;
   handler_.stop_accepting_jobs();
+  if (cluster_) cluster_->stop_taking();
   asio::co_spawn(io_, wait_for_drain(std::move(on_stopped)), asio::detached);
 }
 
 asio::awaitable<void> Server::wait_for_drain(std::function<void()> on_stopped) {
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(config_.drain_seconds);
-  if (store_.unfinished() > 0 && config_.drain_seconds > 0) {
+  if (unfinished() > 0 && config_.drain_seconds > 0) {
     log(Level::kInfo, "draining: new jobs are refused; waiting up to ", config_.drain_seconds,
-        " s for ", store_.unfinished(), " unfinished jobs (a second signal stops at once)");
+        " s for ", unfinished(), " unfinished jobs (a second signal stops at once)");
   }
   asio::steady_timer poll(io_);
-  while (store_.unfinished() > 0 && std::chrono::steady_clock::now() < deadline && !stopped_) {
+  while (unfinished() > 0 && std::chrono::steady_clock::now() < deadline && !stopped_) {
     poll.expires_after(kDrainPoll);
     co_await poll.async_wait(asio::use_awaitable);
   }

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 
+#include "server/cluster/cluster_node.hpp"
 #include "server/deadline_sweeper.hpp"
 #include "server/job_store.hpp"
 #include "server/memory_budget.hpp"
@@ -59,6 +60,12 @@ class Server {
 
  private:
   void restore_jobs();
+  /// The cluster node, with --redis; null otherwise.
+  std::unique_ptr<cluster::ClusterNode> make_cluster_node();
+  /// Runs a job a cluster node took (its SUBMIT `body`) on this server's scheduler.
+  bool run_cluster_job(std::shared_ptr<JobTicket> ticket, std::string body, std::string& error);
+  /// Jobs this server still has to finish: its own, or on a cluster node those it took.
+  std::uint64_t unfinished() const { return cluster_ ? cluster_->running() : store_.unfinished(); }
   /// Opens, binds and listens; returns the port bound.
   static std::uint16_t listen(asio::ip::tcp::acceptor& acceptor, const std::string& host,
                               std::uint16_t port);
@@ -89,6 +96,7 @@ class Server {
   std::unique_ptr<DatabaseWriter> writer_;  ///< writes to database_ off this thread; null without
   JobStore store_;
   Scheduler scheduler_;
+  std::unique_ptr<cluster::ClusterNode> cluster_;  ///< with --redis
   RequestHandler handler_;
   asio::ip::tcp::acceptor acceptor_;                 ///< plain TCP; closed if --listen none
   asio::ip::tcp::acceptor tls_acceptor_;             ///< TLS; closed without --tls-listen

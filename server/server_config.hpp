@@ -26,6 +26,18 @@ struct TlsConfig {
   bool enabled() const { return !listen_host.empty(); }
 };
 
+/// A node of a cluster (--redis): its jobs live in Redis, shared with every other node.
+struct ClusterConfig {
+  std::string redis_url;  ///< redis://[user:password@]HOST:PORT[/DB]; empty: a single server
+  std::string node_name;  ///< unique in the cluster; main.cpp defaults it to HOST:PID
+  /// How long a node may go without renewing its hold on a job before another node takes it.
+  std::uint32_t lease_ms = 10000;
+  /// How long a finished job's result and record stay in Redis (the single server's
+  /// --max-retained-mib, for a cluster).
+  std::uint32_t result_ttl_seconds = 86400;
+  bool enabled() const { return !redis_url.empty(); }
+};
+
 struct ServerConfig {
   std::string listen_host = "127.0.0.1";  ///< empty: no plain TCP listener (--listen none)
   std::uint16_t listen_port = protocol::kDefaultPort;  ///< 0: any free port (see port_file)
@@ -52,8 +64,9 @@ struct ServerConfig {
   std::uint32_t task_timeout_seconds = 300;  ///< for jobs that set no task_timeout_ms
   std::uint32_t worker_memory_mib = 4096;    ///< for jobs that set no memory_limit_mib; 0 = none
   bool enable_test_jobs = false;             ///< accept the fault-injecting test-* mappers
-  std::string data_dir;  ///< where jobs and results are stored durably; empty = in memory only
-  bool fsync = false;    ///< fsync every commit (survives power loss, costs an fsync per job)
+  std::string data_dir;   ///< where jobs and results are stored durably; empty = in memory only
+  bool fsync = false;     ///< fsync every commit (survives power loss, costs an fsync per job)
+  ClusterConfig cluster;  ///< with --redis: a node of a cluster sharing its jobs through Redis
   std::string worker_executable;     ///< this binary; found from /proc/self/exe
   std::vector<std::string> plugins;  ///< --plugin files, as absolute paths
 };

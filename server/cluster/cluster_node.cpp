@@ -1,0 +1,573 @@
+#include "server/cluster/cluster_node.hpp"
+
+#include <hiredis/hiredis.h>
+
+#include <charconv>
+
+#include "protocol/codec.hpp"
+#include "server/cluster/cluster_scripts.hpp"
+#include "server/log.hpp"
+#include "server/result_bytes.hpp"
+
+namespace mrd::server::cluster {
+
+using protocol::Status;
+
+namespace {
+
+constexpr auto code(Status s) {
+  return static_cast<std::uint8_t>(s);
+}
+
+/// How long a SUBMIT's input pieces stay in Redis if nothing deletes them (a node that died
+/// between storing them and recording the job): a safety net, not a limit on queued jobs.
+constexpr std::uint64_t kInputTtlMs = 7ull * 24 * 3600 * 1000;
+/// Result pieces written (SETs in flight) at once.
+constexpr std::size_t kWriteWindow = 8;
+constexpr std::string_view kQueue = "mrd:queue";
+constexpr std::string_view kGroup = "nodes";
+
+std::string job_key(std::uint32_t id) {
+  return "mrd:{j" + std::to_string(id) + "}";
+}
+
+std::string_view text(const redisReply* reply) {
+  if (!reply || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_STATUS)) return {};
+  return {reply->str, reply->len};
+}
+
+std::uint64_t number(const redisReply* reply) {
+  if (reply && reply->type == REDIS_REPLY_INTEGER)
+    return static_cast<std::uint64_t>(reply->integer);
+  const auto digits = text(reply);
+  std::uint64_t value = 0;
+  std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  return value;
+}
+
+std::uint64_t number(std::string_view digits) {
+  std::uint64_t value = 0;
+  std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  return value;
+}
+
+std::string error_frame(Status status, std::string message) {
+  std::string frame;
+  protocol::append_message(frame, code(status), protocol::ErrorMessage{std::move(message)});
+  return frame;
+}
+
+std::string missing_frame(bool expired, std::uint32_t id, bool tokens) {
+  if (expired) {
+    return error_frame(Status::kJobExpired, "job " + std::to_string(id) +
+                                                " expired: its result was evicted" +
+                                                (tokens ? " (or it is not yours)" : ""));
+  }
+  return error_frame(Status::kUnknownJob, "no job " + std::to_string(id));
+}
+
+std::string scope_flag(const JobScope& scope) {
+  return scope.everyone ? "1" : "0";
+}
+
+}  // namespace
+
+ClusterNode::ClusterNode(asio::io_context& io, ClusterConfig config, RedisAddress address,
+                         unsigned capacity, RunJob run, std::function<void()> notify_cancelled)
+    : io_(io),
+      config_(std::move(config)),
+      address_(address),
+      capacity_(std::max(capacity, 1u)),
+      run_(std::move(run)),
+      notify_cancelled_(std::move(notify_cancelled)),
+      commands_(io, address, "commands"),
+      tasks_(io, address, "tasks"),
+      events_(io, address, "events"),
+      renew_timer_(io),
+      claim_timer_(io),
+      retry_timer_(io) {}
+
+ClusterNode::~ClusterNode() {
+  stop();
+}
+
+void ClusterNode::start() {
+  tasks_.on_ready([this] {
+    // The group is made once for the whole cluster; BUSYGROUP says another node made it.
+    tasks_.command({"XGROUP", "CREATE", kQueue, kGroup, "0", "MKSTREAM"},
+                   [this](const redisReply*) { ready_to_take(); });
+  });
+  events_.on_ready([this] {
+    events_.subscribe("mrd:cancels", [this](std::string_view message) {
+      drop(static_cast<std::uint32_t>(number(message)), "cancelled");
+    });
+  });
+  commands_.on_ready([this] { maybe_take(); });
+  commands_.start();
+  tasks_.start();
+  events_.start();
+  const std::chrono::milliseconds lease(config_.lease_ms);
+  every(renew_timer_, lease / 4, &ClusterNode::renew);
+  every(claim_timer_, lease / 2, &ClusterNode::claim_stalled);
+  log(Level::kInfo, "cluster node ", config_.node_name, " sharing jobs through Redis at ",
+      address_.to_string(), " (lease ", config_.lease_ms, " ms)");
+}
+
+void ClusterNode::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  renew_timer_.cancel();
+  claim_timer_.cancel();
+  retry_timer_.cancel();
+  events_.stop();
+  tasks_.stop();
+  commands_.stop();
+}
+
+void ClusterNode::every(asio::steady_timer& timer, std::chrono::milliseconds period,
+                        void (ClusterNode::*tick)()) {
+  timer.expires_after(period);
+  timer.async_wait([this, &timer, period, tick](const asio::error_code& error) {
+    if (error || stopped_) return;
+    (this->*tick)();
+    every(timer, period, tick);
+  });
+}
+
+std::string ClusterNode::unavailable(std::string_view what) const {
+  return error_frame(Status::kUnavailable,
+                     std::string(what) + ": this node cannot reach the cluster's Redis at " +
+                         address_.to_string() + " (" + commands_.last_error() +
+                         "); nothing was done; try again, or another node");
+}
+
+void ClusterNode::eval(std::string_view script, std::vector<std::string> keys,
+                       std::vector<std::string> args, RedisLink::OnReply on_reply) {
+  // The script's text goes with every call; Redis caches it compiled by its digest.
+  static const std::string prelude(kScriptPrelude);
+  const std::string body = prelude + std::string(script);
+  const auto key_count = std::to_string(keys.size());
+  std::vector<std::string_view> arguments{"EVAL", body, key_count};
+  for (const auto& k : keys)
+    arguments.push_back(k);
+  for (const auto& a : args)
+    arguments.push_back(a);
+  commands_.command(arguments, std::move(on_reply));
+}
+
+// ---- Requests -------------------------------------------------------------------------------
+
+void ClusterNode::submit(Submission submission, Reply reply) {
+  if (!commands_.ready()) return reply(unavailable("submit"));
+  auto job = std::make_shared<Submission>(std::move(submission));
+  commands_.command({"INCR", "mrd:next-id"}, [this, job, reply](const redisReply* r) {
+    if (!r || r->type != REDIS_REPLY_INTEGER) return reply(unavailable("submit"));
+    const auto id = static_cast<std::uint32_t>(r->integer);
+    const auto key = job_key(id);
+    const auto pieces = (job->body.size() + kPieceBytes - 1) / kPieceBytes;
+    store_pieces(
+        key + ":in:", job, job->body, kInputTtlMs,
+        [this, job, id, key, pieces, reply](bool stored) {
+          if (!stored) return reply(unavailable("submit"));  // the pieces stored expire
+          const auto& t = job->tenant;
+          const auto key_name = "mrd:key:" + std::to_string(t.size()) + ":" + t + ":" + job->key;
+          eval(kCreateScript, {key, "mrd:jobs", std::string(kQueue), key_name},
+               {std::to_string(id), t, job->facts.mapper, job->facts.reducer,
+                std::to_string(job->body.size()), std::to_string(unix_ms_now()),
+                std::to_string(pieces), job->has_key ? "1" : "0",
+                std::string(reinterpret_cast<const char*>(job->digest.data()), job->digest.size())},
+               [this, job, id, key, pieces, reply](const redisReply* r) {
+                 if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
+                   return reply(
+                       r ? error_frame(Status::kServerError,
+                                       "submit: Redis refused the job: " + RedisLink::describe(r))
+                         : unavailable("submit"));
+                 }
+                 std::string frame;
+                 if (number(r->element[0]) == 1) {
+                   protocol::append_message(frame, code(Status::kOk), protocol::JobId{id});
+                   return reply(std::move(frame));
+                 }
+                 // The key names a job already: ours is not needed.
+                 for (std::size_t k = 0; k < pieces; ++k)
+                   commands_.command({"DEL", key + ":in:" + std::to_string(k)}, [](auto) {});
+                 const auto existing = static_cast<std::uint32_t>(number(r->element[1]));
+                 const auto digest = r->elements > 2 ? text(r->element[2]) : std::string_view{};
+                 if (digest != std::string_view(reinterpret_cast<const char*>(job->digest.data()),
+                                                job->digest.size())) {
+                   return reply(error_frame(
+                       Status::kBadRequest,
+                       "submit: this idempotency key was already used with a different request; a "
+                       "different job needs a new key"));
+                 }
+                 protocol::append_message(frame, code(Status::kOk), protocol::JobId{existing});
+                 reply(std::move(frame));
+               });
+        });
+  });
+}
+
+void ClusterNode::lookup(std::uint32_t id, const JobScope& scope, Want want, bool tokens,
+                         Reply reply) {
+  const char* what = want == Want::kFetch ? "fetch" : "status";
+  if (!commands_.ready()) return reply(unavailable(what));
+  const auto key = job_key(id);
+  eval(
+      kLookupScript, {key}, {scope_flag(scope), std::string(scope.tenant), std::to_string(id)},
+      [this, id, want, tokens, key, what, reply](const redisReply* r) {
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0) return reply(unavailable(what));
+        const auto found = text(r->element[0]);
+        if (found != "found" || r->elements < 17) {
+          return reply(missing_frame(found == "expired", id, tokens));
+        }
+        auto field = [r](int i) { return text(r->element[i]); };
+        const auto state = static_cast<protocol::JobState>(number(field(2)));
+        const protocol::JobProgress progress{id,
+                                             state,
+                                             static_cast<std::uint32_t>(number(field(7))),
+                                             static_cast<std::uint32_t>(number(field(8))),
+                                             static_cast<std::uint32_t>(number(field(9))),
+                                             static_cast<std::uint32_t>(number(field(10)))};
+        std::string frame;
+        if (want == Want::kProgress) {
+          protocol::append_message(frame, code(Status::kOk), progress);
+          return reply(std::move(frame));
+        }
+        if (want == Want::kDetails) {
+          protocol::JobDetails details{
+              progress,
+              std::string(field(11)),
+              std::string(field(12)),
+              std::string(field(1)),
+              number(field(13)),
+              number(field(14)),
+              number(field(15)),
+              number(field(16)),
+              state == protocol::JobState::kFailed ? std::string(field(4)) : std::string()};
+          protocol::append_message(frame, code(Status::kOk), details);
+          return reply(std::move(frame));
+        }
+        switch (state) {
+          case protocol::JobState::kDone: {
+            const auto prefix = key + ":out:" + std::string(field(5)) + ":";
+            return load_pieces(prefix, number(field(6)),
+                               [id, tokens, reply](std::optional<std::string> body) {
+                                 // Gone between the two reads: evicted or cancelled meanwhile.
+                                 if (!body) return reply(missing_frame(true, id, tokens));
+                                 std::string frame;
+                                 protocol::append_header(frame, code(Status::kOk),
+                                                         static_cast<std::uint32_t>(body->size()));
+                                 frame += *body;
+                                 reply(std::move(frame));
+                               });
+          }
+          case protocol::JobState::kFailed:
+            return reply(error_frame(static_cast<Status>(number(field(3))), std::string(field(4))));
+          case protocol::JobState::kCancelled:
+            return reply(
+                error_frame(Status::kJobCancelled, "job " + std::to_string(id) + " was cancelled"));
+          default:
+            protocol::append_message(frame, code(Status::kPending), progress);
+            return reply(std::move(frame));
+        }
+      });
+}
+
+void ClusterNode::cancel(std::uint32_t id, const JobScope& scope, bool tokens, Reply reply) {
+  if (!commands_.ready()) return reply(unavailable("cancel"));
+  eval(kCancelScript, {job_key(id), std::string(kQueue)},
+       {scope_flag(scope), std::string(scope.tenant), std::to_string(unix_ms_now()),
+        std::to_string(std::uint64_t{config_.result_ttl_seconds} * 1000), std::to_string(id)},
+       [this, id, tokens, reply](const redisReply* r) {
+         if (!r || r->type != REDIS_REPLY_INTEGER) return reply(unavailable("cancel"));
+         if (r->integer != 1) return reply(missing_frame(r->integer == -1, id, tokens));
+         std::string frame;
+         protocol::append_frame(frame, code(Status::kOk), {});
+         reply(std::move(frame));
+       });
+}
+
+void ClusterNode::list(const JobScope& scope, bool with_tenants, Reply reply) {
+  if (!commands_.ready()) return reply(unavailable("list"));
+  eval(kListScript, {"mrd:jobs"}, {scope_flag(scope), std::string(scope.tenant)},
+       [this, with_tenants, reply](const redisReply* r) {
+         if (!r || r->type != REDIS_REPLY_ARRAY) return reply(unavailable("list"));
+         protocol::TenantJobList jobs;
+         for (std::size_t i = 0; i + 2 < r->elements; i += 3) {
+           jobs.jobs.push_back({static_cast<std::uint32_t>(number(r->element[i])),
+                                static_cast<protocol::JobState>(number(r->element[i + 1])),
+                                std::string(text(r->element[i + 2]))});
+         }
+         std::string frame;
+         if (with_tenants) {
+           protocol::append_message(frame, code(Status::kOk), jobs);
+           return reply(std::move(frame));
+         }
+         protocol::JobList list;
+         for (const auto& job : jobs.jobs)
+           list.jobs.push_back({job.id, job.state});
+         protocol::append_message(frame, code(Status::kOk), list);
+         reply(std::move(frame));
+       });
+}
+
+// ---- Taking and running jobs ----------------------------------------------------------------
+
+void ClusterNode::ready_to_take() {
+  reading_ = false;
+  maybe_take();
+}
+
+void ClusterNode::maybe_take() {
+  if (stopped_ || !taking_ || reading_ || !tasks_.ready() || !commands_.ready() ||
+      running_.size() + taking_now_ >= capacity_) {
+    return;
+  }
+  reading_ = true;
+  // Blocks (on its own link) until an entry comes, or a second passes.
+  tasks_.command({"XREADGROUP", "GROUP", kGroup, config_.node_name, "COUNT", "1", "BLOCK", "1000",
+                  "STREAMS", kQueue, ">"},
+                 [this](const redisReply* r) {
+                   reading_ = false;
+                   if (!r) return;  // the link is down: its on_ready starts again
+                   if (r->type == REDIS_REPLY_ERROR) {
+                     // NOGROUP: Redis lost the group (restarted without its data): make it again.
+                     log(Level::kWarn, "cluster: reading jobs: ", RedisLink::describe(r));
+                     reading_ = true;
+                     retry_timer_.expires_after(std::chrono::seconds(1));
+                     retry_timer_.async_wait([this](const asio::error_code& error) {
+                       if (error) return;
+                       tasks_.command({"XGROUP", "CREATE", kQueue, kGroup, "0", "MKSTREAM"},
+                                      [this](const redisReply*) { ready_to_take(); });
+                     });
+                     return;
+                   }
+                   if (r->type == REDIS_REPLY_ARRAY) {
+                     for (std::size_t s = 0; s < r->elements; ++s) {
+                       const auto* stream = r->element[s];
+                       if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2) continue;
+                       const auto* entries = stream->element[1];
+                       for (std::size_t e = 0; e < entries->elements; ++e) {
+                         const auto* entry = entries->element[e];
+                         if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
+                         const auto* fields = entry->element[1];
+                         if (fields->type != REDIS_REPLY_ARRAY || fields->elements < 2) continue;
+                         take(std::string(text(entry->element[0])),
+                              static_cast<std::uint32_t>(number(fields->element[1])));
+                       }
+                     }
+                   }
+                   maybe_take();
+                 });
+}
+
+void ClusterNode::claim_stalled() {
+  if (!taking_ || !commands_.ready() || running_.size() + taking_now_ >= capacity_) return;
+  const auto room = std::to_string(capacity_ - running_.size() - taking_now_);
+  commands_.command({"XAUTOCLAIM", kQueue, kGroup, config_.node_name,
+                     std::to_string(config_.lease_ms), "0-0", "COUNT", room},
+                    [this](const redisReply* r) {
+                      if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2) return;
+                      const auto* entries = r->element[1];
+                      for (std::size_t e = 0; e < entries->elements; ++e) {
+                        const auto* entry = entries->element[e];
+                        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
+                        const auto* fields = entry->element[1];
+                        if (fields->type != REDIS_REPLY_ARRAY || fields->elements < 2) continue;
+                        const auto id = static_cast<std::uint32_t>(number(fields->element[1]));
+                        log(Level::kWarn, "cluster: job ", id,
+                            " was held by a node that stopped renewing its lease; running it here");
+                        take(std::string(text(entry->element[0])), id);
+                      }
+                    });
+}
+
+void ClusterNode::take(std::string entry, std::uint32_t id) {
+  if (running_.count(id)) return;  // already ours (a claim of our own entry)
+  ++taking_now_;
+  const auto key = job_key(id);
+  eval(kTakeScript, {key, std::string(kQueue)},
+       {config_.node_name, entry, std::to_string(unix_ms_now()),
+        std::to_string(std::uint64_t{config_.result_ttl_seconds} * 1000),
+        std::to_string(kMaxAttempts)},
+       [this, id, key](const redisReply* r) {
+         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 7 || number(r->element[0]) == 0) {
+           --taking_now_;
+           return maybe_take();
+         }
+         const auto attempt = std::to_string(number(r->element[0]));
+         JobFacts facts{std::string(text(r->element[2])), std::string(text(r->element[3])),
+                        number(r->element[4]), number(r->element[5])};
+         facts.accepted_at = std::chrono::steady_clock::now();
+         auto ticket =
+             std::make_shared<JobTicket>(id, std::string(text(r->element[1])), std::move(facts));
+         load_pieces(key + ":in:", number(r->element[6]),
+                     [this, id, attempt, ticket](std::optional<std::string> body) {
+                       --taking_now_;
+                       if (stopped_) return;
+                       if (!body) {
+                         // Its lease runs out and a node (maybe this one) takes it again.
+                         log(Level::kWarn, "cluster: cannot read job ", id, "'s input from Redis");
+                         return maybe_take();
+                       }
+                       running_[id] = {ticket, attempt};
+                       std::string error;
+                       if (!run_(ticket, std::move(*body), error)) {
+                         finished({id, Status::kJobFailed, std::move(error)});
+                       }
+                       maybe_take();
+                     });
+       });
+}
+
+void ClusterNode::renew() {
+  for (const auto& [id, job] : running_) {
+    const auto progress = job.ticket->progress();
+    // The record shows done or failed only once the result is committed.
+    const auto state = std::min<int>(static_cast<int>(progress.state), 2);
+    eval(kRenewScript, {job_key(id), std::string(kQueue)},
+         {config_.node_name, job.attempt, std::to_string(state), std::to_string(progress.map_done),
+          std::to_string(progress.map_total), std::to_string(progress.reduce_done),
+          std::to_string(progress.reduce_total)},
+         [this, id = id, attempt = job.attempt](const redisReply* r) {
+           if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 0) return;
+           const auto it = running_.find(id);
+           if (it != running_.end() && it->second.attempt == attempt) {
+             drop(id, "taken over by another node (this one held it past its lease)");
+           }
+         });
+  }
+}
+
+void ClusterNode::drop(std::uint32_t id, const char* why) {
+  const auto it = running_.find(id);
+  if (it == running_.end()) return;
+  log(Level::kInfo, "cluster: job ", id, " stopped here: ", why);
+  it->second.ticket->cancelled = true;
+  running_.erase(it);
+  notify_cancelled_();
+  maybe_take();
+}
+
+void ClusterNode::finished(JobOutcome outcome) {
+  const auto it = running_.find(outcome.id);
+  if (it == running_.end() || it->second.finishing) return;  // cancelled or taken over meanwhile
+  it->second.finishing = true;
+  const auto id = outcome.id;
+  const auto attempt = it->second.attempt;
+  if (outcome.status != Status::kOk) {
+    return commit(id, attempt, outcome.status, std::move(outcome.body), 0);
+  }
+  auto result =
+      std::make_shared<ResultBytes>(outcome.segment ? ResultBytes(std::move(outcome.segment))
+                                                    : ResultBytes(std::move(outcome.body)));
+  const auto bytes = result->bytes();
+  const auto pieces = (bytes.size() + kPieceBytes - 1) / kPieceBytes;
+  store_pieces(job_key(id) + ":out:" + attempt + ":", result, bytes,
+               std::uint64_t{config_.result_ttl_seconds} * 1000,
+               [this, id, attempt, pieces](bool stored) {
+                 if (!stored) {
+                   // Redis went away: the job runs again once this node's lease runs out.
+                   log(Level::kWarn, "cluster: cannot store job ", id, "'s result in Redis");
+                   running_.erase(id);
+                   return maybe_take();
+                 }
+                 commit(id, attempt, Status::kOk, {}, pieces);
+               });
+}
+
+void ClusterNode::commit(std::uint32_t id, std::string attempt, Status status, std::string reason,
+                         std::size_t pieces) {
+  const auto it = running_.find(id);
+  if (it == running_.end()) return;
+  const auto progress = it->second.ticket->progress();
+  eval(kCommitScript, {job_key(id), std::string(kQueue)},
+       {config_.node_name, attempt, std::to_string(code(status)), reason, std::to_string(pieces),
+        std::to_string(unix_ms_now()),
+        std::to_string(std::uint64_t{config_.result_ttl_seconds} * 1000),
+        std::to_string(progress.map_total), std::to_string(progress.map_total),
+        std::to_string(progress.reduce_total), std::to_string(progress.reduce_total)},
+       [this, id, attempt](const redisReply* r) {
+         if (!r) {
+           // Not committed: the lease runs out and the job runs again elsewhere.
+           log(Level::kWarn, "cluster: lost Redis while committing job ", id);
+         } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+           log(Level::kInfo, "cluster: job ", id, "'s attempt ", attempt,
+               " was not committed: another node took it over, or it was cancelled");
+         } else if (r->type == REDIS_REPLY_ERROR) {
+           log(Level::kError, "cluster: committing job ", id, ": ", RedisLink::describe(r));
+         }
+         const auto it = running_.find(id);
+         if (it != running_.end() && it->second.attempt == attempt) running_.erase(it);
+         maybe_take();
+       });
+}
+
+// ---- Values in pieces -----------------------------------------------------------------------
+
+struct ClusterNode::PieceWrite {
+  std::string prefix;
+  std::shared_ptr<const void> owner;  ///< keeps `bytes` alive
+  std::string_view bytes;
+  std::string ttl;
+  std::size_t count = 0, next = 0, in_flight = 0;
+  bool failed = false;
+  std::function<void(bool)> done;
+};
+
+void ClusterNode::store_pieces(std::string prefix, std::shared_ptr<const void> owner,
+                               std::string_view bytes, std::uint64_t ttl_ms,
+                               std::function<void(bool)> done) {
+  const auto count = (bytes.size() + kPieceBytes - 1) / kPieceBytes;
+  if (count == 0) return done(true);
+  pump(std::make_shared<PieceWrite>(PieceWrite{std::move(prefix), std::move(owner), bytes,
+                                               std::to_string(ttl_ms), count, 0, 0, false,
+                                               std::move(done)}));
+}
+
+void ClusterNode::pump(std::shared_ptr<PieceWrite> write) {
+  // A few SETs in flight, not all: hiredis keeps what it has not written in one buffer.
+  while (!write->failed && write->in_flight < kWriteWindow && write->next < write->count) {
+    const auto k = write->next++;
+    ++write->in_flight;
+    commands_.command(
+        {"SET", write->prefix + std::to_string(k),
+         write->bytes.substr(k * kPieceBytes, kPieceBytes), "PX", write->ttl},
+        [this, write](const redisReply* r) {
+          --write->in_flight;
+          if (!r || r->type == REDIS_REPLY_ERROR) write->failed = true;
+          if (write->in_flight == 0 && (write->failed || write->next == write->count)) {
+            if (auto done = std::exchange(write->done, nullptr)) done(!write->failed);
+            return;
+          }
+          // A reply that came synchronously (the link is down) is seen by the loop.
+          if (!write->failed) pump(write);
+        });
+  }
+}
+
+void ClusterNode::load_pieces(std::string prefix, std::size_t count,
+                              std::function<void(std::optional<std::string>)> done) {
+  struct Read {
+    std::string bytes;
+    std::size_t left = 0;
+    bool failed = false;
+    std::function<void(std::optional<std::string>)> done;
+  };
+  auto read = std::make_shared<Read>(Read{{}, count, false, std::move(done)});
+  if (count == 0) return read->done(std::string());
+  // Every GET at once: hiredis answers them in order, so each piece is appended where it goes.
+  for (std::size_t k = 0; k < count; ++k) {
+    commands_.command({"GET", prefix + std::to_string(k)}, [read](const redisReply* r) {
+      if (!r || r->type != REDIS_REPLY_STRING)
+        read->failed = true;
+      else if (!read->failed)
+        read->bytes.append(r->str, r->len);
+      if (--read->left == 0) {
+        read->failed ? read->done(std::nullopt) : read->done(std::move(read->bytes));
+      }
+    });
+  }
+}
+
+}  // namespace mrd::server::cluster

@@ -1,0 +1,198 @@
+// The Lua scripts a node runs inside Redis: each changes one job atomically, so that two nodes (or
+// a node and a client's CANCEL on another node) never see it half-changed.
+//
+// The keys of one job share the hash tag {j<ID>} (ready for Redis Cluster, which keeps a tag's
+// keys on one shard):
+//   mrd:{j<ID>}                    hash: the job's record (fields below)
+//   mrd:{j<ID>}:in:<k>             its SUBMIT body, in pieces of kPieceBytes
+//   mrd:{j<ID>}:out:<attempt>:<k>  its result (FETCH's body) as the attempt that ran it wrote it
+// and three keys are the cluster's own:
+//   mrd:next-id    the last job id handed out (INCR)
+//   mrd:jobs       sorted set of the ids remembered (LIST)
+//   mrd:queue      the stream of jobs to run, read by the consumer group `nodes`
+//   mrd:key:<n>:<tenant>:<key>  the job an idempotency key names (<n>: the tenant's length)
+//
+// Record fields: tenant, state (a protocol::JobState number), mapper, reducer, input_bytes,
+// submitted_ms, started_ms, finished_ms, in_pieces, entry (its stream entry), attempt, node (the
+// node running the attempt), status and reason (how it ended), out_attempt, out_pieces, the four
+// progress counts, digest and keykey (its idempotency key's digest and key name).
+//
+// The attempt token: a node that takes a job increments `attempt` and remembers the number; every
+// later change it makes (renewal, progress, the result) is refused unless `node` and `attempt` are
+// still its own. So a node that stalled past its lease, while another took the job over, finds
+// out at its next renewal, and can never commit the result twice.
+#pragma once
+
+#include <string_view>
+
+namespace mrd::server::cluster {
+
+/// Longest value the cluster writes: inputs and results are cut into pieces of this size.
+inline constexpr std::size_t kPieceBytes = 1 << 20;
+
+/// Runs of a job (takes by a node) before it fails as crashed: as a task's attempts on one node.
+inline constexpr int kMaxAttempts = 3;
+
+/// Helpers every script starts with.
+inline constexpr std::string_view kScriptPrelude = R"lua(
+local function del_pieces(job, kind, count)
+  for k = 0, (tonumber(count) or 0) - 1 do redis.call('DEL', job .. ':' .. kind .. ':' .. k) end
+end
+local function expire_job(job, ttl)
+  redis.call('PEXPIRE', job, ttl)
+  local keykey = redis.call('HGET', job, 'keykey')
+  if keykey and keykey ~= '' then redis.call('PEXPIRE', keykey, ttl) end
+end
+local function release_entry(queue, entry)
+  if entry then
+    redis.call('XACK', queue, 'nodes', entry)
+    redis.call('XDEL', queue, entry)
+  end
+end
+)lua";
+
+/// A new job, once its input pieces are stored. KEYS: job, mrd:jobs, mrd:queue, key name (or
+/// any key if none). ARGV: id, tenant, mapper, reducer, input_bytes, submitted_ms, in_pieces,
+/// has_key (1/0), digest (hex). Returns {1, id} for the new job, or {0, id, digest} for the job
+/// the idempotency key already names.
+inline constexpr std::string_view kCreateScript = R"lua(
+if ARGV[8] == '1' then
+  local existing = redis.call('GET', KEYS[4])
+  if existing then
+    local digest = redis.call('HGET', 'mrd:{j' .. existing .. '}', 'digest')
+    if digest then return {0, tonumber(existing), digest} end
+  end
+end
+redis.call('HSET', KEYS[1], 'tenant', ARGV[2], 'state', '0', 'mapper', ARGV[3],
+  'reducer', ARGV[4], 'input_bytes', ARGV[5], 'submitted_ms', ARGV[6], 'in_pieces', ARGV[7],
+  'attempt', '0', 'digest', ARGV[9], 'keykey', ARGV[8] == '1' and KEYS[4] or '')
+if ARGV[8] == '1' then redis.call('SET', KEYS[4], ARGV[1]) end
+redis.call('ZADD', KEYS[2], tonumber(ARGV[1]), ARGV[1])
+local entry = redis.call('XADD', KEYS[3], '*', 'job', ARGV[1])
+redis.call('HSET', KEYS[1], 'entry', entry)
+return {1, tonumber(ARGV[1])}
+)lua";
+
+/// A node takes the job of a stream entry it read or claimed. KEYS: job, mrd:queue. ARGV: node,
+/// entry, now_ms, ttl_ms, kMaxAttempts. Returns {attempt, tenant, mapper, reducer, input_bytes,
+/// submitted_ms, in_pieces} to run it, or {0} if it is not to run (finished, cancelled, forgotten,
+/// or out of attempts: then failed here).
+inline constexpr std::string_view kTakeScript = R"lua(
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or tonumber(state) >= 3 then
+  release_entry(KEYS[2], ARGV[2])
+  return {0}
+end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+if attempt > tonumber(ARGV[5]) then
+  del_pieces(KEYS[1], 'in', redis.call('HGET', KEYS[1], 'in_pieces'))
+  redis.call('HSET', KEYS[1], 'state', '4', 'status', '14', 'finished_ms', ARGV[3], 'reason',
+    'the nodes that ran it stopped before it finished, ' .. (attempt - 1) .. ' times')
+  release_entry(KEYS[2], ARGV[2])
+  expire_job(KEYS[1], ARGV[4])
+  return {0}
+end
+redis.call('HSET', KEYS[1], 'state', '1', 'node', ARGV[1], 'entry', ARGV[2])
+redis.call('HSETNX', KEYS[1], 'started_ms', ARGV[3])
+local h = redis.call('HMGET', KEYS[1], 'tenant', 'mapper', 'reducer', 'input_bytes',
+  'submitted_ms', 'in_pieces')
+return {attempt, h[1], h[2], h[3], h[4], h[5], h[6]}
+)lua";
+
+/// A running attempt's renewal: its hold on the stream entry (so that no node claims it) and its
+/// progress. KEYS: job, mrd:queue. ARGV: node, attempt, state, map_done, map_total, reduce_done,
+/// reduce_total. Returns 1, or 0 if the attempt is no longer this node's (stop it).
+inline constexpr std::string_view kRenewScript = R"lua(
+local h = redis.call('HMGET', KEYS[1], 'node', 'attempt', 'state', 'entry')
+if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] or not h[3] or tonumber(h[3]) >= 3 then return 0 end
+redis.call('XCLAIM', KEYS[2], 'nodes', ARGV[1], 0, h[4], 'JUSTID')
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'map_done', ARGV[4], 'map_total', ARGV[5],
+  'reduce_done', ARGV[6], 'reduce_total', ARGV[7])
+return 1
+)lua";
+
+/// An attempt's outcome, once its result pieces are stored. KEYS: job, mrd:queue. ARGV: node,
+/// attempt, status (protocol::Status number), reason, out_pieces, now_ms, ttl_ms, map_done,
+/// map_total, reduce_done, reduce_total. Returns 1, or 0 if the attempt is no longer this node's
+/// (its pieces are then deleted: another attempt's result, or the cancellation, stands).
+inline constexpr std::string_view kCommitScript = R"lua(
+local h = redis.call('HMGET', KEYS[1], 'node', 'attempt', 'state', 'in_pieces', 'entry')
+if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] or not h[3] or tonumber(h[3]) >= 3 then
+  del_pieces(KEYS[1], 'out:' .. ARGV[2], ARGV[5])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[3] == '0' and '3' or '4', 'status', ARGV[3],
+  'reason', ARGV[4], 'out_attempt', ARGV[2], 'out_pieces', ARGV[5], 'finished_ms', ARGV[6],
+  'map_done', ARGV[8], 'map_total', ARGV[9], 'reduce_done', ARGV[10], 'reduce_total', ARGV[11])
+del_pieces(KEYS[1], 'in', h[4])
+release_entry(KEYS[2], h[5])
+expire_job(KEYS[1], ARGV[7])
+for k = 0, tonumber(ARGV[5]) - 1 do
+  redis.call('PEXPIRE', KEYS[1] .. ':out:' .. ARGV[2] .. ':' .. k, ARGV[7])
+end
+return 1
+)lua";
+
+/// CANCEL. KEYS: job, mrd:queue. ARGV: everyone (1/0), tenant, now_ms, ttl_ms, id. Returns 1 if
+/// the job was there (in scope); if not, -1 for an id handed out before (expired) and 0 for one
+/// never handed out. A running job's node hears of it on mrd:cancels.
+inline constexpr std::string_view kCancelScript = R"lua(
+local h = redis.call('HMGET', KEYS[1], 'tenant', 'state', 'entry', 'in_pieces', 'out_attempt',
+  'out_pieces')
+if not h[1] or (ARGV[1] ~= '1' and h[1] ~= ARGV[2]) then
+  local last = tonumber(redis.call('GET', 'mrd:next-id') or '0')
+  if tonumber(ARGV[5]) <= last then return -1 end
+  return 0
+end
+local state = tonumber(h[2])
+if state < 3 then
+  del_pieces(KEYS[1], 'in', h[4])
+  release_entry(KEYS[2], h[3])
+  redis.call('PUBLISH', 'mrd:cancels', ARGV[5])
+elseif state < 5 and h[5] then
+  del_pieces(KEYS[1], 'out:' .. h[5], h[6])
+end
+if state ~= 5 then
+  redis.call('HSET', KEYS[1], 'state', '5', 'out_pieces', '0')
+  if state < 3 then redis.call('HSET', KEYS[1], 'finished_ms', ARGV[3]) end
+end
+expire_job(KEYS[1], ARGV[4])
+return 1
+)lua";
+
+/// FETCH and STATUS. KEYS: job. ARGV: everyone (1/0), tenant, id. Returns {'found', tenant,
+/// state, status, reason, out_attempt, out_pieces, map_done, map_total, reduce_done,
+/// reduce_total, mapper, reducer, input_bytes, submitted_ms, started_ms, finished_ms}, or
+/// {'expired'} or {'unknown'} (a job out of scope is one of those, by its id).
+inline constexpr std::string_view kLookupScript = R"lua(
+local h = redis.call('HMGET', KEYS[1], 'tenant', 'state', 'status', 'reason', 'out_attempt',
+  'out_pieces', 'map_done', 'map_total', 'reduce_done', 'reduce_total', 'mapper', 'reducer',
+  'input_bytes', 'submitted_ms', 'started_ms', 'finished_ms')
+if not h[1] or (ARGV[1] ~= '1' and h[1] ~= ARGV[2]) then
+  local last = tonumber(redis.call('GET', 'mrd:next-id') or '0')
+  if tonumber(ARGV[3]) <= last then return {'expired'} end
+  return {'unknown'}
+end
+local out = {'found'}
+for i = 1, 16 do out[i + 1] = h[i] or '' end
+return out
+)lua";
+
+/// LIST. KEYS: mrd:jobs. ARGV: everyone (1/0), tenant. Returns id, state, tenant for each job in
+/// scope, by id; forgets the ids whose record expired.
+inline constexpr std::string_view kListScript = R"lua(
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local h = redis.call('HMGET', 'mrd:{j' .. id .. '}', 'tenant', 'state')
+  if not h[1] then
+    redis.call('ZREM', KEYS[1], id)
+  elseif ARGV[1] == '1' or h[1] == ARGV[2] then
+    out[#out + 1] = id
+    out[#out + 1] = h[2]
+    out[#out + 1] = h[1]
+  end
+end
+return out
+)lua";
+
+}  // namespace mrd::server::cluster

@@ -1,0 +1,302 @@
+// Nodes that share their jobs through Redis (mrd --redis): real mrd nodes and a real redis-server
+// of the test's own, all on loopback. Results are compared with a single server's, byte for byte.
+#include <gtest/gtest.h>
+
+#include "raw_jobs.hpp"
+#include "redis_process.hpp"
+
+namespace mrd::testing {
+namespace {
+
+constexpr auto kUnavailable = static_cast<std::uint8_t>(Status::kUnavailable);
+
+/// A node of the cluster in `redis`, with one worker (so that three share two cores) and a short
+/// lease, so that a dead node's job moves on within a second or two.
+std::unique_ptr<ServerProcess> start_node(const RedisProcess& redis, const std::string& name,
+                                          std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"--redis",    redis.url(), "--node-name",
+                                name,         "--workers", "1",
+                                "--lease-ms", "1000",      "--enable-test-jobs"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return std::make_unique<ServerProcess>(args);
+}
+
+/// The jobs every built-in kind runs, on inputs big enough to be cut into several tasks (and, for
+/// the first, cut into several Redis values).
+std::vector<protocol::SubmitRequest> every_kind_of_job() {
+  std::vector<protocol::SubmitRequest> jobs;
+  jobs.push_back(word_count_request({random_text(250000, 1, 20000)}, 64 << 10));
+  protocol::Documents documents;
+  for (unsigned i = 0; i < 6; ++i)
+    documents.documents.push_back({"doc" + std::to_string(i), random_text(3000, 10 + i, 300)});
+  jobs.push_back({"bigrams", "sum", {4096, 3}, documents});
+  jobs.push_back({"index", "postings", {4096, 2}, documents});
+  protocol::Numbers numbers;
+  std::mt19937 rng(7);
+  std::normal_distribution<double> normal(5, 2);
+  for (int i = 0; i < 20000; ++i)
+    numbers.values.push_back(std::round(normal(rng) * 100) / 100);
+  jobs.push_back({"numbers", "stats", {8192, 0}, numbers});
+  protocol::MatrixPair pair;
+  for (auto* m : {&pair.a, &pair.b}) {
+    m->rows = m->cols = 120;
+    for (std::size_t i = 0; i < 120 * 120; ++i)
+      m->values.push_back(static_cast<double>((i * 7 + m->rows) % 19) - 9);
+  }
+  jobs.push_back({"matmul", "rows", {}, pair});
+  return jobs;
+}
+
+/// A job whose map tasks each sleep `ms` per document (the test-slow mapper), over `documents`
+/// one-line documents, each its own task; the result is their word count.
+protocol::SubmitRequest slow_job(unsigned ms, unsigned documents) {
+  protocol::Documents docs;
+  for (unsigned i = 0; i < documents; ++i)
+    docs.documents.push_back({std::to_string(ms), "slow word" + std::to_string(i % 3)});
+  return {"test-slow", "sum", {1, 0}, docs};
+}
+
+std::map<std::string, std::uint64_t> slow_job_counts(unsigned documents) {
+  std::vector<std::string> texts;
+  for (unsigned i = 0; i < documents; ++i)
+    texts.push_back("slow word" + std::to_string(i % 3));
+  return reference_word_count(texts);
+}
+
+protocol::JobProgress progress_of(RawClient& client, std::uint32_t id) {
+  client.send_message(Opcode::kStatus, protocol::JobId{id});
+  const auto reply = client.read_reply();
+  if (!reply || reply->status != kOk) throw std::runtime_error("STATUS failed");
+  return protocol::decode<protocol::JobProgress>(reply->body).value.value();
+}
+
+/// The node a running job's record names, once one has taken it (polled, up to `limit`).
+std::string running_node(const RedisProcess& redis, std::uint32_t id,
+                         std::chrono::seconds limit = 30s) {
+  const auto key = "mrd:{j" + std::to_string(id) + "}";
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (redis.cli("HGET " + key + " state") == "1") return redis.cli("HGET " + key + " node");
+    std::this_thread::sleep_for(10ms);
+  }
+  throw std::runtime_error("job " + std::to_string(id) + " never started");
+}
+
+/// True once `node`'s log holds `text` (polled, up to `limit`).
+bool log_says(const ServerProcess& node, const std::string& text,
+              std::chrono::seconds limit = 30s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (node.log().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+TEST(Cluster, JobsSubmittedToAnyNodeGiveTheResultsOfOneServer) {
+  RedisProcess redis;
+  std::vector<std::unique_ptr<ServerProcess>> nodes;
+  for (const auto* name : {"a", "b", "c"})
+    nodes.push_back(start_node(redis, name));
+  ServerProcess single({"--workers", "2"});
+  RawClient reference(single.port());
+  const auto jobs = every_kind_of_job();
+  std::vector<std::uint32_t> ids;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    RawClient client(nodes[i % 3]->port());
+    ids.push_back(submit(client, jobs[i]));
+  }
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    RawClient other(nodes[(i + 1) % 3]->port());  // fetched from a node it was not submitted to
+    const auto clustered = wait_for(other, ids[i]);
+    const auto alone = wait_for(reference, submit(reference, jobs[i]));
+    ASSERT_EQ(status_name(clustered.status), "ok")
+        << jobs[i].mapper << ": " << error_text(clustered);
+    EXPECT_EQ(clustered.body, alone.body) << jobs[i].mapper << "+" << jobs[i].reducer;
+  }
+  // Ids are the cluster's: each handed out once, whichever node took the SUBMIT.
+  EXPECT_EQ(std::set<std::uint32_t>(ids.begin(), ids.end()).size(), ids.size());
+  // What was done is gone from Redis: only records and results stay (until their TTL).
+  EXPECT_EQ(redis.cli("--scan --pattern *:in:*"), "");
+  EXPECT_NE(redis.cli("TTL mrd:{j" + std::to_string(ids[0]) + "}"), "-1");
+}
+
+TEST(Cluster, StatusListAndCancelWorkFromAnyNode) {
+  RedisProcess redis;
+  auto a = start_node(redis, "node-a");
+  auto b = start_node(redis, "node-b");
+  auto c = start_node(redis, "node-c");
+  RawClient to_a(a->port()), to_b(b->port()), to_c(c->port());
+
+  // HELLO names the node that answered.
+  to_c.send_message(Opcode::kHello, protocol::Hello{protocol::kProtocolVersion, ""});
+  const auto hello = to_c.read_reply();
+  ASSERT_TRUE(hello && hello->status == kOk);
+  EXPECT_NE(protocol::decode<protocol::HelloReply>(hello->body).value->software.find("node node-c"),
+            std::string::npos);
+
+  const auto id = submit(to_a, slow_job(60000, 1));
+  running_node(redis, id);
+  EXPECT_EQ(progress_of(to_b, id).state, JobState::kMapping);
+  to_c.send_message(Opcode::kStatus, protocol::StatusRequest{id, protocol::kStatusWithDetails});
+  const auto details_reply = to_c.read_reply();
+  ASSERT_TRUE(details_reply && details_reply->status == kOk);
+  const auto details = protocol::decode<protocol::JobDetails>(details_reply->body).value.value();
+  EXPECT_EQ(details.mapper, "test-slow");
+  EXPECT_GT(details.started_ms, 0u);
+  to_b.send_message(Opcode::kList, protocol::ListRequest{0});
+  const auto listed = to_b.read_reply();
+  ASSERT_TRUE(listed && listed->status == kOk);
+  const auto list = protocol::decode<protocol::JobList>(listed->body).value.value();
+  ASSERT_EQ(list.jobs.size(), 1u);
+  EXPECT_EQ(list.jobs[0].id, id);
+
+  // CANCEL on another node stops the task wherever it runs.
+  to_c.send_message(Opcode::kCancel, protocol::JobId{id});
+  const auto cancelled = to_c.read_reply();
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(status_name(cancelled->status), "ok");
+  for (auto* client : {&to_a, &to_b}) {
+    client->send_message(Opcode::kFetch, protocol::JobId{id});
+    const auto fetched = client->read_reply();
+    ASSERT_TRUE(fetched);
+    EXPECT_EQ(status_name(fetched->status), "job-cancelled");
+  }
+  const auto stopped = "job " + std::to_string(id) + " stopped here: cancelled";
+  EXPECT_TRUE(log_says(*a, stopped, 1s) || log_says(*b, stopped, 1s) || log_says(*c, stopped, 30s));
+  EXPECT_EQ(redis.cli("--scan --pattern *:in:*"), "");
+
+  // The node that ran it is free again, and ids never handed out are unknown everywhere.
+  const auto next = submit(to_b, word_count_request({"after the cancel"}));
+  EXPECT_EQ(as_map(result_of(wait_for(to_a, next))),
+            (std::map<std::string, std::uint64_t>{{"after", 1}, {"cancel", 1}, {"the", 1}}));
+  to_a.send_message(Opcode::kFetch, protocol::JobId{next + 100});
+  const auto unknown = to_a.read_reply();
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(status_name(unknown->status), "unknown-job");
+}
+
+TEST(Cluster, AnIdempotencyKeyNamesOneJobOnEveryNode) {
+  RedisProcess redis;
+  auto a = start_node(redis, "a");
+  auto b = start_node(redis, "b");
+  RawClient to_a(a->port()), to_b(b->port());
+  auto request = word_count_request({"once only"});
+  request.idempotency_key = "key-1";
+  const auto first = submit(to_a, request);
+  EXPECT_EQ(submit(to_b, request), first);
+  auto other = word_count_request({"something else"});
+  other.idempotency_key = "key-1";
+  to_b.send_message(Opcode::kSubmit, other);
+  const auto refused = to_b.read_reply();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(status_name(refused->status), "bad-request");
+  EXPECT_EQ(as_map(result_of(wait_for(to_b, first))),
+            (std::map<std::string, std::uint64_t>{{"once", 1}, {"only", 1}}));
+}
+
+TEST(Cluster, AJobWhoseNodeIsKilledFinishesOnAnotherExactly) {
+  RedisProcess redis;
+  std::map<std::string, std::unique_ptr<ServerProcess>> nodes;
+  nodes["a"] = start_node(redis, "a");
+  nodes["b"] = start_node(redis, "b");
+  RawClient to_a(nodes["a"]->port());
+  const auto id = submit(to_a, slow_job(300, 8));
+  const auto runner = running_node(redis, id);
+  const auto survivor = runner == "a" ? "b" : "a";
+  nodes[runner]->stop(SIGKILL);
+  RawClient to_survivor(nodes[survivor]->port());
+  EXPECT_EQ(as_map(result_of(wait_for(to_survivor, id))), slow_job_counts(8));
+  EXPECT_EQ(redis.cli("HGET mrd:{j" + std::to_string(id) + "} attempt"), "2");
+  EXPECT_EQ(redis.cli("HGET mrd:{j" + std::to_string(id) + "} node"), survivor);
+}
+
+TEST(Cluster, ANodePausedPastItsLeaseCommitsNothingWhenItResumes) {
+  RedisProcess redis;
+  std::map<std::string, std::unique_ptr<ServerProcess>> nodes;
+  nodes["a"] = start_node(redis, "a");
+  nodes["b"] = start_node(redis, "b");
+  RawClient to_a(nodes["a"]->port());
+  const auto id = submit(to_a, slow_job(300, 6));
+  const auto paused = running_node(redis, id);
+  const auto other = paused == "a" ? "b" : "a";
+  ASSERT_EQ(::kill(nodes[paused]->pid(), SIGSTOP), 0);
+  RawClient to_other(nodes[other]->port());
+  const auto finished = wait_for(to_other, id);
+  EXPECT_EQ(as_map(result_of(finished)), slow_job_counts(6));
+  ASSERT_EQ(::kill(nodes[paused]->pid(), SIGCONT), 0);
+  // Its run is refused at its first renewal, or its result at the commit: either way, not kept.
+  const auto key = "mrd:{j" + std::to_string(id) + "}";
+  const auto said = [&](const std::string& text) {
+    return nodes[paused]->log().find(text) != std::string::npos;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!said("job " + std::to_string(id) + " stopped here: taken over") &&
+         !said("job " + std::to_string(id) + "'s attempt 1 was not committed") &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now(), deadline) << nodes[paused]->log();
+  EXPECT_EQ(redis.cli("HGET " + key + " out_attempt"), "2");
+  RawClient to_paused(nodes[paused]->port());
+  EXPECT_EQ(wait_for(to_paused, id).body, finished.body);
+  EXPECT_EQ(redis.cli("--scan --pattern " + key + ":out:1:*"), "");
+}
+
+TEST(Cluster, RedisRestartedWithItsLogLosesNoAcknowledgedJob) {
+  RedisProcess redis(/*append_only=*/true);
+  auto a = start_node(redis, "a");
+  auto b = start_node(redis, "b");
+  std::vector<std::uint16_t> ports{a->port(), b->port()};
+  std::map<std::uint32_t, std::map<std::string, std::uint64_t>> expected;
+  const auto submit_some = [&](unsigned first, unsigned count) {
+    for (unsigned i = first; i < first + count; ++i) {
+      RawClient client(ports[i % 2]);
+      const auto text = random_text(2000, 100 + i, 50);
+      // Each of its 7 or so map tasks sleeps 50 ms (test-slow), so that Redis goes away with jobs
+      // queued and running, and comes back with them.
+      const protocol::SubmitRequest request{
+          "test-slow", "sum", {2048, 0}, protocol::Documents{{{"50", text}}}};
+      // A node that has not reconnected yet says UNAVAILABLE; the job was not made, so resend.
+      for (int attempt = 0;; ++attempt) {
+        client.send_message(Opcode::kSubmit, request);
+        const auto reply = client.read_reply();
+        ASSERT_TRUE(reply);
+        if (reply->status == kOk) {
+          expected[protocol::decode<protocol::JobId>(reply->body).value->id] =
+              reference_word_count({text});
+          break;
+        }
+        ASSERT_EQ(reply->status, kUnavailable) << error_text(*reply);
+        ASSERT_LT(attempt, 1000) << "the node never reconnected";
+        std::this_thread::sleep_for(20ms);
+      }
+    }
+  };
+  submit_some(0, 12);
+  EXPECT_NE(redis.cli("XLEN mrd:queue"), "0");  // some are still to run
+  redis.stop(SIGKILL);
+  // While Redis is away a SUBMIT is refused, clearly, and nothing is made.
+  RawClient client(a->port());
+  client.send_message(Opcode::kSubmit, word_count_request({"not now"}));
+  const auto refused = client.read_reply();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, kUnavailable) << error_text(*refused);
+  EXPECT_NE(error_text(*refused).find("cannot reach the cluster's Redis"), std::string::npos);
+  redis.restart();
+  submit_some(12, 12);
+  for (const auto& [id, counts] : expected) {
+    RawClient fetcher(ports[id % 2]);
+    RawReply reply;
+    for (int attempt = 0;; ++attempt) {  // FETCH too may find the node reconnecting
+      reply = wait_for(fetcher, id);
+      if (reply.status != kUnavailable || attempt > 1000) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_EQ(as_map(result_of(reply)), counts) << "job " << id;
+  }
+  EXPECT_EQ(expected.size(), 24u);
+}
+
+}  // namespace
+}  // namespace mrd::testing
