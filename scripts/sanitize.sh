@@ -36,8 +36,8 @@ fi
 if [[ $which == tsan || $which == all ]]; then
   cmake -S . -B build-tsan "${flags[@]}" -DMRD_SANITIZE=thread >/dev/null
   cmake --build build-tsan -j "$(nproc)" --target mrd mrctl server_test fault_test \
-    durability_test hostile_test upload_test tls_test auth_test
+    durability_test hostile_test upload_test tls_test auth_test cluster_test
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:handle_segv=0 \
     ctest --test-dir build-tsan --output-on-failure -j 2 \
-    -R '^(Server|Faults|Durability|BadInput|Timeouts|Upload|Tls|Auth|Tenants)\.' -E "$excluded"
+    -R '^(Server|Faults|Durability|BadInput|Timeouts|Upload|Tls|Auth|Tenants|Cluster)\.' -E "$excluded"
 fi

@@ -165,7 +165,7 @@ std::unique_ptr<cluster::ClusterNode> Server::make_cluster_node() {
   auto address = cluster::parse_redis_url(config_.cluster.redis_url, error);
   if (!address) throw std::invalid_argument("--redis: " + error);
   return std::make_unique<cluster::ClusterNode>(
-      io_, config_.cluster, *address, scheduler_.workers(),
+      io_, config_.cluster, *address, scheduler_.workers(), config_.max_queued_jobs,
       [this](std::shared_ptr<JobTicket> ticket, std::string body, std::string& why) {
         return run_cluster_job(std::move(ticket), std::move(body), why);
       },

@@ -93,6 +93,64 @@ bool log_says(const ServerProcess& node, const std::string& text,
   return false;
 }
 
+TEST(Cluster, ABadRedisUrlOrADataDirectoryIsAUsageError) {
+  std::string said;
+  EXPECT_EQ(run_command(mrd_binary() + " --listen 127.0.0.1:0 --redis http://127.0.0.1:1", &said),
+            2);
+  EXPECT_NE(said.find("--redis: a Redis URL starts with redis://"), std::string::npos) << said;
+  TempDir dir;
+  EXPECT_EQ(run_command(mrd_binary() + " --listen 127.0.0.1:0 --redis redis://127.0.0.1:1 " +
+                            "--data-dir " + dir.path().string(),
+                        &said),
+            2);
+  EXPECT_NE(said.find("--redis and --data-dir do not go together"), std::string::npos) << said;
+}
+
+TEST(Cluster, ANodeWithoutRedisAnswersUnavailableAndServesAsSoonAsRedisIsThere) {
+  // Redis is not there yet: the node starts all the same, and says why it cannot help.
+  RedisProcess redis;
+  const auto url = redis.url();
+  redis.stop(SIGKILL);
+  ServerProcess node({"--redis", url, "--node-name", "early", "--workers", "1"});
+  RawClient client(node.port());
+  for (const auto opcode : {Opcode::kSubmit, Opcode::kFetch, Opcode::kList}) {
+    if (opcode == Opcode::kSubmit) {
+      client.send_message(opcode, word_count_request({"too early"}));
+    } else if (opcode == Opcode::kFetch) {
+      client.send_message(opcode, protocol::JobId{1});
+    } else {
+      client.send_message(opcode, protocol::ListRequest{0});
+    }
+    const auto reply = client.read_reply();
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->status, kUnavailable) << error_text(*reply);
+    EXPECT_NE(error_text(*reply).find("cannot reach the cluster's Redis at 127.0.0.1:" +
+                                      std::to_string(redis.port())),
+              std::string::npos)
+        << error_text(*reply);
+  }
+  // HELLO and STATS need no Redis.
+  client.send_message(Opcode::kHello, protocol::Hello{protocol::kProtocolVersion, ""});
+  const auto hello = client.read_reply();
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->status, kOk);
+  redis.restart();
+  for (int attempt = 0;; ++attempt) {
+    client.send_message(Opcode::kSubmit, word_count_request({"just in time"}));
+    const auto reply = client.read_reply();
+    ASSERT_TRUE(reply);
+    if (reply->status == kOk) {
+      const auto id = protocol::decode<protocol::JobId>(reply->body).value->id;
+      EXPECT_EQ(as_map(result_of(wait_for(client, id))),
+                (std::map<std::string, std::uint64_t>{{"in", 1}, {"just", 1}, {"time", 1}}));
+      break;
+    }
+    ASSERT_EQ(reply->status, kUnavailable);
+    ASSERT_LT(attempt, 1500) << "the node never connected";
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
 TEST(Cluster, JobsSubmittedToAnyNodeGiveTheResultsOfOneServer) {
   RedisProcess redis;
   std::vector<std::unique_ptr<ServerProcess>> nodes;
@@ -193,6 +251,30 @@ TEST(Cluster, AnIdempotencyKeyNamesOneJobOnEveryNode) {
   EXPECT_EQ(status_name(refused->status), "bad-request");
   EXPECT_EQ(as_map(result_of(wait_for(to_b, first))),
             (std::map<std::string, std::uint64_t>{{"once", 1}, {"only", 1}}));
+}
+
+TEST(Cluster, TheQueueLimitHoldsForTheWholeClusterAndLeavesNothingBehind) {
+  RedisProcess redis;
+  auto a = start_node(redis, "a", {"--max-queued-jobs", "2"});
+  auto b = start_node(redis, "b", {"--max-queued-jobs", "2"});
+  RawClient to_a(a->port()), to_b(b->port());
+  const auto first = submit(to_a, slow_job(60000, 1));
+  submit(to_b, slow_job(60000, 1));
+  to_a.send_message(Opcode::kSubmit, word_count_request({std::string(3 << 20, 'x')}));
+  const auto refused = to_a.read_reply();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(status_name(refused->status), "queue-full");
+  EXPECT_NE(error_text(*refused).find("2 jobs are waiting or running in the cluster"),
+            std::string::npos)
+      << error_text(*refused);
+  // The refused job (id 3, the third handed out) left nothing: no record, none of its 3 pieces.
+  EXPECT_EQ(redis.cli("--scan --pattern mrd:{j3}*"), "");
+  // A cancel frees a place, on any node.
+  to_b.send_message(Opcode::kCancel, protocol::JobId{first});
+  ASSERT_TRUE(to_b.read_reply());
+  const auto next = submit(to_a, word_count_request({"room again"}));
+  EXPECT_EQ(as_map(result_of(wait_for(to_b, next, 60s))),
+            (std::map<std::string, std::uint64_t>{{"again", 1}, {"room", 1}}));
 }
 
 TEST(Cluster, AJobWhoseNodeIsKilledFinishesOnAnotherExactly) {

@@ -73,11 +73,13 @@ std::string scope_flag(const JobScope& scope) {
 }  // namespace
 
 ClusterNode::ClusterNode(asio::io_context& io, ClusterConfig config, RedisAddress address,
-                         unsigned capacity, RunJob run, std::function<void()> notify_cancelled)
+                         unsigned capacity, std::uint32_t max_queued_jobs, RunJob run,
+                         std::function<void()> notify_cancelled)
     : io_(io),
       config_(std::move(config)),
       address_(address),
       capacity_(std::max(capacity, 1u)),
+      max_queued_jobs_(max_queued_jobs),
       run_(std::move(run)),
       notify_cancelled_(std::move(notify_cancelled)),
       commands_(io, address, "commands"),
@@ -175,7 +177,8 @@ void ClusterNode::submit(Submission submission, Reply reply) {
                {std::to_string(id), t, job->facts.mapper, job->facts.reducer,
                 std::to_string(job->body.size()), std::to_string(unix_ms_now()),
                 std::to_string(pieces), job->has_key ? "1" : "0",
-                std::string(reinterpret_cast<const char*>(job->digest.data()), job->digest.size())},
+                std::string(reinterpret_cast<const char*>(job->digest.data()), job->digest.size()),
+                std::to_string(max_queued_jobs_)},
                [this, job, id, key, pieces, reply](const redisReply* r) {
                  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
                    return reply(
@@ -184,24 +187,39 @@ void ClusterNode::submit(Submission submission, Reply reply) {
                          : unavailable("submit"));
                  }
                  std::string frame;
-                 if (number(r->element[0]) == 1) {
+                 const auto outcome = number(r->element[0]);
+                 if (outcome == 1) {
                    protocol::append_message(frame, code(Status::kOk), protocol::JobId{id});
                    return reply(std::move(frame));
                  }
-                 // The key names a job already: ours is not needed.
+                 // Refused, or the key names a job already: the pieces stored are not needed,
+                 // and are gone before the client hears.
+                 std::vector<std::string> names;
                  for (std::size_t k = 0; k < pieces; ++k)
-                   commands_.command({"DEL", key + ":in:" + std::to_string(k)}, [](auto) {});
-                 const auto existing = static_cast<std::uint32_t>(number(r->element[1]));
-                 const auto digest = r->elements > 2 ? text(r->element[2]) : std::string_view{};
-                 if (digest != std::string_view(reinterpret_cast<const char*>(job->digest.data()),
-                                                job->digest.size())) {
-                   return reply(error_frame(
-                       Status::kBadRequest,
-                       "submit: this idempotency key was already used with a different request; a "
-                       "different job needs a new key"));
-                 }
-                 protocol::append_message(frame, code(Status::kOk), protocol::JobId{existing});
-                 reply(std::move(frame));
+                   names.push_back(key + ":in:" + std::to_string(k));
+                 std::vector<std::string_view> del{"DEL"};
+                 del.insert(del.end(), names.begin(), names.end());
+                 const auto count = static_cast<std::uint32_t>(number(r->element[1]));
+                 const auto digest =
+                     std::string(r->elements > 2 ? text(r->element[2]) : std::string_view{});
+                 commands_.command(del, [job, outcome, count, digest, reply](const redisReply*) {
+                   if (outcome == 2) {
+                     return reply(error_frame(
+                         Status::kQueueFull, "queue full: " + std::to_string(count) +
+                                                 " jobs are waiting or running in the cluster (mrd "
+                                                 "--max-queued-jobs); try again later"));
+                   }
+                   if (digest != std::string_view(reinterpret_cast<const char*>(job->digest.data()),
+                                                  job->digest.size())) {
+                     return reply(error_frame(
+                         Status::kBadRequest,
+                         "submit: this idempotency key was already used with a different "
+                         "request; a different job needs a new key"));
+                   }
+                   std::string frame;
+                   protocol::append_message(frame, code(Status::kOk), protocol::JobId{count});
+                   reply(std::move(frame));
+                 });
                });
         });
   });

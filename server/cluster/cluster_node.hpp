@@ -44,10 +44,12 @@ class ClusterNode {
   /// A reply frame, whole.
   using Reply = std::function<void(std::string frame)>;
 
-  /// `capacity`: jobs this node runs at once (its workers). `notify_cancelled` tells the scheduler
-  /// that a ticket was cancelled (a CANCEL on any node, or a job another node took over).
+  /// `capacity`: jobs this node runs at once (its workers). `max_queued_jobs`: unfinished jobs
+  /// the cluster takes at once (each node's --max-queued-jobs: give them all the same).
+  /// `notify_cancelled` tells the scheduler that a ticket was cancelled (a CANCEL on any node, or
+  /// a job another node took over).
   ClusterNode(asio::io_context& io, ClusterConfig config, RedisAddress address, unsigned capacity,
-              RunJob run, std::function<void()> notify_cancelled);
+              std::uint32_t max_queued_jobs, RunJob run, std::function<void()> notify_cancelled);
   ~ClusterNode();
   ClusterNode(const ClusterNode&) = delete;
   ClusterNode& operator=(const ClusterNode&) = delete;
@@ -117,6 +119,7 @@ class ClusterNode {
   ClusterConfig config_;
   RedisAddress address_;
   unsigned capacity_;
+  std::uint32_t max_queued_jobs_;
   RunJob run_;
   std::function<void()> notify_cancelled_;
   RedisLink commands_;

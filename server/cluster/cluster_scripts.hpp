@@ -53,8 +53,9 @@ end
 
 /// A new job, once its input pieces are stored. KEYS: job, mrd:jobs, mrd:queue, key name (or
 /// any key if none). ARGV: id, tenant, mapper, reducer, input_bytes, submitted_ms, in_pieces,
-/// has_key (1/0), digest (hex). Returns {1, id} for the new job, or {0, id, digest} for the job
-/// the idempotency key already names.
+/// has_key (1/0), digest, max_queued. Returns {1, id} for the new job, {0, id, digest} for the
+/// job the idempotency key already names, or {2, unfinished} if max_queued jobs are unfinished
+/// in the cluster already (their entries in mrd:queue).
 inline constexpr std::string_view kCreateScript = R"lua(
 if ARGV[8] == '1' then
   local existing = redis.call('GET', KEYS[4])
@@ -63,6 +64,8 @@ if ARGV[8] == '1' then
     if digest then return {0, tonumber(existing), digest} end
   end
 end
+local unfinished = redis.call('XLEN', KEYS[3])
+if unfinished >= tonumber(ARGV[10]) then return {2, unfinished} end
 redis.call('HSET', KEYS[1], 'tenant', ARGV[2], 'state', '0', 'mapper', ARGV[3],
   'reducer', ARGV[4], 'input_bytes', ARGV[5], 'submitted_ms', ARGV[6], 'in_pieces', ARGV[7],
   'attempt', '0', 'digest', ARGV[9], 'keykey', ARGV[8] == '1' and KEYS[4] or '')
