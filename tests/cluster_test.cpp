@@ -251,6 +251,12 @@ TEST(Cluster, AnIdempotencyKeyNamesOneJobOnEveryNode) {
   EXPECT_EQ(status_name(refused->status), "bad-request");
   EXPECT_EQ(as_map(result_of(wait_for(to_b, first))),
             (std::map<std::string, std::uint64_t>{{"once", 1}, {"only", 1}}));
+  // As on a single server, a cancelled job's key is forgotten: the same SUBMIT is a new job.
+  to_a.send_message(Opcode::kCancel, protocol::JobId{first});
+  ASSERT_TRUE(to_a.read_reply());
+  const auto again = submit(to_b, request);
+  EXPECT_NE(again, first);
+  EXPECT_EQ(submit(to_a, request), again);
 }
 
 TEST(Cluster, TheQueueLimitHoldsForTheWholeClusterAndLeavesNothingBehind) {

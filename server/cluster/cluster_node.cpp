@@ -268,16 +268,18 @@ void ClusterNode::lookup(std::uint32_t id, const JobScope& scope, Want want, boo
         switch (state) {
           case protocol::JobState::kDone: {
             const auto prefix = key + ":out:" + std::string(field(5)) + ":";
-            return load_pieces(prefix, number(field(6)),
-                               [id, tokens, reply](std::optional<std::string> body) {
-                                 // Gone between the two reads: evicted or cancelled meanwhile.
-                                 if (!body) return reply(missing_frame(true, id, tokens));
-                                 std::string frame;
-                                 protocol::append_header(frame, code(Status::kOk),
-                                                         static_cast<std::uint32_t>(body->size()));
-                                 frame += *body;
-                                 reply(std::move(frame));
-                               });
+            return load_pieces(
+                prefix, number(field(6)),
+                [this, id, tokens, reply](std::optional<std::string> body, bool unreachable) {
+                  if (unreachable) return reply(unavailable("fetch"));
+                  // Gone between the two reads: evicted or cancelled meanwhile.
+                  if (!body) return reply(missing_frame(true, id, tokens));
+                  std::string frame;
+                  protocol::append_header(frame, code(Status::kOk),
+                                          static_cast<std::uint32_t>(body->size()));
+                  frame += *body;
+                  reply(std::move(frame));
+                });
           }
           case protocol::JobState::kFailed:
             return reply(error_frame(static_cast<Status>(number(field(3))), std::string(field(4))));
@@ -419,22 +421,26 @@ void ClusterNode::take(std::string entry, std::uint32_t id) {
          facts.accepted_at = std::chrono::steady_clock::now();
          auto ticket =
              std::make_shared<JobTicket>(id, std::string(text(r->element[1])), std::move(facts));
-         load_pieces(key + ":in:", number(r->element[6]),
-                     [this, id, attempt, ticket](std::optional<std::string> body) {
-                       --taking_now_;
-                       if (stopped_) return;
-                       if (!body) {
-                         // Its lease runs out and a node (maybe this one) takes it again.
-                         log(Level::kWarn, "cluster: cannot read job ", id, "'s input from Redis");
-                         return maybe_take();
-                       }
-                       running_[id] = {ticket, attempt};
-                       std::string error;
-                       if (!run_(ticket, std::move(*body), error)) {
-                         finished({id, Status::kJobFailed, std::move(error)});
-                       }
-                       maybe_take();
-                     });
+         load_pieces(
+             key + ":in:", number(r->element[6]),
+             [this, id, attempt, ticket](std::optional<std::string> body, bool unreachable) {
+               --taking_now_;
+               if (stopped_) return;
+               if (!body) {
+                 // Redis went away: the lease runs out and a node (maybe this one) takes
+                 // the job again. Its pieces gone: a CANCEL came first, nothing to do.
+                 log(unreachable ? Level::kWarn : Level::kDebug, "cluster: job ", id,
+                     unreachable ? ": lost Redis while reading its input"
+                                 : ": its input is gone (cancelled meanwhile)");
+                 return maybe_take();
+               }
+               running_[id] = {ticket, attempt};
+               std::string error;
+               if (!run_(ticket, std::move(*body), error)) {
+                 finished({id, Status::kJobFailed, std::move(error)});
+               }
+               maybe_take();
+             });
        });
 }
 
@@ -564,26 +570,29 @@ void ClusterNode::pump(std::shared_ptr<PieceWrite> write) {
   }
 }
 
-void ClusterNode::load_pieces(std::string prefix, std::size_t count,
-                              std::function<void(std::optional<std::string>)> done) {
+void ClusterNode::load_pieces(std::string prefix, std::size_t count, Loaded done) {
   struct Read {
     std::string bytes;
     std::size_t left = 0;
-    bool failed = false;
-    std::function<void(std::optional<std::string>)> done;
+    bool missing = false;      ///< a piece is not there (deleted, expired)
+    bool unreachable = false;  ///< a GET got no reply: the link went down
+    Loaded done;
   };
-  auto read = std::make_shared<Read>(Read{{}, count, false, std::move(done)});
-  if (count == 0) return read->done(std::string());
+  auto read = std::make_shared<Read>(Read{{}, count, false, false, std::move(done)});
+  if (count == 0) return read->done(std::string(), false);
   // Every GET at once: hiredis answers them in order, so each piece is appended where it goes.
   for (std::size_t k = 0; k < count; ++k) {
     commands_.command({"GET", prefix + std::to_string(k)}, [read](const redisReply* r) {
-      if (!r || r->type != REDIS_REPLY_STRING)
-        read->failed = true;
-      else if (!read->failed)
+      if (!r) {
+        read->unreachable = true;
+      } else if (r->type != REDIS_REPLY_STRING) {
+        read->missing = true;
+      } else if (!read->missing && !read->unreachable) {
         read->bytes.append(r->str, r->len);
-      if (--read->left == 0) {
-        read->failed ? read->done(std::nullopt) : read->done(std::move(read->bytes));
       }
+      if (--read->left > 0) return;
+      if (read->missing || read->unreachable) return read->done(std::nullopt, read->unreachable);
+      read->done(std::move(read->bytes), false);
     });
   }
 }

@@ -107,8 +107,10 @@ class ClusterNode {
   void pump(std::shared_ptr<PieceWrite> write);
   void store_pieces(std::string prefix, std::shared_ptr<const void> owner, std::string_view bytes,
                     std::uint64_t ttl_ms, std::function<void(bool)> done);
-  void load_pieces(std::string prefix, std::size_t count,
-                   std::function<void(std::optional<std::string>)> done);
+  /// What load_pieces() read: the bytes, or nothing and whether that is because the link went
+  /// down (`unreachable`) rather than because a piece is not there.
+  using Loaded = std::function<void(std::optional<std::string> bytes, bool unreachable)>;
+  void load_pieces(std::string prefix, std::size_t count, Loaded done);
   /// EVAL of one of cluster_scripts.hpp's scripts.
   void eval(std::string_view script, std::vector<std::string> keys, std::vector<std::string> args,
             RedisLink::OnReply on_reply);

@@ -156,7 +156,12 @@ elseif state < 5 and h[5] then
   del_pieces(KEYS[1], 'out:' .. h[5], h[6])
 end
 if state ~= 5 then
-  redis.call('HSET', KEYS[1], 'state', '5', 'out_pieces', '0')
+  -- As on a single server, a cancelled job's key is forgotten: the key may start a new job.
+  local keykey = redis.call('HGET', KEYS[1], 'keykey')
+  if keykey and keykey ~= '' and redis.call('GET', keykey) == ARGV[5] then
+    redis.call('DEL', keykey)
+  end
+  redis.call('HSET', KEYS[1], 'state', '5', 'out_pieces', '0', 'keykey', '')
   if state < 3 then redis.call('HSET', KEYS[1], 'finished_ms', ARGV[3]) end
 end
 expire_job(KEYS[1], ARGV[4])
