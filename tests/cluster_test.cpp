@@ -2,6 +2,7 @@
 // of the test's own, all on loopback. Results are compared with a single server's, byte for byte.
 #include <gtest/gtest.h>
 
+#include "auth_file.hpp"
 #include "raw_jobs.hpp"
 #include "redis_process.hpp"
 
@@ -257,6 +258,47 @@ TEST(Cluster, AnIdempotencyKeyNamesOneJobOnEveryNode) {
   const auto again = submit(to_b, request);
   EXPECT_NE(again, first);
   EXPECT_EQ(submit(to_a, request), again);
+}
+
+TEST(Cluster, NoTenantReadsCancelsOrListsAnothersJobOnAnyNode) {
+  RedisProcess redis;
+  AuthFile tokens;
+  auto a = start_node(redis, "a", {"--auth-file", tokens.path()});
+  auto b = start_node(redis, "b", {"--auth-file", tokens.path()});
+  auto alice = connect_as(*a, kAliceToken);
+  auto bob = connect_as(*b, kBobToken);
+  auto ops = connect_as(*b, kOpsToken);
+  const auto id = submit(*alice, slow_job(60000, 1));
+  running_node(redis, id);
+  // To bob, on the other node, alice's job is one that is no longer kept: the same bytes.
+  const auto expect_expired = [&](RawClient& client, Opcode opcode) {
+    client.send_message(opcode, protocol::JobId{id});
+    const auto reply = client.read_reply();
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(status_name(reply->status), "job-expired") << protocol::to_string(opcode);
+    EXPECT_EQ(error_text(*reply), "job " + std::to_string(id) +
+                                      " expired: its result was evicted (or it is not yours)");
+  };
+  expect_expired(*bob, Opcode::kFetch);
+  expect_expired(*bob, Opcode::kStatus);
+  expect_expired(*bob, Opcode::kCancel);
+  bob->send_message(Opcode::kList, protocol::ListRequest{protocol::kListWithTenants});
+  const auto bobs = bob->read_reply();
+  ASSERT_TRUE(bobs && bobs->status == kOk);
+  EXPECT_TRUE(protocol::decode<protocol::TenantJobList>(bobs->body).value->jobs.empty());
+  // The job runs on; alice sees it from either node, and an admin sees it with its tenant.
+  EXPECT_EQ(progress_of(*alice, id).state, JobState::kMapping);
+  ops->send_message(Opcode::kList, protocol::ListRequest{protocol::kListWithTenants});
+  const auto all = ops->read_reply();
+  ASSERT_TRUE(all && all->status == kOk);
+  const auto listed = protocol::decode<protocol::TenantJobList>(all->body).value.value();
+  ASSERT_EQ(listed.jobs.size(), 1u);
+  EXPECT_EQ(listed.jobs[0].tenant, "alice");
+  EXPECT_EQ(listed.jobs[0].state, JobState::kMapping);
+  ops->send_message(Opcode::kCancel, protocol::JobId{id});
+  const auto cancelled = ops->read_reply();
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(status_name(cancelled->status), "ok");
 }
 
 TEST(Cluster, TheQueueLimitHoldsForTheWholeClusterAndLeavesNothingBehind) {
