@@ -25,6 +25,10 @@ constexpr std::uint64_t kInputTtlMs = 7ull * 24 * 3600 * 1000;
 /// Result pieces written (SETs in flight) at once.
 constexpr std::size_t kWriteWindow = 8;
 constexpr std::string_view kQueue = "mrd:queue";
+/// Jobs a node holds per worker: one running, the others ready for it while their inputs come
+/// from Redis and their results go back (each is several round trips), so that tiny jobs keep the
+/// workers busy. A dead node's jobs wait out its lease, so this is kept small.
+constexpr unsigned kJobsPerWorker = 4;
 constexpr std::string_view kGroup = "nodes";
 
 std::string job_key(std::uint32_t id) {
@@ -78,7 +82,7 @@ ClusterNode::ClusterNode(asio::io_context& io, ClusterConfig config, RedisAddres
     : io_(io),
       config_(std::move(config)),
       address_(address),
-      capacity_(std::max(capacity, 1u)),
+      capacity_(std::max(capacity, 1u) * kJobsPerWorker),
       max_queued_jobs_(max_queued_jobs),
       run_(std::move(run)),
       notify_cancelled_(std::move(notify_cancelled)),
@@ -344,8 +348,9 @@ void ClusterNode::maybe_take() {
     return;
   }
   reading_ = true;
-  // Blocks (on its own link) until an entry comes, or a second passes.
-  tasks_.command({"XREADGROUP", "GROUP", kGroup, config_.node_name, "COUNT", "1", "BLOCK", "1000",
+  // Blocks (on its own link) until entries come, or a second passes; takes what there is room for.
+  const auto room = std::to_string(capacity_ - running_.size() - taking_now_);
+  tasks_.command({"XREADGROUP", "GROUP", kGroup, config_.node_name, "COUNT", room, "BLOCK", "1000",
                   "STREAMS", kQueue, ">"},
                  [this](const redisReply* r) {
                    reading_ = false;

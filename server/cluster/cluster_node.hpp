@@ -6,11 +6,12 @@
 // client may submit to one node and fetch from another.
 //
 // Work goes where workers are free: a node reads entries of mrd:queue through the consumer group
-// `nodes` only while it runs fewer jobs than it has workers, and runs each job it takes on its own
-// worker pool, as a single server does. While it runs one it renews its hold (the entry's idle time
-// in the group, reset by XCLAIM) every quarter lease; an entry idle for a whole lease belongs to a
-// node that died or stalled, and another node claims it (XAUTOCLAIM) and runs the job again, as a
-// new attempt. The attempt token (cluster_scripts.hpp) keeps the stalled node from committing.
+// `nodes` only while it holds fewer than four jobs per worker (one running, the next ones ready),
+// and runs each job it takes on its own worker pool, as a single server does. While it runs one it
+// renews its hold (the entry's idle time in the group, reset by XCLAIM) every quarter lease; an
+// entry idle for a whole lease belongs to a node that died or stalled, and another node claims it
+// (XAUTOCLAIM) and runs the job again, as a new attempt. The attempt token (cluster_scripts.hpp)
+// keeps the stalled node from committing.
 //
 // Everything here runs on the network thread, through three RedisLinks: one for commands, one
 // blocked in XREADGROUP while waiting for work, one subscribed to mrd:cancels.
@@ -44,10 +45,10 @@ class ClusterNode {
   /// A reply frame, whole.
   using Reply = std::function<void(std::string frame)>;
 
-  /// `capacity`: jobs this node runs at once (its workers). `max_queued_jobs`: unfinished jobs
-  /// the cluster takes at once (each node's --max-queued-jobs: give them all the same).
-  /// `notify_cancelled` tells the scheduler that a ticket was cancelled (a CANCEL on any node, or
-  /// a job another node took over).
+  /// `capacity`: this node's workers (it holds up to kJobsPerWorker jobs for each).
+  /// `max_queued_jobs`: unfinished jobs the cluster takes at once (each node's --max-queued-jobs:
+  /// give them all the same). `notify_cancelled` tells the scheduler that a ticket was cancelled (a
+  /// CANCEL on any node, or a job another node took over).
   ClusterNode(asio::io_context& io, ClusterConfig config, RedisAddress address, unsigned capacity,
               std::uint32_t max_queued_jobs, RunJob run, std::function<void()> notify_cancelled);
   ~ClusterNode();
