@@ -60,4 +60,29 @@ std::string to_string(const ServerAddress& address) {
   return (ipv6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(address.port);
 }
 
+std::vector<ServerAddress> parse_server_list(std::string_view text) {
+  // No address form holds a comma (IPv6 literals neither), so the items are what lies between.
+  if (text.find(',') == std::string_view::npos) return {parse_server_address(text)};
+  std::vector<ServerAddress> addresses;
+  for (std::size_t start = 0;;) {
+    const auto comma = text.find(',', start);
+    const auto item =
+        text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
+    if (item.empty()) {
+      throw ClientError(ErrorKind::kUsage, "bad server list '" + std::string(text) + "': item " +
+                                               std::to_string(addresses.size() + 1) + " is empty");
+    }
+    addresses.push_back(parse_server_address(item));
+    if (comma == std::string_view::npos) return addresses;
+    start = comma + 1;
+  }
+}
+
+std::string to_string(const std::vector<ServerAddress>& addresses) {
+  std::string text;
+  for (const auto& address : addresses)
+    text += (text.empty() ? "" : ",") + to_string(address);
+  return text;
+}
+
 }  // namespace mrd::client

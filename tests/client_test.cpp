@@ -1,5 +1,7 @@
 // Unit tests of the client library: everything that needs no server. Loaders and writers of
-// input files, server addresses, error mapping, and the text and JSON output of mrctl.
+// input files, server addresses and lists of them, error mapping, the text and JSON output of
+// mrctl, Connection and FailoverConnection against scripted servers; and, the one test that
+// starts mrd, failover to a real server.
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
@@ -13,11 +15,13 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "client/client_error.hpp"
 #include "client/connection.hpp"
 #include "client/documents.hpp"
+#include "client/failover_connection.hpp"
 #include "client/frame_trace.hpp"
 #include "client/input_file.hpp"
 #include "client/json.hpp"
@@ -35,6 +39,10 @@
 #include "protocol/codec.hpp"
 #include "protocol/limits.hpp"
 #include "protocol_examples.hpp"
+
+// The real mrd, for failover against a real server: this build's (tests/CMakeLists.txt names
+// it), or $MRD_BINARY.
+#include "server_process.hpp"
 
 namespace mrd::client {
 namespace {
@@ -96,6 +104,68 @@ TEST(ServerAddress, BadPortsAndBrackets) {
        {"host:", "host:0", "host:65536", "host:12x", "host:-1", "[::1", "[]:80", "[::1]80", ""}) {
     expect_client_error([&] { parse_server_address(bad); }, ErrorKind::kUsage, "server address");
   }
+}
+
+// --- lists of servers (mrctl --server a:1936,b:1936) ---
+
+TEST(ServerList, CommaSeparatedAddresses) {
+  EXPECT_EQ(
+      parse_server_list("a.example:1936,b.example:1937,10.0.0.3"),
+      (std::vector<ServerAddress>{{"a.example", 1936}, {"b.example", 1937}, {"10.0.0.3", 1936}}));
+  // Every form of one address is an item of a list, IPv6 literals too: none holds a comma.
+  EXPECT_EQ(
+      parse_server_list("[::1]:1936,:5000,[fe80::1],::2,host"),
+      (std::vector<ServerAddress>{
+          {"::1", 1936}, {"127.0.0.1", 5000}, {"fe80::1", 1936}, {"::2", 1936}, {"host", 1936}}));
+  EXPECT_EQ(parse_server_list("a:1,a:1"), (std::vector<ServerAddress>{{"a", 1}, {"a", 1}}));
+}
+
+TEST(ServerList, OneAddressIsParsedAsOne) {
+  for (const char* text : {"example.org:4000", "example.org", ":5000", "[::1]:7", "::1"}) {
+    EXPECT_EQ(parse_server_list(text), std::vector<ServerAddress>{parse_server_address(text)});
+  }
+  EXPECT_EQ(parse_server_list(kDefaultServer), std::vector<ServerAddress>{ServerAddress{}});
+  // Refused with the very words of parse_server_address.
+  for (const char* bad : {"host:0", "host:", "[::1", ""}) {
+    std::string expected;
+    try {
+      parse_server_address(bad);
+    } catch (const ClientError& e) {
+      expected = e.what();
+    }
+    expect_client_error([&] { parse_server_list(bad); }, ErrorKind::kUsage, expected);
+  }
+}
+
+TEST(ServerList, EmptyItemsAreNamed) {
+  expect_client_error([] { parse_server_list("a:1,,b:2"); }, ErrorKind::kUsage,
+                      "bad server list 'a:1,,b:2': item 2 is empty");
+  expect_client_error([] { parse_server_list("a:1,"); }, ErrorKind::kUsage,
+                      "bad server list 'a:1,': item 2 is empty");
+  expect_client_error([] { parse_server_list(",a:1"); }, ErrorKind::kUsage,
+                      "bad server list ',a:1': item 1 is empty");
+  expect_client_error([] { parse_server_list(","); }, ErrorKind::kUsage, "item 1 is empty");
+}
+
+TEST(ServerList, BadItemsAreNamed) {
+  expect_client_error([] { parse_server_list("a:1,b:0"); }, ErrorKind::kUsage,
+                      "bad server address 'b:0': the port must be a number from 1 to 65535");
+  expect_client_error([] { parse_server_list("a:1,b:65536"); }, ErrorKind::kUsage,
+                      "bad server address 'b:65536'");
+  expect_client_error([] { parse_server_list("a:x,b:1"); }, ErrorKind::kUsage,
+                      "bad server address 'a:x'");
+  expect_client_error([] { parse_server_list("a:1,[::1"); }, ErrorKind::kUsage,
+                      "bad server address '[::1': missing ']'");
+  expect_client_error([] { parse_server_list("[::1]1936,a:1"); }, ErrorKind::kUsage,
+                      "bad server address '[::1]1936': expected ':PORT' after ']'");
+  expect_client_error([] { parse_server_list("a:1,[]:1936"); }, ErrorKind::kUsage,
+                      "empty host between brackets");
+}
+
+TEST(ServerList, PrintsAsItParses) {
+  const std::vector<ServerAddress> servers{{"a", 1}, {"::1", 1936}, {"10.0.0.3", 7}};
+  EXPECT_EQ(to_string(servers), "a:1,[::1]:1936,10.0.0.3:7");
+  EXPECT_EQ(parse_server_list(to_string(servers)), servers);
 }
 
 // --- text matrices ---
@@ -525,7 +595,8 @@ TEST(MatrixCheck, RandomMatricesAreReproducibleAndInRange) {
 
 /// A server on 127.0.0.1 for one connection: for each scripted reply it reads one whole request,
 /// records it, and sends the reply's bytes exactly (a reply may be a partial frame, two frames,
-/// or nothing). After the last reply it closes the connection.
+/// or nothing). After the last reply it closes the connection. It stops listening once it has
+/// accepted its connection, so a second one is refused, as by a server that is gone.
 class ScriptedServer {
  public:
   explicit ScriptedServer(std::vector<std::string> replies) {
@@ -544,7 +615,7 @@ class ScriptedServer {
   }
   ~ScriptedServer() {
     if (thread_.joinable()) thread_.join();
-    ::close(listener_);
+    if (listener_ >= 0) ::close(listener_);
   }
 
   ServerAddress address() const { return {"127.0.0.1", port_}; }
@@ -559,6 +630,7 @@ class ScriptedServer {
   void serve(const std::vector<std::string>& replies) {
     const int fd = ::accept(listener_, nullptr, nullptr);
     if (fd < 0) return;
+    ::close(std::exchange(listener_, -1));
     std::string inbox;
     for (const auto& reply : replies) {
       auto parsed = protocol::parse_request(inbox, protocol::kDefaultMaxFrameBytes);
@@ -753,6 +825,258 @@ TEST(Connection, RefusedConnectionSaysSo) {
       ErrorKind::kConnection, "Connection refused (is mrd running there?)");
 }
 
+// --- FailoverConnection: the nodes of a cluster, against scripted servers and real sockets ---
+
+/// An address nobody listens on: a port that was free a moment ago (bind, read the port, close).
+ServerAddress refused_address() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof addr;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
+  ::close(fd);
+  return {"127.0.0.1", ntohs(addr.sin_port)};
+}
+
+/// What a FailoverConnection says of a server that refused the connection.
+std::string refused_reason(const ServerAddress& server) {
+  return "cannot connect to " + to_string(server) + ": Connection refused (is mrd running there?)";
+}
+
+std::string hello_ok() {
+  return reply(Status::kOk, protocol::HelloReply{protocol::kProtocolVersion, "mrd 9", 0});
+}
+
+/// Short pauses, so that the tests do not wait for the real ones.
+constexpr FailoverPolicy kQuickPolicy{3, std::chrono::milliseconds(1),
+                                      std::chrono::milliseconds(2)};
+
+/// What a FailoverConnection said about each move: why, where to, after what pause.
+struct Move {
+  std::string why;
+  ServerAddress next;
+  std::chrono::milliseconds pause;
+};
+
+/// A FailoverConnection over `servers` that says HELLO on connecting and records its moves.
+FailoverConnection failover_to(std::vector<ServerAddress> servers, std::vector<Move>& moves,
+                               FailoverPolicy policy = kQuickPolicy) {
+  FailoverConnection connection(std::move(servers), FailoverConnection::hello_connector(), policy);
+  connection.set_notice([&moves](const ClientError& error, const ServerAddress& next,
+                                 std::chrono::milliseconds pause) {
+    moves.push_back({error.what(), next, pause});
+  });
+  return connection;
+}
+
+/// The idempotency key of a SUBMIT request frame.
+std::string key_of(const std::string& submit_frame) {
+  const auto decoded = protocol::decode<protocol::SubmitRequest>(
+      std::string_view(submit_frame).substr(protocol::kHeaderBytes));
+  EXPECT_TRUE(decoded) << decoded.error;
+  return decoded ? decoded.value->idempotency_key : "";
+}
+
+TEST(Failover, WhatMovesARequestToAnotherNode) {
+  using protocol::Opcode;
+  const ClientError lost(ErrorKind::kConnection, "lost the connection");
+  const auto busy = reply_error("list", Status::kServerBusy, "");
+  const auto unavailable = reply_error("fetch job 1", Status::kUnavailable, "no Redis");
+  const auto stopping = reply_error("submit", Status::kShuttingDown, "");
+  for (const auto opcode : {Opcode::kSubmit, Opcode::kFetch, Opcode::kStatus, Opcode::kCancel,
+                            Opcode::kList, Opcode::kStats, Opcode::kHello}) {
+    EXPECT_TRUE(should_fail_over(lost, opcode));
+    EXPECT_TRUE(should_fail_over(busy, opcode));
+    EXPECT_TRUE(should_fail_over(unavailable, opcode));
+    EXPECT_EQ(should_fail_over(stopping, opcode), opcode == Opcode::kSubmit);
+  }
+  // What every node would answer alike, and what the client's own settings cause.
+  for (const auto status : {Status::kQueueFull, Status::kBadJob, Status::kUnknownJob,
+                            Status::kFrameTooLarge, Status::kAuthFailed, Status::kForbidden,
+                            Status::kServerError, Status::kJobFailed, Status::kVersionMismatch}) {
+    EXPECT_FALSE(should_fail_over(reply_error("submit", status, ""), Opcode::kSubmit))
+        << static_cast<int>(status);
+  }
+  EXPECT_FALSE(should_fail_over(ClientError(ErrorKind::kTls, "bad certificate"), Opcode::kList));
+  EXPECT_FALSE(should_fail_over(ClientError(ErrorKind::kProtocol, "?"), Opcode::kList));
+}
+
+TEST(Failover, ConnectsToTheFirstServerThatAnswers) {
+  const protocol::TenantJobList jobs{{{4, protocol::JobState::kDone, ""}}};
+  ScriptedServer live({hello_ok(), reply(Status::kOk, jobs)});
+  const auto refused = refused_address();
+  std::vector<Move> moves;
+  auto servers = failover_to({refused, live.address()}, moves);
+  EXPECT_EQ(servers.address(), refused);
+  EXPECT_EQ(servers.list(), jobs);
+  EXPECT_EQ(servers.address(), live.address());
+  ASSERT_EQ(moves.size(), 1u);
+  EXPECT_EQ(moves[0].why, refused_reason(refused));
+  EXPECT_EQ(moves[0].next, live.address());
+  EXPECT_EQ(moves[0].pause.count(), 0);
+  EXPECT_EQ(live.requests().size(), 2u);  // HELLO, LIST
+}
+
+TEST(Failover, EveryServerDownNamesEachAndWhy) {
+  const auto a = refused_address();
+  ScriptedServer hangs_up({""});  // accepts, reads HELLO, closes without a word
+  const auto b = hangs_up.address();
+  const auto c = refused_address();
+  std::vector<Move> moves;
+  auto servers = failover_to({a, b, c}, moves,
+                             {2, std::chrono::milliseconds(1), std::chrono::milliseconds(1)});
+  try {
+    servers.list();
+    ADD_FAILURE() << "list succeeded";
+  } catch (const ClientError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kConnection);
+    // Each server's last reason: the scripted one is gone after its one connection.
+    EXPECT_EQ(std::string(e.what()), "list: gave up after trying each of the 3 servers 2 times:" +
+                                         ("\n  " + to_string(a) + ": " + refused_reason(a)) +
+                                         ("\n  " + to_string(b) + ": " + refused_reason(b)) +
+                                         ("\n  " + to_string(c) + ": " + refused_reason(c)));
+  }
+  // Six attempts in the order of the list, five moves, a pause after the first full round.
+  ASSERT_EQ(moves.size(), 5u);
+  EXPECT_EQ(moves[0].why, refused_reason(a));
+  EXPECT_EQ(moves[1].why,
+            "hello: the server at " + to_string(b) + " closed the connection without replying");
+  EXPECT_EQ(moves[2].why, refused_reason(c));
+  std::vector<ServerAddress> next;
+  std::vector<long> pauses;
+  for (const auto& move : moves) {
+    next.push_back(move.next);
+    pauses.push_back(static_cast<long>(move.pause.count()));
+  }
+  EXPECT_EQ(next, (std::vector<ServerAddress>{b, c, a, b, c}));
+  EXPECT_EQ(pauses, (std::vector<long>{0, 0, 1, 0, 0}));
+}
+
+TEST(Failover, PausesDoubleAfterEachFailedRound) {
+  std::vector<Move> moves;
+  auto servers = failover_to({refused_address(), refused_address()}, moves);  // 1 ms, up to 2
+  expect_client_error([&] { servers.stats(); }, ErrorKind::kConnection,
+                      "stats: gave up after trying each of the 2 servers 3 times:");
+  std::vector<long> pauses;
+  for (const auto& move : moves)
+    pauses.push_back(static_cast<long>(move.pause.count()));
+  EXPECT_EQ(pauses, (std::vector<long>{0, 1, 0, 2, 0}));
+}
+
+TEST(Failover, BusyAndUnavailableNodesAreLeftForTheNext) {
+  const protocol::JobResult result = protocol::Counts{{{"a", 2}}};
+  // SERVER_BUSY as the real server sends it: before any request, then it closes.
+  ScriptedServer busy({error_reply(Status::kServerBusy, "too many connections")});
+  ScriptedServer unavailable(
+      {hello_ok(), error_reply(Status::kUnavailable, "cannot reach Redis at 10.0.0.9:6379")});
+  ScriptedServer live({hello_ok(), reply(Status::kOk, result)});
+  std::vector<Move> moves;
+  auto servers = failover_to({busy.address(), unavailable.address(), live.address()}, moves);
+  const auto outcome = servers.fetch(5);
+  EXPECT_EQ(outcome.status, Status::kOk);
+  EXPECT_EQ(outcome.result, result);
+  ASSERT_EQ(moves.size(), 2u);
+  EXPECT_NE(moves[0].why.find("busy"), std::string::npos) << moves[0].why;
+  EXPECT_NE(moves[1].why.find("fetch job 5: this node cannot reach the cluster's shared store"),
+            std::string::npos)
+      << moves[1].why;
+}
+
+TEST(Failover, ASubmitLostOnOneNodeIsResentToTheNextWithTheSameKey) {
+  ScriptedServer lost({hello_ok(), ""});  // takes the SUBMIT, closes without an answer
+  ScriptedServer stopping({hello_ok(), error_reply(Status::kShuttingDown, "draining")});
+  ScriptedServer live({hello_ok(), reply(Status::kOk, protocol::JobId{42})});
+  std::vector<Move> moves;
+  auto servers = failover_to({lost.address(), stopping.address(), live.address()}, moves);
+  // Without a key of its own, the request gets one: the same on every node.
+  const protocol::SubmitRequest request{"words", "sum", {}, protocol::Documents{{{"a", "b c"}}}};
+  EXPECT_EQ(servers.submit(request), 42u);
+  EXPECT_EQ(moves.size(), 2u);
+  ASSERT_EQ(lost.requests().size(), 2u);
+  ASSERT_EQ(stopping.requests().size(), 2u);
+  ASSERT_EQ(live.requests().size(), 2u);
+  const auto key = key_of(live.requests()[1]);
+  EXPECT_EQ(key.size(), 32u);
+  EXPECT_EQ(key_of(lost.requests()[1]), key);
+  EXPECT_EQ(key_of(stopping.requests()[1]), key);
+  EXPECT_EQ(lost.requests()[1], live.requests()[1]);  // the very same frame
+
+  // A key given is the key sent.
+  ScriptedServer keyed({hello_ok(), reply(Status::kOk, protocol::JobId{43})});
+  auto again = failover_to({refused_address(), keyed.address()}, moves);
+  auto with_key = request;
+  with_key.idempotency_key = "my-key";
+  EXPECT_EQ(again.submit(with_key), 43u);
+  EXPECT_EQ(key_of(keyed.requests()[1]), "my-key");
+}
+
+TEST(Failover, WhatAnyNodeWouldAnswerIsNotRetried) {
+  // BAD_JOB would be the same everywhere: thrown as it is, the next server never tried (it is
+  // refused, which would end in a connection error instead).
+  ScriptedServer refuses({hello_ok(), error_reply(Status::kBadJob, "unknown mapper 'x'")});
+  std::vector<Move> moves;
+  auto servers = failover_to({refuses.address(), refused_address()}, moves);
+  const protocol::SubmitRequest request{"x", "sum", {}, protocol::Documents{}, "key"};
+  expect_client_error([&] { servers.submit(request); }, ErrorKind::kRejected, "unknown mapper 'x'");
+  EXPECT_TRUE(moves.empty());
+  // SHUTTING_DOWN moves only a SUBMIT (no server sends it for anything else; if one did, another
+  // node could not do better).
+  ScriptedServer stopping({hello_ok(), error_reply(Status::kShuttingDown, "draining")});
+  auto other = failover_to({stopping.address(), refused_address()}, moves);
+  expect_client_error([&] { other.cancel(3); }, ErrorKind::kRejected, "draining");
+  EXPECT_TRUE(moves.empty());
+}
+
+TEST(Failover, WaitingGoesOnOnAnotherNode) {
+  const protocol::JobProgress mapping{5, protocol::JobState::kMapping, 1, 2, 0, 1};
+  const protocol::JobProgress reducing{5, protocol::JobState::kReducing, 2, 2, 0, 1};
+  const protocol::JobResult result = protocol::Counts{{{"a", 2}}};
+  // The first node answers one poll, then dies in the middle of the next.
+  ScriptedServer dies({hello_ok(), reply(Status::kPending, mapping), ""});
+  ScriptedServer live({hello_ok(), reply(Status::kPending, reducing), reply(Status::kOk, result)});
+  std::vector<Move> moves;
+  auto servers = failover_to({dies.address(), live.address()}, moves);
+  std::vector<protocol::JobProgress> seen;
+  const auto outcome =
+      servers.wait_for_result(5, [&](const protocol::JobProgress& p) { seen.push_back(p); });
+  EXPECT_EQ(outcome.status, Status::kOk);
+  EXPECT_EQ(outcome.result, result);
+  EXPECT_EQ(seen, (std::vector<protocol::JobProgress>{mapping, reducing}));
+  ASSERT_EQ(moves.size(), 1u);
+  EXPECT_EQ(moves[0].why, "fetch job 5: the server at " + to_string(dies.address()) +
+                              " closed the connection without replying");
+  EXPECT_EQ(live.requests().size(), 3u);  // HELLO, FETCH, FETCH
+}
+
+TEST(Failover, OneServerFailsAsAConnectionDoes) {
+  // Nothing to fail over to: the error as it was, and no notice.
+  const auto refused = refused_address();
+  std::vector<Move> moves;
+  auto servers = failover_to({refused}, moves);
+  try {
+    servers.list();
+    ADD_FAILURE() << "list succeeded";
+  } catch (const ClientError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kConnection);
+    EXPECT_EQ(std::string(e.what()), refused_reason(refused));
+  }
+  ScriptedServer stopping({hello_ok(), error_reply(Status::kShuttingDown, "draining")});
+  auto one = failover_to({stopping.address()}, moves);
+  const protocol::SubmitRequest request{"words", "sum", {}, protocol::Documents{}, "key"};
+  expect_client_error([&] { one.submit(request); }, ErrorKind::kRejected,
+                      "submit: the server is shutting down and takes no new jobs (server says: "
+                      "draining)");
+  EXPECT_TRUE(moves.empty());
+  // A connection that broke is opened again by the next request.
+  ScriptedServer twice({hello_ok(), ""});
+  auto again = failover_to({twice.address()}, moves);
+  expect_client_error([&] { again.list(); }, ErrorKind::kConnection, "without replying");
+  expect_client_error([&] { again.list(); }, ErrorKind::kConnection, "Connection refused");
+  EXPECT_THROW(FailoverConnection({}, FailoverConnection::hello_connector()), ClientError);
+}
+
 // --- frame trace (mrctl --trace), on the example frames of docs/protocol.md ---
 
 /// The frame docs/protocol.md shows under `<!-- example: name -->` (docs_test keeps them equal).
@@ -910,6 +1234,28 @@ TEST(FrameTrace, ConnectionShowsItsObserverEveryFrameWithTheRequestItAnswers) {
                       {Direction::kSent, requests[1], protocol::Opcode::kFetch},
                       {Direction::kReceived, pending, protocol::Opcode::kFetch},
                   }));
+}
+
+// --- failover to a real mrd ---
+
+TEST(Failover, PastARefusedPortAndAClosedConnectionToARealServer) {
+  testing::ServerProcess mrd({"--workers", "1"});
+  ScriptedServer hangs_up({""});
+  std::vector<Move> moves;
+  auto servers =
+      failover_to({refused_address(), hangs_up.address(), {"127.0.0.1", mrd.port()}}, moves);
+  const protocol::SubmitRequest request{
+      "words", "sum", {}, protocol::Documents{{{"a", "to be or not to be"}}}};
+  const auto job = servers.submit(request);
+  EXPECT_EQ(servers.address(), (ServerAddress{"127.0.0.1", mrd.port()}));
+  EXPECT_EQ(moves.size(), 2u);
+  const auto outcome = servers.wait_for_result(job);
+  ASSERT_EQ(outcome.status, Status::kOk) << outcome.message;
+  EXPECT_EQ(outcome.result,
+            (protocol::JobResult{protocol::Counts{{{"be", 2}, {"to", 2}, {"not", 1}, {"or", 1}}}}));
+  EXPECT_EQ(servers.status(job).state, protocol::JobState::kDone);
+  EXPECT_EQ(servers.list().jobs.size(), 1u);
+  EXPECT_EQ(moves.size(), 2u) << "later requests stay on the server that answered";
 }
 
 }  // namespace

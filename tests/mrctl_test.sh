@@ -7,7 +7,9 @@ mrctl=$2
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
-"$mrd" --listen 127.0.0.1:0 --port-file "$work/port" --workers 2 2>"$work/mrd.log" &
+# --enable-test-jobs: test-slow, for a job that is still running when a node is lost (failover).
+"$mrd" --listen 127.0.0.1:0 --port-file "$work/port" --workers 2 --enable-test-jobs \
+  2>"$work/mrd.log" &
 server=$!
 for _ in $(seq 200); do [[ -s $work/port ]] && break; sleep 0.05; done
 export MRD_SERVER=127.0.0.1:$(cat "$work/port")
@@ -148,6 +150,70 @@ check "... and when it was submitted, started and finished" \
 "$mrctl" server-stats >"$work/got"
 check "server-stats says how many tasks were done" \
   bash -c "awk '\$1 == \"tasks_done\" && \$2 > 0' '$work/got' | grep -q ."
+
+# --- a list of servers (the nodes of a cluster): each request goes to the first that answers ---
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+refused() { echo "cannot connect to $1: Connection refused (is mrd running there?)"; }
+dead=127.0.0.1:$(free_port)
+"$mrctl" -q --server "$dead,$MRD_SERVER" wordcount --top 2 "$work/small.txt" \
+  >"$work/got" 2>"$work/err"
+check "failover past a dead node exits 0" test $? -eq 0
+printf '3  b\n2  a\n' > "$work/expected"
+check "... with the result" cmp -s "$work/expected" "$work/got"
+printf 'mrctl: %s; trying %s\n' "$(refused "$dead")" "$MRD_SERVER" > "$work/expected"
+check "... saying which node failed, why, and which is next" cmp -s "$work/expected" "$work/err"
+MRD_SERVER="$dead,$MRD_SERVER" "$mrctl" list >"$work/got" 2>/dev/null
+check "MRD_SERVER takes a list too" grep -qE "^ *$id +cancelled" "$work/got"
+expect_exit 3 "every node down" --server "127.0.0.1:1,$dead" list
+printf '%s\n' 'mrctl: list: gave up after trying each of the 2 servers 3 times:' \
+  "  127.0.0.1:1: $(refused 127.0.0.1:1)" "  $dead: $(refused "$dead")" > "$work/expected"
+check "... names every node and why" cmp -s "$work/expected" <(tail -n 3 "$work/err")
+expect_exit 2 "an empty item in the list" --server "$MRD_SERVER,,$dead" list
+check "... is named" grep -q "bad server list '$MRD_SERVER,,$dead': item 2 is empty" "$work/err"
+expect_exit 2 "a bad port in the list" --server "$MRD_SERVER,127.0.0.1:0" list
+expect_exit 0 "an IPv6 literal in the list" --server "[::1]:$(free_port),$MRD_SERVER" list
+
+# A SUBMIT whose reply a node loses is sent to the next node with the same idempotency key: one
+# job (flaky_proxy.py stands for the node that accepted the job and died before answering).
+before=$("$mrctl" server-stats | awk '$1 == "jobs_submitted" {print $2}')
+python3 "$(dirname "$0")/flaky_proxy.py" --target "$MRD_SERVER" --port-file "$work/proxy-port-2" \
+  --count-file "$work/proxy-submits-2" --lifetime 30 &
+proxy=$!
+for _ in $(seq 200); do [[ -s $work/proxy-port-2 ]] && break; sleep 0.05; done
+lossy=127.0.0.1:$(cat "$work/proxy-port-2")
+"$mrctl" -q --server "$lossy,$MRD_SERVER" wordcount --top 1 "$work/small.txt" \
+  >"$work/got" 2>"$work/err"
+kill "$proxy" 2>/dev/null
+check "the job sent to the next node gives the result" grep -qx '3  b' "$work/got"
+printf 'mrctl: submit: the server at %s closed the connection without replying; trying %s\n' \
+  "$lossy" "$MRD_SERVER" > "$work/expected"
+check "mrctl said it sent the SUBMIT on to the next node" cmp -s "$work/expected" "$work/err"
+after=$("$mrctl" server-stats | awk '$1 == "jobs_submitted" {print $2}')
+check "the first node was sent the SUBMIT" test "$(cat "$work/proxy-submits-2")" -eq 1
+check "... and the job ran once" test "$after" -eq $((before + 1))
+
+# Waiting for a job goes on on another node when the one polled is lost. test-slow sleeps 1000 ms
+# in each map task of the document named 1000, which --chunk-bytes 1 cuts into 5 tasks.
+printf 'slow word1 slow word2\n' > "$work/1000"
+slow=$(cd "$work" && "$mrctl" -q submit --mapper test-slow --reducer sum --chunk-bytes 1 \
+  --no-wait --documents 1000)
+python3 "$(dirname "$0")/flaky_proxy.py" --target "$MRD_SERVER" --port-file "$work/proxy-port-3" \
+  --count-file "$work/proxy-submits-3" --lifetime 30 &
+proxy=$!
+for _ in $(seq 200); do [[ -s $work/proxy-port-3 ]] && break; sleep 0.05; done
+lost=127.0.0.1:$(cat "$work/proxy-port-3")
+"$mrctl" --server "$lost,$MRD_SERVER" result --wait "$slow" >"$work/got" 2>"$work/err" &
+waiter=$!
+for _ in $(seq 500); do grep -q '^in-progress' "$work/err" && break; sleep 0.01; done
+kill "$proxy" 2>/dev/null  # the node polled is gone
+wait "$waiter"
+check "waiting across a lost node exits 0" test $? -eq 0
+printf '2  slow\n1  word1\n1  word2\n' > "$work/expected"
+check "... with the result" cmp -s "$work/expected" "$work/got"
+check "... having polled the first node" grep -q '^in-progress - ' "$work/err"
+check "... then the next" grep -qE "^mrctl: fetch job $slow: .*$lost.*; trying $MRD_SERVER\$" "$work/err"
 
 # --- exit codes ---
 expect_exit 5 "result of an unknown job" result 99999

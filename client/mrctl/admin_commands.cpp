@@ -33,7 +33,7 @@ void add_status_command(CLI::App& app, const GlobalOptions& global, Runner& run)
   add_output_options(*command, options->output, false);
   command->callback([&global, &run, options] {
     run = [&global, options] {
-      const auto details = open_connection(global).details(options->job_id);
+      const auto details = open_servers(global).details(options->job_id);
       print(options->output.json ? client::job_details_json(details)
                                  : client::job_details_text(details));
       return kExitSuccess;
@@ -52,9 +52,9 @@ void add_result_command(CLI::App& app, const GlobalOptions& global, Runner& run)
   add_output_options(*command, options->output, true);
   command->callback([&global, &run, options] {
     run = [&global, options] {
-      auto connection = open_connection(global);
-      auto outcome = options->wait ? wait_with_progress(connection, options->job_id, global)
-                                   : connection.fetch(options->job_id);
+      auto servers = open_servers(global);
+      auto outcome = options->wait ? wait_with_progress(servers, options->job_id, global)
+                                   : servers.fetch(options->job_id);
       if (!outcome.finished()) {
         print(options->output.json ? client::job_status_json(*outcome.progress)
                                    : client::job_status_text(*outcome.progress));
@@ -73,7 +73,7 @@ void add_cancel_command(CLI::App& app, const GlobalOptions& global, Runner& run)
   auto* command = add_job_command(app, "cancel", "Cancel a job; the server forgets it", *options);
   command->callback([&global, &run, options] {
     run = [&global, options] {
-      open_connection(global).cancel(options->job_id);
+      open_servers(global).cancel(options->job_id);
       return kExitSuccess;
     };
   });
@@ -88,7 +88,7 @@ void add_list_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   add_output_options(*command, *options, false);
   command->callback([&global, &run, options] {
     run = [&global, options] {
-      const auto list = open_connection(global).list();
+      const auto list = open_servers(global).list();
       print(options->json ? client::job_list_json(list) : client::job_list_text(list));
       return kExitSuccess;
     };
@@ -101,7 +101,7 @@ void add_server_stats_command(CLI::App& app, const GlobalOptions& global, Runner
   add_output_options(*command, *options, false);
   command->callback([&global, &run, options] {
     run = [&global, options] {
-      const auto stats = open_connection(global).detailed_stats();
+      const auto stats = open_servers(global).detailed_stats();
       print(options->json ? client::detailed_stats_json(stats)
                           : client::detailed_stats_text(stats));
       return kExitSuccess;

@@ -1,19 +1,27 @@
 #include "client/mrctl/options.hpp"
 
 #include "client/client_error.hpp"
+#include "client/failover_connection.hpp"
 #include "protocol/limits.hpp"
 
 namespace mrd::mrctl {
 
 void add_global_options(CLI::App& app, GlobalOptions& options) {
   app.add_option("--server", options.server,
-                 "Server address as HOST:PORT, [IPV6]:PORT or HOST (port 1936)")
+                 "Server address as HOST:PORT, [IPV6]:PORT or HOST (port 1936); or the nodes of a "
+                 "cluster (mrd --redis) as a comma-separated list, HOST:PORT,HOST:PORT,...: "
+                 "mrctl uses the first that answers, and moves a request to the next (each node "
+                 "at most " +
+                     std::to_string(client::FailoverPolicy{}.attempts_per_server) +
+                     " times) when one cannot be reached, drops the connection, is busy or "
+                     "unavailable, or is shutting down for a new job; a job sent again keeps its "
+                     "idempotency key, and waiting for a job goes on on another node")
       ->envname("MRD_SERVER")
       ->type_name("HOST:PORT")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {
             try {
-              client::parse_server_address(text);
+              client::parse_server_list(text);
               return "";
             } catch (const client::ClientError& e) {
               return e.what();

@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
-#include <random>
 #include <thread>
 
 #include "client/client_error.hpp"
@@ -23,9 +22,29 @@ void print_frame(client::Direction direction, std::string_view frame, protocol::
   std::fputs(client::describe_frame(direction, frame, request).c_str(), stderr);
 }
 
-}  // namespace
+/// Says on stderr that a request goes to another node of the --server list, and why.
+void print_failover(const client::ClientError& error, const client::ServerAddress& next,
+                    std::chrono::milliseconds pause) {
+  std::string line = "mrctl: " + std::string(error.what()) + "; trying " + client::to_string(next);
+  if (pause.count() > 0) line += " in " + std::to_string(pause.count()) + " ms";
+  std::fprintf(stderr, "%s\n", line.c_str());
+}
 
-namespace {
+/// Sets a FailoverConnection's notice for a while, and puts the one it had back.
+class NoticeGuard {
+ public:
+  NoticeGuard(client::FailoverConnection& servers, client::FailoverConnection::Notice notice)
+      : servers_(servers), saved_(servers.notice()) {
+    servers_.set_notice(std::move(notice));
+  }
+  NoticeGuard(const NoticeGuard&) = delete;
+  NoticeGuard& operator=(const NoticeGuard&) = delete;
+  ~NoticeGuard() { servers_.set_notice(std::move(saved_)); }
+
+ private:
+  client::FailoverConnection& servers_;
+  client::FailoverConnection::Notice saved_;
+};
 
 /// The token for a server that asks for one: the first line of --token-file, or MRD_TOKEN.
 std::string token(const GlobalOptions& global, const client::ServerAddress& server) {
@@ -39,7 +58,7 @@ std::string token(const GlobalOptions& global, const client::ServerAddress& serv
 
 }  // namespace
 
-client::Connection open_connection(const GlobalOptions& global) {
+client::FailoverConnection open_servers(const GlobalOptions& global) {
   const auto timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(global.timeout_seconds * 1000));
   auto tls = global.tls;
@@ -56,21 +75,33 @@ client::Connection open_connection(const GlobalOptions& global) {
   // As curl does: the session keys for Wireshark, if asked for in the environment.
   if (const char* keylog = std::getenv("SSLKEYLOGFILE"); keylog && *keylog)
     tls.keylog_file = keylog;
-  auto connection =
-      client::Connection::connect(client::parse_server_address(global.server), timeout, tls);
-  if (global.trace) connection.set_frame_observer(print_frame);
-  connection.hello();
-  if (connection.auth_required()) connection.auth(token(global, connection.address()));
-  return connection;
+  auto connect = [&global, timeout, tls](const client::ServerAddress& server) {
+    auto connection = client::Connection::connect(server, timeout, tls);
+    if (global.trace) connection.set_frame_observer(print_frame);
+    connection.hello();
+    if (connection.auth_required()) connection.auth(token(global, connection.address()));
+    return connection;
+  };
+  client::FailoverConnection servers(client::parse_server_list(global.server), connect);
+  servers.set_notice(print_failover);
+  return servers;
 }
 
-client::FetchOutcome wait_with_progress(client::Connection& connection, std::uint32_t job_id,
+client::FetchOutcome wait_with_progress(client::FailoverConnection& servers, std::uint32_t job_id,
                                         const GlobalOptions& global) {
   auto mode = ProgressDisplay::choose_mode(global.quiet);
   // The trace's lines would tear a bar redrawn in place; one line per change reads well beside it.
   if (global.trace && mode == ProgressDisplay::Mode::kBar) mode = ProgressDisplay::Mode::kLines;
   ProgressDisplay display(mode);
-  auto outcome = connection.wait_for_result(
+  // A move to another node is said on a line of its own, not over the bar.
+  const NoticeGuard guard(servers,
+                          [&display, notice = servers.notice()](const client::ClientError& error,
+                                                                const client::ServerAddress& next,
+                                                                std::chrono::milliseconds pause) {
+                            display.finish();
+                            if (notice) notice(error, next, pause);
+                          });
+  auto outcome = servers.wait_for_result(
       job_id, [&display](const protocol::JobProgress& progress) { display.update(progress); });
   display.finish();
   return outcome;
@@ -78,18 +109,9 @@ client::FetchOutcome wait_with_progress(client::Connection& connection, std::uin
 
 namespace {
 
-/// How often a job is sent again when the connection breaks before its id comes back.
+/// How often a job is sent again to a single server when the connection breaks before its id
+/// comes back. (A list of servers fails over instead: FailoverConnection.)
 constexpr int kSubmitAttempts = 3;
-
-/// 32 random hex digits: unique enough that two clients never share a key by chance.
-std::string random_idempotency_key() {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::random_device random;
-  std::string key;
-  for (int i = 0; i < 32; ++i)
-    key += kDigits[random() % 16];
-  return key;
-}
 
 bool is_connection_error(const client::ClientError& e) {
   return e.kind() == client::ErrorKind::kConnection;
@@ -105,21 +127,23 @@ std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
   request.options.task_timeout_ms = submit.task_timeout_ms;
   request.options.memory_limit_mib = submit.memory_limit_mib;
   request.idempotency_key =
-      submit.idempotency_key.empty() ? random_idempotency_key() : submit.idempotency_key;
+      submit.idempotency_key.empty() ? client::random_idempotency_key() : submit.idempotency_key;
 
   // The key makes resending safe: if the first SUBMIT got through and only its reply was lost,
-  // the server answers with the job it already has instead of running it twice.
-  std::optional<client::Connection> connection;
+  // the server answers with the job it already has instead of running it twice. A single server
+  // is sent the job again here; a list of cluster nodes (whose keys are cluster-wide) is by
+  // FailoverConnection, each resend to the next node, with this same key.
+  auto servers = open_servers(global);
+  const int attempts = servers.servers().size() == 1 ? kSubmitAttempts : 1;
   std::uint32_t job_id = 0;
   for (int attempt = 1;; ++attempt) {
     try {
-      connection.emplace(open_connection(global));
-      job_id = connection->submit(request);
+      job_id = servers.submit(request);
       break;
     } catch (const client::ClientError& e) {
-      if (!is_connection_error(e) || attempt == kSubmitAttempts) throw;
+      if (!is_connection_error(e) || attempt == attempts) throw;
       std::fprintf(stderr, "mrctl: %s; sending the job again (attempt %d of %d)\n", e.what(),
-                   attempt + 1, kSubmitAttempts);
+                   attempt + 1, attempts);
       std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
     }
   }
@@ -127,15 +151,16 @@ std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
     print(std::to_string(job_id) + "\n");
     return std::nullopt;
   }
-  // Polling is safe to repeat too: on a broken connection, reconnect and keep polling.
+  // Polling is safe to repeat too: on a broken connection, reconnect and keep polling (a list
+  // goes on polling on the next node, in FailoverConnection).
   for (int attempt = 1;; ++attempt) {
     try {
-      return client::result_or_throw(wait_with_progress(*connection, job_id, global), job_id);
+      return client::result_or_throw(wait_with_progress(servers, job_id, global), job_id);
     } catch (const client::ClientError& e) {
-      if (!is_connection_error(e) || attempt == kSubmitAttempts) throw;
+      if (!is_connection_error(e) || attempt == attempts) throw;
       std::fprintf(stderr, "mrctl: %s; reconnecting to wait for job %u\n", e.what(), job_id);
       std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
-      connection.emplace(open_connection(global));
+      servers.connection();
     }
   }
 }

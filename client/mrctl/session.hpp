@@ -7,16 +7,20 @@
 #include <string_view>
 
 #include "client/connection.hpp"
+#include "client/failover_connection.hpp"
 #include "client/mrctl/options.hpp"
 #include "protocol/messages.hpp"
 
 namespace mrd::mrctl {
 
-/// Connects to --server and checks with HELLO that it speaks our protocol version.
-client::Connection open_connection(const GlobalOptions& global);
+/// The server of --server, or the list of cluster nodes it names ("a:1936,b:1936"): connected
+/// on the first request, which checks with HELLO that the server speaks our protocol version
+/// (and sends AUTH if it asks). With a list, a request fails over to the next node when one
+/// cannot answer, saying so on stderr; with one server, every error is as a Connection throws it.
+client::FailoverConnection open_servers(const GlobalOptions& global);
 
 /// Polls until the job has finished, showing progress on stderr unless --quiet.
-client::FetchOutcome wait_with_progress(client::Connection& connection, std::uint32_t job_id,
+client::FetchOutcome wait_with_progress(client::FailoverConnection& servers, std::uint32_t job_id,
                                         const GlobalOptions& global);
 
 /// Submits `request` with the submit options applied, then waits for its result. With --no-wait

@@ -341,6 +341,12 @@ class ProgressReporter:
             self._stream.write("\r\x1b[K")
             self._stream.flush()
 
+    def interrupt(self) -> None:
+        """Erase the bar so a note can be written; the next progress draws it again."""
+        self.finish()
+        if self._is_tty:
+            self._last = None
+
 
 # --------------------------------------------------------------------------------------------
 # Talking to the server
@@ -349,7 +355,7 @@ class ProgressReporter:
 
 def format_address(host: str, port: int) -> str:
     """``HOST:PORT``, with an IPv6 address in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return mrd.format_server_address(host, port)
 
 
 def read_token(args, host: str, port: int) -> bytes:
@@ -372,13 +378,9 @@ def read_token(args, host: str, port: int) -> bytes:
                        f"with --token-file FILE or MRD_TOKEN")
 
 
-def open_connection(args) -> mrd.Connection:
+def connect_to(args, host: str, port: int) -> mrd.Connection:
     """Connect and say HELLO, so a server of another version fails clearly (exit 4); then AUTH
     if the server requires it (protocol version 2)."""
-    try:
-        host, port = mrd.parse_server_address(args.server)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
     timeout = args.timeout if args.timeout > 0 else None
     connection = mrd.Connection.connect(host, port, timeout)
     try:
@@ -390,51 +392,79 @@ def open_connection(args) -> mrd.Connection:
     return connection
 
 
+def say_failover(error: mrd.MrdError, address, pause: float) -> None:
+    """On stderr: a request goes to the next node of the --server list, and why."""
+    line = f"{PROGRAM}: {error}; trying {format_address(*address)}"
+    if pause > 0:
+        line += f" in {round(pause * 1000)} ms"
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def open_servers(args) -> mrd.FailoverConnection:
+    """The server of --server, or the nodes of a cluster it lists (``a:1936,b:1936``), connected
+    on the first request (connect_to). With a list, a request that a node cannot answer goes to
+    the next, saying so on stderr; with one server, every error is raised as it is."""
+    try:
+        servers = mrd.parse_server_list(args.server)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return mrd.FailoverConnection(servers, lambda host, port: connect_to(args, host, port),
+                                  on_failover=say_failover)
+
+
 def new_idempotency_key() -> str:
     """16 random hex digits: makes resending a SUBMIT after a lost connection safe."""
-    return secrets.token_hex(8)
+    return mrd.new_idempotency_key()
 
 
-def submit_job(args, connection: mrd.Connection, mapper: str, reducer: str,
-               job_input: mrd.JobInput):
-    """SUBMIT with a fresh idempotency key; on a lost connection, reconnect and resend it.
-
-    Returns ``(connection, job_id)``: the connection may be a new one.
-    """
+def submit_job(args, servers: mrd.FailoverConnection, mapper: str, reducer: str,
+               job_input: mrd.JobInput) -> int:
+    """SUBMIT with a fresh idempotency key. A list of servers sends it again to the next node
+    when one fails (FailoverConnection); a single server is connected to first, then on a lost
+    connection connected to again and sent the job again, with the same key."""
     key = new_idempotency_key()
+    if len(servers.servers) > 1:
+        return servers.submit(mapper, reducer, job_input, args.chunk_bytes, args.partitions,
+                              idempotency_key=key)
+    servers.connection()
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
         try:
-            job_id = connection.submit(mapper, reducer, job_input, args.chunk_bytes,
-                                       args.partitions, idempotency_key=key)
-            return connection, job_id
+            return servers.submit(mapper, reducer, job_input, args.chunk_bytes, args.partitions,
+                                  idempotency_key=key)
         except mrd.ConnectionLost:
-            connection.close()
             if attempt == SUBMIT_ATTEMPTS:
                 raise
-            connection = open_connection(args)
+            servers.connection()
     raise AssertionError("unreachable")
 
 
 def run_job(args, mapper: str, reducer: str, job_input: mrd.JobInput) -> Optional[mrd.Result]:
     """Submit, then wait for the result with progress on stderr (None with --no-wait)."""
-    connection = open_connection(args)
-    try:
-        connection, job_id = submit_job(args, connection, mapper, reducer, job_input)
+    with open_servers(args) as servers:
+        job_id = submit_job(args, servers, mapper, reducer, job_input)
         if args.no_wait:
             print(job_id)
             return None
-        return wait_for(connection, job_id, args)
-    finally:
-        connection.close()
+        return wait_for(servers, job_id, args)
 
 
-def wait_for(connection: mrd.Connection, job_id: int, args) -> mrd.Result:
+def wait_for(servers: mrd.FailoverConnection, job_id: int, args) -> mrd.Result:
     reporter = ProgressReporter(sys.stderr, args.quiet)
+    say = servers.on_failover
+
+    def moving(error: mrd.MrdError, address, pause: float) -> None:
+        reporter.interrupt()  # the note goes on a line of its own, not over the bar
+        if say is not None:
+            say(error, address, pause)
+
+    servers.on_failover = moving
     try:
-        return connection.wait_for_result(job_id, on_progress=reporter)
+        return servers.wait_for_result(job_id, on_progress=reporter)
     except mrd.ServerError as error:
         raise JobError(f"job {job_id}", error) from None
     finally:
+        servers.on_failover = say
         reporter.finish()
 
 
@@ -584,7 +614,7 @@ def about_job(context: str, request: Callable, job_id: int):
 
 
 def command_status(args) -> int:
-    with open_connection(args) as connection:
+    with open_servers(args) as connection:
         if args.details:
             details = about_job(f"status of job {args.id}",
                                 lambda job_id: connection.status(job_id, details=True), args.id)
@@ -596,7 +626,7 @@ def command_status(args) -> int:
 
 
 def command_result(args) -> int:
-    with open_connection(args) as connection:
+    with open_servers(args) as connection:
         if args.wait:
             result = wait_for(connection, args.id, args)
         else:
@@ -614,13 +644,13 @@ def command_result(args) -> int:
 
 
 def command_cancel(args) -> int:
-    with open_connection(args) as connection:
+    with open_servers(args) as connection:
         about_job(f"cancel job {args.id}", connection.cancel, args.id)
     return EXIT_OK
 
 
 def command_list(args) -> int:
-    with open_connection(args) as connection:
+    with open_servers(args) as connection:
         jobs = connection.list()
     if args.json:
         if not jobs:
@@ -705,7 +735,7 @@ def server_stats_lines(stats: mrd.ServerStats, as_json: bool) -> List[str]:
 
 
 def command_server_stats(args) -> int:
-    with open_connection(args) as connection:
+    with open_servers(args) as connection:
         stats = connection.stats(details=args.details)
     print("\n".join(server_stats_lines(stats, args.json)))
     return EXIT_OK
@@ -733,7 +763,13 @@ def add_global_options(parser: argparse.ArgumentParser, suppress_defaults: bool)
 
     parser.add_argument("--server", default=default(os.environ.get("MRD_SERVER", "127.0.0.1:1936")),
                         help="server as HOST:PORT, [IPV6]:PORT or HOST (default 127.0.0.1:1936, "
-                             "env MRD_SERVER)")
+                             "env MRD_SERVER); or the nodes of a cluster (mrd --redis) as a "
+                             "comma-separated list HOST:PORT,HOST:PORT,...: the first that "
+                             "answers is used, and a request moves to the next (each node at "
+                             "most 3 times) when one cannot be reached, drops the connection, "
+                             "is busy or unavailable, or is shutting down for a new job; a job "
+                             "sent again keeps its idempotency key, and waiting for a job goes "
+                             "on on another node")
     parser.add_argument("--timeout", type=float, default=default(60.0),
                         help="seconds a connect, send or receive may take (0: forever)")
     parser.add_argument("-q", "--quiet", action="store_true", default=default(False),
@@ -859,6 +895,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fail(str(error), EXIT_JOB_FAILED)
     except MissingToken as error:
         return fail(str(error), EXIT_REJECTED)
+    except mrd.FailoverExhausted as error:  # names every server and why
+        return fail(str(error), EXIT_CONNECTION)
     except mrd.ServerError as error:
         description = STATUS_DESCRIPTIONS.get(error.status, error.status.name)
         return fail(f"{description} (server says: {error.message})",

@@ -7,6 +7,8 @@ Standard library only. The module has three layers, each usable on its own:
 2. Framing: ``encode_frame`` and ``read_frame`` (5-byte header, then the body).
 3. ``Connection``: one TCP connection, with one method per opcode, pipelining, and
    ``wait_for_result`` which polls FETCH with an exponential back-off.
+4. ``FailoverConnection``: the nodes of a cluster (``mrd --redis``), which share their jobs;
+   a request goes to the next node when the one in use cannot answer (``should_fail_over``).
 
 Protocol version 2 (section 11) added AUTH: a server started with ``--auth-file`` says so in
 HELLO's reply (``HelloReply.auth_required``), and wants ``Connection.auth(token)`` before any
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import math
+import secrets
 import socket
 import struct
 import sys
@@ -35,7 +38,7 @@ import threading
 import time
 from array import array
 from dataclasses import dataclass, fields
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 PROTOCOL_VERSION = 4
 DEFAULT_PORT = 1936
@@ -188,6 +191,19 @@ class PipelineBroken(ConnectionLost):
     def __init__(self, message: str, replies: List["Reply"]):
         super().__init__(f"{message} after {len(replies)} replies")
         self.replies = replies
+
+
+class FailoverExhausted(ConnectionLost):
+    """Every server of a ``FailoverConnection`` failed a request as many times as it may:
+    ``failures`` holds each server's address and the last error it gave, in list order."""
+
+    def __init__(self, what: str, failures: List[Tuple[Tuple[str, int], MrdError]],
+                 attempts_per_server: int):
+        times = "1 time" if attempts_per_server == 1 else f"{attempts_per_server} times"
+        lines = [f"{what}: gave up after trying each of the {len(failures)} servers {times}:"]
+        lines += [f"  {format_server_address(*server)}: {error}" for server, error in failures]
+        super().__init__("\n".join(lines))
+        self.failures = failures
 
 
 class ServerError(MrdError):
@@ -1413,6 +1429,178 @@ class Connection:
             delay = min(delay * 2, LONGEST_POLL_DELAY)
 
 
+def should_fail_over(error: MrdError, opcode: Opcode) -> bool:
+    """True if ``error``, met making a request of ``opcode``, means this server cannot serve it
+    now and another node of the cluster may: no connection, or one lost or timed out
+    (``ConnectionLost``), ``SERVER_BUSY``, ``UNAVAILABLE`` (a node without its Redis), and
+    ``SHUTTING_DOWN`` for a SUBMIT. Each leaves the request undone or safe to send again. Any other
+    error (a refused job, an unknown job, a reply that does not decode) would be the same on
+    every node."""
+    if isinstance(error, ConnectionLost):
+        return True
+    if isinstance(error, ServerError):
+        if error.status in (Status.SERVER_BUSY, Status.UNAVAILABLE):
+            return True
+        return opcode == Opcode.SUBMIT and error.status == Status.SHUTTING_DOWN
+    return False
+
+
+def new_idempotency_key() -> str:
+    """16 random hex digits: makes sending a SUBMIT again (to any node) safe."""
+    return secrets.token_hex(8)
+
+
+Address = Tuple[str, int]
+T = TypeVar("T")
+
+
+class FailoverConnection:
+    """The nodes of a cluster (``mrd --redis``, several servers sharing one job namespace), as
+    one connection: any node answers for any job, and a SUBMIT sent again to another node with
+    the same idempotency key gets the same job id.
+
+    Requests go to the node in use (at first ``servers[0]``, connected on the first request).
+    When one fails in a way ``should_fail_over`` accepts, the same request goes to the next node,
+    wrapping around, each node at most ``attempts_per_server`` times, with a pause after every
+    round in which all of them failed (``first_pause`` seconds, doubled each round up to
+    ``longest_pause``). Once every attempt has failed it raises ``FailoverExhausted``, naming
+    every node and its last error. ``on_failover(error, next_address, pause)`` is told of each
+    move before it happens.
+
+    With one server there is nothing to fail over to: every error is raised as it is, as a
+    ``Connection`` raises it.
+
+    ``connect(host, port)`` opens a ready ``Connection``; by default ``Connection.connect`` with
+    ``timeout``, then ``hello()`` (give your own to send AUTH too).
+    """
+
+    def __init__(self, servers: Sequence[Address],
+                 connect: Optional[Callable[[str, int], Connection]] = None,
+                 timeout: Optional[float] = 60.0, attempts_per_server: int = 3,
+                 first_pause: float = 0.1, longest_pause: float = 1.0,
+                 on_failover: Optional[Callable[[MrdError, Address, float], None]] = None):
+        if not servers:
+            raise ValueError("no server to connect to")
+        self.servers: List[Address] = list(servers)
+        self._connect = connect or (lambda host, port: _hello_connection(host, port, timeout))
+        self.attempts_per_server = max(1, attempts_per_server)
+        self.first_pause = first_pause
+        self.longest_pause = longest_pause
+        self.on_failover = on_failover
+        self._current = 0
+        self._connection: Optional[Connection] = None
+
+    @property
+    def address(self) -> Address:
+        """The server requests go to now: the one connected, or the next to try."""
+        return self.servers[self._current]
+
+    def connection(self) -> Connection:
+        """The open connection to ``address``, connecting if there is none (no failover)."""
+        if self._connection is None:
+            self._connection = self._connect(*self.address)
+        return self._connection
+
+    def disconnect(self) -> None:
+        """Close the connection; the next request opens a new one to the same server."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    close = disconnect
+
+    def __enter__(self) -> "FailoverConnection":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def call(self, what: str, opcode: Opcode, request: Callable[[Connection], T]) -> T:
+        """``request(connection)`` on the server in use, failing over as the class says.
+        ``what`` names the request in the final error; ``request`` may run several times."""
+        failures: dict = {}
+        count = 0
+        while True:
+            try:
+                return request(self.connection())
+            except MrdError as error:
+                if not should_fail_over(error, opcode):
+                    raise
+                self.disconnect()  # broken, busy, or a node that cannot serve now
+                if len(self.servers) == 1:
+                    raise
+                failures[self._current] = error
+                count += 1
+                if count >= len(self.servers) * self.attempts_per_server:
+                    raise FailoverExhausted(
+                        what, [(server, failures[index])
+                               for index, server in enumerate(self.servers)],
+                        self.attempts_per_server) from error
+                self._current = (self._current + 1) % len(self.servers)
+                pause = 0.0
+                if count % len(self.servers) == 0:  # every server failed once more
+                    rounds = count // len(self.servers)
+                    pause = min(self.first_pause * 2 ** (rounds - 1), self.longest_pause)
+                if self.on_failover is not None:
+                    self.on_failover(error, self.address, pause)
+                time.sleep(pause)
+
+    def submit(self, mapper: Text, reducer: Text, input: JobInput, chunk_bytes: int = 0,
+               partitions: int = 0, task_timeout_ms: int = 0, memory_limit_mib: int = 0,
+               idempotency_key: Text = b"") -> int:
+        """Queue a job; on a failing node, send it again to the next with the same idempotency
+        key, so that it never makes two jobs (an empty key is replaced by a random one)."""
+        key = idempotency_key or new_idempotency_key()
+        return self.call("submit", Opcode.SUBMIT, lambda connection: connection.submit(
+            mapper, reducer, input, chunk_bytes, partitions, task_timeout_ms, memory_limit_mib,
+            key))
+
+    def fetch(self, job_id: int) -> FetchOutcome:
+        return self.call(f"fetch job {job_id}", Opcode.FETCH,
+                         lambda connection: connection.fetch(job_id))
+
+    def status(self, job_id: int, details: bool = False) -> Union[Progress, JobDetails]:
+        return self.call(f"status of job {job_id}", Opcode.STATUS,
+                         lambda connection: connection.status(job_id, details))
+
+    def cancel(self, job_id: int) -> None:
+        # Safe to send again: cancelling a cancelled job is OK (protocol section 6, CANCEL).
+        self.call(f"cancel job {job_id}", Opcode.CANCEL,
+                  lambda connection: connection.cancel(job_id))
+
+    def list(self, with_tenants: bool = True) -> List[JobEntry]:
+        return self.call("list", Opcode.LIST, lambda connection: connection.list(with_tenants))
+
+    def stats(self, details: bool = False) -> Union[ServerStats, DetailedStats]:
+        return self.call("stats", Opcode.STATS, lambda connection: connection.stats(details))
+
+    def wait_for_result(self, job_id: int,
+                        on_progress: Optional[Callable[[Progress], None]] = None) -> Result:
+        """As ``Connection.wait_for_result``; a node lost while waiting makes it go on polling
+        on another."""
+        delay = FIRST_POLL_DELAY
+        while True:
+            outcome = self.fetch(job_id)
+            if outcome.done:
+                return outcome.result
+            if not outcome.pending:
+                raise ServerError(outcome.status, outcome.message or "")
+            if on_progress is not None:
+                on_progress(outcome.progress)
+            time.sleep(delay)
+            delay = min(delay * 2, LONGEST_POLL_DELAY)
+
+
+def _hello_connection(host: str, port: int, timeout: Optional[float]) -> Connection:
+    connection = Connection.connect(host, port, timeout)
+    try:
+        connection.hello()
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
 def fetch_outcome(reply: Reply) -> FetchOutcome:
     """Decode FETCH's reply into a FetchOutcome (raises on request-level errors)."""
     if reply.status == Status.OK:
@@ -1448,3 +1636,22 @@ def parse_server_address(text: str) -> Tuple[str, int]:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"bad server address {text!r}: the port must be a number from 1 to 65535")
     return host, int(port_text)
+
+
+def parse_server_list(text: str) -> List[Tuple[str, int]]:
+    """``HOST:PORT,HOST:PORT,...`` (the nodes of a cluster) -> [(host, port), ...], each item as
+    ``parse_server_address`` reads it; text without a comma is one address. An empty item
+    (``a,,b``, ``a,``) or a bad address raises ValueError naming it."""
+    if "," not in text:
+        return [parse_server_address(text)]
+    servers = []
+    for number, item in enumerate(text.split(","), start=1):
+        if not item:
+            raise ValueError(f"bad server list {text!r}: item {number} is empty")
+        servers.append(parse_server_address(item))
+    return servers
+
+
+def format_server_address(host: str, port: int) -> str:
+    """``HOST:PORT``, with an IPv6 address in brackets (as ``parse_server_address`` reads it)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -11,8 +11,10 @@ Run: python3 -m unittest -v test_mrd_client
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -928,6 +930,22 @@ class TestCodec(unittest.TestCase):
             with self.assertRaises(ValueError):
                 mrd.parse_server_address(bad)
 
+    def test_server_lists(self) -> None:
+        self.assertEqual(mrd.parse_server_list("a.example:1936,b.example:1937,10.0.0.3"),
+                         [("a.example", 1936), ("b.example", 1937), ("10.0.0.3", 1936)])
+        # IPv6 literals hold no comma: in brackets or bare, they are items like any other.
+        self.assertEqual(mrd.parse_server_list("[::1]:1936,[fe80::1],::2,host"),
+                         [("::1", 1936), ("fe80::1", 1936), ("::2", 1936), ("host", 1936)])
+        self.assertEqual(mrd.parse_server_list("example.org:99"), [("example.org", 99)])
+        for bad, words in (("a:1,,b:2", "item 2 is empty"), ("a:1,", "item 2 is empty"),
+                           (",a:1", "item 1 is empty"), ("a:1,b:0", "from 1 to 65535"),
+                           ("a:1,b:x", "'b:x'"), ("a:1,[::1", "'[::1'"), ("a:1,:80", "no host"),
+                           ("host:", "from 1 to 65535")):
+            with self.subTest(bad=bad), self.assertRaisesRegex(ValueError, re.escape(words)):
+                mrd.parse_server_list(bad)
+        self.assertEqual(mrd.format_server_address("::1", 7), "[::1]:7")
+        self.assertEqual(mrd.format_server_address("a", 7), "a:7")
+
 
 class ScriptedServer:
     """A one-shot listener that reads one request frame (kept in ``request``), sends fixed bytes
@@ -1059,9 +1077,296 @@ class TestConnectionAgainstBadReplies(unittest.TestCase):
         self.assertIn("try again, or another node", mrctl.STATUS_DESCRIPTIONS[Status.UNAVAILABLE])
 
 
+class ScriptedNode:
+    """A server for one connection, as the C++ tests' ScriptedServer: for each scripted reply it
+    reads one whole request (kept in ``requests``) and sends the reply's bytes (``b""``: none),
+    then closes. It stops listening once it has accepted, so a second connection is refused, as
+    by a node that is gone."""
+
+    def __init__(self, *replies: bytes):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = ("127.0.0.1", self.listener.getsockname()[1])
+        self.requests: List[bytes] = []
+        self.thread = threading.Thread(target=self._serve, args=(replies,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, replies) -> None:
+        peer, _ = self.listener.accept()
+        self.listener.close()
+        with peer:
+            pending = b""
+            for reply in replies:
+                frames, pending = mrd.split_frames(pending)
+                while not frames:
+                    chunk = peer.recv(65536)
+                    if not chunk:
+                        return
+                    frames, pending = mrd.split_frames(pending + chunk)
+                code, body = frames[0]
+                pending = b"".join(mrd.encode_frame(c, b) for c, b in frames[1:]) + pending
+                self.requests.append(mrd.encode_frame(code, body))
+                peer.sendall(reply)
+
+    def join(self) -> List[bytes]:
+        self.thread.join(10)
+        return self.requests
+
+
+def refused_address() -> Tuple[str, int]:
+    """An address nobody listens on: a port that was free a moment ago."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return ("127.0.0.1", probe.getsockname()[1])
+
+
+HELLO_OK = mrd.encode_frame(Status.OK, mrd.encode_hello_reply(HelloReply(4, "mrd 9", 0)))
+
+
+def refused_reason(address: Tuple[str, int]) -> str:
+    return f"cannot connect to {address[0]}:{address[1]}: Connection refused"
+
+
+class TestFailover(unittest.TestCase):
+    """FailoverConnection: the nodes of a cluster, against scripted nodes and refused ports."""
+
+    def failover_to(self, *servers, attempts: int = 3) -> mrd.FailoverConnection:
+        """Short pauses (1 ms, up to 2); each move recorded in ``self.moves``."""
+        self.moves = []
+        connection = mrd.FailoverConnection(
+            servers, timeout=10, attempts_per_server=attempts, first_pause=0.001,
+            longest_pause=0.002,
+            on_failover=lambda error, address, pause: self.moves.append((str(error), address,
+                                                                         pause)))
+        self.addCleanup(connection.close)
+        return connection
+
+    def test_what_moves_a_request_to_another_node(self) -> None:
+        lost = mrd.ConnectionLost("the server closed the connection")
+        for opcode in Opcode:
+            with self.subTest(opcode=opcode):
+                self.assertTrue(mrd.should_fail_over(lost, opcode))
+                for status in (Status.SERVER_BUSY, Status.UNAVAILABLE):
+                    self.assertTrue(mrd.should_fail_over(mrd.ServerError(status, ""), opcode))
+                self.assertEqual(
+                    mrd.should_fail_over(mrd.ServerError(Status.SHUTTING_DOWN, ""), opcode),
+                    opcode == Opcode.SUBMIT)
+        for status in (Status.QUEUE_FULL, Status.BAD_JOB, Status.UNKNOWN_JOB, Status.JOB_FAILED,
+                       Status.FRAME_TOO_LARGE, Status.AUTH_FAILED, Status.SERVER_ERROR,
+                       Status.VERSION_MISMATCH):
+            self.assertFalse(mrd.should_fail_over(mrd.ServerError(status, ""), Opcode.SUBMIT))
+        self.assertFalse(mrd.should_fail_over(mrd.ProtocolError("?"), Opcode.LIST))
+
+    def test_the_first_server_that_answers(self) -> None:
+        jobs = [JobEntry(4, JobState.DONE, "")]
+        live = ScriptedNode(HELLO_OK, mrd.encode_frame(Status.OK, mrd.encode_job_list(jobs)))
+        dead = refused_address()
+        servers = self.failover_to(dead, live.address)
+        self.assertEqual(servers.address, dead)
+        self.assertEqual(servers.list(), jobs)
+        self.assertEqual(servers.address, live.address)
+        self.assertEqual(self.moves, [(refused_reason(dead), live.address, 0.0)])
+        self.assertEqual(len(live.join()), 2)  # HELLO, LIST
+
+    def test_every_server_down_names_each_and_why(self) -> None:
+        a, c = refused_address(), refused_address()
+        hangs_up = ScriptedNode(b"")  # reads HELLO, closes without a word
+        b = hangs_up.address
+        servers = self.failover_to(a, b, c, attempts=2)
+        with self.assertRaises(mrd.FailoverExhausted) as caught:
+            servers.list()
+        self.assertIsInstance(caught.exception, mrd.ConnectionLost)
+        self.assertEqual(str(caught.exception).splitlines(), [
+            "list: gave up after trying each of the 3 servers 2 times:",
+            f"  127.0.0.1:{a[1]}: {refused_reason(a)}",
+            f"  127.0.0.1:{b[1]}: {refused_reason(b)}",  # gone after its one connection
+            f"  127.0.0.1:{c[1]}: {refused_reason(c)}"])
+        self.assertEqual([server for server, _ in caught.exception.failures], [a, b, c])
+        # Six attempts in list order, five moves, a pause after the first full round.
+        self.assertEqual([(address, pause) for _, address, pause in self.moves],
+                         [(b, 0.0), (c, 0.0), (a, 0.001), (b, 0.0), (c, 0.0)])
+        self.assertRegex(self.moves[1][0], r"^the server closed the connection")
+        # mrctl.py exits 3 with that message, having said each move on the way.
+        said = io.StringIO()
+        with contextlib.redirect_stderr(said):
+            code = mrctl.main(["--server", f"127.0.0.1:{a[1]},127.0.0.1:{c[1]}", "list"])
+        self.assertEqual(code, mrctl.EXIT_CONNECTION)
+        lines = said.getvalue().splitlines()
+        self.assertEqual(lines[0], f"mrctl.py: {refused_reason(a)}; trying 127.0.0.1:{c[1]}")
+        self.assertEqual(lines[1], f"mrctl.py: {refused_reason(c)}; trying 127.0.0.1:{a[1]} "
+                                   f"in 100 ms")
+        self.assertEqual(lines[-3:], [
+            "mrctl.py: list: gave up after trying each of the 2 servers 3 times:",
+            f"  127.0.0.1:{a[1]}: {refused_reason(a)}", f"  127.0.0.1:{c[1]}: {refused_reason(c)}"])
+
+    def test_pauses_double_after_each_failed_round(self) -> None:
+        servers = self.failover_to(refused_address(), refused_address())
+        with self.assertRaises(mrd.FailoverExhausted):
+            servers.stats()
+        self.assertEqual([pause for _, _, pause in self.moves], [0.0, 0.001, 0.0, 0.002, 0.0])
+
+    def test_busy_and_unavailable_nodes_are_left_for_the_next(self) -> None:
+        result = mrd.CountsResult([(b"a", 2)])
+        busy = ScriptedNode(mrd.encode_frame(Status.SERVER_BUSY,
+                                             mrd.encode_error("too many connections")))
+        unavailable = ScriptedNode(HELLO_OK, mrd.encode_frame(
+            Status.UNAVAILABLE, mrd.encode_error("cannot reach Redis")))
+        live = ScriptedNode(HELLO_OK, mrd.encode_frame(Status.OK, mrd.encode_result(result)))
+        servers = self.failover_to(busy.address, unavailable.address, live.address)
+        self.assertEqual(servers.fetch(5).result, result)
+        self.assertEqual([(why, address) for why, address, _ in self.moves], [
+            ("SERVER_BUSY: too many connections", unavailable.address),
+            ("UNAVAILABLE: cannot reach Redis", live.address)])
+
+    def test_a_submit_lost_on_one_node_goes_to_the_next_with_the_same_key(self) -> None:
+        lost = ScriptedNode(HELLO_OK, b"")  # takes the SUBMIT, closes without an answer
+        stopping = ScriptedNode(HELLO_OK, mrd.encode_frame(Status.SHUTTING_DOWN,
+                                                           mrd.encode_error("draining")))
+        live = ScriptedNode(HELLO_OK, mrd.encode_frame(Status.OK, mrd.encode_job_id(42)))
+        servers = self.failover_to(lost.address, stopping.address, live.address)
+        self.assertEqual(servers.submit("words", "sum", [Document("a", "b c")]), 42)
+        self.assertEqual(len(self.moves), 2)
+        submits = [node.join()[1] for node in (lost, stopping, live)]
+        self.assertEqual(len(set(submits)), 1, "the very same SUBMIT frame to every node")
+        key = mrd.decode_submit(mrd.split_frames(submits[0])[0][0][1]).idempotency_key
+        self.assertEqual(len(key), 16)  # none was given: a random one
+
+    def test_what_any_node_would_answer_is_not_retried(self) -> None:
+        # The next node is refused: trying it would end in FailoverExhausted instead.
+        refuses = ScriptedNode(HELLO_OK, mrd.encode_frame(Status.BAD_JOB,
+                                                          mrd.encode_error("unknown mapper")))
+        servers = self.failover_to(refuses.address, refused_address())
+        with self.assertRaises(mrd.ServerError) as caught:
+            servers.submit("x", "sum", [], idempotency_key="k")
+        self.assertEqual(caught.exception.status, Status.BAD_JOB)
+        stopping = ScriptedNode(HELLO_OK, mrd.encode_frame(Status.SHUTTING_DOWN,
+                                                           mrd.encode_error("draining")))
+        servers = self.failover_to(stopping.address, refused_address())
+        with self.assertRaises(mrd.ServerError):
+            servers.cancel(3)  # SHUTTING_DOWN moves a SUBMIT only
+        self.assertEqual(self.moves, [])
+
+    def test_waiting_goes_on_on_another_node(self) -> None:
+        mapping = Progress(5, JobState.MAPPING, 1, 2, 0, 1)
+        reducing = Progress(5, JobState.REDUCING, 2, 2, 0, 1)
+        result = mrd.CountsResult([(b"a", 2)])
+        dies = ScriptedNode(HELLO_OK, mrd.encode_frame(Status.PENDING,
+                                                       mrd.encode_progress(mapping)), b"")
+        live = ScriptedNode(HELLO_OK,
+                            mrd.encode_frame(Status.PENDING, mrd.encode_progress(reducing)),
+                            mrd.encode_frame(Status.OK, mrd.encode_result(result)))
+        servers = self.failover_to(dies.address, live.address)
+        seen = []
+        self.assertEqual(servers.wait_for_result(5, on_progress=seen.append), result)
+        self.assertEqual(seen, [mapping, reducing])
+        self.assertEqual([address for _, address, _ in self.moves], [live.address])
+        self.assertEqual(len(live.join()), 3)  # HELLO, FETCH, FETCH
+
+    def test_one_server_fails_as_a_connection_does(self) -> None:
+        dead = refused_address()
+        servers = self.failover_to(dead)
+        with self.assertRaises(mrd.ConnectionLost) as caught:
+            servers.list()
+        self.assertNotIsInstance(caught.exception, mrd.FailoverExhausted)
+        self.assertEqual(str(caught.exception), refused_reason(dead))
+        unavailable = ScriptedNode(HELLO_OK, mrd.encode_frame(Status.UNAVAILABLE,
+                                                              mrd.encode_error("no Redis")))
+        servers = self.failover_to(unavailable.address)
+        with self.assertRaises(mrd.ServerError) as caught:
+            servers.fetch(1)
+        self.assertEqual(caught.exception.status, Status.UNAVAILABLE)
+        self.assertEqual(self.moves, [])
+        with self.assertRaises(ValueError):
+            mrd.FailoverConnection([])
+
+
 # --------------------------------------------------------------------------------------------
 # 3. Against the real server
 # --------------------------------------------------------------------------------------------
+
+
+class ForwardingNode:
+    """A stand-in for a node of a cluster in front of a real server: it forwards one connection,
+    request by request, and stops listening once it has accepted it. With ``lose_submit_reply``
+    the first SUBMIT reaches the server but its reply is dropped and the connection closed (a
+    node that died before answering); ``die()`` closes the connection at once."""
+
+    def __init__(self, target_port: int, lose_submit_reply: bool = False):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = ("127.0.0.1", self.listener.getsockname()[1])
+        self.target_port = target_port
+        self.lose_submit_reply = lose_submit_reply
+        self.requests: List[int] = []  # the opcodes forwarded
+        self.client: Optional[socket.socket] = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def address_text(self) -> str:
+        return f"{self.address[0]}:{self.address[1]}"
+
+    def _serve(self) -> None:
+        self.client, _ = self.listener.accept()
+        self.listener.close()
+        upstream = mrd.Connection.connect("127.0.0.1", self.target_port, timeout=30)
+        with self.client, upstream:
+            pending = b""
+            while True:
+                frames, rest = mrd.split_frames(pending)
+                if not frames:
+                    try:
+                        chunk = self.client.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    pending += chunk
+                    continue
+                code, body = frames[0]
+                pending = pending[mrd.HEADER_SIZE + len(body):]
+                self.requests.append(code)
+                reply = upstream.request(mrd.encode_frame(code, body))
+                if code == Opcode.SUBMIT and self.lose_submit_reply:
+                    return  # the job was accepted; its id goes nowhere
+                self.client.sendall(mrd.encode_frame(reply.status, reply.body))
+
+    def die(self) -> None:
+        try:
+            self.client.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+
+
+class TestFailoverToARealServer(unittest.TestCase):
+    def test_waiting_goes_on_on_another_node(self) -> None:
+        # test-slow sleeps 200 ms in each map task of the document named 200; --chunk-bytes 1
+        # makes a task of each word. The node polled dies at the first PENDING.
+        server = shared_test_jobs_server()
+        with server.connect() as connection:
+            job_id = connection.submit("test-slow", "sum", [Document("200", "slow a slow b")],
+                                       chunk_bytes=1)
+        node = ForwardingNode(server.port)
+        live = ("127.0.0.1", server.port)
+        moves = []
+        with mrd.FailoverConnection([node.address, live], timeout=30,
+                                    on_failover=lambda error, to, pause: moves.append(to)) \
+                as servers:
+            result = servers.wait_for_result(job_id, on_progress=lambda _: node.die())
+            self.assertEqual(servers.address, live)
+        self.assertEqual(result.entries, [(b"slow", 2), (b"a", 1), (b"b", 1)])
+        self.assertEqual(moves, [live])
+        self.assertEqual(node.requests[:2], [Opcode.HELLO, Opcode.FETCH])
+
+    def test_a_lost_submit_is_sent_to_the_next_node_with_its_key(self) -> None:
+        server = shared_server()
+        with server.connect() as connection:
+            before = connection.stats().jobs_submitted
+            node = ForwardingNode(server.port, lose_submit_reply=True)
+            with mrd.FailoverConnection([node.address, ("127.0.0.1", server.port)],
+                                        timeout=30) as servers:
+                job_id = servers.submit("words", "sum", [Document("a", "x y x")])
+                self.assertEqual(servers.wait_for_result(job_id).entries,
+                                 [(b"x", 2), (b"y", 1)])
+            self.assertEqual(node.requests, [Opcode.HELLO, Opcode.SUBMIT])
+            self.assertEqual(connection.stats().jobs_submitted, before + 1)
 
 
 class TestOpcodes(ServerTestCase):
@@ -2356,6 +2661,40 @@ class TestCommandLine(ServerTestCase):
             [sys.executable, str(MRCTL_PY), "--server", "127.0.0.1:1", "list"],
             self.server.address, self.files)
         self.assertEqual(unreachable.returncode, 3)
+
+    def test_a_list_of_servers(self) -> None:
+        dead = "127.0.0.1:%d" % refused_address()[1]
+        live = self.server.address
+        finished = self.python_mrctl("-q", "--server", f"{dead},{live}", "wordcount", "--top",
+                                     "2", "many.txt")
+        self.assertEqual((finished.returncode, finished.stdout), (0, b"385  x0\n385  x1\n"))
+        self.assertEqual(finished.stderr.decode(), f"mrctl.py: cannot connect to {dead}: "
+                                                   f"Connection refused; trying {live}\n")
+        listed = run_program([sys.executable, str(MRCTL_PY), "list"], f"{dead},{live}",
+                             self.files)  # MRD_SERVER takes the list too
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertRegex(listed.stdout.decode(), r"^ *ID  STATE\n")
+        down = self.python_mrctl("--server", f"127.0.0.1:1,{dead}", "list")
+        self.assertEqual(down.returncode, 3)
+        self.assertEqual(down.stderr.decode().splitlines()[-3:], [
+            "mrctl.py: list: gave up after trying each of the 2 servers 3 times:",
+            "  127.0.0.1:1: cannot connect to 127.0.0.1:1: Connection refused",
+            f"  {dead}: cannot connect to {dead}: Connection refused"])
+        bad = self.python_mrctl("--server", f"{live},,{dead}", "list")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn(b"item 2 is empty", bad.stderr)
+
+    def test_a_lost_submit_goes_to_the_next_node_and_runs_once(self) -> None:
+        before = self.connection.stats().jobs_submitted
+        node = ForwardingNode(self.server.port, lose_submit_reply=True)
+        finished = self.python_mrctl("-q", "--server", f"{node.address_text},{self.server.address}",
+                                     "wordcount", "--top", "2", "many.txt")
+        self.assertEqual((finished.returncode, finished.stdout), (0, b"385  x0\n385  x1\n"))
+        self.assertRegex(finished.stderr.decode(),
+                         rf"^mrctl\.py: the server closed the connection .*; trying "
+                         rf"{re.escape(self.server.address)}\n$")
+        self.assertEqual(node.requests, [Opcode.HELLO, Opcode.SUBMIT])
+        self.assertEqual(self.connection.stats().jobs_submitted, before + 1)
 
 
 
