@@ -2,7 +2,10 @@
 
 #include <hiredis/hiredis.h>
 
+#include <openssl/sha.h>
+
 #include <charconv>
+#include <map>
 
 #include "protocol/codec.hpp"
 #include "server/cluster/cluster_scripts.hpp"
@@ -147,18 +150,61 @@ std::string ClusterNode::unavailable(std::string_view what) const {
                          "); nothing was done; try again, or another node");
 }
 
+namespace {
+
+/// A script as Redis runs it (the prelude, then the script) and its SHA-1 in hex, by which
+/// EVALSHA names it.
+struct LoadedScript {
+  std::string body;
+  std::string sha1;
+};
+
+const LoadedScript& loaded(std::string_view script) {
+  // The scripts are constants: one entry each, made on first use (on the network thread only).
+  static std::map<const char*, LoadedScript> scripts;
+  auto [it, made] = scripts.try_emplace(script.data());
+  if (made) {
+    it->second.body = std::string(kScriptPrelude) + std::string(script);
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(it->second.body.data()), it->second.body.size(),
+         digest);
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (const auto byte : digest) {
+      it->second.sha1 += kHex[byte >> 4];
+      it->second.sha1 += kHex[byte & 15];
+    }
+  }
+  return it->second;
+}
+
+}  // namespace
+
 void ClusterNode::eval(std::string_view script, std::vector<std::string> keys,
                        std::vector<std::string> args, RedisLink::OnReply on_reply) {
-  // The script's text goes with every call; Redis caches it compiled by its digest.
-  static const std::string prelude(kScriptPrelude);
-  const std::string body = prelude + std::string(script);
-  const auto key_count = std::to_string(keys.size());
-  std::vector<std::string_view> arguments{"EVAL", body, key_count};
-  for (const auto& k : keys)
-    arguments.push_back(k);
-  for (const auto& a : args)
-    arguments.push_back(a);
-  commands_.command(arguments, std::move(on_reply));
+  // EVALSHA names a script Redis already holds, so its text is not sent with every call; a Redis
+  // that does not hold it (it restarted, or never ran it) says NOSCRIPT, and EVAL sends it once.
+  const auto& loaded_script = loaded(script);
+  auto arguments = std::make_shared<std::vector<std::string>>();
+  arguments->reserve(2 + keys.size() + args.size());
+  arguments->push_back(std::to_string(keys.size()));
+  for (auto& k : keys)
+    arguments->push_back(std::move(k));
+  for (auto& a : args)
+    arguments->push_back(std::move(a));
+  const auto send = [this, arguments](std::string_view command, std::string_view script_or_sha,
+                                      RedisLink::OnReply done) {
+    std::vector<std::string_view> words{command, script_or_sha};
+    words.insert(words.end(), arguments->begin(), arguments->end());
+    commands_.command(words, std::move(done));
+  };
+  send("EVALSHA", loaded_script.sha1,
+       [send, &loaded_script, on_reply = std::move(on_reply)](const redisReply* r) {
+         if (r && r->type == REDIS_REPLY_ERROR &&
+             std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
+           return send("EVAL", loaded_script.body, on_reply);
+         }
+         on_reply(r);
+       });
 }
 
 // ---- Requests -------------------------------------------------------------------------------
