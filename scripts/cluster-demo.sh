@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh >/dev/null
+build=$(realpath -m "${BUILD_DIR:-build}")
 command -v redis-server >/dev/null || bash scripts/setup.sh
 work=$(mktemp -d)
 pids=()
@@ -27,7 +28,7 @@ echo "redis-server on 127.0.0.1:$redis_port (AOF, appendfsync always)"
 declare -A node_pid node_address
 for name in a b c; do
   # --enable-test-jobs: the slow job below uses the test-slow mapper.
-  build/server/mrd --listen 127.0.0.1:0 --port-file "$work/port-$name" --workers 1 \
+  "$build/server/mrd" --listen 127.0.0.1:0 --port-file "$work/port-$name" --workers 1 \
     --redis "redis://127.0.0.1:$redis_port" --node-name "$name" --lease-ms 1000 \
     --enable-test-jobs 2>"$work/node-$name.log" &
   node_pid[$name]=$!
@@ -38,14 +39,14 @@ for name in a b c; do
   node_address[$name]=127.0.0.1:$(cat "$work/port-$name")
   echo "node $name on ${node_address[$name]}"
 done
-mrctl() { build/client/mrctl "$@"; }
+mrctl() { "$build/client/mrctl" "$@"; }
 
 echo
 echo "\$ mrctl --server ${node_address[a]} wordcount --no-wait /usr/share/common-licenses/GPL-3"
 id=$(mrctl --server "${node_address[a]}" wordcount --no-wait /usr/share/common-licenses/GPL-3)
 echo "$id"
-echo "\$ mrctl --server ${node_address[b]} result --wait $id | head -5"
-mrctl --server "${node_address[b]}" result --wait "$id" | head -5
+echo "\$ mrctl --server ${node_address[b]} result --wait --top 5 $id"
+mrctl --server "${node_address[b]}" result --wait --top 5 "$id"
 echo "\$ mrctl --server ${node_address[c]} status $id"
 mrctl --server "${node_address[c]}" status "$id"
 
@@ -53,7 +54,7 @@ echo
 echo "A slow job: test-slow sleeps 400 ms in each map task, for the document named 400;"
 echo "--chunk-bytes 1 makes a task of each of its 8 words, all on one node's single worker."
 echo "slow word1 slow word2 slow word1 slow word2" >"$work/400"
-slow=$(cd "$work" && "$OLDPWD/build/client/mrctl" --server "${node_address[c]}" submit \
+slow=$(cd "$work" && "$build/client/mrctl" --server "${node_address[c]}" submit \
   --mapper test-slow --reducer sum --chunk-bytes 1 --no-wait --documents 400)
 echo "job $slow submitted to node c"
 runner=""
@@ -65,6 +66,7 @@ done
 [[ -n $runner ]] || { echo "the slow job never started" >&2; exit 1; }
 echo "node $runner runs it; kill -9 node $runner"
 kill -9 "${node_pid[$runner]}"
+wait "${node_pid[$runner]}" 2>/dev/null || true  # reaped quietly
 survivor=a
 [[ $runner == a ]] && survivor=b
 echo "\$ mrctl --server ${node_address[$survivor]} result --wait $slow"
