@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <thread>
 
 #include "client/client_error.hpp"
 #include "client/poll_backoff.hpp"
@@ -200,13 +199,7 @@ protocol::DetailedStats Connection::detailed_stats() {
 
 FetchOutcome Connection::wait_for_result(std::uint32_t job_id,
                                          const ProgressCallback& on_progress) {
-  PollBackoff backoff;
-  for (;;) {
-    FetchOutcome outcome = fetch(job_id);
-    if (outcome.finished()) return outcome;
-    if (on_progress) on_progress(*outcome.progress);
-    std::this_thread::sleep_for(backoff.next());
-  }
+  return poll_until_finished([&] { return fetch(job_id); }, on_progress);
 }
 
 Connection::Reply Connection::round_trip(std::string_view frame, const std::string& what) {

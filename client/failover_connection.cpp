@@ -140,13 +140,7 @@ protocol::DetailedStats FailoverConnection::detailed_stats() {
 
 FetchOutcome FailoverConnection::wait_for_result(std::uint32_t job_id,
                                                  const ProgressCallback& on_progress) {
-  PollBackoff backoff;
-  for (;;) {
-    FetchOutcome outcome = fetch(job_id);
-    if (outcome.finished()) return outcome;
-    if (on_progress) on_progress(*outcome.progress);
-    std::this_thread::sleep_for(backoff.next());
-  }
+  return poll_until_finished([&] { return fetch(job_id); }, on_progress);
 }
 
 }  // namespace mrd::client

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 namespace mrd::client {
 
@@ -26,5 +27,19 @@ class PollBackoff {
   std::chrono::milliseconds next_;
   std::chrono::milliseconds longest_;
 };
+
+/// Calls `fetch()` until what it returns is finished(), pausing as PollBackoff says between two
+/// calls and telling `on_progress` (if set) each unfinished one's progress. Shared by the client's
+/// single connection and its failover between nodes.
+template <class Fetch, class OnProgress>
+auto poll_until_finished(Fetch&& fetch, const OnProgress& on_progress) {
+  PollBackoff backoff;
+  for (;;) {
+    auto outcome = fetch();
+    if (outcome.finished()) return outcome;
+    if (on_progress) on_progress(*outcome.progress);
+    std::this_thread::sleep_for(backoff.next());
+  }
+}
 
 }  // namespace mrd::client

@@ -809,35 +809,19 @@ TEST(Connection, ServerHangingUpIsAConnectionError) {
 }
 
 TEST(Connection, RefusedConnectionSaysSo) {
-  // A port that was free a moment ago: bind, read the port, close.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
+  const auto port = testing::free_loopback_port();
   expect_client_error(
       [&] {
-        Connection::connect({"127.0.0.1", ntohs(addr.sin_port)});
+        Connection::connect({"127.0.0.1", port});
       },
       ErrorKind::kConnection, "Connection refused (is mrd running there?)");
 }
 
 // --- FailoverConnection: the nodes of a cluster, against scripted servers and real sockets ---
 
-/// An address nobody listens on: a port that was free a moment ago (bind, read the port, close).
+/// An address nobody listens on: a port that was free a moment ago.
 ServerAddress refused_address() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
-  return {"127.0.0.1", ntohs(addr.sin_port)};
+  return {"127.0.0.1", testing::free_loopback_port()};
 }
 
 /// What a FailoverConnection says of a server that refused the connection.

@@ -23,7 +23,7 @@ class RedisProcess {
   /// restart (even after SIGKILL) loses nothing Redis acknowledged.
   explicit RedisProcess(bool append_only = false) : append_only_(append_only) {
     for (int attempt = 0; attempt < 5; ++attempt) {
-      port_ = free_port();
+      port_ = free_loopback_port();
       if (start()) return;
     }
     throw std::runtime_error("redis-server did not start; log:\n" + log());
@@ -64,18 +64,6 @@ class RedisProcess {
   }
 
  private:
-  static std::uint16_t free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    socklen_t length = sizeof address;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-    ::close(fd);
-    return ntohs(address.sin_port);
-  }
-
   /// Starts redis-server and waits until it answers PING; false if it exits first (port taken).
   bool start() {
     std::vector<std::string> args{"redis-server",

@@ -265,6 +265,20 @@ class ServerProcess {
 
 /// Runs `command` in sh; returns its exit code (-1 if it did not exit), with its stdout and stderr
 /// in `output` if given.
+/// A loopback port that was free a moment ago (bound, read, closed): for a server the test starts
+/// there, or for an address nobody listens on.
+inline std::uint16_t free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
 inline int run_command(const std::string& command, std::string* output = nullptr) {
   std::FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
   if (!pipe) throw std::runtime_error("cannot run " + command);

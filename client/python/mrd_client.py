@@ -1416,17 +1416,25 @@ class Connection:
         Waits 1 ms after the first PENDING, doubling up to 200 ms, so short jobs return fast
         and long ones cost few requests. ``on_progress`` is called with every PENDING.
         """
-        delay = FIRST_POLL_DELAY
-        while True:
-            outcome = self.fetch(job_id)
-            if outcome.done:
-                return outcome.result
-            if not outcome.pending:
-                raise ServerError(outcome.status, outcome.message or "")
-            if on_progress is not None:
-                on_progress(outcome.progress)
-            time.sleep(delay)
-            delay = min(delay * 2, LONGEST_POLL_DELAY)
+        return _poll_until_finished(lambda: self.fetch(job_id), on_progress)
+
+
+def _poll_until_finished(fetch: Callable[[], "FetchOutcome"],
+                         on_progress: Optional[Callable[[Progress], None]]) -> Result:
+    """Calls ``fetch`` until the job is done (its result) or ended otherwise (ServerError),
+    pausing 1 ms after the first PENDING, doubling up to 200 ms; shared by the single
+    connection and the failover between nodes."""
+    delay = FIRST_POLL_DELAY
+    while True:
+        outcome = fetch()
+        if outcome.done:
+            return outcome.result
+        if not outcome.pending:
+            raise ServerError(outcome.status, outcome.message or "")
+        if on_progress is not None:
+            on_progress(outcome.progress)
+        time.sleep(delay)
+        delay = min(delay * 2, LONGEST_POLL_DELAY)
 
 
 def should_fail_over(error: MrdError, opcode: Opcode) -> bool:
@@ -1578,17 +1586,7 @@ class FailoverConnection:
                         on_progress: Optional[Callable[[Progress], None]] = None) -> Result:
         """As ``Connection.wait_for_result``; a node lost while waiting makes it go on polling
         on another."""
-        delay = FIRST_POLL_DELAY
-        while True:
-            outcome = self.fetch(job_id)
-            if outcome.done:
-                return outcome.result
-            if not outcome.pending:
-                raise ServerError(outcome.status, outcome.message or "")
-            if on_progress is not None:
-                on_progress(outcome.progress)
-            time.sleep(delay)
-            delay = min(delay * 2, LONGEST_POLL_DELAY)
+        return _poll_until_finished(lambda: self.fetch(job_id), on_progress)
 
 
 def _hello_connection(host: str, port: int, timeout: Optional[float]) -> Connection:

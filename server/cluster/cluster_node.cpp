@@ -416,15 +416,8 @@ void ClusterNode::maybe_take() {
                    if (r->type == REDIS_REPLY_ARRAY) {
                      for (std::size_t s = 0; s < r->elements; ++s) {
                        const auto* stream = r->element[s];
-                       if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2) continue;
-                       const auto* entries = stream->element[1];
-                       for (std::size_t e = 0; e < entries->elements; ++e) {
-                         const auto* entry = entries->element[e];
-                         if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
-                         const auto* fields = entry->element[1];
-                         if (fields->type != REDIS_REPLY_ARRAY || fields->elements < 2) continue;
-                         take(std::string(text(entry->element[0])),
-                              static_cast<std::uint32_t>(number(fields->element[1])));
+                       if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2) {
+                         take_entries(stream->element[1], false);
                        }
                      }
                    }
@@ -438,19 +431,26 @@ void ClusterNode::claim_stalled() {
   commands_.command({"XAUTOCLAIM", kQueue, kGroup, config_.node_name,
                      std::to_string(config_.lease_ms), "0-0", "COUNT", room},
                     [this](const redisReply* r) {
-                      if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2) return;
-                      const auto* entries = r->element[1];
-                      for (std::size_t e = 0; e < entries->elements; ++e) {
-                        const auto* entry = entries->element[e];
-                        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
-                        const auto* fields = entry->element[1];
-                        if (fields->type != REDIS_REPLY_ARRAY || fields->elements < 2) continue;
-                        const auto id = static_cast<std::uint32_t>(number(fields->element[1]));
-                        log(Level::kWarn, "cluster: job ", id,
-                            " was held by a node that stopped renewing its lease; running it here");
-                        take(std::string(text(entry->element[0])), id);
+                      if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+                        take_entries(r->element[1], true);
                       }
                     });
+}
+
+void ClusterNode::take_entries(const redisReply* entries, bool claimed) {
+  if (entries->type != REDIS_REPLY_ARRAY) return;
+  for (std::size_t e = 0; e < entries->elements; ++e) {
+    const auto* entry = entries->element[e];
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
+    const auto* fields = entry->element[1];  // job, its id
+    if (fields->type != REDIS_REPLY_ARRAY || fields->elements < 2) continue;
+    const auto id = static_cast<std::uint32_t>(number(fields->element[1]));
+    if (claimed) {
+      log(Level::kWarn, "cluster: job ", id,
+          " was held by a node that stopped renewing its lease; running it here");
+    }
+    take(std::string(text(entry->element[0])), id);
+  }
 }
 
 void ClusterNode::take(std::string entry, std::uint32_t id) {

@@ -97,6 +97,9 @@ class ClusterNode {
   void ready_to_take();
   void maybe_take();
   void claim_stalled();
+  /// Takes each entry of an XREADGROUP's or XAUTOCLAIM's array of entries (`claimed`: from a
+  /// node that stopped renewing).
+  void take_entries(const redisReply* entries, bool claimed);
   void take(std::string entry, std::uint32_t id);
   void renew();
   /// Stops the local run of job `id` (cancelled, or taken over by another node).
