@@ -214,6 +214,7 @@ int main(int argc, char** argv) {
   ServerConfig config;
   std::string listen = config.listen_host + ":" + std::to_string(config.listen_port);
   std::string tls_listen;
+  std::string redis_url;  // --redis, parsed into config.cluster.redis
   std::string tls_auth_clients;
   std::string log_level = "info";
   std::uint64_t max_frame_mib = config.max_frame_bytes >> 20;
@@ -337,7 +338,7 @@ int main(int argc, char** argv) {
                            "Nodes that share one job namespace and their work through Redis "
                            "(docs/scale-out.md)");
   cluster_group->add_option(
-      "--redis", config.cluster.redis_url,
+      "--redis", redis_url,
       "Run as a node of the cluster whose jobs live in this Redis, "
       "redis://[user:password@]HOST:PORT[/DB]: any node answers for any job, and each runs the "
       "jobs it has free workers for");
@@ -393,12 +394,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mrd: --listen wants HOST:PORT or none, got '%s'\n", listen.c_str());
     return kExitUsage;
   }
-  if (config.cluster.enabled()) {
+  if (!redis_url.empty()) {
     std::string error;
-    if (!mrd::server::cluster::parse_redis_url(config.cluster.redis_url, error)) {
+    const auto redis = mrd::server::cluster::parse_redis_url(redis_url, error);
+    if (!redis) {
       std::fprintf(stderr, "mrd: --redis: %s\n", error.c_str());
       return kExitUsage;
     }
+    config.cluster.redis = *redis;
     if (!config.data_dir.empty()) {
       std::fprintf(stderr,
                    "mrd: --redis and --data-dir do not go together: a cluster's jobs are kept in "

@@ -6,6 +6,7 @@
 #include "protocol/submit_layout.hpp"
 #include "server/engine/input_kinds.hpp"
 #include "server/engine/job_kind.hpp"
+#include "server/job_replies.hpp"
 #include "server/log.hpp"
 #include "server/request_digest.hpp"
 #include "server/submitted_input.hpp"
@@ -70,11 +71,9 @@ void RequestHandler::submit(std::string_view body, ReplyQueue& replies, const Se
   // Offsets, not copies: the body is copied once, into the segment the job keeps.
   auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
+  if (cluster_) return submit_to_cluster(nullptr, body, *decoded.value, replies, session);
   accept_job(body, *decoded.value, replies, session, [&](protocol::SubmitLayout layout) {
-    // A big input goes where workers can map it; a small one travels in its task messages.
-    const bool shared =
-        body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments;
-    return std::make_unique<SubmittedInput>(body, std::move(layout), shared);
+    return SubmittedInput::copy_of(body, std::move(layout));
   });
 }
 
@@ -87,6 +86,11 @@ void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies,
                               static_cast<std::size_t>(segment.size() - received.offset));
   auto decoded = protocol::decode_submit_layout(body);
   if (!decoded) return reject(Status::kBadRequest, "submit: " + decoded.error, out);
+  if (cluster_) {
+    // Sent to Redis from the segment it arrived in: no copy of the 64 MiB.
+    return submit_to_cluster(std::shared_ptr<const Segment>(std::move(received.segment)), body,
+                             *decoded.value, replies, session);
+  }
   accept_job(
       body, *decoded.value, replies, session,
       [&](protocol::SubmitLayout layout) {
@@ -146,35 +150,37 @@ std::string RequestHandler::queue_full(const std::string& tenant) const {
   return {};
 }
 
+bool RequestHandler::runnable(const protocol::SubmitLayout& layout, std::string& out) {
+  if (auto problem = engine::check_submit(layout.mapper, layout.reducer, layout.input.kind,
+                                          config_.enable_test_jobs);
+      !problem.empty()) {
+    reject(Status::kBadJob, problem, out);
+    return false;
+  }
+  if (layout.options.partitions > kMaxPartitions) {
+    reject(Status::kBadJob, "partitions must be at most " + std::to_string(kMaxPartitions), out);
+    return false;
+  }
+  return true;
+}
+
 template <class MakeInput>
 void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& layout,
                                 ReplyQueue& replies, const Session& session, MakeInput make_input,
                                 std::unique_ptr<ReceivedFile> file,
                                 std::unique_ptr<EarlyStart> early) {
   std::string& out = replies.bytes();
-  if (auto problem = engine::check_submit(layout.mapper, layout.reducer, layout.input.kind,
-                                          config_.enable_test_jobs);
-      !problem.empty()) {
-    return reject(Status::kBadJob, problem, out);
-  }
-  if (layout.options.partitions > kMaxPartitions) {
-    return reject(Status::kBadJob, "partitions must be at most " + std::to_string(kMaxPartitions),
-                  out);
-  }
+  if (!runnable(layout, out)) return;
   // A resent SUBMIT (the client lost the first reply) gets the job it already has, even while
   // the server is stopping: that job was accepted before. A key is bound to the request it first
   // came with, so another request cannot learn or take that job.
   std::optional<RequestDigest> digest;
   if (!layout.idempotency_key.empty()) digest = file ? file->digest : digest_of(body);
-  if (cluster_) return submit_to_cluster(body, layout, digest, replies, session);
   const auto& tenant = session.tenant();
   if (const auto existing =
           digest ? store_.find_by_key(tenant, layout.idempotency_key, *digest) : std::nullopt) {
     if (!existing->same_request) {
-      return reject(Status::kBadRequest,
-                    "submit: this idempotency key was already used with a different request; "
-                    "a different job needs a new key",
-                    out);
+      return reject(Status::kBadRequest, kKeyUsedForAnotherRequest, out);
     }
     return protocol::append_message(out, code(Status::kOk), protocol::JobId{existing->id});
   }
@@ -276,16 +282,19 @@ cluster::ClusterNode::Reply RequestHandler::deferred_reply(ReplyQueue& replies) 
   return [deferred = replies.defer()](std::string frame) { deferred->resolve(std::move(frame)); };
 }
 
-void RequestHandler::submit_to_cluster(std::string_view body, const protocol::SubmitLayout& layout,
-                                       std::optional<RequestDigest> digest, ReplyQueue& replies,
+void RequestHandler::submit_to_cluster(std::shared_ptr<const void> owner, std::string_view body,
+                                       const protocol::SubmitLayout& layout, ReplyQueue& replies,
                                        const Session& session) {
+  std::string& out = replies.bytes();
+  if (!runnable(layout, out)) return;
   if (!accepting_jobs_) {
     return reject(Status::kShuttingDown,
                   "the server is shutting down and takes no new jobs; submit to another node, or "
                   "again once it is back",
-                  replies.bytes());
+                  out);
   }
-  // The body is copied once, to be sent to Redis; the copy counts against the budget until then.
+  // The body stays in this node's memory until Redis has it, counted against the budget: in the
+  // segment it arrived in, or (a small one, whose bytes the connection reuses) in a copy.
   auto charge = MemoryCharge::try_take(*budget_, body.size());
   if (!charge) {
     return reject(Status::kQueueFull,
@@ -293,15 +302,22 @@ void RequestHandler::submit_to_cluster(std::string_view body, const protocol::Su
                   "goes to Redis (" +
                       std::to_string(mebibytes(budget_->used())) + " of " +
                       std::to_string(budget_->limit() >> 20) + " MiB in use); try again later",
-                  replies.bytes());
+                  out);
   }
+  if (!owner) {
+    auto copy = std::make_shared<const std::string>(body);
+    body = *copy;
+    owner = std::move(copy);
+  }
+  const bool keyed = !layout.idempotency_key.empty();
   cluster::ClusterNode::Submission submission{
       session.tenant(),
       JobFacts{layout.mapper, layout.reducer, body.size(), unix_ms_now()},
-      digest.has_value(),
+      keyed,
       layout.idempotency_key,
-      digest.value_or(RequestDigest{}),
-      std::string(body),
+      keyed ? digest_of(body) : RequestDigest{},
+      std::move(owner),
+      body,
       std::move(charge)};
   cluster_->submit(std::move(submission), deferred_reply(replies));
 }
@@ -317,16 +333,7 @@ bool RequestHandler::read_job_id(std::string_view body, std::uint32_t& id, std::
 }
 
 void RequestHandler::reply_missing(JobStore::Lookup lookup, std::uint32_t id, std::string& out) {
-  // Another tenant's job gets these very bytes too (job_scope.hpp): with tokens, the words say so.
-  if (lookup == JobStore::Lookup::kExpired) {
-    protocol::append_message(
-        out, code(Status::kJobExpired),
-        protocol::ErrorMessage{"job " + std::to_string(id) + " expired: its result was evicted" +
-                               (auth_required() ? " (or it is not yours)" : "")});
-  } else {
-    protocol::append_message(out, code(Status::kUnknownJob),
-                             protocol::ErrorMessage{"no job " + std::to_string(id)});
-  }
+  append_missing_job(out, lookup == JobStore::Lookup::kExpired, id, auth_required());
 }
 
 void RequestHandler::fetch(std::string_view body, ReplyQueue& replies, const JobScope& scope) {
@@ -445,15 +452,7 @@ void RequestHandler::list(std::string_view body, ReplyQueue& replies, const JobS
     return cluster_->list(scope, request.options & protocol::kListWithTenants,
                           deferred_reply(replies));
   }
-  auto jobs = store_.list(scope);
-  if (request.options & protocol::kListWithTenants) {
-    return protocol::append_message(out, code(Status::kOk), jobs);
-  }
-  protocol::JobList list;
-  list.jobs.reserve(jobs.jobs.size());
-  for (const auto& job : jobs.jobs)
-    list.jobs.push_back({job.id, job.state});
-  protocol::append_message(out, code(Status::kOk), list);
+  append_job_list(out, store_.list(scope), request.options & protocol::kListWithTenants);
 }
 
 void RequestHandler::stats(std::string_view body, std::string& out, const Session& session) {

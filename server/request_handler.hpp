@@ -73,10 +73,14 @@ class RequestHandler {
 
  private:
   void submit(std::string_view body, ReplyQueue& replies, const Session& session);
-  /// A checked SUBMIT on a cluster node: stored in Redis, answered once it is.
-  void submit_to_cluster(std::string_view body, const protocol::SubmitLayout& layout,
-                         std::optional<RequestDigest> digest, ReplyQueue& replies,
+  /// A decoded SUBMIT on a cluster node: checked, stored in Redis, answered once it is. `owner`
+  /// keeps `body` alive (null: the body is copied).
+  void submit_to_cluster(std::shared_ptr<const void> owner, std::string_view body,
+                         const protocol::SubmitLayout& layout, ReplyQueue& replies,
                          const Session& session);
+  /// False, with BAD_JOB appended to `out`, if the job cannot run here at all: unknown names or
+  /// kinds, too many partitions.
+  bool runnable(const protocol::SubmitLayout& layout, std::string& out);
   /// The reply to a request the cluster answers, in its place among this connection's replies.
   static cluster::ClusterNode::Reply deferred_reply(ReplyQueue& replies);
   /// Checks and records `session`'s job of a decoded SUBMIT `body`; `make_input(layout)` makes the

@@ -161,11 +161,8 @@ void Server::start() {
 
 std::unique_ptr<cluster::ClusterNode> Server::make_cluster_node() {
   if (!config_.cluster.enabled()) return nullptr;
-  std::string error;
-  auto address = cluster::parse_redis_url(config_.cluster.redis_url, error);
-  if (!address) throw std::invalid_argument("--redis: " + error);
   return std::make_unique<cluster::ClusterNode>(
-      io_, config_.cluster, *address, scheduler_.workers(), config_.max_queued_jobs,
+      io_, config_.cluster, scheduler_.workers(), config_.max_queued_jobs,
       [this](std::shared_ptr<JobTicket> ticket, std::string body, std::string& why) {
         return run_cluster_job(std::move(ticket), std::move(body), why);
       },
@@ -180,9 +177,7 @@ bool Server::run_cluster_job(std::shared_ptr<JobTicket> ticket, std::string body
     return false;
   }
   try {
-    auto input = std::make_unique<SubmittedInput>(
-        body, std::move(*layout.value),
-        body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments);
+    auto input = SubmittedInput::copy_of(body, std::move(*layout.value));
     // Taken because this node had a free worker: counted, whether it fits or not.
     auto charge = MemoryCharge::force_take(*budget_, input->held_bytes());
     scheduler_.enqueue(std::move(ticket), std::move(input), std::move(charge));
@@ -219,12 +214,9 @@ void Server::restore_jobs() {
       continue;
     }
     try {
-      auto input =
-          file ? std::make_unique<SubmittedInput>(std::move(file), stored.input_offset,
-                                                  std::move(*layout.value))
-               : std::make_unique<SubmittedInput>(body, std::move(*layout.value),
-                                                  body.size() >= kSharedSegmentBytes &&
-                                                      Segment::live_shared() < kMaxSharedSegments);
+      auto input = file ? std::make_unique<SubmittedInput>(std::move(file), stored.input_offset,
+                                                           std::move(*layout.value))
+                        : SubmittedInput::copy_of(body, std::move(*layout.value));
       // Its input is in memory again, so it is counted again, whether it fits or not.
       auto charge = MemoryCharge::force_take(*budget_, input->held_bytes());
       scheduler_.enqueue(ticket, std::move(input), std::move(charge));

@@ -7,6 +7,7 @@
 
 #include "protocol/limits.hpp"
 #include "protocol/wire.hpp"
+#include "server/cluster/redis_address.hpp"
 
 namespace mrd::server {
 
@@ -28,14 +29,16 @@ struct TlsConfig {
 
 /// A node of a cluster (--redis): its jobs live in Redis, shared with every other node.
 struct ClusterConfig {
-  std::string redis_url;  ///< redis://[user:password@]HOST:PORT[/DB]; empty: a single server
+  /// The Redis of --redis redis://[user:password@]HOST:PORT[/DB], parsed (redis_address.hpp);
+  /// no host: a single server.
+  cluster::RedisAddress redis;
   std::string node_name;  ///< unique in the cluster; main.cpp defaults it to HOST:PID
   /// How long a node may go without renewing its hold on a job before another node takes it.
   std::uint32_t lease_ms = 10000;
   /// How long a finished job's result and record stay in Redis (the single server's
   /// --max-retained-mib, for a cluster).
   std::uint32_t result_ttl_seconds = 86400;
-  bool enabled() const { return !redis_url.empty(); }
+  bool enabled() const { return !redis.host.empty(); }
 };
 
 struct ServerConfig {

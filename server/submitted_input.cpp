@@ -8,6 +8,13 @@ SubmittedInput::SubmittedInput(std::string_view body, protocol::SubmitLayout lay
   view_ = engine::view_in(layout_.input, segment_->data() + offset_);
 }
 
+std::unique_ptr<SubmittedInput> SubmittedInput::copy_of(std::string_view body,
+                                                        protocol::SubmitLayout layout) {
+  const bool shared =
+      body.size() >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments;
+  return std::make_unique<SubmittedInput>(body, std::move(layout), shared);
+}
+
 SubmittedInput::SubmittedInput(std::unique_ptr<Segment> segment, std::uint64_t offset,
                                protocol::SubmitLayout layout)
     : segment_(std::move(segment)), offset_(offset), layout_(std::move(layout)) {

@@ -22,6 +22,11 @@ class SubmittedInput {
   /// Copies `body` (which decoded as `layout`) into a new segment, in a memory file if `shared`.
   /// Throws std::system_error if the segment cannot be made, std::bad_alloc without memory.
   SubmittedInput(std::string_view body, protocol::SubmitLayout layout, bool shared);
+  /// A copy of `body` in the segment its size calls for: a memory file that workers map for a
+  /// big input (while fewer than kMaxSharedSegments are alive), the heap for a small one, which
+  /// travels in its task messages. Throws as the constructor does.
+  static std::unique_ptr<SubmittedInput> copy_of(std::string_view body,
+                                                 protocol::SubmitLayout layout);
   /// Takes a segment that already holds the body at `offset` (received straight into it), which
   /// decoded as `layout`. `offset` must be body_offset(layout.values_offset).
   SubmittedInput(std::unique_ptr<Segment> segment, std::uint64_t offset,

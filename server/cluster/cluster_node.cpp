@@ -8,7 +8,9 @@
 #include <map>
 
 #include "protocol/codec.hpp"
+#include "protocol/limits.hpp"
 #include "server/cluster/cluster_scripts.hpp"
+#include "server/job_replies.hpp"
 #include "server/log.hpp"
 #include "server/result_bytes.hpp"
 
@@ -43,19 +45,17 @@ std::string_view text(const redisReply* reply) {
   return {reply->str, reply->len};
 }
 
-std::uint64_t number(const redisReply* reply) {
-  if (reply && reply->type == REDIS_REPLY_INTEGER)
-    return static_cast<std::uint64_t>(reply->integer);
-  const auto digits = text(reply);
+std::uint64_t number(std::string_view digits) {
   std::uint64_t value = 0;
   std::from_chars(digits.data(), digits.data() + digits.size(), value);
   return value;
 }
 
-std::uint64_t number(std::string_view digits) {
-  std::uint64_t value = 0;
-  std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  return value;
+std::uint64_t number(const redisReply* reply) {
+  if (reply && reply->type == REDIS_REPLY_INTEGER) {
+    return static_cast<std::uint64_t>(reply->integer);
+  }
+  return number(text(reply));
 }
 
 std::string error_frame(Status status, std::string message) {
@@ -65,12 +65,9 @@ std::string error_frame(Status status, std::string message) {
 }
 
 std::string missing_frame(bool expired, std::uint32_t id, bool tokens) {
-  if (expired) {
-    return error_frame(Status::kJobExpired, "job " + std::to_string(id) +
-                                                " expired: its result was evicted" +
-                                                (tokens ? " (or it is not yours)" : ""));
-  }
-  return error_frame(Status::kUnknownJob, "no job " + std::to_string(id));
+  std::string frame;
+  append_missing_job(frame, expired, id, tokens);
+  return frame;
 }
 
 std::string scope_flag(const JobScope& scope) {
@@ -79,19 +76,18 @@ std::string scope_flag(const JobScope& scope) {
 
 }  // namespace
 
-ClusterNode::ClusterNode(asio::io_context& io, ClusterConfig config, RedisAddress address,
-                         unsigned capacity, std::uint32_t max_queued_jobs, RunJob run,
+ClusterNode::ClusterNode(asio::io_context& io, ClusterConfig config, unsigned capacity,
+                         std::uint32_t max_queued_jobs, RunJob run,
                          std::function<void()> notify_cancelled)
     : io_(io),
       config_(std::move(config)),
-      address_(address),
       capacity_(std::max(capacity, 1u) * kJobsPerWorker),
       max_queued_jobs_(max_queued_jobs),
       run_(std::move(run)),
       notify_cancelled_(std::move(notify_cancelled)),
-      commands_(io, address, "commands"),
-      tasks_(io, address, "tasks"),
-      events_(io, address, "events"),
+      commands_(io, config_.redis, "commands"),
+      tasks_(io, config_.redis, "tasks"),
+      events_(io, config_.redis, "events"),
       renew_timer_(io),
       claim_timer_(io),
       retry_timer_(io) {}
@@ -119,7 +115,7 @@ void ClusterNode::start() {
   every(renew_timer_, lease / 4, &ClusterNode::renew);
   every(claim_timer_, lease / 2, &ClusterNode::claim_stalled);
   log(Level::kInfo, "cluster node ", config_.node_name, " sharing jobs through Redis at ",
-      address_.to_string(), " (lease ", config_.lease_ms, " ms)");
+      config_.redis.to_string(), " (lease ", config_.lease_ms, " ms)");
 }
 
 void ClusterNode::stop() {
@@ -146,7 +142,7 @@ void ClusterNode::every(asio::steady_timer& timer, std::chrono::milliseconds per
 std::string ClusterNode::unavailable(std::string_view what) const {
   return error_frame(Status::kUnavailable,
                      std::string(what) + ": this node cannot reach the cluster's Redis at " +
-                         address_.to_string() + " (" + commands_.last_error() +
+                         config_.redis.to_string() + " (" + commands_.last_error() +
                          "); nothing was done; try again, or another node");
 }
 
@@ -261,10 +257,7 @@ void ClusterNode::submit(Submission submission, Reply reply) {
                    }
                    if (digest != std::string_view(reinterpret_cast<const char*>(job->digest.data()),
                                                   job->digest.size())) {
-                     return reply(error_frame(
-                         Status::kBadRequest,
-                         "submit: this idempotency key was already used with a different "
-                         "request; a different job needs a new key"));
+                     return reply(error_frame(Status::kBadRequest, kKeyUsedForAnotherRequest));
                    }
                    std::string frame;
                    protocol::append_message(frame, code(Status::kOk), protocol::JobId{count});
@@ -318,17 +311,21 @@ void ClusterNode::lookup(std::uint32_t id, const JobScope& scope, Want want, boo
         switch (state) {
           case protocol::JobState::kDone: {
             const auto prefix = key + ":out:" + std::string(field(5)) + ":";
+            // The pieces go straight after the frame's header, whose length is set once known.
+            std::string header;
+            protocol::append_header(header, code(Status::kOk), 0);
             return load_pieces(
-                prefix, number(field(6)),
-                [this, id, tokens, reply](std::optional<std::string> body, bool unreachable) {
+                prefix, number(field(6)), std::move(header),
+                [this, id, tokens, reply](std::optional<std::string> frame, bool unreachable) {
                   if (unreachable) return reply(unavailable("fetch"));
                   // Gone between the two reads: evicted or cancelled meanwhile.
-                  if (!body) return reply(missing_frame(true, id, tokens));
-                  std::string frame;
-                  protocol::append_header(frame, code(Status::kOk),
-                                          static_cast<std::uint32_t>(body->size()));
-                  frame += *body;
-                  reply(std::move(frame));
+                  if (!frame) return reply(missing_frame(true, id, tokens));
+                  std::string header;
+                  protocol::append_header(
+                      header, code(Status::kOk),
+                      static_cast<std::uint32_t>(frame->size() - protocol::kHeaderBytes));
+                  frame->replace(0, header.size(), header);
+                  reply(std::move(*frame));
                 });
           }
           case protocol::JobState::kFailed:
@@ -369,14 +366,7 @@ void ClusterNode::list(const JobScope& scope, bool with_tenants, Reply reply) {
                                 std::string(text(r->element[i + 2]))});
          }
          std::string frame;
-         if (with_tenants) {
-           protocol::append_message(frame, code(Status::kOk), jobs);
-           return reply(std::move(frame));
-         }
-         protocol::JobList list;
-         for (const auto& job : jobs.jobs)
-           list.jobs.push_back({job.id, job.state});
-         protocol::append_message(frame, code(Status::kOk), list);
+         append_job_list(frame, jobs, with_tenants);
          reply(std::move(frame));
        });
 }
@@ -473,7 +463,7 @@ void ClusterNode::take(std::string entry, std::uint32_t id) {
          auto ticket =
              std::make_shared<JobTicket>(id, std::string(text(r->element[1])), std::move(facts));
          load_pieces(
-             key + ":in:", number(r->element[6]),
+             key + ":in:", number(r->element[6]), {},
              [this, id, attempt, ticket](std::optional<std::string> body, bool unreachable) {
                --taking_now_;
                if (stopped_) return;
@@ -621,7 +611,8 @@ void ClusterNode::pump(std::shared_ptr<PieceWrite> write) {
   }
 }
 
-void ClusterNode::load_pieces(std::string prefix, std::size_t count, Loaded done) {
+void ClusterNode::load_pieces(std::string prefix, std::size_t count, std::string start,
+                              Loaded done) {
   struct Read {
     std::string bytes;
     std::size_t left = 0;
@@ -629,8 +620,8 @@ void ClusterNode::load_pieces(std::string prefix, std::size_t count, Loaded done
     bool unreachable = false;  ///< a GET got no reply: the link went down
     Loaded done;
   };
-  auto read = std::make_shared<Read>(Read{{}, count, false, false, std::move(done)});
-  if (count == 0) return read->done(std::string(), false);
+  auto read = std::make_shared<Read>(Read{std::move(start), count, false, false, std::move(done)});
+  if (count == 0) return read->done(std::move(read->bytes), false);
   // Every GET at once: hiredis answers them in order, so each piece is appended where it goes.
   for (std::size_t k = 0; k < count; ++k) {
     commands_.command({"GET", prefix + std::to_string(k)}, [read](const redisReply* r) {

@@ -49,7 +49,7 @@ class ClusterNode {
   /// `max_queued_jobs`: unfinished jobs the cluster takes at once (each node's --max-queued-jobs:
   /// give them all the same). `notify_cancelled` tells the scheduler that a ticket was cancelled (a
   /// CANCEL on any node, or a job another node took over).
-  ClusterNode(asio::io_context& io, ClusterConfig config, RedisAddress address, unsigned capacity,
+  ClusterNode(asio::io_context& io, ClusterConfig config, unsigned capacity,
               std::uint32_t max_queued_jobs, RunJob run, std::function<void()> notify_cancelled);
   ~ClusterNode();
   ClusterNode(const ClusterNode&) = delete;
@@ -71,8 +71,9 @@ class ClusterNode {
     bool has_key = false;
     std::string key;  ///< the idempotency key
     RequestDigest digest{};
-    std::string body;     ///< the SUBMIT body, kept until Redis has it
-    MemoryCharge charge;  ///< what `body` costs
+    std::shared_ptr<const void> owner;  ///< keeps `body` alive until Redis has it
+    std::string_view body;              ///< the SUBMIT body
+    MemoryCharge charge;                ///< what `body` costs
   };
   /// Stores a new job; `reply` gets its id (or the job its idempotency key names), or why not.
   void submit(Submission submission, Reply reply);
@@ -114,7 +115,8 @@ class ClusterNode {
   /// What load_pieces() read: the bytes, or nothing and whether that is because the link went
   /// down (`unreachable`) rather than because a piece is not there.
   using Loaded = std::function<void(std::optional<std::string> bytes, bool unreachable)>;
-  void load_pieces(std::string prefix, std::size_t count, Loaded done);
+  /// Reads `count` pieces named `prefix`<k>, appending them to `start`.
+  void load_pieces(std::string prefix, std::size_t count, std::string start, Loaded done);
   /// EVAL of one of cluster_scripts.hpp's scripts.
   void eval(std::string_view script, std::vector<std::string> keys, std::vector<std::string> args,
             RedisLink::OnReply on_reply);
@@ -123,7 +125,6 @@ class ClusterNode {
 
   asio::io_context& io_;
   ClusterConfig config_;
-  RedisAddress address_;
   unsigned capacity_;
   std::uint32_t max_queued_jobs_;
   RunJob run_;

@@ -152,16 +152,6 @@ void RedisLink::connected(int status) {
     log(Level::kError, "redis (", purpose_, "): ", last_error_);
     if (context_) redisAsyncDisconnect(context_);
   };
-  auto send = [this](const std::vector<std::string_view>& arguments, OnReply on_reply) {
-    std::vector<const char*> pointers;
-    std::vector<std::size_t> lengths;
-    for (const auto& a : arguments) {
-      pointers.push_back(a.data());
-      lengths.push_back(a.size());
-    }
-    redisAsyncCommandArgv(context_, reply_trampoline, new OnReply(std::move(on_reply)),
-                          static_cast<int>(arguments.size()), pointers.data(), lengths.data());
-  };
   if (!address_.password.empty()) {
     std::vector<std::string_view> auth{"AUTH"};
     if (!address_.user.empty()) auth.push_back(address_.user);
@@ -204,6 +194,10 @@ void RedisLink::disconnected(int) {
 
 void RedisLink::command(const std::vector<std::string_view>& arguments, OnReply on_reply) {
   if (!ready_ || !context_) return on_reply(nullptr);
+  send(arguments, std::move(on_reply));
+}
+
+void RedisLink::send(const std::vector<std::string_view>& arguments, OnReply on_reply) {
   std::vector<const char*> pointers;
   std::vector<std::size_t> lengths;
   pointers.reserve(arguments.size());

@@ -71,6 +71,8 @@ class RedisLink {
  private:
   struct Events;  // the Asio side of hiredis's hooks (redis_link.cpp)
 
+  /// Queues a command on the connection, ready or not (AUTH and SELECT go before it is).
+  void send(const std::vector<std::string_view>& arguments, OnReply on_reply);
   void connect();
   void schedule_reconnect();
   void connected(int status);
