@@ -14,12 +14,13 @@ constexpr auto kUnavailable = static_cast<std::uint8_t>(Status::kUnavailable);
 /// A node of the cluster in `redis`, with one worker (so that three share two cores) and a short
 /// lease, so that a dead node's job moves on within a second or two.
 std::unique_ptr<ServerProcess> start_node(const RedisProcess& redis, const std::string& name,
-                                          std::vector<std::string> extra = {}) {
+                                          std::vector<std::string> extra = {},
+                                          ProcessLimits limits = {}) {
   std::vector<std::string> args{"--redis",    redis.url(), "--node-name",
                                 name,         "--workers", "1",
                                 "--lease-ms", "1000",      "--enable-test-jobs"};
   args.insert(args.end(), extra.begin(), extra.end());
-  return std::make_unique<ServerProcess>(args);
+  return std::make_unique<ServerProcess>(args, limits);
 }
 
 /// The jobs every built-in kind runs, on inputs big enough to be cut into several tasks (and, for
@@ -327,20 +328,33 @@ TEST(Cluster, NoTenantReadsCancelsOrListsAnothersJobOnAnyNode) {
 
 TEST(Cluster, TheQueueLimitHoldsForTheWholeClusterAndLeavesNothingBehind) {
   RedisProcess redis;
-  auto a = start_node(redis, "a", {"--max-queued-jobs", "2"});
-  auto b = start_node(redis, "b", {"--max-queued-jobs", "2"});
+  // Under an address-space cap: a flood that made a node grow would fail here, not the machine.
+  const ProcessLimits capped{.address_space_mib = 4096};
+  auto a = start_node(redis, "a", {"--max-queued-jobs", "2"}, capped);
+  auto b = start_node(redis, "b", {"--max-queued-jobs", "2"}, capped);
   RawClient to_a(a->port()), to_b(b->port());
   const auto first = submit(to_a, slow_job(60000, 1));
   submit(to_b, slow_job(60000, 1));
-  to_a.send_message(Opcode::kSubmit, word_count_request({std::string(3 << 20, 'x')}));
-  const auto refused = to_a.read_reply();
-  ASSERT_TRUE(refused);
-  EXPECT_EQ(status_name(refused->status), "queue-full");
-  EXPECT_NE(error_text(*refused).find("2 jobs are waiting or running in the cluster"),
-            std::string::npos)
-      << error_text(*refused);
-  // The refused job (id 3, the third handed out) left nothing: no record, none of its 3 pieces.
-  EXPECT_EQ(redis.cli("--scan --pattern mrd:{j3}*"), "");
+  // A client floods a node with 3 MiB SUBMITs, sent back to back before it reads a reply.
+  constexpr int kFlood = 20;
+  std::string flood;
+  protocol::append_message(flood, static_cast<std::uint8_t>(Opcode::kSubmit),
+                           word_count_request({std::string(3 << 20, 'x')}));
+  for (int i = 0; i < kFlood; ++i)
+    to_a.send(flood);
+  for (int i = 0; i < kFlood; ++i) {
+    const auto refused = to_a.read_reply(60s);
+    ASSERT_TRUE(refused) << "reply " << i;
+    EXPECT_EQ(status_name(refused->status), "queue-full");
+    EXPECT_NE(error_text(*refused).find("2 jobs are waiting or running in the cluster"),
+              std::string::npos)
+        << error_text(*refused);
+  }
+  // The refused jobs left nothing in Redis: no record, none of their 3 pieces each; only the two
+  // slow jobs' inputs (a piece each) are there.
+  for (int id = 3; id < 3 + kFlood; ++id)
+    EXPECT_EQ(redis.cli("--scan --pattern mrd:{j" + std::to_string(id) + "}*"), "") << id;
+  EXPECT_EQ(redis.cli("EVAL \"return #redis.call('KEYS', 'mrd:*:in:*')\" 0"), "2");
   // A cancel frees a place, on any node.
   to_b.send_message(Opcode::kCancel, protocol::JobId{first});
   ASSERT_TRUE(to_b.read_reply());

@@ -71,6 +71,11 @@ inline std::vector<Example> all_examples() {
       {"fetch-index-reply",
        message(st(Status::kOk), JobResult{Postings{{{"be", {"a.txt", "b.txt"}}}}})},
       {"unknown-job-reply", message(st(Status::kUnknownJob), ErrorMessage{"no job 9"})},
+      {"unavailable-reply",
+       message(st(Status::kUnavailable),
+               ErrorMessage{"fetch: this node cannot reach the cluster's Redis at redis:6379/0 "
+                            "(Connection refused); nothing was done; try again, or another "
+                            "node"})},
       {"status-request", message(op(Opcode::kStatus), JobId{7})},
       {"status-reply", message(st(Status::kOk), JobProgress{7, JobState::kDone, 4, 4, 2, 2})},
       {"cancel-request", message(op(Opcode::kCancel), JobId{7})},

@@ -436,6 +436,9 @@ def expected_example_frames() -> Dict[str, bytes]:
         "fetch-pending-reply": mrd.encode_frame(
             pending, mrd.encode_progress(Progress(7, JobState.MAPPING, 1, 4, 0, 2))),
         "unknown-job-reply": mrd.encode_frame(Status.UNKNOWN_JOB, mrd.encode_error("no job 9")),
+        "unavailable-reply": mrd.encode_frame(Status.UNAVAILABLE, mrd.encode_error(
+            "fetch: this node cannot reach the cluster's Redis at redis:6379/0 "
+            "(Connection refused); nothing was done; try again, or another node")),
         "status-request": mrd.status_frame(7),
         "status-reply": mrd.encode_frame(
             ok, mrd.encode_progress(Progress(7, JobState.DONE, 4, 4, 2, 2))),
