@@ -120,7 +120,8 @@ TEST(Auth, AGoodTokenNamesItsTenantAndRoleAndStatsIsForAdmins) {
 
 TEST(Auth, WrongEmptyAndHugeTokensAreRefusedSlowlyThenCutOff) {
   AuthFile tokens;
-  ServerProcess server({"--auth-file", tokens.path()});
+  // Under an address-space cap: a token the server tried to hold would fail against it.
+  ServerProcess server({"--auth-file", tokens.path()}, ProcessLimits{.address_space_mib = 2048});
   RawClient guesser(server.port());
   const std::string wrong = "not-" + std::string(kAliceToken);
   auto reply = authenticate(guesser, wrong);
@@ -140,6 +141,13 @@ TEST(Auth, WrongEmptyAndHugeTokensAreRefusedSlowlyThenCutOff) {
   reply = *huge.read_reply();
   EXPECT_EQ(status_name(reply.status), "frame-too-large");
   EXPECT_TRUE(huge.closed_by_server());
+  // So is a header that claims a 4 GiB token and sends none of it: refused before any byte of
+  // the body is awaited, let alone allocated.
+  RawClient liar(server.port());
+  liar.send(bytes({static_cast<int>(Opcode::kAuth), 0xff, 0xff, 0xff, 0xff}));
+  reply = *liar.read_reply();
+  EXPECT_EQ(status_name(reply.status), "frame-too-large");
+  EXPECT_TRUE(liar.closed_by_server());
 
   // Failures are logged with the peer, never with the token; good tokens still work.
   RawClient alice(server.port());
