@@ -359,8 +359,9 @@ TEST(MapTask, RangesOutsideTheSpanAreRefusedWhenDecoding) {
   const auto input = keep(body_of({"words", "sum", {}, Documents{{{"a", "b c d"}}}}), false);
   auto body = encode_map_task({"words", "sum", 1, 0}, input.view(), input.bytes(), false);
   const auto task = decode_map_task(body);
-  // The first document's text range is the second range after the job and kind: widen it by one.
-  const auto text_size_at = 4 + 4 + 1 + 5 + 1 + 3 + 1 + 4 + 16 + 8;
+  // The first document's text range is the second range after the job (partitions, memory
+  // limit, hash key, mapper, reducer) and kind: widen it by one.
+  const auto text_size_at = 4 + 4 + 16 + 1 + 5 + 1 + 3 + 1 + 4 + 16 + 8;
   std::uint64_t size = 0;
   std::memcpy(&size, body.data() + text_size_at, 8);
   ASSERT_EQ(size, task.chunk.documents[0].text.size);

@@ -46,6 +46,8 @@ class TaskReader : public protocol::FixedReader {
 void write_job(TaskWriter& w, const TaskJob& job) {
   w.value(job.partitions);
   w.value(job.memory_limit_mib);
+  w.value(job.hash_key.k0);
+  w.value(job.hash_key.k1);
   w.short_bytes(job.mapper);
   w.short_bytes(job.reducer);
 }
@@ -54,6 +56,8 @@ TaskJob read_job(TaskReader& r) {
   TaskJob job;
   job.partitions = r.value<std::uint32_t>();
   job.memory_limit_mib = r.value<std::uint32_t>();
+  job.hash_key.k0 = r.value<std::uint64_t>();
+  job.hash_key.k1 = r.value<std::uint64_t>();
   job.mapper = r.short_bytes();
   job.reducer = r.short_bytes();
   return job;

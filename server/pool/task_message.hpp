@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "protocol/submit_layout.hpp"
+#include "server/engine/hash_key.hpp"
 #include "server/engine/input_view.hpp"
 #include "server/pool/fd_passing.hpp"
 
@@ -55,6 +56,9 @@ struct TaskJob {
   std::string reducer;
   std::uint32_t partitions = 1;
   std::uint32_t memory_limit_mib = 0;  ///< 0: no limit
+  /// The key its map tasks partition keys with (keyed_hash.hpp): the server's own. All of a job's
+  /// map tasks must use one key, and on a cluster they run on other nodes, whose keys differ.
+  engine::HashKey hash_key = engine::hash_key();
 };
 
 /// A decoded map task: its job, and where in the job's input its chunk is (offsets into the

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "server/engine/builtin_jobs.hpp"
+#include "server/engine/hash_key.hpp"
 #include "server/engine/job_kind.hpp"
 #include "server/engine/matrix_multiply.hpp"
 #include "server/pool/segment.hpp"
@@ -72,6 +73,9 @@ std::string run_map_task(const TaskMessage& message) {
   }
   limit_memory(task.job.memory_limit_mib, mapped ? mapped->mapped_bytes() : 0);
   const auto& kind = job_kind_for(task.job.mapper, task.job.reducer);
+  // The job's key, which may not be this worker's own: on a cluster, the node running the job
+  // chose it, and its other map tasks run on other nodes with it.
+  engine::set_hash_key(task.job.hash_key);
   auto partitions = kind.map(chunk_view(task, span_bytes), task.job.partitions);
   if (message.type == TaskMessageType::kMapReduce) {
     // One chunk, so each partition's only piece is this task's: reduce it right here.
