@@ -828,9 +828,16 @@ class Soak:
         try:
             state["next_id"] = redis_command(port, "GET", "mrd:next-id")
             state["jobs_remembered"] = redis_command(port, "ZCARD", "mrd:jobs")
-            state["queue_length"] = redis_command(port, "XLEN", "mrd:queue")
-            pending = redis_command(port, "XPENDING", "mrd:queue", "nodes")
-            state["queue_pending"] = pending[0] if isinstance(pending, list) else repr(pending)
+            # Every tenant's queue of jobs, and the stream of tasks.
+            queues = redis_command(port, "SMEMBERS", "mrd:queues") or []
+            length = pending_jobs = 0
+            for queue in queues:
+                length += int(redis_command(port, "XLEN", queue))
+                pending = redis_command(port, "XPENDING", queue, "nodes")
+                pending_jobs += int(pending[0]) if isinstance(pending, list) else 0
+            state["queue_length"] = length
+            state["queue_pending"] = pending_jobs
+            state["tasks_length"] = redis_command(port, "XLEN", "mrd:tasks")
             ids = sorted(self.tally.jobs)
             attempts: Dict[str, int] = collections.Counter()
             latency: List[Tuple[int, int]] = []

@@ -201,8 +201,8 @@ bool Dispatcher::admit(Submission& submission) {
     // with the job's working memory (a small one comes back in the tasks' answers, as others do).
     const bool product = job->kind == &engine::matrix_multiply_job();
     const auto result_bytes = product ? MatrixResult::body_bytes(input) : 0;
-    const bool result_in_file =
-        result_bytes >= kSharedSegmentBytes && Segment::live_shared() < kMaxSharedSegments;
+    const bool result_in_file = !config_.carry_bytes && result_bytes >= kSharedSegmentBytes &&
+                                Segment::live_shared() < kMaxSharedSegments;
     const auto working = planned_working_bytes(input, layout.options, config_.limits) +
                          (result_in_file ? result_bytes : 0);
     if (config_.budget) {
@@ -504,12 +504,12 @@ void Dispatcher::start_next_task(unsigned slot) {
     MemoryCharge charge;
     if (config_.budget) charge = MemoryCharge::force_take(*config_.budget, body.size());
     // A map task of a shared input sends the input's memory file along; the worker maps it.
-    const int attached = job->phase == Phase::kMap ? job->input_fd() : -1;
+    const int attached = job->phase == Phase::kMap && !config_.carry_bytes ? job->input_fd() : -1;
     // And a product's map task the result's file, which it writes its rows of C into.
     const int result =
         job->phase == Phase::kMap && job->matrix_result ? job->matrix_result->segment->fd() : -1;
     try {
-      pool_.send(slot, type, std::move(body), std::move(charge), attached, result);
+      pool_.send(slot, job->id(), type, std::move(body), std::move(charge), attached, result);
     } catch (const std::system_error& e) {
       // No descriptor to spare for the copy sent along: the worker stays idle, the task waits.
       log(Level::kWarn, "cannot send job ", job->id(), "'s ", job->task_name(job->phase, index),
@@ -535,7 +535,8 @@ std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index,
     if (count > 1 && !joined) throw std::logic_error("chunks that cannot be joined were joined");
     // Ranges of the input, not its bytes, when the worker can map the input's memory file.
     return encode_map_task(
-        job.task, joined ? *joined : job.chunks[index], job.input_bytes(), job.input_fd() >= 0,
+        job.task, joined ? *joined : job.chunks[index], job.input_bytes(),
+        job.input_fd() >= 0 && !config_.carry_bytes,
         job.matrix_result ? std::optional(job.matrix_result->rows.at(index)) : std::nullopt);
   }
   std::vector<const std::string*> pieces;

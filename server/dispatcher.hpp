@@ -68,6 +68,9 @@ struct DispatcherConfig {
   std::function<void(std::function<void()>)> assemble_elsewhere;
   /// Where busy workers, tasks done and task durations are published for STATS; may be null.
   PoolActivity* activity = nullptr;
+  /// Tasks carry their input bytes and answer with their output, with no memory file sent along:
+  /// for a pool whose workers are on other machines (cluster/cluster_pool.hpp).
+  bool carry_bytes = false;
 };
 
 class Dispatcher {

@@ -41,13 +41,20 @@ void Scheduler::start() {
   dispatcher_config.assemble_elsewhere = [assembler](std::function<void()> work) {
     assembler->post(std::move(work));
   };
-  auto dispatcher =
-      std::make_shared<Dispatcher>(dispatcher_config, *pool, [this, pool](JobOutcome outcome) {
-        // Counted before the outcome goes out: a client that sees a job crash sees its workers'
-        // replacements in STATS too.
-        worker_restarts_ = pool->restarts();
-        on_finish_(std::move(outcome));
-      });
+  // On a cluster node the dispatcher's tasks go to the cluster (this node's workers among its
+  // workers), and the workers here run what the cluster brings.
+  TaskPool& dispatcher_pool = config_.cluster_pool ? static_cast<TaskPool&>(*config_.cluster_pool)
+                                                   : static_cast<TaskPool&>(*pool);
+  dispatcher_config.carry_bytes = config_.cluster_pool != nullptr;
+  if (config_.cluster_pool) config_.cluster_pool->on_report([this] { wake(); });
+  auto dispatcher = std::make_shared<Dispatcher>(dispatcher_config, dispatcher_pool,
+                                                 [this, pool](JobOutcome outcome) {
+                                                   // Counted before the outcome goes out: a client
+                                                   // that sees a job crash sees its workers'
+                                                   // replacements in STATS too.
+                                                   worker_restarts_ = pool->restarts();
+                                                   on_finish_(std::move(outcome));
+                                                 });
   thread_ = std::thread([this, pool, dispatcher] {
     try {
       run(*pool, *dispatcher);
@@ -62,15 +69,25 @@ void Scheduler::start() {
 }
 
 void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
+  cluster::TaskRunner runner(pool, config_.on_cluster_task_end);
   for (;;) {
     std::deque<Submission> submitted;
     std::vector<std::shared_ptr<ArrivingInput>> arriving;
+    std::vector<cluster::TakenTask> for_cluster;
+    std::vector<std::uint64_t> stops_for_cluster;
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
       submitted.swap(incoming_);
       arriving.swap(arriving_);
+      for_cluster.swap(for_cluster_);
+      stops_for_cluster.swap(stops_for_cluster_);
     }
+    for (auto& task : for_cluster)
+      runner.add(std::move(task));
+    for (const auto id : stops_for_cluster)
+      runner.stop(id);
+    runner.start_waiting();
     // Early starts first: a job submitted in the same turn finds the maps its input started.
     for (auto& input : arriving)
       dispatcher.start_early(std::move(input));
@@ -82,6 +99,10 @@ void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
     // after whatever wakes this thread next.
     worker_restarts_ = pool.restarts();
     auto events = pool.wait(wake_fd_, dispatcher.next_deadline());
+    if (config_.cluster_pool) {
+      runner.handle(std::move(events));
+      events = config_.cluster_pool->take_events();
+    }
     dispatcher.handle(std::move(events));
     dispatcher.enforce_deadlines();
     worker_restarts_ = pool.restarts();
@@ -120,6 +141,22 @@ void Scheduler::start_early(std::shared_ptr<ArrivingInput> input) {
 
 void Scheduler::notify_cancelled() {
   cancels_pending_ = true;
+  wake();
+}
+
+void Scheduler::run_for_cluster(cluster::TakenTask task) {
+  {
+    std::lock_guard lock(mutex_);
+    for_cluster_.push_back(std::move(task));
+  }
+  wake();
+}
+
+void Scheduler::stop_for_cluster(std::uint64_t id) {
+  {
+    std::lock_guard lock(mutex_);
+    stops_for_cluster_.push_back(id);
+  }
   wake();
 }
 

@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "protocol/messages.hpp"
+#include "server/cluster/cluster_pool.hpp"
+#include "server/cluster/task_runner.hpp"
 #include "server/dispatcher.hpp"
 #include "server/job_planner.hpp"
 #include "server/job_ticket.hpp"
@@ -43,6 +45,12 @@ struct SchedulerConfig {
   std::uint32_t memory_limit_mib = 4096;   ///< for jobs that set none; 0 = unlimited
   MemoryBudget* budget = nullptr;          ///< charged for tasks and outputs in flight; may be null
   std::vector<std::string> worker_environment;  ///< "NAME=value" added for every worker
+  /// On a node of a cluster (mrd --redis): the pool the dispatcher hands its tasks to, whose
+  /// workers are the whole cluster's, while the workers here run the tasks run_for_cluster()
+  /// brings. Null on a single server.
+  std::shared_ptr<cluster::ClusterPool> cluster_pool;
+  /// What became of each task run_for_cluster() brought (scheduler thread).
+  cluster::TaskRunner::Ended on_cluster_task_end;
 };
 
 class Scheduler {
@@ -76,6 +84,11 @@ class Scheduler {
   /// Tells the scheduler that some ticket was cancelled (any thread).
   void notify_cancelled();
 
+  /// Runs a task taken from the cluster on a worker here (any thread; cluster mode only).
+  void run_for_cluster(cluster::TakenTask task);
+  /// Stops such a task, waiting or running (any thread).
+  void stop_for_cluster(std::uint64_t id);
+
   /// How this scheduler cuts jobs (for checks made before a job is accepted).
   PlanLimits plan_limits() const { return PlanLimits{.workers = config_.workers}; }
 
@@ -93,9 +106,11 @@ class Scheduler {
   std::thread thread_;
   int wake_fd_ = -1;  ///< eventfd: the thread's poll() wakes when it is written
 
-  std::mutex mutex_;                                      ///< guards the three fields below
+  std::mutex mutex_;                                      ///< guards the five fields below
   std::deque<Submission> incoming_;                       ///< enqueued, not yet taken by the thread
   std::vector<std::shared_ptr<ArrivingInput>> arriving_;  ///< started early, not yet taken
+  std::vector<cluster::TakenTask> for_cluster_;           ///< brought, not yet taken
+  std::vector<std::uint64_t> stops_for_cluster_;          ///< to stop, not yet taken
   bool stopping_ = false;
 
   std::atomic<bool> cancels_pending_{false};

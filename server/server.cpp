@@ -74,13 +74,21 @@ Server::Server(asio::io_context& io, ServerConfig config,
                           config_.fsync ? JobDatabase::Sync::kFull : JobDatabase::Sync::kNormal)),
       writer_(database_ ? std::make_unique<DatabaseWriter>(*database_, io) : nullptr),
       store_(config_.max_retained_bytes, database_.get(), writer_.get(), budget_),
+      cluster_pool_(make_cluster_pool()),
       scheduler_({config_.worker_executable,
                   config_.plugins,
                   config_.workers,
                   config_.task_timeout_seconds * 1000,
                   config_.worker_memory_mib,
                   budget_.get(),
-                  {engine::hash_key_to_environment()}},
+                  {engine::hash_key_to_environment()},
+                  cluster_pool_,
+                  // A task the cluster brought ended here: its answer goes to Redis.
+                  [this](std::uint64_t id, PoolEvent event) {
+                    asio::post(io_, [this, id, event = std::move(event)]() mutable {
+                      if (cluster_) cluster_->task_ended(id, std::move(event));
+                    });
+                  }},
                  // Called on the scheduler thread: hand the outcome to the network thread, which
                  // owns the store (progress crosses in the ticket's atomics).
                  [this](JobOutcome outcome) {
@@ -159,10 +167,30 @@ void Server::start() {
   write_port_file(config_.port_file, port_);
 }
 
+std::shared_ptr<cluster::ClusterPool> Server::make_cluster_pool() {
+  if (!config_.cluster.enabled()) return nullptr;
+  // Called on the scheduler thread: the node, on the network thread, talks to Redis.
+  return std::make_shared<cluster::ClusterPool>(
+      [this](cluster::ClusterPool::Offer task) {
+        asio::post(io_, [this, task = std::move(task)]() mutable {
+          if (cluster_) cluster_->offer(std::move(task));
+        });
+      },
+      [this](std::uint64_t task) {
+        asio::post(io_, [this, task] {
+          if (cluster_) cluster_->abandon(task);
+        });
+      });
+}
+
 std::unique_ptr<cluster::ClusterNode> Server::make_cluster_node() {
   if (!config_.cluster.enabled()) return nullptr;
+  cluster::ClusterNode::Workers workers{
+      scheduler_.workers(), cluster_pool_,
+      [this](cluster::TakenTask task) { scheduler_.run_for_cluster(std::move(task)); },
+      [this](std::uint64_t id) { scheduler_.stop_for_cluster(id); }, budget_.get()};
   return std::make_unique<cluster::ClusterNode>(
-      io_, config_.cluster, scheduler_.workers(), config_.max_queued_jobs,
+      io_, config_.cluster, std::move(workers), config_.max_queued_jobs,
       [this](std::shared_ptr<JobTicket> ticket, std::string body, std::string& why) {
         return run_cluster_job(std::move(ticket), std::move(body), why);
       },

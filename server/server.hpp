@@ -62,6 +62,8 @@ class Server {
   void restore_jobs();
   /// The cluster node, with --redis; null otherwise.
   std::unique_ptr<cluster::ClusterNode> make_cluster_node();
+  /// The pool of the cluster's workers, with --redis; null otherwise.
+  std::shared_ptr<cluster::ClusterPool> make_cluster_pool();
   /// Runs a job a cluster node took (its SUBMIT `body`) on this server's scheduler.
   bool run_cluster_job(std::shared_ptr<JobTicket> ticket, std::string body, std::string& error);
   /// Jobs this server still has to finish: its own, or on a cluster node those it took.
@@ -95,6 +97,8 @@ class Server {
   std::unique_ptr<JobDatabase> database_;   ///< null in memory-only mode
   std::unique_ptr<DatabaseWriter> writer_;  ///< writes to database_ off this thread; null without
   JobStore store_;
+  /// With --redis: the pool the scheduler's dispatcher hands tasks to, the cluster's workers.
+  std::shared_ptr<cluster::ClusterPool> cluster_pool_;
   Scheduler scheduler_;
   std::unique_ptr<cluster::ClusterNode> cluster_;  ///< with --redis
   RequestHandler handler_;

@@ -2,6 +2,8 @@
 // of the test's own, all on loopback. Results are compared with a single server's, byte for byte.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "auth_file.hpp"
 #include "raw_jobs.hpp"
 #include "redis_process.hpp"
@@ -82,6 +84,28 @@ std::string running_node(const RedisProcess& redis, std::uint32_t id,
     std::this_thread::sleep_for(10ms);
   }
   throw std::runtime_error("job " + std::to_string(id) + " never started");
+}
+
+/// The node running a task of job `id` other than `not_this` (polled, up to `limit`).
+std::string node_running_a_task(const RedisProcess& redis, std::uint32_t id,
+                                const std::string& not_this, std::chrono::seconds limit = 30s) {
+  // The holders of the job's tasks that are taken and not answered yet.
+  const auto holders =
+      "EVAL \"local out = {} for _, k in ipairs(redis.call('KEYS', ARGV[1])) do "
+      "if redis.call('TYPE', k).ok == 'hash' then "
+      "local t = redis.call('HMGET', k, 'holder', 'answered') "
+      "if t[1] and not t[2] then out[#out + 1] = t[1] end end end return out\" 0 "
+      "'mrd:{j" +
+      std::to_string(id) + "}:t:*'";
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::istringstream lines(redis.cli(holders));
+    for (std::string node; std::getline(lines, node);) {
+      if (!node.empty() && node != not_this) return node;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  throw std::runtime_error("no task of job " + std::to_string(id) + " ran beside " + not_this);
 }
 
 /// True once `node`'s log holds one of `texts` (polled, up to `limit`).
@@ -326,6 +350,71 @@ TEST(Cluster, NoTenantReadsCancelsOrListsAnothersJobOnAnyNode) {
   EXPECT_EQ(status_name(cancelled->status), "ok");
 }
 
+/// A job of one task that sleeps `ms`.
+protocol::SubmitRequest one_slow_task(unsigned ms) {
+  return {"test-slow", "sum", {}, protocol::Documents{{{std::to_string(ms), "slow"}}}};
+}
+
+TEST(Cluster, OneTenantsHundredsOfJobsDoNotStarveAnothersOneOnAnyNode) {
+  RedisProcess redis;
+  AuthFile tokens;
+  auto a = start_node(redis, "a", {"--auth-file", tokens.path(), "--drain-seconds", "0"});
+  auto b = start_node(redis, "b", {"--auth-file", tokens.path(), "--drain-seconds", "0"});
+  auto alice = connect_as(*a, kAliceToken);
+  auto bob = connect_as(*b, kBobToken);
+  // Alice: 300 jobs of one 100 ms task each, 15 s of work for the cluster's two workers, all
+  // queued before Bob's one arrives at the other node.
+  constexpr int kAlicesJobs = 300;
+  std::string burst;
+  for (int i = 0; i < kAlicesJobs; ++i)
+    protocol::append_message(burst, static_cast<std::uint8_t>(Opcode::kSubmit), one_slow_task(100));
+  alice->send(burst);
+  for (int i = 0; i < kAlicesJobs; ++i) {
+    const auto reply = alice->read_reply();
+    ASSERT_TRUE(reply && reply->status == kOk) << i;
+  }
+  const auto finished = [&] {
+    alice->send_message(Opcode::kList, protocol::ListRequest{protocol::kListWithTenants});
+    const auto reply = alice->read_reply();
+    if (!reply || reply->status != kOk) throw std::runtime_error("LIST failed");
+    const auto jobs = protocol::decode<protocol::TenantJobList>(reply->body).value.value().jobs;
+    return std::count_if(jobs.begin(), jobs.end(),
+                         [](const auto& job) { return protocol::is_finished(job.state); });
+  };
+  const auto before = finished();
+  const auto bobs = submit(*bob, one_slow_task(100));
+  ASSERT_EQ(status_name(wait_for(*bob, bobs).status), "ok");
+  // Bob's job was taken at the next read of the queues (each tenant has its own) and its task
+  // waited behind the few already offered, not behind Alice's hundreds. (The margin is wide:
+  // however slow the machine, Alice's jobs finish two per 100 ms at most.)
+  const auto during = finished() - before;
+  EXPECT_LT(during, 100) << "Alice's jobs finished while Bob's waited: " << during;
+}
+
+TEST(Cluster, OneJobsManyTasksDoNotHoldTheClusterFromAnothersOne) {
+  RedisProcess redis;
+  auto a = start_node(redis, "a", {"--drain-seconds", "0"});
+  auto b = start_node(redis, "b", {"--drain-seconds", "0"});
+  RawClient to_a(a->port()), to_b(b->port());
+  // 240 chunks of 100 ms, 12 s of work for two workers; its node offers a few tasks at a time.
+  protocol::Documents many;
+  for (int i = 0; i < 240; ++i)
+    many.documents.push_back({"100", "slow"});
+  const auto big = submit(to_a, {"test-slow", "sum", {1, 0}, many});
+  // Under way: some of its chunks done (its node writes progress every quarter lease).
+  protocol::JobProgress started;
+  for (int polls = 0; (started = progress_of(to_a, big)).map_done < 2; ++polls) {
+    ASSERT_LT(polls, 3000) << "the big job never got going";
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto before = started.map_done;
+  const auto small = submit(to_b, one_slow_task(100));
+  ASSERT_EQ(status_name(wait_for(to_b, small).status), "ok");
+  const auto progress = progress_of(to_a, big);
+  EXPECT_LT(progress.map_done - before, 120u) << "the big job's chunks done while the small waited";
+  EXPECT_LT(progress.map_done, progress.map_total);
+}
+
 TEST(Cluster, TheQueueLimitHoldsForTheWholeClusterAndLeavesNothingBehind) {
   RedisProcess redis;
   // Under an address-space cap: a flood that made a node grow would fail here, not the machine.
@@ -334,7 +423,7 @@ TEST(Cluster, TheQueueLimitHoldsForTheWholeClusterAndLeavesNothingBehind) {
   auto b = start_node(redis, "b", {"--max-queued-jobs", "2"}, capped);
   RawClient to_a(a->port()), to_b(b->port());
   const auto first = submit(to_a, slow_job(60000, 1));
-  submit(to_b, slow_job(60000, 1));
+  const auto second = submit(to_b, slow_job(60000, 1));
   // A client floods a node with 3 MiB SUBMITs, sent back to back before it reads a reply.
   constexpr int kFlood = 20;
   std::string flood;
@@ -351,13 +440,17 @@ TEST(Cluster, TheQueueLimitHoldsForTheWholeClusterAndLeavesNothingBehind) {
         << error_text(*refused);
   }
   // The refused jobs left nothing in Redis: no record, none of their 3 pieces each; only the two
-  // slow jobs' inputs (a piece each) are there.
+  // slow jobs' inputs (a piece each) are there (beside their tasks' messages).
   for (int id = 3; id < 3 + kFlood; ++id)
     EXPECT_EQ(redis.cli("--scan --pattern mrd:{j" + std::to_string(id) + "}*"), "") << id;
-  EXPECT_EQ(redis.cli("EVAL \"return #redis.call('KEYS', 'mrd:*:in:*')\" 0"), "2");
-  // A cancel frees a place, on any node.
+  EXPECT_EQ(redis.cli("EVAL \"local n = 0 for _, k in ipairs(redis.call('KEYS', 'mrd:*')) do "
+                      "if k:match('^mrd:{j%d+}:in:') then n = n + 1 end end return n\" 0"),
+            "2");
+  // Cancels free places, on any node (and the two workers, which the slow jobs' tasks hold).
   to_b.send_message(Opcode::kCancel, protocol::JobId{first});
   ASSERT_TRUE(to_b.read_reply());
+  to_a.send_message(Opcode::kCancel, protocol::JobId{second});
+  ASSERT_TRUE(to_a.read_reply());
   const auto next = submit(to_a, word_count_request({"room again"}));
   EXPECT_EQ(as_map(result_of(wait_for(to_b, next, 60s))),
             (std::map<std::string, std::uint64_t>{{"again", 1}, {"room", 1}}));
@@ -391,6 +484,41 @@ TEST(Cluster, ANodePausedPastItsLeaseCommitsNothingWhenItResumes) {
   EXPECT_EQ(cluster.redis.cli("--scan --pattern " + cluster.key() + ":out:1:*"), "");
 }
 
+TEST(Cluster, ATaskWhoseNodeIsKilledRunsAgainAndTheJobStaysWhereItIs) {
+  // The job's node offers its tasks to the cluster: with one worker each, both nodes run them.
+  SlowJobOnTwoNodes cluster(8);
+  const auto helper = node_running_a_task(cluster.redis, cluster.id, cluster.runner);
+  ASSERT_EQ(helper, cluster.other);
+  cluster.nodes[helper]->stop(SIGKILL);
+  RawClient to_runner(cluster.nodes[cluster.runner]->port());
+  EXPECT_EQ(as_map(result_of(wait_for(to_runner, cluster.id))), slow_job_counts(8));
+  // Only the task ran again (an attempt of its own); the job kept its node and its attempt.
+  EXPECT_EQ(cluster.redis.cli("HGET " + cluster.key() + " attempt"), "1");
+  EXPECT_TRUE(log_says(*cluster.nodes[cluster.runner],
+                       {"was on node " + helper + ", which stopped renewing its lease"}))
+      << cluster.nodes[cluster.runner]->log();
+  // Nothing of its tasks is left in Redis.
+  EXPECT_EQ(cluster.redis.cli("--scan --pattern " + cluster.key() + ":t:*"), "");
+  EXPECT_EQ(cluster.redis.cli("XLEN mrd:tasks"), "0");
+}
+
+TEST(Cluster, ATaskNodePausedPastItsLeaseAnswersNothingWhenItResumes) {
+  SlowJobOnTwoNodes cluster(6);
+  const auto helper = node_running_a_task(cluster.redis, cluster.id, cluster.runner);
+  auto& paused = *cluster.nodes[helper];
+  ASSERT_EQ(::kill(paused.pid(), SIGSTOP), 0);
+  RawClient to_runner(cluster.nodes[cluster.runner]->port());
+  const auto finished = wait_for(to_runner, cluster.id);
+  EXPECT_EQ(as_map(result_of(finished)), slow_job_counts(6));
+  ASSERT_EQ(::kill(paused.pid(), SIGCONT), 0);
+  // Its task is stopped at its first renewal, or its answer refused: either way, not counted.
+  EXPECT_TRUE(log_says(paused, {"stopped here: another node answered it", "was not kept"}))
+      << paused.log();
+  EXPECT_EQ(cluster.redis.cli("HGET " + cluster.key() + " attempt"), "1");
+  RawClient to_paused(paused.port());
+  EXPECT_EQ(wait_for(to_paused, cluster.id).body, finished.body);
+}
+
 TEST(Cluster, RedisRestartedWithItsLogLosesNoAcknowledgedJob) {
   RedisProcess redis(/*append_only=*/true);
   auto a = start_node(redis, "a");
@@ -422,7 +550,7 @@ TEST(Cluster, RedisRestartedWithItsLogLosesNoAcknowledgedJob) {
     }
   };
   submit_some(0, 12);
-  EXPECT_NE(redis.cli("XLEN mrd:queue"), "0");  // some are still to run
+  EXPECT_NE(redis.cli("XLEN mrd:queue:"), "0");  // some are still to run
   redis.stop(SIGKILL);
   // While Redis is away a SUBMIT is refused, clearly, and nothing is made.
   RawClient client(a->port());

@@ -55,8 +55,8 @@ class FakePool final : public TaskPool {
 
   unsigned size() const override { return static_cast<unsigned>(slots_.size()); }
   bool idle(unsigned slot) const override { return !slots_[slot]; }
-  void send(unsigned slot, TaskMessageType type, std::string body, MemoryCharge, int attached,
-            int result) override {
+  void send(unsigned slot, std::uint32_t, TaskMessageType type, std::string body, MemoryCharge,
+            int attached, int result) override {
     EXPECT_LT(result, 0) << "no job here writes its result in place";
     EXPECT_FALSE(slots_[slot]) << "a task was sent to a busy slot";
     slots_[slot] = SentTask{type, std::move(body),

@@ -29,15 +29,23 @@ constexpr auto code(Status s) {
 constexpr std::uint64_t kInputTtlMs = 7ull * 24 * 3600 * 1000;
 /// Result pieces written (SETs in flight) at once.
 constexpr std::size_t kWriteWindow = 8;
-constexpr std::string_view kQueue = "mrd:queue";
+constexpr std::string_view kQueues = "mrd:queues";
 /// Jobs a node holds per worker: one running, the others ready for it while their inputs come
 /// from Redis and their results go back (each is several round trips), so that tiny jobs keep the
 /// workers busy. A dead node's jobs wait out its lease, so this is kept small.
 constexpr unsigned kJobsPerWorker = 4;
 constexpr std::string_view kGroup = "nodes";
+constexpr std::string_view kTasks = "mrd:tasks";
+/// Entries of mrd:tasks claimed from stalled nodes at once.
+constexpr std::string_view kClaimCount = "16";
 
 std::string job_key(std::uint32_t id) {
   return "mrd:{j" + std::to_string(id) + "}";
+}
+
+/// The stream of a tenant's jobs to run.
+std::string queue_key(std::string_view tenant) {
+  return "mrd:queue:" + std::string(tenant);
 }
 
 std::string_view text(const redisReply* reply) {
@@ -76,21 +84,29 @@ std::string scope_flag(const JobScope& scope) {
 
 }  // namespace
 
-ClusterNode::ClusterNode(asio::io_context& io, ClusterConfig config, unsigned capacity,
+ClusterNode::ClusterNode(asio::io_context& io, ClusterConfig config, Workers workers,
                          std::uint32_t max_queued_jobs, RunJob run,
                          std::function<void()> notify_cancelled)
     : io_(io),
       config_(std::move(config)),
-      capacity_(std::max(capacity, 1u) * kJobsPerWorker),
+      capacity_(std::max(workers.count, 1u) * kJobsPerWorker),
       max_queued_jobs_(max_queued_jobs),
       run_(std::move(run)),
       notify_cancelled_(std::move(notify_cancelled)),
       commands_(io, config_.redis, "commands"),
       tasks_(io, config_.redis, "tasks"),
       events_(io, config_.redis, "events"),
+      work_(io, config_.redis, "work"),
+      answers_(io, config_.redis, "answers"),
+      workers_(std::move(workers)),
+      answers_key_("mrd:answers:" + config_.node_name),
       renew_timer_(io),
       claim_timer_(io),
-      retry_timer_(io) {}
+      retry_timer_(io) {
+  workers_.count = std::max(workers_.count, 1u);
+  // Until the cluster's workers are counted: this node's, and as many tasks waiting for them.
+  workers_.pool->set_window(2 * workers_.count);
+}
 
 ClusterNode::~ClusterNode() {
   stop();
@@ -98,19 +114,47 @@ ClusterNode::~ClusterNode() {
 
 void ClusterNode::start() {
   tasks_.on_ready([this] {
-    // The group is made once for the whole cluster; BUSYGROUP says another node made it.
-    tasks_.command({"XGROUP", "CREATE", kQueue, kGroup, "0", "MKSTREAM"},
-                   [this](const redisReply*) { ready_to_take(); });
+    // Its id, by which another link can end its wait when a tenant's first job arrives.
+    tasks_.command({"CLIENT", "ID"}, [this](const redisReply* r) {
+      if (r && r->type == REDIS_REPLY_INTEGER) tasks_client_id_ = std::to_string(r->integer);
+      ready_to_take();
+    });
   });
   events_.on_ready([this] {
     events_.subscribe("mrd:cancels", [this](std::string_view message) {
+      // "q": a tenant's queue is new; "t KEY": a task given up by its job's node; else the id
+      // of a cancelled job.
+      if (message == "q") return read_new_queue();
+      if (message.starts_with("t ")) {
+        message.remove_prefix(2);
+        for (const auto& [id, held] : held_) {
+          if (held.key == message) return stop_held(id);
+        }
+        return;
+      }
       drop(static_cast<std::uint32_t>(number(message)), "cancelled");
     });
   });
-  commands_.on_ready([this] { maybe_take(); });
+  work_.on_ready([this] {
+    work_.command({"XGROUP", "CREATE", kTasks, kGroup, "0", "MKSTREAM"}, [this](const redisReply*) {
+      reading_tasks_ = false;
+      maybe_take_tasks();
+    });
+  });
+  answers_.on_ready([this] {
+    collecting_ = false;
+    collect_answers();
+  });
+  commands_.on_ready([this] {
+    maybe_take();
+    offer_waiting();
+    count_workers();
+  });
   commands_.start();
   tasks_.start();
   events_.start();
+  work_.start();
+  answers_.start();
   const std::chrono::milliseconds lease(config_.lease_ms);
   every(renew_timer_, lease / 4, &ClusterNode::renew);
   every(claim_timer_, lease / 2, &ClusterNode::claim_stalled);
@@ -125,6 +169,8 @@ void ClusterNode::stop() {
   claim_timer_.cancel();
   retry_timer_.cancel();
   events_.stop();
+  answers_.stop();
+  work_.stop();
   tasks_.stop();
   commands_.stop();
 }
@@ -219,7 +265,7 @@ void ClusterNode::submit(Submission submission, Reply reply) {
           if (!stored) return reply(unavailable("submit"));  // the pieces stored expire
           const auto& t = job->tenant;
           const auto key_name = "mrd:key:" + std::to_string(t.size()) + ":" + t + ":" + job->key;
-          eval(kCreateScript, {key, "mrd:jobs", std::string(kQueue), key_name},
+          eval(kCreateScript, {key, "mrd:jobs", queue_key(t), key_name, std::string(kQueues)},
                {std::to_string(id), t, job->facts.mapper, job->facts.reducer,
                 std::to_string(job->body.size()), std::to_string(unix_ms_now()),
                 std::to_string(pieces), job->has_key ? "1" : "0",
@@ -235,6 +281,10 @@ void ClusterNode::submit(Submission submission, Reply reply) {
                  std::string frame;
                  const auto outcome = number(r->element[0]);
                  if (outcome == 1) {
+                   if (r->elements > 2 && number(r->element[2]) == 1) {
+                     // Nodes waiting on the queues they knew read this one too from now on.
+                     commands_.command({"PUBLISH", "mrd:cancels", "q"}, [](const redisReply*) {});
+                   }
                    protocol::append_message(frame, code(Status::kOk), protocol::JobId{id});
                    return reply(std::move(frame));
                  }
@@ -342,7 +392,7 @@ void ClusterNode::lookup(std::uint32_t id, const JobScope& scope, Want want, boo
 
 void ClusterNode::cancel(std::uint32_t id, const JobScope& scope, bool tokens, Reply reply) {
   if (!commands_.ready()) return reply(unavailable("cancel"));
-  eval(kCancelScript, {job_key(id), std::string(kQueue)},
+  eval(kCancelScript, {job_key(id)},
        {scope_flag(scope), std::string(scope.tenant), std::to_string(unix_ms_now()),
         std::to_string(std::uint64_t{config_.result_ttl_seconds} * 1000), std::to_string(id)},
        [this, id, tokens, reply](const redisReply* r) {
@@ -384,50 +434,97 @@ void ClusterNode::maybe_take() {
     return;
   }
   reading_ = true;
-  // Blocks (on its own link) until entries come, or a second passes; takes what there is room for.
-  const auto room = std::to_string(capacity_ - running_.size() - taking_now_);
-  tasks_.command({"XREADGROUP", "GROUP", kGroup, config_.node_name, "COUNT", room, "BLOCK", "1000",
-                  "STREAMS", kQueue, ">"},
-                 [this](const redisReply* r) {
-                   reading_ = false;
-                   if (!r) return;  // the link is down: its on_ready starts again
-                   if (r->type == REDIS_REPLY_ERROR) {
-                     // NOGROUP: Redis lost the group (restarted without its data): make it again.
-                     log(Level::kWarn, "cluster: reading jobs: ", RedisLink::describe(r));
-                     reading_ = true;
-                     retry_timer_.expires_after(std::chrono::seconds(1));
-                     retry_timer_.async_wait([this](const asio::error_code& error) {
-                       if (error) return;
-                       tasks_.command({"XGROUP", "CREATE", kQueue, kGroup, "0", "MKSTREAM"},
-                                      [this](const redisReply*) { ready_to_take(); });
-                     });
-                     return;
-                   }
-                   if (r->type == REDIS_REPLY_ARRAY) {
-                     for (std::size_t s = 0; s < r->elements; ++s) {
-                       const auto* stream = r->element[s];
-                       if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2) {
-                         take_entries(stream->element[1], false);
-                       }
-                     }
-                   }
-                   maybe_take();
-                 });
+  // Every tenant's queue, read at once, a few entries from each: tenants take turns.
+  commands_.command({"SMEMBERS", kQueues}, [this](const redisReply* r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+      reading_ = false;
+      return;  // the link is down: its on_ready starts again
+    }
+    queues_.clear();
+    for (std::size_t i = 0; i < r->elements; ++i)
+      queues_.emplace_back(text(r->element[i]));
+    if (queues_.empty()) {
+      // No job was ever submitted: the first one's "q" ends this wait.
+      retry_timer_.expires_after(std::chrono::seconds(1));
+      // Cancelled by read_new_queue(): read at once.
+      retry_timer_.async_wait([this](const asio::error_code&) {
+        if (!stopped_) ready_to_take();
+      });
+      return;
+    }
+    const auto room = capacity_ - std::min<std::size_t>(capacity_, running_.size() + taking_now_);
+    const auto each = std::to_string(std::max<std::size_t>(1, room / queues_.size()));
+    std::vector<std::string_view> read{"XREADGROUP", "GROUP", kGroup, config_.node_name, "COUNT",
+                                       each,         "BLOCK", "1000", "STREAMS"};
+    read.insert(read.end(), queues_.begin(), queues_.end());
+    read.insert(read.end(), queues_.size(), ">");
+    // Blocks (on its own link) until entries come, or a second passes.
+    tasks_.command(read, [this](const redisReply* r) {
+      reading_ = false;
+      if (!r) return;  // the link is down: its on_ready starts again
+      if (r->type == REDIS_REPLY_ERROR) {
+        // NOGROUP: Redis lost a group (restarted without its data): made again after a pause.
+        log(Level::kWarn, "cluster: reading jobs: ", RedisLink::describe(r));
+        reading_ = true;
+        retry_timer_.expires_after(std::chrono::seconds(1));
+        retry_timer_.async_wait([this](const asio::error_code&) {
+          if (stopped_) return;
+          for (const auto& queue : queues_) {
+            commands_.command({"XGROUP", "CREATE", queue, kGroup, "0", "MKSTREAM"},
+                              [](const redisReply*) {});
+          }
+          ready_to_take();
+        });
+        return;
+      }
+      if (r->type == REDIS_REPLY_ARRAY) {
+        for (std::size_t s = 0; s < r->elements; ++s) {
+          const auto* stream = r->element[s];
+          if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2) {
+            take_entries(stream->element[1], false, std::string(text(stream->element[0])));
+          }
+        }
+      }
+      maybe_take();
+    });
+  });
+}
+
+void ClusterNode::read_new_queue() {
+  if (!reading_) return maybe_take();
+  // Waiting on the queues known before: end the wait (a blocked read answers as if it timed out)
+  // so that the next one reads the new queue too. Without queues, the timer's wait ends instead.
+  retry_timer_.cancel();
+  if (!tasks_client_id_.empty()) {
+    commands_.command({"CLIENT", "UNBLOCK", tasks_client_id_}, [](const redisReply*) {});
+  }
 }
 
 void ClusterNode::claim_stalled() {
+  if (commands_.ready()) {
+    // Tasks first: any node answers a stalled node's tasks, whether it has room or not.
+    commands_.command({"XAUTOCLAIM", kTasks, kGroup, config_.node_name,
+                       std::to_string(config_.lease_ms), "0-0", "COUNT", kClaimCount},
+                      [this](const redisReply* r) {
+                        if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+                          lose_task_entries(r->element[1]);
+                        }
+                      });
+  }
   if (!taking_ || !commands_.ready() || running_.size() + taking_now_ >= capacity_) return;
   const auto room = std::to_string(capacity_ - running_.size() - taking_now_);
-  commands_.command({"XAUTOCLAIM", kQueue, kGroup, config_.node_name,
-                     std::to_string(config_.lease_ms), "0-0", "COUNT", room},
-                    [this](const redisReply* r) {
-                      if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
-                        take_entries(r->element[1], true);
-                      }
-                    });
+  for (const auto& queue : queues_) {
+    commands_.command({"XAUTOCLAIM", queue, kGroup, config_.node_name,
+                       std::to_string(config_.lease_ms), "0-0", "COUNT", room},
+                      [this, queue](const redisReply* r) {
+                        if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+                          take_entries(r->element[1], true, queue);
+                        }
+                      });
+  }
 }
 
-void ClusterNode::take_entries(const redisReply* entries, bool claimed) {
+void ClusterNode::take_entries(const redisReply* entries, bool claimed, const std::string& queue) {
   if (entries->type != REDIS_REPLY_ARRAY) return;
   for (std::size_t e = 0; e < entries->elements; ++e) {
     const auto* entry = entries->element[e];
@@ -439,15 +536,15 @@ void ClusterNode::take_entries(const redisReply* entries, bool claimed) {
       log(Level::kWarn, "cluster: job ", id,
           " was held by a node that stopped renewing its lease; running it here");
     }
-    take(std::string(text(entry->element[0])), id);
+    take(std::string(text(entry->element[0])), id, queue);
   }
 }
 
-void ClusterNode::take(std::string entry, std::uint32_t id) {
+void ClusterNode::take(std::string entry, std::uint32_t id, const std::string& queue) {
   if (running_.count(id)) return;  // already ours (a claim of our own entry)
   ++taking_now_;
   const auto key = job_key(id);
-  eval(kTakeScript, {key, std::string(kQueue)},
+  eval(kTakeScript, {key, queue},
        {config_.node_name, entry, std::to_string(unix_ms_now()),
         std::to_string(std::uint64_t{config_.result_ttl_seconds} * 1000),
         std::to_string(kMaxAttempts)},
@@ -486,11 +583,25 @@ void ClusterNode::take(std::string entry, std::uint32_t id) {
 }
 
 void ClusterNode::renew() {
+  for (const auto& [id, task] : held_) {
+    if (task.attempt.empty()) continue;  // not taken yet
+    eval(kRenewTaskScript, {task.key, std::string(kTasks)}, {config_.node_name, task.attempt},
+         [this, id = id, attempt = task.attempt](const redisReply* r) {
+           if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 0) return;
+           const auto it = held_.find(id);
+           if (it == held_.end() || it->second.attempt != attempt) return;
+           log(Level::kInfo, "cluster: task ", it->second.key,
+               " stopped here: another node answered it, or its job gave it up");
+           stop_held(id);
+         });
+  }
+  offer_waiting();
+  count_workers();
   for (const auto& [id, job] : running_) {
     const auto progress = job.ticket->progress();
     // The record shows done or failed only once the result is committed.
     const auto state = std::min<int>(static_cast<int>(progress.state), 2);
-    eval(kRenewScript, {job_key(id), std::string(kQueue)},
+    eval(kRenewScript, {job_key(id)},
          {config_.node_name, job.attempt, std::to_string(state), std::to_string(progress.map_done),
           std::to_string(progress.map_total), std::to_string(progress.reduce_done),
           std::to_string(progress.reduce_total)},
@@ -546,7 +657,7 @@ void ClusterNode::commit(std::uint32_t id, std::string attempt, Status status, s
   const auto it = running_.find(id);
   if (it == running_.end()) return;
   const auto progress = it->second.ticket->progress();
-  eval(kCommitScript, {job_key(id), std::string(kQueue)},
+  eval(kCommitScript, {job_key(id)},
        {config_.node_name, attempt, std::to_string(code(status)), reason, std::to_string(pieces),
         std::to_string(unix_ms_now()),
         std::to_string(std::uint64_t{config_.result_ttl_seconds} * 1000),
@@ -565,6 +676,301 @@ void ClusterNode::commit(std::uint32_t id, std::string attempt, Status status, s
          const auto it = running_.find(id);
          if (it != running_.end() && it->second.attempt == attempt) running_.erase(it);
          maybe_take();
+       });
+}
+
+// ---- Tasks ----------------------------------------------------------------------------------
+
+void ClusterNode::offer(ClusterPool::Offer task) {
+  const auto job = running_.find(task.job);
+  if (job == running_.end()) return;  // dropped meanwhile: the dispatcher gives its tasks up
+  if (!commands_.ready()) return waiting_offers_.push_back(std::move(task));
+  const auto key = job_key(task.job) + ":t:" + config_.node_name + "/" + std::to_string(task.task);
+  offered_[task.task] = {task.job, key};
+  offered_by_key_[key] = task.task;
+  auto message = std::make_shared<ClusterPool::Offer>(std::move(task));
+  const auto pieces = std::to_string((message->body.size() + kPieceBytes - 1) / kPieceBytes);
+  const auto ttl = std::uint64_t{config_.result_ttl_seconds} * 1000;
+  const auto retry = [this, message, key] {
+    // Redis went away: offered again once it is back, unless given up meanwhile.
+    if (offered_by_key_.erase(key) == 0) return;
+    offered_.erase(message->task);
+    waiting_offers_.push_back(std::move(*message));
+  };
+  store_pieces(
+      key + ":in:", message, message->body, ttl,
+      [this, message, key, pieces, ttl, retry, attempt = job->second.attempt](bool stored) {
+        if (!stored) return retry();
+        eval(kOfferScript, {job_key(message->job), key, std::string(kTasks)},
+             {config_.node_name, attempt, std::to_string(message->job),
+              std::to_string(static_cast<int>(message->type)), pieces, std::to_string(ttl)},
+             [retry](const redisReply* r) {
+               if (!r) return retry();
+               // 0: the job is no longer this node's; its renewal finds out and drops it.
+             });
+      });
+}
+
+void ClusterNode::offer_waiting() {
+  if (!commands_.ready()) return;
+  for (auto& task : std::exchange(waiting_offers_, {}))
+    offer(std::move(task));
+}
+
+void ClusterNode::abandon(std::uint64_t task) {
+  std::erase_if(waiting_offers_, [task](const ClusterPool::Offer& o) { return o.task == task; });
+  const auto it = offered_.find(task);
+  if (it == offered_.end()) return;
+  const auto key = it->second.key;
+  offered_by_key_.erase(key);
+  offered_.erase(it);
+  forget_task(key, true);
+}
+
+void ClusterNode::forget_task(const std::string& key, bool tell_holder) {
+  eval(kForgetTaskScript, {key, std::string(kTasks)}, {},
+       [this, key, tell_holder](const redisReply* r) {
+         if (tell_holder && !text(r).empty()) {
+           commands_.command({"PUBLISH", "mrd:cancels", "t " + key}, [](const redisReply*) {});
+         }
+       });
+}
+
+void ClusterNode::maybe_take_tasks() {
+  if (stopped_ || reading_tasks_ || !work_.ready() || !commands_.ready() ||
+      held_.size() >= workers_.count) {
+    return;
+  }
+  reading_tasks_ = true;
+  // As many as this node has idle workers: a task waits in the stream, where any node may take
+  // it, rather than here.
+  const auto room = std::to_string(workers_.count - held_.size());
+  work_.command({"XREADGROUP", "GROUP", kGroup, config_.node_name, "COUNT", room, "BLOCK", "1000",
+                 "STREAMS", kTasks, ">"},
+                [this](const redisReply* r) {
+                  if (!r) return;  // the link is down: its on_ready starts again
+                  if (r->type == REDIS_REPLY_ERROR) {
+                    // NOGROUP: Redis lost the group; made again after a pause.
+                    log(Level::kWarn, "cluster: reading tasks: ", RedisLink::describe(r));
+                    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(1));
+                    timer->async_wait([this, timer](const asio::error_code& error) {
+                      if (error || stopped_) return;
+                      work_.command({"XGROUP", "CREATE", kTasks, kGroup, "0", "MKSTREAM"},
+                                    [this](const redisReply*) {
+                                      reading_tasks_ = false;
+                                      maybe_take_tasks();
+                                    });
+                    });
+                    return;
+                  }
+                  reading_tasks_ = false;
+                  if (r->type == REDIS_REPLY_ARRAY) {
+                    for (std::size_t s = 0; s < r->elements; ++s) {
+                      const auto* stream = r->element[s];
+                      if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2) {
+                        take_task_entries(stream->element[1]);
+                      }
+                    }
+                  }
+                  maybe_take_tasks();
+                });
+}
+
+namespace {
+/// An entry of mrd:tasks: its id, job and task key; false if it is not one.
+bool task_entry(const redisReply* entry, std::string& id, std::uint32_t& job, std::string& key) {
+  if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return false;
+  const auto* fields = entry->element[1];  // job, its id, task, its key
+  if (fields->type != REDIS_REPLY_ARRAY || fields->elements < 4) return false;
+  id = std::string(text(entry->element[0]));
+  job = static_cast<std::uint32_t>(number(fields->element[1]));
+  key = std::string(text(fields->element[3]));
+  return true;
+}
+}  // namespace
+
+void ClusterNode::take_task_entries(const redisReply* entries) {
+  if (entries->type != REDIS_REPLY_ARRAY) return;
+  for (std::size_t e = 0; e < entries->elements; ++e) {
+    std::string entry, key;
+    std::uint32_t job = 0;
+    if (task_entry(entries->element[e], entry, job, key)) {
+      take_task(std::move(entry), job, std::move(key));
+    }
+  }
+}
+
+void ClusterNode::take_task(std::string entry, std::uint32_t job, std::string key) {
+  const auto id = ++next_held_;
+  held_[id] = {key, job, {}};  // holds its worker's place while it loads
+  eval(kTakeTaskScript, {job_key(job), key, std::string(kTasks)}, {config_.node_name, entry},
+       [this, id, key](const redisReply* r) {
+         const auto it = held_.find(id);
+         if (it == held_.end()) return;
+         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || number(r->element[0]) == 0) {
+           held_.erase(it);
+           return maybe_take_tasks();
+         }
+         it->second.attempt = std::to_string(number(r->element[0]));
+         const auto type = static_cast<TaskMessageType>(number(r->element[1]));
+         load_pieces(key + ":in:", number(r->element[2]), {},
+                     [this, id, type](std::optional<std::string> body, bool) {
+                       const auto it = held_.find(id);
+                       if (it == held_.end()) return;  // stopped meanwhile
+                       if (!body) {
+                         // Given up meanwhile, or Redis went away (then the lease runs out and
+                         // another node answers it lost).
+                         held_.erase(it);
+                         return maybe_take_tasks();
+                       }
+                       workers_.run({id, type, std::move(*body)});
+                     });
+       });
+}
+
+void ClusterNode::stop_held(std::uint64_t id) {
+  if (held_.erase(id) == 0) return;
+  workers_.stop(id);
+  maybe_take_tasks();
+}
+
+void ClusterNode::task_ended(std::uint64_t id, PoolEvent event) {
+  const auto it = held_.find(id);
+  if (it == held_.end()) return;  // stopped meanwhile
+  const auto held = it->second;
+  auto ended = std::make_shared<PoolEvent>(std::move(event));
+  const char* answered = ended->kind == PoolEvent::Kind::kAnswer ? "answer"
+                         : ended->kind == PoolEvent::Kind::kLost ? "lost"
+                                                                 : "over";
+  const auto& bytes = ended->answer.body;
+  const auto pieces = std::to_string((bytes.size() + kPieceBytes - 1) / kPieceBytes);
+  const auto ttl = std::to_string(std::uint64_t{config_.result_ttl_seconds} * 1000);
+  store_pieces(
+      held.key + ":ans:" + held.attempt + ":", ended, bytes,
+      std::uint64_t{config_.result_ttl_seconds} * 1000,
+      [this, id, held, ended, answered, pieces, ttl](bool stored) {
+        if (!stored) {
+          // Redis went away: the lease runs out and another node answers it lost.
+          held_.erase(id);
+          return maybe_take_tasks();
+        }
+        eval(kAnswerTaskScript, {held.key, std::string(kTasks)},
+             {config_.node_name, held.attempt, answered,
+              std::to_string(static_cast<int>(ended->answer.type)), ended->how, pieces, ttl},
+             [this, id, key = held.key](const redisReply* r) {
+               if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+                 log(Level::kInfo, "cluster: the answer of task ", key,
+                     " was not kept: another node answered it, or its job gave it up");
+               }
+               held_.erase(id);
+               maybe_take_tasks();
+             });
+      });
+}
+
+void ClusterNode::lose_task_entries(const redisReply* entries) {
+  if (entries->type != REDIS_REPLY_ARRAY) return;
+  for (std::size_t e = 0; e < entries->elements; ++e) {
+    std::string entry, key;
+    std::uint32_t job = 0;
+    if (!task_entry(entries->element[e], entry, job, key)) continue;
+    const bool ours = std::any_of(held_.begin(), held_.end(),
+                                  [&key](const auto& held) { return held.second.key == key; });
+    if (ours) continue;  // ours already, renewed late
+    eval(kLoseTaskScript, {key, std::string(kTasks)},
+         {entry, std::to_string(std::uint64_t{config_.result_ttl_seconds} * 1000)},
+         [job, key](const redisReply* r) {
+           if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+             log(Level::kWarn, "cluster: a task of job ", job,
+                 " was held by a node that stopped renewing its lease; its job's node runs it "
+                 "again");
+           }
+         });
+  }
+}
+
+void ClusterNode::collect_answers() {
+  if (stopped_ || collecting_ || !answers_.ready()) return;
+  collecting_ = true;
+  answers_.command({"BLMPOP", "1", "1", answers_key_, "LEFT", "COUNT", "64"},
+                   [this](const redisReply* r) {
+                     if (!r) return;  // the link is down: its on_ready starts again
+                     collecting_ = false;
+                     // {key, {task, ...}}, or nil when a second passed with none.
+                     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                         r->element[1]->type == REDIS_REPLY_ARRAY) {
+                       for (std::size_t i = 0; i < r->element[1]->elements; ++i) {
+                         collect(std::string(text(r->element[1]->element[i])));
+                       }
+                     }
+                     collect_answers();
+                   });
+}
+
+void ClusterNode::collect(std::string key) {
+  if (!offered_by_key_.count(key)) return forget_task(key, false);  // given up already
+  commands_.command(
+      {"HMGET", key, "answered", "answer_type", "how", "ans_attempt", "ans_pieces"},
+      [this, key](const redisReply* r) {
+        const auto it = offered_by_key_.find(key);
+        if (it == offered_by_key_.end()) return;
+        const auto task = it->second;
+        const auto report = [this, key, task](PoolEvent event) {
+          if (offered_by_key_.erase(key) == 0) return;  // given up meanwhile
+          offered_.erase(task);
+          workers_.pool->report(task, std::move(event));
+          forget_task(key, false);
+        };
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 5) {
+          // Redis went away: asked again once it is back.
+          if (!r) {
+            auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(500));
+            timer->async_wait([this, timer, key](const asio::error_code& error) {
+              if (!error && !stopped_) collect(key);
+            });
+          }
+          return;
+        }
+        const auto answered = text(r->element[0]);
+        if (answered != "answer") {
+          PoolEvent event;
+          event.kind = answered == "over" ? PoolEvent::Kind::kOverBudget : PoolEvent::Kind::kLost;
+          event.how = answered.empty() ? std::string("was lost with its record in Redis")
+                                       : std::string(text(r->element[2]));
+          return report(std::move(event));
+        }
+        const auto type = static_cast<TaskMessageType>(number(r->element[1]));
+        load_pieces(key + ":ans:" + std::string(text(r->element[3])) + ":", number(r->element[4]),
+                    {}, [this, report, type](std::optional<std::string> bytes, bool) {
+                      PoolEvent event;
+                      if (bytes) {
+                        // Held by the job (a map's output, until its reduces): counted as a
+                        // worker's answer is on a single server.
+                        if (workers_.budget) {
+                          event.charge = MemoryCharge::force_take(*workers_.budget, bytes->size());
+                        }
+                        event.answer.type = type;
+                        event.answer.body = std::move(*bytes);
+                      } else {
+                        event.kind = PoolEvent::Kind::kLost;
+                        event.how = "its answer was lost in Redis";
+                      }
+                      report(std::move(event));
+                    });
+      });
+}
+
+void ClusterNode::count_workers() {
+  if (!commands_.ready()) return;
+  // A node is counted until it has been silent for two leases.
+  eval(kNodesScript, {"mrd:nodes", "mrd:node-workers"},
+       {config_.node_name, std::to_string(workers_.count), std::to_string(unix_ms_now()),
+        std::to_string(2 * std::uint64_t{config_.lease_ms})},
+       [this](const redisReply* r) {
+         if (!r || r->type != REDIS_REPLY_INTEGER) return;
+         // Every worker busy, and the next task of each waiting in the stream.
+         workers_.pool->set_window(
+             static_cast<unsigned>(std::min<long long>(2 * std::max(r->integer, 1LL), 1 << 16)));
        });
 }
 

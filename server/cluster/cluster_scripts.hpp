@@ -6,14 +6,24 @@
 //   mrd:{j<ID>}                    hash: the job's record (fields below)
 //   mrd:{j<ID>}:in:<k>             its SUBMIT body, in pieces of kPieceBytes
 //   mrd:{j<ID>}:out:<attempt>:<k>  its result (FETCH's body) as the attempt that ran it wrote it
-// and three keys are the cluster's own:
+//   mrd:{j<ID>}:t:<node>/<n>       hash: a task the job's node offered (task fields below)
+//   mrd:{j<ID>}:t:<node>/<n>:in:<k>             the task's message, in pieces
+//   mrd:{j<ID>}:t:<node>/<n>:ans:<attempt>:<k>  its answer, as the attempt that ran it wrote it
+// and these keys are the cluster's own:
 //   mrd:next-id    the last job id handed out (INCR)
 //   mrd:jobs       sorted set of the ids remembered (LIST)
-//   mrd:queue      the stream of jobs to run, read by the consumer group `nodes`
+//   mrd:queue:<tenant>  the stream of a tenant's jobs to run, read by the consumer group `nodes`
+//   mrd:queues     set: every tenant's stream (nodes read them all at once, a few entries from
+//                  each, so that tenants take turns across the cluster)
 //   mrd:key:<n>:<tenant>:<key>  the job an idempotency key names (<n>: the tenant's length)
+//   mrd:tasks      the stream of tasks to run, read by the consumer group `nodes`
+//   mrd:answers:<node>  list: the tasks of jobs that <node> runs whose answer is in
+//   mrd:nodes      sorted set: each node by when it last said it was alive
+//   mrd:node-workers  hash: each node's workers
 //
 // Record fields: tenant, state (a protocol::JobState number), mapper, reducer, input_bytes,
-// submitted_ms, started_ms, finished_ms, in_pieces, entry (its stream entry), attempt, node (the
+// submitted_ms, started_ms, finished_ms, in_pieces, queue and entry (its stream and entry there),
+// attempt, node (the
 // node running the attempt), status and reason (how it ended), out_attempt, out_pieces, the four
 // progress counts, digest and keykey (its idempotency key's digest and key name).
 //
@@ -21,6 +31,17 @@
 // later change it makes (renewal, progress, the result) is refused unless `node` and `attempt` are
 // still its own. So a node that stalled past its lease, while another took the job over, finds
 // out at its next renewal, and can never commit the result twice.
+//
+// Tasks: the node running a job (its coordinator) offers each of the job's tasks to the cluster
+// as an entry in mrd:tasks, with the task's message stored beside it. A node with an idle worker
+// takes it; the take script increments the task's own `attempt` and names the node `holder`: the
+// task's attempt token, checked by the script that stores its answer. The answer script pushes
+// the task's key onto the coordinator's list mrd:answers:<node>, which the coordinator pops. A
+// task whose holder stops renewing its entry is claimed by another node, which answers it "lost":
+// the coordinator's dispatcher then runs it again, counting an attempt, exactly as it does when
+// one of its own workers dies. Task fields: coord and job_attempt (whose offer it is), type (a
+// TaskMessageType number), in_pieces, entry, attempt, holder, and once answered: answered
+// ("answer", "lost" or "over"), answer_type, how, ans_attempt, ans_pieces.
 #pragma once
 
 #include <string_view>
@@ -44,18 +65,19 @@ local function expire_job(job, ttl)
   if keykey and keykey ~= '' then redis.call('PEXPIRE', keykey, ttl) end
 end
 local function release_entry(queue, entry)
-  if entry then
+  if queue and entry then
     redis.call('XACK', queue, 'nodes', entry)
     redis.call('XDEL', queue, entry)
   end
 end
 )lua";
 
-/// A new job, once its input pieces are stored. KEYS: job, mrd:jobs, mrd:queue, key name (or
-/// any key if none). ARGV: id, tenant, mapper, reducer, input_bytes, submitted_ms, in_pieces,
-/// has_key (1/0), digest, max_queued. Returns {1, id} for the new job, {0, id, digest} for the
-/// job the idempotency key already names, or {2, unfinished} if max_queued jobs are unfinished
-/// in the cluster already (their entries in mrd:queue).
+/// A new job, once its input pieces are stored. KEYS: job, mrd:jobs, its tenant's queue, key name
+/// (or any key if none), mrd:queues. ARGV: id, tenant, mapper, reducer, input_bytes,
+/// submitted_ms, in_pieces, has_key (1/0), digest, max_queued. Returns {1, id, new} for the new
+/// job (new: 1 if its tenant's queue is new), {0, id, digest} for the job the idempotency key
+/// already names, or {2, unfinished} if max_queued jobs are unfinished in the cluster already
+/// (their entries in the queues).
 inline constexpr std::string_view kCreateScript = R"lua(
 if ARGV[8] == '1' then
   local existing = redis.call('GET', KEYS[4])
@@ -64,19 +86,24 @@ if ARGV[8] == '1' then
     if digest then return {0, tonumber(existing), digest} end
   end
 end
-local unfinished = redis.call('XLEN', KEYS[3])
+local unfinished = 0
+for _, queue in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  unfinished = unfinished + redis.call('XLEN', queue)
+end
 if unfinished >= tonumber(ARGV[10]) then return {2, unfinished} end
+local new = redis.call('SADD', KEYS[5], KEYS[3])
+if new == 1 then pcall(redis.call, 'XGROUP', 'CREATE', KEYS[3], 'nodes', '0', 'MKSTREAM') end
 redis.call('HSET', KEYS[1], 'tenant', ARGV[2], 'state', '0', 'mapper', ARGV[3],
   'reducer', ARGV[4], 'input_bytes', ARGV[5], 'submitted_ms', ARGV[6], 'in_pieces', ARGV[7],
   'attempt', '0', 'digest', ARGV[9], 'keykey', ARGV[8] == '1' and KEYS[4] or '')
 if ARGV[8] == '1' then redis.call('SET', KEYS[4], ARGV[1]) end
 redis.call('ZADD', KEYS[2], tonumber(ARGV[1]), ARGV[1])
 local entry = redis.call('XADD', KEYS[3], '*', 'job', ARGV[1])
-redis.call('HSET', KEYS[1], 'entry', entry)
-return {1, tonumber(ARGV[1])}
+redis.call('HSET', KEYS[1], 'queue', KEYS[3], 'entry', entry)
+return {1, tonumber(ARGV[1]), new}
 )lua";
 
-/// A node takes the job of a stream entry it read or claimed. KEYS: job, mrd:queue. ARGV: node,
+/// A node takes the job of a stream entry it read or claimed. KEYS: job, the stream. ARGV: node,
 /// entry, now_ms, ttl_ms, kMaxAttempts. Returns {attempt, tenant, mapper, reducer, input_bytes,
 /// submitted_ms, in_pieces} to run it, or {0} if it is not to run (finished, cancelled, forgotten,
 /// or out of attempts: then failed here).
@@ -103,23 +130,23 @@ return {attempt, h[1], h[2], h[3], h[4], h[5], h[6]}
 )lua";
 
 /// A running attempt's renewal: its hold on the stream entry (so that no node claims it) and its
-/// progress. KEYS: job, mrd:queue. ARGV: node, attempt, state, map_done, map_total, reduce_done,
+/// progress. KEYS: job. ARGV: node, attempt, state, map_done, map_total, reduce_done,
 /// reduce_total. Returns 1, or 0 if the attempt is no longer this node's (stop it).
 inline constexpr std::string_view kRenewScript = R"lua(
-local h = redis.call('HMGET', KEYS[1], 'node', 'attempt', 'state', 'entry')
+local h = redis.call('HMGET', KEYS[1], 'node', 'attempt', 'state', 'entry', 'queue')
 if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] or not h[3] or tonumber(h[3]) >= 3 then return 0 end
-redis.call('XCLAIM', KEYS[2], 'nodes', ARGV[1], 0, h[4], 'JUSTID')
+redis.call('XCLAIM', h[5], 'nodes', ARGV[1], 0, h[4], 'JUSTID')
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'map_done', ARGV[4], 'map_total', ARGV[5],
   'reduce_done', ARGV[6], 'reduce_total', ARGV[7])
 return 1
 )lua";
 
-/// An attempt's outcome, once its result pieces are stored. KEYS: job, mrd:queue. ARGV: node,
+/// An attempt's outcome, once its result pieces are stored. KEYS: job. ARGV: node,
 /// attempt, status (protocol::Status number), reason, out_pieces, now_ms, ttl_ms, map_done,
 /// map_total, reduce_done, reduce_total. Returns 1, or 0 if the attempt is no longer this node's
 /// (its pieces are then deleted: another attempt's result, or the cancellation, stands).
 inline constexpr std::string_view kCommitScript = R"lua(
-local h = redis.call('HMGET', KEYS[1], 'node', 'attempt', 'state', 'in_pieces', 'entry')
+local h = redis.call('HMGET', KEYS[1], 'node', 'attempt', 'state', 'in_pieces', 'entry', 'queue')
 if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] or not h[3] or tonumber(h[3]) >= 3 then
   del_pieces(KEYS[1], 'out:' .. ARGV[2], ARGV[5])
   return 0
@@ -128,7 +155,7 @@ redis.call('HSET', KEYS[1], 'state', ARGV[3] == '0' and '3' or '4', 'status', AR
   'reason', ARGV[4], 'out_attempt', ARGV[2], 'out_pieces', ARGV[5], 'finished_ms', ARGV[6],
   'map_done', ARGV[8], 'map_total', ARGV[9], 'reduce_done', ARGV[10], 'reduce_total', ARGV[11])
 del_pieces(KEYS[1], 'in', h[4])
-release_entry(KEYS[2], h[5])
+release_entry(h[6], h[5])
 expire_job(KEYS[1], ARGV[7])
 for k = 0, tonumber(ARGV[5]) - 1 do
   redis.call('PEXPIRE', KEYS[1] .. ':out:' .. ARGV[2] .. ':' .. k, ARGV[7])
@@ -136,12 +163,123 @@ end
 return 1
 )lua";
 
-/// CANCEL. KEYS: job, mrd:queue. ARGV: everyone (1/0), tenant, now_ms, ttl_ms, id. Returns 1 if
+/// A task offered by the node running its job, once its message is stored. KEYS: job, task,
+/// mrd:tasks. ARGV: node, job attempt, id, type, in_pieces, ttl_ms. Returns 1, or 0 if the job is
+/// no longer this attempt's (the task's pieces are then deleted).
+inline constexpr std::string_view kOfferScript = R"lua(
+local h = redis.call('HMGET', KEYS[1], 'node', 'attempt', 'state')
+if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] or not h[3] or tonumber(h[3]) >= 3 then
+  del_pieces(KEYS[2], 'in', ARGV[5])
+  return 0
+end
+local entry = redis.call('XADD', KEYS[3], '*', 'job', ARGV[3], 'task', KEYS[2])
+redis.call('HSET', KEYS[2], 'coord', ARGV[1], 'job_attempt', ARGV[2], 'type', ARGV[4],
+  'in_pieces', ARGV[5], 'entry', entry, 'attempt', '0')
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return 1
+)lua";
+
+/// A node takes a task it read from mrd:tasks. KEYS: job, task, mrd:tasks. ARGV: node, entry.
+/// Returns {attempt, type, in_pieces}, or {0} if it is not to run (answered, given up, or its
+/// job's attempt is over: its keys are then deleted).
+inline constexpr std::string_view kTakeTaskScript = R"lua(
+local t = redis.call('HMGET', KEYS[2], 'coord', 'job_attempt', 'type', 'in_pieces', 'answered')
+local h = redis.call('HMGET', KEYS[1], 'node', 'attempt', 'state')
+if not t[1] or t[5] or h[1] ~= t[1] or h[2] ~= t[2] or not h[3] or tonumber(h[3]) >= 3 then
+  release_entry(KEYS[3], ARGV[2])
+  if t[1] and not t[5] then
+    del_pieces(KEYS[2], 'in', t[4])
+    redis.call('DEL', KEYS[2])
+  end
+  return {0}
+end
+local attempt = redis.call('HINCRBY', KEYS[2], 'attempt', 1)
+redis.call('HSET', KEYS[2], 'holder', ARGV[1])
+return {attempt, t[3], t[4]}
+)lua";
+
+/// A running task's renewal (its entry's idle time). KEYS: task, mrd:tasks. ARGV: node, attempt.
+/// Returns 1, or 0 if the task is no longer this node's to run (stop it).
+inline constexpr std::string_view kRenewTaskScript = R"lua(
+local t = redis.call('HMGET', KEYS[1], 'holder', 'attempt', 'entry', 'answered')
+if t[1] ~= ARGV[1] or t[2] ~= ARGV[2] or t[4] then return 0 end
+redis.call('XCLAIM', KEYS[2], 'nodes', ARGV[1], 0, t[3], 'JUSTID')
+return 1
+)lua";
+
+/// A task's answer, once its pieces are stored. KEYS: task, mrd:tasks. ARGV: node, attempt,
+/// answered, answer_type, how, ans_pieces, ttl_ms. Returns 1, or 0 if the attempt is no longer
+/// this node's (its pieces are then deleted).
+inline constexpr std::string_view kAnswerTaskScript = R"lua(
+local t = redis.call('HMGET', KEYS[1], 'holder', 'attempt', 'coord', 'entry', 'answered')
+if t[1] ~= ARGV[1] or t[2] ~= ARGV[2] or t[5] then
+  del_pieces(KEYS[1], 'ans:' .. ARGV[2], ARGV[6])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'answered', ARGV[3], 'answer_type', ARGV[4], 'how', ARGV[5],
+  'ans_attempt', ARGV[2], 'ans_pieces', ARGV[6])
+release_entry(KEYS[2], t[4])
+local answers = 'mrd:answers:' .. t[3]
+redis.call('RPUSH', answers, KEYS[1])
+redis.call('PEXPIRE', answers, ARGV[7])
+return 1
+)lua";
+
+/// A task whose holder stopped renewing it, claimed by another node: answered "lost", so that its
+/// job's node runs it again (as a new attempt). KEYS: task, mrd:tasks. ARGV: entry, ttl_ms.
+/// Returns 1 if answered so, 0 if there was nothing to do.
+inline constexpr std::string_view kLoseTaskScript = R"lua(
+local t = redis.call('HMGET', KEYS[1], 'coord', 'entry', 'answered', 'holder')
+if not t[1] or t[3] or t[2] ~= ARGV[1] then
+  release_entry(KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HSET', KEYS[1], 'answered', 'lost', 'how', 'was on node ' .. (t[4] or '?') ..
+  ', which stopped renewing its lease', 'ans_pieces', '0')
+release_entry(KEYS[2], ARGV[1])
+local answers = 'mrd:answers:' .. t[1]
+redis.call('RPUSH', answers, KEYS[1])
+redis.call('PEXPIRE', answers, ARGV[2])
+return 1
+)lua";
+
+/// The job's node gives a task up (past its deadline, its job cancelled), or has read its answer:
+/// its entry, pieces and record go. KEYS: task, mrd:tasks. Returns the node that holds it while
+/// it runs ('' if none), to be told to stop it.
+inline constexpr std::string_view kForgetTaskScript = R"lua(
+local t = redis.call('HMGET', KEYS[1], 'entry', 'in_pieces', 'holder', 'ans_attempt',
+  'ans_pieces', 'answered')
+if not t[1] then return '' end
+if not t[6] then release_entry(KEYS[2], t[1]) end
+del_pieces(KEYS[1], 'in', t[2])
+if t[4] then del_pieces(KEYS[1], 'ans:' .. t[4], t[5]) end
+redis.call('DEL', KEYS[1])
+if t[6] then return '' end
+return t[3] or ''
+)lua";
+
+/// A node says it is alive, with its workers. KEYS: mrd:nodes, mrd:node-workers. ARGV: node,
+/// workers, now_ms, lost_after_ms. Returns the workers of the nodes alive (forgetting the others).
+inline constexpr std::string_view kNodesScript = R"lua(
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local gone = tonumber(ARGV[3]) - tonumber(ARGV[4])
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', gone)) do
+  redis.call('HDEL', KEYS[2], node)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', gone)
+local workers = 0
+for _, n in ipairs(redis.call('HVALS', KEYS[2])) do workers = workers + tonumber(n) end
+return workers
+)lua";
+
+/// CANCEL. KEYS: job. ARGV: everyone (1/0), tenant, now_ms, ttl_ms, id. Returns 1 if
 /// the job was there (in scope); if not, -1 for an id handed out before (expired) and 0 for one
 /// never handed out. A running job's node hears of it on mrd:cancels.
 inline constexpr std::string_view kCancelScript = R"lua(
 local h = redis.call('HMGET', KEYS[1], 'tenant', 'state', 'entry', 'in_pieces', 'out_attempt',
-  'out_pieces')
+  'out_pieces', 'queue')
 if not h[1] or (ARGV[1] ~= '1' and h[1] ~= ARGV[2]) then
   local last = tonumber(redis.call('GET', 'mrd:next-id') or '0')
   if tonumber(ARGV[5]) <= last then return -1 end
@@ -150,7 +288,7 @@ end
 local state = tonumber(h[2])
 if state < 3 then
   del_pieces(KEYS[1], 'in', h[4])
-  release_entry(KEYS[2], h[3])
+  release_entry(h[7], h[3])
   redis.call('PUBLISH', 'mrd:cancels', ARGV[5])
 elseif state < 5 and h[5] then
   del_pieces(KEYS[1], 'out:' .. h[5], h[6])

@@ -6,6 +6,7 @@
 // deadlines and memory admission are tested one event at a time, without processes or timing.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "server/memory_budget.hpp"
@@ -37,12 +38,12 @@ class TaskPool {
   /// True if the slot has a live worker with no task.
   virtual bool idle(unsigned slot) const = 0;
 
-  /// Hands a task to an idle worker; its answer, or the worker's loss, comes as a PoolEvent. A
-  /// copy of `attached` (if >= 0: the memory file of the task's input), then one of `result` (if
-  /// >= 0: the memory file its output goes into) go with it. Throws std::system_error, the
-  /// worker still idle, if a copy cannot be made.
-  virtual void send(unsigned slot, TaskMessageType type, std::string body, MemoryCharge charge,
-                    int attached, int result) = 0;
+  /// Hands a task of job `job` to an idle worker; its answer, or the worker's loss, comes as a
+  /// PoolEvent. A copy of `attached` (if >= 0: the memory file of the task's input), then one of
+  /// `result` (if >= 0: the memory file its output goes into) go with it. Throws
+  /// std::system_error, the worker still idle, if a copy cannot be made.
+  virtual void send(unsigned slot, std::uint32_t job, TaskMessageType type, std::string body,
+                    MemoryCharge charge, int attached, int result) = 0;
 
   /// Kills the slot's worker, whatever it is doing, and starts a replacement; says how the old
   /// one ended. Its task, if any, is forgotten: no event will come for it.

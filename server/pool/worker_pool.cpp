@@ -38,8 +38,8 @@ void WorkerPool::start(unsigned index) {
   }
 }
 
-void WorkerPool::send(unsigned index, TaskMessageType type, std::string body, MemoryCharge charge,
-                      int attached, int result) {
+void WorkerPool::send(unsigned index, std::uint32_t, TaskMessageType type, std::string body,
+                      MemoryCharge charge, int attached, int result) {
   auto& slot = slots_[index];
   slot.process->channel().start_send(type, std::move(body), std::move(charge), attached, result);
   slot.busy = true;

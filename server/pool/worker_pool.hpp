@@ -42,8 +42,8 @@ class WorkerPool final : public TaskPool {
   unsigned size() const override { return static_cast<unsigned>(slots_.size()); }
   bool idle(unsigned slot) const override { return slots_[slot].process && !slots_[slot].busy; }
   /// The answer (or the worker's loss) comes from wait().
-  void send(unsigned slot, TaskMessageType type, std::string body, MemoryCharge charge,
-            int attached, int result) override;
+  void send(unsigned slot, std::uint32_t job, TaskMessageType type, std::string body,
+            MemoryCharge charge, int attached, int result) override;
   std::string replace(unsigned slot) override;
 
   /// Waits until a worker answers or is lost, `wake_fd` (an eventfd) is written, or `until`

@@ -1,0 +1,55 @@
+#include "server/cluster/cluster_pool.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace mrd::server::cluster {
+
+ClusterPool::ClusterPool(std::function<void(Offer)> offer,
+                         std::function<void(std::uint64_t)> abandon)
+    : offer_(std::move(offer)), abandon_(std::move(abandon)) {}
+
+void ClusterPool::send(unsigned slot, std::uint32_t job, TaskMessageType type, std::string body,
+                       MemoryCharge charge, int attached, int result) {
+  if (attached >= 0 || result >= 0) {
+    throw std::logic_error("a task offered to the cluster must carry its bytes");
+  }
+  tasks_[slot] = ++next_task_;
+  offer_({tasks_[slot], job, type, std::move(body), std::move(charge)});
+}
+
+std::string ClusterPool::replace(unsigned slot) {
+  if (const auto task = std::exchange(tasks_[slot], 0)) abandon_(task);
+  return "given up (the node running it is told to stop)";
+}
+
+void ClusterPool::report(std::uint64_t task, PoolEvent event) {
+  {
+    std::lock_guard lock(mutex_);
+    reported_.emplace_back(task, std::move(event));
+  }
+  if (wake_) wake_();
+}
+
+void ClusterPool::set_window(unsigned slots) {
+  window_.store(std::clamp(slots, 1u, kSlots), std::memory_order_relaxed);
+}
+
+std::vector<PoolEvent> ClusterPool::take_events() {
+  std::vector<std::pair<std::uint64_t, PoolEvent>> reported;
+  {
+    std::lock_guard lock(mutex_);
+    reported.swap(reported_);
+  }
+  std::vector<PoolEvent> events;
+  for (auto& [task, event] : reported) {
+    const auto slot = std::find(tasks_.begin(), tasks_.end(), task);
+    if (slot == tasks_.end()) continue;  // given up meanwhile
+    *slot = 0;
+    event.slot = static_cast<unsigned>(slot - tasks_.begin());
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+}  // namespace mrd::server::cluster

@@ -1,0 +1,79 @@
+// ClusterPool: the dispatcher's pool on a cluster node, whose workers are every node's workers.
+//
+// On a single server the dispatcher hands tasks to worker processes of its own. On a node of a
+// cluster it hands them to this pool instead, which offers each task to the whole cluster (as an
+// entry in the Redis stream mrd:tasks: cluster_node.hpp) and reports its answer when the node that
+// ran it has stored one. So the dispatcher is the same on both: fair turns, retries, deadlines and
+// cancels work as they do on one machine, only the slots are far away.
+//
+// A slot here is one task the cluster may be running for this node. There are kSlots of them, of
+// which `window` are usable: about twice the cluster's workers, so that every worker has a task
+// and the next one waiting, and no more, so that the tasks of jobs coordinated by other nodes
+// find their place in the stream too.
+//
+// The dispatcher calls it on the scheduler thread; answers come from the network thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "server/pool/task_pool.hpp"
+
+namespace mrd::server::cluster {
+
+class ClusterPool final : public TaskPool {
+ public:
+  /// Most tasks a node offers to the cluster at once.
+  static constexpr unsigned kSlots = 64;
+
+  /// A task to offer to the cluster.
+  struct Offer {
+    std::uint64_t task = 0;  ///< unique on this node
+    std::uint32_t job = 0;
+    TaskMessageType type = TaskMessageType::kMap;
+    std::string body;
+    MemoryCharge charge;  ///< pays for `body` until Redis has it
+  };
+
+  /// `offer` and `abandon` are called on the scheduler thread: they hand the task over to the
+  /// network thread, which talks to Redis.
+  ClusterPool(std::function<void(Offer)> offer, std::function<void(std::uint64_t task)> abandon);
+
+  unsigned size() const override { return kSlots; }
+  bool idle(unsigned slot) const override {
+    return slot < window_.load(std::memory_order_relaxed) && tasks_[slot] == 0;
+  }
+  /// Tasks carry their bytes: `attached` and `result` must be -1 (DispatcherConfig::carry_bytes).
+  void send(unsigned slot, std::uint32_t job, TaskMessageType type, std::string body,
+            MemoryCharge charge, int attached, int result) override;
+  /// Gives the slot's task up (its deadline passed, or its job was cancelled): the node running
+  /// it is told to stop, and a late answer is ignored.
+  std::string replace(unsigned slot) override;
+
+  /// What became of a task (any thread): `event`'s slot is filled in here.
+  void report(std::uint64_t task, PoolEvent event);
+  /// Slots usable from now on (any thread), between 1 and kSlots.
+  void set_window(unsigned slots);
+  /// Called when report() has something for the scheduler thread.
+  void on_report(std::function<void()> wake) { wake_ = std::move(wake); }
+
+  /// The reports that came since the last call, for the dispatcher (scheduler thread).
+  std::vector<PoolEvent> take_events();
+
+ private:
+  std::function<void(Offer)> offer_;
+  std::function<void(std::uint64_t)> abandon_;
+  std::function<void()> wake_;
+  std::vector<std::uint64_t> tasks_ = std::vector<std::uint64_t>(kSlots, 0);  ///< 0: idle
+  std::uint64_t next_task_ = 0;
+  std::atomic<unsigned> window_{2};
+  std::mutex mutex_;  ///< guards reported_
+  std::vector<std::pair<std::uint64_t, PoolEvent>> reported_;
+};
+
+}  // namespace mrd::server::cluster
