@@ -135,38 +135,68 @@ bool read_all(int fd, char* data, std::size_t size) {
 std::string encode_map_task(const TaskJob& job, const engine::InputView& chunk,
                             std::string_view input, bool in_file,
                             std::optional<protocol::ByteRange> result) {
+  // Where each of the chunk's views is in the input, in the order they are written.
   RangeFinder find(input);
+  std::vector<ByteRange> ranges;
+  if (const auto* docs = std::get_if<engine::DocumentsView>(&chunk)) {
+    for (const auto& d : docs->documents) {
+      ranges.push_back(find(d.name));
+      ranges.push_back(find(d.text));
+    }
+  } else if (const auto* numbers = std::get_if<engine::NumbersView>(&chunk)) {
+    ranges.push_back(find(numbers->values));
+  } else {
+    const auto& pair = std::get<engine::MatrixPairView>(chunk);
+    ranges.push_back(find(pair.a.values));
+    ranges.push_back(find(pair.b.values));
+  }
+  auto span = find.span();
+  // Bytes that travel inline are only the chunk's own, one range after the other (each on an
+  // 8-byte boundary, so that numbers stay aligned), not the whole span: a text chunk's span
+  // reaches back to its document's name, which may be most of the input away.
+  std::vector<ByteRange> inline_ranges = ranges;
+  if (!in_file) {
+    std::uint64_t end = 0;
+    for (auto& range : inline_ranges) {
+      if (range.size == 0) continue;
+      range.offset = (end + 7) / 8 * 8;
+      end = range.end();
+    }
+    span = {0, end};
+  }
+  const auto& written = in_file ? ranges : inline_ranges;
   std::string out;
   TaskWriter w(out);
   write_job(w, job);
   w.value(static_cast<std::uint8_t>(chunk.index()));
   if (const auto* docs = std::get_if<engine::DocumentsView>(&chunk)) {
     w.value(static_cast<std::uint32_t>(docs->documents.size()));
-    for (const auto& d : docs->documents) {
-      w.range(find(d.name));
-      w.range(find(d.text));
-    }
-  } else if (const auto* numbers = std::get_if<engine::NumbersView>(&chunk)) {
-    w.range(find(numbers->values));
+    for (const auto& range : written)
+      w.range(range);
+  } else if (std::holds_alternative<engine::NumbersView>(chunk)) {
+    w.range(written[0]);
   } else {
     const auto& pair = std::get<engine::MatrixPairView>(chunk);
-    write_matrix(w, {pair.a.rows, pair.a.cols, find(pair.a.values)});
-    write_matrix(w, {pair.b.rows, pair.b.cols, find(pair.b.values)});
+    write_matrix(w, {pair.a.rows, pair.a.cols, written[0]});
+    write_matrix(w, {pair.b.rows, pair.b.cols, written[1]});
   }
-  const auto span = find.span();
   w.range(span);
   w.value(static_cast<std::uint8_t>(result.has_value()));
   w.range(result.value_or(ByteRange{}));
   w.value(static_cast<std::uint8_t>(in_file));
   if (!in_file) {
     // Padding puts the inline bytes on an 8-byte boundary of the body, so that the numbers in
-    // them are aligned where the worker reads them (the input's values are aligned relative to
-    // each other, see submit_layout.hpp).
+    // them are aligned where the worker reads them.
     const auto pad = static_cast<std::uint8_t>((8 - (out.size() + 1) % 8) % 8);
     w.value(pad);
-    out.reserve(out.size() + pad + span.size);
     out.append(pad, '\0');
-    out.append(input.substr(span.offset, span.size));
+    const auto start = out.size();
+    out.resize(start + span.size, '\0');
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+      if (ranges[i].size == 0) continue;
+      std::memcpy(out.data() + start + inline_ranges[i].offset, input.data() + ranges[i].offset,
+                  ranges[i].size);
+    }
   }
   return out;
 }
