@@ -556,6 +556,12 @@ void Dispatcher::handle(std::vector<PoolEvent> events) {
         break;
       case PoolEvent::Kind::kLost: on_task_lost(event.slot, Loss::kDied, event.how); break;
       case PoolEvent::Kind::kOverBudget: on_over_budget(event.slot, event.how); break;
+      case PoolEvent::Kind::kStarted:
+        if (auto& task = in_flight_[event.slot]) {
+          task->started = Clock::now();
+          task->deadline = task->started + task->count * task->job->task_timeout;
+        }
+        break;
     }
   }
   publish_busy_workers();

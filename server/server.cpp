@@ -274,6 +274,10 @@ void Server::stop() {
       log(Level::kWarn, "leaving ", cluster_->running(),
           " unfinished jobs to the other nodes: they run again once this node's lease ends");
     }
+    if (cluster_->holding() > 0) {
+      log(Level::kWarn, "leaving ", cluster_->holding(),
+          " tasks of the cluster's jobs: they run again once this node's lease ends");
+    }
     cluster_->stop();
   }
   scheduler_.stop();

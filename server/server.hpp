@@ -66,8 +66,11 @@ class Server {
   std::shared_ptr<cluster::ClusterPool> make_cluster_pool();
   /// Runs a job a cluster node took (its SUBMIT `body`) on this server's scheduler.
   bool run_cluster_job(std::shared_ptr<JobTicket> ticket, std::string body, std::string& error);
-  /// Jobs this server still has to finish: its own, or on a cluster node those it took.
-  std::uint64_t unfinished() const { return cluster_ ? cluster_->running() : store_.unfinished(); }
+  /// Jobs this server still has to finish: its own, or on a cluster node those it took and the
+  /// tasks it runs for the cluster.
+  std::uint64_t unfinished() const {
+    return cluster_ ? cluster_->running() + cluster_->holding() : store_.unfinished();
+  }
   /// Opens, binds and listens; returns the port bound.
   static std::uint16_t listen(asio::ip::tcp::acceptor& acceptor, const std::string& host,
                               std::uint16_t port);

@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <map>
+#include <random>
 
 #include "protocol/codec.hpp"
 #include "protocol/limits.hpp"
@@ -100,6 +101,8 @@ ClusterNode::ClusterNode(asio::io_context& io, ClusterConfig config, Workers wor
       answers_(io, config_.redis, "answers"),
       workers_(std::move(workers)),
       answers_key_("mrd:answers:" + config_.node_name),
+      task_prefix_(config_.node_name + "/" + std::to_string(std::random_device{}()) +
+                   std::to_string(std::random_device{}()) + "/"),
       renew_timer_(io),
       claim_timer_(io),
       retry_timer_(io) {
@@ -143,10 +146,18 @@ void ClusterNode::start() {
   });
   answers_.on_ready([this] {
     collecting_ = false;
+    // A pop whose reply was lost with the link took answers off the list: ask each task.
+    for (const auto& [key, task] : offered_by_key_) {
+      commands_.command({"HEXISTS", key, "answered"}, [this, key](const redisReply* r) {
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1) collect(key);
+      });
+    }
     collect_answers();
   });
   commands_.on_ready([this] {
     maybe_take();
+    maybe_take_tasks();
+    collect_answers();
     offer_waiting();
     count_workers();
   });
@@ -453,11 +464,16 @@ void ClusterNode::maybe_take() {
       return;
     }
     const auto room = capacity_ - std::min<std::size_t>(capacity_, running_.size() + taking_now_);
-    const auto each = std::to_string(std::max<std::size_t>(1, room / queues_.size()));
+    // More tenants than room: `room` of their queues, starting one further at every read, so
+    // that no more jobs are taken than there is room for and every tenant has its turn.
+    const auto streams = std::min(queues_.size(), std::max<std::size_t>(room, 1));
+    const auto each = std::to_string(std::max<std::size_t>(1, room / streams));
     std::vector<std::string_view> read{"XREADGROUP", "GROUP", kGroup, config_.node_name, "COUNT",
                                        each,         "BLOCK", "1000", "STREAMS"};
-    read.insert(read.end(), queues_.begin(), queues_.end());
-    read.insert(read.end(), queues_.size(), ">");
+    const auto first = next_queue_++ % queues_.size();
+    for (std::size_t i = 0; i < streams; ++i)
+      read.push_back(queues_[(first + i) % queues_.size()]);
+    read.insert(read.end(), streams, ">");
     // Blocks (on its own link) until entries come, or a second passes.
     tasks_.command(read, [this](const redisReply* r) {
       reading_ = false;
@@ -585,7 +601,8 @@ void ClusterNode::take(std::string entry, std::uint32_t id, const std::string& q
 void ClusterNode::renew() {
   for (const auto& [id, task] : held_) {
     if (task.attempt.empty()) continue;  // not taken yet
-    eval(kRenewTaskScript, {task.key, std::string(kTasks)}, {config_.node_name, task.attempt},
+    eval(kRenewTaskScript, {task.key, std::string(kTasks), job_key(task.job)},
+         {config_.node_name, task.attempt},
          [this, id = id, attempt = task.attempt](const redisReply* r) {
            if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 0) return;
            const auto it = held_.find(id);
@@ -685,7 +702,7 @@ void ClusterNode::offer(ClusterPool::Offer task) {
   const auto job = running_.find(task.job);
   if (job == running_.end()) return;  // dropped meanwhile: the dispatcher gives its tasks up
   if (!commands_.ready()) return waiting_offers_.push_back(std::move(task));
-  const auto key = job_key(task.job) + ":t:" + config_.node_name + "/" + std::to_string(task.task);
+  const auto key = job_key(task.job) + ":t:" + task_prefix_ + std::to_string(task.task);
   offered_[task.task] = {task.job, key};
   offered_by_key_[key] = task.task;
   auto message = std::make_shared<ClusterPool::Offer>(std::move(task));
@@ -741,6 +758,9 @@ void ClusterNode::maybe_take_tasks() {
       held_.size() >= workers_.count) {
     return;
   }
+  // Draining, a node runs tasks only for the jobs it still coordinates itself (any node's
+  // workers may run those): it stops once it holds neither.
+  if (!taking_ && running_.empty()) return;
   reading_tasks_ = true;
   // As many as this node has idle workers: a task waits in the stream, where any node may take
   // it, rather than here.
@@ -803,7 +823,8 @@ void ClusterNode::take_task_entries(const redisReply* entries) {
 void ClusterNode::take_task(std::string entry, std::uint32_t job, std::string key) {
   const auto id = ++next_held_;
   held_[id] = {key, job, {}};  // holds its worker's place while it loads
-  eval(kTakeTaskScript, {job_key(job), key, std::string(kTasks)}, {config_.node_name, entry},
+  eval(kTakeTaskScript, {job_key(job), key, std::string(kTasks)},
+       {config_.node_name, entry, std::to_string(std::uint64_t{config_.result_ttl_seconds} * 1000)},
        [this, id, key](const redisReply* r) {
          const auto it = held_.find(id);
          if (it == held_.end()) return;
@@ -823,7 +844,11 @@ void ClusterNode::take_task(std::string entry, std::uint32_t job, std::string ke
                          held_.erase(it);
                          return maybe_take_tasks();
                        }
-                       workers_.run({id, type, std::move(*body)});
+                       // Counted while it waits and runs, as a task message a single server sends.
+                       auto charge = workers_.budget
+                                         ? MemoryCharge::force_take(*workers_.budget, body->size())
+                                         : MemoryCharge{};
+                       workers_.run({id, type, std::move(*body), std::move(charge)});
                      });
        });
 }
@@ -900,11 +925,24 @@ void ClusterNode::collect_answers() {
                      if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
                          r->element[1]->type == REDIS_REPLY_ARRAY) {
                        for (std::size_t i = 0; i < r->element[1]->elements; ++i) {
-                         collect(std::string(text(r->element[1]->element[i])));
+                         const auto entry = text(r->element[1]->element[i]);
+                         if (entry.starts_with("s ")) {
+                           started(std::string(entry.substr(2)));
+                         } else {
+                           collect(std::string(entry));
+                         }
                        }
                      }
                      collect_answers();
                    });
+}
+
+void ClusterNode::started(const std::string& key) {
+  const auto it = offered_by_key_.find(key);
+  if (it == offered_by_key_.end()) return;
+  PoolEvent event;
+  event.kind = PoolEvent::Kind::kStarted;
+  workers_.pool->report(it->second, std::move(event));
 }
 
 void ClusterNode::collect(std::string key) {
@@ -922,8 +960,8 @@ void ClusterNode::collect(std::string key) {
           forget_task(key, false);
         };
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 5) {
-          // Redis went away: asked again once it is back.
-          if (!r) {
+          // Redis went away (or failed the read): asked again in a moment.
+          {
             auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(500));
             timer->async_wait([this, timer, key](const asio::error_code& error) {
               if (!error && !stopped_) collect(key);

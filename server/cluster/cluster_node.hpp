@@ -84,6 +84,8 @@ class ClusterNode {
   const std::string& name() const { return config_.node_name; }
   /// Jobs taken by this node and not yet committed.
   std::size_t running() const { return running_.size(); }
+  /// Tasks this node took from the cluster and has not answered yet.
+  std::size_t holding() const { return held_.size(); }
 
   struct Submission {
     std::string tenant;
@@ -145,6 +147,8 @@ class ClusterNode {
   void collect_answers();
   /// Reads the answer of task `key` and hands it to the pool.
   void collect(std::string key);
+  /// Task `key` was taken by a node: its deadline runs from now.
+  void started(const std::string& key);
   /// Deletes a task's record, pieces and entry; tells its holder, if any, to stop it.
   void forget_task(const std::string& key, bool tell_holder);
   /// Offers the tasks that could not be offered while Redis was away.
@@ -194,6 +198,9 @@ class ClusterNode {
   RedisLink answers_;  ///< blocks in BLMPOP on mrd:answers:<this node>
   Workers workers_;
   std::string answers_key_;
+  /// Drawn at start: names this process's tasks apart from those of an earlier process that had
+  /// the same node name (its answers may still be on the list).
+  std::string task_prefix_;
   std::map<std::uint64_t, Offered> offered_;  ///< by ClusterPool's task number
   std::map<std::string, std::uint64_t> offered_by_key_;
   std::vector<ClusterPool::Offer> waiting_offers_;  ///< to offer once Redis is back
@@ -208,6 +215,7 @@ class ClusterNode {
   unsigned taking_now_ = 0;          ///< entries being taken (their input loading)
   bool reading_ = false;             ///< an XREADGROUP is waiting
   std::vector<std::string> queues_;  ///< every tenant's queue, as last read
+  std::size_t next_queue_ = 0;       ///< where the next read starts among them
   std::string tasks_client_id_;      ///< tasks_'s CLIENT ID, to end its wait
   bool taking_ = true;
   bool stopped_ = false;

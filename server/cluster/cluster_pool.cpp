@@ -45,7 +45,7 @@ std::vector<PoolEvent> ClusterPool::take_events() {
   for (auto& [task, event] : reported) {
     const auto slot = std::find(tasks_.begin(), tasks_.end(), task);
     if (slot == tasks_.end()) continue;  // given up meanwhile
-    *slot = 0;
+    if (event.kind != PoolEvent::Kind::kStarted) *slot = 0;
     event.slot = static_cast<unsigned>(slot - tasks_.begin());
     events.push_back(std::move(event));
   }

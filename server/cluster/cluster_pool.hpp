@@ -55,7 +55,8 @@ class ClusterPool final : public TaskPool {
   /// it is told to stop, and a late answer is ignored.
   std::string replace(unsigned slot) override;
 
-  /// What became of a task (any thread): `event`'s slot is filled in here.
+  /// What became of a task (any thread): `event`'s slot is filled in here. A kStarted event
+  /// leaves the slot busy; every other kind frees it.
   void report(std::uint64_t task, PoolEvent event);
   /// Slots usable from now on (any thread), between 1 and kSlots.
   void set_window(unsigned slots);

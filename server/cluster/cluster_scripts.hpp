@@ -122,7 +122,7 @@ if attempt > tonumber(ARGV[5]) then
   expire_job(KEYS[1], ARGV[4])
   return {0}
 end
-redis.call('HSET', KEYS[1], 'state', '1', 'node', ARGV[1], 'entry', ARGV[2])
+redis.call('HSET', KEYS[1], 'state', '1', 'node', ARGV[1], 'queue', KEYS[2], 'entry', ARGV[2])
 redis.call('HSETNX', KEYS[1], 'started_ms', ARGV[3])
 local h = redis.call('HMGET', KEYS[1], 'tenant', 'mapper', 'reducer', 'input_bytes',
   'submitted_ms', 'in_pieces')
@@ -179,9 +179,11 @@ redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return 1
 )lua";
 
-/// A node takes a task it read from mrd:tasks. KEYS: job, task, mrd:tasks. ARGV: node, entry.
-/// Returns {attempt, type, in_pieces}, or {0} if it is not to run (answered, given up, or its
-/// job's attempt is over: its keys are then deleted).
+/// A node takes a task it read from mrd:tasks. KEYS: job, task, mrd:tasks. ARGV: node, entry,
+/// ttl_ms. Returns {attempt, type, in_pieces}, or {0} if it is not to run (answered, given up, or
+/// its job's attempt is over: the node that offered it is then told, so that its place is free).
+/// The node that offered it hears that it started ("s " and its key on its list of answers): its
+/// deadline runs from then, not from the offer.
 inline constexpr std::string_view kTakeTaskScript = R"lua(
 local t = redis.call('HMGET', KEYS[2], 'coord', 'job_attempt', 'type', 'in_pieces', 'answered')
 local h = redis.call('HMGET', KEYS[1], 'node', 'attempt', 'state')
@@ -189,20 +191,31 @@ if not t[1] or t[5] or h[1] ~= t[1] or h[2] ~= t[2] or not h[3] or tonumber(h[3]
   release_entry(KEYS[3], ARGV[2])
   if t[1] and not t[5] then
     del_pieces(KEYS[2], 'in', t[4])
-    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[2], 'answered', 'lost', 'how', 'was not run: its job had ended',
+      'ans_pieces', '0')
+    local answers = 'mrd:answers:' .. t[1]
+    redis.call('RPUSH', answers, KEYS[2])
+    redis.call('PEXPIRE', answers, ARGV[3])
   end
   return {0}
 end
 local attempt = redis.call('HINCRBY', KEYS[2], 'attempt', 1)
 redis.call('HSET', KEYS[2], 'holder', ARGV[1])
+local answers = 'mrd:answers:' .. t[1]
+redis.call('RPUSH', answers, 's ' .. KEYS[2])
+redis.call('PEXPIRE', answers, ARGV[3])
 return {attempt, t[3], t[4]}
 )lua";
 
-/// A running task's renewal (its entry's idle time). KEYS: task, mrd:tasks. ARGV: node, attempt.
-/// Returns 1, or 0 if the task is no longer this node's to run (stop it).
+/// A running task's renewal (its entry's idle time). KEYS: task, mrd:tasks, job. ARGV: node,
+/// attempt. Returns 1, or 0 if the task is no longer this node's to run, or its job's attempt is
+/// over (stop it).
 inline constexpr std::string_view kRenewTaskScript = R"lua(
-local t = redis.call('HMGET', KEYS[1], 'holder', 'attempt', 'entry', 'answered')
+local t = redis.call('HMGET', KEYS[1], 'holder', 'attempt', 'entry', 'answered', 'coord',
+  'job_attempt')
 if t[1] ~= ARGV[1] or t[2] ~= ARGV[2] or t[4] then return 0 end
+local h = redis.call('HMGET', KEYS[3], 'node', 'attempt', 'state')
+if h[1] ~= t[5] or h[2] ~= t[6] or not h[3] or tonumber(h[3]) >= 3 then return 0 end
 redis.call('XCLAIM', KEYS[2], 'nodes', ARGV[1], 0, t[3], 'JUSTID')
 return 1
 )lua";
@@ -262,6 +275,8 @@ return t[3] or ''
 /// A node says it is alive, with its workers. KEYS: mrd:nodes, mrd:node-workers. ARGV: node,
 /// workers, now_ms, lost_after_ms. Returns the workers of the nodes alive (forgetting the others).
 inline constexpr std::string_view kNodesScript = R"lua(
+-- The one queue of nodes from before tenants had queues of their own, if it is still there.
+if redis.call('EXISTS', 'mrd:queue') == 1 then redis.call('SADD', 'mrd:queues', 'mrd:queue') end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 local gone = tonumber(ARGV[3]) - tonumber(ARGV[4])

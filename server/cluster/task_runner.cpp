@@ -31,7 +31,7 @@ void TaskRunner::start_waiting() {
     waiting_.pop_front();
     try {
       // The job's number is only a label for the pool: these tasks carry their bytes.
-      pool_.send(slot, 0, task.type, std::move(task.body), {}, -1, -1);
+      pool_.send(slot, 0, task.type, std::move(task.body), std::move(task.charge), -1, -1);
       running_[slot] = task.id;
     } catch (const std::system_error& e) {
       // Nothing was attached, so this does not happen; if it did, the task is lost here and

@@ -21,6 +21,7 @@ struct TakenTask {
   std::uint64_t id = 0;
   TaskMessageType type = TaskMessageType::kMap;
   std::string body;
+  MemoryCharge charge;  ///< pays for `body`
 };
 
 class TaskRunner {

@@ -20,6 +20,9 @@ struct PoolEvent {
     kAnswer,      ///< the slot's worker answered its task: `answer`, paid for by `charge`
     kLost,        ///< the worker died, or broke the framing; `how` says how it ended
     kOverBudget,  ///< the answer did not fit in the memory budget; the worker was replaced
+    /// The slot's task started to run: for a pool whose tasks may wait before a worker takes
+    /// them (cluster/cluster_pool.hpp), the task's deadline runs from now.
+    kStarted,
   };
   Kind kind = Kind::kAnswer;
   unsigned slot = 0;
