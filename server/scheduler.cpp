@@ -69,7 +69,25 @@ void Scheduler::start() {
 }
 
 void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
-  cluster::TaskRunner runner(pool, config_.on_cluster_task_end);
+  const auto& cluster_pool = config_.cluster_pool;
+  cluster::TaskRunner runner(pool, config_.on_cluster_task_end,
+                             [&cluster_pool](std::uint64_t task, PoolEvent event) {
+                               cluster_pool->report(task, std::move(event));
+                             });
+  if (cluster_pool) {
+    // The dispatcher's tasks start on a worker here when one is free for them.
+    cluster_pool->run_here(
+        [&runner](std::uint64_t task, TaskMessageType type, std::string& body,
+                  MemoryCharge& charge) { return runner.run_now(task, type, body, charge); },
+        [&runner](std::uint64_t task) { runner.stop(task, /*own=*/true); });
+  }
+  // The runner goes with this frame: the pool must not reach it after.
+  struct Forget {
+    const std::shared_ptr<cluster::ClusterPool>& pool;
+    ~Forget() {
+      if (pool) pool->run_here({}, {});
+    }
+  } forget{cluster_pool};
   for (;;) {
     std::deque<Submission> submitted;
     std::vector<std::shared_ptr<ArrivingInput>> arriving;
@@ -99,9 +117,9 @@ void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
     // after whatever wakes this thread next.
     worker_restarts_ = pool.restarts();
     auto events = pool.wait(wake_fd_, dispatcher.next_deadline());
-    if (config_.cluster_pool) {
+    if (cluster_pool) {
       runner.handle(std::move(events));
-      events = config_.cluster_pool->take_events();
+      events = cluster_pool->take_events();
     }
     dispatcher.handle(std::move(events));
     dispatcher.enforce_deadlines();

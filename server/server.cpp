@@ -180,6 +180,11 @@ std::shared_ptr<cluster::ClusterPool> Server::make_cluster_pool() {
         asio::post(io_, [this, task] {
           if (cluster_) cluster_->abandon(task);
         });
+      },
+      [this] {
+        asio::post(io_, [this] {
+          if (cluster_) cluster_->worker_free();
+        });
       });
 }
 

@@ -754,8 +754,10 @@ void ClusterNode::forget_task(const std::string& key, bool tell_holder) {
 }
 
 void ClusterNode::maybe_take_tasks() {
+  // This node's workers run the tasks it holds, and its own jobs' tasks started here at once.
+  const auto busy = held_.size() + workers_.pool->running_here();
   if (stopped_ || reading_tasks_ || !work_.ready() || !commands_.ready() ||
-      held_.size() >= workers_.count) {
+      busy >= workers_.count) {
     return;
   }
   // Draining, a node runs tasks only for the jobs it still coordinates itself (any node's
@@ -764,7 +766,7 @@ void ClusterNode::maybe_take_tasks() {
   reading_tasks_ = true;
   // As many as this node has idle workers: a task waits in the stream, where any node may take
   // it, rather than here.
-  const auto room = std::to_string(workers_.count - held_.size());
+  const auto room = std::to_string(workers_.count - busy);
   work_.command({"XREADGROUP", "GROUP", kGroup, config_.node_name, "COUNT", room, "BLOCK", "1000",
                  "STREAMS", kTasks, ">"},
                 [this](const redisReply* r) {

@@ -115,6 +115,8 @@ class ClusterNode {
   void abandon(std::uint64_t task);
   /// What became of a task taken from the cluster (network thread): its answer goes to Redis.
   void task_ended(std::uint64_t id, PoolEvent event);
+  /// A worker here that ran one of this node's own tasks is free: it may take one from the stream.
+  void worker_free() { maybe_take_tasks(); }
 
  private:
   struct Running {

@@ -6,8 +6,9 @@
 namespace mrd::server::cluster {
 
 ClusterPool::ClusterPool(std::function<void(Offer)> offer,
-                         std::function<void(std::uint64_t)> abandon)
-    : offer_(std::move(offer)), abandon_(std::move(abandon)) {}
+                         std::function<void(std::uint64_t)> abandon,
+                         std::function<void()> freed_here)
+    : offer_(std::move(offer)), abandon_(std::move(abandon)), freed_here_(std::move(freed_here)) {}
 
 void ClusterPool::send(unsigned slot, std::uint32_t job, TaskMessageType type, std::string body,
                        MemoryCharge charge, int attached, int result) {
@@ -15,11 +16,33 @@ void ClusterPool::send(unsigned slot, std::uint32_t job, TaskMessageType type, s
     throw std::logic_error("a task offered to the cluster must carry its bytes");
   }
   tasks_[slot] = ++next_task_;
+  if (run_here_ && run_here_(tasks_[slot], type, body, charge)) {
+    here_[slot] = true;
+    running_here_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   offer_({tasks_[slot], job, type, std::move(body), std::move(charge)});
 }
 
+void ClusterPool::free(unsigned slot) {
+  tasks_[slot] = 0;
+  if (here_[slot]) {
+    running_here_.fetch_sub(1, std::memory_order_relaxed);
+    here_[slot] = false;
+    if (freed_here_) freed_here_();
+  }
+}
+
 std::string ClusterPool::replace(unsigned slot) {
-  if (const auto task = std::exchange(tasks_[slot], 0)) abandon_(task);
+  const auto task = tasks_[slot];
+  const bool here = here_[slot];
+  free(slot);
+  if (task == 0) return "idle";
+  if (here) {
+    if (stop_here_) stop_here_(task);
+    return "killed (its task was given up)";
+  }
+  abandon_(task);
   return "given up (the node running it is told to stop)";
 }
 
@@ -45,7 +68,7 @@ std::vector<PoolEvent> ClusterPool::take_events() {
   for (auto& [task, event] : reported) {
     const auto slot = std::find(tasks_.begin(), tasks_.end(), task);
     if (slot == tasks_.end()) continue;  // given up meanwhile
-    if (event.kind != PoolEvent::Kind::kStarted) *slot = 0;
+    if (event.kind != PoolEvent::Kind::kStarted) free(static_cast<unsigned>(slot - tasks_.begin()));
     event.slot = static_cast<unsigned>(slot - tasks_.begin());
     events.push_back(std::move(event));
   }

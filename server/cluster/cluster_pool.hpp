@@ -6,6 +6,10 @@
 // ran it has stored one. So the dispatcher is the same on both: fair turns, retries, deadlines and
 // cancels work as they do on one machine, only the slots are far away.
 //
+// A task this node's own workers can start at once (one is idle, and no task from another node is
+// waiting for it) runs here without going through Redis: a node with free workers is where work
+// goes anyway, and a tiny job saves about ten round trips. The others are offered.
+//
 // A slot here is one task the cluster may be running for this node. There are kSlots of them, of
 // which `window` are usable: about twice the cluster's workers, so that every worker has a task
 // and the next one waiting, and no more, so that the tasks of jobs coordinated by other nodes
@@ -41,8 +45,25 @@ class ClusterPool final : public TaskPool {
   };
 
   /// `offer` and `abandon` are called on the scheduler thread: they hand the task over to the
-  /// network thread, which talks to Redis.
-  ClusterPool(std::function<void(Offer)> offer, std::function<void(std::uint64_t task)> abandon);
+  /// network thread, which talks to Redis. So is `freed_here`, when a worker here that ran one of
+  /// this node's own tasks is free again (for a task from the stream, perhaps).
+  ClusterPool(std::function<void(Offer)> offer, std::function<void(std::uint64_t task)> abandon,
+              std::function<void()> freed_here);
+
+  /// Starts a task on a worker of this node if one can take it now (scheduler thread); false if
+  /// not, and then nothing of the task was taken.
+  using RunHere = std::function<bool(std::uint64_t task, TaskMessageType type, std::string& body,
+                                     MemoryCharge& charge)>;
+  /// Stops a task that run_here() started.
+  using StopHere = std::function<void(std::uint64_t task)>;
+  /// Set by the scheduler thread before the first task is sent.
+  void run_here(RunHere run, StopHere stop) {
+    run_here_ = std::move(run);
+    stop_here_ = std::move(stop);
+  }
+  /// Tasks running on this node's workers that were never offered (any thread): the network
+  /// thread takes that many fewer tasks from the stream.
+  unsigned running_here() const { return running_here_.load(std::memory_order_relaxed); }
 
   unsigned size() const override { return kSlots; }
   bool idle(unsigned slot) const override {
@@ -67,10 +88,17 @@ class ClusterPool final : public TaskPool {
   std::vector<PoolEvent> take_events();
 
  private:
+  void free(unsigned slot);
+
   std::function<void(Offer)> offer_;
   std::function<void(std::uint64_t)> abandon_;
+  std::function<void()> freed_here_;
   std::function<void()> wake_;
+  RunHere run_here_;
+  StopHere stop_here_;
   std::vector<std::uint64_t> tasks_ = std::vector<std::uint64_t>(kSlots, 0);  ///< 0: idle
+  std::vector<bool> here_ = std::vector<bool>(kSlots, false);  ///< the slot's task runs here
+  std::atomic<unsigned> running_here_{0};
   std::uint64_t next_task_ = 0;
   std::atomic<unsigned> window_{2};
   std::mutex mutex_;  ///< guards reported_
