@@ -52,7 +52,7 @@ mrctl --server "${node_address[c]}" status "$id"
 
 echo
 echo "A slow job: test-slow sleeps 400 ms in each map task, for the document named 400;"
-echo "--chunk-bytes 1 makes a task of each of its 8 words, all on one node's single worker."
+echo "--chunk-bytes 1 makes a task of each of its 8 words: the node that takes the job offers them to every node's worker."
 echo "slow word1 slow word2 slow word1 slow word2" >"$work/400"
 slow=$(cd "$work" && "$build/client/mrctl" --server "${node_address[c]}" submit \
   --mapper test-slow --reducer sum --chunk-bytes 1 --no-wait --documents 400)
@@ -64,7 +64,7 @@ for _ in $(seq 400); do
   sleep 0.05
 done
 [[ -n $runner ]] || { echo "the slow job never started" >&2; exit 1; }
-echo "node $runner runs it; kill -9 node $runner"
+echo "node $runner coordinates it; kill -9 node $runner (its tasks and the job itself run again elsewhere)"
 kill -9 "${node_pid[$runner]}"
 wait "${node_pid[$runner]}" 2>/dev/null || true  # reaped quietly
 survivor=a

@@ -244,6 +244,8 @@ TEST(Cluster, StatusListAndCancelWorkFromAnyNode) {
 
   const auto id = submit(to_a, slow_job(60000, 1));
   const auto runner = running_node(redis, id);
+  // Its two tasks run at once: one on its node's worker, the other on another node's.
+  const auto helper = node_running_a_task(redis, id, runner);
   EXPECT_EQ(progress_of(to_b, id).state, JobState::kMapping);
   to_c.send_message(Opcode::kStatus, protocol::StatusRequest{id, protocol::kStatusWithDetails});
   const auto details_reply = to_c.read_reply();
@@ -269,10 +271,19 @@ TEST(Cluster, StatusListAndCancelWorkFromAnyNode) {
     ASSERT_TRUE(fetched);
     EXPECT_EQ(status_name(fetched->status), "job-cancelled");
   }
+  const auto node = [&](const std::string& name) -> const ServerProcess& {
+    return name == "node-a" ? *a : name == "node-b" ? *b : *c;
+  };
   const auto stopped = "job " + std::to_string(id) + " stopped here: cancelled";
-  const auto& ran_it = runner == "node-a" ? *a : runner == "node-b" ? *b : *c;
-  EXPECT_TRUE(log_says(ran_it, {stopped})) << ran_it.log();
+  EXPECT_TRUE(log_says(node(runner), {stopped})) << node(runner).log();
+  EXPECT_TRUE(log_says(node(helper), {"stopped here: its job gave it up"})) << node(helper).log();
+  // Nothing of the job's input or tasks is left (its node forgets the tasks as it drops it).
+  for (int polls = 0; redis.cli("--scan --pattern *:t:*") != ""; ++polls) {
+    ASSERT_LT(polls, 3000) << redis.cli("--scan --pattern *:t:*");
+    std::this_thread::sleep_for(10ms);
+  }
   EXPECT_EQ(redis.cli("--scan --pattern *:in:*"), "");
+  EXPECT_EQ(redis.cli("XLEN mrd:tasks"), "0");
 
   // The node that ran it is free again, and ids never handed out are unknown everywhere.
   const auto next = submit(to_b, word_count_request({"after the cancel"}));

@@ -131,7 +131,9 @@ void ClusterNode::start() {
       if (message.starts_with("t ")) {
         message.remove_prefix(2);
         for (const auto& [id, held] : held_) {
-          if (held.key == message) return stop_held(id);
+          if (held.key != message) continue;
+          log(Level::kInfo, "cluster: task ", held.key, " stopped here: its job gave it up");
+          return stop_held(id);
         }
         return;
       }
@@ -823,6 +825,12 @@ void ClusterNode::take_task_entries(const redisReply* entries) {
 }
 
 void ClusterNode::take_task(std::string entry, std::uint32_t job, std::string key) {
+  if (held_.size() + workers_.pool->running_here() >= workers_.count) {
+    // Read for a worker that one of this node's own tasks took meanwhile: another node, or this
+    // one later, takes it from the end of the stream.
+    return eval(kPassOnTaskScript, {key, std::string(kTasks)}, {entry, std::to_string(job)},
+                [](const redisReply*) {});
+  }
   const auto id = ++next_held_;
   held_[id] = {key, job, {}};  // holds its worker's place while it loads
   eval(kTakeTaskScript, {job_key(job), key, std::string(kTasks)},

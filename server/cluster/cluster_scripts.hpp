@@ -207,6 +207,18 @@ redis.call('PEXPIRE', answers, ARGV[3])
 return {attempt, t[3], t[4]}
 )lua";
 
+/// A node that read a task but has no worker free for it after all (its own job's task took the
+/// worker meanwhile) passes it on: a new entry at the end of mrd:tasks. KEYS: task, mrd:tasks.
+/// ARGV: entry, job id. Returns 1 if passed on, 0 if there was nothing to pass on.
+inline constexpr std::string_view kPassOnTaskScript = R"lua(
+local t = redis.call('HMGET', KEYS[1], 'entry', 'answered')
+release_entry(KEYS[2], ARGV[1])
+if not t[1] or t[2] or t[1] ~= ARGV[1] then return 0 end
+local entry = redis.call('XADD', KEYS[2], '*', 'job', ARGV[2], 'task', KEYS[1])
+redis.call('HSET', KEYS[1], 'entry', entry)
+return 1
+)lua";
+
 /// A running task's renewal (its entry's idle time). KEYS: task, mrd:tasks, job. ARGV: node,
 /// attempt. Returns 1, or 0 if the task is no longer this node's to run, or its job's attempt is
 /// over (stop it).
