@@ -14,13 +14,14 @@ namespace {
 constexpr auto kUnavailable = static_cast<std::uint8_t>(Status::kUnavailable);
 
 /// A node of the cluster in `redis`, with one worker (so that three share two cores) and a short
-/// lease, so that a dead node's job moves on within a second or two.
+/// lease (by default), so that a dead node's job moves on within a second or two.
 std::unique_ptr<ServerProcess> start_node(const RedisProcess& redis, const std::string& name,
                                           std::vector<std::string> extra = {},
-                                          ProcessLimits limits = {}) {
+                                          ProcessLimits limits = {},
+                                          const std::string& lease_ms = "1000") {
   std::vector<std::string> args{"--redis",    redis.url(), "--node-name",
                                 name,         "--workers", "1",
-                                "--lease-ms", "1000",      "--enable-test-jobs"};
+                                "--lease-ms", lease_ms,    "--enable-test-jobs"};
   args.insert(args.end(), extra.begin(), extra.end());
   return std::make_unique<ServerProcess>(args, limits);
 }
@@ -124,9 +125,11 @@ bool log_says(const ServerProcess& node, std::initializer_list<std::string> text
 
 /// Two nodes, and a slow job of `documents` tasks submitted to the first, running on one of them.
 struct SlowJobOnTwoNodes {
-  explicit SlowJobOnTwoNodes(unsigned documents) {
-    nodes["a"] = start_node(redis, "a");
-    nodes["b"] = start_node(redis, "b");
+  /// `lease_ms`: a test whose job must stay on its node gives the nodes a lease that a node slowed
+  /// by a loaded machine still renews in time (a renewal goes every quarter lease).
+  explicit SlowJobOnTwoNodes(unsigned documents, const std::string& lease_ms = "1000") {
+    nodes["a"] = start_node(redis, "a", {}, {}, lease_ms);
+    nodes["b"] = start_node(redis, "b", {}, {}, lease_ms);
     RawClient to_a(nodes["a"]->port());
     id = submit(to_a, slow_job(300, documents));
     runner = running_node(redis, id);
@@ -497,7 +500,7 @@ TEST(Cluster, ANodePausedPastItsLeaseCommitsNothingWhenItResumes) {
 
 TEST(Cluster, ATaskWhoseNodeIsKilledRunsAgainAndTheJobStaysWhereItIs) {
   // The job's node offers its tasks to the cluster: with one worker each, both nodes run them.
-  SlowJobOnTwoNodes cluster(8);
+  SlowJobOnTwoNodes cluster(8, "4000");
   const auto helper = node_running_a_task(cluster.redis, cluster.id, cluster.runner);
   ASSERT_EQ(helper, cluster.other);
   cluster.nodes[helper]->stop(SIGKILL);
@@ -514,7 +517,7 @@ TEST(Cluster, ATaskWhoseNodeIsKilledRunsAgainAndTheJobStaysWhereItIs) {
 }
 
 TEST(Cluster, ATaskNodePausedPastItsLeaseAnswersNothingWhenItResumes) {
-  SlowJobOnTwoNodes cluster(6);
+  SlowJobOnTwoNodes cluster(6, "4000");
   const auto helper = node_running_a_task(cluster.redis, cluster.id, cluster.runner);
   auto& paused = *cluster.nodes[helper];
   ASSERT_EQ(::kill(paused.pid(), SIGSTOP), 0);
