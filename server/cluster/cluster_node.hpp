@@ -6,7 +6,7 @@
 // (cluster_scripts.hpp). So a client may submit to one node and fetch from another.
 //
 // Jobs: a node reads entries of every tenant's queue at once, a few from each (so that tenants
-// take turns), through the consumer group `nodes` while it holds fewer than four jobs per worker,
+// take turns), through the consumer group `nodes` while it holds fewer than eight jobs per worker,
 // and runs each job it takes with its own dispatcher, as a single server does, but with a pool
 // whose workers are the cluster's (cluster_pool.hpp). While it runs one it renews its hold (the
 // entry's idle time in the group, reset by XCLAIM) every quarter lease; an entry idle for a whole
