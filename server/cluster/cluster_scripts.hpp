@@ -64,6 +64,13 @@ local function expire_job(job, ttl)
   local keykey = redis.call('HGET', job, 'keykey')
   if keykey and keykey ~= '' then redis.call('PEXPIRE', keykey, ttl) end
 end
+-- Puts a task's key (or "s " and its key: it started) on the list of answers of the node that
+-- offered it.
+local function tell_node(node, message, ttl)
+  local answers = 'mrd:answers:' .. node
+  redis.call('RPUSH', answers, message)
+  redis.call('PEXPIRE', answers, ttl)
+end
 local function release_entry(queue, entry)
   if queue and entry then
     redis.call('XACK', queue, 'nodes', entry)
@@ -193,17 +200,13 @@ if not t[1] or t[5] or h[1] ~= t[1] or h[2] ~= t[2] or not h[3] or tonumber(h[3]
     del_pieces(KEYS[2], 'in', t[4])
     redis.call('HSET', KEYS[2], 'answered', 'lost', 'how', 'was not run: its job had ended',
       'ans_pieces', '0')
-    local answers = 'mrd:answers:' .. t[1]
-    redis.call('RPUSH', answers, KEYS[2])
-    redis.call('PEXPIRE', answers, ARGV[3])
+    tell_node(t[1], KEYS[2], ARGV[3])
   end
   return {0}
 end
 local attempt = redis.call('HINCRBY', KEYS[2], 'attempt', 1)
 redis.call('HSET', KEYS[2], 'holder', ARGV[1])
-local answers = 'mrd:answers:' .. t[1]
-redis.call('RPUSH', answers, 's ' .. KEYS[2])
-redis.call('PEXPIRE', answers, ARGV[3])
+tell_node(t[1], 's ' .. KEYS[2], ARGV[3])
 return {attempt, t[3], t[4]}
 )lua";
 
@@ -244,9 +247,7 @@ end
 redis.call('HSET', KEYS[1], 'answered', ARGV[3], 'answer_type', ARGV[4], 'how', ARGV[5],
   'ans_attempt', ARGV[2], 'ans_pieces', ARGV[6])
 release_entry(KEYS[2], t[4])
-local answers = 'mrd:answers:' .. t[3]
-redis.call('RPUSH', answers, KEYS[1])
-redis.call('PEXPIRE', answers, ARGV[7])
+tell_node(t[3], KEYS[1], ARGV[7])
 return 1
 )lua";
 
@@ -263,9 +264,7 @@ redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'answered', 'lost', 'how', 'was on node ' .. (t[4] or '?') ..
   ', which stopped renewing its lease', 'ans_pieces', '0')
 release_entry(KEYS[2], ARGV[1])
-local answers = 'mrd:answers:' .. t[1]
-redis.call('RPUSH', answers, KEYS[1])
-redis.call('PEXPIRE', answers, ARGV[2])
+tell_node(t[1], KEYS[1], ARGV[2])
 return 1
 )lua";
 
