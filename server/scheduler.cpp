@@ -77,8 +77,10 @@ void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
   if (cluster_pool) {
     // The dispatcher's tasks start on a worker here when one is free for them.
     cluster_pool->run_here(
-        [&runner](std::uint64_t task, TaskMessageType type, std::string& body,
-                  MemoryCharge& charge) { return runner.run_now(task, type, body, charge); },
+        [&runner, &cluster_pool](std::uint64_t task, TaskMessageType type, std::string& body,
+                                 MemoryCharge& charge) {
+          return runner.run_now(task, type, body, charge, cluster_pool->reserved());
+        },
         [&runner](std::uint64_t task) { runner.stop(task, /*own=*/true); });
   }
   // The runner goes with this frame: the pool must not reach it after.

@@ -57,9 +57,11 @@ struct Node {
             [this](std::uint64_t task, PoolEvent event) { pool.report(task, std::move(event)); }),
         pool([this](ClusterPool::Offer offer) { offered.push_back(offer.body); },
              [this](std::uint64_t task) { abandoned.push_back(task); }, [this] { ++freed; }) {
-    pool.run_here([this](std::uint64_t task, TaskMessageType type, std::string& body,
-                         MemoryCharge& charge) { return runner.run_now(task, type, body, charge); },
-                  [this](std::uint64_t task) { runner.stop(task, true); });
+    pool.run_here(
+        [this](std::uint64_t task, TaskMessageType type, std::string& body, MemoryCharge& charge) {
+          return runner.run_now(task, type, body, charge, pool.reserved());
+        },
+        [this](std::uint64_t task) { runner.stop(task, true); });
     pool.set_window(8);
   }
   Workers workers{1};
@@ -89,6 +91,38 @@ TEST(ClusterPool, AnOwnTaskRunsHereWhileAWorkerIsFreeAndIsOfferedOtherwise) {
   EXPECT_EQ(node.pool.running_here(), 0u);
   EXPECT_EQ(node.freed, 1);
   EXPECT_TRUE(node.pool.idle(0));
+}
+
+TEST(ClusterPool, WhileAnOfferWaitsForANodeLaterTasksAreOfferedBehindIt) {
+  Node node;
+  node.pool.send(0, 1, TaskMessageType::kMap, "first", {}, -1, -1);   // here
+  node.pool.send(1, 1, TaskMessageType::kMap, "second", {}, -1, -1);  // offered: no worker
+  node.runner.handle(just(node.workers.answer(0, "done")));
+  ASSERT_EQ(node.pool.take_events().size(), 1u);
+  // A worker is free, but "second" waits in the stream: "third" goes behind it, not before.
+  node.pool.send(0, 1, TaskMessageType::kMap, "third", {}, -1, -1);
+  EXPECT_EQ(node.offered, (std::vector<std::string>{"second", "third"}));
+  // Once the offered ones are taken (the nodes running them say so), tasks run here again.
+  for (const std::uint64_t task : {2, 3}) {
+    PoolEvent started;
+    started.kind = PoolEvent::Kind::kStarted;
+    node.pool.report(task, std::move(started));
+  }
+  EXPECT_EQ(node.pool.take_events().size(), 2u);
+  node.pool.send(2, 1, TaskMessageType::kMap, "fourth", {}, -1, -1);
+  EXPECT_EQ(node.workers.bodies, (std::vector<std::string>{"first", "fourth"}));
+}
+
+TEST(ClusterPool, AWorkerIsKeptForATaskTakenFromTheStreamWhileItLoads) {
+  Node node;
+  node.pool.reserve();
+  node.pool.send(0, 1, TaskMessageType::kMap, "ours", {}, -1, -1);
+  EXPECT_EQ(node.offered, std::vector<std::string>{"ours"});
+  EXPECT_TRUE(node.workers.bodies.empty());
+  node.pool.unreserve();
+  node.runner.add({9, TaskMessageType::kMap, "theirs", {}});
+  node.runner.start_waiting();
+  EXPECT_EQ(node.workers.bodies, std::vector<std::string>{"theirs"});
 }
 
 TEST(ClusterPool, AnotherNodesWaitingTaskGoesFirst) {

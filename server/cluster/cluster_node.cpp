@@ -833,14 +833,16 @@ void ClusterNode::take_task(std::string entry, std::uint32_t job, std::string ke
                 [](const redisReply*) {});
   }
   const auto id = ++next_held_;
-  held_[id] = {key, job, {}};  // holds its worker's place while it loads
+  // Holds its worker's place while it loads: this node's own tasks leave that worker to it.
+  held_[id] = {key, job, {}, true};
+  workers_.pool->reserve();
   eval(kTakeTaskScript, {job_key(job), key, std::string(kTasks)},
        {config_.node_name, entry, std::to_string(std::uint64_t{config_.result_ttl_seconds} * 1000)},
        [this, id, key](const redisReply* r) {
          const auto it = held_.find(id);
          if (it == held_.end()) return;
          if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || number(r->element[0]) == 0) {
-           held_.erase(it);
+           forget_held(id);
            return maybe_take_tasks();
          }
          it->second.attempt = std::to_string(number(r->element[0]));
@@ -852,20 +854,30 @@ void ClusterNode::take_task(std::string entry, std::uint32_t job, std::string ke
                        if (!body) {
                          // Given up meanwhile, or Redis went away (then the lease runs out and
                          // another node answers it lost).
-                         held_.erase(it);
+                         forget_held(id);
                          return maybe_take_tasks();
                        }
                        // Counted while it waits and runs, as a task message a single server sends.
                        auto charge = workers_.budget
                                          ? MemoryCharge::force_take(*workers_.budget, body->size())
                                          : MemoryCharge{};
+                       it->second.loading = false;
+                       workers_.pool->unreserve();
                        workers_.run({id, type, std::move(*body), std::move(charge)});
                      });
        });
 }
 
+void ClusterNode::forget_held(std::uint64_t id) {
+  const auto it = held_.find(id);
+  if (it == held_.end()) return;
+  if (it->second.loading) workers_.pool->unreserve();
+  held_.erase(it);
+}
+
 void ClusterNode::stop_held(std::uint64_t id) {
-  if (held_.erase(id) == 0) return;
+  if (!held_.count(id)) return;
+  forget_held(id);
   workers_.stop(id);
   maybe_take_tasks();
 }
@@ -887,7 +899,7 @@ void ClusterNode::task_ended(std::uint64_t id, PoolEvent event) {
       [this, id, held, ended, answered, pieces, ttl](bool stored) {
         if (!stored) {
           // Redis went away: the lease runs out and another node answers it lost.
-          held_.erase(id);
+          forget_held(id);
           return maybe_take_tasks();
         }
         eval(kAnswerTaskScript, {held.key, std::string(kTasks)},
@@ -898,7 +910,7 @@ void ClusterNode::task_ended(std::uint64_t id, PoolEvent event) {
                  log(Level::kInfo, "cluster: the answer of task ", key,
                      " was not kept: another node answered it, or its job gave it up");
                }
-               held_.erase(id);
+               forget_held(id);
                maybe_take_tasks();
              });
       });

@@ -135,6 +135,7 @@ class ClusterNode {
     std::string key;
     std::uint32_t job = 0;
     std::string attempt;  ///< its attempt token; empty until taken
+    bool loading = true;  ///< not with the runner yet: a worker is kept for it (reserve())
   };
 
   std::string unavailable(std::string_view what) const;
@@ -146,6 +147,8 @@ class ClusterNode {
   void lose_task_entries(const redisReply* entries);
   /// Stops task `id` running here (given up by its job's node, or claimed by another).
   void stop_held(std::uint64_t id);
+  /// Forgets task `id`, and the worker kept for it while it loaded.
+  void forget_held(std::uint64_t id);
   void collect_answers();
   /// Reads the answer of task `key` and hands it to the pool.
   void collect(std::string key);

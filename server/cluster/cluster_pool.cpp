@@ -16,26 +16,32 @@ void ClusterPool::send(unsigned slot, std::uint32_t job, TaskMessageType type, s
     throw std::logic_error("a task offered to the cluster must carry its bytes");
   }
   tasks_[slot] = ++next_task_;
-  if (run_here_ && run_here_(tasks_[slot], type, body, charge)) {
-    here_[slot] = true;
+  // Not while a task offered earlier waits for a worker: it would wait on, behind this node's
+  // later tasks, perhaps past its deadline.
+  if (waiting_offers_ == 0 && run_here_ && run_here_(tasks_[slot], type, body, charge)) {
+    where_[slot] = Where::kHere;
     running_here_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  where_[slot] = Where::kOffered;
+  ++waiting_offers_;
   offer_({tasks_[slot], job, type, std::move(body), std::move(charge)});
 }
 
 void ClusterPool::free(unsigned slot) {
   tasks_[slot] = 0;
-  if (here_[slot]) {
+  if (where_[slot] == Where::kHere) {
     running_here_.fetch_sub(1, std::memory_order_relaxed);
-    here_[slot] = false;
     if (freed_here_) freed_here_();
+  } else if (where_[slot] == Where::kOffered) {
+    --waiting_offers_;
   }
+  where_[slot] = Where::kNone;
 }
 
 std::string ClusterPool::replace(unsigned slot) {
   const auto task = tasks_[slot];
-  const bool here = here_[slot];
+  const bool here = where_[slot] == Where::kHere;
   free(slot);
   if (task == 0) return "idle";
   if (here) {
@@ -68,8 +74,14 @@ std::vector<PoolEvent> ClusterPool::take_events() {
   for (auto& [task, event] : reported) {
     const auto slot = std::find(tasks_.begin(), tasks_.end(), task);
     if (slot == tasks_.end()) continue;  // given up meanwhile
-    if (event.kind != PoolEvent::Kind::kStarted) free(static_cast<unsigned>(slot - tasks_.begin()));
-    event.slot = static_cast<unsigned>(slot - tasks_.begin());
+    const auto index = static_cast<unsigned>(slot - tasks_.begin());
+    if (event.kind != PoolEvent::Kind::kStarted) {
+      free(index);
+    } else if (where_[index] == Where::kOffered) {
+      where_[index] = Where::kTaken;
+      --waiting_offers_;
+    }
+    event.slot = index;
     events.push_back(std::move(event));
   }
   return events;

@@ -65,6 +65,12 @@ class ClusterPool final : public TaskPool {
   /// thread takes that many fewer tasks from the stream.
   unsigned running_here() const { return running_here_.load(std::memory_order_relaxed); }
 
+  /// Tasks the network thread took from the stream that are not with the runner yet (their
+  /// message is loading): run_here() leaves that many idle workers to them.
+  void reserve() { reserved_.fetch_add(1, std::memory_order_relaxed); }
+  void unreserve() { reserved_.fetch_sub(1, std::memory_order_relaxed); }
+  unsigned reserved() const { return reserved_.load(std::memory_order_relaxed); }
+
   unsigned size() const override { return kSlots; }
   bool idle(unsigned slot) const override {
     return slot < window_.load(std::memory_order_relaxed) && tasks_[slot] == 0;
@@ -97,8 +103,12 @@ class ClusterPool final : public TaskPool {
   RunHere run_here_;
   StopHere stop_here_;
   std::vector<std::uint64_t> tasks_ = std::vector<std::uint64_t>(kSlots, 0);  ///< 0: idle
-  std::vector<bool> here_ = std::vector<bool>(kSlots, false);  ///< the slot's task runs here
+  /// Where a slot's task is: running here, offered and waiting for a node, or taken by one.
+  enum class Where : std::uint8_t { kNone, kHere, kOffered, kTaken };
+  std::vector<Where> where_ = std::vector<Where>(kSlots, Where::kNone);
+  unsigned waiting_offers_ = 0;  ///< slots kOffered
   std::atomic<unsigned> running_here_{0};
+  std::atomic<unsigned> reserved_{0};
   std::uint64_t next_task_ = 0;
   std::atomic<unsigned> window_{2};
   std::mutex mutex_;  ///< guards reported_

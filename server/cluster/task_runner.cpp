@@ -21,10 +21,13 @@ unsigned TaskRunner::idle_slot() const {
 }
 
 bool TaskRunner::run_now(std::uint64_t id, TaskMessageType type, std::string& body,
-                         MemoryCharge& charge) {
+                         MemoryCharge& charge, unsigned keep_free) {
   if (!waiting_.empty()) return false;  // another node's task was here first
+  unsigned idle = 0;
+  for (unsigned slot = 0; slot < running_.size(); ++slot)
+    idle += running_[slot].id == 0 && pool_.idle(slot);
+  if (idle <= keep_free) return false;  // kept for tasks taken from the stream, on their way
   const auto slot = idle_slot();
-  if (slot == running_.size()) return false;
   try {
     pool_.send(slot, 0, type, std::move(body), std::move(charge), -1, -1);
   } catch (const std::system_error&) {

@@ -36,9 +36,10 @@ class TaskRunner {
   TaskRunner(TaskPool& pool, Ended taken_ended, Ended own_ended);
 
   void add(TakenTask task) { waiting_.push_back(std::move(task)); }
-  /// Starts this node's own task `id` on an idle worker, if one is idle and no taken task waits
-  /// for it; false (and nothing taken) if not.
-  bool run_now(std::uint64_t id, TaskMessageType type, std::string& body, MemoryCharge& charge);
+  /// Starts this node's own task `id` on an idle worker, if more than `keep_free` are idle and no
+  /// taken task waits for one; false (and nothing taken) if not.
+  bool run_now(std::uint64_t id, TaskMessageType type, std::string& body, MemoryCharge& charge,
+               unsigned keep_free);
   /// Stops task `id` (a taken one, or with `own` one of run_now()'s): forgotten if it waits, its
   /// worker killed (and replaced) if it runs. Nothing is reported for it.
   void stop(std::uint64_t id, bool own = false);
