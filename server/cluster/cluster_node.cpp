@@ -108,8 +108,8 @@ ClusterNode::ClusterNode(asio::io_context& io, ClusterConfig config, Workers wor
       claim_timer_(io),
       retry_timer_(io) {
   workers_.count = std::max(workers_.count, 1u);
-  // Until the cluster's workers are counted: this node's, and as many tasks waiting for them.
-  workers_.pool->set_window(2 * workers_.count);
+  // Until the cluster's workers are counted: this node's own.
+  workers_.pool->set_window(workers_.count);
 }
 
 ClusterNode::~ClusterNode() {
@@ -1029,9 +1029,12 @@ void ClusterNode::count_workers() {
         std::to_string(2 * std::uint64_t{config_.lease_ms})},
        [this](const redisReply* r) {
          if (!r || r->type != REDIS_REPLY_INTEGER) return;
-         // Every worker busy, and the next task of each waiting in the stream.
-         workers_.pool->set_window(
-             static_cast<unsigned>(std::min<long long>(2 * std::max(r->integer, 1LL), 1 << 16)));
+         // A task for each worker here, and for each worker of the other nodes one running and
+         // the next waiting in the stream. A node alone offers nothing while its own workers are
+         // busy: only it would take the offer, later than it starts the task itself.
+         const auto all = static_cast<unsigned>(
+             std::clamp<long long>(r->integer, workers_.count, ClusterPool::kSlots));
+         workers_.pool->set_window(workers_.count + 2 * (all - workers_.count));
        });
 }
 

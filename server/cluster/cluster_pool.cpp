@@ -61,7 +61,9 @@ void ClusterPool::report(std::uint64_t task, PoolEvent event) {
 }
 
 void ClusterPool::set_window(unsigned slots) {
-  window_.store(std::clamp(slots, 1u, kSlots), std::memory_order_relaxed);
+  const auto before = window_.exchange(std::clamp(slots, 1u, kSlots), std::memory_order_relaxed);
+  // More slots: the dispatcher may hand out tasks now (another node came up).
+  if (slots > before && wake_) wake_();
 }
 
 std::vector<PoolEvent> ClusterPool::take_events() {

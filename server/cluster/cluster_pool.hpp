@@ -6,14 +6,16 @@
 // ran it has stored one. So the dispatcher is the same on both: fair turns, retries, deadlines and
 // cancels work as they do on one machine, only the slots are far away.
 //
-// A task this node's own workers can start at once (one is idle, and no task from another node is
-// waiting for it) runs here without going through Redis: a node with free workers is where work
-// goes anyway, and a tiny job saves about ten round trips. The others are offered.
+// A task this node's own workers can start at once (one is idle, no task from another node is
+// waiting for it, and none this node offered is still waiting for a node) runs here without going
+// through Redis: a node with free workers is where work goes anyway, and a tiny job saves about
+// ten round trips. The others are offered.
 //
 // A slot here is one task the cluster may be running for this node. There are kSlots of them, of
-// which `window` are usable: about twice the cluster's workers, so that every worker has a task
-// and the next one waiting, and no more, so that the tasks of jobs coordinated by other nodes
-// find their place in the stream too.
+// which `window` are usable: one per worker of this node, and two per worker of the others (one
+// running, the next waiting in the stream), so that every worker can be busy and no more tasks
+// wait in the stream than that, so that the tasks of jobs coordinated by other nodes find their
+// place in it too. A node alone offers nothing while its workers are busy.
 //
 // The dispatcher calls it on the scheduler thread; answers come from the network thread.
 #pragma once
@@ -85,7 +87,7 @@ class ClusterPool final : public TaskPool {
   /// What became of a task (any thread): `event`'s slot is filled in here. A kStarted event
   /// leaves the slot busy; every other kind frees it.
   void report(std::uint64_t task, PoolEvent event);
-  /// Slots usable from now on (any thread), between 1 and kSlots.
+  /// Slots usable from now on (any thread), between 1 and kSlots; wakes the scheduler if more.
   void set_window(unsigned slots);
   /// Called when report() has something for the scheduler thread.
   void on_report(std::function<void()> wake) { wake_ = std::move(wake); }
