@@ -3,7 +3,9 @@
 // cluster; giving a task up reaches whichever place it went.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "server/cluster/cluster_pool.hpp"
@@ -11,6 +13,8 @@
 
 namespace mrd::server::cluster {
 namespace {
+
+using namespace std::chrono_literals;
 
 /// Workers that take a task and answer when told to.
 class Workers final : public TaskPool {
@@ -93,13 +97,14 @@ TEST(ClusterPool, AnOwnTaskRunsHereWhileAWorkerIsFreeAndIsOfferedOtherwise) {
   EXPECT_TRUE(node.pool.idle(0));
 }
 
-TEST(ClusterPool, WhileAnOfferWaitsForANodeLaterTasksAreOfferedBehindIt) {
+TEST(ClusterPool, OnceAnOfferHasWaitedLongLaterTasksAreOfferedBehindIt) {
   Node node;
   node.pool.send(0, 1, TaskMessageType::kMap, "first", {}, -1, -1);   // here
   node.pool.send(1, 1, TaskMessageType::kMap, "second", {}, -1, -1);  // offered: no worker
   node.runner.handle(just(node.workers.answer(0, "done")));
   ASSERT_EQ(node.pool.take_events().size(), 1u);
-  // A worker is free, but "second" waits in the stream: "third" goes behind it, not before.
+  // "second" has waited past the pool's patience: a worker is free, but "third" goes behind it.
+  std::this_thread::sleep_for(ClusterPool::kOfferPatience + 100ms);
   node.pool.send(0, 1, TaskMessageType::kMap, "third", {}, -1, -1);
   EXPECT_EQ(node.offered, (std::vector<std::string>{"second", "third"}));
   // Once the offered ones are taken (the nodes running them say so), tasks run here again.

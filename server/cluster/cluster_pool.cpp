@@ -16,15 +16,16 @@ void ClusterPool::send(unsigned slot, std::uint32_t job, TaskMessageType type, s
     throw std::logic_error("a task offered to the cluster must carry its bytes");
   }
   tasks_[slot] = ++next_task_;
-  // Not while a task offered earlier waits for a worker: it would wait on, behind this node's
-  // later tasks, perhaps past its deadline.
-  if (waiting_offers_ == 0 && run_here_ && run_here_(tasks_[slot], type, body, charge)) {
+  // Not while a task offered earlier has waited long for a node: then this node's workers are
+  // busy with its own tasks, and so are the others' with theirs, and it would wait on behind this
+  // node's later tasks. Its workers take what waits in the stream, in order, from then on.
+  if (!an_offer_waits_long() && run_here_ && run_here_(tasks_[slot], type, body, charge)) {
     where_[slot] = Where::kHere;
     running_here_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   where_[slot] = Where::kOffered;
-  ++waiting_offers_;
+  offered_at_[slot] = Clock::now();
   offer_({tasks_[slot], job, type, std::move(body), std::move(charge)});
 }
 
@@ -33,10 +34,16 @@ void ClusterPool::free(unsigned slot) {
   if (where_[slot] == Where::kHere) {
     running_here_.fetch_sub(1, std::memory_order_relaxed);
     if (freed_here_) freed_here_();
-  } else if (where_[slot] == Where::kOffered) {
-    --waiting_offers_;
   }
   where_[slot] = Where::kNone;
+}
+
+bool ClusterPool::an_offer_waits_long() const {
+  const auto since = Clock::now() - kOfferPatience;
+  for (unsigned slot = 0; slot < kSlots; ++slot) {
+    if (where_[slot] == Where::kOffered && offered_at_[slot] < since) return true;
+  }
+  return false;
 }
 
 std::string ClusterPool::replace(unsigned slot) {
@@ -81,7 +88,6 @@ std::vector<PoolEvent> ClusterPool::take_events() {
       free(index);
     } else if (where_[index] == Where::kOffered) {
       where_[index] = Where::kTaken;
-      --waiting_offers_;
     }
     event.slot = index;
     events.push_back(std::move(event));

@@ -7,7 +7,7 @@
 // cancels work as they do on one machine, only the slots are far away.
 //
 // A task this node's own workers can start at once (one is idle, no task from another node is
-// waiting for it, and none this node offered is still waiting for a node) runs here without going
+// waiting for it, and none this node offered has waited long for a node) runs here without going
 // through Redis: a node with free workers is where work goes anyway, and a tiny job saves about
 // ten round trips. The others are offered.
 //
@@ -21,6 +21,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -95,7 +96,12 @@ class ClusterPool final : public TaskPool {
   /// The reports that came since the last call, for the dispatcher (scheduler thread).
   std::vector<PoolEvent> take_events();
 
+  /// How long an offer may wait for a node before this node's own tasks queue behind it.
+  static constexpr std::chrono::milliseconds kOfferPatience{500};
+
  private:
+  /// True if a task this node offered has waited for a node longer than kOfferPatience.
+  bool an_offer_waits_long() const;
   void free(unsigned slot);
 
   std::function<void(Offer)> offer_;
@@ -108,7 +114,8 @@ class ClusterPool final : public TaskPool {
   /// Where a slot's task is: running here, offered and waiting for a node, or taken by one.
   enum class Where : std::uint8_t { kNone, kHere, kOffered, kTaken };
   std::vector<Where> where_ = std::vector<Where>(kSlots, Where::kNone);
-  unsigned waiting_offers_ = 0;  ///< slots kOffered
+  using Clock = std::chrono::steady_clock;
+  std::vector<Clock::time_point> offered_at_ = std::vector<Clock::time_point>(kSlots);
   std::atomic<unsigned> running_here_{0};
   std::atomic<unsigned> reserved_{0};
   std::uint64_t next_task_ = 0;
