@@ -80,6 +80,18 @@ std::string missing_frame(bool expired, std::uint32_t id, bool tokens) {
   return frame;
 }
 
+/// Calls `entries(stream, its entries)` for each stream of an XREADGROUP reply.
+template <class Entries>
+void for_each_stream(const redisReply* reply, Entries entries) {
+  if (reply->type != REDIS_REPLY_ARRAY) return;
+  for (std::size_t s = 0; s < reply->elements; ++s) {
+    const auto* stream = reply->element[s];
+    if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2) {
+      entries(text(stream->element[0]), stream->element[1]);
+    }
+  }
+}
+
 std::string scope_flag(const JobScope& scope) {
   return scope.everyone ? "1" : "0";
 }
@@ -187,6 +199,13 @@ void ClusterNode::stop() {
   work_.stop();
   tasks_.stop();
   commands_.stop();
+}
+
+void ClusterNode::after(std::chrono::milliseconds delay, std::function<void()> then) {
+  auto timer = std::make_shared<asio::steady_timer>(io_, delay);
+  timer->async_wait([this, timer, then = std::move(then)](const asio::error_code& error) {
+    if (!error && !stopped_) then();
+  });
 }
 
 void ClusterNode::every(asio::steady_timer& timer, std::chrono::milliseconds period,
@@ -496,14 +515,9 @@ void ClusterNode::maybe_take() {
         });
         return;
       }
-      if (r->type == REDIS_REPLY_ARRAY) {
-        for (std::size_t s = 0; s < r->elements; ++s) {
-          const auto* stream = r->element[s];
-          if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2) {
-            take_entries(stream->element[1], false, std::string(text(stream->element[0])));
-          }
-        }
-      }
+      for_each_stream(r, [this](std::string_view queue, const redisReply* entries) {
+        take_entries(entries, false, std::string(queue));
+      });
       maybe_take();
     });
   });
@@ -777,9 +791,7 @@ void ClusterNode::maybe_take_tasks() {
                   if (r->type == REDIS_REPLY_ERROR) {
                     // NOGROUP: Redis lost the group; made again after a pause.
                     log(Level::kWarn, "cluster: reading tasks: ", RedisLink::describe(r));
-                    auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(1));
-                    timer->async_wait([this, timer](const asio::error_code& error) {
-                      if (error || stopped_) return;
+                    after(std::chrono::seconds(1), [this] {
                       work_.command({"XGROUP", "CREATE", kTasks, kGroup, "0", "MKSTREAM"},
                                     [this](const redisReply*) {
                                       reading_tasks_ = false;
@@ -789,14 +801,9 @@ void ClusterNode::maybe_take_tasks() {
                     return;
                   }
                   reading_tasks_ = false;
-                  if (r->type == REDIS_REPLY_ARRAY) {
-                    for (std::size_t s = 0; s < r->elements; ++s) {
-                      const auto* stream = r->element[s];
-                      if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2) {
-                        take_task_entries(stream->element[1]);
-                      }
-                    }
-                  }
+                  for_each_stream(r, [this](std::string_view, const redisReply* entries) {
+                    take_task_entries(entries);
+                  });
                   maybe_take_tasks();
                 });
 }
@@ -984,13 +991,7 @@ void ClusterNode::collect(std::string key) {
         };
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 5) {
           // Redis went away (or failed the read): asked again in a moment.
-          {
-            auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(500));
-            timer->async_wait([this, timer, key](const asio::error_code& error) {
-              if (!error && !stopped_) collect(key);
-            });
-          }
-          return;
+          return after(std::chrono::milliseconds(500), [this, key] { collect(key); });
         }
         const auto answered = text(r->element[0]);
         if (answered != "answer") {

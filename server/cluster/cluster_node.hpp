@@ -189,6 +189,8 @@ class ClusterNode {
             RedisLink::OnReply on_reply);
   void every(asio::steady_timer& timer, std::chrono::milliseconds period,
              void (ClusterNode::*tick)());
+  /// Calls `then` once, after `delay` (unless the node stopped meanwhile).
+  void after(std::chrono::milliseconds delay, std::function<void()> then);
 
   asio::io_context& io_;
   ClusterConfig config_;

@@ -23,11 +23,12 @@ unsigned TaskRunner::idle_slot() const {
 bool TaskRunner::run_now(std::uint64_t id, TaskMessageType type, std::string& body,
                          MemoryCharge& charge, unsigned keep_free) {
   if (!waiting_.empty()) return false;  // another node's task was here first
-  unsigned idle = 0;
-  for (unsigned slot = 0; slot < running_.size(); ++slot)
-    idle += running_[slot].id == 0 && pool_.idle(slot);
-  if (idle <= keep_free) return false;  // kept for tasks taken from the stream, on their way
-  const auto slot = idle_slot();
+  // An idle worker beyond the `keep_free` kept for tasks taken from the stream, on their way.
+  unsigned idle = 0, slot = 0;
+  for (unsigned s = 0; s < running_.size(); ++s) {
+    if (running_[s].id == 0 && pool_.idle(s) && idle++ == keep_free) slot = s;
+  }
+  if (idle <= keep_free) return false;
   try {
     pool_.send(slot, 0, type, std::move(body), std::move(charge), -1, -1);
   } catch (const std::system_error&) {
