@@ -107,17 +107,20 @@ void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
       runner.add(std::move(task));
     for (const auto id : stops_for_cluster)
       runner.stop(id);
-    runner.start_waiting();
     // Early starts first: a job submitted in the same turn finds the maps its input started.
     for (auto& input : arriving)
       dispatcher.start_early(std::move(input));
     for (auto& submission : submitted)
       dispatcher.submit(std::move(submission));
     if (cancels_pending_.exchange(false)) dispatcher.drop_cancelled();
+    // Other nodes' tasks before this node's own, on every worker free now: among them one whose
+    // task a cancel just killed, which nothing else would wake this thread for.
+    runner.start_waiting();
     dispatcher.dispatch();
     // Published before the wait too: a worker replaced for a cancel shows in STATS at once, not
     // after whatever wakes this thread next.
     worker_restarts_ = pool.restarts();
+    runner.start_waiting();  // on a worker that dispatch() freed, failing a job
     auto events = pool.wait(wake_fd_, dispatcher.next_deadline());
     if (cluster_pool) {
       runner.handle(std::move(events));
