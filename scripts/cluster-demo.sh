@@ -35,7 +35,11 @@ for name in a b c; do
   pids+=($!)
 done
 for name in a b c; do
-  for _ in $(seq 200); do [[ -s $work/port-$name ]] && break; sleep 0.05; done
+  # A node listens at once, and serves once its links to Redis are up (it says so in its log).
+  for _ in $(seq 200); do
+    grep -q "connected to Redis: serving" "$work/node-$name.log" 2>/dev/null && break
+    sleep 0.05
+  done
   node_address[$name]=127.0.0.1:$(cat "$work/port-$name")
   echo "node $name on ${node_address[$name]}"
 done

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -162,7 +163,8 @@ class ServerProcess {
 
   ~ServerProcess() {
     if (pid_ > 0) stop();
-    if (::testing::Test::HasFailure()) {
+    // A failed check, or a helper that threw (the test fails once the exception reaches gtest).
+    if (::testing::Test::HasFailure() || std::uncaught_exceptions() > 0) {
       // What the server said is often the quickest way to why the test failed: its last lines.
       const auto said = log();
       const std::size_t tail = 16 << 10;

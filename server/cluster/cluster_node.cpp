@@ -130,6 +130,7 @@ ClusterNode::~ClusterNode() {
 
 void ClusterNode::start() {
   tasks_.on_ready([this] {
+    linked(kTasksLink);
     // Its id, by which another link can end its wait when a tenant's first job arrives.
     tasks_.command({"CLIENT", "ID"}, [this](const redisReply* r) {
       if (r && r->type == REDIS_REPLY_INTEGER) tasks_client_id_ = std::to_string(r->integer);
@@ -137,6 +138,7 @@ void ClusterNode::start() {
     });
   });
   events_.on_ready([this] {
+    linked(kEventsLink);
     events_.subscribe("mrd:cancels", [this](std::string_view message) {
       // "q": a tenant's queue is new; "t KEY": a task given up by its job's node; else the id
       // of a cancelled job.
@@ -154,12 +156,14 @@ void ClusterNode::start() {
     });
   });
   work_.on_ready([this] {
+    linked(kWorkLink);
     work_.command({"XGROUP", "CREATE", kTasks, kGroup, "0", "MKSTREAM"}, [this](const redisReply*) {
       reading_tasks_ = false;
       maybe_take_tasks();
     });
   });
   answers_.on_ready([this] {
+    linked(kAnswersLink);
     collecting_ = false;
     // A pop whose reply was lost with the link took answers off the list: ask each task.
     for (const auto& [key, task] : offered_by_key_) {
@@ -170,6 +174,7 @@ void ClusterNode::start() {
     collect_answers();
   });
   commands_.on_ready([this] {
+    linked(kCommandsLink);
     maybe_take();
     maybe_take_tasks();
     collect_answers();
@@ -186,6 +191,15 @@ void ClusterNode::start() {
   every(claim_timer_, lease / 2, &ClusterNode::claim_stalled);
   log(Level::kInfo, "cluster node ", config_.node_name, " sharing jobs through Redis at ",
       config_.redis.to_string(), " (lease ", config_.lease_ms, " ms)");
+}
+
+void ClusterNode::linked(unsigned link) {
+  if (links_up_ == kAllLinks) return;  // a reconnect: each link says so itself
+  links_up_ |= link;
+  if (links_up_ == kAllLinks) {
+    // Until now a request may have been answered "unavailable"; scripts wait for this line.
+    log(Level::kInfo, "cluster node ", config_.node_name, " connected to Redis: serving");
+  }
 }
 
 void ClusterNode::stop() {

@@ -138,6 +138,11 @@ class ClusterNode {
     bool loading = true;  ///< not with the runner yet: a worker is kept for it (reserve())
   };
 
+  /// The five links, as bits of links_up_.
+  static constexpr unsigned kCommandsLink = 1, kTasksLink = 2, kEventsLink = 4, kWorkLink = 8,
+                            kAnswersLink = 16, kAllLinks = 31;
+  /// Link `link` is connected: once all five have been, the node says it is serving.
+  void linked(unsigned link);
   std::string unavailable(std::string_view what) const;
   void maybe_take_tasks();
   /// Takes each entry of an XREADGROUP's array of mrd:tasks entries.
@@ -226,6 +231,7 @@ class ClusterNode {
   std::string tasks_client_id_;      ///< tasks_'s CLIENT ID, to end its wait
   bool taking_ = true;
   bool stopped_ = false;
+  unsigned links_up_ = 0;  ///< the links connected at least once
 };
 
 }  // namespace mrd::server::cluster
