@@ -26,17 +26,20 @@ flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -
 if [[ $which == asan || $which == all ]]; then
   cmake -S . -B build-asan "${flags[@]}" -DMRD_SANITIZE=address,undefined >/dev/null
   cmake --build build-asan -j "$(nproc)"
+  echo "== sanitize: ASan+UBSan tree built (${SECONDS} s)"
   # handle_segv=0: a worker that segfaults on purpose (the test-crash job) must die of SIGSEGV,
   # as it would in production, instead of ASan turning the signal into exit status 1.
   ASAN_OPTIONS=handle_segv=0:detect_leaks=1:abort_on_error=0 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j 2 -E "$excluded"
+  echo "== sanitize: ASan+UBSan tests passed (${SECONDS} s)"
 fi
 
 if [[ $which == tsan || $which == all ]]; then
   cmake -S . -B build-tsan "${flags[@]}" -DMRD_SANITIZE=thread >/dev/null
   cmake --build build-tsan -j "$(nproc)" --target mrd mrctl server_test fault_test \
     durability_test hostile_test upload_test tls_test auth_test cluster_test
+  echo "== sanitize: TSan tree built (${SECONDS} s)"
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:handle_segv=0 \
     ctest --test-dir build-tsan --output-on-failure -j 2 \
     -R '^(Server|Faults|Durability|BadInput|Timeouts|Upload|Tls|Auth|Tenants|Cluster)\.' -E "$excluded"
