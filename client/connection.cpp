@@ -34,10 +34,6 @@ std::uint8_t code(Opcode opcode) {
   return static_cast<std::uint8_t>(opcode);
 }
 
-std::string job_what(std::string_view verb, std::uint32_t job_id) {
-  return std::string(verb) + " job " + std::to_string(job_id);
-}
-
 /// A request frame for a body that is a single job id.
 std::string job_id_frame(Opcode opcode, std::uint32_t job_id) {
   std::string frame;

@@ -5,16 +5,13 @@
 #include <thread>
 
 #include "client/poll_backoff.hpp"
+#include "client/reply_error.hpp"
 
 namespace mrd::client {
 namespace {
 
 using protocol::Opcode;
 using protocol::Status;
-
-std::string job_what(std::string_view verb, std::uint32_t job_id) {
-  return std::string(verb) + " job " + std::to_string(job_id);
-}
 
 }  // namespace
 

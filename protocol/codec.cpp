@@ -1,7 +1,5 @@
 #include "protocol/codec.hpp"
 
-#include <limits>
-
 #include "protocol/body_io.hpp"
 #include "protocol/fixed_bytes.hpp"
 #include "protocol/limits.hpp"
@@ -9,8 +7,6 @@
 
 namespace mrd::protocol {
 namespace {
-
-constexpr auto kNoCountLimit = std::numeric_limits<std::uint64_t>::max();
 
 /// An enum byte, checked against its largest valid value.
 template <class Enum>

@@ -56,4 +56,8 @@ inline constexpr std::uint64_t kDefaultMaxRetainedBytes = 1024ull << 20;
 /// Most buckets a histogram of STATS's details may have (the server sends 17).
 inline constexpr std::uint64_t kMaxHistogramBuckets = 64;
 
+/// A count or length with no cap of its own: only the bytes left in the body bound it, and the
+/// readers check that before they allocate.
+inline constexpr std::uint64_t kNoCountLimit = UINT64_MAX;
+
 }  // namespace mrd::protocol

@@ -1,15 +1,12 @@
 #include "protocol/submit_layout.hpp"
 
 #include <cstring>
-#include <limits>
 
 #include "protocol/fixed_bytes.hpp"
 #include "protocol/limits.hpp"
 
 namespace mrd::protocol {
 namespace {
-
-constexpr auto kNoCountLimit = std::numeric_limits<std::uint64_t>::max();
 
 /// Reads a SUBMIT body front to back, remembering where each value was; every count is checked
 /// against the bytes left before it is used, as BodyReader does.
