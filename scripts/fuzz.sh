@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of tests/fuzz/ with clang (into build-fuzz/, or $FUZZ_BUILD_DIR) and
-# runs each for SECONDS_PER_TARGET (default 60), one after the other, from a scratch copy of its
-# seed corpus. Exits non-zero if any target crashed, leaked, timed out or tripped a sanitizer,
-# after saying which and where its input was saved.
+# runs each for SECONDS_PER_TARGET (default 60), as many at once as there are cores, each from a
+# scratch copy of its seed corpus. Exits non-zero if any target crashed, leaked, timed out or
+# tripped a sanitizer, after saying which and where its input was saved.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]
 #
@@ -38,28 +38,43 @@ targets=(
 export OPENBLAS_NUM_THREADS=1
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
-failed=()
-summary=()
-for entry in "${targets[@]}"; do
-    read -r target max_len malloc_limit <<<"$entry"
-  corpus="$build/corpus/$target"        # a scratch copy: the fuzzer adds to it, not to the repo
-  artifacts="$build/artifacts/$target"  # where a failing input is saved
-  log="$build/logs/$target.log"
+# Runs one target from a scratch copy of its seed corpus; its exit status goes to a file of its
+# own, so that several can run at once.
+fuzz_one() {
+  local target=$1 max_len=$2 malloc_limit=$3
+  local corpus="$build/corpus/$target"        # a scratch copy: the fuzzer adds to it
+  local artifacts="$build/artifacts/$target"  # where a failing input is saved
+  local log="$build/logs/$target.log"
   rm -rf "$corpus" "$artifacts"
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
   cp tests/fuzz/corpus/"$target"/* "$corpus"/
-
-  echo "fuzz: $target for ${seconds}s"
-  status=0
-    # -timeout: an input that takes longer is a hang. -malloc_limit_mb: no input of a few KiB has
+  local status=0
+  # -timeout: an input that takes longer is a hang. -malloc_limit_mb: no input of a few KiB has
   # any business allocating more than its job's caps allow; a larger single allocation means a
   # length or a count was trusted before it was checked.
   "$build/$target" "$corpus" \
     -dict=tests/fuzz/mrd.dict \
     -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
-        -rss_limit_mb=2048 -malloc_limit_mb="$malloc_limit" \
+    -rss_limit_mb=2048 -malloc_limit_mb="$malloc_limit" \
     -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  echo "$status" >"$build/logs/$target.status"
+}
 
+# As many at once as there are cores: each fuzzer is one process on one core.
+for entry in "${targets[@]}"; do
+  read -r target max_len malloc_limit <<<"$entry"
+  while [[ $(jobs -rp | wc -l) -ge $(nproc) ]]; do wait -n || true; done
+  echo "fuzz: $target for ${seconds}s"
+  fuzz_one "$target" "$max_len" "$malloc_limit" &
+done
+wait
+
+failed=()
+summary=()
+for entry in "${targets[@]}"; do
+  read -r target _ _ <<<"$entry"
+  log="$build/logs/$target.log"
+  status=$(cat "$build/logs/$target.status" 2>/dev/null || echo 1)
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
   if [[ $status -ne 0 ]]; then
     failed+=("$target")
