@@ -120,7 +120,8 @@ void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
     // Published before the wait too: a worker replaced for a cancel shows in STATS at once, not
     // after whatever wakes this thread next.
     worker_restarts_ = pool.restarts();
-    runner.start_waiting();  // on a worker that dispatch() freed, failing a job
+    // And on a worker that dispatch() freed: it drops a job cancelled while its input arrived.
+    runner.start_waiting();
     auto events = pool.wait(wake_fd_, dispatcher.next_deadline());
     if (cluster_pool) {
       runner.handle(std::move(events));
