@@ -348,6 +348,9 @@ bool Dispatcher::adopt(Submission& submission) {
   const auto started = chunks - static_cast<std::uint32_t>(job->todo.size());
   job->arriving.reset();
   job->cutter.reset();
+  // Acknowledged now: its maps left take turns with every other job's tasks.
+  ready_arriving_.erase_if([&](const auto& waiting) { return waiting == job; });
+  if (!job->todo.empty()) ready_.push_back(job->ticket->tenant, job);
   job->ticket->map_total = chunks;
   job->ticket->reduce_total = job->kind->has_reduce() ? job->task.partitions : 0;
   job->ticket->state = JobState::kMapping;
@@ -383,7 +386,7 @@ void Dispatcher::cut(const std::shared_ptr<RunningJob>& job, std::uint64_t arriv
     return;
   }
   if (job->chunks.size() == before) return;
-  if (job->todo.empty()) ready_.push_back(job->ticket->tenant, job);
+  if (job->todo.empty()) line_of(*job).push_back(job->ticket->tenant, job);
   for (auto i = before; i < job->chunks.size(); ++i)
     job->todo.push_back(static_cast<std::uint32_t>(i));
   job->ticket->map_total = static_cast<std::uint32_t>(job->chunks.size());
@@ -428,6 +431,7 @@ void Dispatcher::drop_cancelled() {
   std::erase_if(arriving_, [](const auto& job) { return job->ticket->cancelled.load(); });
   // A dropped job waiting for its turn holds its input until its turn comes: it goes now.
   ready_.erase_if([](const auto& job) { return job->dropped; });
+  ready_arriving_.erase_if([](const auto& job) { return job->dropped; });
   stop_dropped_tasks();
 }
 
@@ -454,7 +458,7 @@ void Dispatcher::dispatch() {
   // that sends tiny jobs one after the other leaves gaps between them.
   const auto now = Clock::now();
   if (jobs_.size() > 1 || !waiting_.empty()) last_crowded_ = now;
-  others_recently_ = now - last_crowded_ < kQuietBeforeJoining;
+  others_recently_ = now - last_crowded_ < config_.quiet_before_joining;
   for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
     if (!in_flight_[slot] && pool_.idle(slot)) start_next_task(slot);
   }
@@ -471,8 +475,8 @@ void Dispatcher::publish_busy_workers() {
 }
 
 void Dispatcher::start_next_task(unsigned slot) {
-  while (!ready_.empty()) {
-    auto job = ready_.pop_front();
+  while (!ready_.empty() || (!ready_arriving_.empty() && may_start_arriving())) {
+    auto job = (ready_.empty() ? ready_arriving_ : ready_).pop_front();
     if (job->dropped || job->todo.empty()) continue;
     const auto index = job->todo.front();
     job->todo.pop_front();
@@ -488,7 +492,7 @@ void Dispatcher::start_next_task(unsigned slot) {
       }
     }
     // Its next task waits for its next turn.
-    if (!job->todo.empty()) ready_.push_back(job->ticket->tenant, job);
+    if (!job->todo.empty()) line_of(*job).push_back(job->ticket->tenant, job);
     const auto type = job->fused                  ? TaskMessageType::kMapReduce
                       : job->phase == Phase::kMap ? TaskMessageType::kMap
                                                   : TaskMessageType::kReduce;
@@ -680,9 +684,23 @@ void Dispatcher::on_over_budget(unsigned slot, const std::string& what) {
 void Dispatcher::requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index,
                          std::uint32_t count) {
   // It lost its turn through no fault of its own.
-  if (job->todo.empty()) ready_.push_front(job->ticket->tenant, job);
+  if (job->todo.empty()) line_of(*job).push_front(job->ticket->tenant, job);
   for (auto i = index + count; i-- > index;)
     job->todo.push_front(i);
+}
+
+bool Dispatcher::may_start_arriving() const {
+  if (!others_recently_ || in_flight_.size() < 2) return true;
+  // While other jobs come and go, one worker is kept from them: a job that arrives meanwhile
+  // finds it idle rather than waiting for an early map to finish.
+  const auto arriving = std::count_if(in_flight_.begin(), in_flight_.end(), [](const auto& task) {
+    return task && task->job->arriving != nullptr;
+  });
+  return static_cast<std::size_t>(arriving) + 1 < in_flight_.size();
+}
+
+auto Dispatcher::line_of(const RunningJob& job) -> TenantTurns<std::shared_ptr<RunningJob>>& {
+  return job.arriving ? ready_arriving_ : ready_;
 }
 
 void Dispatcher::on_phase_complete(RunningJob& job) {

@@ -71,6 +71,9 @@ struct DispatcherConfig {
   /// Tasks carry their input bytes and answer with their output, with no memory file sent along:
   /// for a pool whose workers are on other machines (cluster/cluster_pool.hpp).
   bool carry_bytes = false;
+  /// How long other jobs count as about after the last was seen: until then a big job's map
+  /// tasks take one chunk each, and an upload's early maps leave a worker free.
+  std::chrono::milliseconds quiet_before_joining{100};
 };
 
 class Dispatcher {
@@ -156,11 +159,16 @@ class Dispatcher {
   bool early_cancelled_ = false;  ///< a job cancelled before admission had started early maps
   /// Jobs with a task to send, in turn order: tenants take turns, then their jobs.
   TenantTurns<std::shared_ptr<RunningJob>> ready_;
+  /// The same for jobs whose input is still arriving. Their maps only fill workers that no job of
+  /// ready_ wants: a SUBMIT not acknowledged yet yields to every job that is.
+  TenantTurns<std::shared_ptr<RunningJob>> ready_arriving_;
+  /// Whether a job whose input is still arriving may have one more task started now.
+  bool may_start_arriving() const;
+  /// The line a job with a task to send waits in.
+  TenantTurns<std::shared_ptr<RunningJob>>& line_of(const RunningJob& job);
   std::vector<std::optional<InFlight>> in_flight_;  ///< per pool slot
-  /// How long a job must have run alone before its map tasks take several chunks each.
-  static constexpr std::chrono::milliseconds kQuietBeforeJoining{100};
   Clock::time_point last_crowded_{};  ///< when more than one job was last running or waiting
-  bool others_recently_ = false;      ///< last_crowded_ was less than kQuietBeforeJoining ago
+  bool others_recently_ = false;      ///< last_crowded_ was less than quiet_before_joining ago
 };
 
 }  // namespace mrd::server

@@ -110,14 +110,20 @@ class FakePool final : public TaskPool {
 
 struct Harness {
   explicit Harness(unsigned workers, std::uint64_t budget_bytes = 1ull << 30,
-                   std::uint32_t memory_limit_mib = 0)
+                   std::uint32_t memory_limit_mib = 0,
+                   std::chrono::milliseconds quiet_before_joining = std::chrono::milliseconds(100))
       : pool(workers),
         budget(budget_bytes),
-        dispatcher(
-            DispatcherConfig{
-                PlanLimits{.workers = workers}, 300000, memory_limit_mib, &budget,
-                [this](std::function<void()> work) { assemblies.push_back(std::move(work)); }},
-            pool, [this](JobOutcome outcome) { outcomes[outcome.id] = outcome; }) {}
+        dispatcher(DispatcherConfig{.limits = PlanLimits{.workers = workers},
+                                    .task_timeout_ms = 300000,
+                                    .memory_limit_mib = memory_limit_mib,
+                                    .budget = &budget,
+                                    .assemble_elsewhere =
+                                        [this](std::function<void()> work) {
+                                          assemblies.push_back(std::move(work));
+                                        },
+                                    .quiet_before_joining = quiet_before_joining},
+                   pool, [this](JobOutcome outcome) { outcomes[outcome.id] = outcome; }) {}
 
   std::shared_ptr<JobTicket> submit(std::uint32_t id, const protocol::SubmitRequest& request,
                                     const std::string& tenant = "") {
@@ -537,6 +543,45 @@ TEST(Dispatcher, MapsStartWhileTheInputArrivesAndTheJobGoesOnFromThem) {
   // Every chunk was mapped once: the early ones were not run again.
   EXPECT_EQ(h.pool.sent_of(TaskMessageType::kMap), whole.pool.sent_of(TaskMessageType::kMap));
   EXPECT_EQ(h.outcomes.size(), 1u);
+}
+
+TEST(Dispatcher, AnUploadsEarlyMapsYieldToAcceptedJobsAndLeaveThemAWorker) {
+  const auto request = word_count({words(3000, 40)}, 64 << 10);
+  Harness whole(2);
+  whole.submit(1, request);
+  whole.run();
+  const auto expected = counts_of(whole.outcomes.at(1));
+
+  // Other jobs count as about for an hour after the last was seen, whatever the test's pace.
+  Harness h(2, 1ull << 30, 0, std::chrono::hours(1));
+  ArrivingSubmit upload(request);
+  h.dispatcher.start_early(upload.input);
+  upload.arrive(upload.body.size() / 2);
+  // An accepted job's task (inline; the upload's tasks are sent its memory file) goes first,
+  // though the upload started earlier; the upload has the other worker.
+  h.submit(1, word_count({"accepted job"}));
+  h.dispatcher.dispatch();
+  ASSERT_TRUE(h.pool.task(0) && h.pool.task(1));
+  EXPECT_FALSE(h.pool.task(0)->attached) << "the accepted job's task goes first";
+  EXPECT_TRUE(h.pool.task(1)->attached);
+  // The accepted job is done, and so recently that the next one may come any moment: its worker
+  // is kept for it, not given to the upload's next map.
+  h.handle(h.pool.answer(0));
+  EXPECT_EQ(counts_of(h.outcomes.at(1)).at("accepted"), 1u);
+  h.dispatcher.dispatch();
+  EXPECT_FALSE(h.pool.task(0)) << "the upload's maps hold every worker";
+  // It takes it at once.
+  h.submit(2, word_count({"next job"}));
+  h.dispatcher.dispatch();
+  ASSERT_TRUE(h.pool.task(0));
+  h.handle(h.pool.answer(0));
+  EXPECT_EQ(counts_of(h.outcomes.at(2)).at("next"), 1u);
+  // Accepted in turn, the upload's job has every worker again, and its result is whole.
+  upload.submit(h, 3);
+  h.dispatcher.dispatch();
+  EXPECT_TRUE(h.pool.task(0) && h.pool.task(1));
+  h.run();
+  EXPECT_EQ(counts_of(h.outcomes.at(3)), expected);
 }
 
 TEST(Dispatcher, ASubmitThatNeverBecomesAJobStopsItsEarlyMapsAndLeavesNothing) {
