@@ -89,7 +89,7 @@ void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies,
   if (cluster_) {
     // Sent to Redis from the segment it arrived in: no copy of the 64 MiB.
     return submit_to_cluster(std::shared_ptr<const Segment>(std::move(received.segment)), body,
-                             *decoded.value, replies, session);
+                             *decoded.value, replies, session, received.digest);
   }
   accept_job(
       body, *decoded.value, replies, session,
@@ -98,7 +98,7 @@ void RequestHandler::submit_received(ReceivedBody received, ReplyQueue& replies,
         return std::make_unique<SubmittedInput>(std::move(received.segment), received.offset,
                                                 std::move(layout));
       },
-      std::move(received.file), std::move(received.early));
+      received.digest, std::move(received.file), std::move(received.early));
 }
 
 std::unique_ptr<EarlyStart> RequestHandler::start_early(std::string_view prefix,
@@ -167,6 +167,7 @@ bool RequestHandler::runnable(const protocol::SubmitLayout& layout, std::string&
 template <class MakeInput>
 void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& layout,
                                 ReplyQueue& replies, const Session& session, MakeInput make_input,
+                                const std::optional<RequestDigest>& body_digest,
                                 std::unique_ptr<ReceivedFile> file,
                                 std::unique_ptr<EarlyStart> early) {
   std::string& out = replies.bytes();
@@ -175,7 +176,7 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
   // the server is stopping: that job was accepted before. A key is bound to the request it first
   // came with, so another request cannot learn or take that job.
   std::optional<RequestDigest> digest;
-  if (!layout.idempotency_key.empty()) digest = file ? file->digest : digest_of(body);
+  if (!layout.idempotency_key.empty()) digest = body_digest ? *body_digest : digest_of(body);
   const auto& tenant = session.tenant();
   if (const auto existing =
           digest ? store_.find_by_key(tenant, layout.idempotency_key, *digest) : std::nullopt) {
@@ -284,7 +285,8 @@ cluster::ClusterNode::Reply RequestHandler::deferred_reply(ReplyQueue& replies) 
 
 void RequestHandler::submit_to_cluster(std::shared_ptr<const void> owner, std::string_view body,
                                        const protocol::SubmitLayout& layout, ReplyQueue& replies,
-                                       const Session& session) {
+                                       const Session& session,
+                                       const std::optional<RequestDigest>& body_digest) {
   std::string& out = replies.bytes();
   if (!runnable(layout, out)) return;
   if (!accepting_jobs_) {
@@ -315,7 +317,7 @@ void RequestHandler::submit_to_cluster(std::shared_ptr<const void> owner, std::s
       JobFacts{layout.mapper, layout.reducer, body.size(), unix_ms_now()},
       keyed,
       layout.idempotency_key,
-      keyed ? digest_of(body) : RequestDigest{},
+      keyed ? (body_digest ? *body_digest : digest_of(body)) : RequestDigest{},
       std::move(owner),
       body,
       std::move(charge)};

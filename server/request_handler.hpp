@@ -74,10 +74,11 @@ class RequestHandler {
  private:
   void submit(std::string_view body, ReplyQueue& replies, const Session& session);
   /// A decoded SUBMIT on a cluster node: checked, stored in Redis, answered once it is. `owner`
-  /// keeps `body` alive (null: the body is copied).
+  /// keeps `body` alive (null: the body is copied). `body_digest`: the body's, if it is known.
   void submit_to_cluster(std::shared_ptr<const void> owner, std::string_view body,
                          const protocol::SubmitLayout& layout, ReplyQueue& replies,
-                         const Session& session);
+                         const Session& session,
+                         const std::optional<RequestDigest>& body_digest = std::nullopt);
   /// False, with BAD_JOB appended to `out`, if the job cannot run here at all: unknown names or
   /// kinds, too many partitions.
   bool runnable(const protocol::SubmitLayout& layout, std::string& out);
@@ -85,10 +86,12 @@ class RequestHandler {
   static cluster::ClusterNode::Reply deferred_reply(ReplyQueue& replies);
   /// Checks and records `session`'s job of a decoded SUBMIT `body`; `make_input(layout)` makes the
   /// input the job keeps, once everything that can refuse the job without it has been checked.
-  /// `file`: the file in the data directory the body was received into, if it was.
+  /// `body_digest`: the body's, if it was hashed as it arrived (else it is hashed here if a key
+  /// needs it). `file`: the file in the data directory the body was received into, if it was.
   template <class MakeInput>
   void accept_job(std::string_view body, protocol::SubmitLayout& layout, ReplyQueue& replies,
                   const Session& session, MakeInput make_input,
+                  const std::optional<RequestDigest>& body_digest = std::nullopt,
                   std::unique_ptr<ReceivedFile> file = nullptr,
                   std::unique_ptr<EarlyStart> early = nullptr);
   /// Why `tenant` may not queue another job now (QUEUE_FULL's message), or empty if it may.

@@ -16,11 +16,13 @@ std::unique_ptr<SubmitUpload> SubmitUpload::start(std::string_view start, std::u
   const auto offset = SubmittedInput::body_offset(*values_offset);
   auto charge = MemoryCharge::try_take(budget, offset + start.size());
   if (!charge) return nullptr;
+  const auto head = protocol::submit_head_from_prefix(start);
+  const bool keyed = head && !head->layout.idempotency_key.empty();
   try {
     int fd = -1;
     auto file = inputs_directory.empty() ? nullptr : InputFile::create(inputs_directory, fd);
-    auto upload =
-        std::make_unique<SubmitUpload>(offset, body_bytes, std::move(charge), std::move(file), fd);
+    auto upload = std::make_unique<SubmitUpload>(offset, body_bytes, std::move(charge),
+                                                 std::move(file), fd, keyed);
     if (!upload->add(start)) return nullptr;
     return upload;
   } catch (const std::system_error&) {
@@ -29,12 +31,12 @@ std::unique_ptr<SubmitUpload> SubmitUpload::start(std::string_view start, std::u
 }
 
 SubmitUpload::SubmitUpload(std::uint64_t offset, std::uint64_t body_bytes, MemoryCharge charge,
-                           std::unique_ptr<InputFile> file, int fd)
+                           std::unique_ptr<InputFile> file, int fd, bool hash)
     : offset_(offset),
       body_bytes_(body_bytes),
       segment_(offset, fd),
       file_(std::move(file)),
-      digest_(file_ ? std::make_unique<DigestStream>() : nullptr),
+      digest_(file_ || hash ? std::make_unique<DigestStream>() : nullptr),
       charge_(std::move(charge)) {}
 
 bool SubmitUpload::add(std::string_view bytes) {
@@ -50,10 +52,11 @@ bool SubmitUpload::add(std::string_view bytes) {
 }
 
 ReceivedBody SubmitUpload::finish() {
-  ReceivedBody received{segment_.seal(), offset_, nullptr, nullptr};
+  ReceivedBody received{segment_.seal(), offset_, nullptr, nullptr, std::nullopt};
+  if (digest_) received.digest = digest_->finish();
   if (file_)
     received.file =
-        std::make_unique<ReceivedFile>(ReceivedFile{std::move(file_), offset_, digest_->finish()});
+        std::make_unique<ReceivedFile>(ReceivedFile{std::move(file_), offset_, *received.digest});
   charge_.reset();
   return received;
 }

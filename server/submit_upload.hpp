@@ -9,8 +9,11 @@
 // the file is sealed and the request handler decodes the body in place (views, no copy); if the
 // connection ends first, the file goes with it.
 //
-// With a data directory the file is a part file there instead (input_file.hpp), and the body is
-// hashed as it arrives: its row will name the file and keep the digest, not the 64 MiB.
+// With a data directory the file is a part file there instead (input_file.hpp). The body is hashed
+// as it arrives when its digest will be needed: with a data directory (its row will name the file
+// and keep the digest, not the 64 MiB), or when it carries an idempotency key (bound to the
+// digest). Hashing it once whole would read all of it again, on the network thread, before the
+// reply.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +36,8 @@ struct ReceivedBody {
   std::uint64_t offset = 0;            ///< where the body starts in it
   std::unique_ptr<ReceivedFile> file;  ///< with a data directory: the file the segment maps
   std::unique_ptr<EarlyStart> early;   ///< if its maps started while it arrived
+  /// The body's digest, if it was hashed as it arrived (with a file, or an idempotency key).
+  std::optional<RequestDigest> digest;
 };
 
 class SubmitUpload {
@@ -67,16 +72,17 @@ class SubmitUpload {
   /// charged anew). Throws std::system_error if it cannot be sealed or mapped.
   ReceivedBody finish();
 
-  /// Fills `file` (whose descriptor is `fd`, adopted), or a new memory file if it is null.
+  /// Fills `file` (whose descriptor is `fd`, adopted), or a new memory file if it is null; hashes
+  /// what arrives if `hash` (always with a file).
   SubmitUpload(std::uint64_t offset, std::uint64_t body_bytes, MemoryCharge charge,
-               std::unique_ptr<InputFile> file, int fd);
+               std::unique_ptr<InputFile> file, int fd, bool hash);
 
  private:
   std::uint64_t offset_;
   std::uint64_t body_bytes_;
   GrowingSegment segment_;
   std::unique_ptr<InputFile> file_;       ///< the part file, with a data directory
-  std::unique_ptr<DigestStream> digest_;  ///< of the body so far, with a data directory
+  std::unique_ptr<DigestStream> digest_;  ///< of the body so far, if it is hashed
   MemoryCharge charge_;                   ///< the bytes in segment_
   std::string error_;                     ///< see error()
 };

@@ -454,6 +454,32 @@ TEST(Durability, IdempotencyKeysWorkInMemoryToo) {
   EXPECT_EQ(jobs_submitted(client), 3u);
 }
 
+/// A big SUBMIT (received into a file as it arrives, and hashed as it arrives) is bound to every
+/// byte of its body, from its options to its last byte of text: in memory and with a data
+/// directory.
+TEST(Durability, IdempotencyKeysBindEveryByteOfABigSubmit) {
+  TempDir dir;
+  for (const bool durable : {false, true}) {
+    ServerProcess server(durable ? with_data_dir(dir) : std::vector<std::string>{});
+    RawClient client(server.port());
+    const auto text = random_text(100000, 5);  // about 600 KB: an upload, not a buffered one
+    const auto first = submit(client, keyed(word_count_request({text}), "big"));
+    EXPECT_EQ(submit(client, keyed(word_count_request({text}), "big")), first);
+    auto changed = text;
+    changed.front() = changed.front() == 'x' ? 'y' : 'x';
+    expect_key_refused(client, keyed(word_count_request({changed}), "big"));
+    changed = text;
+    changed[text.size() / 2] = changed[text.size() / 2] == 'x' ? 'y' : 'x';
+    expect_key_refused(client, keyed(word_count_request({changed}), "big"));
+    changed = text;
+    changed.back() = changed.back() == 'x' ? 'y' : 'x';
+    expect_key_refused(client, keyed(word_count_request({changed}), "big"));
+    expect_key_refused(client, keyed(word_count_request({text}, 1 << 20), "big"));
+    EXPECT_EQ(jobs_submitted(client), 1u) << (durable ? "with a data directory" : "in memory");
+    EXPECT_EQ(as_map(result_of(wait_for(client, first))), reference_word_count({text}));
+  }
+}
+
 TEST(Durability, ADatabaseOfThePreviousVersionIsMigratedAndItsKeysBound) {
   TempDir dir;
   const auto data = dir.path() / "data";
