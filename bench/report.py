@@ -532,7 +532,8 @@ class Report:
                "- Loads are bounded: every tiny-job point stops after its seconds (or a job "
                "count), every big job after its runs; each tool has a time-out.",
                "- End-to-end figures include the client's work: encoding the SUBMIT "
-               "(a copy of the corpus), sending it over loopback, decoding the result.")
+               "(its small fields; the corpus or the matrices are sent from the request itself, "
+               "a gather write), sending it over loopback, decoding the result.")
         for note in self.meta.get("notes", []):
             self.w("- " + note)
         self.w("")

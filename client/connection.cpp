@@ -87,8 +87,8 @@ Connection Connection::connect(const ServerAddress& address, std::chrono::millis
   return Connection(address, TcpStream::connect(address, io_timeout, tls));
 }
 
-template <class T>
-T Connection::ask(std::string_view frame, const std::string& what) {
+template <class T, class Frame>
+T Connection::ask(const Frame& frame, const std::string& what) {
   const Reply reply = round_trip(frame, what);
   return expect_ok<T>(reply.status, reply.body, what);
 }
@@ -122,16 +122,18 @@ protocol::AuthReply Connection::auth(std::string_view token) {
 }
 
 std::uint32_t Connection::submit(const protocol::SubmitRequest& request) {
-  // Encoded straight into the frame: a SUBMIT body can be hundreds of MiB.
-  std::string frame;
-  protocol::append_message(frame, code(Opcode::kSubmit), request);
-  // Past 4 GiB the header's u32 length would wrap: refuse here, since the server cannot tell.
+  // A SUBMIT body can be hundreds of MiB: its texts, numbers and matrices are sent from the
+  // request itself, with only the fields around them encoded (a gather write), not copied into a
+  // frame first.
+  const auto frame = protocol::gather_message(code(Opcode::kSubmit), request);
+  // Past 4 GiB the header's u32 length cannot say the size: refuse here, since the server cannot
+  // tell.
   if (frame.size() - protocol::kHeaderBytes > kMaxFrameBodyBytes) {
     throw ClientError(ErrorKind::kInput, "submit: the request is " +
                                              std::to_string(frame.size() >> 20) +
                                              " MiB; a frame holds at most 4 GiB");
   }
-  return ask<protocol::JobId>(frame, "submit").id;
+  return ask<protocol::JobId>(frame.pieces(), "submit").id;
 }
 
 FetchOutcome Connection::fetch(std::uint32_t job_id) {
@@ -199,10 +201,25 @@ FetchOutcome Connection::wait_for_result(std::uint32_t job_id,
 }
 
 Connection::Reply Connection::round_trip(std::string_view frame, const std::string& what) {
+  return round_trip(std::span<const std::string_view>(&frame, 1), what);
+}
+
+Connection::Reply Connection::round_trip(std::span<const std::string_view> frame,
+                                         const std::string& what) {
   // Every request frame is built by this class, so its first byte is a valid opcode. The reply
   // is matched to it here, where it is known: an OK body's layout depends on the request.
-  const auto request = static_cast<Opcode>(frame[0]);
-  if (frame_observer_) frame_observer_(Direction::kSent, frame, request);
+  const auto request = static_cast<Opcode>(frame.front()[0]);
+  std::size_t frame_bytes = 0;
+  for (const auto piece : frame)
+    frame_bytes += piece.size();
+  if (frame_observer_) {
+    // Tracing shows whole frames: only then are the pieces copied into one.
+    std::string whole;
+    whole.reserve(frame_bytes);
+    for (const auto piece : frame)
+      whole += piece;
+    frame_observer_(Direction::kSent, whole, request);
+  }
   if (const auto error = stream_.send_all(frame)) {
     // The server may have answered and hung up before reading the whole request, as it does on
     // FRAME_TOO_LARGE; that answer explains more than our broken pipe, so look for it first.
@@ -213,13 +230,13 @@ Connection::Reply Connection::round_trip(std::string_view frame, const std::stri
     }
     throw ClientError(ErrorKind::kConnection, what + ": lost the connection to " +
                                                   to_string(address_) + " while sending (" +
-                                                  error.message() + ")" + size_hint(frame.size()));
+                                                  error.message() + ")" + size_hint(frame_bytes));
   }
   auto reply = read_reply(request, what);
   if (!reply) {
     throw ClientError(ErrorKind::kConnection, what + ": the server at " + to_string(address_) +
                                                   " closed the connection without replying" +
-                                                  size_hint(frame.size()));
+                                                  size_hint(frame_bytes));
   }
   return std::move(*reply);
 }

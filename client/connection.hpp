@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -105,10 +106,13 @@ class Connection {
 
   /// Sends a whole request frame and reads its reply. `what` names the request in errors.
   Reply round_trip(std::string_view frame, const std::string& what);
+  /// The same for a frame sent in pieces (a gathered SUBMIT: protocol::GatheredMessage).
+  Reply round_trip(std::span<const std::string_view> frame, const std::string& what);
 
-  /// round_trip, then the OK reply's body decoded as a T; any other reply is thrown.
-  template <class T>
-  T ask(std::string_view frame, const std::string& what);
+  /// round_trip, then the OK reply's body decoded as a T; any other reply is thrown. `Frame` is
+  /// either of round_trip's.
+  template <class T, class Frame>
+  T ask(const Frame& frame, const std::string& what);
 
   /// Reads the next reply frame, the answer to a `request`; nullopt if the server closed
   /// cleanly before its first byte.

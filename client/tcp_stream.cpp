@@ -5,11 +5,14 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "client/client_error.hpp"
 #include "client/socket_io.hpp"
@@ -111,6 +114,36 @@ std::error_code socket_send_all(int fd, std::string_view bytes) {
   return {};
 }
 
+std::error_code socket_send_all(int fd, std::span<const std::string_view> pieces) {
+  // At most IOV_MAX buffers per call; a partial send resumes in the middle of a piece.
+  std::vector<iovec> buffers;
+  std::size_t next = 0;     // the first piece not wholly sent
+  std::size_t sent_of = 0;  // bytes of pieces[next] already sent
+  while (next < pieces.size()) {
+    buffers.clear();
+    for (auto i = next; i < pieces.size() && buffers.size() < IOV_MAX; ++i) {
+      const auto piece = i == next ? pieces[i].substr(sent_of) : pieces[i];
+      buffers.push_back({const_cast<char*>(piece.data()), piece.size()});
+    }
+    msghdr message{};
+    message.msg_iov = buffers.data();
+    message.msg_iovlen = buffers.size();
+    const ssize_t sent = ::sendmsg(fd, &message, MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      return timeout_or(last_error());
+    }
+    auto left = static_cast<std::size_t>(sent);
+    while (next < pieces.size() && left >= pieces[next].size() - sent_of) {
+      left -= pieces[next].size() - sent_of;
+      ++next;
+      sent_of = 0;
+    }
+    sent_of += left;
+  }
+  return {};
+}
+
 std::size_t socket_receive_some(int fd, std::span<char> into, std::error_code& error) {
   error.clear();
   for (;;) {
@@ -124,6 +157,15 @@ std::size_t socket_receive_some(int fd, std::span<char> into, std::error_code& e
 
 std::error_code TcpStream::send_all(std::string_view bytes) {
   return tls_ ? tls_->send_all(bytes) : socket_send_all(fd_, bytes);
+}
+
+std::error_code TcpStream::send_all(std::span<const std::string_view> pieces) {
+  if (!tls_) return socket_send_all(fd_, pieces);
+  // TLS copies every byte into its records anyway: one piece after the other.
+  for (const auto piece : pieces) {
+    if (const auto error = tls_->send_all(piece)) return error;
+  }
+  return {};
 }
 
 std::size_t TcpStream::receive_some(std::span<char> into, std::error_code& error) {

@@ -19,6 +19,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "protocol/codec.hpp"  // GatheredPayload
+
 namespace mrd::protocol {
 
 static_assert(std::endian::native == std::endian::little,
@@ -34,6 +36,13 @@ class DecodeError : public std::runtime_error {
 class BodyWriter {
  public:
   explicit BodyWriter(std::string& out) : buffer_(out), stream_(&buffer_), archive_(stream_) {}
+  /// The same, except that string and double payloads of `gather_from` bytes or more are not
+  /// appended: their place and bytes go to `gathered` instead (their count is appended).
+  BodyWriter(std::string& out, std::vector<GatheredPayload>& gathered, std::size_t gather_from)
+      : BodyWriter(out) {
+    gathered_ = &gathered;
+    gather_from_ = gather_from;
+  }
 
   /// Any arithmetic value or enum, as its raw bytes.
   template <class T>
@@ -49,13 +58,13 @@ class BodyWriter {
   /// A u64 count, then the bytes (cereal's std::string layout).
   void bytes(std::string_view s) {
     archive_(cereal::make_size_tag(static_cast<cereal::size_type>(s.size())));
-    archive_(cereal::binary_data(s.data(), s.size()));
+    payload(s);
   }
 
   /// A u64 count, then the raw doubles (cereal's std::vector<double> layout).
   void doubles(const std::vector<double>& v) {
     archive_(cereal::make_size_tag(static_cast<cereal::size_type>(v.size())));
-    archive_(cereal::binary_data(v.data(), v.size() * sizeof(double)));
+    payload({reinterpret_cast<const char*>(v.data()), v.size() * sizeof(double)});
   }
 
   /// A u64 element count; the caller writes the elements.
@@ -64,6 +73,15 @@ class BodyWriter {
   }
 
  private:
+  /// Raw bytes: appended, or gathered if they are big enough.
+  void payload(std::string_view s) {
+    if (gathered_ && s.size() >= gather_from_) {
+      gathered_->push_back({buffer_.size(), s});
+    } else {
+      archive_(cereal::binary_data(s.data(), s.size()));
+    }
+  }
+
   /// A streambuf that appends everything written to a string.
   class AppendBuffer : public std::streambuf {
    public:
@@ -79,6 +97,10 @@ class BodyWriter {
       return traits_type::not_eof(ch);
     }
 
+   public:
+    /// Bytes appended so far (AppendBuffer keeps no buffer of its own: they are all in `out`).
+    std::size_t size() const { return out_.size(); }
+
    private:
     std::string& out_;
   };
@@ -86,6 +108,8 @@ class BodyWriter {
   AppendBuffer buffer_;
   std::ostream stream_;
   cereal::BinaryOutputArchive archive_;
+  std::vector<GatheredPayload>* gathered_ = nullptr;
+  std::size_t gather_from_ = 0;
 };
 
 /// Reads cereal-encoded values from a byte range it does not own, refusing to read past its end.

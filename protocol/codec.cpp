@@ -419,6 +419,42 @@ void encode_to(std::string& out, const SubmitRequest& body) {
   write(writer, body);
 }
 
+std::uint64_t GatheredMessage::size() const {
+  std::uint64_t total = bytes.size();
+  for (const auto& payload : payloads)
+    total += payload.bytes.size();
+  return total;
+}
+
+std::vector<std::string_view> GatheredMessage::pieces() const {
+  std::vector<std::string_view> pieces;
+  pieces.reserve(2 * payloads.size() + 1);
+  const std::string_view encoded(bytes);
+  std::size_t sent = 0;
+  for (const auto& payload : payloads) {
+    if (payload.at > sent) pieces.push_back(encoded.substr(sent, payload.at - sent));
+    if (!payload.bytes.empty()) pieces.push_back(payload.bytes);
+    sent = payload.at;
+  }
+  if (sent < encoded.size()) pieces.push_back(encoded.substr(sent));
+  return pieces;
+}
+
+GatheredMessage gather_message(std::uint8_t code, const SubmitRequest& request) {
+  GatheredMessage message;
+  append_header(message.bytes, code, 0);
+  BodyWriter writer(message.bytes, message.payloads, kGatherFromBytes);
+  write(writer, request);
+  // The header again, now that the body's size is known: past 4 GiB it cannot say it (the caller
+  // refuses such a frame), so it says the most it can rather than a size that wrapped.
+  const auto body_bytes = message.size() - kHeaderBytes;
+  std::string header;
+  append_header(header, code,
+                static_cast<std::uint32_t>(std::min<std::uint64_t>(body_bytes, UINT32_MAX)));
+  message.bytes.replace(0, header.size(), header);
+  return message;
+}
+
 // One decoder for SUBMIT bodies: the one that yields offsets (submit_layout.hpp), so that the
 // server's in-place path and this copying one cannot disagree about what a body means.
 template <>

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "protocol/frame.hpp"
 #include "protocol/messages.hpp"
@@ -71,6 +72,34 @@ void append_message(std::string& out, std::uint8_t code, const T& body) {
   append_header(patched, code, body_bytes);
   out.replace(header_at, patched.size(), patched);
 }
+
+/// A payload left out of an encoded frame, to be sent from where it is: it belongs after the
+/// first `at` bytes of the frame's encoded bytes.
+struct GatheredPayload {
+  std::size_t at = 0;
+  std::string_view bytes;
+};
+
+/// A frame encoded for a gather write (sendmsg with several buffers): its big payloads (a
+/// document's text, the numbers, a matrix's values) are not copied into it. A SUBMIT of 64 MiB
+/// is then sent straight from the request the client built, with a few hundred bytes encoded
+/// around it, instead of from a 64 MiB copy.
+struct GatheredMessage {
+  std::string bytes;                      ///< the frame, without its gathered payloads
+  std::vector<GatheredPayload> payloads;  ///< each belongs after bytes[0, at); in order of `at`
+  /// The frame's size: bytes and payloads.
+  std::uint64_t size() const;
+  /// The pieces to send, in order; the frame is their concatenation.
+  std::vector<std::string_view> pieces() const;
+};
+
+/// Payloads of this many bytes or more are gathered; smaller ones are copied, which costs less
+/// than one more buffer to send.
+inline constexpr std::size_t kGatherFromBytes = 64 * 1024;
+
+/// A SUBMIT frame, its payloads gathered. Its pieces are valid while `request` is unchanged. The
+/// header holds the body's size, which fits a frame only up to 4 GiB: check size() first.
+GatheredMessage gather_message(std::uint8_t code, const SubmitRequest& request);
 
 /// Decodes a whole body as a T.
 template <class T>

@@ -735,6 +735,46 @@ TEST(Connection, SubmitRejectionsCarryTheServerMessage) {
   EXPECT_EQ(*decoded.value, request);
 }
 
+TEST(Connection, ABigSubmitIsSentFromTheRequestInPiecesAndArrivesAsOneFrame) {
+  // Texts and matrices of protocol::kGatherFromBytes or more are sent from where they are,
+  // several buffers per sendmsg; the last request has more pieces than one sendmsg takes.
+  std::string big(8 << 20, 'w');
+  for (std::size_t i = 0; i < big.size(); i += 4099)
+    big[i] = ' ';
+  const protocol::SubmitRequest words{
+      "words",
+      "sum",
+      {},
+      protocol::Documents{{{"a", big}, {"b", "small"}, {"c", big + "x y"}}},
+      "key"};
+  const std::vector<double> values(1 << 20, 0.25);
+  const protocol::SubmitRequest product{
+      "matmul", "rows", {}, protocol::MatrixPair{{1024, 1024, values}, {1024, 1024, values}}};
+  protocol::Documents many;
+  for (int i = 0; i < 600; ++i)
+    many.documents.push_back(
+        {std::to_string(i), std::string(protocol::kGatherFromBytes, 'a' + i % 26)});
+  const protocol::SubmitRequest pieces{"words", "sum", {}, std::move(many)};
+  ASSERT_GT(protocol::gather_message(0, pieces).pieces().size(), 1024u);  // IOV_MAX on Linux
+  ScriptedServer server({reply(Status::kOk, protocol::JobId{1}),
+                         reply(Status::kOk, protocol::JobId{2}),
+                         reply(Status::kOk, protocol::JobId{3})});
+  auto connection = Connection::connect(server.address());
+  EXPECT_EQ(connection.submit(words), 1u);
+  EXPECT_EQ(connection.submit(product), 2u);
+  EXPECT_EQ(connection.submit(pieces), 3u);
+  const auto& requests = server.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    std::string expected;
+    protocol::append_message(expected, static_cast<std::uint8_t>(protocol::Opcode::kSubmit),
+                             i == 0   ? words
+                             : i == 1 ? product
+                                      : pieces);
+    EXPECT_TRUE(requests[i] == expected) << "request " << i << " differs from its frame";
+  }
+}
+
 TEST(Connection, WaitForResultReportsProgressThenReturnsTheResult) {
   const protocol::JobProgress queued{5, protocol::JobState::kQueued, 0, 0, 0, 0};
   const protocol::JobProgress mapping{5, protocol::JobState::kMapping, 1, 2, 0, 1};

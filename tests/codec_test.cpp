@@ -165,6 +165,44 @@ TEST(Codec, EveryMessageRoundTrips) {
   EXPECT_EQ(*decode<Hello>(encode(hello)).value, hello);
 }
 
+TEST(Codec, AGatheredSubmitIsTheSameFrameSentFromTheRequestsOwnBytes) {
+  const std::string big(kGatherFromBytes, 'w');
+  const std::vector<double> values(kGatherFromBytes / sizeof(double), 1.5);
+  const std::size_t side = values.size() / 8;  // 8 x side
+  SubmitRequest docs{"words",
+                     "sum",
+                     {100, 3, 5, 6},
+                     Documents{{{"a", big}, {"b", "small"}, {"", ""}, {"c", big + "x"}}},
+                     "key"};
+  SubmitRequest numbers{"numbers", "stats", {}, Numbers{values}};
+  SubmitRequest matrices{"matmul", "rows", {}, MatrixPair{{8, side, values}, {side, 8, values}}};
+  SubmitRequest tiny{"words", "sum", {}, Documents{{{"doc", "a small one"}}}};
+  for (const auto* request : {&docs, &numbers, &matrices, &tiny}) {
+    std::string frame;
+    append_message(frame, 0, *request);
+    const auto gathered = gather_message(0, *request);
+    std::string sent;
+    for (const auto piece : gathered.pieces())
+      sent += piece;
+    EXPECT_EQ(sent, frame) << "the pieces, in order, are the frame, header included";
+    EXPECT_EQ(gathered.size(), frame.size());
+    // Every payload of kGatherFromBytes or more is sent from the request, not copied.
+    for (const auto& payload : gathered.payloads) {
+      EXPECT_GE(payload.bytes.size(), kGatherFromBytes);
+      EXPECT_LE(payload.at, gathered.bytes.size());
+    }
+    EXPECT_LT(gathered.bytes.size(), 1000u) << "only the small fields are encoded";
+  }
+  const auto gathered = gather_message(0, docs);
+  ASSERT_EQ(gathered.payloads.size(), 2u);
+  EXPECT_EQ(gathered.payloads[0].bytes.data(),
+            std::get<Documents>(docs.input).documents[0].text.data());
+  EXPECT_EQ(gathered.payloads[1].bytes.data(),
+            std::get<Documents>(docs.input).documents[3].text.data());
+  EXPECT_EQ(gather_message(0, matrices).payloads.size(), 2u);
+  EXPECT_TRUE(gather_message(0, tiny).payloads.empty());
+}
+
 TEST(Codec, VersionFourDetailsRoundTripAndAreRefusedWhenTruncated) {
   const JobDetails details{{7, JobState::kFailed, 3, 4, 0, 2},
                            "words",
