@@ -248,7 +248,7 @@ class Report:
                "result's order (%s). In every run the "
                "baseline's result and mrd's must be identical (same words, counts and order, "
                "compared by digest); `mrctl wordcount --all` is also timed as a user runs it "
-               "(reading the file, polling with its 1-200 ms back-off, printing every word)." % (
+               "(reading the file, polling with its back-off (1 to 200 ms, shorter as the progress nears the end), printing every word)." % (
                    self.sort_share()), "",
                "| corpus | size | baseline 1 thread | baseline 2 threads | mrd end to end | "
                "mrd / 2 threads | of which SUBMIT | `mrctl wordcount --all` | same result |",

@@ -540,6 +540,34 @@ TEST(PollBackoff, DoublesUpToTheCeiling) {
   EXPECT_EQ(pauses, (std::vector<long>{1, 2, 4, 8, 16, 32, 64, 128, 200, 200}));
 }
 
+TEST(PollBackoff, ComesCloserAsTheProgressSaysTheEndIsNear) {
+  using std::chrono::milliseconds;
+  const auto start = PollBackoff::Clock::time_point{};
+  PollBackoff backoff;
+  // Queued (nothing known), then a first report: the doubling pauses.
+  EXPECT_EQ(backoff.next(std::nullopt, start).count(), 1);
+  EXPECT_EQ(backoff.next(0.25, start + milliseconds(1)).count(), 2);
+  // 0.25 to 0.5 in 100 ms: 200 ms left at that pace; the doubling pause (4) is shorter.
+  EXPECT_EQ(backoff.next(0.5, start + milliseconds(101)).count(), 4);
+  for (int i = 0; i < 4; ++i)
+    backoff.next();  // 8, 16, 32, 64: the doubling pause is 128 ms now
+  // 0.25 to 0.75 in 500 ms: 250 ms left; half of it.
+  EXPECT_EQ(backoff.next(0.75, start + milliseconds(501)).count(), 125);
+  // Almost done: 1 ms, the shortest pause.
+  EXPECT_EQ(backoff.next(0.999, start + milliseconds(600)).count(), 1);
+  EXPECT_EQ(backoff.next(1.0, start + milliseconds(601)).count(), 1);
+  // Progress that goes back (a task lost and run again) says nothing: the doubling pause.
+  PollBackoff lost;
+  lost.next(0.5, start);
+  EXPECT_EQ(lost.next(0.3, start + milliseconds(10)).count(), 2);
+}
+
+TEST(PollBackoff, AJobsFractionDoneCountsEveryTaskItKnows) {
+  EXPECT_EQ(fraction_done({1, protocol::JobState::kQueued, 0, 0, 0, 0}), std::nullopt);
+  EXPECT_EQ(fraction_done({1, protocol::JobState::kMapping, 3, 4, 0, 4}), 3.0 / 8);
+  EXPECT_EQ(fraction_done({1, protocol::JobState::kReducing, 4, 4, 4, 4}), 1.0);
+}
+
 TEST(ReplyError, KindFollowsTheStatus) {
   EXPECT_EQ(error_kind_of(Status::kQueueFull), ErrorKind::kRejected);
   EXPECT_EQ(error_kind_of(Status::kBadJob), ErrorKind::kRejected);
