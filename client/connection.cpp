@@ -1,6 +1,9 @@
 #include "client/connection.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "client/client_error.hpp"
@@ -121,11 +124,15 @@ protocol::AuthReply Connection::auth(std::string_view token) {
   return ask<protocol::AuthReply>(frame, "auth");
 }
 
-std::uint32_t Connection::submit(const protocol::SubmitRequest& request) {
+std::uint32_t Connection::submit(const protocol::SubmitRequest& request,
+                                 std::span<const TextFile> text_files) {
   // A SUBMIT body can be hundreds of MiB: its texts, numbers and matrices are sent from the
-  // request itself, with only the fields around them encoded (a gather write), not copied into a
-  // frame first.
-  const auto frame = protocol::gather_message(code(Opcode::kSubmit), request);
+  // request itself (or from their files), with only the fields around them encoded (a gather
+  // write), not copied into a frame first.
+  std::vector<std::uint64_t> outside(text_files.size(), 0);
+  for (std::size_t i = 0; i < text_files.size(); ++i)
+    if (text_files[i].fd >= 0) outside[i] = text_files[i].bytes;
+  const auto frame = protocol::gather_message(code(Opcode::kSubmit), request, outside);
   // Past 4 GiB the header's u32 length cannot say the size: refuse here, since the server cannot
   // tell.
   if (frame.size() - protocol::kHeaderBytes > kMaxFrameBodyBytes) {
@@ -133,7 +140,22 @@ std::uint32_t Connection::submit(const protocol::SubmitRequest& request) {
                                              std::to_string(frame.size() >> 20) +
                                              " MiB; a frame holds at most 4 GiB");
   }
-  return ask<protocol::JobId>(frame.pieces(), "submit").id;
+  std::vector<SendPiece> pieces;
+  const std::string_view encoded(frame.bytes);
+  std::size_t at = 0;
+  for (const auto& payload : frame.payloads) {
+    if (payload.at > at)
+      pieces.push_back(SendPiece::in_memory(encoded.substr(at, payload.at - at)));
+    at = payload.at;
+    if (payload.outside_document) {
+      const auto& file = text_files[*payload.outside_document];
+      pieces.push_back({{}, file.fd, file.bytes, file.path});
+    } else {
+      pieces.push_back(SendPiece::in_memory(payload.bytes));
+    }
+  }
+  if (at < encoded.size()) pieces.push_back(SendPiece::in_memory(encoded.substr(at)));
+  return ask<protocol::JobId>(pieces, "submit").id;
 }
 
 FetchOutcome Connection::fetch(std::uint32_t job_id) {
@@ -201,25 +223,19 @@ FetchOutcome Connection::wait_for_result(std::uint32_t job_id,
 }
 
 Connection::Reply Connection::round_trip(std::string_view frame, const std::string& what) {
-  return round_trip(std::span<const std::string_view>(&frame, 1), what);
+  const auto whole = SendPiece::in_memory(frame);
+  return round_trip(std::span<const SendPiece>(&whole, 1), what);
 }
 
-Connection::Reply Connection::round_trip(std::span<const std::string_view> frame,
+Connection::Reply Connection::round_trip(std::span<const SendPiece> frame,
                                          const std::string& what) {
   // Every request frame is built by this class, so its first byte is a valid opcode. The reply
   // is matched to it here, where it is known: an OK body's layout depends on the request.
-  const auto request = static_cast<Opcode>(frame.front()[0]);
-  std::size_t frame_bytes = 0;
-  for (const auto piece : frame)
+  const auto request = static_cast<Opcode>(frame.front().bytes[0]);
+  std::uint64_t frame_bytes = 0;
+  for (const auto& piece : frame)
     frame_bytes += piece.size();
-  if (frame_observer_) {
-    // Tracing shows whole frames: only then are the pieces copied into one.
-    std::string whole;
-    whole.reserve(frame_bytes);
-    for (const auto piece : frame)
-      whole += piece;
-    frame_observer_(Direction::kSent, whole, request);
-  }
+  if (frame_observer_) observe_sent(frame, frame_bytes, request);
   if (const auto error = stream_.send_all(frame)) {
     // The server may have answered and hung up before reading the whole request, as it does on
     // FRAME_TOO_LARGE; that answer explains more than our broken pipe, so look for it first.
@@ -239,6 +255,29 @@ Connection::Reply Connection::round_trip(std::span<const std::string_view> frame
                                                   size_hint(frame_bytes));
   }
   return std::move(*reply);
+}
+
+void Connection::observe_sent(std::span<const SendPiece> frame, std::uint64_t frame_bytes,
+                              Opcode request) {
+  // Tracing shows whole frames: only then are the pieces copied into one, files read.
+  std::string whole;
+  whole.reserve(frame_bytes);
+  for (const auto& piece : frame) {
+    if (piece.file < 0) {
+      whole += piece.bytes;
+      continue;
+    }
+    const auto start = whole.size();
+    whole.resize(start + piece.file_bytes);
+    for (std::uint64_t done = 0; done < piece.file_bytes;) {
+      const ssize_t got = ::pread(piece.file, whole.data() + start + done, piece.file_bytes - done,
+                                  static_cast<off_t>(done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) break;  // sending it will say what is wrong with the file
+      done += static_cast<std::uint64_t>(got);
+    }
+  }
+  frame_observer_(Direction::kSent, whole, request);
 }
 
 std::optional<Connection::Reply> Connection::read_reply(Opcode request, const std::string& what) {

@@ -36,6 +36,14 @@ struct FetchOutcome {
   bool finished() const { return status != protocol::Status::kPending; }
 };
 
+/// A document's text that a SUBMIT sends from a file, read as it is sent rather than first into
+/// memory: the first `bytes` bytes of the open file `fd` (not owned), named `path` in errors.
+struct TextFile {
+  int fd = -1;  ///< -1: the text is in the request
+  std::uint64_t bytes = 0;
+  std::string path;
+};
+
 /// Called with each progress report while wait_for_result polls.
 using ProgressCallback = std::function<void(const protocol::JobProgress&)>;
 
@@ -59,8 +67,11 @@ class Connection {
   protocol::AuthReply auth(std::string_view token);
 
   /// SUBMIT: queues a job and returns its id. Throws ClientError (kRejected) for QUEUE_FULL,
-  /// BAD_JOB, SHUTTING_DOWN and FRAME_TOO_LARGE, with the server's message.
-  std::uint32_t submit(const protocol::SubmitRequest& request);
+  /// BAD_JOB, SHUTTING_DOWN and FRAME_TOO_LARGE, with the server's message. `text_files[i]`, if
+  /// open, holds document i's text (the request's is then empty), sent as it is read; ClientError
+  /// (kInput) if such a file got shorter meanwhile, after which this connection is of no use.
+  std::uint32_t submit(const protocol::SubmitRequest& request,
+                       std::span<const TextFile> text_files = {});
 
   /// FETCH once: the result, the progress so far, or why there will be no result.
   FetchOutcome fetch(std::uint32_t job_id);
@@ -107,12 +118,16 @@ class Connection {
   /// Sends a whole request frame and reads its reply. `what` names the request in errors.
   Reply round_trip(std::string_view frame, const std::string& what);
   /// The same for a frame sent in pieces (a gathered SUBMIT: protocol::GatheredMessage).
-  Reply round_trip(std::span<const std::string_view> frame, const std::string& what);
+  Reply round_trip(std::span<const SendPiece> frame, const std::string& what);
 
   /// round_trip, then the OK reply's body decoded as a T; any other reply is thrown. `Frame` is
   /// either of round_trip's.
   template <class T, class Frame>
   T ask(const Frame& frame, const std::string& what);
+
+  /// Shows frame_observer_ the whole of a request frame sent in pieces.
+  void observe_sent(std::span<const SendPiece> frame, std::uint64_t frame_bytes,
+                    protocol::Opcode request);
 
   /// Reads the next reply frame, the answer to a `request`; nullopt if the server closed
   /// cleanly before its first byte.

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "client/connection.hpp"
 #include "protocol/messages.hpp"
 
 namespace mrd::client {
@@ -12,5 +13,21 @@ namespace mrd::client {
 /// Throws ClientError (kInput) for a missing file, a directory, or a path longer than the
 /// protocol allows for a document name.
 protocol::Documents load_documents(const std::vector<std::string>& paths);
+
+/// Documents whose big texts stay in their files until they are sent: a regular file of
+/// protocol::kGatherFromBytes or more is opened, not read (its document's text is empty and
+/// `files` holds it, for Connection::submit to send as it reads it); anything else (a small
+/// file, a pipe, /dev/stdin) is read into its document. The files are closed with this.
+class OpenDocuments {
+ public:
+  /// As load_documents, with the same errors.
+  explicit OpenDocuments(const std::vector<std::string>& paths);
+  ~OpenDocuments();
+  OpenDocuments(const OpenDocuments&) = delete;
+  OpenDocuments& operator=(const OpenDocuments&) = delete;
+
+  protocol::Documents documents;  ///< to send: move it into the request
+  std::vector<TextFile> files;    ///< per document: an open file, or fd -1 (its text is read)
+};
 
 }  // namespace mrd::client

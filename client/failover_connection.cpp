@@ -91,14 +91,16 @@ bool FailoverConnection::fail_over(const ClientError& error, const std::string& 
   return true;
 }
 
-std::uint32_t FailoverConnection::submit(const protocol::SubmitRequest& request) {
+std::uint32_t FailoverConnection::submit(const protocol::SubmitRequest& request,
+                                         std::span<const TextFile> text_files) {
   if (request.idempotency_key.empty()) {
     auto keyed = request;
     keyed.idempotency_key = random_idempotency_key();
-    return submit(keyed);
+    return submit(keyed, text_files);
   }
-  return call("submit", Opcode::kSubmit,
-              [&request](Connection& connection) { return connection.submit(request); });
+  return call("submit", Opcode::kSubmit, [&request, text_files](Connection& connection) {
+    return connection.submit(request, text_files);
+  });
 }
 
 FetchOutcome FailoverConnection::fetch(std::uint32_t job_id) {

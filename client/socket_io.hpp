@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <system_error>
@@ -13,9 +14,27 @@ namespace mrd::client {
 /// is std::errc::timed_out.
 std::error_code socket_send_all(int fd, std::string_view bytes);
 
-/// Sends every byte of `pieces`, in order, as one stream (a gather write: sendmsg with several
-/// buffers, so that they need not be copied into one first).
-std::error_code socket_send_all(int fd, std::span<const std::string_view> pieces);
+/// Part of what a request sends: bytes in memory, or the first `file_bytes` bytes of the open
+/// file `file` (a document's text, sent as it is read, never copied into memory), which `name`
+/// names in errors.
+struct SendPiece {
+  std::string_view bytes;
+  int file = -1;
+  std::uint64_t file_bytes = 0;
+  std::string_view name;
+  std::uint64_t size() const { return file >= 0 ? file_bytes : bytes.size(); }
+  /// Bytes in memory.
+  static SendPiece in_memory(std::string_view bytes) {
+    SendPiece piece;
+    piece.bytes = bytes;
+    return piece;
+  }
+};
+
+/// Sends every byte of `pieces`, in order, as one stream: pieces in memory with one sendmsg (a
+/// gather write, at most IOV_MAX of them a call), files with sendfile. Throws ClientError
+/// (kInput) if a file has fewer bytes than `file_bytes` (it shrank since it was opened).
+std::error_code socket_send_all(int fd, std::span<const SendPiece> pieces);
 
 /// Receives what is available, up to `into.size()` bytes, waiting for at least one. Returns the
 /// count, 0 when the peer has closed, or sets `error` (std::errc::timed_out on a stall).

@@ -3,13 +3,18 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <csignal>
+#include <cstring>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -114,15 +119,70 @@ std::error_code socket_send_all(int fd, std::string_view bytes) {
   return {};
 }
 
-std::error_code socket_send_all(int fd, std::span<const std::string_view> pieces) {
-  // At most IOV_MAX buffers per call; a partial send resumes in the middle of a piece.
+namespace {
+
+[[noreturn]] void file_shrank(std::string_view name) {
+  throw ClientError(ErrorKind::kInput, std::string(name) +
+                                           ": the file got shorter while it was being sent; "
+                                           "send it again once nothing writes it");
+}
+
+/// Keeps SIGPIPE from this thread while it lives, and discards one it caused: sendfile has no
+/// MSG_NOSIGNAL, and a server that has closed must be an EPIPE here, not the end of the process.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~SigpipeBlocked() {
+    sigset_t pending;
+    sigpending(&pending);
+    if (!was_pending_ && sigismember(&pending, SIGPIPE) == 1) {
+      const timespec now{0, 0};
+      while (sigtimedwait(&pipe_, nullptr, &now) < 0 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t pipe_{}, old_{};
+  bool was_pending_ = false;
+};
+
+/// Sends the first `bytes` bytes of `file`.
+std::error_code send_file(int socket, const SendPiece& piece) {
+  const SigpipeBlocked no_sigpipe;
+  off_t offset = 0;
+  while (static_cast<std::uint64_t>(offset) < piece.file_bytes) {
+    const auto left = piece.file_bytes - static_cast<std::uint64_t>(offset);
+    const ssize_t sent =
+        ::sendfile(socket, piece.file, &offset, std::min<std::uint64_t>(left, 1 << 30));
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      return timeout_or(last_error());
+    }
+    if (sent == 0) file_shrank(piece.name);
+  }
+  return {};
+}
+
+/// Sends `pieces` in memory, from `sent_of` bytes into the first: sendmsg, at most IOV_MAX a
+/// call; a partial send resumes in the middle of a piece.
+std::error_code send_in_memory(int fd, std::span<const SendPiece> pieces, std::size_t sent_of) {
   std::vector<iovec> buffers;
-  std::size_t next = 0;     // the first piece not wholly sent
-  std::size_t sent_of = 0;  // bytes of pieces[next] already sent
+  std::size_t next = 0;  // the first piece not wholly sent
   while (next < pieces.size()) {
     buffers.clear();
     for (auto i = next; i < pieces.size() && buffers.size() < IOV_MAX; ++i) {
-      const auto piece = i == next ? pieces[i].substr(sent_of) : pieces[i];
+      const auto piece = i == next ? pieces[i].bytes.substr(sent_of) : pieces[i].bytes;
       buffers.push_back({const_cast<char*>(piece.data()), piece.size()});
     }
     msghdr message{};
@@ -134,12 +194,31 @@ std::error_code socket_send_all(int fd, std::span<const std::string_view> pieces
       return timeout_or(last_error());
     }
     auto left = static_cast<std::size_t>(sent);
-    while (next < pieces.size() && left >= pieces[next].size() - sent_of) {
-      left -= pieces[next].size() - sent_of;
+    while (next < pieces.size() && left >= pieces[next].bytes.size() - sent_of) {
+      left -= pieces[next].bytes.size() - sent_of;
       ++next;
       sent_of = 0;
     }
     sent_of += left;
+  }
+  return {};
+}
+
+}  // namespace
+
+std::error_code socket_send_all(int fd, std::span<const SendPiece> pieces) {
+  // Runs of pieces in memory go together; a file between them goes on its own.
+  while (!pieces.empty()) {
+    if (pieces.front().file >= 0) {
+      if (const auto error = send_file(fd, pieces.front())) return error;
+      pieces = pieces.subspan(1);
+      continue;
+    }
+    std::size_t run = 0;
+    while (run < pieces.size() && pieces[run].file < 0)
+      ++run;
+    if (const auto error = send_in_memory(fd, pieces.first(run), 0)) return error;
+    pieces = pieces.subspan(run);
   }
   return {};
 }
@@ -159,11 +238,30 @@ std::error_code TcpStream::send_all(std::string_view bytes) {
   return tls_ ? tls_->send_all(bytes) : socket_send_all(fd_, bytes);
 }
 
-std::error_code TcpStream::send_all(std::span<const std::string_view> pieces) {
+std::error_code TcpStream::send_all(std::span<const SendPiece> pieces) {
   if (!tls_) return socket_send_all(fd_, pieces);
-  // TLS copies every byte into its records anyway: one piece after the other.
-  for (const auto piece : pieces) {
-    if (const auto error = tls_->send_all(piece)) return error;
+  // TLS copies every byte into its records anyway: one piece after the other, a file read a
+  // MiB at a time.
+  std::vector<char> buffer;
+  for (const auto& piece : pieces) {
+    if (piece.file < 0) {
+      if (const auto error = tls_->send_all(piece.bytes)) return error;
+      continue;
+    }
+    buffer.resize(1 << 20);
+    for (std::uint64_t offset = 0; offset < piece.file_bytes;) {
+      const auto want = std::min<std::uint64_t>(buffer.size(), piece.file_bytes - offset);
+      const ssize_t got = ::pread(piece.file, buffer.data(), want, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) {
+        throw ClientError(ErrorKind::kInput, std::string(piece.name) + ": " + std::strerror(errno));
+      }
+      if (got == 0) file_shrank(piece.name);
+      if (const auto error = tls_->send_all({buffer.data(), static_cast<std::size_t>(got)})) {
+        return error;
+      }
+      offset += static_cast<std::uint64_t>(got);
+    }
   }
   return {};
 }

@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "client/server_address.hpp"
+#include "client/socket_io.hpp"
 #include "client/tls_session.hpp"
 
 namespace mrd::client {
@@ -38,8 +39,8 @@ class TcpStream {
   /// Sends every byte. A broken connection is a value here, not an exception: the caller may
   /// still find the server's last words (say, FRAME_TOO_LARGE) waiting to be read.
   std::error_code send_all(std::string_view bytes);
-  /// The same for the bytes of `pieces`, in order, sent from where they are.
-  std::error_code send_all(std::span<const std::string_view> pieces);
+  /// The same for `pieces`, in order, each sent from where it is (socket_send_all).
+  std::error_code send_all(std::span<const SendPiece> pieces);
 
   /// Receives what is available, up to `into.size()` bytes, waiting for at least one. Returns
   /// the count, 0 when the server has closed, or sets `error` (std::errc::timed_out on a stall).

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <istream>
 #include <ostream>
+#include <span>
 #include <stdexcept>
 #include <streambuf>
 #include <string>
@@ -38,10 +39,13 @@ class BodyWriter {
   explicit BodyWriter(std::string& out) : buffer_(out), stream_(&buffer_), archive_(stream_) {}
   /// The same, except that string and double payloads of `gather_from` bytes or more are not
   /// appended: their place and bytes go to `gathered` instead (their count is appended).
-  BodyWriter(std::string& out, std::vector<GatheredPayload>& gathered, std::size_t gather_from)
+  /// `outside_texts`: the sizes of documents' texts the request does not hold (document_text).
+  BodyWriter(std::string& out, std::vector<GatheredPayload>& gathered, std::size_t gather_from,
+             std::span<const std::uint64_t> outside_texts = {})
       : BodyWriter(out) {
     gathered_ = &gathered;
     gather_from_ = gather_from;
+    outside_texts_ = outside_texts;
   }
 
   /// Any arithmetic value or enum, as its raw bytes.
@@ -67,6 +71,17 @@ class BodyWriter {
     payload({reinterpret_cast<const char*>(v.data()), v.size() * sizeof(double)});
   }
 
+  /// Document `index`'s text: as bytes(), or, if the writer was told that text is outside the
+  /// request, its size alone, its bytes left for the sender (GatheredPayload::outside_document).
+  void document_text(std::size_t index, std::string_view text) {
+    if (index < outside_texts_.size() && outside_texts_[index] > 0) {
+      archive_(cereal::make_size_tag(static_cast<cereal::size_type>(outside_texts_[index])));
+      gathered_->push_back({buffer_.size(), {}, index, outside_texts_[index]});
+      return;
+    }
+    bytes(text);
+  }
+
   /// A u64 element count; the caller writes the elements.
   void count(std::uint64_t n) {
     archive_(cereal::make_size_tag(static_cast<cereal::size_type>(n)));
@@ -76,7 +91,7 @@ class BodyWriter {
   /// Raw bytes: appended, or gathered if they are big enough.
   void payload(std::string_view s) {
     if (gathered_ && s.size() >= gather_from_) {
-      gathered_->push_back({buffer_.size(), s});
+      gathered_->push_back({buffer_.size(), s, std::nullopt, 0});
     } else {
       archive_(cereal::binary_data(s.data(), s.size()));
     }
@@ -110,6 +125,7 @@ class BodyWriter {
   cereal::BinaryOutputArchive archive_;
   std::vector<GatheredPayload>* gathered_ = nullptr;
   std::size_t gather_from_ = 0;
+  std::span<const std::uint64_t> outside_texts_;
 };
 
 /// Reads cereal-encoded values from a byte range it does not own, refusing to read past its end.

@@ -48,9 +48,9 @@ void write_input(BodyWriter& w, const JobInput& input) {
   w.value(static_cast<std::uint8_t>(input.index()));
   if (const auto* docs = std::get_if<Documents>(&input)) {
     w.count(docs->documents.size());
-    for (const auto& d : docs->documents) {
-      w.bytes(d.name);
-      w.bytes(d.text);
+    for (std::size_t i = 0; i < docs->documents.size(); ++i) {
+      w.bytes(docs->documents[i].name);
+      w.document_text(i, docs->documents[i].text);
     }
   } else if (const auto* numbers = std::get_if<Numbers>(&input)) {
     w.doubles(numbers->values);
@@ -422,7 +422,7 @@ void encode_to(std::string& out, const SubmitRequest& body) {
 std::uint64_t GatheredMessage::size() const {
   std::uint64_t total = bytes.size();
   for (const auto& payload : payloads)
-    total += payload.bytes.size();
+    total += payload.bytes.size() + payload.outside_bytes;
   return total;
 }
 
@@ -432,6 +432,9 @@ std::vector<std::string_view> GatheredMessage::pieces() const {
   const std::string_view encoded(bytes);
   std::size_t sent = 0;
   for (const auto& payload : payloads) {
+    if (payload.outside_document) {
+      throw std::logic_error("a message with outside texts has no pieces of its own");
+    }
     if (payload.at > sent) pieces.push_back(encoded.substr(sent, payload.at - sent));
     if (!payload.bytes.empty()) pieces.push_back(payload.bytes);
     sent = payload.at;
@@ -440,10 +443,11 @@ std::vector<std::string_view> GatheredMessage::pieces() const {
   return pieces;
 }
 
-GatheredMessage gather_message(std::uint8_t code, const SubmitRequest& request) {
+GatheredMessage gather_message(std::uint8_t code, const SubmitRequest& request,
+                               std::span<const std::uint64_t> outside_texts) {
   GatheredMessage message;
   append_header(message.bytes, code, 0);
-  BodyWriter writer(message.bytes, message.payloads, kGatherFromBytes);
+  BodyWriter writer(message.bytes, message.payloads, kGatherFromBytes, outside_texts);
   write(writer, request);
   // The header again, now that the body's size is known: past 4 GiB it cannot say it (the caller
   // refuses such a frame), so it says the most it can rather than a size that wrapped.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,10 +75,14 @@ void append_message(std::string& out, std::uint8_t code, const T& body) {
 }
 
 /// A payload left out of an encoded frame, to be sent from where it is: it belongs after the
-/// first `at` bytes of the frame's encoded bytes.
+/// first `at` bytes of the frame's encoded bytes. Either `bytes` (in the request), or, for a
+/// document's text the request does not hold (gather_message's `outside_texts`), that document's
+/// index and size: the sender sends it from wherever it keeps it (a file).
 struct GatheredPayload {
   std::size_t at = 0;
   std::string_view bytes;
+  std::optional<std::size_t> outside_document;
+  std::uint64_t outside_bytes = 0;
 };
 
 /// A frame encoded for a gather write (sendmsg with several buffers): its big payloads (a
@@ -89,7 +94,8 @@ struct GatheredMessage {
   std::vector<GatheredPayload> payloads;  ///< each belongs after bytes[0, at); in order of `at`
   /// The frame's size: bytes and payloads.
   std::uint64_t size() const;
-  /// The pieces to send, in order; the frame is their concatenation.
+  /// The pieces to send, in order; the frame is their concatenation. Only for a message without
+  /// outside texts (std::logic_error otherwise).
   std::vector<std::string_view> pieces() const;
 };
 
@@ -99,7 +105,11 @@ inline constexpr std::size_t kGatherFromBytes = 64 * 1024;
 
 /// A SUBMIT frame, its payloads gathered. Its pieces are valid while `request` is unchanged. The
 /// header holds the body's size, which fits a frame only up to 4 GiB: check size() first.
-GatheredMessage gather_message(std::uint8_t code, const SubmitRequest& request);
+/// `outside_texts[i]`, if more than 0, is the size of document i's text, which the request does
+/// not hold (its text there is empty): the caller sends it in its place (a file, read as it is
+/// sent).
+GatheredMessage gather_message(std::uint8_t code, const SubmitRequest& request,
+                               std::span<const std::uint64_t> outside_texts = {});
 
 /// Decodes a whole body as a T.
 template <class T>

@@ -444,6 +444,30 @@ TEST(Documents, DirectoryAndMissingFileAreErrors) {
                       "missing: No such file or directory");
 }
 
+TEST(Documents, BigRegularFilesAreOpenedNotReadAndTheRestRead) {
+  TempDir dir;
+  const std::string big(protocol::kGatherFromBytes, 'b');
+  write_output_file(dir.file("big.txt"), big);
+  write_output_file(dir.file("small.txt"), "small");
+  {
+    OpenDocuments opened({dir.file("small.txt"), dir.file("big.txt")});
+    ASSERT_EQ(opened.documents.documents.size(), 2u);
+    ASSERT_EQ(opened.files.size(), 2u);
+    EXPECT_EQ(opened.documents.documents[0].text, "small");
+    EXPECT_EQ(opened.files[0].fd, -1);
+    EXPECT_EQ(opened.documents.documents[1], (protocol::Document{dir.file("big.txt"), ""}));
+    EXPECT_GE(opened.files[1].fd, 0);
+    EXPECT_EQ(opened.files[1].bytes, big.size());
+  }
+  expect_client_error(
+      [&] {
+        OpenDocuments({dir.file("big.txt"), dir.file("missing")});
+      },
+      ErrorKind::kInput, "missing: No such file or directory");
+  expect_client_error([&] { OpenDocuments({dir.path()}); }, ErrorKind::kInput,
+                      dir.path() + ": is a directory");
+}
+
 // --- JSON ---
 
 TEST(Json, EscapesQuotesBackslashesAndControlCharacters) {
@@ -801,6 +825,32 @@ TEST(Connection, ABigSubmitIsSentFromTheRequestInPiecesAndArrivesAsOneFrame) {
                                       : pieces);
     EXPECT_TRUE(requests[i] == expected) << "request " << i << " differs from its frame";
   }
+}
+
+TEST(Connection, ATextSentFromItsFileArrivesAsIfTheRequestHeldIt) {
+  TempDir dir;
+  std::string text(3 << 20, 'x');
+  for (std::size_t i = 0; i < text.size(); i += 7)
+    text[i] = ' ';
+  write_output_file(dir.file("big.txt"), text);
+  OpenDocuments opened({dir.file("big.txt")});
+  protocol::SubmitRequest request{"words", "sum", {}, std::move(opened.documents), "k"};
+  ScriptedServer server({reply(Status::kOk, protocol::JobId{9})});
+  auto connection = Connection::connect(server.address());
+  EXPECT_EQ(connection.submit(request, opened.files), 9u);
+  std::get<protocol::Documents>(request.input).documents[0].text = text;
+  std::string expected;
+  protocol::append_message(expected, static_cast<std::uint8_t>(protocol::Opcode::kSubmit), request);
+  ASSERT_EQ(server.requests().size(), 1u);
+  EXPECT_TRUE(server.requests()[0] == expected) << "the frame differs";
+
+  // A file that got shorter since it was opened: an input error naming it, not a bad frame.
+  ScriptedServer other({reply(Status::kOk, protocol::JobId{10})});
+  auto second = Connection::connect(other.address());
+  ASSERT_EQ(::truncate(dir.file("big.txt").c_str(), 1000), 0);
+  std::get<protocol::Documents>(request.input).documents[0].text.clear();
+  expect_client_error([&] { second.submit(request, opened.files); }, ErrorKind::kInput,
+                      "big.txt: the file got shorter while it was being sent");
 }
 
 TEST(Connection, WaitForResultReportsProgressThenReturnsTheResult) {

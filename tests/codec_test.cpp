@@ -203,6 +203,36 @@ TEST(Codec, AGatheredSubmitIsTheSameFrameSentFromTheRequestsOwnBytes) {
   EXPECT_TRUE(gather_message(0, tiny).payloads.empty());
 }
 
+TEST(Codec, AGatheredSubmitLeavesRoomForTextsItDoesNotHold) {
+  const std::string file_a(100000, 'a'), file_c(7, 'c'), big(kGatherFromBytes, 'b');
+  // Documents 0 and 2 are sent from elsewhere (files), 1 from the request.
+  SubmitRequest held{"words", "sum", {}, Documents{{{"a", ""}, {"b", big}, {"c", ""}}}, "k"};
+  const std::vector<std::uint64_t> outside{file_a.size(), 0, file_c.size()};
+  const auto gathered = gather_message(0, held, outside);
+  std::string sent;
+  std::size_t at = 0;
+  for (const auto& payload : gathered.payloads) {
+    sent += gathered.bytes.substr(at, payload.at - at);
+    at = payload.at;
+    if (payload.outside_document) {
+      EXPECT_EQ(payload.outside_bytes, outside[*payload.outside_document]);
+      sent += *payload.outside_document == 0 ? file_a : file_c;
+    } else {
+      sent += payload.bytes;
+    }
+  }
+  sent += gathered.bytes.substr(at);
+  SubmitRequest whole = held;
+  std::get<Documents>(whole.input).documents[0].text = file_a;
+  std::get<Documents>(whole.input).documents[2].text = file_c;
+  std::string frame;
+  append_message(frame, 0, whole);
+  EXPECT_EQ(sent, frame) << "the frame of the request holding those texts";
+  EXPECT_EQ(gathered.size(), frame.size());
+  ASSERT_EQ(gathered.payloads.size(), 3u);  // even a 7-byte outside text is left to the sender
+  EXPECT_THROW(gathered.pieces(), std::logic_error);
+}
+
 TEST(Codec, VersionFourDetailsRoundTripAndAreRefusedWhenTruncated) {
   const JobDetails details{{7, JobState::kFailed, 3, 4, 0, 2},
                            "words",

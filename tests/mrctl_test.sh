@@ -38,6 +38,10 @@ expect_exit() {  # expect_exit CODE NAME MRCTL-ARGS...: mrctl must exit with COD
 # --- word count over real text agrees with the tokenisation rule, computed here by tr ---
 corpus=()
 for f in /usr/share/doc/*/copyright /usr/share/common-licenses/*; do [[ -f $f ]] && corpus+=("$f"); done
+# A file of 64 KiB or more is not read into memory: mrctl sends it as it reads it. (First, and
+# ending in a newline: the reference below counts the files concatenated.)
+{ cat "${corpus[@]}"; echo; } > "$work/big.txt"
+corpus=("$work/big.txt" "${corpus[@]}")
 printf 'Caf\xc3\xa9 CAF\xc3\xa9! x9y, __a__b\tdon'"'"'t\n\xff\xfe bytes' > "$work/odd.txt"
 corpus+=("$work/odd.txt")
 reference_counts() {
@@ -49,6 +53,10 @@ reference_counts "${corpus[@]}" > "$work/expected"
   LC_ALL=C sort > "$work/got"
 check "wordcount of ${#corpus[@]} files matches tr" cmp -s "$work/expected" "$work/got"
 check "the corpus is not trivial" test "$(wc -l < "$work/expected")" -gt 1000
+check "... and holds a file sent from disk" test "$(stat -c %s "$work/big.txt")" -ge 65536
+"$mrctl" --trace wordcount --top 1 "$work/big.txt" >/dev/null 2>"$work/trace"
+check "--trace shows a file sent from disk, whole" \
+  grep -qx "   documents: 1, $(stat -c %s "$work/big.txt") bytes of text" "$work/trace"
 
 # --- top N: most frequent first, ties by word ---
 printf 'b a c b a b d\n' > "$work/small.txt"

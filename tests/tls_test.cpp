@@ -369,6 +369,17 @@ TEST(Tls, MrctlRunsAJobOverTlsAndSaysClearlyWhyItCannot) {
       << output;
   EXPECT_NE(output.find("\"to\""), std::string::npos) << output;
   EXPECT_NE(output.find("2"), std::string::npos) << output;
+  // A file of 64 KiB or more goes from the file into TLS records as it is read.
+  const auto big = (dir.path() / "big.txt").string();
+  {
+    std::ofstream out(big);
+    for (int i = 0; i < 20000; ++i)
+      out << "often seldom often\n";
+  }
+  EXPECT_EQ(
+      mrctl(at + " --tls --cacert " + c["ca.pem"] + " wordcount --json --top 1 " + big, output), 0)
+      << output;
+  EXPECT_NE(output.find("{\"key\": \"often\", \"count\": 40000}"), std::string::npos) << output;
 
   // The wrong CA: exit 3, the reason, and no pointless resending.
   EXPECT_EQ(mrctl(at + " --tls --cacert " + c["other-ca.pem"] + " wordcount " + input, output), 3);

@@ -45,9 +45,11 @@ void add_documents_command(CLI::App& app, GlobalOptions& global, Runner& run,
   add_output_options(*command, options->output, counts);
   command->callback([&global, &run, options, mapper, reducer] {
     run = [&global, options, mapper, reducer] {
-      // Inputs are read before connecting: a typo in a file name costs no server round trip.
-      protocol::SubmitRequest request{mapper, reducer, {}, client::load_documents(options->files)};
-      if (auto result = run_job(global, std::move(request))) {
+      // Inputs are opened before connecting: a typo in a file name costs no server round trip.
+      // Big files are not read yet: they are sent as they are read.
+      client::OpenDocuments opened(options->files);
+      protocol::SubmitRequest request{mapper, reducer, {}, std::move(opened.documents)};
+      if (auto result = run_job(global, std::move(request), opened.files)) {
         print_result(*result, options->output);
       }
       return kExitSuccess;

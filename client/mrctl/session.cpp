@@ -120,7 +120,8 @@ bool is_connection_error(const client::ClientError& e) {
 }  // namespace
 
 std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
-                                           protocol::SubmitRequest request) {
+                                           protocol::SubmitRequest request,
+                                           std::span<const client::TextFile> text_files) {
   const SubmitOptions& submit = global.submit;
   request.options.chunk_bytes = submit.chunk_bytes;
   request.options.partitions = submit.partitions;
@@ -138,7 +139,7 @@ std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
   std::uint32_t job_id = 0;
   for (int attempt = 1;; ++attempt) {
     try {
-      job_id = servers.submit(request);
+      job_id = servers.submit(request, text_files);
       break;
     } catch (const client::ClientError& e) {
       if (!is_connection_error(e) || attempt == attempts) throw;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -25,8 +26,10 @@ client::FetchOutcome wait_with_progress(client::FailoverConnection& servers, std
 
 /// Submits `request` with the submit options applied, then waits for its result. With --no-wait
 /// it prints the job id instead and returns nullopt. A failed job is thrown as a ClientError.
+/// `text_files`: documents' texts sent from their files (client::OpenDocuments).
 std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
-                                           protocol::SubmitRequest request);
+                                           protocol::SubmitRequest request,
+                                           std::span<const client::TextFile> text_files = {});
 
 /// Writes to stdout; a failed write (full disk) is a ClientError (kInput).
 void print(std::string_view text);
