@@ -37,15 +37,19 @@ protocol::Documents load_documents(const std::vector<std::string>& paths) {
 OpenDocuments::OpenDocuments(const std::vector<std::string>& paths) {
   documents.documents.reserve(paths.size());
   files.reserve(paths.size());
+  std::size_t kept_open = 0;
   try {
     for (const auto& path : paths) {
       check_name(path);
-      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      // Past kMaxOpenFiles the rest are read: a word count over thousands of files must not run
+      // out of descriptors.
+      const int fd = kept_open < kMaxOpenFiles ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1;
       struct stat info {};
       if (fd >= 0 && ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) &&
           static_cast<std::uint64_t>(info.st_size) >= protocol::kGatherFromBytes) {
         files.push_back({fd, static_cast<std::uint64_t>(info.st_size), path});
         documents.documents.push_back({path, ""});
+        ++kept_open;
         continue;
       }
       if (fd >= 0) ::close(fd);

@@ -26,6 +26,9 @@ class OpenDocuments {
   OpenDocuments(const OpenDocuments&) = delete;
   OpenDocuments& operator=(const OpenDocuments&) = delete;
 
+  /// At most this many files are kept open; the documents after them are read.
+  static constexpr std::size_t kMaxOpenFiles = 256;
+
   protocol::Documents documents;  ///< to send: move it into the request
   std::vector<TextFile> files;    ///< per document: an open file, or fd -1 (its text is read)
 };

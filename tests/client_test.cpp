@@ -459,6 +459,14 @@ TEST(Documents, BigRegularFilesAreOpenedNotReadAndTheRestRead) {
     EXPECT_GE(opened.files[1].fd, 0);
     EXPECT_EQ(opened.files[1].bytes, big.size());
   }
+  // Past kMaxOpenFiles, files are read rather than kept open (descriptors are not unlimited).
+  const std::vector<std::string> many(OpenDocuments::kMaxOpenFiles + 1, dir.file("big.txt"));
+  {
+    OpenDocuments opened(many);
+    EXPECT_GE(opened.files[OpenDocuments::kMaxOpenFiles - 1].fd, 0);
+    EXPECT_EQ(opened.files[OpenDocuments::kMaxOpenFiles].fd, -1);
+    EXPECT_EQ(opened.documents.documents[OpenDocuments::kMaxOpenFiles].text, big);
+  }
   expect_client_error(
       [&] {
         OpenDocuments({dir.file("big.txt"), dir.file("missing")});
