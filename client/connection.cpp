@@ -141,20 +141,12 @@ std::uint32_t Connection::submit(const protocol::SubmitRequest& request,
                                              " MiB; a frame holds at most 4 GiB");
   }
   std::vector<SendPiece> pieces;
-  const std::string_view encoded(frame.bytes);
-  std::size_t at = 0;
-  for (const auto& payload : frame.payloads) {
-    if (payload.at > at)
-      pieces.push_back(SendPiece::in_memory(encoded.substr(at, payload.at - at)));
-    at = payload.at;
-    if (payload.outside_document) {
-      const auto& file = text_files[*payload.outside_document];
-      pieces.push_back({{}, file.fd, file.bytes, file.path});
-    } else {
-      pieces.push_back(SendPiece::in_memory(payload.bytes));
-    }
-  }
-  if (at < encoded.size()) pieces.push_back(SendPiece::in_memory(encoded.substr(at)));
+  const auto in_memory = [&pieces](std::string_view bytes) {
+    pieces.push_back(SendPiece::in_memory(bytes));
+  };
+  frame.for_each_piece(in_memory, in_memory, [&](std::size_t document, std::uint64_t bytes) {
+    pieces.push_back({{}, text_files[document].fd, bytes, text_files[document].path});
+  });
   return ask<protocol::JobId>(pieces, "submit").id;
 }
 

@@ -106,19 +106,6 @@ TcpStream::~TcpStream() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::error_code socket_send_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    // MSG_NOSIGNAL: a server that has closed gives EPIPE here instead of killing us with SIGPIPE.
-    const ssize_t sent = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (sent < 0) {
-      if (errno == EINTR) continue;
-      return timeout_or(last_error());
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(sent));
-  }
-  return {};
-}
-
 namespace {
 
 [[noreturn]] void file_shrank(std::string_view name) {
@@ -174,11 +161,13 @@ std::error_code send_file(int socket, const SendPiece& piece) {
   return {};
 }
 
-/// Sends `pieces` in memory, from `sent_of` bytes into the first: sendmsg, at most IOV_MAX a
-/// call; a partial send resumes in the middle of a piece.
-std::error_code send_in_memory(int fd, std::span<const SendPiece> pieces, std::size_t sent_of) {
+/// Sends `pieces` in memory: sendmsg, at most IOV_MAX a call; a partial send resumes in the
+/// middle of a piece. MSG_NOSIGNAL: a server that has closed gives EPIPE here instead of killing
+/// us with SIGPIPE.
+std::error_code send_in_memory(int fd, std::span<const SendPiece> pieces) {
   std::vector<iovec> buffers;
-  std::size_t next = 0;  // the first piece not wholly sent
+  std::size_t next = 0;     // the first piece not wholly sent
+  std::size_t sent_of = 0;  // bytes of pieces[next] already sent
   while (next < pieces.size()) {
     buffers.clear();
     for (auto i = next; i < pieces.size() && buffers.size() < IOV_MAX; ++i) {
@@ -206,6 +195,11 @@ std::error_code send_in_memory(int fd, std::span<const SendPiece> pieces, std::s
 
 }  // namespace
 
+std::error_code socket_send_all(int fd, std::string_view bytes) {
+  const auto piece = SendPiece::in_memory(bytes);
+  return send_in_memory(fd, {&piece, 1});
+}
+
 std::error_code socket_send_all(int fd, std::span<const SendPiece> pieces) {
   // Runs of pieces in memory go together; a file between them goes on its own.
   while (!pieces.empty()) {
@@ -217,7 +211,7 @@ std::error_code socket_send_all(int fd, std::span<const SendPiece> pieces) {
     std::size_t run = 0;
     while (run < pieces.size() && pieces[run].file < 0)
       ++run;
-    if (const auto error = send_in_memory(fd, pieces.first(run), 0)) return error;
+    if (const auto error = send_in_memory(fd, pieces.first(run))) return error;
     pieces = pieces.subspan(run);
   }
   return {};

@@ -429,17 +429,10 @@ std::uint64_t GatheredMessage::size() const {
 std::vector<std::string_view> GatheredMessage::pieces() const {
   std::vector<std::string_view> pieces;
   pieces.reserve(2 * payloads.size() + 1);
-  const std::string_view encoded(bytes);
-  std::size_t sent = 0;
-  for (const auto& payload : payloads) {
-    if (payload.outside_document) {
-      throw std::logic_error("a message with outside texts has no pieces of its own");
-    }
-    if (payload.at > sent) pieces.push_back(encoded.substr(sent, payload.at - sent));
-    if (!payload.bytes.empty()) pieces.push_back(payload.bytes);
-    sent = payload.at;
-  }
-  if (sent < encoded.size()) pieces.push_back(encoded.substr(sent));
+  const auto add = [&pieces](std::string_view piece) { pieces.push_back(piece); };
+  for_each_piece(add, add, [](std::size_t, std::uint64_t) {
+    throw std::logic_error("a message with outside texts has no pieces of its own");
+  });
   return pieces;
 }
 

@@ -94,6 +94,24 @@ struct GatheredMessage {
   std::vector<GatheredPayload> payloads;  ///< each belongs after bytes[0, at); in order of `at`
   /// The frame's size: bytes and payloads.
   std::uint64_t size() const;
+  /// Calls, in the frame's order, `encoded(bytes)` for each run of encoded bytes, `payload(bytes)`
+  /// for each payload in the request, `outside(document, size)` for each outside text: the frame
+  /// is what they stand for, concatenated.
+  template <class Encoded, class Payload, class Outside>
+  void for_each_piece(Encoded encoded, Payload payload, Outside outside) const {
+    const std::string_view all(bytes);
+    std::size_t at = 0;
+    for (const auto& gathered : payloads) {
+      if (gathered.at > at) encoded(all.substr(at, gathered.at - at));
+      at = gathered.at;
+      if (gathered.outside_document) {
+        outside(*gathered.outside_document, gathered.outside_bytes);
+      } else {
+        payload(gathered.bytes);
+      }
+    }
+    if (at < all.size()) encoded(all.substr(at));
+  }
   /// The pieces to send, in order; the frame is their concatenation. Only for a message without
   /// outside texts (std::logic_error otherwise).
   std::vector<std::string_view> pieces() const;

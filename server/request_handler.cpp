@@ -17,6 +17,11 @@ using protocol::Opcode;
 using protocol::Status;
 
 namespace {
+
+/// The digest of a SUBMIT `body`: `known`, if it was taken as the body arrived, else taken now.
+RequestDigest known_or_digest_of(std::string_view body, const std::optional<RequestDigest>& known) {
+  return known ? *known : digest_of(body);
+}
 constexpr auto code(Status s) {
   return static_cast<std::uint8_t>(s);
 }
@@ -176,7 +181,7 @@ void RequestHandler::accept_job(std::string_view body, protocol::SubmitLayout& l
   // the server is stopping: that job was accepted before. A key is bound to the request it first
   // came with, so another request cannot learn or take that job.
   std::optional<RequestDigest> digest;
-  if (!layout.idempotency_key.empty()) digest = body_digest ? *body_digest : digest_of(body);
+  if (!layout.idempotency_key.empty()) digest = known_or_digest_of(body, body_digest);
   const auto& tenant = session.tenant();
   if (const auto existing =
           digest ? store_.find_by_key(tenant, layout.idempotency_key, *digest) : std::nullopt) {
@@ -317,7 +322,7 @@ void RequestHandler::submit_to_cluster(std::shared_ptr<const void> owner, std::s
       JobFacts{layout.mapper, layout.reducer, body.size(), unix_ms_now()},
       keyed,
       layout.idempotency_key,
-      keyed ? (body_digest ? *body_digest : digest_of(body)) : RequestDigest{},
+      keyed ? known_or_digest_of(body, body_digest) : RequestDigest{},
       std::move(owner),
       body,
       std::move(charge)};

@@ -210,18 +210,11 @@ TEST(Codec, AGatheredSubmitLeavesRoomForTextsItDoesNotHold) {
   const std::vector<std::uint64_t> outside{file_a.size(), 0, file_c.size()};
   const auto gathered = gather_message(0, held, outside);
   std::string sent;
-  std::size_t at = 0;
-  for (const auto& payload : gathered.payloads) {
-    sent += gathered.bytes.substr(at, payload.at - at);
-    at = payload.at;
-    if (payload.outside_document) {
-      EXPECT_EQ(payload.outside_bytes, outside[*payload.outside_document]);
-      sent += *payload.outside_document == 0 ? file_a : file_c;
-    } else {
-      sent += payload.bytes;
-    }
-  }
-  sent += gathered.bytes.substr(at);
+  const auto append = [&sent](std::string_view bytes) { sent += bytes; };
+  gathered.for_each_piece(append, append, [&](std::size_t document, std::uint64_t bytes) {
+    EXPECT_EQ(bytes, outside[document]);
+    sent += document == 0 ? file_a : file_c;
+  });
   SubmitRequest whole = held;
   std::get<Documents>(whole.input).documents[0].text = file_a;
   std::get<Documents>(whole.input).documents[2].text = file_c;
