@@ -452,7 +452,7 @@ class ResolvedWakes {
 };
 
 // An idle connection costs its coroutine frame (this, plus the loop's locals), the operation
-// waiting on its socket and the reactor's state for that socket: about 1.7 KiB in all (RSS of a
+// waiting on its socket and the reactor's state for that socket: about 1.5 KiB in all (RSS of a
 // Release build holding 10000 idle connections). Keep this part from growing unnoticed.
 static_assert(sizeof(Connection) <= 296, "an idle connection holds all of Connection");
 
@@ -479,6 +479,62 @@ Stream<kTls> open_stream(ConnectionSocket& socket, asio::ssl::context* tls_conte
   }
 }
 
+// The waits below that most connections never make (for the database, for a failed AUTH's pause,
+// for a reply the socket did not take at once) are coroutines of their own: their timers and
+// operations take memory only while they wait, not in the frame every idle connection keeps.
+
+/// Waits until the reply that waits for the database is resolved (by the database writer's
+/// outcome, posted to this thread), then queues it. The timer never expires: resolving cancels
+/// it, which ends the wait.
+ConnectionAwaitable<void> wait_for_database(Connection& connection) {
+  WakeTimer wake(connection.socket().get_executor(), Clock::time_point::max());
+  const ResolvedWakes resolved(connection.deferred(), [&wake] { wake.cancel(); });
+  std::tie(std::ignore) =
+      co_await wake.async_wait(asio::experimental::as_tuple(connection_awaitable));
+  connection.resume();
+}
+
+/// Holds the connection's replies back for `pause` (a failed AUTH is answered slowly).
+ConnectionAwaitable<void> hold_replies(Connection& connection, Clock::duration pause) {
+  WakeTimer wait(connection.socket().get_executor(), Clock::now() + pause);
+  std::tie(std::ignore) =
+      co_await wait.async_wait(asio::experimental::as_tuple(connection_awaitable));
+}
+
+/// Drops the first `bytes` of `buffers` (the part a write already sent).
+void drop_written(std::vector<asio::const_buffer>& buffers, std::size_t bytes) {
+  auto first = buffers.begin();
+  for (; first != buffers.end() && bytes >= first->size(); ++first)
+    bytes -= first->size();
+  buffers.erase(buffers.begin(), first);
+  if (!buffers.empty()) buffers.front() += bytes;
+}
+
+/// Writes the queued replies. Plain TCP first writes what the socket takes without waiting, which
+/// for most replies is all of them; the rest, and every TLS write, waits for the socket. Returns
+/// the error that ended the write, if any.
+template <bool kTls>
+ConnectionAwaitable<asio::error_code> write_replies(Stream<kTls>& stream, Connection& connection) {
+  connection.await_write();
+  auto buffers = connection.reply_buffers();
+  asio::error_code error;
+  std::size_t sent = 0;
+  if constexpr (!kTls) {
+    sent = asio::write(stream, buffers, error);
+    if (error != asio::error::would_block) co_return error;
+    connection.write_progress(sent);
+    drop_written(buffers, sent);
+  }
+  std::tie(error, std::ignore) = co_await asio::async_write(
+      stream, buffers,
+      [&connection, sent](const asio::error_code& error, std::size_t bytes) {
+        connection.write_progress(sent + bytes);
+        return asio::transfer_all()(error, bytes);
+      },
+      asio::experimental::as_tuple(connection_awaitable));
+  co_return error;
+}
+
 /// Serves one connection, plain (kTls false) or TLS, from accept to close; see serve_connection.
 ///
 /// Plain TCP waits until the socket is readable, then reads without blocking into the shared
@@ -499,8 +555,9 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
   Connection connection(std::move(accepted), config, handler, std::move(budget), sweeper);
   const auto as_tuple = asio::experimental::as_tuple(connection_awaitable);
   // Why the connection ended, for the debug log; expected endings are values, not exceptions.
+  // A reason of its own (a deadline, the server closing) is named in `why`; else `ended` says it.
   asio::error_code ended;
-  std::string why = "closed by the client";
+  const char* why = nullptr;
   try {
     log(Level::kDebug, kTls ? "TLS connection from " : "connection from ", connection.peer());
     auto& socket = connection.socket();
@@ -537,12 +594,8 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
     while (ready && !ended) {
       if (connection.waiting()) {
         // A reply waits for the database: this connection reads and answers nothing more until
-        // it is resolved (by the database writer's outcome, posted to this thread), the others
-        // go on. The timer never expires: resolving cancels it, which ends the wait.
-        WakeTimer wake(socket.get_executor(), Clock::time_point::max());
-        const ResolvedWakes resolved(connection.deferred(), [&wake] { wake.cancel(); });
-        std::tie(std::ignore) = co_await wake.async_wait(as_tuple);
-        connection.resume();
+        // it is resolved; the others go on.
+        co_await wait_for_database(connection);
       } else if constexpr (kTls) {
         connection.await_input();
         std::size_t n = 0;
@@ -556,19 +609,11 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
         if (ended || connection.timed_out() || !connection.receive(ended)) break;
       }
       if (const auto pause = connection.take_pause(); pause.count() > 0) {
-        WakeTimer wait(socket.get_executor(), Clock::now() + pause);
-        std::tie(std::ignore) = co_await wait.async_wait(as_tuple);
+        co_await hold_replies(connection, pause);
       }
       bool written = true;
       while (written && connection.has_replies()) {
-        connection.await_write();
-        std::tie(ended, std::ignore) = co_await asio::async_write(
-            stream, connection.reply_buffers(),
-            [&connection](const asio::error_code& error, std::size_t bytes) {
-              connection.write_progress(bytes);
-              return asio::transfer_all()(error, bytes);
-            },
-            as_tuple);
+        ended = co_await write_replies<kTls>(stream, connection);
         written = !ended && !connection.timed_out() && connection.replies_written();
       }
       if (!written || connection.closing()) break;
@@ -578,8 +623,8 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
       why = connection.deadline_passed();
     } else if (connection.closing()) {
       why = "closed by the server";  // its reason was logged when it decided
-    } else if (ended && ended != asio::error::eof) {
-      why = ended.message();
+    } else if (!ended || ended == asio::error::eof) {
+      why = "closed by the client";
     }
     // The server closes (framing lost, memory), or a TLS client said close_notify: say goodbye
     // the way the transport expects. A TLS close waits for the client's close_notify at most
@@ -596,10 +641,11 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
     }
   } catch (const std::exception& e) {
     log(Level::kError, "connection ", connection.peer(), " failed: ", e.what());
-    why = std::string("failed: ") + e.what();
+    why = "failed (logged above)";
   }
-  log(Level::kDebug, "connection ", connection.peer(), " closed (", why, ") after ",
-      connection.requests(), connection.requests() == 1 ? " request" : " requests");
+  log(Level::kDebug, "connection ", connection.peer(), " closed (",
+      why ? std::string(why) : ended.message(), ") after ", connection.requests(),
+      connection.requests() == 1 ? " request" : " requests");
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
