@@ -7,6 +7,7 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <utility>
 
 #include "server/background_thread.hpp"
 #include "server/log.hpp"
@@ -98,6 +99,7 @@ void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
+      wake_pending_ = false;
       submitted.swap(incoming_);
       arriving.swap(arriving_);
       for_cluster.swap(for_cluster_);
@@ -145,22 +147,27 @@ void Scheduler::stop() {
   wake_fd_ = -1;
 }
 
-void Scheduler::enqueue(std::shared_ptr<JobTicket> ticket, std::unique_ptr<SubmittedInput> input,
-                        MemoryCharge input_charge, std::shared_ptr<ArrivingInput> arriving) {
+template <class Add>
+void Scheduler::add_and_wake(Add add) {
+  bool write = false;
   {
     std::lock_guard lock(mutex_);
+    add();
+    write = !std::exchange(wake_pending_, true);
+  }
+  if (write) wake();
+}
+
+void Scheduler::enqueue(std::shared_ptr<JobTicket> ticket, std::unique_ptr<SubmittedInput> input,
+                        MemoryCharge input_charge, std::shared_ptr<ArrivingInput> arriving) {
+  add_and_wake([&] {
     incoming_.push_back(
         {std::move(ticket), std::move(input), std::move(input_charge), std::move(arriving)});
-  }
-  wake();
+  });
 }
 
 void Scheduler::start_early(std::shared_ptr<ArrivingInput> input) {
-  {
-    std::lock_guard lock(mutex_);
-    arriving_.push_back(std::move(input));
-  }
-  wake();
+  add_and_wake([&] { arriving_.push_back(std::move(input)); });
 }
 
 void Scheduler::notify_cancelled() {
@@ -169,19 +176,11 @@ void Scheduler::notify_cancelled() {
 }
 
 void Scheduler::run_for_cluster(cluster::TakenTask task) {
-  {
-    std::lock_guard lock(mutex_);
-    for_cluster_.push_back(std::move(task));
-  }
-  wake();
+  add_and_wake([&] { for_cluster_.push_back(std::move(task)); });
 }
 
 void Scheduler::stop_for_cluster(std::uint64_t id) {
-  {
-    std::lock_guard lock(mutex_);
-    stops_for_cluster_.push_back(id);
-  }
-  wake();
+  add_and_wake([&] { stops_for_cluster_.push_back(id); });
 }
 
 void Scheduler::wake() {

@@ -99,6 +99,10 @@ class Scheduler {
 
  private:
   void wake();
+  /// Adds to one of the queues the thread takes (under mutex_), and wakes the thread unless a
+  /// wake is already on its way: under a flood of SUBMITs, one wake carries many.
+  template <class Add>
+  void add_and_wake(Add add);
   void run(WorkerPool& pool, Dispatcher& dispatcher);
 
   SchedulerConfig config_;
@@ -106,12 +110,15 @@ class Scheduler {
   std::thread thread_;
   int wake_fd_ = -1;  ///< eventfd: the thread's poll() wakes when it is written
 
-  std::mutex mutex_;                                      ///< guards the five fields below
+  std::mutex mutex_;                                      ///< guards the six fields below
   std::deque<Submission> incoming_;                       ///< enqueued, not yet taken by the thread
   std::vector<std::shared_ptr<ArrivingInput>> arriving_;  ///< started early, not yet taken
   std::vector<cluster::TakenTask> for_cluster_;           ///< brought, not yet taken
   std::vector<std::uint64_t> stops_for_cluster_;          ///< to stop, not yet taken
   bool stopping_ = false;
+  /// A wake was written since the thread last took the queues above: what is added to them
+  /// meanwhile is taken with it, without writing (and waking) again.
+  bool wake_pending_ = false;
 
   std::atomic<bool> cancels_pending_{false};
   std::atomic<std::uint64_t> worker_restarts_{0};
