@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "client/client_error.hpp"
 #include "client/poll_backoff.hpp"
@@ -273,6 +274,11 @@ void Connection::observe_sent(std::span<const SendPiece> frame, std::uint64_t fr
 }
 
 std::optional<Connection::Reply> Connection::read_reply(Opcode request, const std::string& what) {
+  // The previous reply is no longer looked at: drop its frame, keep what came after it.
+  if (reply_bytes_ > 0) {
+    std::memmove(inbox_.data(), inbox_.data() + reply_bytes_, inbox_filled_ - reply_bytes_);
+    inbox_filled_ -= std::exchange(reply_bytes_, 0);
+  }
   for (;;) {
     const std::string_view received(inbox_.data(), inbox_filled_);
     const auto parsed = protocol::parse_frame(received, kMaxReplyBodyBytes);
@@ -292,12 +298,8 @@ std::optional<Connection::Reply> Connection::read_reply(Opcode request, const st
       if (frame_observer_) {
         frame_observer_(Direction::kReceived, received.substr(0, parsed.frame_bytes), request);
       }
-      Reply reply{static_cast<Status>(parsed.code), std::string(parsed.body)};
-      // Keep anything after this frame for the next reply.
-      std::memmove(inbox_.data(), inbox_.data() + parsed.frame_bytes,
-                   inbox_filled_ - parsed.frame_bytes);
-      inbox_filled_ -= parsed.frame_bytes;
-      return reply;
+      reply_bytes_ = parsed.frame_bytes;
+      return Reply{static_cast<Status>(parsed.code), parsed.body};
     }
     const std::size_t needed =
         parsed.frame_bytes == 0 ? protocol::kHeaderBytes : parsed.frame_bytes;
@@ -313,7 +315,7 @@ std::optional<Connection::Reply> Connection::read_reply(Opcode request, const st
 bool Connection::receive_more(std::size_t wanted, const std::string& what) {
   const std::size_t chunk = std::clamp(wanted, kMinReceiveBytes, kMaxReceiveBytes);
   if (inbox_.size() < inbox_filled_ + chunk) {
-    inbox_.resize(std::max(inbox_.size() * 2, inbox_filled_ + chunk));
+    inbox_.grow(std::max(inbox_.size() * 2, inbox_filled_ + chunk));
   }
   std::error_code error;
   const std::size_t received =

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "client/frame_observer.hpp"
+#include "client/receive_buffer.hpp"
 #include "client/server_address.hpp"
 #include "client/tcp_stream.hpp"
 #include "protocol/messages.hpp"
@@ -106,10 +107,11 @@ class Connection {
   void set_frame_observer(FrameObserver observer) { frame_observer_ = std::move(observer); }
 
  private:
-  /// A reply frame: its status and its still-encoded body.
+  /// A reply frame: its status and its still-encoded body, a view into inbox_ that stays valid
+  /// until the next reply is read (no copy: a result can be 32 MiB).
   struct Reply {
     protocol::Status status = protocol::Status::kOk;
-    std::string body;
+    std::string_view body;
   };
 
   Connection(ServerAddress address, TcpStream stream)
@@ -141,8 +143,10 @@ class Connection {
   TcpStream stream_;
   /// Received bytes: [0, inbox_filled_) not yet consumed; the rest is room for the next read.
   /// Grown as bytes arrive, never to a declared length up front.
-  std::vector<char> inbox_;
+  ReceiveBuffer inbox_;
   std::size_t inbox_filled_ = 0;
+  /// The frame at the start of inbox_ that the last Reply views: dropped when the next is read.
+  std::size_t reply_bytes_ = 0;
   FrameObserver frame_observer_;  ///< empty unless someone is watching
   bool auth_required_ = false;    ///< from HELLO's reply
 };

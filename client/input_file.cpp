@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "client/client_error.hpp"
+#include "protocol/huge_pages.hpp"
 
 namespace mrd::client {
 namespace {
@@ -41,7 +42,10 @@ std::string read_input_file(const std::string& path) {
   if (S_ISDIR(info.st_mode)) throw ClientError(ErrorKind::kInput, path + ": is a directory");
 
   std::string bytes;
-  if (S_ISREG(info.st_mode)) bytes.reserve(static_cast<std::size_t>(info.st_size));
+  if (S_ISREG(info.st_mode)) {
+    bytes.reserve(static_cast<std::size_t>(info.st_size));
+    protocol::prefer_huge_pages(bytes.data(), bytes.capacity());
+  }
   char chunk[64 * 1024];
   for (;;) {
     const ssize_t got = ::read(fd, chunk, sizeof chunk);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "client/client_error.hpp"
+#include "protocol/huge_pages.hpp"
 #include "protocol/limits.hpp"
 
 namespace mrd::client {
@@ -230,6 +231,8 @@ protocol::Matrix parse_npy(std::string_view bytes, std::string_view source) {
   }
   if (data.size() > data_bytes) npy_error(source, "has bytes after the data its shape describes");
 
+  m.values.reserve(count);  // not touched yet: the hint still counts
+  protocol::prefer_huge_pages(m.values.data(), count * sizeof(double));
   m.values.resize(count);
   for (std::uint64_t r = 0; r < m.rows; ++r) {
     for (std::uint64_t c = 0; c < m.cols; ++c) {
@@ -250,14 +253,18 @@ std::string encode_npy(const protocol::Matrix& m) {
   header.append((kHeaderAlignment - unpadded % kHeaderAlignment) % kHeaderAlignment, ' ');
   header += '\n';
 
-  std::string out(kMagic);
+  const auto data_bytes = m.values.size() * sizeof(double);
+  std::string out;
+  out.reserve(kMagic.size() + 4 + header.size() + data_bytes);
+  protocol::prefer_huge_pages(out.data(), out.capacity());
+  out += kMagic;
   out += '\x01';  // format version 1.0
   out += '\x00';
   out += static_cast<char>(header.size() & 0xff);
   out += static_cast<char>(header.size() >> 8);
   out += header;
   // On a little-endian host the doubles' bytes already are '<f8'.
-  out.append(reinterpret_cast<const char*>(m.values.data()), m.values.size() * sizeof(double));
+  out.append(reinterpret_cast<const char*>(m.values.data()), data_bytes);
   return out;
 }
 

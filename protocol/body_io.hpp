@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "protocol/codec.hpp"  // GatheredPayload
+#include "protocol/huge_pages.hpp"
 
 namespace mrd::protocol {
 
@@ -168,7 +169,10 @@ class BodyReader {
   /// A vector of doubles.
   std::vector<double> doubles(std::uint64_t max_count, const char* what) {
     const auto n = count(sizeof(double), max_count, what);
-    std::vector<double> v(static_cast<std::size_t>(n));
+    std::vector<double> v;
+    v.reserve(static_cast<std::size_t>(n));  // not touched yet: the hint still counts
+    prefer_huge_pages(v.data(), v.capacity() * sizeof(double));
+    v.resize(static_cast<std::size_t>(n));
     archive_(cereal::binary_data(v.data(), v.size() * sizeof(double)));
     return v;
   }
