@@ -32,6 +32,7 @@
 #include "client/numbers_file.hpp"
 #include "client/poll_backoff.hpp"
 #include "client/progress_report.hpp"
+#include "client/receive_buffer.hpp"
 #include "client/reply_error.hpp"
 #include "client/server_address.hpp"
 #include "client/text_matrix.hpp"
@@ -576,9 +577,10 @@ TEST(PollBackoff, ComesCloserAsTheProgressSaysTheEndIsNear) {
   using std::chrono::milliseconds;
   const auto start = PollBackoff::Clock::time_point{};
   PollBackoff backoff;
-  // Queued (nothing known), then a first report: the doubling pauses.
+  // Queued (nothing known), then a first report: the shortest pauses (a quarter of the 1 ms
+  // waited is less than the doubling pause, 2).
   EXPECT_EQ(backoff.next(std::nullopt, start).count(), 1);
-  EXPECT_EQ(backoff.next(0.25, start + milliseconds(1)).count(), 2);
+  EXPECT_EQ(backoff.next(0.25, start + milliseconds(1)).count(), 1);
   // 0.25 to 0.5 in 100 ms: 200 ms left at that pace; the doubling pause (4) is shorter.
   EXPECT_EQ(backoff.next(0.5, start + milliseconds(101)).count(), 4);
   for (int i = 0; i < 4; ++i)
@@ -592,6 +594,31 @@ TEST(PollBackoff, ComesCloserAsTheProgressSaysTheEndIsNear) {
   PollBackoff lost;
   lost.next(0.5, start);
   EXPECT_EQ(lost.next(0.3, start + milliseconds(10)).count(), 2);
+}
+
+TEST(PollBackoff, WithoutProgressThePauseIsAtMostAQuarterOfTheTimeWaited) {
+  using std::chrono::milliseconds;
+  const auto start = PollBackoff::Clock::time_point{};
+  PollBackoff backoff;
+  // A job whose progress stays at nothing done: the doubling pauses while they are short...
+  EXPECT_EQ(backoff.next(0.0, start).count(), 1);
+  EXPECT_EQ(backoff.next(0.0, start + milliseconds(1)).count(), 1);  // a quarter of 1 ms: 0
+  EXPECT_EQ(backoff.next(0.0, start + milliseconds(40)).count(), 4);
+  // ...then a quarter of the time waited, where doubling would pause 8, 16, 32, 64, 128 ms.
+  auto now = start + milliseconds(44);
+  std::vector<long> pauses;
+  for (int i = 0; i < 5; ++i) {
+    const auto pause = backoff.next(0.0, now);
+    pauses.push_back(static_cast<long>(pause.count()));
+    now += pause;
+  }
+  EXPECT_EQ(pauses, (std::vector<long>{8, 13, 16, 20, 25}));
+  // Queued, with no progress report at all: the same bound.
+  PollBackoff queued;
+  queued.next(std::nullopt, start);
+  for (int i = 0; i < 8; ++i)
+    queued.next();  // the doubling pause is 200 ms now
+  EXPECT_EQ(queued.next(std::nullopt, start + milliseconds(400)).count(), 100);
 }
 
 TEST(PollBackoff, AJobsFractionDoneCountsEveryTaskItKnows) {
@@ -899,6 +926,46 @@ TEST(Connection, TwoRepliesInOneSegmentAreReadOneAtATime) {
   auto connection = Connection::connect(server.address());
   EXPECT_EQ(connection.list().jobs.size(), 1u);
   EXPECT_EQ(connection.stats(), stats);
+}
+
+TEST(Connection, ABigResultIsReadAsItArrivesAndTheReplyAfterItIsReadToo) {
+  // 12 MiB of doubles, sent in one go with a STATS reply behind it: the result is read in many
+  // receives into a buffer that grows past the size that asks for huge pages, decoded from the
+  // buffer in place, and the bytes after it stay for the next reply.
+  protocol::Matrix product{1024, 1536, std::vector<double>(1024 * 1536)};
+  for (std::size_t i = 0; i < product.values.size(); ++i)
+    product.values[i] = static_cast<double>(i) * 0.5 - 7.0;
+  const protocol::JobResult result = product;
+  const protocol::ServerStats stats{.uptime_ms = 99, .workers = 2};
+  ScriptedServer server({reply(Status::kOk, result) + reply(Status::kOk, stats), ""});
+  auto connection = Connection::connect(server.address());
+  const auto outcome = connection.fetch(4);
+  ASSERT_EQ(outcome.status, Status::kOk);
+  EXPECT_EQ(outcome.result, result);
+  EXPECT_EQ(connection.stats(), stats);
+}
+
+TEST(ReceiveBuffer, GrowingKeepsWhatItHoldsAndMovingHandsItOver) {
+  ReceiveBuffer buffer;
+  EXPECT_EQ(buffer.size(), 0u);
+  std::size_t filled = 0;
+  // Past 2 MiB (huge pages are asked for) and past several remaps, in uneven steps.
+  for (std::size_t want : {100u, 5000u, 70000u, 3u << 20, (9u << 20) + 17}) {
+    buffer.grow(want);
+    ASSERT_GE(buffer.size(), want);
+    for (; filled < want; ++filled)
+      buffer.data()[filled] = static_cast<char>(filled * 7 % 251);
+    for (std::size_t i = 0; i < filled; i += 4093)
+      ASSERT_EQ(buffer.data()[i], static_cast<char>(i * 7 % 251)) << "byte " << i;
+  }
+  const auto size = buffer.size();
+  buffer.grow(10);  // never shrinks
+  EXPECT_EQ(buffer.size(), size);
+  ReceiveBuffer moved(std::move(buffer));
+  EXPECT_EQ(moved.size(), size);
+  EXPECT_EQ(moved.data()[filled - 1], static_cast<char>((filled - 1) * 7 % 251));
+  buffer = std::move(moved);
+  EXPECT_EQ(buffer.data()[12345], static_cast<char>(12345 * 7 % 251));
 }
 
 TEST(Connection, UnknownStatusIsAProtocolError) {
