@@ -21,6 +21,7 @@
 #include "server/matrix_result.hpp"
 #include "server/pool/segment.hpp"
 #include "server/pool/task_message.hpp"
+#include "server/pool/worker_process.hpp"
 #include "server/result_bytes.hpp"
 #include "server/submitted_input.hpp"
 
@@ -234,6 +235,16 @@ TEST(SubmittedInput, ASmallInputStaysOnTheHeap) {
   const auto input = keep(body_of({"words", "sum", {}, Documents{{{"a", "b c"}}}}), false);
   EXPECT_EQ(input.fd(), -1);
   EXPECT_EQ(std::get<engine::DocumentsView>(input.view()).documents[0].text, "b c");
+}
+
+TEST(WorkerProcess, HugePagesForMallocAreAddedToTheTunablesTheServerWasGiven) {
+  EXPECT_EQ(worker_malloc_tunables(nullptr), "GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
+  EXPECT_EQ(worker_malloc_tunables(""), "GLIBC_TUNABLES=glibc.malloc.hugetlb=1");
+  EXPECT_EQ(worker_malloc_tunables("glibc.malloc.check=3"),
+            "GLIBC_TUNABLES=glibc.malloc.check=3:glibc.malloc.hugetlb=1");
+  // An operator who chose otherwise is obeyed.
+  EXPECT_EQ(worker_malloc_tunables("glibc.malloc.hugetlb=0:glibc.malloc.check=3"),
+            "GLIBC_TUNABLES=glibc.malloc.hugetlb=0:glibc.malloc.check=3");
 }
 
 TEST(FdPassing, TheDescriptorArrivesWithTheHeaderOfItsMessage) {

@@ -167,7 +167,9 @@ TEST(Faults, AJobOverItsMemoryLimitFailsAsOutOfMemory) {
 TEST(Faults, AJobsLowMemoryLimitDoesNotFollowItsWorkerToTheNextJob) {
   ServerProcess server({"--enable-test-jobs", "--workers", "1"});
   RawClient client(server.port());
-  auto text = random_text(40000, 9);
+  // 100,000 distinct words: a table of megabytes, well past 1 MiB and past the 2 MiB steps in
+  // which a worker's malloc grows its heap (it asks for huge pages), which a job may find unused.
+  auto text = random_text(200000, 9, 100000);
   const auto starved =
       submit(client, {"words", "sum", {0, 0, 0, 1}, protocol::Documents{{{"d", text}}}});
   EXPECT_EQ(status_name(wait_for(client, starved).status), "job-out-of-memory");

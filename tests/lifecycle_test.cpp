@@ -267,6 +267,36 @@ TEST(Descriptors, AClientClosedByTheIdleTimeoutSeesEofAfterAWorkerWasReplaced) {
 
 // ---- Stopping ------------------------------------------------------------------------------
 
+/// The environment a process was started with, one "NAME=value" per entry.
+std::vector<std::string> environment_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/environ");
+  std::vector<std::string> entries;
+  for (std::string entry; std::getline(in, entry, '\0');)
+    entries.push_back(entry);
+  return entries;
+}
+
+TEST(Workers, StartWithHugePagesForMallocAndOneBlasThreadAndAReplacementToo) {
+  ServerProcess server({"--workers", "2"});
+  ASSERT_TRUE(eventually([&] { return server.worker_pids().size() == 2; }));
+  auto workers = server.worker_pids();
+  const auto replacement = replace_a_worker(server);
+  ASSERT_NE(replacement, 0) << server.log();
+  workers.push_back(replacement);
+  for (const auto pid : workers) {
+    const auto environment = environment_of(pid);
+    if (!is_worker(pid)) continue;  // the one replaced, gone since
+    EXPECT_EQ(
+        std::count(environment.begin(), environment.end(), "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"),
+        1)
+        << "worker " << pid;
+    EXPECT_EQ(std::count(environment.begin(), environment.end(), "OPENBLAS_NUM_THREADS=1"), 1)
+        << "worker " << pid;
+  }
+  RawClient client(server.port());
+  EXPECT_EQ(wait_for(client, submit(client, word_count_request({"still counts"}))).status, kOk);
+}
+
 TEST(Stopping, WithNothingRunningSigtermStopsAtOnce) {
   ServerProcess server({"--drain-seconds", "60"});
   RawClient client(server.port());

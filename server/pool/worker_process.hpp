@@ -50,6 +50,10 @@ class WorkerProcess {
 /// The environment variable that gives a worker its server's pid.
 inline constexpr const char* kServerPidVariable = "MRD_SERVER_PID";
 
+/// The GLIBC_TUNABLES entry a worker is started with: `inherited` (the server's own, if any)
+/// plus huge pages for malloc (glibc.malloc.hugetlb=1) unless it already says otherwise.
+std::string worker_malloc_tunables(const char* inherited);
+
 /// The body of a worker process: answers tasks on `fd` until the server closes it, or dies with
 /// it. Returns the process exit code (0 also when the server was gone before it started).
 int run_worker(int fd);
