@@ -452,7 +452,7 @@ class ResolvedWakes {
 };
 
 // An idle connection costs its coroutine frame (this, plus the loop's locals), the operation
-// waiting on its socket and the reactor's state for that socket: about 1.5 KiB in all (RSS of a
+// waiting on its socket and the reactor's state for that socket: about 1.8 KiB in all (RSS of a
 // Release build holding 10000 idle connections). Keep this part from growing unnoticed.
 static_assert(sizeof(Connection) <= 296, "an idle connection holds all of Connection");
 
@@ -479,9 +479,9 @@ Stream<kTls> open_stream(ConnectionSocket& socket, asio::ssl::context* tls_conte
   }
 }
 
-// The waits below that most connections never make (for the database, for a failed AUTH's pause,
-// for a reply the socket did not take at once) are coroutines of their own: their timers and
-// operations take memory only while they wait, not in the frame every idle connection keeps.
+// The waits below (for the database, for a failed AUTH's pause, for a reply to be written) are
+// coroutines of their own: their timers and operations take memory only while they wait, not in
+// the frame every idle connection keeps.
 
 /// Waits until the reply that waits for the database is resolved (by the database writer's
 /// outcome, posted to this thread), then queues it. The timer never expires: resolving cancels
@@ -501,34 +501,17 @@ ConnectionAwaitable<void> hold_replies(Connection& connection, Clock::duration p
       co_await wait.async_wait(asio::experimental::as_tuple(connection_awaitable));
 }
 
-/// Drops the first `bytes` of `buffers` (the part a write already sent).
-void drop_written(std::vector<asio::const_buffer>& buffers, std::size_t bytes) {
-  auto first = buffers.begin();
-  for (; first != buffers.end() && bytes >= first->size(); ++first)
-    bytes -= first->size();
-  buffers.erase(buffers.begin(), first);
-  if (!buffers.empty()) buffers.front() += bytes;
-}
-
-/// Writes the queued replies. Plain TCP first writes what the socket takes without waiting, which
-/// for most replies is all of them; the rest, and every TLS write, waits for the socket. Returns
-/// the error that ended the write, if any.
+/// Writes the queued replies; returns the error that ended the write, if any. Not a plain write
+/// first, though most replies would go at once: measured, the connection then answered tiny jobs
+/// 5-10% slower (docs/benchmarks.md, "Fresh pages, and an idle connection's frame").
 template <bool kTls>
 ConnectionAwaitable<asio::error_code> write_replies(Stream<kTls>& stream, Connection& connection) {
   connection.await_write();
-  auto buffers = connection.reply_buffers();
   asio::error_code error;
-  std::size_t sent = 0;
-  if constexpr (!kTls) {
-    sent = asio::write(stream, buffers, error);
-    if (error != asio::error::would_block) co_return error;
-    connection.write_progress(sent);
-    drop_written(buffers, sent);
-  }
   std::tie(error, std::ignore) = co_await asio::async_write(
-      stream, buffers,
-      [&connection, sent](const asio::error_code& error, std::size_t bytes) {
-        connection.write_progress(sent + bytes);
+      stream, connection.reply_buffers(),
+      [&connection](const asio::error_code& error, std::size_t bytes) {
+        connection.write_progress(bytes);
         return asio::transfer_all()(error, bytes);
       },
       asio::experimental::as_tuple(connection_awaitable));
