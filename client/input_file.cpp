@@ -43,8 +43,7 @@ std::string read_input_file(const std::string& path) {
 
   std::string bytes;
   if (S_ISREG(info.st_mode)) {
-    bytes.reserve(static_cast<std::size_t>(info.st_size));
-    protocol::prefer_huge_pages(bytes.data(), bytes.capacity());
+    protocol::reserve_in_huge_pages(bytes, static_cast<std::size_t>(info.st_size));
   }
   char chunk[64 * 1024];
   for (;;) {

@@ -231,8 +231,7 @@ protocol::Matrix parse_npy(std::string_view bytes, std::string_view source) {
   }
   if (data.size() > data_bytes) npy_error(source, "has bytes after the data its shape describes");
 
-  m.values.reserve(count);  // not touched yet: the hint still counts
-  protocol::prefer_huge_pages(m.values.data(), count * sizeof(double));
+  protocol::reserve_in_huge_pages(m.values, count);
   m.values.resize(count);
   for (std::uint64_t r = 0; r < m.rows; ++r) {
     for (std::uint64_t c = 0; c < m.cols; ++c) {
@@ -255,8 +254,7 @@ std::string encode_npy(const protocol::Matrix& m) {
 
   const auto data_bytes = m.values.size() * sizeof(double);
   std::string out;
-  out.reserve(kMagic.size() + 4 + header.size() + data_bytes);
-  protocol::prefer_huge_pages(out.data(), out.capacity());
+  protocol::reserve_in_huge_pages(out, kMagic.size() + 4 + header.size() + data_bytes);
   out += kMagic;
   out += '\x01';  // format version 1.0
   out += '\x00';

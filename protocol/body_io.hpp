@@ -170,8 +170,7 @@ class BodyReader {
   std::vector<double> doubles(std::uint64_t max_count, const char* what) {
     const auto n = count(sizeof(double), max_count, what);
     std::vector<double> v;
-    v.reserve(static_cast<std::size_t>(n));  // not touched yet: the hint still counts
-    prefer_huge_pages(v.data(), v.capacity() * sizeof(double));
+    reserve_in_huge_pages(v, static_cast<std::size_t>(n));
     v.resize(static_cast<std::size_t>(n));
     archive_(cereal::binary_data(v.data(), v.size() * sizeof(double)));
     return v;

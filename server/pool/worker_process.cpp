@@ -21,15 +21,11 @@ namespace mrd::server {
 std::string worker_malloc_tunables(const char* inherited) {
   // A map task fills fresh memory (its table, its keys) that a fault per 4 KiB page would make
   // dear: glibc's malloc then asks for transparent huge pages for what it maps and for its heap.
-  // The word count of 64 MiB ran 12-18% faster with it (docs/benchmarks.md, "Fresh pages").
+  // The word count of 64 MiB ran about 9% faster with it (docs/benchmarks.md, "Fresh pages").
   // Tunables the server was started with are kept, and win.
-  constexpr std::string_view kHugePages = "glibc.malloc.hugetlb=1";
-  const std::string_view given = inherited ? inherited : "";
-  std::string value(given);
-  if (given.find("glibc.malloc.hugetlb=") == std::string_view::npos) {
-    value = given.empty() ? std::string(kHugePages) : value + ":" + std::string(kHugePages);
-  }
-  return "GLIBC_TUNABLES=" + value;
+  const std::string given = inherited ? inherited : "";
+  if (given.find("glibc.malloc.hugetlb=") != std::string::npos) return "GLIBC_TUNABLES=" + given;
+  return "GLIBC_TUNABLES=" + given + (given.empty() ? "" : ":") + "glibc.malloc.hugetlb=1";
 }
 
 std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& executable,
