@@ -4,14 +4,19 @@
 #include <cmath>
 #include <random>
 
+#include "protocol/huge_pages.hpp"
+
 namespace mrd::client {
 namespace {
 
 protocol::Matrix random_matrix(std::uint64_t n, std::mt19937_64& rng) {
   std::uniform_real_distribution<double> uniform(-1.0, 1.0);
-  protocol::Matrix m{n, n, std::vector<double>(n * n)};
-  for (auto& v : m.values)
-    v = uniform(rng);
+  protocol::Matrix m{n, n, {}};
+  // Huge pages: the kernel reads these values when they are sent, and on a virtual machine its
+  // first read of each 4 KiB page of a process is dear (docs/benchmarks.md, "Fresh pages").
+  protocol::reserve_in_huge_pages(m.values, n * n);
+  for (std::uint64_t i = 0; i < n * n; ++i)
+    m.values.push_back(uniform(rng));
   return m;
 }
 

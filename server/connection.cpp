@@ -553,9 +553,13 @@ ConnectionAwaitable<void> serve(ConnectionSocket accepted, asio::ssl::context* t
       // speaks plain mrd here is told so in plain mrd, rather than left to guess at TLS alerts.
       connection.expire_after(std::chrono::seconds(config.request_timeout_seconds),
                               Connection::Deadline::kTlsHandshake);
-      std::tie(ended) = co_await socket.async_wait(tcp::socket::wait_read, as_tuple);
+      // Readiness is a hint, not a promise: a wake-up that finds nothing to peek at yet waits
+      // again, rather than dropping a client that is about to say hello.
       char first = 0;
-      if (!ended) socket.receive(asio::buffer(&first, 1), tcp::socket::message_peek, ended);
+      do {
+        std::tie(ended) = co_await socket.async_wait(tcp::socket::wait_read, as_tuple);
+        if (!ended) socket.receive(asio::buffer(&first, 1), tcp::socket::message_peek, ended);
+      } while (ended == asio::error::would_block && !connection.timed_out());
       if (!ended && first != kTlsHandshakeRecord) {
         connection.refuse_plain_on_tls();
         std::tie(ended, std::ignore) =

@@ -310,7 +310,8 @@ TEST(Tls, ClosingNeverWaitsOnAClientThatDoesNotAnswerCloseNotify) {
 }
 
 TEST(Tls, TlsOnlyWithListenNone) {
-  std::vector<std::string> args{"--listen", "none"};
+  // The debug log says why each connection closed, should this fail.
+  std::vector<std::string> args{"--listen", "none", "--log-level", "debug"};
   const auto tls = tls_server();
   args.insert(args.end(), tls.begin(), tls.end());
   ServerProcess server(args);
