@@ -443,9 +443,9 @@ Matrix irregular(std::uint64_t rows, std::uint64_t cols, double seed) {
   return m;
 }
 
-/// Each chunk's task writes its rows into the result file, as workers do (several views at once,
-/// each from its own page boundary); the finished file is the FETCH body the old path encoded,
-/// byte for byte, and sealed.
+/// Each chunk's task writes its rows into the result file, as workers do (computed in the kept
+/// memory, which each next chunk reuses whatever its size, then written with pwrite); the finished
+/// file is the FETCH body the old path encoded, byte for byte, and sealed.
 TEST(MatrixResult, RowsWrittenInPlaceAreTheEncodedResultByteForByte) {
   const auto& kind = engine::matrix_multiply_job();
   for (const std::uint64_t chunk_bytes : {1ull, 3000ull, 100000ull, 1ull << 30}) {
@@ -458,8 +458,9 @@ TEST(MatrixResult, RowsWrittenInPlaceAreTheEncodedResultByteForByte) {
     const int copy = ::dup(result.segment->fd());  // to read its seals once it is finished
     std::vector<std::string> blocks;
     for (std::size_t i = 0; i < chunks.size(); ++i) {
-      const ResultView rows(result.segment->fd(), result.rows[i].offset, result.rows[i].end());
+      const ResultRows rows(result.segment->fd(), result.rows[i].offset, result.rows[i].end());
       engine::multiply_into(chunks[i], rows.data(), result.rows[i].size);
+      rows.write_to_file();
       blocks.push_back(kind.map(chunks[i], 1).at(0));  // the old path: pieces, then assemble
     }
     const auto expected = protocol::encode(kind.assemble(std::move(blocks)));
@@ -487,7 +488,7 @@ TEST(MatrixResult, AWrongRangeIsRefusedNotWrittenPast) {
   engine::multiply_into(input.view(), out, 400 * 8);
   EXPECT_EQ(c[400], 7.0);
   const auto result = ResultSegment::create(7, "h", 100);
-  EXPECT_THROW(ResultView(result->fd(), 50, 108), std::runtime_error);
+  EXPECT_THROW(ResultRows(result->fd(), 50, 108), std::runtime_error);
 }
 
 TEST(TaskPieces, RoundTripAndRefuseLies) {

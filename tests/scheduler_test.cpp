@@ -312,13 +312,14 @@ void expect_no_files_left(ServerProcess& server, const std::string& name, std::s
   }
 }
 
-/// Waits until one of the server's workers has a product's result file mapped (it is writing its
-/// rows of C); returns that worker, or 0 if none did within 30 s.
+/// Waits until one of the server's workers holds a product's result file (it came with the task:
+/// the worker is computing its rows of C, which it then writes there); returns that worker, or 0
+/// if none did within 30 s.
 pid_t worker_writing_a_result(ServerProcess& server) {
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   while (std::chrono::steady_clock::now() < deadline) {
     for (const auto pid : server.worker_pids()) {
-      if (result_files_of(pid).mappings > 0) return pid;
+      if (result_files_of(pid).descriptors > 0) return pid;
     }
     std::this_thread::sleep_for(1ms);
   }
@@ -400,17 +401,17 @@ TEST(DataPlane, AWorkerKilledWithTheInputMappedIsReplacedAndItsTaskRunsAgain) {
   EXPECT_NE(server.worker_pids().at(0), worker);
 }
 
-/// A big product's map tasks write C straight into one shared result file, which FETCH sends. A
-/// worker killed while it has that file mapped is replaced and its task runs again, rewriting its
-/// rows: the result is still right, and nothing of the file is left in any worker.
-TEST(DataPlane, AWorkerKilledWithTheResultMappedIsReplacedAndItsTaskRunsAgain) {
+/// A big product's map tasks write C into one shared result file, which FETCH sends. A worker
+/// killed while it holds that file (computing its rows) is replaced and its task runs again,
+/// writing its rows: the result is still right, and nothing of the file is left in any worker.
+TEST(DataPlane, AWorkerKilledWhileItWritesTheResultIsReplacedAndItsTaskRunsAgain) {
   ServerProcess server({"--workers", "1"}, kCapped);
   RawClient client(server.port());
   const auto a = matrix(1200, 1200, 5);  // C is 11 MB: written in place, about a second of BLAS
   const auto id =
       submit(client, {"matmul", "rows", {}, protocol::MatrixPair{a, twice_identity(1200)}});
   const auto worker = worker_writing_a_result(server);
-  ASSERT_NE(worker, 0) << "no worker mapped the result";
+  ASSERT_NE(worker, 0) << "no worker held the result file";
   // The server holds the file's descriptor while the job runs: that is what it hands workers.
   // (At least one: the copy sent with the task may not be closed yet when the worker maps it.)
   EXPECT_GE(result_files_of(server.pid()).descriptors, 1u);
@@ -422,8 +423,10 @@ TEST(DataPlane, AWorkerKilledWithTheResultMappedIsReplacedAndItsTaskRunsAgain) {
   const auto files = result_files_of(server.pid());
   EXPECT_EQ(files.descriptors, 0u);
   EXPECT_EQ(files.mappings, 1u);
-  for (const auto pid : server.worker_pids())
+  for (const auto pid : server.worker_pids()) {
+    EXPECT_EQ(result_files_of(pid).descriptors, 0u) << "worker " << pid;
     EXPECT_EQ(result_files_of(pid).mappings, 0u) << "worker " << pid;
+  }
 }
 
 /// Products finished, cancelled while their workers write C, and failed (past their deadline)
@@ -454,7 +457,7 @@ TEST(DataPlane, ALongRunOfProductsLeavesNoResultFilesBehind) {
       // Cancelled while a worker writes its rows.
       const auto cancelled =
           submit(client, {"matmul", "rows", {}, protocol::MatrixPair{big, twice_identity(1000)}});
-      ASSERT_NE(worker_writing_a_result(server), 0) << "no worker mapped the result";
+      ASSERT_NE(worker_writing_a_result(server), 0) << "no worker held the result file";
       client.send_message(Opcode::kCancel, protocol::JobId{cancelled});
       const auto reply = client.read_reply();
       ASSERT_TRUE(reply);

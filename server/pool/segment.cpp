@@ -8,8 +8,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <system_error>
+
+#include "protocol/huge_pages.hpp"
 
 namespace mrd::server {
 namespace {
@@ -205,8 +208,8 @@ struct RangeMapping {
   std::uint64_t skip = 0;  ///< from the mapping's start to byte `begin`
 };
 
-RangeMapping map_range(int fd, std::uint64_t begin, std::uint64_t end, int protection, int flags,
-                       const char* what) {
+/// Throws unless the memory file `fd` holds bytes [begin, end).
+void check_range(int fd, std::uint64_t begin, std::uint64_t end, const char* what) {
   struct stat info {};
   if (::fstat(fd, &info) != 0)
     throw std::runtime_error(std::string("cannot read the size of ") + what);
@@ -215,6 +218,11 @@ RangeMapping map_range(int fd, std::uint64_t begin, std::uint64_t end, int prote
                              std::to_string(end) + " of " + what + " of " +
                              std::to_string(info.st_size) + " bytes");
   }
+}
+
+RangeMapping map_range(int fd, std::uint64_t begin, std::uint64_t end, int protection, int flags,
+                       const char* what) {
+  check_range(fd, begin, end, what);
   RangeMapping range;
   const auto first_page = begin - begin % page_size();
   range.skip = begin - first_page;
@@ -229,17 +237,62 @@ RangeMapping map_range(int fd, std::uint64_t begin, std::uint64_t end, int prote
 
 }  // namespace
 
-ResultView::ResultView(int fd, std::uint64_t begin, std::uint64_t end) {
-  // Populated: the task writes every byte of its range, and one call that allocates the file's
-  // pages in bulk is cheaper than a fault per page.
-  const auto range = map_range(fd, begin, end, PROT_READ | PROT_WRITE, MAP_POPULATE, "the result");
-  mapping_ = range.mapping;
-  length_ = range.length;
-  data_ = static_cast<char*>(mapping_) + range.skip;
+namespace {
+
+/// The memory ResultRows computes in: this process's, kept from task to task.
+struct KeptRows {
+  char* data = nullptr;
+  std::uint64_t size = 0;
+};
+
+KeptRows& kept_rows() {
+  static KeptRows rows;  // a worker runs one task at a time
+  return rows;
 }
 
-ResultView::~ResultView() {
-  if (mapping_) ::munmap(mapping_, length_);
+void release(KeptRows& rows) {
+  if (rows.data) ::munmap(rows.data, rows.size);
+  rows = {};
+}
+
+}  // namespace
+
+ResultRows::ResultRows(int fd, std::uint64_t begin, std::uint64_t end)
+    : fd_(fd), begin_(begin), size_(end - begin) {
+  check_range(fd, begin, end, "the result");
+  auto& kept = kept_rows();
+  if (kept.size < size_ || !kept.data) {
+    release(kept);
+    // Whole huge pages: the hint only covers those.
+    const auto huge = protocol::kHugePageBytes;
+    const auto size = (std::max<std::uint64_t>(size_, 1) + huge - 1) / huge * huge;
+    void* memory =
+        ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) throw std::bad_alloc();
+    protocol::prefer_huge_pages(memory, size);
+    kept = {static_cast<char*>(memory), size};
+  }
+  data_ = kept.data;
+}
+
+ResultRows::~ResultRows() {
+  if (kept_rows().size > kKeptBytes) release(kept_rows());
+}
+
+std::uint64_t ResultRows::reserved_bytes() const {
+  return kept_rows().size;
+}
+
+void ResultRows::write_to_file() const {
+  for (std::uint64_t done = 0; done < size_;) {
+    const auto n = ::pwrite(fd_, data_ + done, size_ - done, static_cast<off_t>(begin_ + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      throw std::runtime_error(std::string("cannot write the result: ") +
+                               (n < 0 ? std::strerror(errno) : "nothing written"));
+    }
+    done += static_cast<std::uint64_t>(n);
+  }
 }
 
 SegmentView::SegmentView(int fd, std::uint64_t begin, std::uint64_t end) {

@@ -101,8 +101,8 @@ class Segment {
 /// A job's result, written by its workers straight into shared memory (a matrix product's C).
 ///
 /// The server makes a memory file of `padding` zero bytes, then `header`, then room for the rest
-/// of the body; each worker maps the range of it that its task writes (ResultView) and writes
-/// there. When every task has answered, finish() seals the file and maps it read-only: from then
+/// of the body; each worker computes the range of it that its task writes (ResultRows) and writes
+/// it there. When every task has answered, finish() seals the file and maps it read-only: from then
 /// on it is the result's bytes, [padding, size()), which FETCH sends as they are. No descriptor
 /// is kept after finish(): a finished result costs a mapping, not a file descriptor.
 class ResultSegment {
@@ -139,25 +139,38 @@ class ResultSegment {
   int fd_ = -1;
 };
 
-/// A writable mapping of part of a job's result file, made by a worker for one task: the task's
-/// output goes straight there.
-class ResultView {
+/// Where a worker computes its task's part of a job's result file (a block of a matrix
+/// product's rows of C) before it writes them there with one pwrite.
+///
+/// The memory is the worker's own and kept from task to task (in huge pages where the kernel
+/// grants them), so its pages are touched once per worker, not once per task. On a virtual
+/// machine the first touch of each page is dear: writing the rows in place, through a shared
+/// mapping of the file made for the task, took longer than computing them here and copying them
+/// into the file (docs/benchmarks.md, "Rows of C computed in kept memory").
+class ResultRows {
  public:
-  /// Maps bytes [begin, end) of the memory file `fd` for writing, after checking that the file
-  /// holds them. Throws std::runtime_error if it does not or the mapping fails.
-  ResultView(int fd, std::uint64_t begin, std::uint64_t end);
-  ~ResultView();
-  ResultView(const ResultView&) = delete;
-  ResultView& operator=(const ResultView&) = delete;
+  /// Room for bytes [begin, end) of the memory file `fd`, after checking that the file holds
+  /// them. Throws std::runtime_error if it does not, std::bad_alloc if there is no memory.
+  ResultRows(int fd, std::uint64_t begin, std::uint64_t end);
+  /// Gives the memory back if it is more than kKeptBytes; else keeps it for the next task.
+  ~ResultRows();
+  ResultRows(const ResultRows&) = delete;
+  ResultRows& operator=(const ResultRows&) = delete;
 
-  /// The address of byte `begin`.
+  /// A worker keeps at most this much between tasks (a 2000 x 2000 product's half is 16 MiB).
+  static constexpr std::uint64_t kKeptBytes = 64 << 20;
+
+  /// Where the rows go: end - begin bytes, page-aligned.
   char* data() const { return data_; }
-  /// Bytes of address space the mapping takes.
-  std::uint64_t mapped_bytes() const { return length_; }
+  /// Bytes of address space the memory takes (for the task's memory limit).
+  std::uint64_t reserved_bytes() const;
+  /// Writes the rows into the file, at `begin`. Throws std::runtime_error if it cannot.
+  void write_to_file() const;
 
  private:
-  void* mapping_ = nullptr;
-  std::uint64_t length_ = 0;
+  int fd_;
+  std::uint64_t begin_;
+  std::uint64_t size_;
   char* data_ = nullptr;
 };
 

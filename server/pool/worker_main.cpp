@@ -48,7 +48,7 @@ void limit_memory(std::uint32_t mebibytes, std::uint64_t mapped = 0) {
 /// Runs a map task (or a fused map and reduce) on its chunk, read in place: from the input's
 /// memory file that came with the message, or from the message itself. A task of a big matrix
 /// product writes its rows of C into the result's memory file, which came with the message too,
-/// and answers no pieces; its mapping is gone before the answer goes.
+/// and answers no pieces.
 std::string run_map_task(const TaskMessage& message) {
   const auto task = decode_map_task(message.body);
   const char* span_bytes = task.inline_bytes.data();
@@ -62,13 +62,14 @@ std::string run_map_task(const TaskMessage& message) {
     // The result's file comes after the input's, when that came too.
     const auto& file = task.in_file ? message.also_attached : message.attached;
     if (!file) throw engine::JobError("a map task came without its result's file");
-    const ResultView result(file.get(), task.result.offset, task.result.end());
+    const ResultRows result(file.get(), task.result.offset, task.result.end());
     limit_memory(task.job.memory_limit_mib,
-                 (mapped ? mapped->mapped_bytes() : 0) + result.mapped_bytes());
+                 (mapped ? mapped->mapped_bytes() : 0) + result.reserved_bytes());
     if (&job_kind_for(task.job.mapper, task.job.reducer) != &engine::matrix_multiply_job()) {
       throw engine::JobError("only a matrix product writes into a result file");
     }
     engine::multiply_into(chunk_view(task, span_bytes), result.data(), task.result.size);
+    result.write_to_file();
     return encode_pieces({});
   }
   limit_memory(task.job.memory_limit_mib, mapped ? mapped->mapped_bytes() : 0);
