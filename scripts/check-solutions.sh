@@ -52,10 +52,11 @@ done
 echo "solutions: applied ${applied[*]}"
 
 echo "solutions: building the patched mrd, mrctl and the tests the patches change"
-# -O0 -g0: the quickest build; the checks and these tests need no speed. Without the benchmarks.
+# -O0 -g0 and a unity build: the quickest build; the checks and these tests need no speed.
+# Without the benchmarks.
 # shellcheck disable=SC2086  # the extra arguments are split on purpose
 cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O0 -g0" \
-  -DMRD_BENCH=OFF ${CHECK_SOLUTIONS_CMAKE_ARGS:-} >/dev/null
+  -DMRD_BENCH=OFF -DCMAKE_UNITY_BUILD=ON ${CHECK_SOLUTIONS_CMAKE_ARGS:-} >/dev/null
 cmake --build "$tree/build" -j "$(nproc)" --target mrd mrctl codec_test server_test engine_test \
   lifecycle_test docs_test frame_parser_fuzz_replay >"$work/build.log" 2>&1 ||
   { tail -n 60 "$work/build.log" >&2; echo "solutions: the patched tree does not build" >&2; exit 1; }
