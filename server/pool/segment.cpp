@@ -279,7 +279,7 @@ ResultRows::~ResultRows() {
   if (kept_rows().size > kKeptBytes) release(kept_rows());
 }
 
-std::uint64_t ResultRows::reserved_bytes() const {
+std::uint64_t kept_memory_bytes() {
   return kept_rows().size;
 }
 

@@ -139,6 +139,10 @@ class ResultSegment {
   int fd_ = -1;
 };
 
+/// Bytes of memory this process keeps from task to task for ResultRows: a worker's memory limit
+/// for a task comes on top of them, whatever the task.
+std::uint64_t kept_memory_bytes();
+
 /// Where a worker computes its task's part of a job's result file (a block of a matrix
 /// product's rows of C) before it writes them there with one pwrite.
 ///
@@ -162,8 +166,6 @@ class ResultRows {
 
   /// Where the rows go: end - begin bytes, page-aligned.
   char* data() const { return data_; }
-  /// Bytes of address space the memory takes (for the task's memory limit).
-  std::uint64_t reserved_bytes() const;
   /// Writes the rows into the file, at `begin`. Throws std::runtime_error if it cannot.
   void write_to_file() const;
 

@@ -26,9 +26,10 @@ const engine::JobKind& job_kind_for(const std::string& mapper, const std::string
   return *kind;
 }
 
-/// Caps this process's address space for the task to come, plus `mapped` bytes of its input
-/// (mapped, not allocated: the job's limit is on what its code allocates). Only the soft limit
-/// moves, so the next task may raise it again; RLIM_INFINITY when the job sets no limit.
+/// Caps this process's address space for the task to come, plus `mapped` bytes of its input and
+/// the memory kept from task to task (neither is what the job's code allocates, which the job's
+/// limit is on). Only the soft limit moves, so the next task may raise it again; RLIM_INFINITY
+/// when the job sets no limit.
 void limit_memory(std::uint32_t mebibytes, std::uint64_t mapped = 0) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // Sanitizers reserve terabytes of address space for their shadow memory: under an address-space
@@ -41,7 +42,8 @@ void limit_memory(std::uint32_t mebibytes, std::uint64_t mapped = 0) {
   getrlimit(RLIMIT_AS, &limit);
   limit.rlim_cur = mebibytes == 0
                        ? limit.rlim_max
-                       : std::min<rlim_t>(limit.rlim_max, (rlim_t{mebibytes} << 20) + mapped);
+                       : std::min<rlim_t>(limit.rlim_max,
+                                          (rlim_t{mebibytes} << 20) + mapped + kept_memory_bytes());
   setrlimit(RLIMIT_AS, &limit);
 }
 
@@ -63,8 +65,7 @@ std::string run_map_task(const TaskMessage& message) {
     const auto& file = task.in_file ? message.also_attached : message.attached;
     if (!file) throw engine::JobError("a map task came without its result's file");
     const ResultRows result(file.get(), task.result.offset, task.result.end());
-    limit_memory(task.job.memory_limit_mib,
-                 (mapped ? mapped->mapped_bytes() : 0) + result.reserved_bytes());
+    limit_memory(task.job.memory_limit_mib, mapped ? mapped->mapped_bytes() : 0);
     if (&job_kind_for(task.job.mapper, task.job.reducer) != &engine::matrix_multiply_job()) {
       throw engine::JobError("only a matrix product writes into a result file");
     }
