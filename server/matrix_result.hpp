@@ -1,10 +1,11 @@
 // MatrixResult: a big matrix product's result, made before its map tasks run, written by them.
 //
 // C's bytes go once into a shared result file (pool/segment.hpp's ResultSegment): each map task's
-// worker computes its rows of C in memory of its own (ResultRows) and writes them there. The file holds the FETCH body
-// (protocol::encode of a JobResult holding C) after a few bytes of padding that put C's values
-// on 8-byte boundaries; the server writes the body's header, the workers the values. Nothing is
-// copied when the job ends: the finished file is the result the job table keeps and FETCH sends.
+// worker computes its rows of C in memory of its own (ResultRows) and writes them there. The file
+// holds the FETCH body (protocol::encode of a JobResult holding C) after a few bytes of padding
+// that put C's values on 8-byte boundaries; the server writes the body's header, the workers the
+// values. Nothing is copied when the job ends: the finished file is the result the job table
+// keeps and FETCH sends.
 #pragma once
 
 #include <cstdint>
