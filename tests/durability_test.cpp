@@ -89,10 +89,10 @@ StartUp start_up(const std::vector<std::string>& extra_args) {
   for (auto& a : args)
     argv.push_back(a.data());
   argv.push_back(nullptr);
+  const pid_t test_pid = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
-    const int log = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (log >= 0) dup2(log, STDERR_FILENO);
+    tie_child_to_test(test_pid, ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
     execv(argv[0], argv.data());
     _exit(127);
   }

@@ -85,8 +85,10 @@ class RedisProcess {
     for (auto& a : args)
       argv.push_back(a.data());
     argv.push_back(nullptr);
+    const pid_t test_pid = getpid();
     pid_ = fork();
     if (pid_ == 0) {
+      tie_child_to_test(test_pid, ::open("/dev/null", O_WRONLY));
       execvp(argv[0], argv.data());
       _exit(127);
     }

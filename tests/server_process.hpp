@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -96,6 +97,20 @@ inline std::string mrctl_binary() {
 }
 #endif
 
+/// In a child just forked by a test, before exec: the child is killed when the test process
+/// ends, however it ends, and writes nothing to the test's own output. A test that aborts then
+/// leaves no server running, and none holding ctest's output pipe open, which would make ctest
+/// wait out the test's whole timeout instead of reporting the abort. `test_pid` is getpid()
+/// taken before fork; only async-signal-safe calls are made.
+inline void tie_child_to_test(pid_t test_pid, int output_fd) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != test_pid) _exit(127);  // the test ended before prctl took effect
+  if (output_fd >= 0) {
+    dup2(output_fd, STDOUT_FILENO);
+    dup2(output_fd, STDERR_FILENO);
+  }
+}
+
 /// Drain after SIGTERM for servers whose test sets no --drain-seconds: short, so that a test
 /// that leaves a hung job behind waits for it at most this long at stop() (mrd's default is 30 s).
 inline constexpr const char* kTestDrainSeconds = "1";
@@ -129,10 +144,10 @@ class ServerProcess {
     for (auto& a : args)
       argv.push_back(a.data());
     argv.push_back(nullptr);
+    const pid_t test_pid = getpid();
     pid_ = fork();
     if (pid_ == 0) {
-      const int log = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (log >= 0) dup2(log, STDERR_FILENO);
+      tie_child_to_test(test_pid, ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
       if (limits.address_space_mib > 0 && !kSanitized) {
         const rlimit as{limits.address_space_mib << 20, limits.address_space_mib << 20};
         setrlimit(RLIMIT_AS, &as);
@@ -226,8 +241,10 @@ class ServerProcess {
   std::size_t open_fds() const {
     std::error_code error;
     std::size_t n = 0;
-    for ([[maybe_unused]] const auto& fd : std::filesystem::directory_iterator(
-             std::filesystem::path("/proc") / std::to_string(pid_) / "fd", error))
+    for (std::filesystem::directory_iterator
+             fd(std::filesystem::path("/proc") / std::to_string(pid_) / "fd", error),
+         end;
+         !error && fd != end; fd.increment(error))
       ++n;
     return n;
   }
@@ -420,12 +437,14 @@ inline InputFiles input_files_of(pid_t pid, const std::string& name = "memfd:mrd
 inline std::vector<std::uint64_t> input_file_sizes(pid_t pid) {
   std::map<ino_t, std::uint64_t> sizes_by_file;
   const auto fds = std::filesystem::path("/proc") / std::to_string(pid) / "fd";
-  std::error_code error;
-  for (const auto& fd : std::filesystem::directory_iterator(fds, error)) {
-    const auto target = std::filesystem::read_symlink(fd.path(), error);
+  // The server opens and closes descriptors meanwhile: errors end the listing, never throw.
+  std::error_code listing, error;
+  for (std::filesystem::directory_iterator fd(fds, listing), end; !listing && fd != end;
+       fd.increment(listing)) {
+    const auto target = std::filesystem::read_symlink(fd->path(), error);
     struct stat info {};
     if (!error && target.string().find("memfd:mrd-input") != std::string::npos &&
-        ::stat(fd.path().c_str(), &info) == 0) {
+        ::stat(fd->path().c_str(), &info) == 0) {
       sizes_by_file[info.st_ino] = static_cast<std::uint64_t>(info.st_size);
     }
   }
