@@ -212,7 +212,7 @@ class ServerProcess {
     return status;
   }
 
-  /// Everything mrd wrote to stderr so far.
+  /// Everything mrd wrote so far (its stderr and stdout both go to the log file).
   std::string log() const {
     std::ifstream in(log_file_);
     return std::string(std::istreambuf_iterator<char>(in), {});
