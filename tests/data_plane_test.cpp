@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <sys/stat.h>
@@ -194,6 +195,29 @@ TEST(GrowingSegment, HoldsWhatWasAppendedAndSealsLikeCreate) {
             std::string_view(created->data(), created->size()));
   EXPECT_EQ(::fcntl(sealed->fd(), F_GET_SEALS), ::fcntl(created->fd(), F_GET_SEALS));
   EXPECT_NE(::fcntl(sealed->fd(), F_GET_SEALS) & F_SEAL_WRITE, 0);
+}
+
+// The kernel refuses the write seal while it holds a page of the file: here a pipe holds one
+// (vmsplice), as a fault being served in a worker or a page in another core's LRU batch may for
+// a moment. The input is then sealed against resizing only, and its descriptor is read-only.
+TEST(GrowingSegment, AFileTheKernelHoldsAPageOfIsSealedAgainstResizingAndLeftReadOnly) {
+  const std::string bytes = random_bytes(200000);
+  GrowingSegment growing(0);
+  growing.append(bytes);
+  const auto early = growing.map_ahead(bytes.size());
+  int pipe_ends[2];
+  ASSERT_EQ(::pipe(pipe_ends), 0);
+  iovec page{const_cast<char*>(early->data()), 4096};
+  ASSERT_EQ(::vmsplice(pipe_ends[1], &page, 1, 0), 4096) << std::strerror(errno);
+  const auto sealed = growing.seal();
+  const int seals = ::fcntl(sealed->fd(), F_GET_SEALS);
+  EXPECT_EQ(seals & F_SEAL_WRITE, 0) << "the pipe still holds a page: the write seal was refused";
+  EXPECT_EQ(seals & (F_SEAL_SHRINK | F_SEAL_GROW), F_SEAL_SHRINK | F_SEAL_GROW);
+  EXPECT_EQ(::fcntl(sealed->fd(), F_GETFL) & O_ACCMODE, O_RDONLY);
+  EXPECT_LT(::pwrite(sealed->fd(), "x", 1, 0), 0) << "its descriptor still writes";
+  EXPECT_TRUE(std::string_view(sealed->data(), sealed->size()) == bytes) << "its bytes changed";
+  ::close(pipe_ends[0]);
+  ::close(pipe_ends[1]);
 }
 
 TEST(SubmittedInput, NumbersAndMatricesAreAlignedInTheSegmentWhateverTheNames) {

@@ -21,6 +21,12 @@ namespace {
   throw std::system_error(errno, std::generic_category(), what);
 }
 
+/// A new descriptor of the same file, opened read-only: a shared mapping through it, or a worker
+/// that receives it, cannot write the file.
+int reopen_read_only(int fd) {
+  return ::open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_CLOEXEC);
+}
+
 std::uint64_t page_size() {
   static const auto size = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   return size;
@@ -86,8 +92,7 @@ void GrowingSegment::append(std::string_view bytes) {
 ArrivingMapping::ArrivingMapping(int fd, std::uint64_t size) : size_(size) {
   // A descriptor of its own, opened read-only: a shared mapping through a writable one would keep
   // the memory file from being sealed against writes once whole.
-  const auto path = "/proc/self/fd/" + std::to_string(fd);
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  fd_ = reopen_read_only(fd);
   if (fd_ < 0) fail("reopening the input read-only");
   mapped_ = std::max<std::uint64_t>(size, 1);
   void* mapping = ::mmap(nullptr, mapped_, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd_, 0);
@@ -115,13 +120,18 @@ std::unique_ptr<Segment> GrowingSegment::seal() {
   const int fd = segment_->fd_;
   if (memory_file_ &&
       ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    // A file whose maps started while it arrived may have a page in a worker's hands right now
-    // (a fault being served), which refuses the write seal. Sealed against resizing, nobody can
-    // fault past its end; and no writable descriptor of it ever left this process.
-    if (errno != EBUSY || !segment_->ahead_ ||
-        ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+    // The kernel refuses the write seal while it holds an extra reference to one of the file's
+    // pages: a fault being served in a worker whose map started while the file arrived, or a
+    // page just written still in another core's batch of pages for the LRU list (which only
+    // that core empties). Sealed against resizing, nobody can fault past its end; and the only
+    // writable descriptor, this one, is swapped for a read-only one, so no one can write it.
+    if (errno != EBUSY || ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
       fail("sealing the input");
     }
+    const int read_only = reopen_read_only(fd);
+    if (read_only < 0) fail("reopening the input read-only");
+    ::close(fd);
+    segment_->fd_ = read_only;
   }
   if (segment_->ahead_ && segment_->ahead_->size() == segment_->size_) {
     segment_->data_ = segment_->ahead_->data();  // the same addresses the early views point at
