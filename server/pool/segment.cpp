@@ -27,6 +27,19 @@ int reopen_read_only(int fd) {
   return ::open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_CLOEXEC);
 }
 
+/// Writes all of `bytes` into `fd` at `offset`, however many calls it takes. Throws
+/// std::system_error, saying `what` failed.
+void write_all_at(int fd, std::string_view bytes, std::uint64_t offset, const char* what) {
+  for (std::uint64_t done = 0; done < bytes.size();) {
+    const auto n =
+        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) errno = EIO;  // no room, and no error to say so: never loop forever
+    if (n <= 0) fail(what);
+    done += static_cast<std::uint64_t>(n);
+  }
+}
+
 std::uint64_t page_size() {
   static const auto size = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   return size;
@@ -78,14 +91,7 @@ GrowingSegment::~GrowingSegment() = default;
 void GrowingSegment::append(std::string_view bytes) {
   // write() fills the file's pages directly, where writing through a mapping would fault (and
   // zero) every page first.
-  const int fd = segment_->fd_;
-  for (std::uint64_t done = 0; done < bytes.size();) {
-    const auto n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
-                            static_cast<off_t>(segment_->size_ + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("writing the input to its file");
-    done += static_cast<std::uint64_t>(n);
-  }
+  write_all_at(segment_->fd_, bytes, segment_->size_, "writing the input to its file");
   segment_->size_ += bytes.size();
 }
 
@@ -167,13 +173,7 @@ std::unique_ptr<ResultSegment> ResultSegment::create(std::uint64_t padding, std:
   segment->fd_ = fd;  // closed by finish() or the destructor from here on
   ++Segment::live_shared_;
   if (::ftruncate(fd, static_cast<off_t>(padding + body_bytes)) != 0) fail("ftruncate");
-  for (std::uint64_t done = 0; done < header.size();) {
-    const auto n = ::pwrite(fd, header.data() + done, header.size() - done,
-                            static_cast<off_t>(padding + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("writing the result's header to its memory file");
-    done += static_cast<std::uint64_t>(n);
-  }
+  write_all_at(fd, header, padding, "writing the result's header to its memory file");
   return segment;
 }
 
@@ -294,15 +294,7 @@ std::uint64_t kept_memory_bytes() {
 }
 
 void ResultRows::write_to_file() const {
-  for (std::uint64_t done = 0; done < size_;) {
-    const auto n = ::pwrite(fd_, data_ + done, size_ - done, static_cast<off_t>(begin_ + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      throw std::runtime_error(std::string("cannot write the result: ") +
-                               (n < 0 ? std::strerror(errno) : "nothing written"));
-    }
-    done += static_cast<std::uint64_t>(n);
-  }
+  write_all_at(fd_, {data_, size_}, begin_, "writing the result's rows to its memory file");
 }
 
 SegmentView::SegmentView(int fd, std::uint64_t begin, std::uint64_t end) {
