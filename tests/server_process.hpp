@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "protocol/codec.hpp"
@@ -108,7 +109,24 @@ inline void tie_child_to_test(pid_t test_pid, int output_fd) {
   if (output_fd >= 0) {
     dup2(output_fd, STDOUT_FILENO);
     dup2(output_fd, STDERR_FILENO);
+    if (output_fd > STDERR_FILENO) close(output_fd);
   }
+}
+
+/// The descriptors process `pid` has open, each as its /proc/PID/fd entry and what that links
+/// to. The process opens and closes descriptors meanwhile: errors end the listing or skip an
+/// entry, never throw.
+inline std::vector<std::pair<std::filesystem::path, std::string>> open_descriptors(pid_t pid) {
+  std::vector<std::pair<std::filesystem::path, std::string>> descriptors;
+  std::error_code listing, error;
+  for (std::filesystem::directory_iterator
+           fd(std::filesystem::path("/proc") / std::to_string(pid) / "fd", listing),
+       end;
+       !listing && fd != end; fd.increment(listing)) {
+    auto target = std::filesystem::read_symlink(fd->path(), error);
+    if (!error) descriptors.emplace_back(fd->path(), target.string());
+  }
+  return descriptors;
 }
 
 /// Drain after SIGTERM for servers whose test sets no --drain-seconds: short, so that a test
@@ -238,16 +256,7 @@ class ServerProcess {
   int exit_status() const { return exit_status_; }
 
   /// File descriptors the server has open.
-  std::size_t open_fds() const {
-    std::error_code error;
-    std::size_t n = 0;
-    for (std::filesystem::directory_iterator
-             fd(std::filesystem::path("/proc") / std::to_string(pid_) / "fd", error),
-         end;
-         !error && fd != end; fd.increment(error))
-      ++n;
-    return n;
-  }
+  std::size_t open_fds() const { return open_descriptors(pid_).size(); }
 
   /// Process ids of mrd's worker processes (its children, whichever thread started them).
   std::vector<pid_t> worker_pids() const {
@@ -424,10 +433,8 @@ inline InputFiles input_files_of(pid_t pid, const std::string& name = "memfd:mrd
     ++files.all_mappings;
     if (line.find(name) != std::string::npos) ++files.mappings;
   }
-  std::error_code error;
-  for (const auto& fd : std::filesystem::directory_iterator(proc / "fd", error)) {
-    const auto target = std::filesystem::read_symlink(fd.path(), error);
-    if (!error && target.string().find(name) != std::string::npos) ++files.descriptors;
+  for (const auto& [fd, target] : open_descriptors(pid)) {
+    if (target.find(name) != std::string::npos) ++files.descriptors;
   }
   return files;
 }
@@ -436,15 +443,9 @@ inline InputFiles input_files_of(pid_t pid, const std::string& name = "memfd:mrd
 /// descriptors it has open on it: an input whose maps start while it arrives has two).
 inline std::vector<std::uint64_t> input_file_sizes(pid_t pid) {
   std::map<ino_t, std::uint64_t> sizes_by_file;
-  const auto fds = std::filesystem::path("/proc") / std::to_string(pid) / "fd";
-  // The server opens and closes descriptors meanwhile: errors end the listing, never throw.
-  std::error_code listing, error;
-  for (std::filesystem::directory_iterator fd(fds, listing), end; !listing && fd != end;
-       fd.increment(listing)) {
-    const auto target = std::filesystem::read_symlink(fd->path(), error);
+  for (const auto& [fd, target] : open_descriptors(pid)) {
     struct stat info {};
-    if (!error && target.string().find("memfd:mrd-input") != std::string::npos &&
-        ::stat(fd->path().c_str(), &info) == 0) {
+    if (target.find("memfd:mrd-input") != std::string::npos && ::stat(fd.c_str(), &info) == 0) {
       sizes_by_file[info.st_ino] = static_cast<std::uint64_t>(info.st_size);
     }
   }
