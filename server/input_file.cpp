@@ -21,14 +21,15 @@ std::string directory_of(const std::string& path) {
   return std::filesystem::path(path).parent_path().string();
 }
 
-void sync_path(const std::string& path, int flags) {
+/// fsync (or with `data_only`, fdatasync) of the file or directory `path`, opened with `flags`.
+void sync_path(const std::string& path, int flags, bool data_only = false) {
   const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) fail("opening " + path + " to sync it");
-  const int rc = ::fsync(fd);
+  const int rc = data_only ? ::fdatasync(fd) : ::fsync(fd);
   const int error = errno;
   ::close(fd);
   errno = error;
-  if (rc != 0) fail("fsync " + path);
+  if (rc != 0) fail(std::string(data_only ? "fdatasync " : "fsync ") + path);
 }
 
 }  // namespace
@@ -58,6 +59,10 @@ void InputFile::rename_to(const std::string& name) {
   if (::rename(path_.c_str(), target.c_str()) != 0) fail("renaming " + path_ + " to " + target);
   path_ = target;
   part_ = false;
+}
+
+void InputFile::sync_data() const {
+  sync_path(path_, O_RDONLY, true);
 }
 
 void InputFile::sync() const {

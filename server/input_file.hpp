@@ -44,6 +44,9 @@ class InputFile {
   /// Gives it the job's name `name` in its directory (nothing if it has that name already); from
   /// then on it stays when this is destroyed. Throws std::system_error if the rename fails.
   void rename_to(const std::string& name);
+  /// Forces its bytes to the disk (fdatasync), the slow part of sync(): done before the job's
+  /// row is written, off the database writer's thread. Throws std::system_error.
+  void sync_data() const;
   /// Forces its bytes and its name to the disk (for --fsync). Throws std::system_error.
   void sync() const;
   /// Removes it now, whatever its name: its job's row was not written.

@@ -87,6 +87,9 @@ class JobDatabase {
   /// DatabaseError if a row cannot be read: a partial table is never returned.
   std::vector<StoredJob> load(std::uint32_t& highest_id);
 
+  /// How hard its commits try to reach the disk (fixed when it is opened).
+  Sync sync() const { return sync_; }
+
   /// Commits a new job's row. `request_digest` is given with a key (null without). With
   /// `input_file` (the body was received into it) the row names that file, renamed to the job's
   /// (synced first with Sync::kFull), instead of holding `request`. Throws std::runtime_error

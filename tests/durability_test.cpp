@@ -816,21 +816,29 @@ class ScopedEnvironment {
   std::optional<std::string> old_;
 };
 
+/// tests/fsync_probe.cpp, preloaded into the servers started while this exists.
+class FsyncProbe {
+ public:
+  FsyncProbe() = default;
+
+ private:
+  ScopedEnvironment preload_{"LD_PRELOAD", MRD_FSYNC_PROBE};
+  // A sanitizer's runtime wants to be loaded first; here the probe is.
+  ScopedEnvironment asan_options_{
+      "ASAN_OPTIONS", std::string(std::getenv("ASAN_OPTIONS") ? std::getenv("ASAN_OPTIONS") : "") +
+                          ":verify_asan_link_order=0"};
+};
+
 /// How many fsync and fdatasync calls mrd, started with `extra_args` and a data directory, makes
 /// while `jobs` tiny jobs are submitted one after the other (each SUBMIT is its own commit).
-/// Counted by tests/fsync_counter.cpp, preloaded into the server.
 std::uint64_t syncs_while_submitting(const std::vector<std::string>& extra_args, int jobs) {
   TempDir dir;
   const auto log = dir.path() / "syncs";
   const auto syncs = [&] {
     return std::filesystem::exists(log) ? std::filesystem::file_size(log) : 0;
   };
-  ScopedEnvironment preload("LD_PRELOAD", MRD_FSYNC_COUNTER);
+  FsyncProbe probe;
   ScopedEnvironment counted_into("MRD_TEST_FSYNC_LOG", log.string());
-  // A sanitizer's runtime wants to be loaded first; here the counter is.
-  const char* asan = std::getenv("ASAN_OPTIONS");
-  ScopedEnvironment asan_options("ASAN_OPTIONS",
-                                 std::string(asan ? asan : "") + ":verify_asan_link_order=0");
   ServerProcess server(with_data_dir(dir, extra_args));
   RawClient client(server.port());
   // The start-up's syncs (creating the database) are not what is measured.
@@ -849,6 +857,46 @@ TEST(Durability, WithFsyncEveryCommitIsSyncedAndWithoutItNone) {
   const auto without = syncs_while_submitting({}, kJobs);
   EXPECT_GE(with_fsync, static_cast<std::uint64_t>(kJobs));
   EXPECT_EQ(without, 0u);
+}
+
+/// With --fsync a big input's bytes reach the disk before its row commits. While that sync runs
+/// (here held by the probe, as a slow disk would hold it) the big SUBMIT waits for its answer,
+/// and every other client's jobs are committed, answered and run.
+TEST(Durability, WithFsyncABigInputsSyncHoldsUpOnlyItsOwnSubmit) {
+  TempDir dir;
+  const auto hold = dir.path() / "hold";
+  const auto exists = [](const std::filesystem::path& path) {
+    return std::filesystem::exists(path);
+  };
+  std::ofstream(hold).put('h');
+  FsyncProbe probe;
+  ScopedEnvironment held_while("MRD_TEST_FSYNC_HOLD", hold.string());
+  ServerProcess server(with_data_dir(dir, {"--fsync"}));
+  RawClient big_client(server.port());
+  RawClient other(server.port());
+  const auto text = random_text(60000, 11);
+  const auto big = word_count_request({text});
+  ASSERT_GT(protocol::encode(big).size(), 64u << 10);  // big enough to be received into a file
+  big_client.send_message(Opcode::kSubmit, big);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!exists(hold.string() + ".waiting")) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the big input was never synced";
+    std::this_thread::sleep_for(5ms);
+  }
+  for (int i = 0; i < 5; ++i) {
+    const auto id = submit(other, word_count_request({"beside the sync " + std::to_string(i)}));
+    EXPECT_EQ(as_map(result_of(wait_for(other, id))).at("sync"), 1u);
+  }
+  EXPECT_FALSE(exists(hold.string() + ".gave-up"))
+      << "the other client's jobs waited for the big input's sync";
+  EXPECT_FALSE(big_client.read_reply(100ms)) << "answered before its input was synced";
+
+  std::filesystem::remove(hold);
+  const auto reply = big_client.read_reply(30s);
+  ASSERT_TRUE(reply);
+  ASSERT_EQ(status_name(reply->status), "ok") << error_text(*reply);
+  const auto id = protocol::decode<protocol::JobId>(reply->body).value->id;
+  EXPECT_EQ(as_map(result_of(wait_for(big_client, id))), reference_word_count({text}));
 }
 
 /// The names of the files in the data directory's inputs/ (where big inputs are kept).
