@@ -5,14 +5,15 @@
 # tripped a sanitizer, after saying which and where its input was saved.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]
+#   scripts/fuzz.sh --build-only     (builds the targets, runs none: .ci/run builds them early)
 #
 # To replay a saved input: build-fuzz/<target> <file>   (or a whole directory, with -runs=0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-60}
-if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
-  echo "usage: $0 [SECONDS_PER_TARGET]" >&2
+if ! [[ $seconds =~ ^([1-9][0-9]*|--build-only)$ ]]; then
+  echo "usage: $0 [SECONDS_PER_TARGET | --build-only]" >&2
   exit 2
 fi
 
@@ -20,6 +21,7 @@ bash scripts/setup.sh  # clang and libclang-rt-14-dev, among the rest
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 CC=clang CXX=clang++ cmake -S tests/fuzz -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)" >/dev/null
+[[ $seconds == --build-only ]] && exit 0
 
 # Target and its largest input in bytes. Small inputs keep each run short and still hold every
 # kind of message; job_pipeline_fuzz runs a whole job per input, so it gets less.

@@ -3,10 +3,16 @@
 #   AddressSanitizer + UndefinedBehaviorSanitizer: every test, against instrumented binaries;
 #   ThreadSanitizer: the tests that drive the multi-threaded server (integration and faults).
 # Any report fails the run: the sanitizers are set to stop the process at the first one.
-# Usage: scripts/sanitize.sh [asan|tsan|all]   (default all)
+# Usage: scripts/sanitize.sh [asan|tsan|all] [--build-only]   (default all)
+# --build-only builds the trees and runs nothing (.ci/run builds them while other stages run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
+build_only=${2:-}
+if [[ ! $which =~ ^(asan|tsan|all)$ || ! $build_only =~ ^(--build-only)?$ ]]; then
+  echo "usage: $0 [asan|tsan|all] [--build-only]" >&2
+  exit 2
+fi
 bash scripts/setup.sh
 
 # Tests left out under a sanitizer, and why:
@@ -17,11 +23,11 @@ bash scripts/setup.sh
 #   so resident memory grows; the plain build checks it.
 # - wireshark_dissector: most of its minute is tshark's; the server traffic it captures is what
 #   the other tests send (TLS and SSLKEYLOGFILE included).
-# - web_page, mrctl_completion, python_package: what they add to the other tests is Chromium's,
-#   bash's and pip's side; the C++ they drive (mrd-web's API, mrctl) is what web_api and the
-#   other mrctl tests run under the sanitizers.
+# - web_page, mrctl_completion, python_package, python_client: what they add to the other tests
+#   is Chromium's, bash's, pip's and the Python client's side; the C++ they drive (mrd-web's API,
+#   mrctl, the server) is what web_api and the other tests run under the sanitizers.
 excluded='OutOfMemory|MemoryLimit|MemoryStaysFlat'
-asan_excluded="$excluded|wireshark_dissector|web_page|mrctl_completion|python_package"
+asan_excluded="$excluded|wireshark_dissector|web_page|mrctl_completion|python_package|python_client"
 
 # -Og and line tables only (-g1): instrumented -O2 with full debug info takes twice as long to
 # compile (20 minutes for the ASan+UBSan tree on 2 cores), -O1 a third longer than -Og (27 s
@@ -36,6 +42,8 @@ if [[ $which == asan || $which == all ]]; then
   cmake -S . -B build-asan "${flags[@]}" -DMRD_SANITIZE=address,undefined >/dev/null
   cmake --build build-asan -j "$(nproc)"
   echo "== sanitize: ASan+UBSan tree built (${SECONDS} s)"
+fi
+if [[ ($which == asan || $which == all) && -z $build_only ]]; then
   # handle_segv=0: a worker that segfaults on purpose (the test-crash job) must die of SIGSEGV,
   # as it would in production, instead of ASan turning the signal into exit status 1.
   ASAN_OPTIONS=handle_segv=0:detect_leaks=1:abort_on_error=0 \
@@ -49,6 +57,8 @@ if [[ $which == tsan || $which == all ]]; then
   cmake --build build-tsan -j "$(nproc)" --target mrd mrctl server_test fault_test \
     durability_test hostile_test upload_test tls_test auth_test cluster_test
   echo "== sanitize: TSan tree built (${SECONDS} s)"
+fi
+if [[ ($which == tsan || $which == all) && -z $build_only ]]; then
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:handle_segv=0 \
     ctest --test-dir build-tsan --output-on-failure -j 2 \
     -R '^(Server|Faults|Durability|BadInput|Timeouts|Upload|Tls|Auth|Tenants|Cluster)\.' -E "$excluded"
