@@ -21,7 +21,7 @@ DatabaseWriter::~DatabaseWriter() {
 void DatabaseWriter::enqueue(std::uint32_t job, Write write, Done done) {
   {
     std::lock_guard lock(mutex_);
-    queue_.push_back({job, std::move(write), std::move(done)});
+    queue_.push_back(Item{job, std::move(write), std::move(done)});
   }
   wake_.notify_one();
 }
@@ -31,7 +31,10 @@ void DatabaseWriter::enqueue_prepared(std::uint32_t job, Prepare prepare, Write 
   {
     std::lock_guard lock(mutex_);
     ticket = next_ticket_++;
-    queue_.push_back({job, std::move(write), std::move(done), false, ticket});
+    Item item{job, std::move(write), std::move(done)};
+    item.ready = false;
+    item.ticket = ticket;
+    queue_.push_back(std::move(item));
   }
   preparer_.post([this, ticket, prepare = std::move(prepare)] {
     std::string error;

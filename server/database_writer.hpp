@@ -25,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "server/background_thread.hpp"
 #include "server/job_database.hpp"
@@ -62,6 +63,8 @@ class DatabaseWriter {
   /// Most writes committed together.
   static constexpr std::size_t kMaxBatch = 256;
   struct Item {
+    Item(std::uint32_t job, Write write, Done done)
+        : job(job), write(std::move(write)), done(std::move(done)) {}
     std::uint32_t job = 0;
     Write write;
     Done done;
