@@ -17,19 +17,11 @@ namespace {
   throw ClientError(ErrorKind::kInput, path + ": " + std::strerror(error));
 }
 
-/// Closes a descriptor when the function that opened it returns or throws.
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-  ~FdCloser() { ::close(fd_); }
-
- private:
-  int fd_;
-};
-
 }  // namespace
+
+FdCloser::~FdCloser() {
+  ::close(fd_);
+}
 
 std::string read_input_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -58,16 +50,22 @@ std::string read_input_file(const std::string& path) {
 }
 
 void write_output_file(const std::string& path, std::string_view bytes) {
+  write_output_file(path, {bytes});
+}
+
+void write_output_file(const std::string& path, std::initializer_list<std::string_view> pieces) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd < 0) file_error(path, errno);
   const FdCloser closer(fd);
-  while (!bytes.empty()) {
-    const ssize_t wrote = ::write(fd, bytes.data(), bytes.size());
-    if (wrote < 0) {
-      if (errno == EINTR) continue;
-      file_error(path, errno);
+  for (auto bytes : pieces) {
+    while (!bytes.empty()) {
+      const ssize_t wrote = ::write(fd, bytes.data(), bytes.size());
+      if (wrote < 0) {
+        if (errno == EINTR) continue;
+        file_error(path, errno);
+      }
+      bytes.remove_prefix(static_cast<std::size_t>(wrote));
     }
-    bytes.remove_prefix(static_cast<std::size_t>(wrote));
   }
 }
 

@@ -19,12 +19,17 @@ bool is_npy_path(std::string_view path) {
 }
 
 protocol::Matrix load_matrix_file(const std::string& path) {
-  const std::string bytes = read_input_file(path);
-  return is_npy_path(path) ? parse_npy(bytes, path) : parse_text_matrix(bytes, path);
+  return is_npy_path(path) ? load_npy(path) : parse_text_matrix(read_input_file(path), path);
 }
 
 void save_matrix_file(const std::string& path, const protocol::Matrix& m) {
-  write_output_file(path, is_npy_path(path) ? encode_npy(m) : format_text_matrix(m));
+  if (!is_npy_path(path)) return write_output_file(path, format_text_matrix(m));
+  // The values are written from the matrix itself, after their header (on a little-endian host
+  // the doubles' bytes already are '<f8'): not copied into a whole file's bytes first.
+  const std::string header = npy_header(m.rows, m.cols);
+  write_output_file(
+      path,
+      {header, {reinterpret_cast<const char*>(m.values.data()), m.values.size() * sizeof(double)}});
 }
 
 }  // namespace mrd::client

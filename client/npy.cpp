@@ -1,12 +1,19 @@
 #include "client/npy.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <optional>
 #include <vector>
 
 #include "client/client_error.hpp"
+#include "client/input_file.hpp"
 #include "protocol/huge_pages.hpp"
 #include "protocol/limits.hpp"
 
@@ -20,6 +27,9 @@ constexpr std::string_view kMagic = "\x93NUMPY";
 
 /// numpy pads the header so the data starts on a multiple of this, for memory-mapping.
 constexpr std::size_t kHeaderAlignment = 64;
+
+/// load_npy reads this much first: numpy's headers are a few hundred bytes.
+constexpr std::size_t kPrefixBytes = 64 * 1024;
 
 /// The three fields of the header dictionary.
 struct NpyHeader {
@@ -174,9 +184,32 @@ constexpr Dtype kDtypes[] = {
     {"<i4", 4, &read_element<std::int32_t>},
 };
 
-}  // namespace
+/// What the first bytes of a .npy file say: the values' type, the matrix's shape, and where the
+/// values start.
+struct NpyLayout {
+  const Dtype* dtype = nullptr;
+  bool fortran_order = false;
+  std::uint64_t rows = 0;
+  std::uint64_t cols = 0;
+  std::size_t data_at = 0;  ///< the values' first byte
+  /// Bytes of values the shape needs (both sides are <= 2^20 and an element <= 8 bytes: no
+  /// overflow).
+  std::uint64_t data_bytes() const { return rows * cols * dtype->bytes; }
+  /// numpy.save's float64 matrix: its values are a matrix's, byte for byte.
+  bool is_native() const { return dtype == &kDtypes[0] && !fortran_order; }
+};
 
-protocol::Matrix parse_npy(std::string_view bytes, std::string_view source) {
+/// Where the header ends (the values' first byte), if `prefix` holds the bytes that say it.
+std::optional<std::size_t> data_offset(std::string_view prefix) {
+  if (prefix.size() < kMagic.size() + 2 || !prefix.starts_with(kMagic)) return std::nullopt;
+  const std::size_t length_bytes = static_cast<std::uint8_t>(prefix[6]) == 1 ? 2 : 4;
+  if (prefix.size() < 8 + length_bytes) return std::nullopt;
+  return 8 + length_bytes + read_le(prefix, 8, length_bytes);
+}
+
+/// Reads the layout from `bytes`, which hold at least the whole header. Throws ClientError (kInput)
+/// as "SOURCE: ..." for anything parse_npy does not support.
+NpyLayout read_layout(std::string_view bytes, std::string_view source) {
   if (!bytes.starts_with(kMagic))
     npy_error(source, "not a .npy file (it does not start with \\x93NUMPY)");
   if (bytes.size() < kMagic.size() + 2) npy_error(source, "truncated .npy file");
@@ -194,72 +227,132 @@ protocol::Matrix parse_npy(std::string_view bytes, std::string_view source) {
   if (header_bytes > bytes.size() - header_at) npy_error(source, "truncated .npy header");
   const NpyHeader header = HeaderParser(bytes.substr(header_at, header_bytes), source).parse();
 
-  const Dtype* dtype = nullptr;
+  NpyLayout layout;
   for (const auto& d : kDtypes) {
-    if (d.descr == header.descr) dtype = &d;
+    if (d.descr == header.descr) layout.dtype = &d;
   }
-  if (dtype == nullptr) {
+  if (layout.dtype == nullptr) {
     npy_error(source, "dtype '" + header.descr + "' is not supported (use <f8, <f4, <i8 or <i4)");
   }
-
-  protocol::Matrix m;
+  layout.fortran_order = header.fortran_order;
+  layout.data_at = header_at + header_bytes;
   if (header.shape.size() == 1) {
-    m.rows = 1;
-    m.cols = header.shape[0];
+    layout.rows = 1;
+    layout.cols = header.shape[0];
   } else if (header.shape.size() == 2) {
-    m.rows = header.shape[0];
-    m.cols = header.shape[1];
+    layout.rows = header.shape[0];
+    layout.cols = header.shape[1];
   } else {
     npy_error(source, "a " + std::to_string(header.shape.size()) +
                           "-D array is not a matrix (need 1-D or 2-D)");
   }
-  if (m.rows > protocol::kMaxMatrixSide || m.cols > protocol::kMaxMatrixSide) {
-    npy_error(source, "a " + std::to_string(m.rows) + "x" + std::to_string(m.cols) +
+  if (layout.rows > protocol::kMaxMatrixSide || layout.cols > protocol::kMaxMatrixSide) {
+    npy_error(source, "a " + std::to_string(layout.rows) + "x" + std::to_string(layout.cols) +
                           " matrix; the protocol allows at most " +
                           std::to_string(protocol::kMaxMatrixSide) + " rows and columns");
   }
-  if (m.rows == 0 || m.cols == 0) npy_error(source, "the matrix is empty");
+  if (layout.rows == 0 || layout.cols == 0) npy_error(source, "the matrix is empty");
+  return layout;
+}
 
-  // Both sides are <= 2^20 and an element <= 8 bytes: no overflow.
-  const std::uint64_t count = m.rows * m.cols;
-  const std::uint64_t data_bytes = count * dtype->bytes;
-  const std::string_view data = bytes.substr(header_at + header_bytes);
+/// A matrix of the layout's shape, its values in huge pages, not yet set.
+protocol::Matrix matrix_of(const NpyLayout& layout) {
+  protocol::Matrix m{layout.rows, layout.cols, {}};
+  protocol::reserve_in_huge_pages(m.values, layout.rows * layout.cols);
+  m.values.resize(layout.rows * layout.cols);
+  return m;
+}
+
+/// Reads up to `size` bytes at `offset` into `into`; returns how many (fewer only at the end).
+std::size_t read_at(int fd, char* into, std::size_t size, std::uint64_t offset) {
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t got = ::pread(fd, into + done, size - done, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    done += static_cast<std::size_t>(got);
+  }
+  return done;
+}
+
+}  // namespace
+
+protocol::Matrix parse_npy(std::string_view bytes, std::string_view source) {
+  const NpyLayout layout = read_layout(bytes, source);
+  const std::string_view data = bytes.substr(layout.data_at);
+  const std::uint64_t data_bytes = layout.data_bytes();
   if (data.size() < data_bytes) {
-    npy_error(source, "truncated: shape " + std::to_string(m.rows) + "x" + std::to_string(m.cols) +
-                          " needs " + std::to_string(data_bytes) + " bytes of data, the file has " +
-                          std::to_string(data.size()));
+    npy_error(source, "truncated: shape " + std::to_string(layout.rows) + "x" +
+                          std::to_string(layout.cols) + " needs " + std::to_string(data_bytes) +
+                          " bytes of data, the file has " + std::to_string(data.size()));
   }
   if (data.size() > data_bytes) npy_error(source, "has bytes after the data its shape describes");
 
-  protocol::reserve_in_huge_pages(m.values, count);
-  m.values.resize(count);
+  protocol::Matrix m = matrix_of(layout);
+  if (layout.is_native()) {
+    std::memcpy(m.values.data(), data.data(), data_bytes);
+    return m;
+  }
   for (std::uint64_t r = 0; r < m.rows; ++r) {
     for (std::uint64_t c = 0; c < m.cols; ++c) {
       // Fortran order stores column after column: element (r, c) is the (c * rows + r)-th.
-      const std::uint64_t stored = header.fortran_order ? c * m.rows + r : r * m.cols + c;
-      m.values[r * m.cols + c] = dtype->read(data.data() + stored * dtype->bytes);
+      const std::uint64_t stored = layout.fortran_order ? c * m.rows + r : r * m.cols + c;
+      m.values[r * m.cols + c] = layout.dtype->read(data.data() + stored * layout.dtype->bytes);
     }
   }
   return m;
 }
 
-std::string encode_npy(const protocol::Matrix& m) {
+protocol::Matrix load_npy(const std::string& path) {
+  // Anything but a regular file holding numpy.save's float64 matrix, whole, goes the general way,
+  // which also says what is wrong with a file that is.
+  const auto whole = [&path] { return parse_npy(read_input_file(path), path); };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return whole();
+  const FdCloser closer(fd);
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) return whole();
+  const auto size = static_cast<std::uint64_t>(info.st_size);
+
+  std::string prefix(std::min<std::uint64_t>(size, kPrefixBytes), '\0');
+  prefix.resize(read_at(fd, prefix.data(), prefix.size(), 0));
+  const auto data_at = data_offset(prefix);
+  if (!data_at || *data_at > prefix.size()) return whole();  // a header longer than the prefix
+  const NpyLayout layout = read_layout(prefix, path);
+  if (!layout.is_native() || size != layout.data_at + layout.data_bytes()) return whole();
+
+  protocol::Matrix m = matrix_of(layout);
+  const auto data_bytes = static_cast<std::size_t>(layout.data_bytes());
+  if (read_at(fd, reinterpret_cast<char*>(m.values.data()), data_bytes, layout.data_at) !=
+      data_bytes) {
+    return whole();  // it shrank, or cannot be read: the general way says which
+  }
+  return m;
+}
+
+std::string npy_header(std::uint64_t rows, std::uint64_t cols) {
   std::string header = "{'descr': '<f8', 'fortran_order': False, 'shape': (" +
-                       std::to_string(m.rows) + ", " + std::to_string(m.cols) + "), }";
+                       std::to_string(rows) + ", " + std::to_string(cols) + "), }";
   // Magic, version, u16 length, header, '\n': pad with spaces before the '\n' to the alignment.
   const std::size_t prefix = kMagic.size() + 2 + 2;
   const std::size_t unpadded = prefix + header.size() + 1;
   header.append((kHeaderAlignment - unpadded % kHeaderAlignment) % kHeaderAlignment, ' ');
   header += '\n';
 
-  const auto data_bytes = m.values.size() * sizeof(double);
-  std::string out;
-  protocol::reserve_in_huge_pages(out, kMagic.size() + 4 + header.size() + data_bytes);
-  out += kMagic;
+  std::string out(kMagic);
   out += '\x01';  // format version 1.0
   out += '\x00';
   out += static_cast<char>(header.size() & 0xff);
   out += static_cast<char>(header.size() >> 8);
+  out += header;
+  return out;
+}
+
+std::string encode_npy(const protocol::Matrix& m) {
+  const std::string header = npy_header(m.rows, m.cols);
+  const auto data_bytes = m.values.size() * sizeof(double);
+  std::string out;
+  protocol::reserve_in_huge_pages(out, header.size() + data_bytes);
   out += header;
   // On a little-endian host the doubles' bytes already are '<f8'.
   out.append(reinterpret_cast<const char*>(m.values.data()), data_bytes);

@@ -3,6 +3,7 @@
 // Format reference: numpy/lib/format.py. Only what a dense 1-D or 2-D numeric array needs.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -14,6 +15,15 @@ namespace mrd::client {
 /// array of dtype '<f8', '<f4', '<i8' or '<i4' (converted to double), in C or Fortran order.
 /// Throws ClientError (kInput) as "SOURCE: ..." for anything else or a truncated file.
 protocol::Matrix parse_npy(std::string_view bytes, std::string_view source);
+
+/// The .npy file at `path`, as parse_npy(read_input_file(path), path) reads it, errors included;
+/// but a float64 matrix in C order (what numpy.save writes) is read from the file straight into
+/// the matrix's values, rather than whole into memory and then copied there.
+protocol::Matrix load_npy(const std::string& path);
+
+/// The bytes of a .npy file before its values: format 1.0, dtype '<f8', C order, shape (rows,
+/// cols), padded as numpy pads it.
+std::string npy_header(std::uint64_t rows, std::uint64_t cols);
 
 /// A .npy file, format 1.0, dtype '<f8', C order, shape (rows, cols): what numpy.save writes for
 /// a float64 matrix, and what numpy.load reads back.

@@ -373,6 +373,78 @@ TEST(Npy, HugeShapeIsRefusedBeforeAllocating) {
       ErrorKind::kInput, "at most 1048576 rows and columns");
 }
 
+/// What load_npy makes of a file holding `bytes`: the matrix, or the error's message.
+std::pair<std::optional<Matrix>, std::string> load_npy_of(const TempDir& dir,
+                                                          const std::string& bytes) {
+  const auto path = dir.file("m.npy");
+  write_output_file(path, bytes);
+  try {
+    return {load_npy(path), ""};
+  } catch (const ClientError& e) {
+    return {std::nullopt, e.what()};
+  }
+}
+
+/// What parse_npy makes of `bytes`, read from the same path.
+std::pair<std::optional<Matrix>, std::string> parse_npy_of(const TempDir& dir,
+                                                           const std::string& bytes) {
+  try {
+    return {parse_npy(bytes, dir.file("m.npy")), ""};
+  } catch (const ClientError& e) {
+    return {std::nullopt, e.what()};
+  }
+}
+
+// numpy.save's float64 matrices are read from the file straight into the matrix; every other file
+// is read whole. Either way a file means what its bytes mean to parse_npy, errors included.
+TEST(Npy, AFileIsReadAsItsBytesAre) {
+  const std::string native = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }";
+  std::vector<double> many(300 * 400);
+  for (std::size_t i = 0; i < many.size(); ++i)
+    many[i] = static_cast<double>(i) * 0.5 - 7;
+  const std::string many_bytes(reinterpret_cast<const char*>(many.data()),
+                               many.size() * sizeof(double));
+  // A version 2.0 header longer than what is read first (64 KiB), padded as numpy pads it.
+  std::string long_header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }";
+  long_header.append(70000, ' ');
+  long_header += '\n';
+  std::string version_2 = "\x93NUMPY\x02\x00"s;
+  for (int shift = 0; shift < 32; shift += 8)
+    version_2 += static_cast<char>((long_header.size() >> shift) & 0xff);
+  version_2 += long_header + raw<double>({3.5, -1});
+
+  const std::vector<std::string> files = {
+      npy_bytes(native, raw<double>({1, 2, 3, 4.5})),
+      npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (300, 400), }", many_bytes),
+      npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }",
+                raw<double>({1, 2, 3, 4})),
+      npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1), }",
+                raw<float>({1.5f, 2})),
+      npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
+                raw<double>({1, 2, 3})),
+      version_2,
+      npy_bytes(native, raw<double>({1, 2, 3})),        // truncated
+      npy_bytes(native, raw<double>({1, 2, 3, 4, 5})),  // a value too many
+      npy_bytes("{'descr': '>f8', 'fortran_order': False, 'shape': (1, 1), }", raw<double>({1})),
+      "\x93NUMPY\x01\x00\xff\x00{'descr'"s,
+      "\x93NUMPY"s,
+      "PK\x03\x04 not numpy",
+      "",
+  };
+  TempDir dir;
+  int read = 0;
+  for (const auto& bytes : files) {
+    const auto loaded = load_npy_of(dir, bytes);
+    const auto parsed = parse_npy_of(dir, bytes);
+    EXPECT_EQ(loaded.first, parsed.first) << bytes.substr(0, 80);
+    EXPECT_EQ(loaded.second, parsed.second) << bytes.substr(0, 80);
+    read += loaded.first.has_value();
+  }
+  EXPECT_EQ(read, 6);  // the first six files hold matrices
+  EXPECT_EQ(load_npy_of(dir, files[1]).first->values, many);
+  EXPECT_EQ(load_npy_of(dir, version_2).first, (Matrix{1, 2, {3.5, -1}}));
+}
+
 // --- matrix files ---
 
 TEST(MatrixFile, ExtensionChoosesTheFormat) {
