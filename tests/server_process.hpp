@@ -27,6 +27,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -162,6 +163,15 @@ class ServerProcess {
     for (auto& a : args)
       argv.push_back(a.data());
     argv.push_back(nullptr);
+    // Its TMPDIR is this server's own directory, removed with it: what mrd makes there (the test
+    // jobs' directory) goes even when a test SIGKILLs it, which leaves mrd no chance to clean up.
+    std::string tmpdir = "TMPDIR=" + dir_.path().string();
+    std::vector<char*> envp;
+    for (char** variable = environ; *variable != nullptr; ++variable) {
+      if (!std::string_view(*variable).starts_with("TMPDIR=")) envp.push_back(*variable);
+    }
+    envp.push_back(tmpdir.data());
+    envp.push_back(nullptr);
     const pid_t test_pid = getpid();
     pid_ = fork();
     if (pid_ == 0) {
@@ -174,7 +184,7 @@ class ServerProcess {
         const rlimit files{limits.open_files, limits.open_files};
         setrlimit(RLIMIT_NOFILE, &files);
       }
-      execv(argv[0], argv.data());
+      execve(argv[0], argv.data(), envp.data());
       _exit(127);
     }
     const auto deadline = std::chrono::steady_clock::now() + 20s;
