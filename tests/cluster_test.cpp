@@ -586,10 +586,24 @@ TEST(Cluster, RedisRestartedWithItsLogLosesNoAcknowledgedJob) {
   for (const auto& [id, counts] : expected) {
     RawClient fetcher(ports[id % 2]);
     RawReply reply;
-    for (int attempt = 0;; ++attempt) {  // FETCH too may find the node reconnecting
-      reply = wait_for(fetcher, id);
-      if (reply.status != kUnavailable || attempt > 1000) break;
-      std::this_thread::sleep_for(20ms);
+    try {
+      for (int attempt = 0;; ++attempt) {  // FETCH too may find the node reconnecting
+        reply = wait_for(fetcher, id);
+        if (reply.status != kUnavailable || attempt > 1000) break;
+        std::this_thread::sleep_for(20ms);
+      }
+    } catch (const std::exception& e) {
+      // Once seen under ThreadSanitizer (a job whose lost task never ran again): what Redis
+      // holds of the job and of the tasks, for whoever reads the failure.
+      const auto key = "mrd:{j" + std::to_string(id) + "}";
+      ADD_FAILURE() << "job " << id << ": " << e.what() << "\nHGETALL " << key << ":\n"
+                    << redis.cli("HGETALL " + key) << "\nXINFO GROUPS mrd:tasks:\n"
+                    << redis.cli("XINFO GROUPS mrd:tasks") << "\nXPENDING mrd:tasks nodes:\n"
+                    << redis.cli("XPENDING mrd:tasks nodes - + 20")
+                    << "\nXRANGE mrd:tasks (last 20):\n"
+                    << redis.cli("XREVRANGE mrd:tasks + - COUNT 20") << "\nKEYS of the job:\n"
+                    << redis.cli("KEYS '" + key + "*'");
+      throw;
     }
     EXPECT_EQ(as_map(result_of(reply)), counts) << "job " << id;
   }
