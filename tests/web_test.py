@@ -196,10 +196,13 @@ class Program:
         self.log_path = directory / f"{name}.log"
         if self.port_file.exists():
             self.port_file.unlink()  # a restart must not read the port of the last run
+        # TMPDIR: what mrd makes there (the test jobs' directory) goes with the test's directory,
+        # even when the test SIGKILLs it and mrd cannot remove it itself.
+        environment = dict(clean_environment(), TMPDIR=str(directory))
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([*command, "--port-file", str(self.port_file)],
                                             stdout=log, stderr=subprocess.STDOUT,
-                                            env=clean_environment())
+                                            env=environment)
         try:
             self.port = wait_for(f"{name} to write its port file", self._port, START_SECONDS)
         except BaseException:
