@@ -199,14 +199,6 @@ struct NpyLayout {
   bool is_native() const { return dtype == &kDtypes[0] && !fortran_order; }
 };
 
-/// Where the header ends (the values' first byte), if `prefix` holds the bytes that say it.
-std::optional<std::size_t> data_offset(std::string_view prefix) {
-  if (prefix.size() < kMagic.size() + 2 || !prefix.starts_with(kMagic)) return std::nullopt;
-  const std::size_t length_bytes = static_cast<std::uint8_t>(prefix[6]) == 1 ? 2 : 4;
-  if (prefix.size() < 8 + length_bytes) return std::nullopt;
-  return 8 + length_bytes + read_le(prefix, 8, length_bytes);
-}
-
 /// Reads the layout from `bytes`, which hold at least the whole header. Throws ClientError (kInput)
 /// as "SOURCE: ..." for anything parse_npy does not support.
 NpyLayout read_layout(std::string_view bytes, std::string_view source) {
@@ -316,9 +308,12 @@ protocol::Matrix load_npy(const std::string& path) {
 
   std::string prefix(std::min<std::uint64_t>(size, kPrefixBytes), '\0');
   prefix.resize(read_at(fd, prefix.data(), prefix.size(), 0));
-  const auto data_at = data_offset(prefix);
-  if (!data_at || *data_at > prefix.size()) return whole();  // a header longer than the prefix
-  const NpyLayout layout = read_layout(prefix, path);
+  NpyLayout layout;
+  try {
+    layout = read_layout(prefix, path);
+  } catch (const ClientError&) {
+    return whole();  // a header longer than the prefix, or a file the general way words
+  }
   if (!layout.is_native() || size != layout.data_at + layout.data_bytes()) return whole();
 
   protocol::Matrix m = matrix_of(layout);

@@ -64,24 +64,22 @@ void DatabaseWriter::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool DatabaseWriter::any_ready() const {
-  // The first ready write whose job has no earlier write still waiting.
-  std::unordered_set<std::uint32_t> waiting;
-  for (const auto& item : queue_) {
-    if (!item.ready) {
-      waiting.insert(item.job);
-    } else if (!waiting.count(item.job)) {
-      return true;
-    }
-  }
+bool DatabaseWriter::may_take(const Item& item, std::unordered_set<std::uint32_t>& waiting) {
+  if (item.ready && !waiting.count(item.job)) return true;
+  waiting.insert(item.job);  // its job's later writes wait for it
   return false;
 }
 
+bool DatabaseWriter::any_ready() const {
+  std::unordered_set<std::uint32_t> waiting;
+  return std::any_of(queue_.begin(), queue_.end(),
+                     [&waiting](const Item& item) { return may_take(item, waiting); });
+}
+
 void DatabaseWriter::take_ready(std::vector<Item>& batch) {
-  std::unordered_set<std::uint32_t> waiting;  // jobs with a write still being prepared
+  std::unordered_set<std::uint32_t> waiting;
   for (auto it = queue_.begin(); it != queue_.end() && batch.size() < kMaxBatch;) {
-    if (!it->ready || waiting.count(it->job)) {
-      waiting.insert(it->job);
+    if (!may_take(*it, waiting)) {
       ++it;
       continue;
     }
@@ -100,16 +98,10 @@ void DatabaseWriter::run() {
       // Everything that may go, queued meanwhile, up to a bound: one commit for all of it.
       take_ready(batch);
     }
-    // A write whose preparation failed is not run: it fails with that reason.
-    std::vector<std::string> errors(batch.size());
+    // A write whose preparation failed is not run: it fails with that reason (its `error`).
     std::vector<Item*> to_write;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      errors[i] = std::move(batch[i].error);
-      if (errors[i].empty()) to_write.push_back(&batch[i]);
-    }
-    const auto error_of = [&](const Item* item) -> std::string& {
-      return errors[static_cast<std::size_t>(item - batch.data())];
-    };
+    for (auto& item : batch)
+      if (item.error.empty()) to_write.push_back(&item);
     try {
       if (to_write.size() == 1) {
         to_write[0]->write(database_);
@@ -121,7 +113,7 @@ void DatabaseWriter::run() {
       }
     } catch (const std::exception& e) {
       if (to_write.size() == 1) {
-        error_of(to_write[0]) = e.what();
+        to_write[0]->error = e.what();
       } else {
         // Nothing of the batch was written: each write again on its own, so that only the one
         // that fails (a full disk, say) fails.
@@ -129,17 +121,17 @@ void DatabaseWriter::run() {
           try {
             item->write(database_);
           } catch (const std::exception& alone) {
-            error_of(item) = alone.what();
+            item->error = alone.what();
           }
         }
       }
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (batch[i].done) {
-        asio::post(
-            io_, [done = std::move(batch[i].done), error = std::move(errors[i])] { done(error); });
-      } else if (!errors[i].empty()) {
-        log(Level::kError, "cannot write to the data directory: ", errors[i]);
+    for (auto& item : batch) {
+      if (item.done) {
+        asio::post(io_,
+                   [done = std::move(item.done), error = std::move(item.error)] { done(error); });
+      } else if (!item.error.empty()) {
+        log(Level::kError, "cannot write to the data directory: ", item.error);
       }
     }
   }

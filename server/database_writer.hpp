@@ -25,7 +25,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "server/background_thread.hpp"
 #include "server/job_database.hpp"
@@ -70,7 +72,7 @@ class DatabaseWriter {
     Done done;
     bool ready = true;         ///< false while its preparation runs
     std::uint64_t ticket = 0;  ///< a prepared item's name, for its preparation to find it
-    std::string error;         ///< what its preparation threw, if it did
+    std::string error;         ///< what its preparation or its write threw, if either did
   };
   void run();
   /// Moves into `batch` the writes that may run now, in order: ready, and no earlier write of
@@ -78,6 +80,9 @@ class DatabaseWriter {
   void take_ready(std::vector<Item>& batch);
   /// True if a write may run now (called with mutex_ held).
   bool any_ready() const;
+  /// The rule both follow, item by item in order: a ready write of a job none of whose earlier
+  /// writes is waiting. A write that may not go makes its job's later writes wait too.
+  static bool may_take(const Item& item, std::unordered_set<std::uint32_t>& waiting);
 
   JobDatabase& database_;
   asio::io_context& io_;
