@@ -126,13 +126,13 @@ protocol::AuthReply Connection::auth(std::string_view token) {
 }
 
 std::uint32_t Connection::submit(const protocol::SubmitRequest& request,
-                                 std::span<const TextFile> text_files) {
+                                 std::span<const PayloadFile> payload_files) {
   // A SUBMIT body can be hundreds of MiB: its texts, numbers and matrices are sent from the
   // request itself (or from their files), with only the fields around them encoded (a gather
   // write), not copied into a frame first.
-  std::vector<std::uint64_t> outside(text_files.size(), 0);
-  for (std::size_t i = 0; i < text_files.size(); ++i)
-    if (text_files[i].fd >= 0) outside[i] = text_files[i].bytes;
+  std::vector<std::uint64_t> outside(payload_files.size(), 0);
+  for (std::size_t i = 0; i < payload_files.size(); ++i)
+    if (payload_files[i].fd >= 0) outside[i] = payload_files[i].bytes;
   const auto frame = protocol::gather_message(code(Opcode::kSubmit), request, outside);
   // Past 4 GiB the header's u32 length cannot say the size: refuse here, since the server cannot
   // tell.
@@ -146,7 +146,8 @@ std::uint32_t Connection::submit(const protocol::SubmitRequest& request,
     pieces.push_back(SendPiece::in_memory(bytes));
   };
   frame.for_each_piece(in_memory, in_memory, [&](std::size_t document, std::uint64_t bytes) {
-    pieces.push_back({{}, text_files[document].fd, bytes, text_files[document].path});
+    const auto& file = payload_files[document];
+    pieces.push_back({{}, file.fd, file.offset, bytes, file.path});
   });
   return ask<protocol::JobId>(pieces, "submit").id;
 }

@@ -37,10 +37,13 @@ struct FetchOutcome {
   bool finished() const { return status != protocol::Status::kPending; }
 };
 
-/// A document's text that a SUBMIT sends from a file, read as it is sent rather than first into
-/// memory: the first `bytes` bytes of the open file `fd` (not owned), named `path` in errors.
-struct TextFile {
-  int fd = -1;  ///< -1: the text is in the request
+/// A payload that a SUBMIT sends from a file, read as it is sent rather than first into memory:
+/// `bytes` bytes from `offset` of the open file `fd` (not owned), named `path` in errors. A
+/// document's text (the whole file), or a matrix's values (those of a .npy file, after its
+/// header).
+struct PayloadFile {
+  int fd = -1;  ///< -1: the payload is in the request
+  std::uint64_t offset = 0;
   std::uint64_t bytes = 0;
   std::string path;
 };
@@ -68,11 +71,13 @@ class Connection {
   protocol::AuthReply auth(std::string_view token);
 
   /// SUBMIT: queues a job and returns its id. Throws ClientError (kRejected) for QUEUE_FULL,
-  /// BAD_JOB, SHUTTING_DOWN and FRAME_TOO_LARGE, with the server's message. `text_files[i]`, if
-  /// open, holds document i's text (the request's is then empty), sent as it is read; ClientError
-  /// (kInput) if such a file got shorter meanwhile, after which this connection is of no use.
+  /// BAD_JOB, SHUTTING_DOWN and FRAME_TOO_LARGE, with the server's message. `payload_files[i]`, if
+  /// open, holds the payload in slot i (protocol::gather_message: document i's text, or of a
+  /// matrix pair A's values for 0 and B's for 1), which the request then leaves empty; it is sent
+  /// as it is read. ClientError (kInput) if such a file got shorter meanwhile, after which this
+  /// connection is of no use.
   std::uint32_t submit(const protocol::SubmitRequest& request,
-                       std::span<const TextFile> text_files = {});
+                       std::span<const PayloadFile> payload_files = {});
 
   /// FETCH once: the result, the progress so far, or why there will be no result.
   FetchOutcome fetch(std::uint32_t job_id);

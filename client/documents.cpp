@@ -47,7 +47,7 @@ OpenDocuments::OpenDocuments(const std::vector<std::string>& paths) {
       struct stat info {};
       if (fd >= 0 && ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) &&
           static_cast<std::uint64_t>(info.st_size) >= protocol::kGatherFromBytes) {
-        files.push_back({fd, static_cast<std::uint64_t>(info.st_size), path});
+        files.push_back({fd, 0, static_cast<std::uint64_t>(info.st_size), path});
         documents.documents.push_back({path, ""});
         ++kept_open;
         continue;
@@ -55,7 +55,7 @@ OpenDocuments::OpenDocuments(const std::vector<std::string>& paths) {
       if (fd >= 0) ::close(fd);
       // Read as load_documents does, which also says why a path cannot be read.
       documents.documents.push_back({path, read_input_file(path)});
-      files.push_back({-1, 0, path});
+      files.push_back({-1, 0, 0, path});
     }
   } catch (...) {
     for (const auto& file : files)

@@ -29,8 +29,8 @@ class OpenDocuments {
   /// At most this many files are kept open; the documents after them are read.
   static constexpr std::size_t kMaxOpenFiles = 256;
 
-  protocol::Documents documents;  ///< to send: move it into the request
-  std::vector<TextFile> files;    ///< per document: an open file, or fd -1 (its text is read)
+  protocol::Documents documents;   ///< to send: move it into the request
+  std::vector<PayloadFile> files;  ///< per document: an open file, or fd -1 (its text is read)
 };
 
 }  // namespace mrd::client

@@ -92,14 +92,14 @@ bool FailoverConnection::fail_over(const ClientError& error, const std::string& 
 }
 
 std::uint32_t FailoverConnection::submit(const protocol::SubmitRequest& request,
-                                         std::span<const TextFile> text_files) {
+                                         std::span<const PayloadFile> payload_files) {
   if (request.idempotency_key.empty()) {
     auto keyed = request;
     keyed.idempotency_key = random_idempotency_key();
-    return submit(keyed, text_files);
+    return submit(keyed, payload_files);
   }
-  return call("submit", Opcode::kSubmit, [&request, text_files](Connection& connection) {
-    return connection.submit(request, text_files);
+  return call("submit", Opcode::kSubmit, [&request, payload_files](Connection& connection) {
+    return connection.submit(request, payload_files);
   });
 }
 

@@ -94,9 +94,9 @@ class FailoverConnection {
   /// SUBMIT, sent again to the next server with the same idempotency key when a node fails, so
   /// it never makes two jobs. A request without a key is sent as a copy with a key of
   /// random_idempotency_key() (give it a key to spare the copy).
-  /// `text_files` as Connection::submit.
+  /// `payload_files` as Connection::submit.
   std::uint32_t submit(const protocol::SubmitRequest& request,
-                       std::span<const TextFile> text_files = {});
+                       std::span<const PayloadFile> payload_files = {});
 
   /// As the Connection methods of the same names, each on the server in use, failing over.
   FetchOutcome fetch(std::uint32_t job_id);

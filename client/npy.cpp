@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "client/client_error.hpp"
@@ -247,11 +248,11 @@ NpyLayout read_layout(std::string_view bytes, std::string_view source) {
   return layout;
 }
 
-/// A matrix of the layout's shape, its values in huge pages, not yet set.
-protocol::Matrix matrix_of(const NpyLayout& layout) {
-  protocol::Matrix m{layout.rows, layout.cols, {}};
-  protocol::reserve_in_huge_pages(m.values, layout.rows * layout.cols);
-  m.values.resize(layout.rows * layout.cols);
+/// A rows x cols matrix, its values in huge pages, not yet set.
+protocol::Matrix matrix_of(std::uint64_t rows, std::uint64_t cols) {
+  protocol::Matrix m{rows, cols, {}};
+  protocol::reserve_in_huge_pages(m.values, rows * cols);
+  m.values.resize(rows * cols);
   return m;
 }
 
@@ -280,7 +281,7 @@ protocol::Matrix parse_npy(std::string_view bytes, std::string_view source) {
   }
   if (data.size() > data_bytes) npy_error(source, "has bytes after the data its shape describes");
 
-  protocol::Matrix m = matrix_of(layout);
+  protocol::Matrix m = matrix_of(layout.rows, layout.cols);
   if (layout.is_native()) {
     std::memcpy(m.values.data(), data.data(), data_bytes);
     return m;
@@ -295,31 +296,50 @@ protocol::Matrix parse_npy(std::string_view bytes, std::string_view source) {
   return m;
 }
 
-protocol::Matrix load_npy(const std::string& path) {
-  // Anything but a regular file holding numpy.save's float64 matrix, whole, goes the general way,
-  // which also says what is wrong with a file that is.
-  const auto whole = [&path] { return parse_npy(read_input_file(path), path); };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return whole();
-  const FdCloser closer(fd);
+NpyValues::~NpyValues() {
+  if (fd >= 0) ::close(fd);
+}
+
+NpyValues::NpyValues(NpyValues&& other) noexcept
+    : rows(other.rows),
+      cols(other.cols),
+      fd(std::exchange(other.fd, -1)),
+      offset(other.offset),
+      bytes(other.bytes) {}
+
+std::optional<NpyValues> open_npy_values(const std::string& path) {
+  NpyValues file;
+  file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (file.fd < 0) return std::nullopt;
   struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) return whole();
+  if (::fstat(file.fd, &info) != 0 || !S_ISREG(info.st_mode)) return std::nullopt;
   const auto size = static_cast<std::uint64_t>(info.st_size);
 
   std::string prefix(std::min<std::uint64_t>(size, kPrefixBytes), '\0');
-  prefix.resize(read_at(fd, prefix.data(), prefix.size(), 0));
+  prefix.resize(read_at(file.fd, prefix.data(), prefix.size(), 0));
   NpyLayout layout;
   try {
     layout = read_layout(prefix, path);
   } catch (const ClientError&) {
-    return whole();  // a header longer than the prefix, or a file the general way words
+    return std::nullopt;  // a header longer than the prefix, or a file the general way words
   }
-  if (!layout.is_native() || size != layout.data_at + layout.data_bytes()) return whole();
+  if (!layout.is_native() || size != layout.data_at + layout.data_bytes()) return std::nullopt;
+  file.rows = layout.rows;
+  file.cols = layout.cols;
+  file.offset = layout.data_at;
+  file.bytes = layout.data_bytes();
+  return file;
+}
 
-  protocol::Matrix m = matrix_of(layout);
-  const auto data_bytes = static_cast<std::size_t>(layout.data_bytes());
-  if (read_at(fd, reinterpret_cast<char*>(m.values.data()), data_bytes, layout.data_at) !=
-      data_bytes) {
+protocol::Matrix load_npy(const std::string& path) {
+  // Anything but a regular file holding numpy.save's float64 matrix, whole, goes the general way,
+  // which also says what is wrong with a file that is.
+  const auto whole = [&path] { return parse_npy(read_input_file(path), path); };
+  const auto file = open_npy_values(path);
+  if (!file) return whole();
+  protocol::Matrix m = matrix_of(file->rows, file->cols);
+  const auto bytes = static_cast<std::size_t>(file->bytes);
+  if (read_at(file->fd, reinterpret_cast<char*>(m.values.data()), bytes, file->offset) != bytes) {
     return whole();  // it shrank, or cannot be read: the general way says which
   }
   return m;

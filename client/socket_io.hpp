@@ -14,12 +14,13 @@ namespace mrd::client {
 /// is std::errc::timed_out.
 std::error_code socket_send_all(int fd, std::string_view bytes);
 
-/// Part of what a request sends: bytes in memory, or the first `file_bytes` bytes of the open
-/// file `file` (a document's text, sent as it is read, never copied into memory), which `name`
-/// names in errors.
+/// Part of what a request sends: bytes in memory, or `file_bytes` bytes from `file_offset` of the
+/// open file `file` (a document's text, a matrix's values: sent as they are read, never copied
+/// into memory), which `name` names in errors.
 struct SendPiece {
   std::string_view bytes;
   int file = -1;
+  std::uint64_t file_offset = 0;
   std::uint64_t file_bytes = 0;
   std::string_view name;
   std::uint64_t size() const { return file >= 0 ? file_bytes : bytes.size(); }

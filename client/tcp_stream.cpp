@@ -144,12 +144,14 @@ class SigpipeBlocked {
   bool was_pending_ = false;
 };
 
-/// Sends the first `bytes` bytes of `file`.
+/// Sends a piece that is in a file: the kernel sends its bytes from the file's cached pages,
+/// without copying them into this process.
 std::error_code send_file(int socket, const SendPiece& piece) {
   const SigpipeBlocked no_sigpipe;
-  off_t offset = 0;
-  while (static_cast<std::uint64_t>(offset) < piece.file_bytes) {
-    const auto left = piece.file_bytes - static_cast<std::uint64_t>(offset);
+  auto offset = static_cast<off_t>(piece.file_offset);
+  const auto end = piece.file_offset + piece.file_bytes;
+  while (static_cast<std::uint64_t>(offset) < end) {
+    const auto left = end - static_cast<std::uint64_t>(offset);
     const ssize_t sent =
         ::sendfile(socket, piece.file, &offset, std::min<std::uint64_t>(left, 1 << 30));
     if (sent < 0) {
@@ -245,7 +247,8 @@ std::error_code TcpStream::send_all(std::span<const SendPiece> pieces) {
     buffer.resize(1 << 20);
     for (std::uint64_t offset = 0; offset < piece.file_bytes;) {
       const auto want = std::min<std::uint64_t>(buffer.size(), piece.file_bytes - offset);
-      const ssize_t got = ::pread(piece.file, buffer.data(), want, static_cast<off_t>(offset));
+      const ssize_t got =
+          ::pread(piece.file, buffer.data(), want, static_cast<off_t>(piece.file_offset + offset));
       if (got < 0 && errno == EINTR) continue;
       if (got < 0) {
         throw ClientError(ErrorKind::kInput, std::string(piece.name) + ": " + std::strerror(errno));

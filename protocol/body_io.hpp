@@ -40,13 +40,13 @@ class BodyWriter {
   explicit BodyWriter(std::string& out) : buffer_(out), stream_(&buffer_), archive_(stream_) {}
   /// The same, except that string and double payloads of `gather_from` bytes or more are not
   /// appended: their place and bytes go to `gathered` instead (their count is appended).
-  /// `outside_texts`: the sizes of documents' texts the request does not hold (document_text).
+  /// `outside`: the sizes of payloads the request does not hold, by slot (gather_message).
   BodyWriter(std::string& out, std::vector<GatheredPayload>& gathered, std::size_t gather_from,
-             std::span<const std::uint64_t> outside_texts = {})
+             std::span<const std::uint64_t> outside = {})
       : BodyWriter(out) {
     gathered_ = &gathered;
     gather_from_ = gather_from;
-    outside_texts_ = outside_texts;
+    outside_ = outside;
   }
 
   /// Any arithmetic value or enum, as its raw bytes.
@@ -72,15 +72,29 @@ class BodyWriter {
     payload({reinterpret_cast<const char*>(v.data()), v.size() * sizeof(double)});
   }
 
-  /// Document `index`'s text: as bytes(), or, if the writer was told that text is outside the
-  /// request, its size alone, its bytes left for the sender (GatheredPayload::outside_document).
-  void document_text(std::size_t index, std::string_view text) {
-    if (index < outside_texts_.size() && outside_texts_[index] > 0) {
-      archive_(cereal::make_size_tag(static_cast<cereal::size_type>(outside_texts_[index])));
-      gathered_->push_back({buffer_.size(), {}, index, outside_texts_[index]});
+  /// The text in payload slot `slot`: as bytes(), or, if the writer was told that slot is outside
+  /// the request, its size alone, its bytes left for the sender (GatheredPayload::outside_slot).
+  void bytes_in_slot(std::size_t slot, std::string_view text) {
+    if (const auto outside = outside_bytes(slot)) {
+      archive_(cereal::make_size_tag(static_cast<cereal::size_type>(outside)));
+      gathered_->push_back({buffer_.size(), {}, slot, outside});
       return;
     }
     bytes(text);
+  }
+
+  /// The doubles in payload slot `slot`: as doubles(), or their count alone if that slot is
+  /// outside the request.
+  void doubles_in_slot(std::size_t slot, const std::vector<double>& v) {
+    if (const auto outside = outside_bytes(slot)) {
+      if (outside % sizeof(double) != 0) {
+        throw std::invalid_argument("an outside payload of doubles must be a multiple of 8 bytes");
+      }
+      archive_(cereal::make_size_tag(static_cast<cereal::size_type>(outside / sizeof(double))));
+      gathered_->push_back({buffer_.size(), {}, slot, outside});
+      return;
+    }
+    doubles(v);
   }
 
   /// A u64 element count; the caller writes the elements.
@@ -89,6 +103,11 @@ class BodyWriter {
   }
 
  private:
+  /// The size of slot `slot` if it is outside the request, else 0.
+  std::uint64_t outside_bytes(std::size_t slot) const {
+    return slot < outside_.size() ? outside_[slot] : 0;
+  }
+
   /// Raw bytes: appended, or gathered if they are big enough.
   void payload(std::string_view s) {
     if (gathered_ && s.size() >= gather_from_) {
@@ -126,7 +145,7 @@ class BodyWriter {
   cereal::BinaryOutputArchive archive_;
   std::vector<GatheredPayload>* gathered_ = nullptr;
   std::size_t gather_from_ = 0;
-  std::span<const std::uint64_t> outside_texts_;
+  std::span<const std::uint64_t> outside_;
 };
 
 /// Reads cereal-encoded values from a byte range it does not own, refusing to read past its end.

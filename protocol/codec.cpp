@@ -50,14 +50,20 @@ void write_input(BodyWriter& w, const JobInput& input) {
     w.count(docs->documents.size());
     for (std::size_t i = 0; i < docs->documents.size(); ++i) {
       w.bytes(docs->documents[i].name);
-      w.document_text(i, docs->documents[i].text);
+      w.bytes_in_slot(i, docs->documents[i].text);
     }
   } else if (const auto* numbers = std::get_if<Numbers>(&input)) {
     w.doubles(numbers->values);
   } else {
     const auto& pair = std::get<MatrixPair>(input);
-    write_matrix(w, pair.a);
-    write_matrix(w, pair.b);
+    // As write_matrix, with A's values in payload slot 0 and B's in slot 1 (gather_message).
+    const auto matrix = [&w](const Matrix& m, std::size_t slot) {
+      w.value(m.rows);
+      w.value(m.cols);
+      w.doubles_in_slot(slot, m.values);
+    };
+    matrix(pair.a, 0);
+    matrix(pair.b, 1);
   }
 }
 
@@ -431,16 +437,16 @@ std::vector<std::string_view> GatheredMessage::pieces() const {
   pieces.reserve(2 * payloads.size() + 1);
   const auto add = [&pieces](std::string_view piece) { pieces.push_back(piece); };
   for_each_piece(add, add, [](std::size_t, std::uint64_t) {
-    throw std::logic_error("a message with outside texts has no pieces of its own");
+    throw std::logic_error("a message with outside payloads has no pieces of its own");
   });
   return pieces;
 }
 
 GatheredMessage gather_message(std::uint8_t code, const SubmitRequest& request,
-                               std::span<const std::uint64_t> outside_texts) {
+                               std::span<const std::uint64_t> outside) {
   GatheredMessage message;
   append_header(message.bytes, code, 0);
-  BodyWriter writer(message.bytes, message.payloads, kGatherFromBytes, outside_texts);
+  BodyWriter writer(message.bytes, message.payloads, kGatherFromBytes, outside);
   write(writer, request);
   // The header again, now that the body's size is known: past 4 GiB it cannot say it (the caller
   // refuses such a frame), so it says the most it can rather than a size that wrapped.

@@ -76,12 +76,12 @@ void append_message(std::string& out, std::uint8_t code, const T& body) {
 
 /// A payload left out of an encoded frame, to be sent from where it is: it belongs after the
 /// first `at` bytes of the frame's encoded bytes. Either `bytes` (in the request), or, for a
-/// document's text the request does not hold (gather_message's `outside_texts`), that document's
-/// index and size: the sender sends it from wherever it keeps it (a file).
+/// payload the request does not hold (gather_message's `outside`), its slot and size: the sender
+/// sends it from wherever it keeps it (a file).
 struct GatheredPayload {
   std::size_t at = 0;
   std::string_view bytes;
-  std::optional<std::size_t> outside_document;
+  std::optional<std::size_t> outside_slot;
   std::uint64_t outside_bytes = 0;
 };
 
@@ -95,7 +95,7 @@ struct GatheredMessage {
   /// The frame's size: bytes and payloads.
   std::uint64_t size() const;
   /// Calls, in the frame's order, `encoded(bytes)` for each run of encoded bytes, `payload(bytes)`
-  /// for each payload in the request, `outside(document, size)` for each outside text: the frame
+  /// for each payload in the request, `outside(slot, size)` for each outside payload: the frame
   /// is what they stand for, concatenated.
   template <class Encoded, class Payload, class Outside>
   void for_each_piece(Encoded encoded, Payload payload, Outside outside) const {
@@ -104,8 +104,8 @@ struct GatheredMessage {
     for (const auto& gathered : payloads) {
       if (gathered.at > at) encoded(all.substr(at, gathered.at - at));
       at = gathered.at;
-      if (gathered.outside_document) {
-        outside(*gathered.outside_document, gathered.outside_bytes);
+      if (gathered.outside_slot) {
+        outside(*gathered.outside_slot, gathered.outside_bytes);
       } else {
         payload(gathered.bytes);
       }
@@ -113,7 +113,7 @@ struct GatheredMessage {
     if (at < all.size()) encoded(all.substr(at));
   }
   /// The pieces to send, in order; the frame is their concatenation. Only for a message without
-  /// outside texts (std::logic_error otherwise).
+  /// outside payloads (std::logic_error otherwise).
   std::vector<std::string_view> pieces() const;
 };
 
@@ -123,11 +123,13 @@ inline constexpr std::size_t kGatherFromBytes = 64 * 1024;
 
 /// A SUBMIT frame, its payloads gathered. Its pieces are valid while `request` is unchanged. The
 /// header holds the body's size, which fits a frame only up to 4 GiB: check size() first.
-/// `outside_texts[i]`, if more than 0, is the size of document i's text, which the request does
-/// not hold (its text there is empty): the caller sends it in its place (a file, read as it is
-/// sent).
+/// `outside[slot]`, if more than 0, is the size in bytes of a payload the request does not hold,
+/// which the caller sends in its place (from a file, read as it is sent). The slots are the
+/// input's payloads: document i's text is slot i (the request's text is then empty); of a matrix
+/// pair, A's values are slot 0 and B's slot 1 (the request's matrix then has its shape and no
+/// values; the size must be a whole number of doubles, std::invalid_argument otherwise).
 GatheredMessage gather_message(std::uint8_t code, const SubmitRequest& request,
-                               std::span<const std::uint64_t> outside_texts = {});
+                               std::span<const std::uint64_t> outside = {});
 
 /// Decodes a whole body as a T.
 template <class T>

@@ -226,6 +226,32 @@ TEST(Codec, AGatheredSubmitLeavesRoomForTextsItDoesNotHold) {
   EXPECT_THROW(gathered.pieces(), std::logic_error);
 }
 
+TEST(Codec, AGatheredSubmitLeavesRoomForMatrixValuesItDoesNotHold) {
+  const Matrix a{2, 3, {1, 2, 3, 4, 5, 6}}, b{3, 1, {-1, 0.5, 7}};
+  const auto values = [](const Matrix& m) {
+    return std::string(reinterpret_cast<const char*>(m.values.data()),
+                       m.values.size() * sizeof(double));
+  };
+  // B's values are sent from elsewhere (slot 1); A's, small, are in the request.
+  SubmitRequest held{"matmul", "rows", {}, MatrixPair{a, Matrix{b.rows, b.cols, {}}}, "k"};
+  const std::vector<std::uint64_t> outside{0, values(b).size()};
+  const auto gathered = gather_message(0, held, outside);
+  std::string sent;
+  const auto append = [&sent](std::string_view bytes) { sent += bytes; };
+  gathered.for_each_piece(append, append, [&](std::size_t slot, std::uint64_t bytes) {
+    EXPECT_EQ(slot, 1u);
+    EXPECT_EQ(bytes, values(b).size());
+    sent += values(b);
+  });
+  std::string frame;
+  append_message(frame, 0, SubmitRequest{"matmul", "rows", {}, MatrixPair{a, b}, "k"});
+  EXPECT_EQ(sent, frame) << "the frame of the request holding those values";
+  EXPECT_EQ(gathered.size(), frame.size());
+  // Values come in whole doubles.
+  const std::vector<std::uint64_t> ragged{0, 23};
+  EXPECT_THROW(gather_message(0, held, ragged), std::invalid_argument);
+}
+
 TEST(Codec, VersionFourDetailsRoundTripAndAreRefusedWhenTruncated) {
   const JobDetails details{{7, JobState::kFailed, 3, 4, 0, 2},
                            "words",

@@ -94,6 +94,14 @@ check "matmul of text matrices" cmp -s "$work/expected" "$work/got"
 check "matmul --out .npy writes NumPy's magic" grep -q 'NUMPY' "$work/C.npy"
 expect_exit 7 "mismatched shapes are refused before sending" matmul "$work/C.npy" "$work/B.txt"
 check "... with a clear message" grep -q 'cannot multiply a 2x1 matrix by a 2x1 one' "$work/err"
+# A .npy in numpy.save's layout is sent from its file (its values after the header); the same
+# product as from text.
+printf '1 0\n0 1\n' > "$work/I.txt"
+"$mrctl" -q matmul "$work/A.txt" "$work/I.txt" --out "$work/A.npy" > /dev/null
+"$mrctl" -q matmul "$work/A.npy" "$work/B.txt" > "$work/got"
+check "matmul of a .npy sent from its file" cmp -s "$work/expected" "$work/got"
+"$mrctl" -q matmul "$work/A.npy" "$work/A.npy" --verify > "$work/got"
+check "matmul of .npy files, verified" grep -q '^verified' "$work/got"
 "$mrctl" -q matmul --random 200 --seed 7 --verify > "$work/got"
 check "matmul --random --verify" grep -q '^verified' "$work/got"
 

@@ -9,6 +9,8 @@
 
 #include "client/client_error.hpp"
 #include "client/connection.hpp"
+#include "client/input_file.hpp"
+#include "client/npy.hpp"
 #include "tests/raw_jobs.hpp"
 #include "tests/server_process.hpp"
 
@@ -381,6 +383,17 @@ TEST(Tls, MrctlRunsAJobOverTlsAndSaysClearlyWhyItCannot) {
       mrctl(at + " --tls --cacert " + c["ca.pem"] + " wordcount --json --top 1 " + big, output), 0)
       << output;
   EXPECT_NE(output.find("{\"key\": \"often\", \"count\": 40000}"), std::string::npos) << output;
+  // .npy matrices go from their files too, their values read after the header.
+  const auto a = (dir.path() / "a.npy").string(), b = (dir.path() / "b.npy").string(),
+             product = (dir.path() / "c.npy").string();
+  mrd::client::write_output_file(a, mrd::client::encode_npy({2, 2, {1, 2, 3, 4}}));
+  mrd::client::write_output_file(b, mrd::client::encode_npy({2, 1, {5, 6}}));
+  EXPECT_EQ(
+      mrctl(at + " --tls --cacert " + c["ca.pem"] + " matmul " + a + " " + b + " --out " + product,
+            output),
+      0)
+      << output;
+  EXPECT_EQ(mrd::client::load_npy(product), (mrd::protocol::Matrix{2, 1, {17, 39}}));
 
   // The wrong CA: exit 3, the reason, and no pointless resending.
   EXPECT_EQ(mrctl(at + " --tls --cacert " + c["other-ca.pem"] + " wordcount " + input, output), 3);

@@ -3,7 +3,10 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <string>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "client/client_error.hpp"
 #include "client/documents.hpp"
@@ -12,6 +15,7 @@
 #include "client/matrix_file.hpp"
 #include "client/mrctl/exit_codes.hpp"
 #include "client/mrctl/session.hpp"
+#include "client/npy.hpp"
 #include "client/numbers_file.hpp"
 #include "client/text_matrix.hpp"
 #include "client/text_output.hpp"
@@ -25,6 +29,28 @@ void print_result(const protocol::JobResult& result, const OutputOptions& output
   print(output.json ? client::result_json(result, output.entries())
                     : client::result_text(result, output.entries()));
 }
+
+/// A matrix file for matmul: numpy.save's float64 matrix is left in its file and sent from there
+/// (client::NpyValues), its shape alone in the request; any other file is loaded.
+struct MatrixInput {
+  protocol::Matrix matrix;
+  std::optional<client::NpyValues> file;
+
+  static MatrixInput open(const std::string& path, bool needs_values) {
+    if (!needs_values && client::is_npy_path(path)) {
+      if (auto file = client::open_npy_values(path)) {
+        protocol::Matrix shape{file->rows, file->cols, {}};
+        return {std::move(shape), std::move(file)};
+      }
+    }
+    return {client::load_matrix_file(path), std::nullopt};
+  }
+
+  client::PayloadFile payload_file(const std::string& path) const {
+    if (!file) return {};
+    return {file->fd, file->offset, file->bytes, path};
+  }
+};
 
 /// A job over documents (wordcount, bigrams, index).
 struct DocumentsCommand {
@@ -148,11 +174,17 @@ void add_matmul_command(CLI::App& app, GlobalOptions& global, Runner& run) {
   command->callback([&global, &run, options] {
     run = [&global, options]() -> int {
       protocol::MatrixPair inputs;
+      // A's and B's values sent from their .npy files, when --verify does not need them here.
+      std::optional<MatrixInput> a, b;
+      std::vector<client::PayloadFile> payload_files;
       if (options->random > 0) {
         inputs = client::random_matrix_pair(options->random, options->seed);
       } else if (options->files.size() == 2) {
-        inputs.a = client::load_matrix_file(options->files[0]);
-        inputs.b = client::load_matrix_file(options->files[1]);
+        a.emplace(MatrixInput::open(options->files[0], options->verify));
+        b.emplace(MatrixInput::open(options->files[1], options->verify));
+        payload_files = {a->payload_file(options->files[0]), b->payload_file(options->files[1])};
+        inputs.a = std::move(a->matrix);
+        inputs.b = std::move(b->matrix);
       } else {
         throw client::ClientError(client::ErrorKind::kUsage,
                                   "matmul needs two matrix files A B, or --random N");
@@ -169,7 +201,7 @@ void add_matmul_command(CLI::App& app, GlobalOptions& global, Runner& run) {
       } else {
         request.input = std::move(inputs);
       }
-      const auto result = run_job(global, std::move(request));
+      const auto result = run_job(global, std::move(request), payload_files);
       if (!result) return kExitSuccess;
       const auto* product = std::get_if<protocol::Matrix>(&*result);
       if (product == nullptr) {

@@ -121,7 +121,7 @@ bool is_connection_error(const client::ClientError& e) {
 
 std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
                                            protocol::SubmitRequest request,
-                                           std::span<const client::TextFile> text_files) {
+                                           std::span<const client::PayloadFile> payload_files) {
   const SubmitOptions& submit = global.submit;
   request.options.chunk_bytes = submit.chunk_bytes;
   request.options.partitions = submit.partitions;
@@ -139,7 +139,7 @@ std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
   std::uint32_t job_id = 0;
   for (int attempt = 1;; ++attempt) {
     try {
-      job_id = servers.submit(request, text_files);
+      job_id = servers.submit(request, payload_files);
       break;
     } catch (const client::ClientError& e) {
       if (!is_connection_error(e) || attempt == attempts) throw;

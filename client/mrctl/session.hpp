@@ -26,10 +26,11 @@ client::FetchOutcome wait_with_progress(client::FailoverConnection& servers, std
 
 /// Submits `request` with the submit options applied, then waits for its result. With --no-wait
 /// it prints the job id instead and returns nullopt. A failed job is thrown as a ClientError.
-/// `text_files`: documents' texts sent from their files (client::OpenDocuments).
+/// `payload_files`: payloads sent from their files (documents' texts: client::OpenDocuments; a
+/// matrix pair's values: client::NpyValues).
 std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
                                            protocol::SubmitRequest request,
-                                           std::span<const client::TextFile> text_files = {});
+                                           std::span<const client::PayloadFile> payload_files = {});
 
 /// Writes to stdout; a failed write (full disk) is a ClientError (kInput).
 void print(std::string_view text);
