@@ -158,7 +158,15 @@ FetchOutcome Connection::fetch(std::uint32_t job_id) {
   FetchOutcome outcome;
   outcome.status = reply.status;
   switch (reply.status) {
-    case Status::kOk: outcome.result = decode_body<protocol::JobResult>(reply.body, what); break;
+    case Status::kOk:
+      if (matrix_result_sink_ && protocol::holds_matrix_result(reply.body)) {
+        const auto matrix = decode_body<protocol::MatrixResultView>(reply.body, what);
+        matrix_result_sink_(matrix);
+        outcome.result = protocol::Matrix{matrix.rows, matrix.cols, {}};
+      } else {
+        outcome.result = decode_body<protocol::JobResult>(reply.body, what);
+      }
+      break;
     case Status::kPending:
       outcome.progress = decode_body<protocol::JobProgress>(reply.body, what);
       break;

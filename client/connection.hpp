@@ -18,6 +18,7 @@
 #include "client/receive_buffer.hpp"
 #include "client/server_address.hpp"
 #include "client/tcp_stream.hpp"
+#include "protocol/codec.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/wire.hpp"
 
@@ -47,6 +48,9 @@ struct PayloadFile {
   std::uint64_t bytes = 0;
   std::string path;
 };
+
+/// Takes a FETCH's matrix result where it was received (Connection::set_matrix_result_sink).
+using MatrixResultSink = std::function<void(const protocol::MatrixResultView&)>;
 
 /// Called with each progress report while wait_for_result polls.
 using ProgressCallback = std::function<void(const protocol::JobProgress&)>;
@@ -105,6 +109,11 @@ class Connection {
   /// polls, and calls `on_progress` (if set) with every PENDING report. Returns the final outcome.
   FetchOutcome wait_for_result(std::uint32_t job_id, const ProgressCallback& on_progress = {});
 
+  /// From now on a FETCH's matrix result goes to `sink` (if set), its values still in the receive
+  /// buffer, instead of being decoded into the outcome, whose result is then a Matrix of its shape
+  /// without values: `mrctl matmul --out C.npy` writes a 32 MiB product to its file from there.
+  void set_matrix_result_sink(MatrixResultSink sink) { matrix_result_sink_ = std::move(sink); }
+
   /// The server this connection talks to.
   const ServerAddress& address() const { return address_; }
 
@@ -152,8 +161,9 @@ class Connection {
   std::size_t inbox_filled_ = 0;
   /// The frame at the start of inbox_ that the last Reply views: dropped when the next is read.
   std::size_t reply_bytes_ = 0;
-  FrameObserver frame_observer_;  ///< empty unless someone is watching
-  bool auth_required_ = false;    ///< from HELLO's reply
+  FrameObserver frame_observer_;         ///< empty unless someone is watching
+  MatrixResultSink matrix_result_sink_;  ///< empty: matrix results are decoded
+  bool auth_required_ = false;           ///< from HELLO's reply
 };
 
 /// The result of an outcome with status kOk. Otherwise throws ClientError: kJobFailed for a

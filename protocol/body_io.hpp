@@ -195,6 +195,12 @@ class BodyReader {
     return v;
   }
 
+  /// The bytes of `n` doubles, left where they are (not aligned for reading as doubles in place).
+  std::string_view doubles_in_place(std::uint64_t max_count, const char* what) {
+    const auto n = count(sizeof(double), max_count, what);
+    return buffer_.take(static_cast<std::size_t>(n) * sizeof(double));
+  }
+
   /// Throws unless every byte has been read: trailing bytes mean the sender meant something else.
   void expect_end() const {
     if (remaining() != 0) throw DecodeError("unexpected bytes after the end of the body");
@@ -209,6 +215,12 @@ class BodyReader {
       setg(begin, begin, begin + bytes.size());
     }
     std::size_t remaining() const { return static_cast<std::size_t>(egptr() - gptr()); }
+    /// The next `n` bytes (at most remaining()), passed over.
+    std::string_view take(std::size_t n) {
+      const std::string_view taken(gptr(), n);
+      setg(eback(), gptr() + n, egptr());
+      return taken;
+    }
   };
 
   ViewBuffer buffer_;

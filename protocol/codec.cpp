@@ -1,5 +1,7 @@
 #include "protocol/codec.hpp"
 
+#include <cstring>
+
 #include "protocol/body_io.hpp"
 #include "protocol/fixed_bytes.hpp"
 #include "protocol/limits.hpp"
@@ -243,7 +245,7 @@ void read(BodyReader& r, JobResult& m) {
       m = std::move(postings);
       return;
     }
-    case 2: m = read_matrix(r); return;
+    case kMatrixResultKind: m = read_matrix(r); return;
     case 3: {
       Statistics s;
       s.count = r.value<std::uint64_t>();
@@ -339,6 +341,28 @@ void read(BodyReader& r, DetailedStats& m) {
   read(r, m.job_us);
 }
 
+/// A matrix as write_matrix wrote it, its values left in the body.
+MatrixResultView read_matrix_in_place(BodyReader& r) {
+  MatrixResultView m;
+  m.rows = r.value<std::uint64_t>();
+  m.cols = r.value<std::uint64_t>();
+  if (m.rows > kMaxMatrixSide || m.cols > kMaxMatrixSide) {
+    throw DecodeError("matrix side exceeds " + std::to_string(kMaxMatrixSide));
+  }
+  // The count is checked against the bytes left, so a lying shape costs nothing; both sides are
+  // <= 2^20, so their product cannot overflow.
+  m.values = r.doubles_in_place(m.rows * m.cols, "matrix values");
+  if (m.values.size() != m.rows * m.cols * sizeof(double)) {
+    throw DecodeError("matrix holds a different number of values than its shape");
+  }
+  return m;
+}
+
+void read(BodyReader& r, MatrixResultView& m) {
+  if (r.value<std::uint8_t>() != kMatrixResultKind) throw DecodeError("the result is not a matrix");
+  m = read_matrix_in_place(r);
+}
+
 template <class T>
 Decoded<T> decode_whole(std::string_view body) {
   Decoded<T> out;
@@ -365,19 +389,21 @@ void write_matrix(BodyWriter& w, const Matrix& m) {
 }
 
 Matrix read_matrix(BodyReader& r) {
-  Matrix m;
-  m.rows = r.value<std::uint64_t>();
-  m.cols = r.value<std::uint64_t>();
-  if (m.rows > kMaxMatrixSide || m.cols > kMaxMatrixSide) {
-    throw DecodeError("matrix side exceeds " + std::to_string(kMaxMatrixSide));
-  }
-  // doubles() checks the count against the bytes left before sizing, so a lying shape costs
-  // nothing; both sides are <= 2^20, so their product cannot overflow.
-  m.values = r.doubles(m.rows * m.cols, "matrix values");
-  if (m.values.size() != m.rows * m.cols) {
-    throw DecodeError("matrix holds a different number of values than its shape");
-  }
+  const MatrixResultView view = read_matrix_in_place(r);
+  Matrix m{view.rows, view.cols, {}};
+  reserve_in_huge_pages(m.values, view.values.size() / sizeof(double));
+  m.values.resize(view.values.size() / sizeof(double));
+  std::memcpy(m.values.data(), view.values.data(), view.values.size());
   return m;
+}
+
+bool holds_matrix_result(std::string_view body) {
+  return !body.empty() && static_cast<std::uint8_t>(body.front()) == kMatrixResultKind;
+}
+
+template <>
+Decoded<MatrixResultView> decode<MatrixResultView>(std::string_view body) {
+  return decode_whole<MatrixResultView>(body);
 }
 
 #define MRD_BODY(T)                                 \

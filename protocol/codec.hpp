@@ -4,10 +4,13 @@
 // never allocates more than the body could hold: a bad body comes back as an error message.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "protocol/frame.hpp"
@@ -170,6 +173,25 @@ template <>
 Decoded<StatsRequest> decode<StatsRequest>(std::string_view body);
 template <>
 Decoded<DetailedStats> decode<DetailedStats>(std::string_view body);
+
+/// The kind byte that starts a JobResult body holding a Matrix (its index in the variant).
+inline constexpr std::uint8_t kMatrixResultKind = 2;
+static_assert(std::is_same_v<std::variant_alternative_t<kMatrixResultKind, JobResult>, Matrix>);
+
+/// A JobResult body holding a matrix, its values left where they are in the body: raw
+/// little-endian doubles, as a .npy file holds them, so a client can write a big product to a
+/// file from where it received it, without decoding it into a Matrix first.
+struct MatrixResultView {
+  std::uint64_t rows = 0;
+  std::uint64_t cols = 0;
+  std::string_view values;  ///< rows * cols * 8 bytes, not aligned for reading as doubles
+};
+
+/// True if `body`, a FETCH's OK body, holds a matrix: decode<MatrixResultView> reads it then,
+/// with the same checks as decode<JobResult>.
+bool holds_matrix_result(std::string_view body);
+template <>
+Decoded<MatrixResultView> decode<MatrixResultView>(std::string_view body);
 
 /// Matrix and counts helpers shared with the engine's intermediate formats.
 class BodyWriter;

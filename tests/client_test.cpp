@@ -1026,6 +1026,31 @@ TEST(Connection, WaitForResultReportsProgressThenReturnsTheResult) {
   EXPECT_EQ(result_or_throw(outcome, 5), result);
 }
 
+TEST(Connection, AMatrixResultGoesToTheSinkWhereItWasReceived) {
+  const Matrix product{3, 2, {1, 2, 3, 4, 5, 6.25}};
+  const protocol::JobResult counts = protocol::Counts{{{"a", 2}}};
+  ScriptedServer server({reply(Status::kOk, protocol::JobResult{product}),
+                         reply(Status::kOk, counts),
+                         reply(Status::kOk, protocol::JobResult{product})});
+  auto connection = Connection::connect(server.address());
+  std::vector<std::pair<std::uint64_t, std::string>> taken;
+  connection.set_matrix_result_sink([&taken](const protocol::MatrixResultView& m) {
+    taken.emplace_back(m.rows * 1000 + m.cols, std::string(m.values));
+  });
+  // A matrix: its values to the sink, its shape alone in the outcome.
+  const auto outcome = connection.fetch(5);
+  EXPECT_EQ(outcome.result, (protocol::JobResult{Matrix{3, 2, {}}}));
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].first, 3002u);
+  EXPECT_EQ(taken[0].second, std::string(reinterpret_cast<const char*>(product.values.data()),
+                                         product.values.size() * sizeof(double)));
+  // Any other result is decoded as always; without a sink, so is a matrix.
+  EXPECT_EQ(connection.fetch(5).result, counts);
+  connection.set_matrix_result_sink({});
+  EXPECT_EQ(connection.fetch(5).result, (protocol::JobResult{product}));
+  EXPECT_EQ(taken.size(), 1u);
+}
+
 TEST(Connection, FetchOfAFailedJobIsAnOutcomeNotAnException) {
   ScriptedServer server({error_reply(Status::kJobFailed, "worker crashed"),
                          error_reply(Status::kUnknownJob, "no job 9")});

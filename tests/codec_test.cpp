@@ -226,6 +226,30 @@ TEST(Codec, AGatheredSubmitLeavesRoomForTextsItDoesNotHold) {
   EXPECT_THROW(gathered.pieces(), std::logic_error);
 }
 
+TEST(Codec, AMatrixResultIsViewedInPlaceAsItWouldDecode) {
+  const Matrix product{2, 3, {1, -2, 3.5, 4, 5, 6}};
+  const std::string body = encode(JobResult{product});
+  ASSERT_TRUE(holds_matrix_result(body));
+  const auto view = decode<MatrixResultView>(body);
+  ASSERT_TRUE(view) << view.error;
+  EXPECT_EQ(view.value->rows, 2u);
+  EXPECT_EQ(view.value->cols, 3u);
+  EXPECT_EQ(view.value->values,
+            std::string_view(reinterpret_cast<const char*>(product.values.data()),
+                             product.values.size() * sizeof(double)));
+  EXPECT_EQ(view.value->values.data(), body.data() + body.size() - view.value->values.size())
+      << "the values are viewed where they are, not copied";
+  // Other results are not matrices; every cut or lengthened body is refused by both decoders.
+  EXPECT_FALSE(holds_matrix_result(encode(JobResult{Counts{{{"a", 3}}}})));
+  EXPECT_FALSE(holds_matrix_result(""));
+  EXPECT_FALSE(decode<MatrixResultView>(encode(JobResult{Statistics{3, 1, 2, 3, 0, 5}})));
+  for (std::size_t cut = 0; cut < body.size(); ++cut) {
+    EXPECT_FALSE(decode<MatrixResultView>(body.substr(0, cut))) << cut;
+    EXPECT_FALSE(decode<JobResult>(body.substr(0, cut))) << cut;
+  }
+  EXPECT_FALSE(decode<MatrixResultView>(body + "x"));
+}
+
 TEST(Codec, AGatheredSubmitLeavesRoomForMatrixValuesItDoesNotHold) {
   const Matrix a{2, 3, {1, 2, 3, 4, 5, 6}}, b{3, 1, {-1, 0.5, 7}};
   const auto values = [](const Matrix& m) {

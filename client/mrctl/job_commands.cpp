@@ -10,6 +10,7 @@
 
 #include "client/client_error.hpp"
 #include "client/documents.hpp"
+#include "client/input_file.hpp"
 #include "client/json_output.hpp"
 #include "client/matrix_check.hpp"
 #include "client/matrix_file.hpp"
@@ -201,7 +202,16 @@ void add_matmul_command(CLI::App& app, GlobalOptions& global, Runner& run) {
       } else {
         request.input = std::move(inputs);
       }
-      const auto result = run_job(global, std::move(request), payload_files);
+      // A product for a .npy file is written from where it was received, not decoded first
+      // (--verify needs its values here).
+      client::MatrixResultSink to_npy_file;
+      if (client::is_npy_path(options->out) && !options->verify) {
+        to_npy_file = [path = options->out](const protocol::MatrixResultView& product) {
+          client::write_output_file(
+              path, {client::npy_header(product.rows, product.cols), product.values});
+        };
+      }
+      const auto result = run_job(global, std::move(request), payload_files, to_npy_file);
       if (!result) return kExitSuccess;
       const auto* product = std::get_if<protocol::Matrix>(&*result);
       if (product == nullptr) {
@@ -209,7 +219,7 @@ void add_matmul_command(CLI::App& app, GlobalOptions& global, Runner& run) {
                                   "the server answered a matmul job with a non-matrix result");
       }
       if (!options->out.empty()) {
-        client::save_matrix_file(options->out, *product);
+        if (!to_npy_file) client::save_matrix_file(options->out, *product);
         print(shape(*product) + " matrix written to " + options->out + "\n");
       } else if (options->random > 0) {
         // Random products are for testing; nobody wants N*N numbers on a terminal.

@@ -58,7 +58,8 @@ std::string token(const GlobalOptions& global, const client::ServerAddress& serv
 
 }  // namespace
 
-client::FailoverConnection open_servers(const GlobalOptions& global) {
+client::FailoverConnection open_servers(const GlobalOptions& global,
+                                        client::MatrixResultSink matrix_sink) {
   const auto timeout =
       std::chrono::milliseconds(static_cast<std::int64_t>(global.timeout_seconds * 1000));
   auto tls = global.tls;
@@ -75,9 +76,11 @@ client::FailoverConnection open_servers(const GlobalOptions& global) {
   // As curl does: the session keys for Wireshark, if asked for in the environment.
   if (const char* keylog = std::getenv("SSLKEYLOGFILE"); keylog && *keylog)
     tls.keylog_file = keylog;
-  auto connect = [&global, timeout, tls](const client::ServerAddress& server) {
+  auto connect = [&global, timeout, tls,
+                  matrix_sink = std::move(matrix_sink)](const client::ServerAddress& server) {
     auto connection = client::Connection::connect(server, timeout, tls);
     if (global.trace) connection.set_frame_observer(print_frame);
+    connection.set_matrix_result_sink(matrix_sink);
     connection.hello();
     if (connection.auth_required()) connection.auth(token(global, connection.address()));
     return connection;
@@ -121,7 +124,8 @@ bool is_connection_error(const client::ClientError& e) {
 
 std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
                                            protocol::SubmitRequest request,
-                                           std::span<const client::PayloadFile> payload_files) {
+                                           std::span<const client::PayloadFile> payload_files,
+                                           client::MatrixResultSink matrix_sink) {
   const SubmitOptions& submit = global.submit;
   request.options.chunk_bytes = submit.chunk_bytes;
   request.options.partitions = submit.partitions;
@@ -134,7 +138,7 @@ std::optional<protocol::JobResult> run_job(const GlobalOptions& global,
   // the server answers with the job it already has instead of running it twice. A single server
   // is sent the job again here; a list of cluster nodes (whose keys are cluster-wide) is by
   // FailoverConnection, each resend to the next node, with this same key.
-  auto servers = open_servers(global);
+  auto servers = open_servers(global, std::move(matrix_sink));
   const int attempts = servers.servers().size() == 1 ? kSubmitAttempts : 1;
   std::uint32_t job_id = 0;
   for (int attempt = 1;; ++attempt) {

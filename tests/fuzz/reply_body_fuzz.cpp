@@ -5,6 +5,8 @@
 // decodes must encode back to exactly the same bytes (fuzz_check.hpp says why).
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
+#include <variant>
 
 #include "fuzz_check.hpp"
 #include "protocol/codec.hpp"
@@ -14,10 +16,28 @@ namespace {
 using namespace mrd::protocol;
 using mrd::fuzz::check_round_trip;
 
+/// A FETCH's OK body, decoded as a JobResult; one that holds a matrix is also viewed in place
+/// (what mrctl matmul --out C.npy reads), which must agree with the decoded matrix exactly.
+bool check_fetch_result(std::string_view body) {
+  const bool decoded = check_round_trip<JobResult>(body);
+  if (!holds_matrix_result(body)) return decoded;
+  const auto view = decode<MatrixResultView>(body);
+  FUZZ_CHECK(view.value.has_value() == decoded, "viewed in place iff decoded");
+  if (!decoded) return false;
+  const auto result = decode<JobResult>(body);
+  const auto& matrix = std::get<Matrix>(*result.value);
+  FUZZ_CHECK(view.value->rows == matrix.rows && view.value->cols == matrix.cols, "same shape");
+  FUZZ_CHECK(
+      view.value->values == std::string_view(reinterpret_cast<const char*>(matrix.values.data()),
+                                             matrix.values.size() * sizeof(double)),
+      "same values");
+  return true;
+}
+
 /// The reply bodies, in the order byte 0 picks them (tests/fuzz/make_corpus.cpp writes seeds in
 /// the same order: keep the two in step).
 constexpr bool (*kDecoders[])(std::string_view) = {
-    check_round_trip<JobResult>,      // 0: FETCH, OK
+    check_fetch_result,               // 0: FETCH, OK
     check_round_trip<JobProgress>,    // 1: STATUS, and FETCH's PENDING
     check_round_trip<JobList>,        // 2: LIST
     check_round_trip<ServerStats>,    // 3: STATS
