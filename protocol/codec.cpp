@@ -393,7 +393,7 @@ Matrix read_matrix(BodyReader& r) {
   Matrix m{view.rows, view.cols, {}};
   reserve_in_huge_pages(m.values, view.values.size() / sizeof(double));
   m.values.resize(view.values.size() / sizeof(double));
-  std::memcpy(m.values.data(), view.values.data(), view.values.size());
+  if (!view.values.empty()) std::memcpy(m.values.data(), view.values.data(), view.values.size());
   return m;
 }
 
