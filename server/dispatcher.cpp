@@ -437,13 +437,17 @@ void Dispatcher::drop_cancelled() {
 
 void Dispatcher::stop_dropped_tasks() {
   // Work already in a worker's hands stops too: the worker is killed and replaced, which is
-  // quicker than letting a long task finish for nothing.
+  // quicker than letting a long task finish for nothing. A batch's worker only if every job in it
+  // was dropped: the others' tasks are about done.
+  const auto dropped = [](const InFlight& task) { return task.job->dropped; };
   for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
-    if (!in_flight_[slot] || !in_flight_[slot]->job->dropped) continue;
+    auto& tasks = in_flight_[slot];
+    if (tasks.empty() || !std::all_of(tasks.begin(), tasks.end(), dropped)) continue;
     const auto how = pool_.replace(slot);
     log(Level::kInfo, "worker ", how, " (its job was cancelled); started a replacement");
-    --in_flight_[slot]->job->outstanding;
-    in_flight_[slot].reset();
+    for (auto& task : tasks)
+      --task.job->outstanding;
+    tasks.clear();
   }
 }
 
@@ -460,7 +464,7 @@ void Dispatcher::dispatch() {
   if (jobs_.size() > 1 || !waiting_.empty()) last_crowded_ = now;
   others_recently_ = now - last_crowded_ < config_.quiet_before_joining;
   for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
-    if (!in_flight_[slot] && pool_.idle(slot)) start_next_task(slot);
+    if (in_flight_[slot].empty() && pool_.idle(slot)) start_next_task(slot);
   }
   publish_busy_workers();
 }
@@ -470,7 +474,7 @@ void Dispatcher::publish_busy_workers() {
   // A relaxed store: STATS reads a figure, nothing is ordered by it.
   config_.activity->workers_busy.store(
       static_cast<std::uint64_t>(std::count_if(in_flight_.begin(), in_flight_.end(),
-                                               [](const auto& t) { return t.has_value(); })),
+                                               [](const auto& t) { return !t.empty(); })),
       std::memory_order_relaxed);
 }
 
@@ -503,6 +507,15 @@ void Dispatcher::start_next_task(unsigned slot) {
       finish_out_of_memory(*job, "encoding " + job->task_name(job->phase, index));
       continue;  // the worker is still idle: give it another job's task
     }
+    if (batchable(*job)) {
+      // Tiny jobs whose turns come next go along in one message.
+      std::vector<BatchedTask> batch;
+      batch.push_back({std::move(job), index, std::move(body)});
+      gather_batch(batch);
+      if (batch.size() > 1) return send_batch(slot, std::move(batch));
+      job = std::move(batch.front().job);
+      body = std::move(batch.front().body);
+    }
     // The message (ranges of a shared input; or a copy of its chunk's bytes, or of its
     // partition's pieces) is counted while it is being written.
     MemoryCharge charge;
@@ -525,8 +538,8 @@ void Dispatcher::start_next_task(unsigned slot) {
     if (job->ticket->started_ms == 0) job->ticket->started_ms = unix_ms_now();
     // A task of several chunks has the deadline of each of them, one after the other.
     const auto now = Clock::now();
-    in_flight_[slot] =
-        InFlight{job, job->phase, index, count, now + count * job->task_timeout, now};
+    in_flight_[slot].push_back(
+        InFlight{job, job->phase, index, count, now + count * job->task_timeout, now});
     return;
   }
 }
@@ -552,6 +565,71 @@ std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index,
   return encode_reduce_task(job.task, pieces);
 }
 
+bool Dispatcher::batchable(const RunningJob& job) const {
+  // Only a first attempt: a task that was in a lost batch runs alone, so that a task that kills
+  // its worker cannot take its batch's other jobs down with it again.
+  return pool_.takes_batches() && job.fused && job.phase == Phase::kMap && !job.dropped &&
+         job.input_fd() < 0 && job.input_bytes().size() <= kMostBatchedInputBytes &&
+         job.attempts.at(0) == 0;
+}
+
+void Dispatcher::gather_batch(std::vector<BatchedTask>& batch) {
+  while (batch.size() < kMostTasksPerBatch && !ready_.empty()) {
+    const auto& next = *ready_.front();
+    const bool goes = next.dropped || next.todo.empty();  // taken off the line, as it would be
+    if (!goes && !batchable(next)) return;                // its turn is not to be skipped
+    auto job = ready_.pop_front();
+    if (goes) continue;
+    const auto index = job->todo.front();
+    job->todo.pop_front();  // its only task
+    std::string body;
+    try {
+      body = encode_task(*job, index, 1);
+    } catch (const std::bad_alloc&) {
+      finish_out_of_memory(*job, "encoding " + job->task_name(job->phase, index));
+      continue;
+    }
+    batch.push_back({std::move(job), index, std::move(body)});
+  }
+}
+
+void Dispatcher::send_batch(unsigned slot, std::vector<BatchedTask> batch) {
+  std::vector<std::pair<TaskMessageType, std::string>> messages;
+  messages.reserve(batch.size());
+  auto timeout = Clock::duration::zero();
+  for (auto& task : batch) {
+    messages.emplace_back(TaskMessageType::kMapReduce, std::move(task.body));
+    timeout += task.job->task_timeout;
+  }
+  std::string body;
+  try {
+    body = encode_batch(messages);
+  } catch (const std::bad_alloc&) {
+    for (auto& task : batch)
+      finish_out_of_memory(*task.job, "encoding " + task.job->task_name(Phase::kMap, task.index));
+    return;
+  }
+  MemoryCharge charge;
+  if (config_.budget) charge = MemoryCharge::force_take(*config_.budget, body.size());
+  try {
+    pool_.send(slot, batch.front().job->id(), TaskMessageType::kBatch, std::move(body),
+               std::move(charge), -1, -1);
+  } catch (const std::system_error& e) {
+    log(Level::kWarn, "cannot send a batch of ", batch.size(), " tasks: ", e.what(),
+        "; they wait for their turns again");
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it)
+      requeue(it->job, it->index, 1);
+    return;
+  }
+  // The batch runs as one task: each of its tasks has the whole batch's time to answer.
+  const auto now = Clock::now();
+  for (auto& task : batch) {
+    ++task.job->outstanding;
+    if (task.job->ticket->started_ms == 0) task.job->ticket->started_ms = unix_ms_now();
+    in_flight_[slot].push_back(InFlight{task.job, Phase::kMap, task.index, 1, now + timeout, now});
+  }
+}
+
 void Dispatcher::handle(std::vector<PoolEvent> events) {
   for (auto& event : events) {
     switch (event.kind) {
@@ -561,9 +639,9 @@ void Dispatcher::handle(std::vector<PoolEvent> events) {
       case PoolEvent::Kind::kLost: on_task_lost(event.slot, Loss::kDied, event.how); break;
       case PoolEvent::Kind::kOverBudget: on_over_budget(event.slot, event.how); break;
       case PoolEvent::Kind::kStarted:
-        if (auto& task = in_flight_[event.slot]) {
-          task->started = Clock::now();
-          task->deadline = task->started + task->count * task->job->task_timeout;
+        for (auto& task : in_flight_[event.slot]) {
+          task.started = Clock::now();
+          task.deadline = task.started + task.count * task.job->task_timeout;
         }
         break;
     }
@@ -574,7 +652,9 @@ void Dispatcher::handle(std::vector<PoolEvent> events) {
 void Dispatcher::enforce_deadlines() {
   const auto now = Clock::now();
   for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
-    if (in_flight_[slot] && in_flight_[slot]->deadline <= now) {
+    const auto& tasks = in_flight_[slot];
+    if (std::any_of(tasks.begin(), tasks.end(),
+                    [&](const InFlight& task) { return task.deadline <= now; })) {
       on_task_lost(slot, Loss::kTimedOut, pool_.replace(slot));
     }
   }
@@ -582,16 +662,44 @@ void Dispatcher::enforce_deadlines() {
 
 std::optional<Dispatcher::Clock::time_point> Dispatcher::next_deadline() const {
   std::optional<Clock::time_point> earliest;
-  for (const auto& task : in_flight_) {
-    if (task && (!earliest || task->deadline < *earliest)) earliest = task->deadline;
+  for (const auto& tasks : in_flight_) {
+    for (const auto& task : tasks) {
+      if (!earliest || task.deadline < *earliest) earliest = task.deadline;
+    }
   }
   return earliest;
 }
 
 void Dispatcher::on_answer(unsigned slot, TaskMessage answer, MemoryCharge charge) {
-  if (!in_flight_[slot]) return;  // the pool reports answers only to tasks; be safe anyway
-  auto task = std::move(*in_flight_[slot]);
-  in_flight_[slot].reset();
+  auto tasks = std::exchange(in_flight_[slot], {});
+  if (tasks.empty()) return;  // the pool reports answers only to tasks; be safe anyway
+  if (tasks.size() == 1)
+    return settle(std::move(tasks.front()), std::move(answer), std::move(charge));
+  // A batch's answer: one per task, in the batch's order. One that does not add up fails its
+  // jobs as garbage would fail one job.
+  std::vector<BatchedMessage> answers;
+  std::string broken;
+  if (answer.type == TaskMessageType::kBatchDone) {
+    try {
+      answers = decode_batch(answer.body);
+      if (answers.size() != tasks.size()) broken = "the wrong number of answers";
+    } catch (const std::exception& e) {
+      broken = e.what();
+    }
+  } else {
+    broken = answer.type == TaskMessageType::kError ? answer.body : "not a batch's answers";
+  }
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    TaskMessage each;
+    each.type = broken.empty() ? answers[i].type : TaskMessageType::kError;
+    each.body = broken.empty() ? std::string(answers[i].body)
+                               : "the worker answered a batch of tasks wrongly: " + broken;
+    auto each_charge = charge.split(each.body.size());
+    settle(std::move(tasks[i]), std::move(each), std::move(each_charge));
+  }
+}
+
+void Dispatcher::settle(InFlight task, TaskMessage answer, MemoryCharge charge) {
   auto& job = *task.job;
   --job.outstanding;
   if (job.dropped) return;
@@ -643,12 +751,18 @@ void Dispatcher::on_answer(unsigned slot, TaskMessage answer, MemoryCharge charg
 }
 
 void Dispatcher::on_task_lost(unsigned slot, Loss loss, const std::string& how) {
-  if (!in_flight_[slot]) {
+  auto tasks = std::exchange(in_flight_[slot], {});
+  if (tasks.empty()) {
     log(Level::kWarn, "idle worker ", how, "; started a replacement");
     return;
   }
-  const auto task = std::move(*in_flight_[slot]);
-  in_flight_[slot].reset();
+  // Every task of a lost batch counts the loss, and runs again alone (batchable): the next loss
+  // is then its own. Last first, since each goes back to the front of the line.
+  for (auto task = tasks.rbegin(); task != tasks.rend(); ++task)
+    lose(std::move(*task), loss, how);
+}
+
+void Dispatcher::lose(InFlight task, Loss loss, const std::string& how) {
   const auto& job = task.job;
   --job->outstanding;
   log(loss == Loss::kDied ? Level::kWarn : Level::kInfo, "worker ", how,
@@ -672,13 +786,12 @@ void Dispatcher::on_task_lost(unsigned slot, Loss loss, const std::string& how) 
 }
 
 void Dispatcher::on_over_budget(unsigned slot, const std::string& what) {
-  if (!in_flight_[slot]) return;
-  const auto task = std::move(*in_flight_[slot]);
-  in_flight_[slot].reset();
-  --task.job->outstanding;
-  if (task.job->dropped) return;
-  finish_out_of_memory(*task.job,
-                       "receiving " + what + " for " + task.job->task_name(task.phase, task.index));
+  for (auto& task : std::exchange(in_flight_[slot], {})) {
+    --task.job->outstanding;
+    if (task.job->dropped) continue;
+    finish_out_of_memory(
+        *task.job, "receiving " + what + " for " + task.job->task_name(task.phase, task.index));
+  }
 }
 
 void Dispatcher::requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index,
@@ -693,8 +806,8 @@ bool Dispatcher::may_start_arriving() const {
   if (!others_recently_ || in_flight_.size() < 2) return true;
   // While other jobs come and go, one worker is kept from them: a job that arrives meanwhile
   // finds it idle rather than waiting for an early map to finish.
-  const auto arriving = std::count_if(in_flight_.begin(), in_flight_.end(), [](const auto& task) {
-    return task && task->job->arriving != nullptr;
+  const auto arriving = std::count_if(in_flight_.begin(), in_flight_.end(), [](const auto& tasks) {
+    return !tasks.empty() && tasks.front().job->arriving != nullptr;
   });
   return static_cast<std::size_t>(arriving) + 1 < in_flight_.size();
 }

@@ -44,6 +44,11 @@ inline constexpr int kMaxTaskAttempts = 3;
 /// Most chunks one map task runs together, when its job runs alone (Dispatcher::dispatch).
 inline constexpr std::size_t kMaxChunksPerTask = 4;
 
+/// Most tiny jobs' tasks sent to one worker in one message (kBatch), and the most input bytes
+/// such a job may have. Eight keep both workers' batches short when a crowd of tiny jobs waits.
+inline constexpr std::size_t kMostTasksPerBatch = 8;
+inline constexpr std::size_t kMostBatchedInputBytes = 16 << 10;
+
 /// Results whose parts come to this many bytes or more are assembled elsewhere
 /// (DispatcherConfig::assemble_elsewhere): below it the merge costs less than the hop.
 inline constexpr std::uint64_t kAssembleElsewhereBytes = 64 << 10;
@@ -110,6 +115,12 @@ class Dispatcher {
  private:
   struct RunningJob;
   struct InFlight;
+  /// A task taken from its job's line for a batch, and its encoded message.
+  struct BatchedTask {
+    std::shared_ptr<RunningJob> job;
+    std::uint32_t index = 0;
+    std::string body;
+  };
   enum class Loss { kDied, kTimedOut };
 
   /// A new job running `layout`'s pair with its options, under `ticket`.
@@ -133,8 +144,18 @@ class Dispatcher {
   std::string encode_task(const RunningJob& job, std::uint32_t index, std::uint32_t count) const;
   /// The job's input is no longer needed: its segment goes (unmapped, its memory file closed).
   void release_input(RunningJob& job);
+  /// Whether `job`'s task may go in a batch: a tiny job's only task, on its first attempt.
+  bool batchable(const RunningJob& job) const;
+  /// Adds to `batch` the tasks of the jobs whose turns come next, while they are batchable.
+  void gather_batch(std::vector<BatchedTask>& batch);
+  /// Sends `batch` to the slot's worker as one kBatch message.
+  void send_batch(unsigned slot, std::vector<BatchedTask> batch);
   void on_answer(unsigned slot, TaskMessage answer, MemoryCharge charge);
+  /// What one task's answer means for its job.
+  void settle(InFlight task, TaskMessage answer, MemoryCharge charge);
   void on_task_lost(unsigned slot, Loss loss, const std::string& how);
+  /// A task whose worker died or ran past its deadline: it runs again, or its job fails.
+  void lose(InFlight task, Loss loss, const std::string& how);
   void on_over_budget(unsigned slot, const std::string& what);
   void on_phase_complete(RunningJob& job);
   void requeue(const std::shared_ptr<RunningJob>& job, std::uint32_t index, std::uint32_t count);
@@ -166,7 +187,8 @@ class Dispatcher {
   bool may_start_arriving() const;
   /// The line a job with a task to send waits in.
   TenantTurns<std::shared_ptr<RunningJob>>& line_of(const RunningJob& job);
-  std::vector<std::optional<InFlight>> in_flight_;  ///< per pool slot
+  /// Per pool slot: its task, or a batch's tasks; empty while its worker is idle.
+  std::vector<std::vector<InFlight>> in_flight_;
   Clock::time_point last_crowded_{};  ///< when more than one job was last running or waiting
   bool others_recently_ = false;      ///< last_crowded_ was less than quiet_before_joining ago
 };

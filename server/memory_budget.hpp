@@ -10,6 +10,7 @@
 // Thread-safe: the network thread and the scheduler thread charge and release the same budget.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <utility>
@@ -109,6 +110,17 @@ class MemoryCharge {
     if (!budget_) budget_ = other.budget_;
     bytes_ += std::exchange(other.bytes_, 0);
     other.budget_ = nullptr;
+  }
+
+  /// Moves up to `bytes` of this charge into a charge of their own: a charge for memory that is
+  /// then freed in parts.
+  MemoryCharge split(std::uint64_t bytes) {
+    MemoryCharge part;
+    if (!budget_) return part;
+    part.budget_ = budget_;
+    part.bytes_ = std::min(bytes, bytes_);
+    bytes_ -= part.bytes_;
+    return part;
   }
 
   /// Gives every byte back now.

@@ -49,6 +49,9 @@ class TenantTurns {
     return job;
   }
 
+  /// The job whose turn it is, left in its place. Call only when not empty().
+  const Job& front() const { return lines_.at(rotation_.front()).front(); }
+
   /// Removes every job `drop(job)` is true of.
   template <class Predicate>
   void erase_if(Predicate drop) {

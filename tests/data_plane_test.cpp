@@ -529,5 +529,40 @@ TEST(TaskPieces, RoundTripAndRefuseLies) {
   EXPECT_EQ(reduce.pieces, (std::vector<std::string>{"one", "two"}));
 }
 
+TEST(TaskBatch, IsItsMessagesOneAfterTheOtherAsEachWouldTravelAlone) {
+  const std::vector<std::pair<TaskMessageType, std::string>> messages{
+      {TaskMessageType::kDone, "pieces"},
+      {TaskMessageType::kError, ""},
+      {TaskMessageType::kOutOfMemory, std::string(300, 'x')}};
+  const auto body = encode_batch(messages);
+  std::string alone;
+  for (const auto& [type, each] : messages) {
+    append_task_header(alone, type, each.size());
+    alone += each;
+  }
+  EXPECT_EQ(body, alone);
+  const auto decoded = decode_batch(body);
+  ASSERT_EQ(decoded.size(), messages.size());
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    EXPECT_EQ(decoded[i].type, messages[i].first);
+    EXPECT_EQ(decoded[i].body, messages[i].second);
+  }
+}
+
+TEST(TaskBatch, RefusesCutHeadersLyingLengthsNestingAndEmptiness) {
+  const auto body = encode_batch({{TaskMessageType::kMapReduce, "abc"}});
+  EXPECT_THROW(decode_batch(""), protocol::DecodeError);
+  EXPECT_THROW(decode_batch(body.substr(0, 5)), protocol::DecodeError);                // cut header
+  EXPECT_THROW(decode_batch(body.substr(0, body.size() - 1)), protocol::DecodeError);  // lying
+  EXPECT_THROW(decode_batch(body + body.substr(0, 9)), protocol::DecodeError);
+  EXPECT_THROW(decode_batch(encode_batch({{TaskMessageType::kBatch, body}})),
+               protocol::DecodeError);
+  EXPECT_THROW(decode_batch(encode_batch({{TaskMessageType::kBatchDone, ""}})),
+               protocol::DecodeError);
+  auto unknown = body;
+  unknown[0] = 9;
+  EXPECT_THROW(decode_batch(unknown), protocol::DecodeError);
+}
+
 }  // namespace
 }  // namespace mrd::server

@@ -29,6 +29,14 @@ struct SentTask {
 
 /// Runs a task as a worker process does, on the real engine, and gives its answer's body.
 std::string run_like_a_worker(const SentTask& sent) {
+  if (sent.type == TaskMessageType::kBatch) {
+    std::vector<std::pair<TaskMessageType, std::string>> answers;
+    for (const auto& task : decode_batch(sent.body)) {
+      answers.emplace_back(TaskMessageType::kDone,
+                           run_like_a_worker(SentTask{task.type, std::string(task.body), {}}));
+    }
+    return encode_batch(answers);
+  }
   if (sent.type == TaskMessageType::kReduce) {
     const auto task = decode_reduce_task(sent.body);
     return engine::find_job_kind(task.job.mapper, task.job.reducer)->reduce(task.pieces);
@@ -76,10 +84,14 @@ class FakePool final : public TaskPool {
 
   const std::optional<SentTask>& task(unsigned slot) const { return slots_[slot]; }
 
+  bool takes_batches() const override { return batches; }
+
   /// The slot's worker answers its task, as a real one would.
   PoolEvent answer(unsigned slot) {
+    const auto type = slots_[slot]->type == TaskMessageType::kBatch ? TaskMessageType::kBatchDone
+                                                                    : TaskMessageType::kDone;
     auto answer = run_like_a_worker(*slots_[slot]);
-    return reply(slot, TaskMessageType::kDone, std::move(answer));
+    return reply(slot, type, std::move(answer));
   }
   /// The slot's worker answers `body`, whatever its task was.
   PoolEvent reply(unsigned slot, TaskMessageType type, std::string body) {
@@ -103,6 +115,7 @@ class FakePool final : public TaskPool {
   std::vector<std::string> sent;            ///< every task body, in the order sent
   std::vector<TaskMessageType> sent_types;  ///< and its type
   int replaced = 0;
+  bool batches = false;  ///< takes kBatch messages, as WorkerPool does
 
  private:
   std::vector<std::optional<SentTask>> slots_;
@@ -646,6 +659,126 @@ TEST(Dispatcher, AnEarlyMapsFailureIsReportedUnderTheJobsIdOnceItIsAccepted) {
   ASSERT_EQ(h.outcomes.count(3), 1u);
   EXPECT_EQ(h.outcomes[3].status, Status::kJobFailed);
   EXPECT_EQ(h.outcomes[3].body, "the mapper refused its input");
+}
+
+/// The jobs a kBatch message carries, by the words their texts start with.
+std::vector<std::string> batched_texts(const std::string& batch) {
+  std::vector<std::string> texts;
+  for (const auto& task : decode_batch(batch)) {
+    EXPECT_EQ(task.type, TaskMessageType::kMapReduce);
+    const auto map = decode_map_task(task.body);
+    const auto chunk = chunk_view(map, map.inline_bytes.data());
+    texts.emplace_back(std::get<engine::DocumentsView>(chunk).documents.at(0).text);
+  }
+  return texts;
+}
+
+TEST(Dispatcher, TinyJobsWaitingTogetherGoInOneMessageWithoutSkippingATurn) {
+  Harness h(1);
+  h.pool.batches = true;
+  for (std::uint32_t id = 1; id <= 3; ++id)
+    h.submit(id, word_count({"tiny " + std::to_string(id)}));
+  h.submit(4, word_count({words(100, 20)}, 1000, 2));  // many chunks: not a tiny job
+  for (std::uint32_t id = 5; id <= 15; ++id)
+    h.submit(id, word_count({"tiny " + std::to_string(id)}));
+
+  h.dispatcher.dispatch();
+  ASSERT_EQ(h.pool.sent_types.at(0), TaskMessageType::kBatch);
+  // The big job's turn comes after the third: the batch stops there.
+  EXPECT_EQ(batched_texts(h.pool.sent.at(0)),
+            (std::vector<std::string>{"tiny 1", "tiny 2", "tiny 3"}));
+  h.handle(h.pool.answer(0));
+  for (std::uint32_t id = 1; id <= 3; ++id)
+    EXPECT_EQ(counts_of(h.outcomes.at(id)).at(std::to_string(id)), 1u);
+  h.dispatcher.dispatch();
+  EXPECT_EQ(h.pool.sent_types.at(1), TaskMessageType::kMap) << "the big job's turn";
+  h.handle(h.pool.answer(0));
+  h.dispatcher.dispatch();
+  ASSERT_EQ(h.pool.sent_types.at(2), TaskMessageType::kBatch);
+  EXPECT_EQ(batched_texts(h.pool.sent.at(2)).size(), kMostTasksPerBatch);
+  h.run();
+  ASSERT_EQ(h.outcomes.size(), 15u);
+  for (std::uint32_t id = 5; id <= 15; ++id)
+    EXPECT_EQ(counts_of(h.outcomes.at(id)).at(std::to_string(id)), 1u);
+  EXPECT_EQ(counts_of(h.outcomes.at(4)).at("w7"), 20u);
+}
+
+TEST(Dispatcher, ALostBatchCostsEachOfItsTasksAnAttemptAndEachRunsAloneAfter) {
+  Harness h(1);
+  h.pool.batches = true;
+  for (std::uint32_t id = 1; id <= 3; ++id)
+    h.submit(id, word_count({"job " + std::to_string(id)}));
+  h.dispatcher.dispatch();
+  ASSERT_EQ(h.pool.sent_types.at(0), TaskMessageType::kBatch);
+  h.handle(h.pool.lose(0));
+  // Alone now, in their turns, so that one that kills its worker takes no other job with it.
+  for (std::uint32_t id = 1; id <= 3; ++id) {
+    h.dispatcher.dispatch();
+    ASSERT_EQ(h.pool.sent_types.back(), TaskMessageType::kMapReduce);
+    h.handle(h.pool.answer(0));
+    EXPECT_EQ(counts_of(h.outcomes.at(id)).at(std::to_string(id)), 1u);
+  }
+  EXPECT_EQ(h.pool.sent.size(), 4u);
+}
+
+TEST(Dispatcher, CancellingSomeJobsOfABatchLeavesItsWorkerToTheOthers) {
+  Harness h(1);
+  h.pool.batches = true;
+  std::vector<std::shared_ptr<JobTicket>> tickets;
+  for (std::uint32_t id = 1; id <= 3; ++id)
+    tickets.push_back(h.submit(id, word_count({"job " + std::to_string(id)})));
+  h.dispatcher.dispatch();
+  tickets[1]->cancelled = true;
+  h.dispatcher.drop_cancelled();
+  EXPECT_EQ(h.pool.replaced, 0) << "jobs 1 and 3 are about done";
+  h.handle(h.pool.answer(0));
+  EXPECT_EQ(counts_of(h.outcomes.at(1)).at("1"), 1u);
+  EXPECT_EQ(counts_of(h.outcomes.at(3)).at("3"), 1u);
+  EXPECT_EQ(h.outcomes.count(2), 0u) << "a cancelled job has no outcome";
+
+  // Every job of the batch cancelled: its worker is stopped, as for one job.
+  tickets.clear();
+  for (std::uint32_t id = 4; id <= 5; ++id)
+    tickets.push_back(h.submit(id, word_count({"job " + std::to_string(id)})));
+  h.dispatcher.dispatch();
+  for (const auto& ticket : tickets)
+    ticket->cancelled = true;
+  h.dispatcher.drop_cancelled();
+  EXPECT_EQ(h.pool.replaced, 1);
+  EXPECT_FALSE(h.dispatcher.next_deadline()) << "nothing runs any more";
+}
+
+TEST(Dispatcher, EachAnswerOfABatchDecidesItsOwnJobsFate) {
+  Harness h(1);
+  h.pool.batches = true;
+  for (std::uint32_t id = 1; id <= 3; ++id)
+    h.submit(id, word_count({"job " + std::to_string(id)}));
+  h.dispatcher.dispatch();
+  const auto first = decode_batch(h.pool.sent.at(0)).at(0);
+  const auto done = run_like_a_worker(SentTask{first.type, std::string(first.body), {}});
+  h.handle(h.pool.reply(0, TaskMessageType::kBatchDone,
+                        encode_batch({{TaskMessageType::kDone, done},
+                                      {TaskMessageType::kError, "the mapper refused"},
+                                      {TaskMessageType::kOutOfMemory, "out of memory"}})));
+  EXPECT_EQ(counts_of(h.outcomes.at(1)).at("1"), 1u);
+  EXPECT_EQ(h.outcomes.at(2).status, Status::kJobFailed);
+  EXPECT_EQ(h.outcomes.at(2).body, "the mapper refused");
+  EXPECT_EQ(h.outcomes.at(3).status, Status::kJobOutOfMemory);
+
+  // Answers that do not add up fail every job of the batch, as garbage fails one job.
+  for (std::uint32_t id = 4; id <= 5; ++id)
+    h.submit(id, word_count({"job " + std::to_string(id)}));
+  h.dispatcher.dispatch();
+  h.handle(
+      h.pool.reply(0, TaskMessageType::kBatchDone, encode_batch({{TaskMessageType::kDone, done}})));
+  for (std::uint32_t id = 4; id <= 5; ++id) {
+    EXPECT_EQ(h.outcomes.at(id).status, Status::kJobFailed);
+    EXPECT_NE(h.outcomes.at(id).body.find("wrong number of answers"), std::string::npos)
+        << h.outcomes.at(id).body;
+  }
+  h.submit(6, word_count({"still serving"}));
+  h.run();
+  EXPECT_EQ(counts_of(h.outcomes.at(6)).at("serving"), 1u);
 }
 
 }  // namespace

@@ -242,6 +242,72 @@ TEST(Faults, OtherJobsGoOnWhileOneKeepsCrashing) {
   EXPECT_EQ(status_name(wait_for(client, crashing).status), "job-crashed");
 }
 
+/// Submits a test-hang job to a server with one worker and waits until that worker runs it: jobs
+/// submitted next wait together, and go in one batch once the hung job is cancelled.
+std::uint32_t hold_the_only_worker(RawClient& client) {
+  const auto hung = submit(client, fault_job("test-hang", one_document()));
+  wait_until_running(client, hung);
+  return hung;
+}
+
+void cancel(RawClient& client, std::uint32_t id) {
+  client.send_message(Opcode::kCancel, protocol::JobId{id});
+  const auto reply = client.read_reply();
+  ASSERT_TRUE(reply);
+  ASSERT_EQ(reply->status, kOk);
+}
+
+TEST(Faults, AWorkerCrashInABatchOfTinyJobsFailsOnlyTheJobThatCrashedIt) {
+  ServerProcess server({"--enable-test-jobs", "--workers", "1"});
+  RawClient client(server.port());
+  const auto hung = hold_the_only_worker(client);
+  std::vector<std::uint32_t> normal;
+  for (int i = 0; i < 2; ++i)
+    normal.push_back(submit(client, word_count_request({"job " + std::to_string(i)})));
+  const auto crashing = submit(client, fault_job("test-crash", one_document()));
+  for (int i = 2; i < 4; ++i)
+    normal.push_back(submit(client, word_count_request({"job " + std::to_string(i)})));
+  cancel(client, hung);
+
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(as_map(result_of(wait_for(client, normal[i]))).at(std::to_string(i)), 1u);
+  const auto reply = wait_for(client, crashing);
+  EXPECT_EQ(status_name(reply.status), "job-crashed");
+  EXPECT_EQ(error_text(reply),
+            "map task 1 of 1 crashed 3 times; last worker killed by signal 11 (Segmentation "
+            "fault)");
+  // The other jobs were in the batch it crashed: each lost an attempt there, then ran alone.
+  const auto log = server.log();
+  for (const auto id : normal) {
+    EXPECT_NE(log.find("running job " + std::to_string(id) + "'s map task 1 of 1"),
+              std::string::npos)
+        << "job " << id << " was not in the crashed batch; log:\n"
+        << log;
+  }
+  EXPECT_EQ(stats_of(client).worker_restarts, 4u) << "the hung job's worker, then 3 crashes";
+}
+
+TEST(Faults, EachTinyJobOfABatchHasItsOwnOutcome) {
+  ServerProcess server({"--enable-test-jobs", "--workers", "1"});
+  RawClient client(server.port());
+  const auto hung = hold_the_only_worker(client);
+  const auto first = submit(client, word_count_request({"first job"}));
+  const auto refused = submit(client, fault_job("test-throw", one_document()));
+  const auto slow = submit(client, fault_job("test-slow", one_document("50", "slow but fine")));
+  const auto last = submit(client, word_count_request({"last job"}));
+  cancel(client, hung);
+
+  EXPECT_EQ(as_map(result_of(wait_for(client, first))).at("first"), 1u);
+  const auto reply = wait_for(client, refused);
+  EXPECT_EQ(status_name(reply.status), "job-failed");
+  EXPECT_EQ(error_text(reply), "test-throw: the mapper refused its input, as asked");
+  EXPECT_EQ(as_map(result_of(wait_for(client, slow))).at("fine"), 1u);
+  EXPECT_EQ(as_map(result_of(wait_for(client, last))).at("last"), 1u);
+  EXPECT_EQ(stats_of(client).worker_restarts, 1u) << "only the hung job's worker";
+  EXPECT_EQ(server.log().find("running job"), std::string::npos) << "no task was lost";
+  EXPECT_EQ(status_name(wait_for(client, hung).status), "job-cancelled");
+}
+
 /// Starts `mrd --worker-fd 3` on one end of a socketpair, with MRD_SERVER_PID set to `server`;
 /// returns its pid and the other end in `fd`.
 pid_t start_worker(const std::string& server, int& fd) {

@@ -1,5 +1,6 @@
 #include "server/pool/task_message.hpp"
 
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -301,6 +302,40 @@ std::vector<std::string> decode_pieces(std::string_view body) {
   return pieces;
 }
 
+std::string encode_batch(const std::vector<std::pair<TaskMessageType, std::string>>& messages) {
+  std::size_t total = 0;
+  for (const auto& [type, body] : messages)
+    total += kTaskHeaderBytes + body.size();
+  std::string out;
+  out.reserve(total);
+  for (const auto& [type, body] : messages) {
+    append_task_header(out, type, body.size());
+    out += body;
+  }
+  return out;
+}
+
+std::vector<BatchedMessage> decode_batch(std::string_view body) {
+  std::vector<BatchedMessage> messages;
+  while (!body.empty()) {
+    if (body.size() < kTaskHeaderBytes) throw DecodeError("task batch: a header is cut short");
+    unsigned char header[kTaskHeaderBytes];
+    std::memcpy(header, body.data(), kTaskHeaderBytes);
+    const auto parsed = parse_task_header(header);
+    if (!parsed) throw DecodeError("task batch: a message's header is broken");
+    const auto [type, length] = *parsed;
+    if (type == TaskMessageType::kBatch || type == TaskMessageType::kBatchDone) {
+      throw DecodeError("task batch: a batch inside a batch");
+    }
+    body.remove_prefix(kTaskHeaderBytes);
+    if (length > body.size()) throw DecodeError("task batch: a message runs past its end");
+    messages.push_back({type, body.substr(0, length)});
+    body.remove_prefix(length);
+  }
+  if (messages.empty()) throw DecodeError("task batch: no message in it");
+  return messages;
+}
+
 void append_task_header(std::string& out, TaskMessageType type, std::uint64_t body_bytes) {
   out.push_back(static_cast<char>(type));
   for (int i = 0; i < 8; ++i)
@@ -311,7 +346,7 @@ std::optional<std::pair<TaskMessageType, std::uint64_t>> parse_task_header(
     const unsigned char (&header)[kTaskHeaderBytes]) {
   const auto type = header[0];
   if (type < static_cast<std::uint8_t>(TaskMessageType::kMap) ||
-      type > static_cast<std::uint8_t>(TaskMessageType::kMapReduce)) {
+      type > static_cast<std::uint8_t>(TaskMessageType::kBatchDone)) {
     return std::nullopt;
   }
   std::uint64_t length = 0;
@@ -339,7 +374,21 @@ bool write_task_message(int fd, TaskMessageType type, std::string_view body, int
     if (n <= 0) return false;
     header.erase(0, static_cast<std::size_t>(n));
   }
-  return write_all(fd, header.data(), header.size()) && write_all(fd, body.data(), body.size());
+  if (header.empty()) return write_all(fd, body.data(), body.size());
+  // Header and body in one system call: a tiny task's answer is one write, not two.
+  iovec parts[2] = {{header.data(), header.size()}, {const_cast<char*>(body.data()), body.size()}};
+  ssize_t n;
+  do {
+    n = ::writev(fd, parts, 2);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return false;
+  const auto written = static_cast<std::size_t>(n);
+  if (written < header.size()) {
+    return write_all(fd, header.data() + written, header.size() - written) &&
+           write_all(fd, body.data(), body.size());
+  }
+  const auto body_written = written - header.size();
+  return write_all(fd, body.data() + body_written, body.size() - body_written);
 }
 
 std::optional<TaskMessage> read_task_message(int fd) {

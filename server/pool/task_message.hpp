@@ -35,6 +35,12 @@ enum class TaskMessageType : std::uint8_t {
   /// scheduler -> worker: map a job's only chunk, then reduce each partition of that one output,
   /// in the same process; answered with the reduced partitions. Saves a tiny job a round trip.
   kMapReduce = 6,
+  /// scheduler -> worker: several tasks that carry their input in the message (no descriptors),
+  /// run one after the other; answered with kBatchDone. Tiny jobs waiting together cost one
+  /// message each way, not one per job: on two cores the hand-offs cost more than the work.
+  kBatch = 7,
+  /// worker -> scheduler: one answer per task of a kBatch, in its order.
+  kBatchDone = 8,
 };
 
 /// A message too large for any job this server accepts: the other side is broken.
@@ -109,6 +115,19 @@ ReduceTask decode_reduce_task(std::string_view body);  // throws protocol::Decod
 /// A map task's output: one piece per partition.
 std::string encode_pieces(const std::vector<std::string>& pieces);
 std::vector<std::string> decode_pieces(std::string_view body);  // throws protocol::DecodeError
+
+/// One message of a batch (its body a view into the batch's body).
+struct BatchedMessage {
+  TaskMessageType type = TaskMessageType::kDone;
+  std::string_view body;
+};
+
+/// A kBatch or kBatchDone body: each message as it would travel alone, header then body, one
+/// after the other.
+std::string encode_batch(const std::vector<std::pair<TaskMessageType, std::string>>& messages);
+/// The messages of a batch's body; throws protocol::DecodeError if a header is broken (unknown
+/// type, a batch inside a batch), a body runs past the end, or the batch is empty.
+std::vector<BatchedMessage> decode_batch(std::string_view body);
 
 /// Appends the header of a message whose body is `body_bytes` long.
 void append_task_header(std::string& out, TaskMessageType type, std::uint64_t body_bytes);

@@ -48,6 +48,10 @@ class TaskPool {
   virtual void send(unsigned slot, std::uint32_t job, TaskMessageType type, std::string body,
                     MemoryCharge charge, int attached, int result) = 0;
 
+  /// True if a slot's worker may be sent a kBatch (several tasks whose bytes travel in the
+  /// message), answered with one kBatchDone.
+  virtual bool takes_batches() const { return false; }
+
   /// Kills the slot's worker, whatever it is doing, and starts a replacement; says how the old
   /// one ended. Its task, if any, is forgotten: no event will come for it.
   virtual std::string replace(unsigned slot) = 0;

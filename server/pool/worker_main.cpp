@@ -9,6 +9,8 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "server/engine/builtin_jobs.hpp"
 #include "server/engine/hash_key.hpp"
@@ -100,6 +102,42 @@ std::string run_task(const TaskMessage& message) {
   throw engine::JobError("worker received a message that is not a task");
 }
 
+/// Runs one task and says how it went: its output, or why it has none.
+std::pair<TaskMessageType, std::string> answer_task(const TaskMessage& message) {
+  std::pair<TaskMessageType, std::string> answer{TaskMessageType::kDone, {}};
+  try {
+    answer.second = run_task(message);
+  } catch (const std::bad_alloc&) {
+    answer = {TaskMessageType::kOutOfMemory, "out of memory"};
+  } catch (const std::exception& e) {
+    answer = {TaskMessageType::kError, e.what()};
+  }
+  // Lift the limit before anything else is allocated: the next task belongs to another job, and
+  // reading or answering it must not fail under this job's limit.
+  limit_memory(0);
+  return answer;
+}
+
+/// Runs each task of a batch in turn, each under its own job's limit, and answers them all at
+/// once. A batch that does not decode is the server's bug, not a job's: the whole batch fails.
+std::pair<TaskMessageType, std::string> answer_batch(const TaskMessage& batch) {
+  std::vector<BatchedMessage> tasks;
+  try {
+    tasks = decode_batch(batch.body);
+  } catch (const std::exception& e) {
+    return {TaskMessageType::kError, e.what()};
+  }
+  std::vector<std::pair<TaskMessageType, std::string>> answers;
+  answers.reserve(tasks.size());
+  for (const auto& task : tasks) {
+    TaskMessage message;
+    message.type = task.type;
+    message.body = task.body;
+    answers.push_back(answer_task(message));
+  }
+  return {TaskMessageType::kBatchDone, encode_batch(answers)};
+}
+
 }  // namespace
 
 int run_worker(int fd) {
@@ -115,20 +153,8 @@ int run_worker(int fd) {
   for (;;) {
     auto message = read_task_message(fd);
     if (!message) return 0;  // the server closed the pipe: orderly exit
-    TaskMessageType answer_type = TaskMessageType::kDone;
-    std::string answer;
-    try {
-      answer = run_task(*message);
-    } catch (const std::bad_alloc&) {
-      answer_type = TaskMessageType::kOutOfMemory;
-      answer = "out of memory";
-    } catch (const std::exception& e) {
-      answer_type = TaskMessageType::kError;
-      answer = e.what();
-    }
-    // Lift the limit before anything else is allocated: the next message belongs to another job,
-    // and reading it must not fail under this job's limit.
-    limit_memory(0);
+    const auto [answer_type, answer] =
+        message->type == TaskMessageType::kBatch ? answer_batch(*message) : answer_task(*message);
     // The files that came with the task are closed before the answer goes: once the server has
     // the answer, this worker holds nothing of the job.
     message.reset();

@@ -45,6 +45,7 @@ class WorkerPool final : public TaskPool {
   void send(unsigned slot, std::uint32_t job, TaskMessageType type, std::string body,
             MemoryCharge charge, int attached, int result) override;
   std::string replace(unsigned slot) override;
+  bool takes_batches() const override { return true; }
 
   /// Waits until a worker answers or is lost, `wake_fd` (an eventfd) is written, or `until`
   /// passes (forever if empty), and returns what happened.

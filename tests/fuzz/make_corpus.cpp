@@ -158,6 +158,14 @@ void task_message_corpus() {
         byte(3) + task_messages({{server::TaskMessageType::kMap, map_task},
                                  {server::TaskMessageType::kDone, pieces},
                                  {server::TaskMessageType::kError, "refused"}}));
+  write("task_message_fuzz", "pipe-batch",
+        byte(3) + task_messages(
+                      {{server::TaskMessageType::kBatch,
+                        server::encode_batch({{server::TaskMessageType::kMapReduce, map_task},
+                                              {server::TaskMessageType::kMapReduce, map_task}})},
+                       {server::TaskMessageType::kBatchDone,
+                        server::encode_batch({{server::TaskMessageType::kDone, pieces},
+                                              {server::TaskMessageType::kError, "refused"}})}}));
 
   // For each job kind, the pieces its own map writes for partition 0 of two chunks (for matmul,
   // its only piece), and the partition its reduce makes of them.

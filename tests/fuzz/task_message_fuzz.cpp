@@ -126,6 +126,24 @@ void pieces(std::string_view body) {
   });
 }
 
+void message_body(const server::TaskMessage& message);
+
+/// A batch's body: its messages, each through its own decoder; and it encodes back byte for byte.
+void batch(std::string_view body) {
+  refused_or_done([&] {
+    const auto messages = server::decode_batch(body);
+    std::vector<std::pair<server::TaskMessageType, std::string>> again;
+    for (const auto& each : messages) {
+      FUZZ_CHECK(each.type != server::TaskMessageType::kBatch &&
+                     each.type != server::TaskMessageType::kBatchDone,
+                 "no batch inside a batch");
+      again.emplace_back(each.type, std::string(each.body));
+      message_body(server::TaskMessage{each.type, std::string(each.body), {}});
+    }
+    FUZZ_CHECK(server::encode_batch(again) == body, "encode_batch(decode_batch(body)) == body");
+  });
+}
+
 /// A message's body, through the decoder its receiver uses.
 void message_body(const server::TaskMessage& message) {
   switch (message.type) {
@@ -136,6 +154,8 @@ void message_body(const server::TaskMessage& message) {
     case server::TaskMessageType::kDone: return pieces(message.body);
     case server::TaskMessageType::kError:
     case server::TaskMessageType::kOutOfMemory: return;  // text, taken as it is
+    case server::TaskMessageType::kBatch:
+    case server::TaskMessageType::kBatchDone: return batch(message.body);
   }
 }
 
@@ -152,7 +172,7 @@ void pipe_stream(std::string_view bytes) {
   while (const auto message = server::read_task_message(fd)) {
     const auto type = static_cast<std::uint8_t>(message->type);
     FUZZ_CHECK(type >= static_cast<std::uint8_t>(server::TaskMessageType::kMap) &&
-                   type <= static_cast<std::uint8_t>(server::TaskMessageType::kMapReduce),
+                   type <= static_cast<std::uint8_t>(server::TaskMessageType::kBatchDone),
                "only defined message types are handed out");
     read += 9 + message->body.size();
     FUZZ_CHECK(read <= bytes.size(), "a message is no longer than the bytes it came from");
