@@ -15,9 +15,6 @@
 namespace mrd::engine {
 namespace {
 
-using protocol::BodyReader;
-using protocol::BodyWriter;
-
 /// The result order: most frequent first, ties by key in byte order.
 template <class A, class B>
 bool comes_first(const A& a, const B& b) {
@@ -39,22 +36,35 @@ static_assert(kMinEntryBytes == protocol::kCountEntryFixedBytes,
 /// Bytes before a piece's or partition's first entry: its u64 number of entries.
 constexpr std::size_t kEntriesHeadBytes = sizeof(std::uint64_t);
 
-void write_counts(BodyWriter& writer, const std::vector<CountView>& entries) {
-  writer.count(entries.size());
+/// A piece or partition: the u64 number of entries, then each entry (u64 key length, the key,
+/// u64 count), written with plain stores into a string sized once: a map task writes one entry
+/// per distinct word of its chunk.
+std::string encode_counts(const std::vector<CountView>& entries) {
+  std::size_t bytes = kEntriesHeadBytes;
+  for (const auto& entry : entries)
+    bytes += kMinEntryBytes + entry.key.size();
+  std::string out;
+  out.reserve(bytes);
+  protocol::FixedWriter writer(out);
+  writer.value<std::uint64_t>(entries.size());
   for (const auto& entry : entries) {
     writer.bytes(entry.key);
-    writer.value(entry.count);
+    writer.value<std::uint64_t>(entry.count);
   }
+  return out;
 }
 
-/// Calls add(key, count) for every entry of one encoded piece or partition.
+/// Calls add(key, count) for every entry of one encoded piece or partition; `key` views `bytes`.
 template <class Add>
 void read_counts(std::string_view bytes, Add&& add) {
-  BodyReader reader(bytes);
-  const auto entries = reader.count(kMinEntryBytes, kNoCountLimit, "counts");
+  protocol::FixedReader reader(bytes, "counts");
+  const auto entries = reader.value<std::uint64_t>();
+  if (entries > reader.remaining() / kMinEntryBytes) {
+    throw protocol::DecodeError("counts: count larger than the body holds");
+  }
   for (std::uint64_t i = 0; i < entries; ++i) {
-    std::string key = reader.bytes(kNoCountLimit, "counted key");
-    add(std::move(key), reader.value<std::uint64_t>());
+    const auto key = reader.take(reader.value<std::uint64_t>());
+    add(key, reader.value<std::uint64_t>());
   }
   reader.expect_end();
 }
@@ -143,18 +153,25 @@ std::vector<std::string> CountsJob::map(const InputView& chunk, std::uint32_t pa
     by_partition[partition_of(entry.hash, partitions)].push_back({entry.key(), entry.value});
   });
   std::vector<std::string> pieces(partitions);
-  for (std::uint32_t p = 0; p < partitions; ++p) {
-    BodyWriter writer(pieces[p]);
-    write_counts(writer, by_partition[p]);
-  }
+  for (std::uint32_t p = 0; p < partitions; ++p)
+    pieces[p] = encode_counts(by_partition[p]);
   return pieces;
 }
 
 std::string CountsJob::reduce(const std::vector<std::string>& pieces) const {
-  CountTable totals;
+  // At least as many keys as the biggest piece has entries: the table is sized once for those,
+  // not doubled up to them (a lying count is capped by the bytes that could hold it).
+  std::size_t expected = 0;
+  for (const auto& piece : pieces) {
+    std::uint64_t entries = 0;
+    if (piece.size() >= kEntriesHeadBytes) std::memcpy(&entries, piece.data(), sizeof entries);
+    expected = std::max<std::size_t>(
+        expected, std::min<std::uint64_t>(entries, piece.size() / kMinEntryBytes));
+  }
+  CountTable totals(expected);
   for (const auto& piece : pieces) {
     read_intermediate("counts from a map task", [&] {
-      read_counts(piece, [&](std::string key, std::uint64_t count) {
+      read_counts(piece, [&](std::string_view key, std::uint64_t count) {
         auto& total = totals[key];
         total = combine(total, count);
       });
@@ -167,10 +184,7 @@ std::string CountsJob::reduce(const std::vector<std::string>& pieces) const {
   });
   std::sort(sorted.begin(), sorted.end(), comes_first<CountView, CountView>);
 
-  std::string partition;
-  BodyWriter writer(partition);
-  write_counts(writer, sorted);
-  return partition;
+  return encode_counts(sorted);
 }
 
 protocol::JobResult CountsJob::assemble(std::vector<std::string> partitions) const {
