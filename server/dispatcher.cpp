@@ -534,12 +534,9 @@ void Dispatcher::start_next_task(unsigned slot) {
       requeue(job, index, count);
       return;
     }
-    ++job->outstanding;
-    if (job->ticket->started_ms == 0) job->ticket->started_ms = unix_ms_now();
     // A task of several chunks has the deadline of each of them, one after the other.
     const auto now = Clock::now();
-    in_flight_[slot].push_back(
-        InFlight{job, job->phase, index, count, now + count * job->task_timeout, now});
+    handed_over(slot, job, index, count, now + count * job->task_timeout, now);
     return;
   }
 }
@@ -568,9 +565,8 @@ std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index,
 bool Dispatcher::batchable(const RunningJob& job) const {
   // Only a first attempt: a task that was in a lost batch runs alone, so that a task that kills
   // its worker cannot take its batch's other jobs down with it again.
-  return pool_.takes_batches() && job.fused && job.phase == Phase::kMap && !job.dropped &&
-         job.input_fd() < 0 && job.input_bytes().size() <= kMostBatchedInputBytes &&
-         job.attempts.at(0) == 0;
+  return pool_.takes_batches() && job.fused && job.phase == Phase::kMap && job.input_fd() < 0 &&
+         job.input_bytes().size() <= kMostBatchedInputBytes && job.attempts.at(0) == 0;
 }
 
 void Dispatcher::gather_batch(std::vector<BatchedTask>& batch) {
@@ -611,23 +607,21 @@ void Dispatcher::send_batch(unsigned slot, std::vector<BatchedTask> batch) {
   }
   MemoryCharge charge;
   if (config_.budget) charge = MemoryCharge::force_take(*config_.budget, body.size());
-  try {
-    pool_.send(slot, batch.front().job->id(), TaskMessageType::kBatch, std::move(body),
-               std::move(charge), -1, -1);
-  } catch (const std::system_error& e) {
-    log(Level::kWarn, "cannot send a batch of ", batch.size(), " tasks: ", e.what(),
-        "; they wait for their turns again");
-    for (auto it = batch.rbegin(); it != batch.rend(); ++it)
-      requeue(it->job, it->index, 1);
-    return;
-  }
+  // No descriptor goes along, so there is none to copy: sending cannot fail here.
+  pool_.send(slot, batch.front().job->id(), TaskMessageType::kBatch, std::move(body),
+             std::move(charge), -1, -1);
   // The batch runs as one task: each of its tasks has the whole batch's time to answer.
   const auto now = Clock::now();
-  for (auto& task : batch) {
-    ++task.job->outstanding;
-    if (task.job->ticket->started_ms == 0) task.job->ticket->started_ms = unix_ms_now();
-    in_flight_[slot].push_back(InFlight{task.job, Phase::kMap, task.index, 1, now + timeout, now});
-  }
+  for (const auto& task : batch)
+    handed_over(slot, task.job, task.index, 1, now + timeout, now);
+}
+
+void Dispatcher::handed_over(unsigned slot, const std::shared_ptr<RunningJob>& job,
+                             std::uint32_t index, std::uint32_t count, Clock::time_point deadline,
+                             Clock::time_point now) {
+  ++job->outstanding;
+  if (job->ticket->started_ms == 0) job->ticket->started_ms = unix_ms_now();
+  in_flight_[slot].push_back(InFlight{job, job->phase, index, count, deadline, now});
 }
 
 void Dispatcher::handle(std::vector<PoolEvent> events) {

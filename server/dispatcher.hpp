@@ -150,6 +150,10 @@ class Dispatcher {
   void gather_batch(std::vector<BatchedTask>& batch);
   /// Sends `batch` to the slot's worker as one kBatch message.
   void send_batch(unsigned slot, std::vector<BatchedTask> batch);
+  /// Notes that the slot's worker now runs the job's task `index` (of `count` chunks), sent at
+  /// `now`, to be answered by `deadline`.
+  void handed_over(unsigned slot, const std::shared_ptr<RunningJob>& job, std::uint32_t index,
+                   std::uint32_t count, Clock::time_point deadline, Clock::time_point now);
   void on_answer(unsigned slot, TaskMessage answer, MemoryCharge charge);
   /// What one task's answer means for its job.
   void settle(InFlight task, TaskMessage answer, MemoryCharge charge);
