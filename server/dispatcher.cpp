@@ -438,7 +438,7 @@ void Dispatcher::drop_cancelled() {
 void Dispatcher::stop_dropped_tasks() {
   // Work already in a worker's hands stops too: the worker is killed and replaced, which is
   // quicker than letting a long task finish for nothing. A batch's worker only if every job in it
-  // was dropped: the others' tasks are about done.
+  // was dropped: its jobs are built-in and tiny, the others' tasks are about done.
   const auto dropped = [](const InFlight& task) { return task.job->dropped; };
   for (unsigned slot = 0; slot < in_flight_.size(); ++slot) {
     auto& tasks = in_flight_[slot];
@@ -563,9 +563,12 @@ std::string Dispatcher::encode_task(const RunningJob& job, std::uint32_t index,
 }
 
 bool Dispatcher::batchable(const RunningJob& job) const {
-  // Only a first attempt: a task that was in a lost batch runs alone, so that a task that kills
-  // its worker cannot take its batch's other jobs down with it again.
-  return pool_.takes_batches() && job.fused && job.phase == Phase::kMap && job.input_fd() < 0 &&
+  // Only the server's own jobs: on 16 KiB their work is bounded (microseconds). A plugin's or a
+  // test job's task may hang, and would hold its batch's other jobs until its deadline; cancelling
+  // it could not free them. And only a first attempt: a task that was in a lost batch runs alone,
+  // so that one that kills its worker cannot take its batch's other jobs down with it again.
+  return pool_.takes_batches() && job.fused && job.phase == Phase::kMap &&
+         engine::is_builtin(*job.kind) && job.input_fd() < 0 &&
          job.input_bytes().size() <= kMostBatchedInputBytes && job.attempts.at(0) == 0;
 }
 
@@ -607,6 +610,8 @@ void Dispatcher::send_batch(unsigned slot, std::vector<BatchedTask> batch) {
   }
   MemoryCharge charge;
   if (config_.budget) charge = MemoryCharge::force_take(*config_.budget, body.size());
+  log(Level::kDebug, "a batch of ", batch.size(), " tasks to worker slot ", slot, ", jobs ",
+      batch.front().job->id(), " to ", batch.back().job->id());
   // No descriptor goes along, so there is none to copy: sending cannot fail here.
   pool_.send(slot, batch.front().job->id(), TaskMessageType::kBatch, std::move(body),
              std::move(charge), -1, -1);

@@ -60,6 +60,11 @@ const std::vector<const JobKind*>& all_job_kinds() {
   return kinds;
 }
 
+bool is_builtin(const JobKind& kind) {
+  const auto& builtin = all_job_kinds();
+  return std::find(builtin.begin(), builtin.end(), &kind) != builtin.end();
+}
+
 const JobKind* find_job_kind(std::string_view mapper, std::string_view reducer) {
   for (const auto* kinds : {&all_job_kinds(), &plugin_job_kinds(), &test_job_kinds()}) {
     for (const JobKind* kind : *kinds) {

@@ -96,6 +96,9 @@ std::string check_submit(const protocol::SubmitRequest& request, bool allow_test
 /// Every built-in pair, for --help texts and the docs.
 const std::vector<const JobKind*>& all_job_kinds();
 
+/// True for a built-in pair: the server's own code, not a plugin's or a test job's.
+bool is_builtin(const JobKind& kind);
+
 /// The fault-injecting jobs (test_jobs.cpp): word counts that crash, hang, stall or run out of
 /// memory on purpose. The server accepts them only when started with --enable-test-jobs.
 const std::vector<const JobKind*>& test_job_kinds();
