@@ -46,15 +46,19 @@ trap 'rm -f "$errors"' EXIT
   echo "PRAGMA journal_mode = WAL;"
 } | sqlite3 "$new" >/dev/null 2>"$errors" || true
 
-# Big inputs of unfinished jobs are files beside the database (DIR/inputs/<id>.input): copied
-# too. A job whose file is missing fails when the server loads it, saying so.
-old_inputs=$(dirname "$damaged")/inputs
-mkdir -p "$new_dir/inputs"
-sqlite3 "$new" "SELECT input_file FROM jobs WHERE input_file IS NOT NULL" 2>/dev/null |
-  while read -r name; do
-    cp -- "$old_inputs/$name" "$new_dir/inputs/$name" ||
-      echo "salvage: cannot copy the input file $old_inputs/$name: its job will fail" >&2
-  done
+# Big inputs of unfinished jobs and big results are files beside the database
+# (DIR/inputs/<id>.input, DIR/results/<id>.result): copied too. A job whose file is missing fails
+# when the server loads it, saying so. (A database older than the result_file column has none.)
+copy_named_files() {  # FOLDER COLUMN WHAT
+  mkdir -p "$new_dir/$1"
+  sqlite3 "$new" "SELECT $2 FROM jobs WHERE $2 IS NOT NULL" 2>/dev/null |
+    while read -r name; do
+      cp -- "$(dirname "$damaged")/$1/$name" "$new_dir/$1/$name" ||
+        echo "salvage: cannot copy the $3 file $(dirname "$damaged")/$1/$name: its job will fail" >&2
+    done
+}
+copy_named_files inputs input_file input
+copy_named_files results result_file result
 
 rows=$(sqlite3 "$new" "SELECT count(*) FROM jobs")
 unreadable=$(grep -c 'malformed\|not a database\|disk I/O' "$errors" || true)

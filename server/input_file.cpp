@@ -96,8 +96,7 @@ std::unique_ptr<Segment> open_stored_input(const std::string& path, std::uint64_
   return segment;
 }
 
-std::size_t remove_unused_inputs(const std::string& directory,
-                                 const std::set<std::string>& in_use) {
+std::size_t remove_unused_files(const std::string& directory, const std::set<std::string>& in_use) {
   std::size_t removed = 0;
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(directory, error)) {

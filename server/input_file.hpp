@@ -71,8 +71,8 @@ struct ReceivedFile {
 std::unique_ptr<Segment> open_stored_input(const std::string& path, std::uint64_t offset,
                                            const RequestDigest& digest);
 
-/// Removes every file in the inputs directory `directory` not in `in_use` (names, not paths), and
-/// returns how many it removed.
-std::size_t remove_unused_inputs(const std::string& directory, const std::set<std::string>& in_use);
+/// Removes every file in `directory` (the inputs directory, or the results one) not in `in_use`
+/// (names, not paths), and returns how many it removed.
+std::size_t remove_unused_files(const std::string& directory, const std::set<std::string>& in_use);
 
 }  // namespace mrd::server

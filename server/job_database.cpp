@@ -41,8 +41,8 @@ constexpr int kApplicationId = 0x4d524431;
 
 /// PRAGMA user_version of the schema below. Version 0 (no application_id either) had no
 /// request_digest column, version 1 no input_* columns, version 2 no tenant (and its keys were
-/// unique across tenants); open() migrates each.
-constexpr int kSchemaVersion = 3;
+/// unique across tenants), version 3 no result_* columns; open() migrates each.
+constexpr int kSchemaVersion = 4;
 
 /// The jobs table, created as `name` (a migration builds it beside the old one).
 std::string jobs_table(const std::string& name) {
@@ -58,6 +58,8 @@ std::string jobs_table(const std::string& name) {
     input_file      TEXT,                 -- or, instead of request: the file in inputs/ that
     input_offset    INTEGER,              --   holds the body from this byte on,
     input_digest    BLOB,                 --   whose SHA-256 is this
+    result_file     TEXT,                 -- or, instead of body: the file in results/ that
+    result_digest   BLOB,                 --   holds the result, whose SHA-256 is this
     UNIQUE (tenant, idempotency_key)      -- each tenant's keys are its own
   );)sql";
 }
@@ -116,6 +118,8 @@ void JobDatabase::open(const std::string& directory, Sync sync) {
   std::filesystem::create_directories(directory);
   inputs_ = inputs_directory(directory);
   std::filesystem::create_directories(inputs_);
+  results_ = results_directory(directory);
+  std::filesystem::create_directories(results_);
   sync_ = sync;
   const auto marker = std::filesystem::path(directory) / kMarkerName;
   path_ = (std::filesystem::path(directory) / kFileName).string();
@@ -166,12 +170,12 @@ void JobDatabase::open(const std::string& directory, Sync sync) {
       "INSERT INTO counters (name, value) VALUES ('highest_id', ?1) "
       "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)");
   finish_ = prepare(
-      "UPDATE jobs SET state = ?2, failure = ?3, body = ?4, request = NULL, input_file = NULL, "
-      "input_offset = NULL, input_digest = NULL WHERE id = ?1");
+      "UPDATE jobs SET state = ?2, failure = ?3, body = ?4, result_file = ?5, result_digest = ?6, "
+      "request = NULL, input_file = NULL, input_offset = NULL, input_digest = NULL WHERE id = ?1");
   cancel_ = prepare(
       "UPDATE jobs SET state = 5, body = NULL, request = NULL, idempotency_key = NULL, "
-      "request_digest = NULL, input_file = NULL, input_offset = NULL, input_digest = NULL "
-      "WHERE id = ?1");
+      "request_digest = NULL, input_file = NULL, input_offset = NULL, input_digest = NULL, "
+      "result_file = NULL, result_digest = NULL WHERE id = ?1");
   evict_ = prepare("DELETE FROM jobs WHERE id = ?1");
 }
 
@@ -257,7 +261,8 @@ bool JobDatabase::check_existing(bool had_jobs) {
   }
   if (version == 0) migrate_from_version_0();
   if (version <= 1) migrate_from_version_1();
-  if (version <= 2) migrate_from_version_2();
+  if (version <= 2) migrate_from_version_2();  // builds the table of this version whole
+  if (version == 3) migrate_from_version_3();
   return true;
 }
 
@@ -326,6 +331,17 @@ void JobDatabase::migrate_from_version_2() {
       " (jobs belong to tenants)");
 }
 
+void JobDatabase::migrate_from_version_3() {
+  // Version 3 kept every result in its row: those rows stay as they are.
+  execute("BEGIN");
+  execute("ALTER TABLE jobs ADD COLUMN result_file TEXT");
+  execute("ALTER TABLE jobs ADD COLUMN result_digest BLOB");
+  execute(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
+  execute("COMMIT");
+  log(Level::kInfo, "database ", path_, ": migrated to schema version ", kSchemaVersion,
+      " (big results kept as files)");
+}
+
 void JobDatabase::execute(const char* sql) {
   if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
     throw std::runtime_error(failure());
@@ -369,7 +385,7 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
   std::vector<StoredJob> jobs;
   auto* rows = prepare(
       "SELECT id, idempotency_key, state, failure, request, body, request_digest, input_file, "
-      "input_offset, input_digest, tenant FROM jobs ORDER BY id");
+      "input_offset, input_digest, tenant, result_file, result_digest FROM jobs ORDER BY id");
   while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
     StoredJob job;
     job.id = static_cast<std::uint32_t>(sqlite3_column_int64(rows, 0));
@@ -394,6 +410,14 @@ std::vector<StoredJob> JobDatabase::load(std::uint32_t& highest_id) {
       }
     }
     job.tenant = column_blob(rows, 10);
+    if (const auto file = column_blob(rows, 11); !file.empty()) {
+      job.result_file = (std::filesystem::path(results_) / file).string();
+      jobs_with_results_.insert(job.id);
+      // A digest of the wrong size matches no file: the job is served as failed.
+      if (const auto digest = column_blob(rows, 12); digest.size() == job.result_digest.size()) {
+        std::copy(digest.begin(), digest.end(), job.result_digest.begin());
+      }
+    }
     highest_id = std::max(highest_id, job.id);
     jobs.push_back(std::move(job));
   }
@@ -458,7 +482,7 @@ void JobDatabase::record_submitted(std::uint32_t id, std::string_view tenant,
 }
 
 void JobDatabase::roll_back() {
-  dropped_inputs_.clear();  // their rows still name them
+  dropped_files_.clear();  // their rows still name them
   // After some errors (a full disk among them) SQLite has rolled back already; a ROLLBACK then
   // fails with "no transaction is active", and must not replace the error that matters.
   if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -467,40 +491,58 @@ void JobDatabase::roll_back() {
 void JobDatabase::drop_input(std::uint32_t id) {
   // Most jobs have no file: nothing to hand the remover for them.
   if (jobs_with_inputs_.erase(id) == 0) return;
-  dropped_inputs_.push_back(id);
-  if (sqlite3_get_autocommit(db_)) remove_dropped_inputs();  // committed already
+  dropped_files_.push_back((std::filesystem::path(inputs_) / input_file_name(id)).string());
+  if (sqlite3_get_autocommit(db_)) remove_dropped_files();  // committed already
 }
 
-void JobDatabase::remove_dropped_inputs() {
+void JobDatabase::drop_result(std::uint32_t id) {
+  if (jobs_with_results_.erase(id) == 0) return;
+  dropped_files_.push_back((std::filesystem::path(results_) / result_file_name(id)).string());
+  if (sqlite3_get_autocommit(db_)) remove_dropped_files();
+}
+
+void JobDatabase::remove_dropped_files() {
   // Unlinking a 64 MiB file takes the filesystem a tenth of a second: not on the writer's thread.
-  // Should the server stop first, the next start removes the file (no unfinished row names it).
-  for (const auto id : dropped_inputs_) {
-    remover_->post([path = (std::filesystem::path(inputs_) / input_file_name(id)).string()] {
-      ::unlink(path.c_str());
-    });
+  // Should the server stop first, the next start removes the file (no row that needs it names
+  // it).
+  for (auto& path : dropped_files_) {
+    remover_->post([path = std::move(path)] { ::unlink(path.c_str()); });
   }
-  dropped_inputs_.clear();
+  dropped_files_.clear();
 }
 
 void JobDatabase::record_finished(std::uint32_t id, protocol::JobState state,
-                                  protocol::Status failure, std::string_view body) {
+                                  protocol::Status failure, std::string_view body,
+                                  const ResultFileRef* result_file) {
   sqlite3_bind_int64(finish_, 1, id);
   sqlite3_bind_int(finish_, 2, static_cast<int>(state));
   sqlite3_bind_int(finish_, 3, static_cast<int>(failure));
-  bind_blob(finish_, 4, body);
+  if (result_file) {
+    sqlite3_bind_null(finish_, 4);
+    const auto& name = result_file->name;
+    sqlite3_bind_text(finish_, 5, name.c_str(), static_cast<int>(name.size()), SQLITE_TRANSIENT);
+    bind_blob(finish_, 6, as_bytes(result_file->digest));
+  } else {
+    bind_blob(finish_, 4, body);
+    sqlite3_bind_null(finish_, 5);
+    sqlite3_bind_null(finish_, 6);
+  }
   run(finish_);
   drop_input(id);
+  if (result_file) jobs_with_results_.insert(id);
 }
 
 void JobDatabase::record_cancelled(std::uint32_t id) {
   sqlite3_bind_int64(cancel_, 1, id);
   run(cancel_);
   drop_input(id);
+  drop_result(id);
 }
 
 void JobDatabase::record_evicted(std::uint32_t id) {
   sqlite3_bind_int64(evict_, 1, id);
   run(evict_);
+  drop_result(id);
 }
 
 }  // namespace mrd::server

@@ -5,9 +5,10 @@
 //   SUBMIT accepted  -> a row with the SUBMIT body, committed *before* the reply carries the id;
 //                       a big body received into a file names that file instead (input_file.hpp)
 //   job finished     -> the row gets its result (or reason) and drops the request (and its
-//                       input file, removed once that is committed)
-//   job cancelled    -> the row is marked cancelled and drops request and result (and the file)
-//   job evicted      -> the row is deleted
+//                       input file, removed once that is committed); a big result is written
+//                       to a file first, which the row names instead (result_file.hpp)
+//   job cancelled    -> the row is marked cancelled and drops request and result (and the files)
+//   job evicted      -> the row is deleted (and its result file removed)
 // On start-up, load() returns every row: finished jobs are served again, unfinished ones run again.
 //
 // Opening checks before it trusts (see docs/reliability.md, "A damaged data directory"): the file
@@ -29,6 +30,7 @@
 #include "protocol/wire.hpp"
 #include "server/input_file.hpp"
 #include "server/request_digest.hpp"
+#include "server/result_file.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -61,6 +63,16 @@ struct StoredJob {
   std::string input_file;
   std::uint64_t input_offset = 0;
   RequestDigest input_digest{};
+  /// Once finished, for a result kept as a file: its path and the result's digest. Empty path
+  /// otherwise (the result is `body`).
+  std::string result_file;
+  RequestDigest result_digest{};
+};
+
+/// A result written to a file in the results directory (result_file.hpp), as its row names it.
+struct ResultFileRef {
+  std::string name;  ///< in the results directory
+  RequestDigest digest{};
 };
 
 class JobDatabase {
@@ -97,8 +109,10 @@ class JobDatabase {
   void record_submitted(std::uint32_t id, std::string_view tenant, std::string_view idempotency_key,
                         const RequestDigest* request_digest, std::string_view request,
                         ReceivedFile* input_file = nullptr);
+  /// Commits a job's end: its result or reason `body`, or with `result_file` the file that holds
+  /// the result (written already), which the row names instead.
   void record_finished(std::uint32_t id, protocol::JobState state, protocol::Status failure,
-                       std::string_view body);
+                       std::string_view body, const ResultFileRef* result_file = nullptr);
   void record_cancelled(std::uint32_t id);
   void record_evicted(std::uint32_t id);
 
@@ -117,11 +131,13 @@ class JobDatabase {
       roll_back();
       throw;
     }
-    remove_dropped_inputs();
+    remove_dropped_files();
   }
 
   /// The directory input files are kept in (DIR/inputs).
   const std::string& inputs() const { return inputs_; }
+  /// The directory result files are kept in (DIR/results).
+  const std::string& results() const { return results_; }
 
  private:
   void open(const std::string& directory, Sync sync);
@@ -131,16 +147,18 @@ class JobDatabase {
   void migrate_from_version_0();
   void migrate_from_version_1();
   void migrate_from_version_2();
+  void migrate_from_version_3();
   void close();
 
   void execute(const char* sql);
   /// Rolls back the open transaction, if SQLite has not already (it has, after some errors).
   void roll_back();
-  /// Once the row of job `id` no longer names its input file, if it had one, removes the file: at
-  /// once outside a transaction, or when it commits.
+  /// Once the row of job `id` no longer names its input file (or result file), if it had one,
+  /// removes the file: at once outside a transaction, or when it commits.
   void drop_input(std::uint32_t id);
-  /// Removes the input files of the rows the last commit dropped them from.
-  void remove_dropped_inputs();
+  void drop_result(std::uint32_t id);
+  /// Removes the files of the rows the last commit dropped them from.
+  void remove_dropped_files();
   sqlite3_stmt* prepare(const char* sql);
   void run(sqlite3_stmt* statement);  ///< steps to completion and resets; throws on error
   /// The last error, worded for a client and the log ("the disk ... is full" when it is).
@@ -150,13 +168,16 @@ class JobDatabase {
 
   std::string path_;
   std::string inputs_;
+  std::string results_;
   Sync sync_ = Sync::kNormal;
   /// Jobs whose row names an input file (only those have one to remove when it is dropped).
   std::unordered_set<std::uint32_t> jobs_with_inputs_;
-  std::vector<std::uint32_t> dropped_inputs_;  ///< jobs whose input file goes at the commit
+  /// Jobs whose row names a result file.
+  std::unordered_set<std::uint32_t> jobs_with_results_;
+  std::vector<std::string> dropped_files_;  ///< paths of files that go at the commit
   sqlite3* db_ = nullptr;
   std::unique_ptr<Checkpointer> checkpointer_;  ///< runs the log's checkpoints (checkpointer.hpp)
-  std::unique_ptr<BackgroundThread> remover_;   ///< removes input files the rows dropped
+  std::unique_ptr<BackgroundThread> remover_;   ///< removes the files the rows dropped
   sqlite3_stmt* insert_ = nullptr;
   sqlite3_stmt* remember_id_ = nullptr;
   sqlite3_stmt* finish_ = nullptr;

@@ -6,6 +6,7 @@
 
 #include "protocol/submit_layout.hpp"
 #include "server/log.hpp"
+#include "server/result_file.hpp"
 
 namespace mrd::server {
 namespace {
@@ -62,25 +63,27 @@ protocol::JobProgress JobRecord::progress() const {
 }
 
 void JobStore::persist(const char* what, std::uint32_t id, DatabaseWriter::Write write,
-                       Recorded recorded) {
+                       Recorded recorded, DatabaseWriter::Prepare prepare) {
   if (!writer_) {
     if (recorded) recorded("");
     return;
   }
-  writer_->enqueue(id, std::move(write),
-                   [what, id, recorded = std::move(recorded)](const std::string& error) {
-                     if (!error.empty()) {
-                       log(Level::kError, "job ", id, ": cannot record ", what, ": ", error);
-                     }
-                     if (recorded) recorded(error);
-                   });
+  auto done = [what, id, recorded = std::move(recorded)](const std::string& error) {
+    if (!error.empty()) log(Level::kError, "job ", id, ": cannot record ", what, ": ", error);
+    if (recorded) recorded(error);
+  };
+  if (prepare) {
+    writer_->enqueue_prepared(id, std::move(prepare), std::move(write), std::move(done));
+  } else {
+    writer_->enqueue(id, std::move(write), std::move(done));
+  }
 }
 
 std::vector<JobStore::Restored> JobStore::restore() {
   std::vector<Restored> to_run;
   if (!database_) return to_run;
   std::uint32_t highest_id = 0;
-  std::set<std::string> inputs_in_use;
+  std::set<std::string> inputs_in_use, results_in_use;
   for (auto& stored : database_->load(highest_id)) {
     // What an unfinished job is can be read from its request; its times before the restart are
     // gone (they are not kept), and a finished job keeps its result, not these.
@@ -111,15 +114,31 @@ std::vector<JobStore::Restored> JobStore::restore() {
     record.finished = true;
     record.final_state = stored.state;
     record.failure = stored.failure;
+    if (!stored.result_file.empty()) {
+      // Kept as a file: read back once it is checked. A file that is missing or damaged leaves
+      // the job failed, saying why, rather than serving bytes that are not its result.
+      results_in_use.insert(std::filesystem::path(stored.result_file).filename().string());
+      try {
+        stored.body = read_result_file(stored.result_file, stored.result_digest);
+      } catch (const std::exception& e) {
+        record.final_state = stored.state = protocol::JobState::kFailed;
+        record.failure = protocol::Status::kJobFailed;
+        stored.body = std::string("the stored result could not be read back: ") + e.what();
+      }
+    }
     record.body = counted_body(ResultBytes(std::move(stored.body)));
     ticket->state = stored.state;
     auto& placed = jobs_.emplace(stored.id, std::move(record)).first->second;
     retain(stored.id, placed);  // oldest first, so the cap evicts what it would have evicted
   }
   next_id_ = highest_id + 1;  // never reuse an id, even one whose row was evicted
-  // Uploads the server was killed during, and files whose removal a kill interrupted.
-  if (const auto removed = remove_unused_inputs(database_->inputs(), inputs_in_use)) {
+  // Uploads the server was killed during, results written just before a kill (their rows were
+  // not), and files whose removal a kill interrupted.
+  if (const auto removed = remove_unused_files(database_->inputs(), inputs_in_use)) {
     log(Level::kInfo, "data directory: removed ", removed, " input files no job needs");
+  }
+  if (const auto removed = remove_unused_files(database_->results(), results_in_use)) {
+    log(Level::kInfo, "data directory: removed ", removed, " result files no job needs");
   }
   return to_run;
 }
@@ -219,12 +238,29 @@ void JobStore::finish(JobOutcome outcome) {
   const auto state =
       status == protocol::Status::kOk ? protocol::JobState::kDone : protocol::JobState::kFailed;
   // FETCH shows the result once it is on disk: a client that saw it sees it after a restart.
+  auto recorded = [this, id, status, body](const std::string&) { apply_finish(id, status, body); };
+  if (body->bytes().size() < kResultFileBytes) {
+    return persist(
+        "its result", id,
+        [id, state, status, body](JobDatabase& db) {
+          db.record_finished(id, state, status, body->bytes());
+        },
+        std::move(recorded));
+  }
+  // A big result goes to a file of its own, written beside the database writer, which meanwhile
+  // commits other jobs' rows; then its row names the file (result_file.hpp).
+  auto file = std::make_shared<ResultFileRef>();
+  file->name = result_file_name(id);
+  const bool sync = database_->sync() == JobDatabase::Sync::kFull;
   persist(
       "its result", id,
-      [id, state, status, body](JobDatabase& db) {
-        db.record_finished(id, state, status, body->bytes());
+      [id, state, status, file](JobDatabase& db) {
+        db.record_finished(id, state, status, {}, file.get());
       },
-      [this, id, status, body](const std::string&) { apply_finish(id, status, body); });
+      std::move(recorded),
+      [directory = database_->results(), file, body, sync] {
+        file->digest = write_result_file(directory, file->name, body->bytes(), sync);
+      });
 }
 
 void JobStore::apply_finish(std::uint32_t id, protocol::Status status,

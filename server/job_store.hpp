@@ -164,8 +164,9 @@ class JobStore {
   void forget_key(const JobRecord& record);
   /// Queues a database write; a failure is logged, not thrown: the job's state in memory is right,
   /// and at worst the job runs again after a restart. `recorded`, if given, is called after it.
+  /// `prepare`, if given, runs first, beside the writer (DatabaseWriter::enqueue_prepared).
   void persist(const char* what, std::uint32_t id, DatabaseWriter::Write write,
-               Recorded recorded = {});
+               Recorded recorded = {}, DatabaseWriter::Prepare prepare = {});
   /// The finished job's new state, once its result is recorded.
   void apply_finish(std::uint32_t id, protocol::Status status,
                     std::shared_ptr<const ResultBytes> body);

@@ -542,7 +542,7 @@ TEST(Durability, JobsOfADatabaseWithoutTenantsBelongToNoTenant) {
   EXPECT_EQ(submit(*alice, keyed(word_count_request({"alice"}), "nightly")), 2u);
   EXPECT_EQ(submit(*alice, keyed(word_count_request({"alice"}), "nightly")), 2u);
   Sqlite now(data / "mrd.sqlite3");
-  EXPECT_EQ(now.integers("PRAGMA user_version"), std::vector<std::int64_t>{3});
+  EXPECT_EQ(now.integers("PRAGMA user_version"), std::vector<std::int64_t>{4});
   EXPECT_EQ(now.integers(
                 "SELECT id FROM jobs WHERE CAST(idempotency_key AS TEXT) = 'nightly' ORDER BY id"),
             (std::vector<std::int64_t>{1, 2}));
@@ -773,9 +773,10 @@ TEST(Durability, TheLogIsCheckpointedIntoTheDatabaseWhileTheServerRuns) {
   ServerProcess server(with_data_dir(dir));
   RawClient client(server.port());
   std::vector<std::uint32_t> ids;
-  for (int i = 0; i < 40; ++i) {
-    // 8,000 distinct words: a request and a result of about 100 KB each, both kept in rows.
-    ids.push_back(submit(client, word_count_request({random_text(8000, 500 + i, 1000000)})));
+  for (int i = 0; i < 150; ++i) {
+    // 1,500 distinct words: a result of about 40 KB, kept in its row (one of 64 KiB or more would
+    // be a file of its own).
+    ids.push_back(submit(client, word_count_request({random_text(1500, 500 + i, 1000000)})));
   }
   for (const auto id : ids)
     ASSERT_EQ(wait_for(client, id).status, kOk);
@@ -899,22 +900,31 @@ TEST(Durability, WithFsyncABigInputsSyncHoldsUpOnlyItsOwnSubmit) {
   EXPECT_EQ(as_map(result_of(wait_for(big_client, id))), reference_word_count({text}));
 }
 
-/// The names of the files in the data directory's inputs/ (where big inputs are kept).
-std::set<std::string> input_files(const TempDir& dir) {
+/// The names of the files in the data directory's `folder`: inputs/ (where big inputs are kept)
+/// or results/ (big results).
+std::set<std::string> files_in(const TempDir& dir, const char* folder) {
   std::set<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir.path() / "data" / "inputs"))
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path() / "data" / folder))
     names.insert(entry.path().filename().string());
   return names;
 }
 
-/// Waits until inputs/ holds `names`; false after 20 s.
-bool inputs_become(const TempDir& dir, const std::set<std::string>& names) {
+/// Waits until `folder` holds `names`; false after 20 s.
+bool files_become(const TempDir& dir, const char* folder, const std::set<std::string>& names) {
   const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (input_files(dir) != names) {
+  while (files_in(dir, folder) != names) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(2ms);
   }
   return true;
+}
+
+std::set<std::string> input_files(const TempDir& dir) {
+  return files_in(dir, "inputs");
+}
+
+bool inputs_become(const TempDir& dir, const std::set<std::string>& names) {
+  return files_become(dir, "inputs", names);
 }
 
 /// A job that never ends (until cancelled), holding the only worker, and a big word count queued
@@ -1062,6 +1072,165 @@ TEST(Durability, AnUploadCutShortAndFilesNoJobNeedsLeaveNothingBehind) {
   std::ofstream(inputs / "77.input") << "a finished job's input";
   ServerProcess server(args);
   EXPECT_EQ(input_files(dir), std::set<std::string>{});
+}
+
+/// A text whose word count's result is about 100 KB: 8,000 distinct words.
+std::string big_result_text(unsigned seed) {
+  return random_text(8000, seed, 1000000);
+}
+
+std::string result_file(std::uint32_t id) {
+  return std::to_string(id) + ".result";
+}
+
+TEST(Durability, ABigResultIsAFileTheRowNamesAndIsServedAgainAfterSigkill) {
+  TempDir dir;
+  const auto args = with_data_dir(dir);
+  const auto text = big_result_text(21);
+  std::uint32_t big = 0, tiny = 0;
+  {
+    ServerProcess server(args);
+    RawClient client(server.port());
+    big = submit(client, word_count_request({text}));
+    tiny = submit(client, word_count_request({"a b a"}));
+    ASSERT_EQ(wait_for(client, big).status, kOk);
+    ASSERT_EQ(wait_for(client, tiny).status, kOk);
+    // FETCH shows a result once it is committed: by then its file is written, and the row names
+    // it instead of holding it. The tiny one's result is in its row.
+    EXPECT_EQ(files_in(dir, "results"), std::set<std::string>{result_file(big)});
+    EXPECT_GE(std::filesystem::file_size(dir.path() / "data" / "results" / result_file(big)),
+              64u << 10);
+    Sqlite db(dir.path() / "data" / "mrd.sqlite3");
+    EXPECT_EQ(db.integers("SELECT id FROM jobs WHERE body IS NULL AND result_file = id || "
+                          "'.result' AND length(result_digest) = 32"),
+              std::vector<std::int64_t>{big});
+    EXPECT_EQ(db.integers("SELECT id FROM jobs WHERE body IS NOT NULL AND result_file IS NULL"),
+              std::vector<std::int64_t>{tiny});
+    server.stop(SIGKILL);
+  }
+  // What a kill may leave: a result written just before its row would have named it.
+  std::ofstream(dir.path() / "data" / "results" / "77.result") << "a result no row names";
+  ServerProcess server(args);
+  RawClient client(server.port());
+  EXPECT_EQ(as_map(result_of(wait_for(client, big))), reference_word_count({text}));
+  EXPECT_EQ(as_map(result_of(wait_for(client, tiny))), reference_word_count({"a b a"}));
+  EXPECT_EQ(files_in(dir, "results"), std::set<std::string>{result_file(big)});
+  // Cancelling a finished job releases its result, and its file once that is committed.
+  client.send_message(Opcode::kCancel, protocol::JobId{big});
+  ASSERT_EQ(client.read_reply()->status, kOk);
+  EXPECT_TRUE(files_become(dir, "results", {}));
+}
+
+TEST(Durability, AnEvictedResultTakesItsFileWithIt) {
+  TempDir dir;
+  ServerProcess server(with_data_dir(dir, {"--max-retained-mib", "1"}));
+  RawClient client(server.port());
+  // Each result is about 100 KB in memory and more with its bookkeeping: fewer than 15 fit.
+  std::vector<std::uint32_t> ids;
+  for (unsigned i = 0; i < 15; ++i) {
+    ids.push_back(submit(client, word_count_request({big_result_text(30 + i)})));
+    ASSERT_EQ(wait_for(client, ids.back()).status, kOk);
+  }
+  client.send_message(Opcode::kFetch, protocol::JobId{ids.front()});
+  EXPECT_EQ(status_name(client.read_reply()->status), "job-expired");
+  // The files left are those of the rows left, and those are the results still served.
+  Sqlite db(dir.path() / "data" / "mrd.sqlite3");
+  std::set<std::string> kept;
+  for (const auto id : db.integers("SELECT id FROM jobs WHERE result_file IS NOT NULL")) {
+    kept.insert(result_file(static_cast<std::uint32_t>(id)));
+    EXPECT_EQ(wait_for(client, static_cast<std::uint32_t>(id)).status, kOk) << "job " << id;
+  }
+  EXPECT_LT(kept.size(), ids.size());
+  EXPECT_FALSE(kept.empty());
+  EXPECT_TRUE(files_become(dir, "results", kept));
+}
+
+TEST(Durability, ADamagedOrMissingResultFileFailsItsJobAndSaysWhy) {
+  TempDir dir;
+  const auto args = with_data_dir(dir);
+  std::uint32_t damaged = 0, missing = 0;
+  {
+    ServerProcess server(args);
+    RawClient client(server.port());
+    damaged = submit(client, word_count_request({big_result_text(40)}));
+    missing = submit(client, word_count_request({big_result_text(41)}));
+    ASSERT_EQ(wait_for(client, damaged).status, kOk);
+    ASSERT_EQ(wait_for(client, missing).status, kOk);
+    server.stop(SIGKILL);
+  }
+  const auto results = dir.path() / "data" / "results";
+  {
+    std::fstream file(results / result_file(damaged),
+                      std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(1000);
+    file.put('#');
+  }
+  std::filesystem::remove(results / result_file(missing));
+  ServerProcess server(args);
+  RawClient client(server.port());
+  const auto damaged_reply = wait_for(client, damaged);
+  EXPECT_EQ(status_name(damaged_reply.status), "job-failed");
+  EXPECT_NE(error_text(damaged_reply).find("does not hold the bytes that were stored"),
+            std::string::npos)
+      << error_text(damaged_reply);
+  const auto missing_reply = wait_for(client, missing);
+  EXPECT_EQ(status_name(missing_reply.status), "job-failed");
+  EXPECT_NE(error_text(missing_reply).find("cannot be opened"), std::string::npos)
+      << error_text(missing_reply);
+  EXPECT_EQ(as_map(result_of(wait_for(client, submit(client, word_count_request({"a b a"}))))),
+            reference_word_count({"a b a"}));
+}
+
+TEST(Durability, TheSalvageScriptCarriesResultFiles) {
+  TempDir dir;
+  const auto args = with_data_dir(dir);
+  const auto text = big_result_text(50);
+  std::uint32_t big = 0;
+  {
+    ServerProcess server(args);
+    RawClient client(server.port());
+    big = submit(client, word_count_request({text}));
+    ASSERT_EQ(wait_for(client, big).status, kOk);
+    server.stop(SIGKILL);
+  }
+  const auto aside = dir.path() / "old";
+  std::filesystem::rename(dir.path() / "data", aside);
+  const auto salvage = std::string("bash " MRD_SALVAGE_SCRIPT " ") +
+                       (aside / "mrd.sqlite3").string() + " " + (dir.path() / "data").string();
+  ASSERT_EQ(std::system(salvage.c_str()), 0) << salvage;
+  EXPECT_EQ(files_in(dir, "results"), std::set<std::string>{result_file(big)});
+  ServerProcess server(args);
+  RawClient client(server.port());
+  EXPECT_EQ(as_map(result_of(wait_for(client, big))), reference_word_count({text}));
+}
+
+TEST(Durability, ADatabaseOfSchemaVersion3KeepsItsResultsInRows) {
+  TempDir dir;
+  const auto data = dir.path() / "data";
+  std::filesystem::create_directories(data);
+  const auto result = protocol::encode(protocol::JobResult{protocol::Counts{{{"old", 1}}}});
+  {
+    // As schema version 3 left it: no result_* columns.
+    Sqlite old(data / "mrd.sqlite3");
+    old.exec("PRAGMA journal_mode=WAL");
+    old.exec(R"sql(
+      CREATE TABLE jobs (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL DEFAULT '',
+        idempotency_key BLOB, state INTEGER NOT NULL, failure INTEGER NOT NULL DEFAULT 0,
+        request BLOB, body BLOB, request_digest BLOB, input_file TEXT, input_offset INTEGER,
+        input_digest BLOB, UNIQUE (tenant, idempotency_key));
+      CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+      PRAGMA application_id = 1297237041; PRAGMA user_version = 3;
+      INSERT INTO counters (name, value) VALUES ('highest_id', 1);)sql");
+    old.exec_with_blob("INSERT INTO jobs (id, state, body) VALUES (1, 3, ?1)", result);
+  }
+  ServerProcess server(with_data_dir(dir));
+  RawClient client(server.port());
+  EXPECT_EQ(result_of(wait_for(client, 1)), protocol::decode<protocol::JobResult>(result).value);
+  const auto big = submit(client, word_count_request({big_result_text(60)}));
+  ASSERT_EQ(wait_for(client, big).status, kOk);
+  EXPECT_EQ(files_in(dir, "results"), std::set<std::string>{result_file(big)});
+  Sqlite now(data / "mrd.sqlite3");
+  EXPECT_EQ(now.integers("PRAGMA user_version"), std::vector<std::int64_t>{4});
 }
 
 }  // namespace
