@@ -674,7 +674,7 @@ TEST(PollBackoff, ComesCloserAsTheProgressSaysTheEndIsNear) {
   using std::chrono::milliseconds;
   const auto start = PollBackoff::Clock::time_point{};
   PollBackoff backoff;
-  // Queued (nothing known), then a first report: the shortest pauses (a quarter of the 1 ms
+  // Queued (nothing known), then a first report: the shortest pauses (a sixteenth of the 1 ms
   // waited is less than the doubling pause, 2).
   EXPECT_EQ(backoff.next(std::nullopt, start).count(), 1);
   EXPECT_EQ(backoff.next(0.25, start + milliseconds(1)).count(), 1);
@@ -682,40 +682,45 @@ TEST(PollBackoff, ComesCloserAsTheProgressSaysTheEndIsNear) {
   EXPECT_EQ(backoff.next(0.5, start + milliseconds(101)).count(), 4);
   for (int i = 0; i < 4; ++i)
     backoff.next();  // 8, 16, 32, 64: the doubling pause is 128 ms now
-  // 0.25 to 0.75 in 500 ms: 250 ms left; half of it.
-  EXPECT_EQ(backoff.next(0.75, start + milliseconds(501)).count(), 125);
+  // 0.25 to 0.75 in 500 ms: 250 ms left, half of it 125; but a sixteenth of the 501 ms waited
+  // is shorter.
+  EXPECT_EQ(backoff.next(0.75, start + milliseconds(501)).count(), 31);
+  // 0.25 to 0.95 in 1000 ms: 71 ms left; half of it, shorter than both other bounds (200, 62).
+  EXPECT_EQ(backoff.next(0.95, start + milliseconds(1001)).count(), 35);
   // Almost done: 1 ms, the shortest pause.
-  EXPECT_EQ(backoff.next(0.999, start + milliseconds(600)).count(), 1);
-  EXPECT_EQ(backoff.next(1.0, start + milliseconds(601)).count(), 1);
+  EXPECT_EQ(backoff.next(0.999, start + milliseconds(1100)).count(), 1);
+  EXPECT_EQ(backoff.next(1.0, start + milliseconds(1101)).count(), 1);
   // Progress that goes back (a task lost and run again) says nothing: the doubling pause.
   PollBackoff lost;
   lost.next(0.5, start);
-  EXPECT_EQ(lost.next(0.3, start + milliseconds(10)).count(), 2);
+  EXPECT_EQ(lost.next(0.3, start + milliseconds(40)).count(), 2);
 }
 
-TEST(PollBackoff, WithoutProgressThePauseIsAtMostAQuarterOfTheTimeWaited) {
+TEST(PollBackoff, WithoutProgressThePauseIsAtMostASixteenthOfTheTimeWaited) {
   using std::chrono::milliseconds;
   const auto start = PollBackoff::Clock::time_point{};
   PollBackoff backoff;
   // A job whose progress stays at nothing done: the doubling pauses while they are short...
   EXPECT_EQ(backoff.next(0.0, start).count(), 1);
-  EXPECT_EQ(backoff.next(0.0, start + milliseconds(1)).count(), 1);  // a quarter of 1 ms: 0
-  EXPECT_EQ(backoff.next(0.0, start + milliseconds(40)).count(), 4);
-  // ...then a quarter of the time waited, where doubling would pause 8, 16, 32, 64, 128 ms.
-  auto now = start + milliseconds(44);
+  EXPECT_EQ(backoff.next(0.0, start + milliseconds(1)).count(), 1);  // a sixteenth of 1 ms: 0
+  EXPECT_EQ(backoff.next(0.0, start + milliseconds(40)).count(), 2);
+  // ...then a sixteenth of the time waited, where doubling would pause 8, 16, 32, 64, 128 ms.
+  auto now = start + milliseconds(160);
   std::vector<long> pauses;
   for (int i = 0; i < 5; ++i) {
     const auto pause = backoff.next(0.0, now);
     pauses.push_back(static_cast<long>(pause.count()));
     now += pause;
   }
-  EXPECT_EQ(pauses, (std::vector<long>{8, 13, 16, 20, 25}));
+  EXPECT_EQ(pauses, (std::vector<long>{8, 10, 11, 11, 12}));
   // Queued, with no progress report at all: the same bound.
   PollBackoff queued;
   queued.next(std::nullopt, start);
   for (int i = 0; i < 8; ++i)
     queued.next();  // the doubling pause is 200 ms now
-  EXPECT_EQ(queued.next(std::nullopt, start + milliseconds(400)).count(), 100);
+  EXPECT_EQ(queued.next(std::nullopt, start + milliseconds(400)).count(), 25);
+  // And the ceiling, once a sixteenth of the time waited passes it.
+  EXPECT_EQ(queued.next(std::nullopt, start + milliseconds(4000)).count(), 200);
 }
 
 TEST(PollBackoff, AJobsFractionDoneCountsEveryTaskItKnows) {
