@@ -112,6 +112,9 @@ class Dispatcher {
   /// The earliest task deadline, if a task is running.
   std::optional<Clock::time_point> next_deadline() const;
 
+  /// True while a job runs or waits to.
+  bool busy() const { return !jobs_.empty() || !waiting_.empty(); }
+
  private:
   struct RunningJob;
   struct InFlight;

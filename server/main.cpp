@@ -25,6 +25,7 @@
 #include "server/engine/job_kind.hpp"
 #include "server/engine/plugin_jobs.hpp"
 #include "server/engine/test_job_directory.hpp"
+#include "server/idle_trim.hpp"
 #include "server/log.hpp"
 #include "server/pool/worker_process.hpp"
 #include "server/server.hpp"
@@ -211,6 +212,7 @@ int main(int argc, char** argv) {
     return run_worker(std::atoi(argv[2]));
   }
 
+  IdleTrim::keep_freed_memory();
   ServerConfig config;
   std::string listen = config.listen_host + ":" + std::to_string(config.listen_port);
   std::string tls_listen;

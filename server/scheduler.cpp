@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "server/background_thread.hpp"
+#include "server/idle_trim.hpp"
 #include "server/log.hpp"
 #include "server/pool/worker_pool.hpp"
 
@@ -91,6 +92,7 @@ void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
       if (pool) pool->run_here({}, {});
     }
   } forget{cluster_pool};
+  IdleTrim idle_trim;
   for (;;) {
     std::deque<Submission> submitted;
     std::vector<std::shared_ptr<ArrivingInput>> arriving;
@@ -124,7 +126,12 @@ void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
     worker_restarts_ = pool.restarts();
     // And on a worker that dispatch() freed: it drops a job cancelled while its input arrived.
     runner.start_waiting();
-    auto events = pool.wait(wake_fd_, dispatcher.next_deadline());
+    if (dispatcher.busy()) idle_trim.busy(IdleTrim::Clock::now());
+    auto wake_at = dispatcher.next_deadline();
+    if (const auto trim_at = idle_trim.deadline(); trim_at && (!wake_at || *trim_at < *wake_at)) {
+      wake_at = trim_at;
+    }
+    auto events = pool.wait(wake_fd_, wake_at);
     if (cluster_pool) {
       runner.handle(std::move(events));
       events = cluster_pool->take_events();
@@ -132,6 +139,7 @@ void Scheduler::run(WorkerPool& pool, Dispatcher& dispatcher) {
     dispatcher.handle(std::move(events));
     dispatcher.enforce_deadlines();
     worker_restarts_ = pool.restarts();
+    if (!dispatcher.busy()) idle_trim.trim_if_due(IdleTrim::Clock::now());
   }
 }
 

@@ -369,5 +369,32 @@ TEST(BudgetTest, ManyTinyResultsCostNoMoreThanIsCounted) {
   }
 }
 
+TEST(BudgetTest, AnIdleServerGivesFreedMemoryBack) {
+  // The allocator keeps what the server frees while jobs run (server/idle_trim.hpp), and gives it
+  // back once nothing has run for a second.
+  ServerProcess server({"--workers", "2"}, ProcessLimits{.address_space_mib = 4096});
+  RawClient client(server.port());
+  ASSERT_EQ(wait_for(client, submit(client, word_count_request({"warm up"}))).status, kOk);
+  const auto idle = server.rss_kib();
+  // 600,000 distinct words: tens of megabytes of map outputs, reduce messages and result.
+  const auto big = submit(client, word_count_request({random_text(2000000, 5, 600000)}));
+  ASSERT_EQ(wait_for(client, big).status, kOk);
+  const auto peak = server.peak_rss_kib();
+  // Cancelling the finished job releases its result too: nothing of it is needed any more.
+  client.send_message(Opcode::kCancel, protocol::JobId{big});
+  ASSERT_EQ(client.read_reply()->status, kOk);
+  auto rss = server.rss_kib();
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (rss > idle + 24 * 1024 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+    rss = server.rss_kib();
+  }
+  std::printf("[ figures ] resident memory: %llu KiB idle, %llu KiB at the peak, %llu KiB after\n",
+              static_cast<unsigned long long>(idle), static_cast<unsigned long long>(peak),
+              static_cast<unsigned long long>(rss));
+  ASSERT_GT(peak, idle + 64 * 1024) << "the job did not need the memory this test is about";
+  EXPECT_LE(rss, idle + 24 * 1024) << "KiB resident, idle again";
+}
+
 }  // namespace
 }  // namespace mrd::testing
