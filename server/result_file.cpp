@@ -12,14 +12,14 @@
 namespace mrd::server {
 namespace {
 
-[[noreturn]] void fail(const std::string& what) {
+[[noreturn]] void result_file_error(const std::string& what) {
   throw std::system_error(errno, std::generic_category(), what);
 }
 
 /// Closes a descriptor when it goes out of scope, keeping the errno of whatever failed before.
-struct ClosedAtEnd {
+struct CloseAtEnd {
   int fd;
-  ~ClosedAtEnd() {
+  ~CloseAtEnd() {
     const int error = errno;
     ::close(fd);
     errno = error;
@@ -42,23 +42,23 @@ RequestDigest write_result_file(const std::string& directory, const std::string&
   // The final name at once: only a committed row makes the file count, and a file no row names
   // is removed at the next start.
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("creating " + path);
+  if (fd < 0) result_file_error("creating " + path);
   {
-    ClosedAtEnd closed{fd};
+    CloseAtEnd closed{fd};
     for (std::size_t done = 0; done < bytes.size();) {
       const auto n = ::write(fd, bytes.data() + done, bytes.size() - done);
       if (n < 0 && errno == EINTR) continue;
       if (n == 0) errno = EIO;  // no room, and no error to say so: never loop forever
-      if (n <= 0) fail("writing " + path);
+      if (n <= 0) result_file_error("writing " + path);
       done += static_cast<std::size_t>(n);
     }
-    if (sync && ::fdatasync(fd) != 0) fail("fdatasync " + path);
+    if (sync && ::fdatasync(fd) != 0) result_file_error("fdatasync " + path);
   }
   if (sync) {
     const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0) fail("opening " + directory + " to sync it");
-    ClosedAtEnd closed{dir};
-    if (::fsync(dir) != 0) fail("fsync " + directory);  // the file's name, too
+    if (dir < 0) result_file_error("opening " + directory + " to sync it");
+    CloseAtEnd closed{dir};
+    if (::fsync(dir) != 0) result_file_error("fsync " + directory);  // the file's name, too
   }
   return digest_of(bytes);
 }
@@ -70,7 +70,7 @@ std::string read_result_file(const std::string& path, const RequestDigest& diges
   };
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw unreadable("opened");
-  ClosedAtEnd closed{fd};
+  CloseAtEnd closed{fd};
   struct stat info {};
   if (::fstat(fd, &info) != 0) throw unreadable("read");
   std::string bytes(static_cast<std::size_t>(info.st_size), '\0');
