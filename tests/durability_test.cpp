@@ -977,6 +977,20 @@ TEST(Durability, ABigInputIsAFileTheRowNamesAndTheJobRunsFromItAfterSigkill) {
   EXPECT_EQ(submit(client, request), ids.big);
 }
 
+/// Overwrites the byte at `offset` of `file` with '#'.
+void damage_byte(const std::filesystem::path& file, std::streamoff offset) {
+  std::fstream bytes(file, std::ios::in | std::ios::out | std::ios::binary);
+  bytes.seekp(offset);
+  bytes.put('#');
+}
+
+/// Expects job `id` to have failed, its reason saying `why`.
+void expect_failed_saying(RawClient& client, std::uint32_t id, const std::string& why) {
+  const auto reply = wait_for(client, id);
+  EXPECT_EQ(status_name(reply.status), "job-failed");
+  EXPECT_NE(error_text(reply).find(why), std::string::npos) << error_text(reply);
+}
+
 TEST(Durability, ADamagedOrMissingInputFileFailsItsJobAndSaysWhy) {
   TempDir dir;
   const auto args = with_data_dir(dir, {"--enable-test-jobs", "--workers", "1"});
@@ -992,26 +1006,14 @@ TEST(Durability, ADamagedOrMissingInputFileFailsItsJobAndSaysWhy) {
     server.stop(SIGKILL);
   }
   const auto inputs = dir.path() / "data" / "inputs";
-  {
-    std::fstream file(inputs / (std::to_string(damaged) + ".input"),
-                      std::ios::in | std::ios::out | std::ios::binary);
-    file.seekp(100000);
-    file.put('#');
-  }
+  damage_byte(inputs / (std::to_string(damaged) + ".input"), 100000);
   std::filesystem::remove(inputs / (std::to_string(missing) + ".input"));
   ServerProcess server(args);
   RawClient client(server.port());
   client.send_message(Opcode::kCancel, protocol::JobId{hang});
   ASSERT_EQ(client.read_reply()->status, kOk);
-  const auto damaged_reply = wait_for(client, damaged);
-  EXPECT_EQ(status_name(damaged_reply.status), "job-failed");
-  EXPECT_NE(error_text(damaged_reply).find("does not hold the bytes that were stored"),
-            std::string::npos)
-      << error_text(damaged_reply);
-  const auto missing_reply = wait_for(client, missing);
-  EXPECT_EQ(status_name(missing_reply.status), "job-failed");
-  EXPECT_NE(error_text(missing_reply).find("cannot be opened"), std::string::npos)
-      << error_text(missing_reply);
+  expect_failed_saying(client, damaged, "does not hold the bytes that were stored");
+  expect_failed_saying(client, missing, "cannot be opened");
   EXPECT_TRUE(inputs_become(dir, {}));
   EXPECT_EQ(as_map(result_of(wait_for(client, submit(client, word_count_request({"a b a"}))))),
             reference_word_count({"a b a"}));
@@ -1159,24 +1161,12 @@ TEST(Durability, ADamagedOrMissingResultFileFailsItsJobAndSaysWhy) {
     server.stop(SIGKILL);
   }
   const auto results = dir.path() / "data" / "results";
-  {
-    std::fstream file(results / result_file(damaged),
-                      std::ios::in | std::ios::out | std::ios::binary);
-    file.seekp(1000);
-    file.put('#');
-  }
+  damage_byte(results / result_file(damaged), 1000);
   std::filesystem::remove(results / result_file(missing));
   ServerProcess server(args);
   RawClient client(server.port());
-  const auto damaged_reply = wait_for(client, damaged);
-  EXPECT_EQ(status_name(damaged_reply.status), "job-failed");
-  EXPECT_NE(error_text(damaged_reply).find("does not hold the bytes that were stored"),
-            std::string::npos)
-      << error_text(damaged_reply);
-  const auto missing_reply = wait_for(client, missing);
-  EXPECT_EQ(status_name(missing_reply.status), "job-failed");
-  EXPECT_NE(error_text(missing_reply).find("cannot be opened"), std::string::npos)
-      << error_text(missing_reply);
+  expect_failed_saying(client, damaged, "does not hold the bytes that were stored");
+  expect_failed_saying(client, missing, "cannot be opened");
   EXPECT_EQ(as_map(result_of(wait_for(client, submit(client, word_count_request({"a b a"}))))),
             reference_word_count({"a b a"}));
 }
