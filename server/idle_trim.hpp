@@ -5,9 +5,9 @@
 // reduce messages, its result. By default glibc hands the top of its heap back to the kernel as
 // soon as 128 KiB there are free, so the next job (or the next phase of this one) faults the
 // same memory in again, page by page; on a virtual machine a fresh page costs more than the bytes
-// written into it. Kept, the end-to-end word count takes about a tenth less time
-// (docs/benchmarks.md, profiles). Given back once nothing has run for a second, an idle server's
-// resident memory still falls back after a burst of big jobs.
+// written into it. Kept, the 64 MiB word count took 4 to 10 per cent less time end to end in
+// alternating runs (bench/profiling.md). Given back once nothing has run for a second, an idle
+// server's resident memory still falls back after a burst of big jobs.
 #pragma once
 
 #include <chrono>
