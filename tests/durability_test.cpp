@@ -6,6 +6,7 @@
 #include <sys/mount.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -773,9 +774,10 @@ TEST(Durability, TheLogIsCheckpointedIntoTheDatabaseWhileTheServerRuns) {
   ServerProcess server(with_data_dir(dir));
   RawClient client(server.port());
   std::vector<std::uint32_t> ids;
-  for (int i = 0; i < 150; ++i) {
+  for (int i = 0; i < 300; ++i) {
     // 1,500 distinct words: a result of about 40 KB, kept in its row (one of 64 KiB or more would
-    // be a file of its own).
+    // be a file of its own). 12 MB in all: up to 1,000 pages (4 MB) of it may still be in the
+    // log, waiting for the next checkpoint, when the database file is looked at.
     ids.push_back(submit(client, word_count_request({random_text(1500, 500 + i, 1000000)})));
   }
   for (const auto id : ids)
@@ -786,6 +788,8 @@ TEST(Durability, TheLogIsCheckpointedIntoTheDatabaseWhileTheServerRuns) {
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
   }
+  std::printf("[ figures ] database file: %llu bytes\n",
+              static_cast<unsigned long long>(std::filesystem::file_size(database)));
   EXPECT_GE(std::filesystem::file_size(database), 4u << 20) << "the log was never checkpointed";
   // And a restart serves every result, from the database and what is left in the log.
   server.stop(SIGKILL);
